@@ -1,0 +1,263 @@
+//! `RawArray<T>`: a fixed-length run of plain-data values in shared memory,
+//! without a lock (Python's `multiprocessing.RawArray`).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::atomic::{AtomicInteger, ShmSafe};
+use crate::error::{OutOfBounds, SegmentError};
+use crate::segment::{Segment, SegmentKind, TypeIdentity};
+
+/// A fixed-length array of `T` in its own shared segment.
+///
+/// Clones share the elements; so does a child that receives it as an
+/// argument. Element reads and writes are volatile copies; for concurrent
+/// read-modify-write use [`RawArray::atomics`] (integer elements) or a lock.
+///
+/// # Examples
+///
+/// ```
+/// use shm_core::RawArray;
+///
+/// let a = RawArray::from_slice(&[1i32, 2, 3])?;
+/// a.set(0, -1)?;
+/// assert_eq!(a.to_vec(), [-1, 2, 3]);
+/// assert!(a.set(3, 0).is_err());
+/// a.atomics()[1].fetch_add(40, std::sync::atomic::Ordering::Relaxed);
+/// assert_eq!(a.get(1), Some(42));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RawArray<T> {
+    seg: Arc<Segment>,
+    ptr: NonNull<T>,
+    len: usize,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: elements are only reached through volatile or atomic accesses; T is
+// Send + Sync plain data; the Arc keeps the mapping alive.
+unsafe impl<T: ShmSafe> Send for RawArray<T> {}
+// SAFETY: as above; `&RawArray` hands out copies, or atomics which are Sync.
+unsafe impl<T: ShmSafe> Sync for RawArray<T> {}
+
+impl<T> Clone for RawArray<T> {
+    fn clone(&self) -> Self {
+        Self {
+            seg: Arc::clone(&self.seg),
+            ptr: self.ptr,
+            len: self.len,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: ShmSafe + fmt::Debug> fmt::Debug for RawArray<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RawArray").field(&self.to_vec()).finish()
+    }
+}
+
+impl<T: ShmSafe> RawArray<T> {
+    fn identity() -> TypeIdentity {
+        TypeIdentity::of::<T>(SegmentKind::ARRAY)
+    }
+
+    fn bytes_for(len: usize) -> Result<usize, SegmentError> {
+        len.checked_mul(size_of::<T>()).ok_or(SegmentError::InvalidSize {
+            requested: u64::MAX,
+            reason: "element count times element size overflows",
+        })
+    }
+
+    /// A new array of `len` zeroed elements.
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError::InvalidSize`] when `len` is zero or too large.
+    pub fn new(len: usize) -> Result<Self, SegmentError> {
+        Self::from_segment(Segment::create(&Self::identity(), Self::bytes_for(len)?)?)
+    }
+
+    /// A new array holding a copy of `items`.
+    ///
+    /// # Errors
+    ///
+    /// As [`RawArray::new`].
+    pub fn from_slice(items: &[T]) -> Result<Self, SegmentError> {
+        let a = Self::new(items.len())?;
+        a.write(0, items).expect("the array has exactly items.len() elements");
+        Ok(a)
+    }
+
+    /// A new named array holding a copy of `items`, which other programs can
+    /// open with [`RawArray::open`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Segment::create_named`].
+    pub fn create_named(name: &str, items: &[T]) -> Result<Self, SegmentError> {
+        let a = Self::from_segment(Segment::create_named(name, &Self::identity(), Self::bytes_for(items.len())?)?)?;
+        a.write(0, items).expect("the array has exactly items.len() elements");
+        Ok(a)
+    }
+
+    /// Opens the named array `name`, checking that it holds `T`s.
+    ///
+    /// # Errors
+    ///
+    /// As [`Segment::open_named`], including [`SegmentError::TypeMismatch`].
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        Self::from_segment(Segment::open_named(name, Some(&Self::identity()))?)
+    }
+
+    /// Wraps a segment, checking that it holds a whole number of `T`s.
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError::TypeMismatch`] or [`SegmentError::BadPayload`].
+    pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
+        seg.check_type(&Self::identity())?;
+        let bytes = seg.payload_len();
+        if size_of::<T>() == 0 || bytes % size_of::<T>() != 0 {
+            return Err(SegmentError::BadPayload {
+                len: bytes as u64,
+                elem_size: size_of::<T>() as u64,
+            });
+        }
+        let ptr = seg.payload().cast::<T>();
+        Ok(Self {
+            len: bytes / size_of::<T>(),
+            seg: Arc::new(seg),
+            ptr,
+            _t: PhantomData,
+        })
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: arrays hold at least one element.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn check(&self, range: Range<usize>) -> Result<(), OutOfBounds> {
+        if range.start <= range.end && range.end <= self.len {
+            Ok(())
+        } else {
+            Err(OutOfBounds {
+                start: range.start,
+                end: range.end,
+                len: self.len,
+            })
+        }
+    }
+
+    /// Element `i`, or `None` past the end.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<T> {
+        (i < self.len).then(|| {
+            debug_assert!(i < self.len);
+            // SAFETY: i < len, so the element is inside the payload; it is
+            // aligned (payload 128-aligned, T's align <= 128 and divides size);
+            // T accepts any bit pattern.
+            unsafe { self.ptr.as_ptr().add(i).read_volatile() }
+        })
+    }
+
+    /// Sets element `i`.
+    ///
+    /// # Errors
+    ///
+    /// [`OutOfBounds`] when `i >= len`.
+    #[inline]
+    pub fn set(&self, i: usize, value: T) -> Result<(), OutOfBounds> {
+        self.check(i..i.saturating_add(1))?;
+        // SAFETY: bounds checked above; see `get` for alignment.
+        unsafe { self.ptr.as_ptr().add(i).write_volatile(value) };
+        Ok(())
+    }
+
+    /// Copies `range` out.
+    ///
+    /// # Errors
+    ///
+    /// [`OutOfBounds`] for a range past the end.
+    pub fn read(&self, range: Range<usize>) -> Result<Vec<T>, OutOfBounds> {
+        self.check(range.clone())?;
+        Ok(range
+            .map(|i| {
+                // SAFETY: every i lies in the checked range.
+                unsafe { self.ptr.as_ptr().add(i).read_volatile() }
+            })
+            .collect())
+    }
+
+    /// Copies `items` in, starting at element `start`.
+    ///
+    /// # Errors
+    ///
+    /// [`OutOfBounds`] if the items would run past the end.
+    pub fn write(&self, start: usize, items: &[T]) -> Result<(), OutOfBounds> {
+        self.check(start..start.saturating_add(items.len()))?;
+        for (k, item) in items.iter().enumerate() {
+            // SAFETY: start + k lies in the checked range.
+            unsafe { self.ptr.as_ptr().add(start + k).write_volatile(*item) };
+        }
+        Ok(())
+    }
+
+    /// Sets every element to `value`.
+    pub fn fill(&self, value: T) {
+        for i in 0..self.len {
+            // SAFETY: i < len.
+            unsafe { self.ptr.as_ptr().add(i).write_volatile(value) };
+        }
+    }
+
+    /// A copy of every element.
+    pub fn to_vec(&self) -> Vec<T> {
+        self.read(0..self.len).expect("the whole range is in bounds")
+    }
+
+    /// Raw pointer to the first element.
+    pub fn as_ptr(&self) -> *mut T {
+        self.ptr.as_ptr()
+    }
+
+    /// The segment behind this array.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+}
+
+impl<T: AtomicInteger> RawArray<T> {
+    /// The elements as `core` atomics, for any atomic operation.
+    #[inline]
+    pub fn atomics(&self) -> &[T::Atomic] {
+        // SAFETY: T::Atomic has T's size and alignment (AtomicInteger); the
+        // len elements are in bounds and live as long as `self.seg`; shared
+        // atomics may alias across processes by design.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<T::Atomic>(), self.len) }
+    }
+}
+
+impl<T: ShmSafe> Serialize for RawArray<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (*self.seg).serialize(serializer)
+    }
+}
+
+impl<'de, T: ShmSafe> Deserialize<'de> for RawArray<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let seg = Segment::deserialize(deserializer)?;
+        Self::from_segment(seg).map_err(serde::de::Error::custom)
+    }
+}

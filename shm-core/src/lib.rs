@@ -1,0 +1,36 @@
+//! The floor of shm: platform calls, shared segments, typed shared values and
+//! the process launcher. Users depend on the `shm` crate, which re-exports
+//! all of this.
+//!
+//! - [`Segment`]: a validated shared mapping (anonymous memfd, or named).
+//! - [`RawValue`], [`RawArray`]: plain data in shared memory, with atomics
+//!   for integers.
+//! - [`Process`]: Python's process API with the fork, spawn and forkserver
+//!   start methods; shared objects passed as arguments are shared, not copied.
+
+pub mod array;
+pub mod atomic;
+pub mod error;
+pub mod handle;
+pub mod log;
+pub mod process;
+pub mod segment;
+pub mod sync;
+pub mod sys;
+pub mod value;
+
+pub use array::RawArray;
+pub use atomic::{AtomicInteger, ShmSafe};
+pub use error::{BootstrapError, ContextError, HandleError, OutOfBounds, ProcessError, SegmentError};
+pub use log::log_to_stderr;
+pub use process::{
+    Context, CurrentProcess, ExitReport, ParentProcess, Process, StartMethod, Worker, active_children,
+    current_process, get_all_start_methods, get_context, get_start_method, init, parent_process, set_start_method,
+};
+pub use segment::{Segment, SegmentInfo, SegmentKind, TypeIdentity};
+pub use value::RawValue;
+
+/// Number of CPUs this process may use (Python's `cpu_count()`).
+pub fn cpu_count() -> usize {
+    sys::cpu_count()
+}

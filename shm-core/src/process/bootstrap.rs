@@ -1,0 +1,163 @@
+//! The message that tells a spawned or forkserver child what to run, and the
+//! child's side of it: check, attach, report, run, exit.
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use super::current::{self, ChildInfo};
+use super::popen::Report;
+use super::target::{self, EncodedJob};
+use crate::error::{BootstrapError, ProcessError};
+use crate::{log, sys};
+
+/// Environment variable that marks a spawned child: its bootstrap socket's descriptor.
+pub(crate) const SPAWN_ENV: &str = "SHM_SPAWN_FD";
+/// Arguments larger than this travel in a memfd instead of inline.
+const INLINE_ARGS_MAX: usize = 32 * 1024;
+/// Largest bootstrap packet.
+const PACKET_MAX: usize = 64 * 1024;
+/// Largest argument payload accepted from a memfd (1 GiB).
+const ARGS_MAX: u64 = 1 << 30;
+
+#[derive(Serialize, Deserialize)]
+struct Bootstrap {
+    exe: (u64, u64),
+    info: ChildInfo,
+    entry: u64,
+    target: u64,
+    /// `None` when the arguments travel in the first descriptor.
+    args: Option<Vec<u8>>,
+}
+
+/// The running executable's identity, computed once.
+pub(crate) fn exe_identity() -> (u64, u64) {
+    static EXE: OnceLock<(u64, u64)> = OnceLock::new();
+    *EXE.get_or_init(|| sys::exe_identity().unwrap_or((0, 0)))
+}
+
+/// Sends the bootstrap for `job` over `sock`.
+pub(crate) fn send(sock: BorrowedFd<'_>, info: &ChildInfo, job: &EncodedJob) -> Result<(), ProcessError> {
+    let mut fds: Vec<RawFd> = Vec::with_capacity(job.fds.len() + 1);
+    let args_fd;
+    let inline = if job.args.len() <= INLINE_ARGS_MAX {
+        args_fd = None;
+        Some(job.args.clone())
+    } else {
+        let fd = sys::memfd_with(c"shm:args", &job.args).map_err(ProcessError::io("memfd"))?;
+        args_fd = Some(fd);
+        None
+    };
+    let msg = Bootstrap {
+        exe: exe_identity(),
+        info: info.clone(),
+        entry: job.entry,
+        target: job.target,
+        args: inline,
+    };
+    let bytes = postcard::to_allocvec(&msg).map_err(|e| crate::HandleError::Encode(e.to_string()))?;
+    if let Some(fd) = &args_fd {
+        fds.push(std::os::fd::AsRawFd::as_raw_fd(fd));
+    }
+    fds.extend_from_slice(&job.fds);
+    // SAFETY: every descriptor is open for the duration of this call: the
+    // args memfd is owned above, and the object descriptors are owned by the
+    // arguments, which the caller keeps alive until `send` returns.
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) }).collect();
+    match sys::send_packet(sock, &bytes, &borrowed) {
+        Ok(()) => Ok(()),
+        // The child is already gone; `join` will report how it ended.
+        Err(e) if e.raw_os_error() == Some(libc::EPIPE) || e.raw_os_error() == Some(libc::ECONNRESET) => Ok(()),
+        Err(e) => Err(ProcessError::Io { op: "sendmsg", source: e }),
+    }
+}
+
+fn report(sock: BorrowedFd<'_>, r: &Report) {
+    if let Ok(bytes) = postcard::to_allocvec(r) {
+        let _ = sys::send_packet(sock, &bytes, &[]);
+    }
+}
+
+/// In a fresh child: reads the bootstrap from `sock`, checks it, reports,
+/// runs the target and exits. Never returns.
+pub(crate) fn run_child(sock: OwnedFd) -> ! {
+    let prepared = receive(sock.as_fd());
+    match prepared {
+        Ok((info, run)) => {
+            report(sock.as_fd(), &Report::Started);
+            drop(sock);
+            super::child_main(&info, run)
+        }
+        Err(e) => {
+            report(sock.as_fd(), &Report::Failed(e.clone()));
+            let _ = writeln!(std::io::stderr(), "shm: {e}");
+            sys::exit_now(1)
+        }
+    }
+}
+
+type Prepared = (ChildInfo, Box<dyn FnOnce() -> i32>);
+
+fn receive(sock: BorrowedFd<'_>) -> Result<Prepared, BootstrapError> {
+    let (bytes, mut fds) =
+        sys::recv_packet(sock, PACKET_MAX).map_err(|e| BootstrapError::BadMessage(format!("receiving: {e}")))?;
+    if bytes.is_empty() {
+        return Err(BootstrapError::BadMessage("the parent closed the socket before sending".into()));
+    }
+    let msg: Bootstrap = postcard::from_bytes(&bytes).map_err(|e| BootstrapError::BadMessage(e.to_string()))?;
+    let mine = exe_identity();
+    if msg.exe != mine {
+        return Err(BootstrapError::NotSameExecutable {
+            parent: msg.exe,
+            child: mine,
+        });
+    }
+    let args = match msg.args {
+        Some(a) => a,
+        None => {
+            if fds.is_empty() {
+                return Err(BootstrapError::BadMessage("argument descriptor missing".into()));
+            }
+            let fd = fds.remove(0);
+            sys::read_whole(fd.as_fd(), ARGS_MAX).map_err(|e| BootstrapError::BadMessage(format!("reading arguments: {e}")))?
+        }
+    };
+    if let Some(level) = msg.info.log_level {
+        log::init_child_logging(level);
+    }
+    current::become_child(&msg.info);
+    // SAFETY: the offsets were produced by `FnJob::encode` in the parent,
+    // which runs the same executable file as this process (checked above).
+    let run = unsafe { target::prepare(msg.entry, msg.target, &args, fds)? };
+    Ok((msg.info, run))
+}
+
+/// Whether this process was spawned by shm and has not yet taken its
+/// bootstrap (`shm::init()` missing from `main`).
+pub(crate) fn pending_spawn() -> bool {
+    std::env::var_os(SPAWN_ENV).is_some()
+}
+
+/// Reports a missing `init()` to the parent of a spawned child.
+pub(crate) fn report_missing_init() {
+    if let Some(fd) = std::env::var_os(SPAWN_ENV).and_then(|v| v.to_str()?.parse::<RawFd>().ok()) {
+        // SAFETY: the spawn protocol placed our bootstrap socket at this
+        // descriptor and nothing else in the process claims it.
+        if let Ok(sock) = unsafe { sys::adopt_fd(fd) } {
+            report(sock.as_fd(), &Report::Failed(BootstrapError::MissingInit));
+            std::mem::forget(sock);
+        }
+    }
+}
+
+/// The environment for a child program: ours, without shm's private variables.
+pub(crate) fn child_env(extra: &[(&str, String)]) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| k != SPAWN_ENV && k != super::forkserver::SERVER_ENV && k != super::forkserver::CLIENT_ENV)
+        .collect();
+    env.extend(extra.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
+    env
+}

@@ -1,0 +1,209 @@
+//! Who this process is (name, identity, daemon flag, parent) and which
+//! children it has started.
+
+use std::sync::{Mutex, MutexGuard, Once};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Process, StartMethod};
+use crate::error::ProcessError;
+use crate::sys;
+
+/// What a child learns about itself from its parent.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct ChildInfo {
+    pub name: String,
+    pub identity: Vec<u32>,
+    pub daemon: bool,
+    pub parent_pid: u32,
+    pub parent_name: String,
+    /// Whether the parent started the child from its main thread (so the
+    /// kernel's parent-death signal follows the parent process).
+    pub parent_main_thread: bool,
+    pub method: StartMethod,
+    pub log_level: Option<u8>,
+}
+
+struct Me {
+    name: String,
+    identity: Vec<u32>,
+    daemon: bool,
+    parent: Option<(u32, String)>,
+    counter: u32,
+}
+
+static ME: Mutex<Me> = Mutex::new(Me {
+    name: String::new(),
+    identity: Vec::new(),
+    daemon: false,
+    parent: None,
+    counter: 0,
+});
+
+static CHILDREN: Mutex<Vec<Process>> = Mutex::new(Vec::new());
+
+fn me() -> MutexGuard<'static, Me> {
+    ME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn children() -> MutexGuard<'static, Vec<Process>> {
+    CHILDREN.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The identity and default name of the next child (`Process-N`, nested
+/// `Process-N:M`), as Python numbers them.
+pub(crate) fn next_child_identity() -> (Vec<u32>, String) {
+    let mut me = me();
+    me.counter += 1;
+    let mut identity = me.identity.clone();
+    identity.push(me.counter);
+    let name = format!(
+        "Process-{}",
+        identity.iter().map(u32::to_string).collect::<Vec<_>>().join(":")
+    );
+    (identity, name)
+}
+
+/// Makes this freshly started child process take on `info`.
+pub(crate) fn become_child(info: &ChildInfo) {
+    {
+        let mut me = me();
+        me.name.clone_from(&info.name);
+        me.identity.clone_from(&info.identity);
+        me.daemon = info.daemon;
+        me.parent = Some((info.parent_pid, info.parent_name.clone()));
+        me.counter = 0;
+    }
+    // Children of the parent are not ours (a fork copied the list).
+    std::mem::take(&mut *children());
+}
+
+/// Whether this process is daemonic.
+pub(crate) fn is_daemon() -> bool {
+    me().daemon
+}
+
+/// The process running this code, as Python's `current_process()` describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CurrentProcess {
+    name: String,
+    pid: u32,
+    daemon: bool,
+    identity: Vec<u32>,
+}
+
+impl CurrentProcess {
+    /// Its name: `MainProcess`, or the name its parent gave it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether it is daemonic.
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// Its position in the process tree: empty for the main process, `[2, 1]`
+    /// for `Process-2:1`.
+    pub fn identity(&self) -> &[u32] {
+        &self.identity
+    }
+
+    /// A process cannot join itself: always [`ProcessError::JoinSelf`], as
+    /// Python's `current_process().join()` fails.
+    pub fn join(&self) -> Result<i32, ProcessError> {
+        Err(ProcessError::JoinSelf)
+    }
+}
+
+/// Describes the calling process.
+pub fn current_process() -> CurrentProcess {
+    let me = me();
+    CurrentProcess {
+        name: if me.name.is_empty() { "MainProcess".to_owned() } else { me.name.clone() },
+        pid: sys::getpid(),
+        daemon: me.daemon,
+        identity: me.identity.clone(),
+    }
+}
+
+/// The process that started this one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParentProcess {
+    pid: u32,
+    name: String,
+}
+
+impl ParentProcess {
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether it is still running.
+    pub fn is_alive(&self) -> bool {
+        sys::process_exists(self.pid) && !sys::is_zombie(self.pid)
+    }
+}
+
+/// The parent of this process, or `None` in the main process.
+pub fn parent_process() -> Option<ParentProcess> {
+    me().parent.as_ref().map(|(pid, name)| ParentProcess {
+        pid: *pid,
+        name: name.clone(),
+    })
+}
+
+/// Registers a started child so it is reaped even if its handle is dropped,
+/// and so that it is joined (or, if daemonic, terminated) at exit.
+pub(crate) fn register_child(p: &Process) {
+    static AT_EXIT: Once = Once::new();
+    AT_EXIT.call_once(|| {
+        // SAFETY: `at_exit` is an `extern "C" fn()` that never unwinds (it
+        // catches panics) and stays valid for the life of the program.
+        unsafe { libc::atexit(at_exit) };
+    });
+    children().push(p.clone());
+}
+
+/// Forgets children that have ended, reaping them.
+pub(crate) fn reap_finished() {
+    let list = std::mem::take(&mut *children());
+    let alive: Vec<Process> = list.into_iter().filter(Process::is_alive).collect();
+    children().extend(alive);
+}
+
+/// The children of this process that are still running; reaps those that ended.
+pub fn active_children() -> Vec<Process> {
+    reap_finished();
+    children().clone()
+}
+
+/// Python's exit handler: terminate daemonic children, then join all.
+pub(crate) fn cleanup_children() {
+    let Ok(list) = CHILDREN.try_lock().map(|mut l| std::mem::take(&mut *l)) else {
+        return;
+    };
+    for p in &list {
+        if p.daemon() && p.is_alive() {
+            let _ = p.terminate();
+        }
+    }
+    for p in &list {
+        let _ = p.join();
+    }
+}
+
+extern "C" fn at_exit() {
+    let _ = std::panic::catch_unwind(cleanup_children);
+}

@@ -1,0 +1,576 @@
+//! Processes with Python's semantics: `Process`, start methods, the current
+//! and parent process, active children, and `init()`.
+//!
+//! ```no_run
+//! fn square(n: u64) {
+//!     println!("{n}^2 = {}", n * n);
+//! }
+//!
+//! fn main() -> Result<(), shm_core::ProcessError> {
+//!     shm_core::init(); // first: spawned children dispatch to their target here
+//!     let p = shm_core::Process::new(square, 7);
+//!     p.start()?;
+//!     assert_eq!(p.join()?, 0);
+//!     Ok(())
+//! }
+//! ```
+
+mod bootstrap;
+mod context;
+mod current;
+mod forkserver;
+mod popen;
+mod target;
+
+use std::fmt;
+use std::io::Write as _;
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use context::{Context, StartMethod, UnknownStartMethod, get_all_start_methods, get_context, get_start_method, set_start_method};
+pub use current::{CurrentProcess, ParentProcess, active_children, current_process, parent_process};
+pub use target::ExitReport;
+
+use crate::error::{BootstrapError, ProcessError};
+use crate::{log, sys};
+use current::ChildInfo;
+use popen::{Outcome, Popen, Reaper};
+use target::{ClosureJob, FnJob, Job};
+
+static INIT: Once = Once::new();
+
+/// Prepares shm in this program. Call it as the **first statement of
+/// `main`**, like Python's `if __name__ == '__main__':` guard.
+///
+/// - In a child started by the spawn method (this executable run again),
+///   it receives the target and its arguments, checks that it runs the same
+///   executable as its parent, runs the target and exits: it never returns.
+///   The same holds in a process started as the fork server.
+/// - In any other process it starts the fork server (the default start
+///   method) while the program is still single-threaded, and returns.
+///
+/// Calling it again does nothing.
+pub fn init() {
+    if let Some(fd) = std::env::var_os(forkserver::SERVER_ENV) {
+        forkserver::serve_from_env(&fd.to_string_lossy());
+    }
+    if let Some(fd) = std::env::var_os(bootstrap::SPAWN_ENV) {
+        // SAFETY: `init` is documented to run first in `main`, before the
+        // program starts threads; in a spawned child no user code has run.
+        // No other thread can be reading the environment.
+        unsafe { std::env::remove_var(bootstrap::SPAWN_ENV) };
+        let fd: i32 = fd.to_string_lossy().parse().unwrap_or(-1);
+        // SAFETY: the parent placed our bootstrap socket at this descriptor
+        // (spawn protocol); nothing else in this new process owns it.
+        match unsafe { sys::adopt_fd(fd) } {
+            Ok(sock) => bootstrap::run_child(sock),
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "shm: spawned child has no bootstrap socket: {e}");
+                sys::exit_now(1);
+            }
+        }
+    }
+    INIT.call_once(|| {
+        if sys::thread_count() == 1
+            && let Err(e) = forkserver::start_by_fork()
+        {
+            tracing::warn!("fork server not started at init ({e}); it will be spawned on first use");
+        }
+    });
+}
+
+const MISSING_INIT: &str = "this process was started by the spawn method, but `main` did not call `shm::init()` \
+                            first: add `shm::init();` as the first line of `main`";
+
+/// A unit of work that runs in its own process, as a user type (the Rust
+/// form of subclassing Python's `Process` and overriding `run`).
+pub trait Worker: Serialize + DeserializeOwned + Send + 'static {
+    /// What the child does.
+    fn run(self);
+}
+
+fn run_worker<W: Worker>(w: W) {
+    w.run();
+}
+
+struct State {
+    name: String,
+    daemon: bool,
+    method: Option<StartMethod>,
+    identity: Vec<u32>,
+    job: Option<Box<dyn Job>>,
+    creator: u32,
+    popen: Option<Popen>,
+    outcome: Outcome,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    /// Held by whoever waits on the child, so reports are read by one thread.
+    waiting: Mutex<()>,
+}
+
+/// A child process, as Python's `multiprocessing.Process`.
+///
+/// Clones are handles to the same process.
+#[derive(Clone)]
+pub struct Process {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.state();
+        f.debug_struct("Process")
+            .field("name", &st.name)
+            .field("pid", &st.popen.as_ref().map(|p| p.pid))
+            .field("daemon", &st.daemon)
+            .field("exitcode", &st.outcome.code)
+            .finish()
+    }
+}
+
+impl Process {
+    /// A process that will run `target(args)`.
+    ///
+    /// The target is a function (or a non-capturing closure); the arguments
+    /// travel with serde, and shared objects among them (values, arrays,
+    /// locks, queues) are shared with the child, not copied. The default
+    /// name is `Process-N`.
+    pub fn new<A, R>(target: fn(A) -> R, args: A) -> Self
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: ExitReport + 'static,
+    {
+        Self::with_job(Box::new(FnJob { target, args }), None)
+    }
+
+    /// A process that runs `worker.run()`.
+    pub fn from_worker<W: Worker>(worker: W) -> Self {
+        Self::new(run_worker::<W>, worker)
+    }
+
+    /// A process that runs a closure. Only the fork start method can run a
+    /// closure (its captures cannot be sent to a new program), so this
+    /// process uses fork; see [`StartMethod::Fork`] for when that is unsafe.
+    pub fn from_closure<F, R>(f: F) -> Self
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: ExitReport + 'static,
+    {
+        Self::with_job(Box::new(ClosureJob(f)), Some(StartMethod::Fork))
+    }
+
+    fn with_job(job: Box<dyn Job>, method: Option<StartMethod>) -> Self {
+        let (identity, name) = current::next_child_identity();
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State {
+                    name,
+                    daemon: current::is_daemon(),
+                    method,
+                    identity,
+                    job: Some(job),
+                    creator: sys::getpid(),
+                    popen: None,
+                    outcome: Outcome::default(),
+                }),
+                waiting: Mutex::new(()),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sets the name (builder form).
+    #[must_use]
+    pub fn with_name(self, name: impl Into<String>) -> Self {
+        self.state().name = name.into();
+        self
+    }
+
+    /// Sets the daemon flag (builder form). A daemonic process is killed
+    /// when its parent exits, even by SIGKILL, and may not start children.
+    #[must_use]
+    pub fn with_daemon(self, daemon: bool) -> Self {
+        self.state().daemon = daemon;
+        self
+    }
+
+    /// Chooses the start method (builder form); the default is the
+    /// process-wide one ([`get_start_method`]).
+    #[must_use]
+    pub fn with_start_method(self, method: StartMethod) -> Self {
+        self.state().method = Some(method);
+        self
+    }
+
+    /// Renames the process.
+    pub fn set_name(&self, name: impl Into<String>) {
+        self.state().name = name.into();
+    }
+
+    /// Sets the daemon flag.
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError::AlreadyRunning`] after `start`.
+    pub fn set_daemon(&self, daemon: bool) -> Result<(), ProcessError> {
+        let mut st = self.state();
+        if st.popen.is_some() {
+            return Err(ProcessError::AlreadyRunning {
+                what: "daemon",
+                name: st.name.clone(),
+            });
+        }
+        st.daemon = daemon;
+        Ok(())
+    }
+
+    /// Its name.
+    pub fn name(&self) -> String {
+        self.state().name.clone()
+    }
+
+    /// Whether it is daemonic.
+    pub fn daemon(&self) -> bool {
+        self.state().daemon
+    }
+
+    /// Its pid, once started.
+    pub fn pid(&self) -> Option<u32> {
+        self.state().popen.as_ref().map(|p| p.pid)
+    }
+
+    /// The start method it uses (or will use).
+    pub fn start_method(&self) -> StartMethod {
+        self.state().method.unwrap_or_else(get_start_method)
+    }
+
+    /// Starts the child.
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError::AlreadyStarted`], [`ProcessError::DaemonCannotHaveChildren`],
+    /// [`ProcessError::ClosureNeedsFork`], [`ProcessError::NotInitialized`],
+    /// [`ProcessError::Handle`] when the arguments do not serialise, and
+    /// [`ProcessError::Io`].
+    pub fn start(&self) -> Result<(), ProcessError> {
+        if bootstrap::pending_spawn() {
+            bootstrap::report_missing_init();
+            return Err(ProcessError::NotInitialized(MISSING_INIT));
+        }
+        if current::is_daemon() {
+            return Err(ProcessError::DaemonCannotHaveChildren);
+        }
+        current::reap_finished();
+        let mut st = self.state();
+        let Some(job) = st.job.take() else {
+            return Err(ProcessError::AlreadyStarted { name: st.name.clone() });
+        };
+        let method = st.method.unwrap_or_else(get_start_method);
+        st.method = Some(method);
+        let me = current::current_process();
+        let info = ChildInfo {
+            name: st.name.clone(),
+            identity: st.identity.clone(),
+            daemon: st.daemon,
+            parent_pid: me.pid(),
+            parent_name: me.name().to_owned(),
+            parent_main_thread: sys::is_main_thread(),
+            method,
+            log_level: log::level_code(),
+        };
+        let started = match method {
+            StartMethod::Fork => start_fork(job, &info),
+            StartMethod::Spawn | StartMethod::ForkServer => {
+                let r = if method == StartMethod::Spawn {
+                    start_spawn(job.as_ref(), &info)
+                } else {
+                    start_forkserver(job.as_ref(), &info)
+                };
+                if r.is_err() {
+                    st.job = Some(job);
+                }
+                r
+            }
+        };
+        let (popen, early) = started?;
+        tracing::debug!(child = %info.name, pid = popen.pid, method = %method, "started child");
+        st.popen = Some(popen);
+        st.outcome = early;
+        drop(st);
+        current::register_child(self);
+        Ok(())
+    }
+
+    /// Waits for the child to end and returns its exit code: 0 when the
+    /// target returned, `n` for `std::process::exit(n)`, 1 after a panic or
+    /// an `Err` return, minus the signal number when a signal killed it.
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError::NotStarted`], [`ProcessError::JoinSelf`],
+    /// [`ProcessError::NotOurChild`]; [`ProcessError::Bootstrap`] when the
+    /// child could not run its target (the exit code is still recorded);
+    /// [`ProcessError::StatusLost`] if the fork server was killed first.
+    pub fn join(&self) -> Result<i32, ProcessError> {
+        self.wait(None).map(|c| c.expect("an unbounded wait ends with the child"))
+    }
+
+    /// As [`Process::join`], giving up after `timeout` with `Ok(None)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Process::join`].
+    pub fn join_timeout(&self, timeout: Duration) -> Result<Option<i32>, ProcessError> {
+        self.wait(Some(timeout))
+    }
+
+    fn wait(&self, timeout: Option<Duration>) -> Result<Option<i32>, ProcessError> {
+        let popen = {
+            let st = self.state();
+            let Some(popen) = st.popen.clone() else {
+                return Err(ProcessError::NotStarted { name: st.name.clone() });
+            };
+            let me = sys::getpid();
+            if popen.pid == me {
+                return Err(ProcessError::JoinSelf);
+            }
+            if st.creator != me {
+                return Err(ProcessError::NotOurChild {
+                    name: st.name.clone(),
+                    parent: st.creator,
+                    me,
+                });
+            }
+            if st.outcome.code.is_some() || st.outcome.status_lost {
+                return finish(&st);
+            }
+            popen
+        };
+        let _waiting = self.inner.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        {
+            let st = self.state();
+            if st.outcome.code.is_some() || st.outcome.status_lost {
+                return finish(&st);
+            }
+        }
+        let mut out = Outcome::default();
+        popen.wait(timeout, &mut out)?;
+        let mut st = self.state();
+        st.outcome.started |= out.started;
+        if out.failure.is_some() {
+            st.outcome.failure = out.failure;
+        }
+        st.outcome.status_lost |= out.status_lost;
+        if let Some(code) = out.code {
+            st.outcome.code = Some(code);
+            let spawned = popen.conn.is_some();
+            if spawned && !st.outcome.started && st.outcome.failure.is_none() && code >= 0 {
+                st.outcome.failure = Some(BootstrapError::MissingInit);
+            }
+            tracing::debug!(child = %st.name, code, "child exited with exit code {code}");
+        }
+        finish(&st)
+    }
+
+    /// Whether the child is running (started and not yet ended).
+    pub fn is_alive(&self) -> bool {
+        let popen = {
+            let st = self.state();
+            match &st.popen {
+                None => return false,
+                Some(_) if st.outcome.code.is_some() || st.outcome.status_lost => return false,
+                Some(p) => p.clone(),
+            }
+        };
+        if !sys::poll_readable(&[popen.pidfd.as_fd()], Some(Duration::ZERO)).is_ok_and(|r| r[0]) {
+            return true;
+        }
+        // It has ended: collect its status (the fork server reports at once).
+        let timeout = match popen.reaper {
+            Reaper::Us => Some(Duration::ZERO),
+            Reaper::Server => None,
+        };
+        let _ = self.wait(timeout);
+        false
+    }
+
+    /// The exit code, or `None` while the child runs (or before start).
+    pub fn exitcode(&self) -> Option<i32> {
+        if self.state().popen.is_some() {
+            let _ = self.is_alive();
+        }
+        self.state().outcome.code
+    }
+
+    /// Sends SIGTERM (Python's `terminate`). Does nothing once the child ended.
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError::NotStarted`], [`ProcessError::NotOurChild`], [`ProcessError::Io`].
+    pub fn terminate(&self) -> Result<(), ProcessError> {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// Sends SIGKILL. Does nothing once the child ended.
+    ///
+    /// # Errors
+    ///
+    /// As [`Process::terminate`].
+    pub fn kill(&self) -> Result<(), ProcessError> {
+        self.signal(libc::SIGKILL)
+    }
+
+    fn signal(&self, sig: i32) -> Result<(), ProcessError> {
+        let st = self.state();
+        let Some(popen) = &st.popen else {
+            return Err(ProcessError::NotStarted { name: st.name.clone() });
+        };
+        if st.creator != sys::getpid() {
+            return Err(ProcessError::NotOurChild {
+                name: st.name.clone(),
+                parent: st.creator,
+                me: sys::getpid(),
+            });
+        }
+        if st.outcome.code.is_some() {
+            return Ok(());
+        }
+        popen.signal(sig)
+    }
+}
+
+fn finish(st: &State) -> Result<Option<i32>, ProcessError> {
+    if let Some(e) = &st.outcome.failure {
+        return Err(ProcessError::Bootstrap {
+            name: st.name.clone(),
+            source: e.clone(),
+        });
+    }
+    if st.outcome.status_lost {
+        return Err(ProcessError::StatusLost {
+            name: st.name.clone(),
+            why: "the fork server died before the child; it was not our child to reap",
+        });
+    }
+    Ok(st.outcome.code)
+}
+
+type Started = Result<(Popen, Outcome), ProcessError>;
+
+fn flush_std() {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+}
+
+fn start_fork(job: Box<dyn Job>, info: &ChildInfo) -> Started {
+    // Output buffered now would otherwise be written twice.
+    flush_std();
+    // SAFETY: fork's rule (only async-signal-safe code in the child of a
+    // multi-threaded parent) is the user's choice: Fork is opt-in and
+    // documented as such on `StartMethod::Fork`.
+    match unsafe { sys::fork() }.map_err(ProcessError::io("fork"))? {
+        sys::Forked::Child => {
+            current::become_child(info);
+            child_main(info, Box::new(move || job.run()))
+        }
+        sys::Forked::Parent(pid) => {
+            drop(job);
+            let pidfd = sys::pidfd_open(pid).map_err(ProcessError::io("pidfd_open"))?;
+            let popen = Popen {
+                pid,
+                pidfd: Arc::new(pidfd),
+                conn: None,
+                reaper: Reaper::Us,
+            };
+            Ok((popen, Outcome::default()))
+        }
+    }
+}
+
+fn start_spawn(job: &dyn Job, info: &ChildInfo) -> Started {
+    let encoded = job.encode()?;
+    let (ours, theirs) = sys::seqpacket_pair().map_err(ProcessError::io("socketpair"))?;
+    // Queued in the socket before the child exists; it reads it in init().
+    bootstrap::send(ours.as_fd(), info, &encoded)?;
+    let env = bootstrap::child_env(&[(bootstrap::SPAWN_ENV, "3".into())]);
+    let argv: Vec<_> = std::env::args_os().collect();
+    let pid = sys::spawn_self(&argv, &env, theirs.as_fd()).map_err(ProcessError::io("posix_spawn"))?;
+    drop(theirs);
+    let pidfd = sys::pidfd_open(pid).map_err(ProcessError::io("pidfd_open"))?;
+    let popen = Popen {
+        pid,
+        pidfd: Arc::new(pidfd),
+        conn: Some(Arc::new(ours)),
+        reaper: Reaper::Us,
+    };
+    Ok((popen, Outcome::default()))
+}
+
+fn start_forkserver(job: &dyn Job, info: &ChildInfo) -> Started {
+    if !INIT.is_completed() && !forkserver::is_running() {
+        return Err(ProcessError::NotInitialized(
+            "the forkserver start method needs `shm::init();` as the first line of `main` \
+             (or choose the fork start method)",
+        ));
+    }
+    let encoded = job.encode()?;
+    let (ours, theirs) = sys::seqpacket_pair().map_err(ProcessError::io("socketpair"))?;
+    bootstrap::send(ours.as_fd(), info, &encoded)?;
+    forkserver::request(&ours, theirs, info.daemon)
+}
+
+/// The life of a child once it knows who it is: runs `run`, then exits.
+fn child_main(info: &ChildInfo, run: Box<dyn FnOnce() -> i32>) -> ! {
+    let name = info.name.clone();
+    std::panic::set_hook(Box::new(move |panic| {
+        let _ = writeln!(std::io::stderr(), "Process {name} (pid {}) {panic}", sys::getpid());
+    }));
+    if info.daemon && info.method != StartMethod::ForkServer {
+        die_with_parent(info.parent_pid, info.parent_main_thread);
+    }
+    tracing::debug!(method = %info.method, parent = info.parent_pid, "child process started");
+    let code = run();
+    exit_child(code)
+}
+
+/// Ends a child: joins its own children, logs, flushes, `_exit`s.
+fn exit_child(code: i32) -> ! {
+    current::cleanup_children();
+    tracing::debug!(code, "process exiting with exit code {code}");
+    flush_std();
+    sys::exit_now(code)
+}
+
+/// Makes a daemonic child die with its parent process.
+fn die_with_parent(parent: u32, parent_main_thread: bool) {
+    if parent_main_thread {
+        // The kernel signals us when the thread that forked us exits; for
+        // the main thread that is the process. Close the race with a parent
+        // that died before the call.
+        if sys::kill_me_with_parent().is_ok() && sys::getppid() == parent {
+            return;
+        }
+        if sys::getppid() != parent {
+            sys::exit_now(1);
+        }
+    }
+    // Started from another thread (or prctl failed): watch the parent process.
+    match sys::pidfd_open(parent) {
+        Ok(pidfd) => {
+            let _ = std::thread::Builder::new().name("shm-parent-watch".into()).spawn(move || {
+                let _ = sys::poll_readable(&[pidfd.as_fd()], None);
+                sys::kill_pid(sys::getpid(), libc::SIGKILL);
+            });
+        }
+        Err(_) => sys::exit_now(1),
+    }
+}

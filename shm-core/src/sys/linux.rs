@@ -1,0 +1,520 @@
+//! Linux system calls: memfd, mmap, POSIX shm, pidfd, fork/spawn, `SCM_RIGHTS`.
+//!
+//! Every function here is a thin, documented wrapper. Policy (what to create,
+//! what to check) lives in the callers.
+
+use std::ffi::{CStr, CString, OsString};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::fs::{MemfdFlags, Mode, SealFlags};
+use rustix::mm::{MapFlags, ProtFlags};
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
+
+/// Where POSIX shared-memory objects appear as files.
+pub const SHM_DIR: &str = "/dev/shm";
+
+/// Most descriptors the kernel passes in one `SCM_RIGHTS` message (`SCM_MAX_FD`).
+pub const MAX_FDS_PER_MESSAGE: usize = 253;
+
+// ---------------------------------------------------------------------------
+// Shared memory
+// ---------------------------------------------------------------------------
+
+/// Creates an anonymous, sealable memory file (`memfd_create`), close-on-exec.
+pub fn memfd(name: &CStr) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::memfd_create(
+        name,
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )?)
+}
+
+/// Sets the length of a memory file (`ftruncate`).
+pub fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    Ok(rustix::fs::ftruncate(fd, len)?)
+}
+
+/// Forbids any later change of size, and any later change of seals.
+pub fn seal_size(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::fs::fcntl_add_seals(
+        fd,
+        SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
+    )?)
+}
+
+/// Whether the file can no longer shrink (a memfd we sealed). Files that do
+/// not support seals answer `false`.
+pub fn is_shrink_sealed(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fcntl_get_seals(fd).is_ok_and(|s| s.contains(SealFlags::SHRINK))
+}
+
+/// Length in bytes, owner uid and permission bits of an open file.
+pub fn file_info(fd: BorrowedFd<'_>) -> io::Result<(u64, u32, u32)> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((
+        u64::try_from(st.st_size).unwrap_or(0),
+        st.st_uid,
+        st.st_mode & 0o7777,
+    ))
+}
+
+/// Current user id.
+pub fn uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+/// Maps `len` bytes of `fd` shared, readable and writable.
+///
+/// # Safety
+///
+/// The caller owns the returned mapping and must release it with [`unmap`]
+/// exactly once, with the same `len`. `len` must be non-zero.
+pub unsafe fn map_shared(fd: BorrowedFd<'_>, len: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: a fresh mapping at an address the kernel picks cannot alias any
+    // Rust object; the caller owns it from here on (see `# Safety`).
+    let ptr = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED,
+            fd,
+            0,
+        )?
+    };
+    NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))
+}
+
+/// Releases a mapping made by [`map_shared`].
+///
+/// # Safety
+///
+/// `ptr`/`len` must come from one [`map_shared`] call, and no reference into
+/// the mapping may be used afterwards.
+pub unsafe fn unmap(ptr: NonNull<u8>, len: usize) {
+    // SAFETY: the caller guarantees the range is exactly one live mapping of ours.
+    let _ = unsafe { rustix::mm::munmap(ptr.as_ptr().cast(), len) };
+}
+
+/// Creates a POSIX shared-memory object exclusively with mode 0600.
+pub fn shm_create_exclusive(name: &str) -> io::Result<OwnedFd> {
+    Ok(rustix::shm::open(
+        name,
+        rustix::shm::OFlags::CREATE | rustix::shm::OFlags::EXCL | rustix::shm::OFlags::RDWR,
+        Mode::RUSR | Mode::WUSR,
+    )?)
+}
+
+/// Opens an existing POSIX shared-memory object read-write.
+pub fn shm_open_existing(name: &str) -> io::Result<OwnedFd> {
+    Ok(rustix::shm::open(
+        name,
+        rustix::shm::OFlags::RDWR,
+        Mode::empty(),
+    )?)
+}
+
+/// Removes the name of a POSIX shared-memory object.
+pub fn shm_unlink(name: &str) -> io::Result<()> {
+    Ok(rustix::shm::unlink(name)?)
+}
+
+/// Names (without the leading `/`) of the POSIX shared-memory objects visible here.
+pub fn shm_names() -> io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(SHM_DIR)? {
+        let entry = entry?;
+        if let Some(name) = entry.file_name().to_str() {
+            out.push(name.to_owned());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads up to `buf.len()` bytes at `offset` without moving a file position.
+pub fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    Ok(rustix::io::pread(fd, buf, offset)?)
+}
+
+/// Writes `data` into a new anonymous memory file and returns it (for
+/// handing a large message to another process by descriptor).
+pub fn memfd_with(name: &CStr, data: &[u8]) -> io::Result<OwnedFd> {
+    let fd = memfd(name)?;
+    let mut written = 0;
+    while written < data.len() {
+        written += rustix::io::write(&fd, &data[written..])?;
+    }
+    Ok(fd)
+}
+
+/// Reads a whole file from offset 0, refusing more than `max` bytes.
+pub fn read_whole(fd: BorrowedFd<'_>, max: u64) -> io::Result<Vec<u8>> {
+    let (len, _, _) = file_info(fd)?;
+    if len > max {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "file too large"));
+    }
+    let len = usize::try_from(len).map_err(|_| io::Error::other("length overflows usize"))?;
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        let n = read_at(fd, &mut buf[got..], got as u64)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"));
+        }
+        got += n;
+    }
+    Ok(buf)
+}
+
+// ---------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------
+
+/// This process's id.
+pub fn getpid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get().unsigned_abs()
+}
+
+/// The id of this process's parent as the kernel sees it.
+pub fn getppid() -> u32 {
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get().unsigned_abs())
+}
+
+/// Whether the calling thread is the process's first thread.
+pub fn is_main_thread() -> bool {
+    rustix::thread::gettid() == rustix::process::getpid()
+}
+
+/// Number of threads in this process.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(1, Iterator::count)
+}
+
+/// Start time of process `pid` in clock ticks since boot (field 22 of
+/// `/proc/<pid>/stat`); with the pid it names one process across pid reuse.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: skip past the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether process `pid` has ended but not been reaped.
+pub fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Whether a process with this id exists (it may be a zombie).
+pub fn process_exists(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    match Pid::from_raw(raw) {
+        Some(p) => rustix::process::test_kill_process(p).is_ok() || process_start_time(pid).is_some(),
+        None => false,
+    }
+}
+
+/// Number of CPUs this process may run on.
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+/// Identity of the running executable: device and inode of `/proc/self/exe`.
+pub fn exe_identity() -> io::Result<(u64, u64)> {
+    let st = rustix::fs::stat("/proc/self/exe")?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+unsafe extern "C" {
+    // Defined by both GNU ld and lld for every ELF executable.
+    static __ehdr_start: u8;
+    static etext: u8;
+}
+
+/// Start of this executable's image and end of its code, as addresses.
+///
+/// Code addresses relative to the start are the same in every process that
+/// runs the same executable file, whatever address the loader chose.
+pub fn code_range() -> (usize, usize) {
+    // Only the addresses of the linker symbols are taken; nothing is read.
+    let start = (&raw const __ehdr_start).addr();
+    let end = (&raw const etext).addr();
+    (start, end)
+}
+
+/// Result of [`fork`].
+#[derive(Debug)]
+pub enum Forked {
+    /// In the parent: the child's pid.
+    Parent(u32),
+    /// In the child.
+    Child,
+}
+
+/// Forks the process.
+///
+/// # Safety
+///
+/// In the child, only the calling thread exists. If the parent had other
+/// threads, the child may only call async-signal-safe functions until it
+/// execs or exits: a lock another thread held is held forever.
+pub unsafe fn fork() -> io::Result<Forked> {
+    // SAFETY: the caller accepts fork's rules above; fork itself has no
+    // memory-safety preconditions.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid.unsigned_abs())),
+    }
+}
+
+/// Ends the process at once with `code`: no destructors, no `atexit` handlers.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is always safe to call; it does not return.
+    unsafe { libc::_exit(code) }
+}
+
+/// Asks the kernel to SIGKILL this process when the thread that created it exits.
+pub fn kill_me_with_parent() -> io::Result<()> {
+    Ok(rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?)
+}
+
+/// Opens a pidfd for `pid` (close-on-exec).
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let raw = i32::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    let pid = Pid::from_raw(raw).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+    Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
+}
+
+/// Sends signal `sig` through a pidfd (immune to pid reuse).
+pub fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    let sig = Signal::from_named_raw(sig).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    match rustix::process::pidfd_send_signal(pidfd, sig) {
+        // The process already exited: nothing to signal.
+        Err(rustix::io::Errno::SRCH) | Ok(()) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sends `sig` to every process whose pid is given (best effort).
+pub fn kill_pid(pid: u32, sig: i32) {
+    if let (Ok(raw), Some(sig)) = (i32::try_from(pid), Signal::from_named_raw(sig))
+        && let Some(pid) = Pid::from_raw(raw)
+    {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+/// Python's encoding of how a process ended: its exit status, or minus the
+/// number of the signal that killed it.
+fn exit_code_of(status: &rustix::process::WaitIdStatus) -> i32 {
+    if let Some(code) = status.exit_status() {
+        code
+    } else if let Some(sig) = status.terminating_signal() {
+        -sig
+    } else {
+        0
+    }
+}
+
+/// Reaps the child behind `pidfd` if it has ended (or waits for it when
+/// `block`). Returns its exit code.
+pub fn wait_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<i32>> {
+    let mut opts = WaitIdOptions::EXITED;
+    if !block {
+        opts |= WaitIdOptions::NOHANG;
+    }
+    loop {
+        match rustix::process::waitid(WaitId::PidFd(pidfd), opts) {
+            Ok(Some(status)) => return Ok(Some(exit_code_of(&status))),
+            Ok(None) => return Ok(None),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Reaps child `pid` if it has ended, without blocking. Returns its exit code.
+pub fn try_reap_pid(pid: u32) -> io::Result<Option<i32>> {
+    let raw = i32::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ECHILD))?;
+    let pid = Pid::from_raw(raw).ok_or_else(|| io::Error::from_raw_os_error(libc::ECHILD))?;
+    match rustix::process::waitid(WaitId::Pid(pid), WaitIdOptions::EXITED | WaitIdOptions::NOHANG) {
+        Ok(s) => Ok(s.map(|s| exit_code_of(&s))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Waits until any of `fds` is readable (or hung up), or the timeout passes.
+/// Returns one flag per descriptor. `None` waits forever. Restarts after
+/// signals with the time that is left.
+pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let mut pfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let ts = left.map(|l| Timespec {
+            tv_sec: i64::try_from(l.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(l.subsec_nanos()),
+        });
+        match rustix::event::poll(&mut pfds, ts.as_ref()) {
+            Ok(_) => return Ok(pfds.iter().map(|p| !p.revents().is_empty()).collect()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Starts a new process running `/proc/self/exe` (this very executable file,
+/// even if its path was replaced since) with `argv` and `env`, and with `fd`
+/// placed at descriptor 3. Uses `posix_spawn` (a vfork-style clone, cheap
+/// even for a large parent, and safe in a multi-threaded one).
+pub fn spawn_self(argv: &[OsString], env: &[(OsString, OsString)], fd: BorrowedFd<'_>) -> io::Result<u32> {
+    const CHILD_FD: RawFd = 3;
+    // posix_spawn's dup2 onto the same number would keep close-on-exec set:
+    // move the descriptor out of the way first.
+    let high = rustix::io::fcntl_dupfd_cloexec(fd, 10)?;
+    let to_c = |s: &[u8]| CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
+    let argv_c: Vec<CString> = argv.iter().map(|a| to_c(a.as_bytes())).collect::<io::Result<_>>()?;
+    let env_c: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            to_c(&kv)
+        })
+        .collect::<io::Result<_>>()?;
+    let mut argv_p: Vec<*mut libc::c_char> = argv_c.iter().map(|c| c.as_ptr().cast_mut()).collect();
+    argv_p.push(std::ptr::null_mut());
+    let mut env_p: Vec<*mut libc::c_char> = env_c.iter().map(|c| c.as_ptr().cast_mut()).collect();
+    env_p.push(std::ptr::null_mut());
+
+    let mut actions = MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
+    // SAFETY: `actions` is valid storage for the object being initialised.
+    check_spawn(unsafe { libc::posix_spawn_file_actions_init(actions.as_mut_ptr()) })?;
+    let result = (|| {
+        // SAFETY: `actions` was initialised above; `high` is an open descriptor.
+        check_spawn(unsafe { libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), high.as_raw_fd(), CHILD_FD) })?;
+        let devnull = c"/dev/null";
+        // SAFETY: as above; the path is a valid C string that outlives the call.
+        check_spawn(unsafe {
+            libc::posix_spawn_file_actions_addopen(actions.as_mut_ptr(), 0, devnull.as_ptr(), libc::O_RDONLY, 0)
+        })?;
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: every pointer is valid and NUL-terminated for the duration of
+        // the call: the path literal, the initialised actions, and both
+        // null-terminated pointer arrays whose strings live in `argv_c`/`env_c`.
+        check_spawn(unsafe {
+            libc::posix_spawn(
+                &raw mut pid,
+                c"/proc/self/exe".as_ptr(),
+                actions.as_ptr(),
+                std::ptr::null(),
+                argv_p.as_ptr(),
+                env_p.as_ptr(),
+            )
+        })?;
+        Ok(pid.unsigned_abs())
+    })();
+    // SAFETY: `actions` was initialised and is destroyed exactly once.
+    unsafe { libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr()) };
+    result
+}
+
+fn check_spawn(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
+}
+
+/// Takes ownership of descriptor `fd` if it is open.
+///
+/// # Safety
+///
+/// Nothing else in the process may own `fd`.
+pub unsafe fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: `fd` is a plain integer here; F_GETFD only asks whether it is open.
+    let fd_borrow = unsafe { BorrowedFd::borrow_raw(fd) };
+    rustix::io::fcntl_getfd(fd_borrow)?;
+    rustix::io::fcntl_setfd(fd_borrow, rustix::io::FdFlags::CLOEXEC)?;
+    // SAFETY: the descriptor is open (checked above) and the caller guarantees
+    // nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+// ---------------------------------------------------------------------------
+// Sockets
+// ---------------------------------------------------------------------------
+
+/// A connected pair of `SOCK_SEQPACKET` Unix sockets (close-on-exec):
+/// message boundaries are kept and descriptors can travel with messages.
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// Sends one packet with descriptors attached.
+pub fn send_packet(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    if fds.len() > MAX_FDS_PER_MESSAGE {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors for one message"));
+    }
+    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("control buffer too small"));
+    }
+    loop {
+        match rustix::net::sendmsg(sock, &[IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Receives one packet of at most `max` bytes and the descriptors attached
+/// to it. An empty result with no descriptors means the peer closed.
+pub fn recv_packet(sock: BorrowedFd<'_>, max: usize) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
+    let mut buf = vec![0u8; max];
+    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let msg = loop {
+        match rustix::net::recvmsg(sock, &mut [IoSliceMut::new(&mut buf)], &mut control, RecvFlags::CMSG_CLOEXEC) {
+            Ok(m) => break m,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut fds = Vec::new();
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(rights) = m {
+            fds.extend(rights);
+        }
+    }
+    if msg.flags.contains(rustix::net::ReturnFlags::TRUNC) || msg.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "message truncated"));
+    }
+    buf.truncate(msg.bytes);
+    Ok((buf, fds))
+}
+
+/// Borrows every descriptor of a slice.
+pub fn borrow_all(fds: &[OwnedFd]) -> Vec<BorrowedFd<'_>> {
+    fds.iter().map(AsFd::as_fd).collect()
+}

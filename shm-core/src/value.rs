@@ -1,0 +1,215 @@
+//! `RawValue<T>`: one plain-data value in shared memory, without a lock
+//! (Python's `multiprocessing.RawValue`).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::atomic::{AtomicInteger, ShmSafe};
+use crate::error::SegmentError;
+use crate::segment::{Segment, SegmentKind, TypeIdentity};
+use crate::sync::shared::Ordering;
+
+/// One value of type `T` in its own shared segment.
+///
+/// Clones share the value; so does a child process that receives it as an
+/// argument (under every start method). `get` and `set` copy the whole value
+/// with volatile accesses: concurrent `set`s from several processes may
+/// interleave (as with Python's `RawValue`), so use the atomic operations of
+/// integer values, or a lock, for read-modify-write.
+///
+/// # Examples
+///
+/// ```
+/// use shm_core::RawValue;
+///
+/// let v = RawValue::new(1.5f64)?;
+/// v.set(v.get() * 2.0);
+/// assert_eq!(v.get(), 3.0);
+///
+/// let n = RawValue::new(0u64)?;
+/// n.fetch_add(5, std::sync::atomic::Ordering::Relaxed);
+/// assert_eq!(n.load(std::sync::atomic::Ordering::Relaxed), 5);
+/// # Ok::<(), shm_core::SegmentError>(())
+/// ```
+pub struct RawValue<T> {
+    seg: Arc<Segment>,
+    ptr: NonNull<T>,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: the value lives in shared memory reached only through volatile or
+// atomic accesses; T: ShmSafe is Send + Sync plain data, and the segment is
+// kept alive by the Arc.
+unsafe impl<T: ShmSafe> Send for RawValue<T> {}
+// SAFETY: as above: `&RawValue` never hands out a reference to T, only copies.
+unsafe impl<T: ShmSafe> Sync for RawValue<T> {}
+
+impl<T> Clone for RawValue<T> {
+    fn clone(&self) -> Self {
+        Self {
+            seg: Arc::clone(&self.seg),
+            ptr: self.ptr,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: ShmSafe + fmt::Debug> fmt::Debug for RawValue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RawValue").field(&self.get()).finish()
+    }
+}
+
+impl<T: ShmSafe> RawValue<T> {
+    fn identity() -> TypeIdentity {
+        TypeIdentity::of::<T>(SegmentKind::VALUE)
+    }
+
+    /// Puts `value` in a new anonymous segment.
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if the segment cannot be made (zero-sized `T`
+    /// included).
+    pub fn new(value: T) -> Result<Self, SegmentError> {
+        let v = Self::from_segment(Segment::create(&Self::identity(), size_of::<T>())?)?;
+        v.set(value);
+        Ok(v)
+    }
+
+    /// Puts `value` in a new named segment that other programs can open with
+    /// [`RawValue::open`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Segment::create_named`].
+    pub fn create_named(name: &str, value: T) -> Result<Self, SegmentError> {
+        let v = Self::from_segment(Segment::create_named(name, &Self::identity(), size_of::<T>())?)?;
+        v.set(value);
+        Ok(v)
+    }
+
+    /// Opens the named value `name`, checking that it holds a `T`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Segment::open_named`], including [`SegmentError::TypeMismatch`].
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        Self::from_segment(Segment::open_named(name, Some(&Self::identity()))?)
+    }
+
+    /// Wraps a segment, checking that it holds a `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError::TypeMismatch`] or [`SegmentError::BadPayload`].
+    pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
+        seg.check_type(&Self::identity())?;
+        if seg.payload_len() != size_of::<T>() {
+            return Err(SegmentError::BadPayload {
+                len: seg.payload_len() as u64,
+                elem_size: size_of::<T>() as u64,
+            });
+        }
+        let ptr = seg.payload().cast::<T>();
+        Ok(Self {
+            seg: Arc::new(seg),
+            ptr,
+            _t: PhantomData,
+        })
+    }
+
+    /// Reads the value.
+    #[inline]
+    pub fn get(&self) -> T {
+        // SAFETY: ptr is in bounds and aligned (payload is 128-aligned and
+        // holds exactly one T, checked at construction); T accepts any bits,
+        // so a torn read by a racing writer is still a valid T.
+        unsafe { self.ptr.as_ptr().read_volatile() }
+    }
+
+    /// Writes the value.
+    #[inline]
+    pub fn set(&self, value: T) {
+        // SAFETY: as in `get`; the memory is shared and writable, and no Rust
+        // reference to it exists.
+        unsafe { self.ptr.as_ptr().write_volatile(value) }
+    }
+
+    /// Raw pointer to the shared value.
+    pub fn as_ptr(&self) -> *mut T {
+        self.ptr.as_ptr()
+    }
+
+    /// The segment behind this value.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+}
+
+impl<T: AtomicInteger> RawValue<T> {
+    /// The shared cell as a `core` atomic, for any atomic operation.
+    #[inline]
+    pub fn atomic(&self) -> &T::Atomic {
+        // SAFETY: AtomicInteger guarantees T::Atomic has T's size and
+        // alignment; the cell is in bounds and lives as long as `self.seg`.
+        unsafe { &*self.ptr.as_ptr().cast::<T::Atomic>() }
+    }
+
+    /// Atomic load.
+    #[inline]
+    pub fn load(&self, order: Ordering) -> T {
+        T::load(self.atomic(), order)
+    }
+
+    /// Atomic store.
+    #[inline]
+    pub fn store(&self, value: T, order: Ordering) {
+        T::store(self.atomic(), value, order);
+    }
+
+    /// Atomic swap; returns the previous value.
+    #[inline]
+    pub fn swap(&self, value: T, order: Ordering) -> T {
+        T::swap(self.atomic(), value, order)
+    }
+
+    /// Atomic wrapping add; returns the previous value.
+    #[inline]
+    pub fn fetch_add(&self, value: T, order: Ordering) -> T {
+        T::fetch_add(self.atomic(), value, order)
+    }
+
+    /// Atomic wrapping subtract; returns the previous value.
+    #[inline]
+    pub fn fetch_sub(&self, value: T, order: Ordering) -> T {
+        T::fetch_sub(self.atomic(), value, order)
+    }
+
+    /// Atomic compare-and-exchange.
+    ///
+    /// # Errors
+    ///
+    /// `Err(actual)` when the value was not `current`.
+    #[inline]
+    pub fn compare_exchange(&self, current: T, new: T, success: Ordering, failure: Ordering) -> Result<T, T> {
+        T::compare_exchange(self.atomic(), current, new, success, failure)
+    }
+}
+
+impl<T: ShmSafe> Serialize for RawValue<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (*self.seg).serialize(serializer)
+    }
+}
+
+impl<'de, T: ShmSafe> Deserialize<'de> for RawValue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let seg = Segment::deserialize(deserializer)?;
+        Self::from_segment(seg).map_err(serde::de::Error::custom)
+    }
+}

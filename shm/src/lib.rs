@@ -1,0 +1,30 @@
+//! shm: Python's `multiprocessing`, rebuilt so that every shared object lives
+//! directly in shared memory.
+//!
+//! ```no_run
+//! use shm::prelude::*;
+//!
+//! fn child(counter: RawValue<u64>) {
+//!     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     shm::init(); // first line of main: children dispatch here
+//!     let counter = RawValue::new(0u64)?;
+//!     let p = Process::new(child, counter.clone());
+//!     p.start()?;
+//!     p.join()?;
+//!     assert_eq!(counter.load(std::sync::atomic::Ordering::Relaxed), 1);
+//!     Ok(())
+//! }
+//! ```
+
+pub use shm_core::*;
+
+/// The names most programs use.
+pub mod prelude {
+    pub use shm_core::{
+        Process, RawArray, RawValue, StartMethod, Worker, active_children, cpu_count, current_process,
+        get_context, parent_process,
+    };
+}
