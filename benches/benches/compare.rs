@@ -1,1 +1,51 @@
-fn main() { shm::init(); }
+//! Side-by-side benchmarks of shm against its peers, measured in one run.
+//!
+//! `cargo bench -p shm-benches --bench compare` prints the table and writes
+//! `benches/results/latest.md` and `benches/results/*.svg`.
+//! `SHM_BENCH_QUICK=1` cuts the iterations about tenfold.
+//! `cargo test -p shm-benches --benches` (no `--bench` argument) runs a
+//! smoke pass with a few iterations and writes nothing.
+//!
+//! Arguments other than `--bench` and `--exit-now` are ignored.
+
+use shm_benches::process_start::EXIT_NOW;
+use shm_benches::report::Report;
+use shm_benches::{Mode, machine, process_start, results_dir};
+
+fn main() {
+    // The spawn floor execs this binary with `--exit-now`: leave before
+    // anything else, `shm::init()` included.
+    if std::env::args_os().nth(1).is_some_and(|a| a == EXIT_NOW) {
+        return;
+    }
+    // Spawned children dispatch to their target here and never return.
+    shm::init();
+
+    let mode = Mode::detect();
+    let mut report = Report::new("shm benchmarks");
+    report.header.push(format!("Date: {}", machine::utc_now()));
+    report.header.push(format!("Machine: {}", machine::describe()));
+    report.header.push(format!(
+        "Mode: {}; command: `cargo bench -p shm-benches --bench compare`",
+        mode.name()
+    ));
+    report.header.push(
+        "Values are medians; ratio = ours/peer; a target `≤ x` is met when ours/peer ≤ x \
+         (`≤ 0.1`: at least 10x faster than the peer)."
+            .to_owned(),
+    );
+
+    process_start::run(mode, &mut report);
+
+    print!("{}", report.markdown());
+    if mode.writes_results() {
+        let dir = results_dir();
+        match report.write(&dir) {
+            Ok(()) => println!("\nwrote {}", dir.join("latest.md").display()),
+            Err(e) => {
+                eprintln!("could not write results to {}: {e}", dir.display());
+                std::process::exit(1);
+            }
+        }
+    }
+}

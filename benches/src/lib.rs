@@ -1,1 +1,92 @@
-//! Shared helpers of the benchmark harness.
+//! Shared helpers of the benchmark harness: timing ([`stats`]), the report
+//! and its Markdown table ([`report`]), SVG bar charts ([`svg`]), Python
+//! peers ([`python`]), the run's description ([`machine`]), and the
+//! benchmark groups themselves ([`process_start`]).
+//!
+//! `cargo bench -p shm-benches --bench compare` runs every group, prints the
+//! table and writes `benches/results/latest.md` and `benches/results/*.svg`.
+//! To add a group: a module with a `run(mode, &mut Report)` that measures
+//! ours and its peers in the same run, pushes [`report::Row`]s, and
+//! optionally a [`svg::Chart`]; then call it from `benches/compare.rs`.
+
+pub mod machine;
+pub mod process_start;
+pub mod python;
+pub mod report;
+pub mod stats;
+pub mod svg;
+
+use std::path::{Path, PathBuf};
+
+/// How much to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `cargo bench`: full counts, results written.
+    Full,
+    /// `cargo bench` with `SHM_BENCH_QUICK=1`: about a tenth of the counts,
+    /// results written.
+    Quick,
+    /// `cargo test --benches` (no `--bench` argument): a handful of
+    /// iterations to check that everything runs; nothing written.
+    Smoke,
+}
+
+impl Mode {
+    /// Picks the mode from the arguments (`--bench` marks `cargo bench`)
+    /// and `SHM_BENCH_QUICK`.
+    pub fn detect() -> Self {
+        if !std::env::args_os().skip(1).any(|a| a == "--bench") {
+            Self::Smoke
+        } else if std::env::var_os("SHM_BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0") {
+            Self::Quick
+        } else {
+            Self::Full
+        }
+    }
+
+    /// The number of timed iterations for a full count of `n`.
+    pub fn scale(self, n: usize) -> usize {
+        match self {
+            Self::Full => n,
+            Self::Quick => (n / 10).max(2),
+            Self::Smoke => n.min(3),
+        }
+    }
+
+    /// The number of warm-up iterations for a full count of `n`.
+    pub fn warmup(self, n: usize) -> usize {
+        match self {
+            Self::Full => n,
+            Self::Quick => (n / 5).max(1),
+            Self::Smoke => n.min(1),
+        }
+    }
+
+    /// Interleaved rounds per group (see [`stats::time_interleaved`]).
+    pub fn rounds(self) -> usize {
+        match self {
+            Self::Full => 5,
+            Self::Quick => 2,
+            Self::Smoke => 1,
+        }
+    }
+
+    /// Whether results files are written.
+    pub fn writes_results(self) -> bool {
+        self != Self::Smoke
+    }
+
+    /// A word for the header.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Quick => "quick (SHM_BENCH_QUICK=1, ~1/10 of the iterations)",
+            Self::Smoke => "smoke (no --bench: a few iterations, nothing written)",
+        }
+    }
+}
+
+/// Where results are written: `benches/results/`.
+pub fn results_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("results")
+}

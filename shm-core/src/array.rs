@@ -261,3 +261,53 @@ impl<'de, T: ShmSafe> Deserialize<'de> for RawArray<T> {
         Self::from_segment(seg).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::shared::Ordering::Relaxed;
+
+    #[test]
+    fn bounds_are_checked() {
+        let a = RawArray::<u32>::new(4).expect("create");
+        assert_eq!(a.len(), 4);
+        assert_eq!(a.to_vec(), [0; 4]);
+        assert_eq!(a.get(4), None);
+        assert_eq!(a.set(4, 1), Err(OutOfBounds { start: 4, end: 5, len: 4 }));
+        assert_eq!(a.set(usize::MAX, 1).map_err(|e| e.len), Err(4));
+        assert!(a.read(2..5).is_err());
+        #[allow(clippy::reversed_empty_ranges, reason = "the point of the test")]
+        let backwards = a.read(3..1);
+        assert!(backwards.is_err());
+        assert!(a.write(3, &[1, 2]).is_err());
+        assert_eq!(a.to_vec(), [0; 4], "a refused write changes nothing");
+        a.write(2, &[7, 8]).expect("fits");
+        assert_eq!(a.read(1..4).expect("in range"), [0, 7, 8]);
+        a.fill(9);
+        assert_eq!(a.to_vec(), [9; 4]);
+    }
+
+    #[test]
+    fn zero_length_and_overflowing_lengths_are_errors() {
+        assert!(matches!(RawArray::<u8>::new(0), Err(SegmentError::InvalidSize { .. })));
+        assert!(matches!(RawArray::<u64>::new(usize::MAX), Err(SegmentError::InvalidSize { .. })));
+    }
+
+    #[test]
+    fn clones_share_and_atomics_work() {
+        let a = RawArray::from_slice(&[1u64, 2, 3]).expect("create");
+        let b = a.clone();
+        b.set(0, 10).expect("in range");
+        assert_eq!(a.get(0), Some(10));
+        assert_eq!(a.atomics()[2].fetch_add(5, Relaxed), 3);
+        assert_eq!(b.get(2), Some(8));
+    }
+
+    #[test]
+    fn value_type_is_checked_when_wrapping_a_segment() {
+        let a = RawArray::from_slice(&[1u32, 2]).expect("create");
+        let fd = a.segment().fd().try_clone_to_owned().expect("dup");
+        let seg = Segment::from_fd(fd, None).expect("attach");
+        assert!(matches!(RawArray::<i32>::from_segment(seg), Err(SegmentError::TypeMismatch { .. })));
+    }
+}

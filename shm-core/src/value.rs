@@ -213,3 +213,52 @@ impl<'de, T: ShmSafe> Deserialize<'de> for RawValue<T> {
         Self::from_segment(seg).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::shared::Ordering::{Relaxed, SeqCst};
+
+    #[test]
+    fn get_set_and_atomics() {
+        let v = RawValue::new(5i64).expect("create");
+        assert_eq!(v.get(), 5);
+        v.set(-3);
+        assert_eq!(v.load(Relaxed), -3);
+        assert_eq!(v.fetch_add(10, Relaxed), -3);
+        assert_eq!(v.fetch_sub(1, Relaxed), 7);
+        assert_eq!(v.swap(100, Relaxed), 6);
+        assert_eq!(v.compare_exchange(1, 2, SeqCst, Relaxed), Err(100));
+        assert_eq!(v.compare_exchange(100, 2, SeqCst, Relaxed), Ok(100));
+        assert_eq!(v.clone().get(), 2);
+    }
+
+    #[test]
+    fn zero_sized_types_are_refused() {
+        assert!(matches!(RawValue::new(()), Err(SegmentError::InvalidSize { .. })));
+    }
+
+    #[test]
+    fn struct_values_round_trip() {
+        #[derive(Clone, Copy, Debug, PartialEq, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable)]
+        #[repr(C)]
+        struct Point {
+            x: f64,
+            y: f64,
+        }
+        let v = RawValue::new(Point { x: 1.0, y: 2.0 }).expect("create");
+        v.set(Point { x: 3.0, y: 4.0 });
+        assert_eq!(v.get(), Point { x: 3.0, y: 4.0 });
+    }
+
+    #[test]
+    fn named_value_opens_with_type_check() {
+        let name = format!("shm-test-value-{}", std::process::id());
+        let v = RawValue::create_named(&name, 7u32).expect("create");
+        assert_eq!(RawValue::<u32>::open(&name).expect("open").get(), 7);
+        let wrong = RawValue::<i32>::open(&name).expect_err("i32 is not u32");
+        assert!(wrong.to_string().contains("expected value of i32"), "{wrong}");
+        Segment::unlink(&name).expect("unlink");
+        drop(v);
+    }
+}

@@ -1,1 +1,76 @@
-//! Helpers for the cross-process tests.
+//! Helpers for the cross-process tests: run a program with a hang guard,
+//! tell whether a pid still runs, and the list of start methods.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub use shm::StartMethod;
+
+/// Generous bound on any one program: it only guards against hangs.
+pub const HANG_GUARD: Duration = Duration::from_secs(120);
+
+/// Every start method.
+pub const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer];
+
+/// Runs `program` with `args` under start method `method` (through
+/// `SHM_START_METHOD`), killing it if it outlives [`HANG_GUARD`].
+///
+/// # Panics
+///
+/// If the program cannot be started or hangs.
+pub fn run(program: &str, method: StartMethod, args: &[&str]) -> Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .env("SHM_START_METHOD", method.name())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("collect output");
+        }
+        if start.elapsed() > HANG_GUARD {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect output");
+            panic!(
+                "{program} ({method}) hung; stdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Stdout of a run as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Stderr of a run as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Whether `pid` is a running process (neither gone nor a zombie).
+pub fn is_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rfind(')').is_some_and(|i| !stat[i + 1..].trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Waits (up to [`HANG_GUARD`]) until `pid` no longer runs. Returns whether it stopped.
+pub fn wait_gone(pid: u32) -> bool {
+    let start = Instant::now();
+    while is_running(pid) {
+        if start.elapsed() > HANG_GUARD {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}

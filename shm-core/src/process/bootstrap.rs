@@ -129,10 +129,20 @@ fn receive(sock: BorrowedFd<'_>) -> Result<Prepared, BootstrapError> {
         log::init_child_logging(level);
     }
     current::become_child(&msg.info);
+    let _ = BOOTSTRAPPED.set(());
     // SAFETY: the offsets were produced by `FnJob::encode` in the parent,
     // which runs the same executable file as this process (checked above).
     let run = unsafe { target::prepare(msg.entry, msg.target, &args, fds)? };
     Ok((msg.info, run))
+}
+
+static BOOTSTRAPPED: OnceLock<()> = OnceLock::new();
+
+/// Whether this process is a spawn or forkserver child: its `main` called
+/// `shm::init()` (that is how it got here), so this executable can be
+/// spawned again to serve as a fork server.
+pub(crate) fn bootstrapped() -> bool {
+    BOOTSTRAPPED.get().is_some()
 }
 
 /// Whether this process was spawned by shm and has not yet taken its

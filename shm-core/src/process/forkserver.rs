@@ -52,6 +52,11 @@ pub(crate) fn is_running() -> bool {
     CLIENT.lock().is_ok_and(|c| c.is_some())
 }
 
+/// The pid of the fork server this process talks to, if one was started.
+pub fn server_pid() -> Option<u32> {
+    CLIENT.lock().ok().and_then(|c| c.as_ref().map(|c| c.server_pid))
+}
+
 /// Forks the server from this (single-threaded) process.
 pub(crate) fn start_by_fork() -> Result<(), ProcessError> {
     let (ours, theirs) = sys::seqpacket_pair().map_err(ProcessError::io("socketpair"))?;

@@ -33,6 +33,7 @@ use serde::de::DeserializeOwned;
 
 pub use context::{Context, StartMethod, UnknownStartMethod, get_all_start_methods, get_context, get_start_method, set_start_method};
 pub use current::{CurrentProcess, ParentProcess, active_children, current_process, parent_process};
+pub use forkserver::server_pid as fork_server_pid;
 pub use target::ExitReport;
 
 use crate::error::{BootstrapError, ProcessError};
@@ -516,7 +517,7 @@ fn start_spawn(job: &dyn Job, info: &ChildInfo) -> Started {
 }
 
 fn start_forkserver(job: &dyn Job, info: &ChildInfo) -> Started {
-    if !INIT.is_completed() && !forkserver::is_running() {
+    if !INIT.is_completed() && !forkserver::is_running() && !bootstrap::bootstrapped() {
         return Err(ProcessError::NotInitialized(
             "the forkserver start method needs `shm::init();` as the first line of `main` \
              (or choose the fork start method)",

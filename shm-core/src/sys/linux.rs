@@ -497,7 +497,10 @@ pub fn recv_packet(sock: BorrowedFd<'_>, max: usize) -> io::Result<(Vec<u8>, Vec
     let msg = loop {
         match rustix::net::recvmsg(sock, &mut [IoSliceMut::new(&mut buf)], &mut control, RecvFlags::CMSG_CLOEXEC) {
             Ok(m) => break m,
-            Err(rustix::io::Errno::INTR) => {}
+            // A peer that closed with our messages unread in its queue makes
+            // the next receive fail once with ECONNRESET; what the peer sent
+            // us before closing is still queued behind that error.
+            Err(rustix::io::Errno::INTR | rustix::io::Errno::CONNRESET) => {}
             Err(e) => return Err(e.into()),
         }
     };

@@ -1,0 +1,233 @@
+//! Rows of "ours against a peer", collected into a report that prints as a
+//! Markdown table and writes its charts as SVG.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
+
+use crate::stats::Stats;
+use crate::svg::Chart;
+
+/// A measured thing with its name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Measured {
+    /// Short name, e.g. `shm Process fork` or `fork+_exit+waitpid`.
+    pub name: String,
+    /// Its numbers.
+    pub stats: Stats,
+}
+
+impl Measured {
+    /// Names `stats`.
+    pub fn new(name: impl Into<String>, stats: Stats) -> Self {
+        Self {
+            name: name.into(),
+            stats,
+        }
+    }
+}
+
+/// What the ratio ours/peer must satisfy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Target {
+    /// No target: the row is for information.
+    None,
+    /// ours/peer ≤ x (times: "within x of the floor", or "1/x as slow").
+    AtMost(f64),
+    /// ours/peer ≥ x (rates: "at least x of the peer's throughput").
+    AtLeast(f64),
+}
+
+impl Target {
+    fn show(self) -> String {
+        match self {
+            Self::None => "-".to_owned(),
+            Self::AtMost(x) => format!("≤ {x}"),
+            Self::AtLeast(x) => format!("≥ {x}"),
+        }
+    }
+
+    /// Whether `ratio` meets the target (`None` when there is no target).
+    pub fn met(self, ratio: f64) -> Option<bool> {
+        match self {
+            Self::None => None,
+            Self::AtMost(x) => Some(ratio <= x),
+            Self::AtLeast(x) => Some(ratio >= x),
+        }
+    }
+}
+
+/// One line of the table: our number against a peer's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// What is measured, e.g. `process start+join (fork)`.
+    pub benchmark: String,
+    /// Our number.
+    pub ours: Measured,
+    /// The peer's name, shown even when it was skipped.
+    pub peer_name: String,
+    /// The peer's number, `None` when it was skipped.
+    pub peer: Option<Stats>,
+    /// What ours/peer must satisfy.
+    pub target: Target,
+    /// Why the peer is missing, or any other remark for the notes.
+    pub note: Option<String>,
+}
+
+impl Row {
+    /// A row comparing `ours` with the peer `peer` (skipped if `None`).
+    pub fn new(benchmark: impl Into<String>, ours: Measured, peer_name: impl Into<String>, peer: Option<Stats>) -> Self {
+        Self {
+            benchmark: benchmark.into(),
+            ours,
+            peer_name: peer_name.into(),
+            peer,
+            target: Target::None,
+            note: None,
+        }
+    }
+
+    /// Sets the target (builder form).
+    #[must_use]
+    pub fn target(mut self, target: Target) -> Self {
+        self.target = target;
+        self
+    }
+
+    /// ours/peer, when the peer was measured.
+    pub fn ratio(&self) -> Option<f64> {
+        self.peer.map(|p| self.ours.stats.median / p.median)
+    }
+
+    /// Whether the target is met: `None` without a target or a peer.
+    pub fn met(&self) -> Option<bool> {
+        self.ratio().and_then(|r| self.target.met(r))
+    }
+}
+
+/// Everything one run measured.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Title of the document.
+    pub title: String,
+    /// Lines for the header: date, machine, mode.
+    pub header: Vec<String>,
+    /// What was skipped and why, and other remarks.
+    pub notes: Vec<String>,
+    /// The comparison rows.
+    pub rows: Vec<Row>,
+    /// Every measurement with its spread, for the detail table.
+    pub measured: Vec<Measured>,
+    /// Charts to write next to the table.
+    pub charts: Vec<Chart>,
+}
+
+impl Report {
+    /// An empty report.
+    pub fn new(title: impl Into<String>) -> Self {
+        Self {
+            title: title.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Records a measurement for the detail table (once per name) and returns it.
+    pub fn measure(&mut self, m: Measured) -> Measured {
+        if !self.measured.iter().any(|x| x.name == m.name) {
+            self.measured.push(m.clone());
+        }
+        m
+    }
+
+    /// The report as Markdown.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "# {}\n", self.title);
+        for h in &self.header {
+            let _ = writeln!(s, "{h}  ");
+        }
+        if self.notes.is_empty() {
+            s.push_str("Skipped: nothing.\n");
+        } else {
+            for n in &self.notes {
+                let _ = writeln!(s, "Note: {n}  ");
+            }
+        }
+        s.push_str("\n| benchmark | ours | peer | peer value | ratio (ours/peer) | target | met? |\n");
+        s.push_str("|---|---:|---|---:|---:|---:|:---:|\n");
+        for r in &self.rows {
+            let peer = r.peer.map_or_else(|| "skipped".to_owned(), |p| p.show());
+            let ratio = r.ratio().map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"));
+            let met = match (r.met(), r.peer) {
+                (_, None) => "skipped",
+                (None, Some(_)) => "-",
+                (Some(true), _) => "yes",
+                (Some(false), _) => "**no**",
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                r.benchmark,
+                r.ours.stats.show(),
+                r.peer_name,
+                peer,
+                ratio,
+                r.target.show(),
+                met
+            );
+        }
+        if !self.measured.is_empty() {
+            s.push_str("\n| measurement | n | median | p10 | p90 |\n|---|---:|---:|---:|---:|\n");
+            for m in &self.measured {
+                let st = &m.stats;
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} |",
+                    m.name,
+                    st.n,
+                    st.show(),
+                    st.unit.format(st.p10),
+                    st.unit.format(st.p90)
+                );
+            }
+        }
+        if !self.charts.is_empty() {
+            s.push('\n');
+            for c in &self.charts {
+                let _ = writeln!(s, "![{}]({})", c.title, c.file);
+            }
+        }
+        s
+    }
+
+    /// Writes `latest.md` and every chart into `dir` (created if missing).
+    pub fn write(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("latest.md"), self.markdown())?;
+        for c in &self.charts {
+            std::fs::write(dir.join(&c.file), c.svg())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Unit;
+
+    fn secs(v: f64) -> Stats {
+        Stats::single(v, Unit::Seconds)
+    }
+
+    #[test]
+    fn rows_show_ratio_target_and_skips() {
+        let mut rep = Report::new("t");
+        let ours = Measured::new("ours", secs(2e-4));
+        rep.rows.push(Row::new("a", ours.clone(), "floor", Some(secs(1e-4))).target(Target::AtMost(1.3)));
+        rep.rows.push(Row::new("b", ours, "python", None).target(Target::AtMost(0.1)));
+        let md = rep.markdown();
+        assert!(md.contains("| a | 200 µs | floor | 100 µs | 2.00 | ≤ 1.3 | **no** |"), "{md}");
+        assert!(md.contains("| b | 200 µs | python | skipped | - | ≤ 0.1 | skipped |"), "{md}");
+    }
+}

@@ -1,0 +1,253 @@
+//! Hand-written SVG: horizontal bar charts with labels and values.
+//!
+//! Each bar is a median; a thin line across its end spans p10..p90. When the
+//! values span more than [`LOG_SPAN`]x the axis is logarithmic (noted in
+//! the title), so a 150 µs floor and a 75 ms Python start both show.
+
+use std::fmt::Write as _;
+
+use crate::stats::Stats;
+
+/// Largest max/min ratio drawn on a linear axis.
+pub const LOG_SPAN: f64 = 30.0;
+
+const WIDTH: f64 = 820.0;
+const LABEL_W: f64 = 280.0;
+const BAR_W: f64 = 420.0;
+const ROW_H: f64 = 28.0;
+const TOP: f64 = 48.0;
+
+/// Who a bar belongs to, which picks its colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Our code.
+    Ours,
+    /// A raw OS floor.
+    Floor,
+    /// Another library or language.
+    Peer,
+}
+
+impl Kind {
+    fn colour(self) -> &'static str {
+        match self {
+            Self::Ours => "#2b6cb0",
+            Self::Floor => "#718096",
+            Self::Peer => "#dd6b20",
+        }
+    }
+}
+
+/// One bar.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bar {
+    /// Text left of the bar.
+    pub label: String,
+    /// Its numbers (the bar is the median).
+    pub stats: Stats,
+    /// Its colour class.
+    pub kind: Kind,
+}
+
+/// A horizontal bar chart.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chart {
+    /// File name inside the results directory, e.g. `process_start.svg`.
+    pub file: String,
+    /// Title drawn on top.
+    pub title: String,
+    /// The bars, top to bottom.
+    pub bars: Vec<Bar>,
+}
+
+impl Chart {
+    /// An empty chart written to `file`.
+    pub fn new(file: impl Into<String>, title: impl Into<String>) -> Self {
+        Self {
+            file: file.into(),
+            title: title.into(),
+            bars: Vec::new(),
+        }
+    }
+
+    /// Adds a bar (builder form).
+    #[must_use]
+    pub fn bar(mut self, label: impl Into<String>, stats: Stats, kind: Kind) -> Self {
+        self.bars.push(Bar {
+            label: label.into(),
+            stats,
+            kind,
+        });
+        self
+    }
+
+    /// The chart as a standalone SVG document.
+    pub fn svg(&self) -> String {
+        let scale = Scale::fit(&self.bars);
+        let height = TOP + ROW_H * self.row_count() + 40.0;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="13">"#
+        );
+        let _ = writeln!(s, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
+        let title = if scale.log {
+            format!("{} (log scale)", self.title)
+        } else {
+            self.title.clone()
+        };
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="24" font-size="16" font-weight="bold">{}</text>"#,
+            10,
+            escape(&title)
+        );
+        let axis_y = TOP + ROW_H * self.row_count();
+        for (x, text) in scale.ticks() {
+            let px = LABEL_W + x * BAR_W;
+            let _ = writeln!(
+                s,
+                r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{axis_y}" stroke="#e2e8f0"/><text x="{px:.1}" y="{:.1}" text-anchor="middle" fill="#4a5568" font-size="11">{}</text>"##,
+                axis_y + 16.0,
+                escape(&text)
+            );
+        }
+        for (i, b) in self.bars.iter().enumerate() {
+            let y = TOP + ROW_H * count(i);
+            let w = (scale.at(b.stats.median) * BAR_W).max(1.0);
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+                LABEL_W - 8.0,
+                y + 18.0,
+                escape(&b.label)
+            );
+            let _ = writeln!(
+                s,
+                r#"<rect x="{LABEL_W}" y="{:.1}" width="{w:.1}" height="{:.1}" fill="{}"/>"#,
+                y + 5.0,
+                ROW_H - 10.0,
+                b.kind.colour()
+            );
+            if b.stats.n > 1 {
+                let (lo, hi) = (scale.at(b.stats.p10) * BAR_W, scale.at(b.stats.p90) * BAR_W);
+                let _ = writeln!(
+                    s,
+                    r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#1a202c" stroke-width="1.5"/>"##,
+                    LABEL_W + lo,
+                    y + ROW_H / 2.0,
+                    LABEL_W + hi,
+                    y + ROW_H / 2.0
+                );
+            }
+            let text_x = LABEL_W + w.max(scale.at(b.stats.p90) * BAR_W) + 6.0;
+            let _ = writeln!(
+                s,
+                r#"<text x="{text_x:.1}" y="{:.1}">{}</text>"#,
+                y + 18.0,
+                escape(&b.stats.show())
+            );
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+
+    fn row_count(&self) -> f64 {
+        count(self.bars.len())
+    }
+}
+
+fn count(n: usize) -> f64 {
+    f64::from(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// Maps values to 0..=1 along the bar area.
+#[derive(Clone, Copy, Debug)]
+struct Scale {
+    log: bool,
+    lo: f64,
+    hi: f64,
+    unit: crate::stats::Unit,
+}
+
+impl Scale {
+    fn fit(bars: &[Bar]) -> Self {
+        let unit = bars.first().map_or(crate::stats::Unit::Seconds, |b| b.stats.unit);
+        let vals = bars.iter().flat_map(|b| [b.stats.median, b.stats.p90]).filter(|v| *v > 0.0);
+        let (min, max) = vals.fold((f64::INFINITY, 0.0_f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        if max <= 0.0 {
+            return Self {
+                log: false,
+                lo: 0.0,
+                hi: 1.0,
+                unit,
+            };
+        }
+        if max / min > LOG_SPAN {
+            Self {
+                log: true,
+                lo: min.log10().floor(),
+                hi: max.log10().ceil(),
+                unit,
+            }
+        } else {
+            Self {
+                log: false,
+                lo: 0.0,
+                hi: max * 1.1,
+                unit,
+            }
+        }
+    }
+
+    fn at(self, v: f64) -> f64 {
+        let x = if self.log {
+            if v <= 0.0 { 0.0 } else { (v.log10() - self.lo) / (self.hi - self.lo) }
+        } else {
+            (v - self.lo) / (self.hi - self.lo)
+        };
+        x.clamp(0.0, 1.0)
+    }
+
+    /// Gridline positions (0..=1) with their labels.
+    fn ticks(self) -> Vec<(f64, String)> {
+        if self.log {
+            let mut out = Vec::new();
+            let mut e = self.lo;
+            while e <= self.hi + 1e-9 {
+                let v = 10f64.powf(e);
+                out.push((self.at(v), self.unit.format(v)));
+                e += 1.0;
+            }
+            out
+        } else {
+            (0..=4)
+                .map(|i| {
+                    let v = self.hi * f64::from(i) / 4.0;
+                    (self.at(v), self.unit.format(v))
+                })
+                .collect()
+        }
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Unit;
+
+    #[test]
+    fn wide_spans_use_a_log_axis() {
+        let chart = Chart::new("x.svg", "start")
+            .bar("ours", Stats::single(1e-4, Unit::Seconds), Kind::Ours)
+            .bar("python <3.12>", Stats::single(7.5e-2, Unit::Seconds), Kind::Peer);
+        let svg = chart.svg();
+        assert!(svg.contains("(log scale)"));
+        assert!(svg.contains("python &lt;3.12&gt;"));
+        assert!(svg.ends_with("</svg>\n"));
+    }
+}

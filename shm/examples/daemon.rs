@@ -1,0 +1,45 @@
+//! S22: a daemonic child that would run forever dies with its parent, even
+//! when the parent is killed with SIGKILL; and a daemon cannot start
+//! children (a clear error).
+//!
+//! Run with `kill` as the argument to have the parent SIGKILL itself instead
+//! of returning from `main`.
+
+use std::sync::atomic::Ordering::{Acquire, Release};
+use std::time::{Duration, Instant};
+
+use shm::prelude::*;
+
+fn grandchild(_: ()) {}
+
+fn forever(ready: RawValue<u32>) {
+    match Process::new(grandchild, ()).start() {
+        Ok(()) => println!("daemon started a child (unexpected)"),
+        Err(e) => println!("daemon cannot start a child: {e}"),
+    }
+    // Release: pairs with the parent's Acquire; our output happened before.
+    ready.store(1, Release);
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    shm::init();
+    let ready = RawValue::new(0u32)?;
+    let p = Process::new(forever, ready.clone()).with_daemon(true);
+    p.start()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Acquire: pairs with the daemon's Release.
+    while ready.load(Acquire) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("daemon pid {}", p.pid().unwrap_or(0));
+    println!("parent exits; daemon alive: {}", p.is_alive());
+    if std::env::args().nth(1).as_deref() == Some("kill") {
+        println!("parent kills itself with SIGKILL");
+        shm::sys::kill_pid(std::process::id(), 9);
+        std::thread::sleep(Duration::from_secs(30));
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! Shared objects handed to children under every start method: shared, not
+//! copied; named segments swept after their creator is SIGKILLed.
+
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::time::Duration;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use shm::{Process, RawArray, RawValue, Segment, StartMethod};
+use shm_tests::METHODS;
+
+type Result = std::result::Result<(), Failed>;
+
+fn check(cond: bool, msg: impl Into<String>) -> Result {
+    if cond { Ok(()) } else { Err(msg.into().into()) }
+}
+
+fn add_many((v, n): (RawValue<u64>, u64)) {
+    for _ in 0..n {
+        v.fetch_add(1, Relaxed);
+    }
+}
+
+fn write_pattern(a: RawArray<u32>) {
+    for i in 0..a.len() {
+        a.set(i, u32::try_from(i).expect("small") * 3).expect("in range");
+    }
+}
+
+fn bump_all(vs: Vec<RawValue<i64>>) {
+    for (i, v) in vs.iter().enumerate() {
+        v.fetch_add(i64::try_from(i).expect("small") + 1, Relaxed);
+    }
+}
+
+fn check_named((seg, name): (Segment, String)) -> std::result::Result<(), String> {
+    if seg.name() == Some(name.as_str()) && seg.payload_len() == 64 {
+        Ok(())
+    } else {
+        Err(format!("got {:?} with {} bytes", seg.name(), seg.payload_len()))
+    }
+}
+
+fn create_named_then_wait((name, ready): (String, RawValue<u32>)) {
+    let seg = RawValue::create_named(&name, 1u64).expect("create named segment");
+    // Release: pairs with the parent's Acquire; the segment exists before.
+    ready.store(1, Release);
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let _ = seg.get();
+    }
+}
+
+fn value_and_array(m: StartMethod) -> Result {
+    let v = RawValue::new(0u64)?;
+    let procs: Vec<Process> = (0..4).map(|_| Process::new(add_many, (v.clone(), 10_000)).with_start_method(m)).collect();
+    for p in &procs {
+        p.start()?;
+    }
+    for p in &procs {
+        check(p.join()? == 0, "child failed")?;
+    }
+    check(v.load(Relaxed) == 40_000, format!("4 x 10 000 atomic adds gave {}", v.load(Relaxed)))?;
+    let a = RawArray::<u32>::new(1000)?;
+    let p = Process::new(write_pattern, a.clone()).with_start_method(m);
+    p.start()?;
+    p.join()?;
+    check(a.to_vec().iter().enumerate().all(|(i, &x)| x as usize == i * 3), "array pattern")?;
+    let vs: Vec<RawValue<i64>> = (0..20).map(|_| RawValue::new(0i64)).collect::<std::result::Result<_, _>>()?;
+    let p = Process::new(bump_all, vs.clone()).with_start_method(m);
+    p.start()?;
+    p.join()?;
+    check(vs.iter().enumerate().all(|(i, v)| v.get() == i as i64 + 1), "20 values")
+}
+
+fn named_segment_keeps_its_name(m: StartMethod) -> Result {
+    let name = format!("shm-test-handle-{m}-{}", std::process::id());
+    let id = shm::TypeIdentity::of::<u8>(shm::SegmentKind::BYTES);
+    let seg = Segment::create_named(&name, &id, 64)?;
+    let p = Process::new(check_named, (seg, name.clone())).with_start_method(m);
+    p.start()?;
+    let code = p.join()?;
+    Segment::unlink(&name)?;
+    check(code == 0, "child saw another segment")
+}
+
+fn sweep_after_sigkill(m: StartMethod) -> Result {
+    let name = format!("shm-test-sweep-{m}-{}", std::process::id());
+    let ready = RawValue::new(0u32)?;
+    let p = Process::new(create_named_then_wait, (name.clone(), ready.clone())).with_start_method(m);
+    p.start()?;
+    for _ in 0..120_000 {
+        // Acquire: pairs with the child's Release.
+        if ready.load(Acquire) == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let path = format!("/dev/shm/{name}");
+    check(std::path::Path::new(&path).exists(), "child did not create the segment")?;
+    // The creator lives: a sweep leaves its segment alone.
+    check(shm::segment::sweep()?.iter().all(|s| s.name != name), "swept a live creator's segment")?;
+    p.kill()?;
+    check(p.join()? == -9, "child not killed")?;
+    check(std::path::Path::new(&path).exists(), "a SIGKILLed creator cannot unlink")?;
+    let swept = shm::segment::sweep()?;
+    check(swept.iter().any(|s| s.name == name), format!("sweep missed {name}: {swept:?}"))?;
+    check(!std::path::Path::new(&path).exists(), "residue in /dev/shm after sweep")
+}
+
+fn objects_refuse_plain_serialisation() -> Result {
+    let v = RawValue::new(1u8)?;
+    let err = postcard::to_allocvec(&v).expect_err("a handle outside a process bootstrap");
+    check(err.to_string().len() > 0, "error")?;
+    let (bytes, fds) = shm::handle::encode(&v)?;
+    check(fds.len() == 1 && !bytes.is_empty(), "encode collects one descriptor")?;
+    check(shm::handle::decode::<RawValue<u8>>(&bytes, Vec::new()).is_err(), "decode without its descriptor")?;
+    Ok(())
+}
+
+fn main() {
+    shm::init();
+    let mut args = Arguments::from_args();
+    args.test_threads = Some(1);
+    let mut tests = Vec::new();
+    for m in METHODS {
+        tests.push(Trial::test(format!("value_and_array_shared_{m}"), move || value_and_array(m)));
+        tests.push(Trial::test(format!("named_segment_keeps_its_name_{m}"), move || named_segment_keeps_its_name(m)));
+        tests.push(Trial::test(format!("sweep_after_sigkill_{m}"), move || sweep_after_sigkill(m)));
+    }
+    tests.push(Trial::test("objects_refuse_plain_serialisation", objects_refuse_plain_serialisation));
+    libtest_mimic::run(&args, tests).exit();
+}

@@ -1,0 +1,256 @@
+//! The process API across real processes, under every start method:
+//! Python's semantics of start, join, exit codes, names, parents, children.
+//!
+//! A custom harness (`harness = false`) so that `main` can call `shm::init()`
+//! first, as every shm program must for spawn and forkserver children.
+
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::time::Duration;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use shm::{Process, ProcessError, RawValue, StartMethod};
+use shm_tests::{METHODS, is_running, wait_gone};
+
+type Result = std::result::Result<(), Failed>;
+
+fn check(cond: bool, msg: impl Into<String>) -> Result {
+    if cond { Ok(()) } else { Err(msg.into().into()) }
+}
+
+// ----- targets (plain functions: they run in the children) -----
+
+fn noop(_: ()) {}
+
+/// Waits until the parent sets `gate` to 1 (bounded by a hang guard).
+fn wait_for_gate(gate: RawValue<u32>) {
+    for _ in 0..120_000 {
+        // Acquire: pairs with the parent's Release store.
+        if gate.load(Acquire) == 1 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::process::exit(99);
+}
+
+fn exit_with(code: i32) {
+    std::process::exit(code);
+}
+
+fn fails(_: ()) -> std::result::Result<(), String> {
+    Err("the target returned an error".into())
+}
+
+fn check_family((parent_pid, my_name): (u32, String)) -> std::result::Result<(), String> {
+    let parent = shm::parent_process().ok_or("no parent")?;
+    let me = shm::current_process();
+    if parent.pid() != parent_pid || parent.name() != "MainProcess" || !parent.is_alive() {
+        return Err(format!("wrong parent {parent:?}"));
+    }
+    if me.name() != my_name || me.pid() != std::process::id() {
+        return Err(format!("wrong self {me:?}"));
+    }
+    if !matches!(me.join(), Err(ProcessError::JoinSelf)) {
+        return Err("joining oneself did not fail".into());
+    }
+    Ok(())
+}
+
+fn grandchild(expected: String) -> std::result::Result<(), String> {
+    let me = shm::current_process();
+    let parent = shm::parent_process().ok_or("no parent")?;
+    let expected_parent = expected.rsplit_once(':').map(|(p, _)| p.to_owned()).unwrap_or_default();
+    if me.name() == expected && parent.name() == expected_parent {
+        Ok(())
+    } else {
+        Err(format!("grandchild named {} (parent {}), expected {expected}", me.name(), parent.name()))
+    }
+}
+
+fn start_grandchild(method: StartMethod) -> std::result::Result<(), String> {
+    let me = shm::current_process().name().to_owned();
+    let p = Process::new(grandchild, format!("{me}:1")).with_start_method(method);
+    p.start().map_err(|e| e.to_string())?;
+    match p.join() {
+        Ok(0) => Ok(()),
+        other => Err(format!("grandchild ended with {other:?}")),
+    }
+}
+
+fn checksum(data: Vec<u8>) -> std::result::Result<(), String> {
+    let sum: u64 = data.iter().map(|&b| u64::from(b)).sum();
+    let expected: u64 = (0..data.len()).map(|i| (i % 251) as u64).sum();
+    if data.len() == 3 << 20 && sum == expected { Ok(()) } else { Err(format!("got {} bytes, sum {sum}", data.len())) }
+}
+
+// ----- tests -----
+
+fn lifecycle(m: StartMethod) -> Result {
+    let gate = RawValue::new(0u32)?;
+    let p = Process::new(wait_for_gate, gate.clone()).with_start_method(m);
+    check(p.pid().is_none(), "pid before start")?;
+    check(p.exitcode().is_none(), "exit code before start")?;
+    check(!p.is_alive(), "alive before start")?;
+    check(matches!(p.join(), Err(ProcessError::NotStarted { .. })), "join before start")?;
+    check(matches!(p.terminate(), Err(ProcessError::NotStarted { .. })), "terminate before start")?;
+    p.start()?;
+    check(matches!(p.start(), Err(ProcessError::AlreadyStarted { .. })), "second start")?;
+    check(matches!(p.set_daemon(true), Err(ProcessError::AlreadyRunning { .. })), "daemon after start")?;
+    let pid = p.pid().ok_or("no pid after start")?;
+    check(pid != std::process::id(), "child has our pid")?;
+    check(p.is_alive(), "not alive while waiting")?;
+    check(p.exitcode().is_none(), "exit code while running")?;
+    check(p.join_timeout(Duration::from_millis(20))?.is_none(), "join_timeout returned while running")?;
+    check(shm::active_children().iter().any(|c| c.pid() == Some(pid)), "not among active children")?;
+    // Release: pairs with the child's Acquire load.
+    gate.store(1, Release);
+    check(p.join()? == 0, "exit code")?;
+    check(p.exitcode() == Some(0) && !p.is_alive(), "state after join")?;
+    check(p.join_timeout(Duration::ZERO)? == Some(0), "second join")?;
+    check(!is_running(pid) && !std::path::Path::new(&format!("/proc/{pid}")).exists(), "zombie left after join")?;
+    check(p.terminate().is_ok(), "terminate after exit is a no-op")?;
+    Ok(())
+}
+
+fn exit_codes(m: StartMethod) -> Result {
+    let p = Process::new(exit_with, 7).with_start_method(m);
+    p.start()?;
+    check(p.join()? == 7, "explicit exit code")?;
+    let p = Process::new(fails, ()).with_start_method(m);
+    p.start()?;
+    check(p.join()? == 1, "Err return gives 1")?;
+    let gate = RawValue::new(0u32)?;
+    let t = Process::new(wait_for_gate, gate.clone()).with_start_method(m);
+    let k = Process::new(wait_for_gate, gate).with_start_method(m);
+    t.start()?;
+    k.start()?;
+    t.terminate()?;
+    k.kill()?;
+    check(t.join()? == -15, "terminate gives -SIGTERM")?;
+    check(k.join()? == -9, "kill gives -SIGKILL")?;
+    Ok(())
+}
+
+fn family(m: StartMethod) -> Result {
+    check(shm::parent_process().is_none(), "main has a parent")?;
+    check(shm::current_process().name() == "MainProcess", "main's name")?;
+    check(matches!(shm::current_process().join(), Err(ProcessError::JoinSelf)), "join self")?;
+    let q = Process::new(noop, ()).with_start_method(m);
+    let n: u32 = q
+        .name()
+        .strip_prefix("Process-")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("default name {}", q.name()))?;
+    // The next process takes the next number; the child checks it sees it.
+    let expected = format!("Process-{}", n + 1);
+    let p = Process::new(check_family, (std::process::id(), expected)).with_start_method(m);
+    p.start()?;
+    check(p.join()? == 0, "child saw a wrong family")?;
+    let p = Process::new(check_family, (std::process::id(), "custom".into()))
+        .with_start_method(m)
+        .with_name("custom");
+    p.start()?;
+    check(p.join()? == 0, "child did not see its custom name")?;
+    let p = Process::new(start_grandchild, m).with_start_method(m);
+    p.start()?;
+    check(p.join()? == 0, "nested names")?;
+    Ok(())
+}
+
+fn reaps_dropped_children(m: StartMethod) -> Result {
+    let p = Process::new(noop, ()).with_start_method(m);
+    p.start()?;
+    let pid = p.pid().ok_or("pid")?;
+    drop(p);
+    check(wait_gone(pid), "child did not end")?;
+    for _ in 0..10_000 {
+        if shm::active_children().iter().all(|c| c.pid() != Some(pid)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    check(shm::active_children().iter().all(|c| c.pid() != Some(pid)), "ended child still listed")?;
+    check(!std::path::Path::new(&format!("/proc/{pid}")).exists() || m == StartMethod::ForkServer, "zombie")?;
+    Ok(())
+}
+
+fn large_arguments(m: StartMethod) -> Result {
+    let data: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
+    let p = Process::new(checksum, data).with_start_method(m);
+    p.start()?;
+    check(p.join()? == 0, "3 MiB argument arrived damaged")
+}
+
+fn closures_need_fork() -> Result {
+    let counter = RawValue::new(0u64)?;
+    let c = counter.clone();
+    let p = Process::from_closure(move || {
+        c.fetch_add(41, Relaxed);
+    });
+    check(p.start_method() == StartMethod::Fork, "closures use fork")?;
+    p.start()?;
+    check(p.join()? == 0 && counter.load(Relaxed) == 41, "closure ran")?;
+    let p = Process::from_closure(|| ()).with_start_method(StartMethod::Spawn);
+    check(matches!(p.start(), Err(ProcessError::ClosureNeedsFork)), "closure under spawn")?;
+    check(p.pid().is_none(), "a refused start starts nothing")?;
+    Ok(())
+}
+
+fn only_the_parent_joins() -> Result {
+    let gate = RawValue::new(0u32)?;
+    let sibling = Process::new(wait_for_gate, gate.clone()).with_start_method(StartMethod::Fork);
+    sibling.start()?;
+    let s = sibling.clone();
+    let p = Process::from_closure(move || match s.join() {
+        Err(ProcessError::NotOurChild { .. }) => 0,
+        _ => 1,
+    });
+    p.start()?;
+    let code = p.join()?;
+    gate.store(1, Release);
+    sibling.join()?;
+    check(code == 0, "a sibling could join")
+}
+
+fn start_method_is_set_once() -> Result {
+    let current = shm::get_start_method();
+    check(shm::set_start_method(StartMethod::Spawn, false).is_err(), "set after use without force")?;
+    shm::set_start_method(StartMethod::Spawn, true)?;
+    check(shm::get_start_method() == StartMethod::Spawn, "forced")?;
+    shm::set_start_method(current, true)?;
+    check(shm::get_context(Some(StartMethod::Fork)).start_method() == StartMethod::Fork, "context")?;
+    check(shm::get_all_start_methods().len() == 3, "all methods")?;
+    check("bogus".parse::<StartMethod>().is_err(), "unknown method name")?;
+    check(shm::cpu_count() >= 1, "cpu_count")
+}
+
+fn fork_server_restarts() -> Result {
+    let pid = shm::process::fork_server_pid().ok_or("no fork server after init()")?;
+    shm::sys::kill_pid(pid, 9);
+    check(wait_gone(pid), "fork server did not die")?;
+    let p = Process::new(exit_with, 5).with_start_method(StartMethod::ForkServer);
+    p.start()?;
+    check(p.join()? == 5, "child of the restarted server")?;
+    let again = shm::process::fork_server_pid().ok_or("no server")?;
+    check(again != pid && is_running(again), "server not replaced")
+}
+
+fn main() {
+    shm::init();
+    let mut args = Arguments::from_args();
+    // Fork children copy one thread only: keep the test runner single-threaded.
+    args.test_threads = Some(1);
+    let mut tests = Vec::new();
+    for m in METHODS {
+        tests.push(Trial::test(format!("lifecycle_{m}"), move || lifecycle(m)));
+        tests.push(Trial::test(format!("exit_codes_{m}"), move || exit_codes(m)));
+        tests.push(Trial::test(format!("family_and_names_{m}"), move || family(m)));
+        tests.push(Trial::test(format!("reaps_dropped_children_{m}"), move || reaps_dropped_children(m)));
+        tests.push(Trial::test(format!("large_arguments_{m}"), move || large_arguments(m)));
+    }
+    tests.push(Trial::test("closures_need_fork", closures_need_fork));
+    tests.push(Trial::test("only_the_parent_joins", only_the_parent_joins));
+    tests.push(Trial::test("start_method_is_set_once", start_method_is_set_once));
+    tests.push(Trial::test("fork_server_restarts", fork_server_restarts));
+    libtest_mimic::run(&args, tests).exit();
+}

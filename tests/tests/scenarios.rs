@@ -1,0 +1,185 @@
+//! The day-one scenarios of SCENARIOS.md: each example program is run as a
+//! user would run it, under every start method where that applies, and what
+//! it prints is checked.
+
+use std::collections::HashSet;
+
+use shm_tests::{METHODS, StartMethod, is_running, run, stderr, stdout, wait_gone};
+
+fn lines_after<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+    text.lines().filter_map(|l| l.strip_prefix(prefix)).collect()
+}
+
+#[test]
+fn s1_process_basic_children_have_their_own_pids() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_process_basic"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        let parent: u32 = lines_after(&text, "parent pid ")[0]
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("parent pid printed");
+        let mut pids = HashSet::new();
+        for n in 0..5u64 {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("child {n}: ")))
+                .unwrap_or_else(|| panic!("{m}: child {n} did not print:\n{text}"));
+            assert!(line.contains(&format!("= {} (pid", n * n)), "{m}: {line}");
+            let pid: u32 = line.rsplit("pid ").next().and_then(|p| p.trim_end_matches(')').parse().ok()).expect("pid");
+            assert_ne!(pid, parent, "{m}: a child has the parent's pid");
+            pids.insert(pid);
+        }
+        assert_eq!(pids.len(), 5, "{m}: child pids are not distinct: {pids:?}");
+        assert_eq!(text.matches("exited with 0").count(), 5, "{m}:\n{text}");
+    }
+}
+
+#[test]
+fn s2_exit_codes_follow_python() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_exit_codes"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        let codes: Vec<i32> = (1..=5)
+            .map(|k| {
+                lines_after(&text, &format!("Process-{k}.exitcode = "))
+                    .first()
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or_else(|| panic!("{m}: no exit code for Process-{k}:\n{text}"))
+            })
+            .collect();
+        assert_eq!(codes, [1, 0, 0, 1, -15], "{m}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("Process Process-4 (pid") && err.contains("this child panics on purpose"),
+            "{m}: panic message without the process name:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn s3_worker_type_has_default_names() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_worker_type"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        for k in 1..=5 {
+            assert_eq!(text.matches(&format!("Hello from Process-{k} ")).count(), 1, "{m}:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn s4_vec_is_copied_array_is_shared() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_pass_by_value"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("child sees Vec [1, 2, 3, 4]"), "{m}:\n{text}");
+        assert!(text.contains("parent sees Vec [1, 2, 3]\n"), "{m}:\n{text}");
+        assert!(text.contains("parent sees Array [100, 2, 3]"), "{m}:\n{text}");
+    }
+}
+
+#[test]
+fn s5_value_and_array_changes_reach_the_parent() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_value_array"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        assert_eq!(
+            stdout(&out),
+            "3.1415927\n[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]\n",
+            "{m}"
+        );
+    }
+}
+
+#[test]
+fn s20_lifecycle_is_logged_with_process_names() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_logging"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let err = stderr(&out);
+        let lines: Vec<&str> = err.lines().collect();
+        let find = |who: &str, what: &str| {
+            lines
+                .iter()
+                .filter(|l| l.starts_with(&format!("[DEBUG/{who} ")) && l.contains(what))
+                .count()
+        };
+        assert_eq!(find("MainProcess", "started child child=Process-1"), 1, "{m}:\n{err}");
+        assert_eq!(find("Process-1", "child process started"), 1, "{m}:\n{err}");
+        assert_eq!(find("Process-1", "running target"), 1, "{m}:\n{err}");
+        assert_eq!(find("Process-1", "process exiting with exit code 0"), 1, "{m}:\n{err}");
+        assert_eq!(find("MainProcess", "child exited with exit code 0"), 1, "{m}:\n{err}");
+        assert!(err.contains("[INFO/Process-1 ") && err.contains("doing work item 7"), "{m}:\n{err}");
+        for l in &lines {
+            assert!(l.starts_with("[DEBUG/") || l.starts_with("[INFO/"), "{m}: line without a process prefix: {l}");
+        }
+    }
+}
+
+#[test]
+fn s21_start_methods_give_identical_results() {
+    let out = run(env!("CARGO_BIN_EXE_start_methods"), StartMethod::ForkServer, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let results: Vec<&str> = ["fork", "spawn", "forkserver"]
+        .iter()
+        .map(|m| lines_after(&text, &format!("{m}: ")).first().copied().unwrap_or_else(|| panic!("{m} missing:\n{text}")))
+        .collect();
+    assert_eq!(results[0], "squares [1, 4, 9, 16] total 30");
+    assert!(results.iter().all(|r| *r == results[0]), "{results:?}");
+}
+
+fn daemon_case(m: StartMethod, arg: &[&str]) {
+    let out = run(env!("CARGO_BIN_EXE_daemon"), m, arg);
+    let text = stdout(&out);
+    assert!(
+        text.contains("daemon cannot start a child: daemonic processes are not allowed to have children"),
+        "{m} {arg:?}:\n{text}\n{}",
+        stderr(&out)
+    );
+    assert!(text.contains("daemon alive: true"), "{m} {arg:?}:\n{text}");
+    let pid: u32 = lines_after(&text, "daemon pid ")
+        .first()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{m}: no daemon pid:\n{text}"));
+    assert!(pid != 0);
+    assert!(wait_gone(pid), "{m} {arg:?}: daemon {pid} outlived its parent");
+    assert!(!is_running(pid));
+}
+
+#[test]
+fn s22_daemon_dies_with_parent_that_exits() {
+    for m in METHODS {
+        daemon_case(m, &[]);
+    }
+}
+
+#[test]
+fn s22_daemon_dies_with_parent_killed_by_sigkill() {
+    for m in METHODS {
+        daemon_case(m, &["kill"]);
+    }
+}
+
+#[test]
+fn missing_init_is_a_clear_error_not_a_fork_bomb() {
+    let out = run(env!("CARGO_BIN_EXE_no_init"), StartMethod::Spawn, &["spawn"]);
+    let text = stdout(&out);
+    // The parent's main runs once, the child's once: no more.
+    assert_eq!(text.matches("main running in pid").count(), 2, "{text}");
+    assert!(text.contains("start failed: this process was started by the spawn method"), "{text}");
+    assert!(text.contains("join failed: child Process-1 could not run its target"), "{text}");
+    assert!(text.contains("`main` must call `shm::init()`"), "{text}");
+    assert!(!text.contains("the child ran its target"), "{text}");
+
+    let out = run(env!("CARGO_BIN_EXE_no_init"), StartMethod::ForkServer, &["forkserver"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("start failed: the forkserver start method needs `shm::init();`"), "{text}");
+}
