@@ -1,11 +1,13 @@
 //! Process start+join per start method, against raw OS floors and Python.
 //!
-//! Ours: `Process::new(noop, ())` with a start method, then `start()` and
-//! `join()` timed together. Floors: `fork` + `_exit(0)` + `waitpid` for fork
-//! and forkserver; `fork` + `execv("/proc/self/exe", [argv0, "--exit-now"])`
-//! + `waitpid` of this very binary for spawn, and the same through
-//! `posix_spawn` (`std::process::Command`). Peer: Python's `multiprocessing`
-//! with the same start method (`python/process_start.py`).
+//! - Ours: `Process::new(noop, ())` with a start method, then `start()` and
+//!   `join()` timed together.
+//! - Fork floor (for fork and forkserver): `fork`, `_exit(0)`, `waitpid`.
+//! - Spawn floor: `fork`, `execv("/proc/self/exe", [argv0, "--exit-now"])`,
+//!   `waitpid` of this very binary; and the same through `posix_spawn`
+//!   (`std::process::Command`).
+//! - Peer: Python's `multiprocessing` with the same start method
+//!   (`python/process_start.py`).
 
 use std::ffi::CString;
 use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
@@ -88,7 +90,9 @@ impl SelfExec {
     ///
     /// If `argv[0]` contains a NUL byte (the kernel never passes one).
     pub fn new() -> Self {
-        let argv0 = std::env::args_os().next().unwrap_or_else(|| "compare".into());
+        let argv0 = std::env::args_os()
+            .next()
+            .unwrap_or_else(|| "compare".into());
         let argv = vec![
             CString::new(argv0.into_vec()).expect("argv[0] has no NUL byte"),
             CString::new(EXIT_NOW).expect("a literal without NUL"),
@@ -152,7 +156,10 @@ impl Default for SelfExec {
 fn python_stats(j: &python::FlatJson, method: &str) -> Option<Stats> {
     let median = j.number(method)?;
     let get = |suffix: &str| j.number(&format!("{method}_{suffix}")).unwrap_or(median);
-    let n = j.text(&format!("{method}_n")).and_then(|t| t.parse().ok()).unwrap_or(1);
+    let n = j
+        .text(&format!("{method}_n"))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
     Some(Stats {
         n,
         median,
@@ -177,7 +184,7 @@ pub fn run(mode: Mode, report: &mut Report) {
     ];
     let s = time_interleaved(mode.rounds(), &mut cases);
     drop(cases);
-    let m = |name: &str, i: usize| report.measure(Measured::new(name, s[i]));
+    let mut m = |name: &str, i: usize| report.measure(Measured::new(name, s[i]));
     let ours_fork = m("shm Process, fork", 0);
     let raw_fork = m("fork+_exit+waitpid (raw)", 1);
     let ours_fs = m("shm Process, forkserver", 2);
@@ -198,7 +205,9 @@ pub fn run(mode: Mode, report: &mut Report) {
     let py_name = match &py {
         Ok(j) => format!("Python {}", j.text("python").unwrap_or("3")),
         Err(why) => {
-            report.notes.push(format!("Python process-start rows skipped: {why}"));
+            report
+                .notes
+                .push(format!("Python process-start rows skipped: {why}"));
             "Python".to_owned()
         }
     };
@@ -210,7 +219,12 @@ pub fn run(mode: Mode, report: &mut Report) {
         ("spawn", &ours_spawn, &posix_spawn, Target::None),
     ];
     for (method, ours, floor, target) in floor_rows {
-        let row = Row::new(format!("process start+join, {method}"), ours.clone(), &floor.name, Some(floor.stats));
+        let row = Row::new(
+            format!("process start+join, {method}"),
+            ours.clone(),
+            &floor.name,
+            Some(floor.stats),
+        );
         report.rows.push(row.target(target));
     }
     let mut chart = Chart::new("process_start.svg", "Process start+join (median, p10..p90)");
@@ -225,7 +239,12 @@ pub fn run(mode: Mode, report: &mut Report) {
         if let Some(p) = peer {
             report.measure(Measured::new(&peer_label, p));
         }
-        let row = Row::new(format!("process start+join, {method}"), ours.clone(), peer_label, peer);
+        let row = Row::new(
+            format!("process start+join, {method}"),
+            ours.clone(),
+            peer_label,
+            peer,
+        );
         // At least 10x faster than Python: ours/python ≤ 0.1.
         report.rows.push(row.target(Target::AtMost(0.1)));
         chart = chart.bar(&ours.name, ours.stats, Kind::Ours);

@@ -76,7 +76,12 @@ pub struct Row {
 
 impl Row {
     /// A row comparing `ours` with the peer `peer` (skipped if `None`).
-    pub fn new(benchmark: impl Into<String>, ours: Measured, peer_name: impl Into<String>, peer: Option<Stats>) -> Self {
+    pub fn new(
+        benchmark: impl Into<String>,
+        ours: Measured,
+        peer_name: impl Into<String>,
+        peer: Option<Stats>,
+    ) -> Self {
         Self {
             benchmark: benchmark.into(),
             ours,
@@ -153,11 +158,15 @@ impl Report {
                 let _ = writeln!(s, "Note: {n}  ");
             }
         }
-        s.push_str("\n| benchmark | ours | peer | peer value | ratio (ours/peer) | target | met? |\n");
+        s.push_str(
+            "\n| benchmark | ours | peer | peer value | ratio (ours/peer) | target | met? |\n",
+        );
         s.push_str("|---|---:|---|---:|---:|---:|:---:|\n");
         for r in &self.rows {
             let peer = r.peer.map_or_else(|| "skipped".to_owned(), |p| p.show());
-            let ratio = r.ratio().map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"));
+            let ratio = r
+                .ratio()
+                .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"));
             let met = match (r.met(), r.peer) {
                 (_, None) => "skipped",
                 (None, Some(_)) => "-",
@@ -224,10 +233,19 @@ mod tests {
     fn rows_show_ratio_target_and_skips() {
         let mut rep = Report::new("t");
         let ours = Measured::new("ours", secs(2e-4));
-        rep.rows.push(Row::new("a", ours.clone(), "floor", Some(secs(1e-4))).target(Target::AtMost(1.3)));
-        rep.rows.push(Row::new("b", ours, "python", None).target(Target::AtMost(0.1)));
+        rep.rows.push(
+            Row::new("a", ours.clone(), "floor", Some(secs(1e-4))).target(Target::AtMost(1.3)),
+        );
+        rep.rows
+            .push(Row::new("b", ours, "python", None).target(Target::AtMost(0.1)));
         let md = rep.markdown();
-        assert!(md.contains("| a | 200 µs | floor | 100 µs | 2.00 | ≤ 1.3 | **no** |"), "{md}");
-        assert!(md.contains("| b | 200 µs | python | skipped | - | ≤ 0.1 | skipped |"), "{md}");
+        assert!(
+            md.contains("| a | 200 µs | floor | 100 µs | 2.00 | ≤ 1.3 | **no** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| b | 200 µs | python | skipped | - | ≤ 0.1 | skipped |"),
+            "{md}"
+        );
     }
 }

@@ -172,9 +172,16 @@ struct Scale {
 
 impl Scale {
     fn fit(bars: &[Bar]) -> Self {
-        let unit = bars.first().map_or(crate::stats::Unit::Seconds, |b| b.stats.unit);
-        let vals = bars.iter().flat_map(|b| [b.stats.median, b.stats.p90]).filter(|v| *v > 0.0);
-        let (min, max) = vals.fold((f64::INFINITY, 0.0_f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let unit = bars
+            .first()
+            .map_or(crate::stats::Unit::Seconds, |b| b.stats.unit);
+        let vals = bars
+            .iter()
+            .flat_map(|b| [b.stats.median, b.stats.p90])
+            .filter(|v| *v > 0.0);
+        let (min, max) = vals.fold((f64::INFINITY, 0.0_f64), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
         if max <= 0.0 {
             return Self {
                 log: false,
@@ -202,7 +209,11 @@ impl Scale {
 
     fn at(self, v: f64) -> f64 {
         let x = if self.log {
-            if v <= 0.0 { 0.0 } else { (v.log10() - self.lo) / (self.hi - self.lo) }
+            if v <= 0.0 {
+                0.0
+            } else {
+                (v.log10() - self.lo) / (self.hi - self.lo)
+            }
         } else {
             (v - self.lo) / (self.hi - self.lo)
         };
@@ -232,7 +243,9 @@ impl Scale {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -244,7 +257,11 @@ mod tests {
     fn wide_spans_use_a_log_axis() {
         let chart = Chart::new("x.svg", "start")
             .bar("ours", Stats::single(1e-4, Unit::Seconds), Kind::Ours)
-            .bar("python <3.12>", Stats::single(7.5e-2, Unit::Seconds), Kind::Peer);
+            .bar(
+                "python <3.12>",
+                Stats::single(7.5e-2, Unit::Seconds),
+                Kind::Peer,
+            );
         let svg = chart.svg();
         assert!(svg.contains("(log scale)"));
         assert!(svg.contains("python &lt;3.12&gt;"));

@@ -68,10 +68,11 @@ impl<T: ShmSafe> RawArray<T> {
     }
 
     fn bytes_for(len: usize) -> Result<usize, SegmentError> {
-        len.checked_mul(size_of::<T>()).ok_or(SegmentError::InvalidSize {
-            requested: u64::MAX,
-            reason: "element count times element size overflows",
-        })
+        len.checked_mul(size_of::<T>())
+            .ok_or(SegmentError::InvalidSize {
+                requested: u64::MAX,
+                reason: "element count times element size overflows",
+            })
     }
 
     /// A new array of `len` zeroed elements.
@@ -90,8 +91,17 @@ impl<T: ShmSafe> RawArray<T> {
     /// As [`RawArray::new`].
     pub fn from_slice(items: &[T]) -> Result<Self, SegmentError> {
         let a = Self::new(items.len())?;
-        a.write(0, items).expect("the array has exactly items.len() elements");
+        a.copy_in(items);
         Ok(a)
+    }
+
+    /// Copies `items` (exactly `len` of them) into the array.
+    fn copy_in(&self, items: &[T]) {
+        debug_assert_eq!(items.len(), self.len);
+        for (k, item) in items.iter().enumerate().take(self.len) {
+            // SAFETY: k < len.
+            unsafe { self.ptr.as_ptr().wrapping_add(k).write_volatile(*item) };
+        }
     }
 
     /// A new named array holding a copy of `items`, which other programs can
@@ -101,8 +111,12 @@ impl<T: ShmSafe> RawArray<T> {
     ///
     /// As [`Segment::create_named`].
     pub fn create_named(name: &str, items: &[T]) -> Result<Self, SegmentError> {
-        let a = Self::from_segment(Segment::create_named(name, &Self::identity(), Self::bytes_for(items.len())?)?)?;
-        a.write(0, items).expect("the array has exactly items.len() elements");
+        let a = Self::from_segment(Segment::create_named(
+            name,
+            &Self::identity(),
+            Self::bytes_for(items.len())?,
+        )?)?;
+        a.copy_in(items);
         Ok(a)
     }
 
@@ -123,7 +137,7 @@ impl<T: ShmSafe> RawArray<T> {
     pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
         seg.check_type(&Self::identity())?;
         let bytes = seg.payload_len();
-        if size_of::<T>() == 0 || bytes % size_of::<T>() != 0 {
+        if size_of::<T>() == 0 || !bytes.is_multiple_of(size_of::<T>()) {
             return Err(SegmentError::BadPayload {
                 len: bytes as u64,
                 elem_size: size_of::<T>() as u64,
@@ -168,7 +182,7 @@ impl<T: ShmSafe> RawArray<T> {
             // SAFETY: i < len, so the element is inside the payload; it is
             // aligned (payload 128-aligned, T's align <= 128 and divides size);
             // T accepts any bit pattern.
-            unsafe { self.ptr.as_ptr().add(i).read_volatile() }
+            unsafe { self.ptr.as_ptr().wrapping_add(i).read_volatile() }
         })
     }
 
@@ -181,7 +195,7 @@ impl<T: ShmSafe> RawArray<T> {
     pub fn set(&self, i: usize, value: T) -> Result<(), OutOfBounds> {
         self.check(i..i.saturating_add(1))?;
         // SAFETY: bounds checked above; see `get` for alignment.
-        unsafe { self.ptr.as_ptr().add(i).write_volatile(value) };
+        unsafe { self.ptr.as_ptr().wrapping_add(i).write_volatile(value) };
         Ok(())
     }
 
@@ -195,7 +209,7 @@ impl<T: ShmSafe> RawArray<T> {
         Ok(range
             .map(|i| {
                 // SAFETY: every i lies in the checked range.
-                unsafe { self.ptr.as_ptr().add(i).read_volatile() }
+                unsafe { self.ptr.as_ptr().wrapping_add(i).read_volatile() }
             })
             .collect())
     }
@@ -209,7 +223,12 @@ impl<T: ShmSafe> RawArray<T> {
         self.check(start..start.saturating_add(items.len()))?;
         for (k, item) in items.iter().enumerate() {
             // SAFETY: start + k lies in the checked range.
-            unsafe { self.ptr.as_ptr().add(start + k).write_volatile(*item) };
+            unsafe {
+                self.ptr
+                    .as_ptr()
+                    .wrapping_add(start + k)
+                    .write_volatile(*item)
+            };
         }
         Ok(())
     }
@@ -218,13 +237,18 @@ impl<T: ShmSafe> RawArray<T> {
     pub fn fill(&self, value: T) {
         for i in 0..self.len {
             // SAFETY: i < len.
-            unsafe { self.ptr.as_ptr().add(i).write_volatile(value) };
+            unsafe { self.ptr.as_ptr().wrapping_add(i).write_volatile(value) };
         }
     }
 
     /// A copy of every element.
     pub fn to_vec(&self) -> Vec<T> {
-        self.read(0..self.len).expect("the whole range is in bounds")
+        (0..self.len)
+            .map(|i| {
+                // SAFETY: i < len.
+                unsafe { self.ptr.as_ptr().wrapping_add(i).read_volatile() }
+            })
+            .collect()
     }
 
     /// Raw pointer to the first element.
@@ -273,7 +297,14 @@ mod tests {
         assert_eq!(a.len(), 4);
         assert_eq!(a.to_vec(), [0; 4]);
         assert_eq!(a.get(4), None);
-        assert_eq!(a.set(4, 1), Err(OutOfBounds { start: 4, end: 5, len: 4 }));
+        assert_eq!(
+            a.set(4, 1),
+            Err(OutOfBounds {
+                start: 4,
+                end: 5,
+                len: 4
+            })
+        );
         assert_eq!(a.set(usize::MAX, 1).map_err(|e| e.len), Err(4));
         assert!(a.read(2..5).is_err());
         #[allow(clippy::reversed_empty_ranges, reason = "the point of the test")]
@@ -289,8 +320,14 @@ mod tests {
 
     #[test]
     fn zero_length_and_overflowing_lengths_are_errors() {
-        assert!(matches!(RawArray::<u8>::new(0), Err(SegmentError::InvalidSize { .. })));
-        assert!(matches!(RawArray::<u64>::new(usize::MAX), Err(SegmentError::InvalidSize { .. })));
+        assert!(matches!(
+            RawArray::<u8>::new(0),
+            Err(SegmentError::InvalidSize { .. })
+        ));
+        assert!(matches!(
+            RawArray::<u64>::new(usize::MAX),
+            Err(SegmentError::InvalidSize { .. })
+        ));
     }
 
     #[test]
@@ -308,6 +345,9 @@ mod tests {
         let a = RawArray::from_slice(&[1u32, 2]).expect("create");
         let fd = a.segment().fd().try_clone_to_owned().expect("dup");
         let seg = Segment::from_fd(fd, None).expect("attach");
-        assert!(matches!(RawArray::<i32>::from_segment(seg), Err(SegmentError::TypeMismatch { .. })));
+        assert!(matches!(
+            RawArray::<i32>::from_segment(seg),
+            Err(SegmentError::TypeMismatch { .. })
+        ));
     }
 }

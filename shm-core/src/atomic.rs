@@ -1,6 +1,9 @@
 //! Plain-data types that may live in a segment, and the integer types whose
 //! shared cells can be used atomically.
 
+// Views of shared memory are `core` atomics by definition (see `crate::sync`).
+#![allow(clippy::disallowed_types)]
+
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::sync::shared::{self, Ordering};
@@ -35,7 +38,13 @@ pub unsafe trait AtomicInteger: ShmSafe {
     /// `Atomic::fetch_sub` (wrapping).
     fn fetch_sub(a: &Self::Atomic, v: Self, order: Ordering) -> Self;
     /// `Atomic::compare_exchange`.
-    fn compare_exchange(a: &Self::Atomic, current: Self, new: Self, success: Ordering, failure: Ordering) -> Result<Self, Self>;
+    fn compare_exchange(
+        a: &Self::Atomic,
+        current: Self,
+        new: Self,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<Self, Self>;
 }
 
 macro_rules! atomic_integer {

@@ -108,7 +108,9 @@ impl<'de> Deserialize<'de> for Segment {
         let wire = SegmentWire::deserialize(deserializer)?;
         let fd = INCOMING.with(|i| {
             let mut slot = i.borrow_mut();
-            let fds = slot.as_mut().ok_or("shared objects deserialise only in a process bootstrap")?;
+            let fds = slot
+                .as_mut()
+                .ok_or("shared objects deserialise only in a process bootstrap")?;
             fds.get_mut(wire.fd_index as usize)
                 .ok_or("descriptor index out of range")?
                 .take()

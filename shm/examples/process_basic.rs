@@ -12,14 +12,22 @@ fn square(n: u64) {
 
 fn main() -> Result<(), shm::ProcessError> {
     shm::init();
-    println!("parent pid {} starting 5 children with {}", std::process::id(), shm::get_start_method());
+    println!(
+        "parent pid {} starting 5 children with {}",
+        std::process::id(),
+        shm::get_start_method()
+    );
     let children: Vec<Process> = (0..5).map(|n| Process::new(square, n)).collect();
     for p in &children {
         p.start()?;
     }
     for p in &children {
         let code = p.join()?;
-        println!("{} (pid {}) exited with {code}", p.name(), p.pid().expect("started"));
+        println!(
+            "{} (pid {}) exited with {code}",
+            p.name(),
+            p.pid().expect("started")
+        );
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use shm::prelude::*;
 
+#[allow(clippy::approx_constant, reason = "the scenario's number, not PI")]
 fn f((n, a): (RawValue<f64>, RawArray<i32>)) {
     n.set(3.141_592_7);
     for i in 0..a.len() {

@@ -10,7 +10,11 @@ pub use shm::StartMethod;
 pub const HANG_GUARD: Duration = Duration::from_secs(120);
 
 /// Every start method.
-pub const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer];
+pub const METHODS: [StartMethod; 3] = [
+    StartMethod::Fork,
+    StartMethod::Spawn,
+    StartMethod::ForkServer,
+];
 
 /// Runs `program` with `args` under start method `method` (through
 /// `SHM_START_METHOD`), killing it if it outlives [`HANG_GUARD`].
@@ -58,7 +62,9 @@ pub fn stderr(out: &Output) -> String {
 /// Whether `pid` is a running process (neither gone nor a zombie).
 pub fn is_running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rfind(')').is_some_and(|i| !stat[i + 1..].trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rfind(')')
+            .is_some_and(|i| !stat[i + 1..].trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }

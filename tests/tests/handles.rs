@@ -1,5 +1,5 @@
 //! Shared objects handed to children under every start method: shared, not
-//! copied; named segments swept after their creator is SIGKILLed.
+//! copied; named segments swept after their creator is killed by `SIGKILL`.
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::Duration;
@@ -22,7 +22,8 @@ fn add_many((v, n): (RawValue<u64>, u64)) {
 
 fn write_pattern(a: RawArray<u32>) {
     for i in 0..a.len() {
-        a.set(i, u32::try_from(i).expect("small") * 3).expect("in range");
+        a.set(i, u32::try_from(i).expect("small") * 3)
+            .expect("in range");
     }
 }
 
@@ -36,7 +37,11 @@ fn check_named((seg, name): (Segment, String)) -> std::result::Result<(), String
     if seg.name() == Some(name.as_str()) && seg.payload_len() == 64 {
         Ok(())
     } else {
-        Err(format!("got {:?} with {} bytes", seg.name(), seg.payload_len()))
+        Err(format!(
+            "got {:?} with {} bytes",
+            seg.name(),
+            seg.payload_len()
+        ))
     }
 }
 
@@ -52,24 +57,42 @@ fn create_named_then_wait((name, ready): (String, RawValue<u32>)) {
 
 fn value_and_array(m: StartMethod) -> Result {
     let v = RawValue::new(0u64)?;
-    let procs: Vec<Process> = (0..4).map(|_| Process::new(add_many, (v.clone(), 10_000)).with_start_method(m)).collect();
+    let procs: Vec<Process> = (0..4)
+        .map(|_| Process::new(add_many, (v.clone(), 10_000)).with_start_method(m))
+        .collect();
     for p in &procs {
         p.start()?;
     }
     for p in &procs {
         check(p.join()? == 0, "child failed")?;
     }
-    check(v.load(Relaxed) == 40_000, format!("4 x 10 000 atomic adds gave {}", v.load(Relaxed)))?;
+    check(
+        v.load(Relaxed) == 40_000,
+        format!("4 x 10 000 atomic adds gave {}", v.load(Relaxed)),
+    )?;
     let a = RawArray::<u32>::new(1000)?;
     let p = Process::new(write_pattern, a.clone()).with_start_method(m);
     p.start()?;
     p.join()?;
-    check(a.to_vec().iter().enumerate().all(|(i, &x)| x as usize == i * 3), "array pattern")?;
-    let vs: Vec<RawValue<i64>> = (0..20).map(|_| RawValue::new(0i64)).collect::<std::result::Result<_, _>>()?;
+    check(
+        a.to_vec()
+            .iter()
+            .enumerate()
+            .all(|(i, &x)| x as usize == i * 3),
+        "array pattern",
+    )?;
+    let vs: Vec<RawValue<i64>> = (0..20)
+        .map(|_| RawValue::new(0i64))
+        .collect::<std::result::Result<_, _>>()?;
     let p = Process::new(bump_all, vs.clone()).with_start_method(m);
     p.start()?;
     p.join()?;
-    check(vs.iter().enumerate().all(|(i, v)| v.get() == i as i64 + 1), "20 values")
+    check(
+        vs.iter()
+            .enumerate()
+            .all(|(i, v)| v.get() == i64::try_from(i).expect("small") + 1),
+        "20 values",
+    )
 }
 
 fn named_segment_keeps_its_name(m: StartMethod) -> Result {
@@ -86,7 +109,8 @@ fn named_segment_keeps_its_name(m: StartMethod) -> Result {
 fn sweep_after_sigkill(m: StartMethod) -> Result {
     let name = format!("shm-test-sweep-{m}-{}", std::process::id());
     let ready = RawValue::new(0u32)?;
-    let p = Process::new(create_named_then_wait, (name.clone(), ready.clone())).with_start_method(m);
+    let p =
+        Process::new(create_named_then_wait, (name.clone(), ready.clone())).with_start_method(m);
     p.start()?;
     for _ in 0..120_000 {
         // Acquire: pairs with the child's Release.
@@ -96,24 +120,45 @@ fn sweep_after_sigkill(m: StartMethod) -> Result {
         std::thread::sleep(Duration::from_millis(1));
     }
     let path = format!("/dev/shm/{name}");
-    check(std::path::Path::new(&path).exists(), "child did not create the segment")?;
+    check(
+        std::path::Path::new(&path).exists(),
+        "child did not create the segment",
+    )?;
     // The creator lives: a sweep leaves its segment alone.
-    check(shm::segment::sweep()?.iter().all(|s| s.name != name), "swept a live creator's segment")?;
+    check(
+        shm::segment::sweep()?.iter().all(|s| s.name != name),
+        "swept a live creator's segment",
+    )?;
     p.kill()?;
     check(p.join()? == -9, "child not killed")?;
-    check(std::path::Path::new(&path).exists(), "a SIGKILLed creator cannot unlink")?;
+    check(
+        std::path::Path::new(&path).exists(),
+        "a SIGKILLed creator cannot unlink",
+    )?;
     let swept = shm::segment::sweep()?;
-    check(swept.iter().any(|s| s.name == name), format!("sweep missed {name}: {swept:?}"))?;
-    check(!std::path::Path::new(&path).exists(), "residue in /dev/shm after sweep")
+    check(
+        swept.iter().any(|s| s.name == name),
+        format!("sweep missed {name}: {swept:?}"),
+    )?;
+    check(
+        !std::path::Path::new(&path).exists(),
+        "residue in /dev/shm after sweep",
+    )
 }
 
 fn objects_refuse_plain_serialisation() -> Result {
     let v = RawValue::new(1u8)?;
     let err = postcard::to_allocvec(&v).expect_err("a handle outside a process bootstrap");
-    check(err.to_string().len() > 0, "error")?;
+    check(!err.to_string().is_empty(), "error")?;
     let (bytes, fds) = shm::handle::encode(&v)?;
-    check(fds.len() == 1 && !bytes.is_empty(), "encode collects one descriptor")?;
-    check(shm::handle::decode::<RawValue<u8>>(&bytes, Vec::new()).is_err(), "decode without its descriptor")?;
+    check(
+        fds.len() == 1 && !bytes.is_empty(),
+        "encode collects one descriptor",
+    )?;
+    check(
+        shm::handle::decode::<RawValue<u8>>(&bytes, Vec::new()).is_err(),
+        "decode without its descriptor",
+    )?;
     Ok(())
 }
 
@@ -123,10 +168,21 @@ fn main() {
     args.test_threads = Some(1);
     let mut tests = Vec::new();
     for m in METHODS {
-        tests.push(Trial::test(format!("value_and_array_shared_{m}"), move || value_and_array(m)));
-        tests.push(Trial::test(format!("named_segment_keeps_its_name_{m}"), move || named_segment_keeps_its_name(m)));
-        tests.push(Trial::test(format!("sweep_after_sigkill_{m}"), move || sweep_after_sigkill(m)));
+        tests.push(Trial::test(
+            format!("value_and_array_shared_{m}"),
+            move || value_and_array(m),
+        ));
+        tests.push(Trial::test(
+            format!("named_segment_keeps_its_name_{m}"),
+            move || named_segment_keeps_its_name(m),
+        ));
+        tests.push(Trial::test(format!("sweep_after_sigkill_{m}"), move || {
+            sweep_after_sigkill(m)
+        }));
     }
-    tests.push(Trial::test("objects_refuse_plain_serialisation", objects_refuse_plain_serialisation));
+    tests.push(Trial::test(
+        "objects_refuse_plain_serialisation",
+        objects_refuse_plain_serialisation,
+    ));
     libtest_mimic::run(&args, tests).exit();
 }

@@ -59,11 +59,18 @@ fn check_family((parent_pid, my_name): (u32, String)) -> std::result::Result<(),
 fn grandchild(expected: String) -> std::result::Result<(), String> {
     let me = shm::current_process();
     let parent = shm::parent_process().ok_or("no parent")?;
-    let expected_parent = expected.rsplit_once(':').map(|(p, _)| p.to_owned()).unwrap_or_default();
+    let expected_parent = expected
+        .rsplit_once(':')
+        .map(|(p, _)| p.to_owned())
+        .unwrap_or_default();
     if me.name() == expected && parent.name() == expected_parent {
         Ok(())
     } else {
-        Err(format!("grandchild named {} (parent {}), expected {expected}", me.name(), parent.name()))
+        Err(format!(
+            "grandchild named {} (parent {}), expected {expected}",
+            me.name(),
+            parent.name()
+        ))
     }
 }
 
@@ -80,7 +87,11 @@ fn start_grandchild(method: StartMethod) -> std::result::Result<(), String> {
 fn checksum(data: Vec<u8>) -> std::result::Result<(), String> {
     let sum: u64 = data.iter().map(|&b| u64::from(b)).sum();
     let expected: u64 = (0..data.len()).map(|i| (i % 251) as u64).sum();
-    if data.len() == 3 << 20 && sum == expected { Ok(()) } else { Err(format!("got {} bytes, sum {sum}", data.len())) }
+    if data.len() == 3 << 20 && sum == expected {
+        Ok(())
+    } else {
+        Err(format!("got {} bytes, sum {sum}", data.len()))
+    }
 }
 
 // ----- tests -----
@@ -91,23 +102,44 @@ fn lifecycle(m: StartMethod) -> Result {
     check(p.pid().is_none(), "pid before start")?;
     check(p.exitcode().is_none(), "exit code before start")?;
     check(!p.is_alive(), "alive before start")?;
-    check(matches!(p.join(), Err(ProcessError::NotStarted { .. })), "join before start")?;
-    check(matches!(p.terminate(), Err(ProcessError::NotStarted { .. })), "terminate before start")?;
+    check(
+        matches!(p.join(), Err(ProcessError::NotStarted { .. })),
+        "join before start",
+    )?;
+    check(
+        matches!(p.terminate(), Err(ProcessError::NotStarted { .. })),
+        "terminate before start",
+    )?;
     p.start()?;
-    check(matches!(p.start(), Err(ProcessError::AlreadyStarted { .. })), "second start")?;
-    check(matches!(p.set_daemon(true), Err(ProcessError::AlreadyRunning { .. })), "daemon after start")?;
+    check(
+        matches!(p.start(), Err(ProcessError::AlreadyStarted { .. })),
+        "second start",
+    )?;
+    check(
+        matches!(p.set_daemon(true), Err(ProcessError::AlreadyRunning { .. })),
+        "daemon after start",
+    )?;
     let pid = p.pid().ok_or("no pid after start")?;
     check(pid != std::process::id(), "child has our pid")?;
     check(p.is_alive(), "not alive while waiting")?;
     check(p.exitcode().is_none(), "exit code while running")?;
-    check(p.join_timeout(Duration::from_millis(20))?.is_none(), "join_timeout returned while running")?;
-    check(shm::active_children().iter().any(|c| c.pid() == Some(pid)), "not among active children")?;
+    check(
+        p.join_timeout(Duration::from_millis(20))?.is_none(),
+        "join_timeout returned while running",
+    )?;
+    check(
+        shm::active_children().iter().any(|c| c.pid() == Some(pid)),
+        "not among active children",
+    )?;
     // Release: pairs with the child's Acquire load.
     gate.store(1, Release);
     check(p.join()? == 0, "exit code")?;
     check(p.exitcode() == Some(0) && !p.is_alive(), "state after join")?;
     check(p.join_timeout(Duration::ZERO)? == Some(0), "second join")?;
-    check(!is_running(pid) && !std::path::Path::new(&format!("/proc/{pid}")).exists(), "zombie left after join")?;
+    check(
+        !is_running(pid) && !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "zombie left after join",
+    )?;
     check(p.terminate().is_ok(), "terminate after exit is a no-op")?;
     Ok(())
 }
@@ -133,8 +165,14 @@ fn exit_codes(m: StartMethod) -> Result {
 
 fn family(m: StartMethod) -> Result {
     check(shm::parent_process().is_none(), "main has a parent")?;
-    check(shm::current_process().name() == "MainProcess", "main's name")?;
-    check(matches!(shm::current_process().join(), Err(ProcessError::JoinSelf)), "join self")?;
+    check(
+        shm::current_process().name() == "MainProcess",
+        "main's name",
+    )?;
+    check(
+        matches!(shm::current_process().join(), Err(ProcessError::JoinSelf)),
+        "join self",
+    )?;
     let q = Process::new(noop, ()).with_start_method(m);
     let n: u32 = q
         .name()
@@ -169,13 +207,21 @@ fn reaps_dropped_children(m: StartMethod) -> Result {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    check(shm::active_children().iter().all(|c| c.pid() != Some(pid)), "ended child still listed")?;
-    check(!std::path::Path::new(&format!("/proc/{pid}")).exists() || m == StartMethod::ForkServer, "zombie")?;
+    check(
+        shm::active_children().iter().all(|c| c.pid() != Some(pid)),
+        "ended child still listed",
+    )?;
+    check(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists() || m == StartMethod::ForkServer,
+        "zombie",
+    )?;
     Ok(())
 }
 
 fn large_arguments(m: StartMethod) -> Result {
-    let data: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
+    let data: Vec<u8> = (0u32..3 << 20)
+        .map(|i| u8::try_from(i % 251).expect("< 251"))
+        .collect();
     let p = Process::new(checksum, data).with_start_method(m);
     p.start()?;
     check(p.join()? == 0, "3 MiB argument arrived damaged")
@@ -191,7 +237,10 @@ fn closures_need_fork() -> Result {
     p.start()?;
     check(p.join()? == 0 && counter.load(Relaxed) == 41, "closure ran")?;
     let p = Process::from_closure(|| ()).with_start_method(StartMethod::Spawn);
-    check(matches!(p.start(), Err(ProcessError::ClosureNeedsFork)), "closure under spawn")?;
+    check(
+        matches!(p.start(), Err(ProcessError::ClosureNeedsFork)),
+        "closure under spawn",
+    )?;
     check(p.pid().is_none(), "a refused start starts nothing")?;
     Ok(())
 }
@@ -214,13 +263,22 @@ fn only_the_parent_joins() -> Result {
 
 fn start_method_is_set_once() -> Result {
     let current = shm::get_start_method();
-    check(shm::set_start_method(StartMethod::Spawn, false).is_err(), "set after use without force")?;
+    check(
+        shm::set_start_method(StartMethod::Spawn, false).is_err(),
+        "set after use without force",
+    )?;
     shm::set_start_method(StartMethod::Spawn, true)?;
     check(shm::get_start_method() == StartMethod::Spawn, "forced")?;
     shm::set_start_method(current, true)?;
-    check(shm::get_context(Some(StartMethod::Fork)).start_method() == StartMethod::Fork, "context")?;
+    check(
+        shm::get_context(Some(StartMethod::Fork)).start_method() == StartMethod::Fork,
+        "context",
+    )?;
     check(shm::get_all_start_methods().len() == 3, "all methods")?;
-    check("bogus".parse::<StartMethod>().is_err(), "unknown method name")?;
+    check(
+        "bogus".parse::<StartMethod>().is_err(),
+        "unknown method name",
+    )?;
     check(shm::cpu_count() >= 1, "cpu_count")
 }
 
@@ -243,14 +301,26 @@ fn main() {
     let mut tests = Vec::new();
     for m in METHODS {
         tests.push(Trial::test(format!("lifecycle_{m}"), move || lifecycle(m)));
-        tests.push(Trial::test(format!("exit_codes_{m}"), move || exit_codes(m)));
-        tests.push(Trial::test(format!("family_and_names_{m}"), move || family(m)));
-        tests.push(Trial::test(format!("reaps_dropped_children_{m}"), move || reaps_dropped_children(m)));
-        tests.push(Trial::test(format!("large_arguments_{m}"), move || large_arguments(m)));
+        tests.push(Trial::test(format!("exit_codes_{m}"), move || {
+            exit_codes(m)
+        }));
+        tests.push(Trial::test(format!("family_and_names_{m}"), move || {
+            family(m)
+        }));
+        tests.push(Trial::test(
+            format!("reaps_dropped_children_{m}"),
+            move || reaps_dropped_children(m),
+        ));
+        tests.push(Trial::test(format!("large_arguments_{m}"), move || {
+            large_arguments(m)
+        }));
     }
     tests.push(Trial::test("closures_need_fork", closures_need_fork));
     tests.push(Trial::test("only_the_parent_joins", only_the_parent_joins));
-    tests.push(Trial::test("start_method_is_set_once", start_method_is_set_once));
+    tests.push(Trial::test(
+        "start_method_is_set_once",
+        start_method_is_set_once,
+    ));
     tests.push(Trial::test("fork_server_restarts", fork_server_restarts));
     libtest_mimic::run(&args, tests).exit();
 }

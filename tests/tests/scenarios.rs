@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use shm_tests::{METHODS, StartMethod, is_running, run, stderr, stdout, wait_gone};
 
 fn lines_after<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
-    text.lines().filter_map(|l| l.strip_prefix(prefix)).collect()
+    text.lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .collect()
 }
 
 #[test]
@@ -28,7 +30,11 @@ fn s1_process_basic_children_have_their_own_pids() {
                 .find(|l| l.starts_with(&format!("child {n}: ")))
                 .unwrap_or_else(|| panic!("{m}: child {n} did not print:\n{text}"));
             assert!(line.contains(&format!("= {} (pid", n * n)), "{m}: {line}");
-            let pid: u32 = line.rsplit("pid ").next().and_then(|p| p.trim_end_matches(')').parse().ok()).expect("pid");
+            let pid: u32 = line
+                .rsplit("pid ")
+                .next()
+                .and_then(|p| p.trim_end_matches(')').parse().ok())
+                .expect("pid");
             assert_ne!(pid, parent, "{m}: a child has the parent's pid");
             pids.insert(pid);
         }
@@ -67,7 +73,11 @@ fn s3_worker_type_has_default_names() {
         assert!(out.status.success(), "{m}: {}", stderr(&out));
         let text = stdout(&out);
         for k in 1..=5 {
-            assert_eq!(text.matches(&format!("Hello from Process-{k} ")).count(), 1, "{m}:\n{text}");
+            assert_eq!(
+                text.matches(&format!("Hello from Process-{k} ")).count(),
+                1,
+                "{m}:\n{text}"
+            );
         }
     }
 }
@@ -80,7 +90,10 @@ fn s4_vec_is_copied_array_is_shared() {
         let text = stdout(&out);
         assert!(text.contains("child sees Vec [1, 2, 3, 4]"), "{m}:\n{text}");
         assert!(text.contains("parent sees Vec [1, 2, 3]\n"), "{m}:\n{text}");
-        assert!(text.contains("parent sees Array [100, 2, 3]"), "{m}:\n{text}");
+        assert!(
+            text.contains("parent sees Array [100, 2, 3]"),
+            "{m}:\n{text}"
+        );
     }
 }
 
@@ -110,26 +123,53 @@ fn s20_lifecycle_is_logged_with_process_names() {
                 .filter(|l| l.starts_with(&format!("[DEBUG/{who} ")) && l.contains(what))
                 .count()
         };
-        assert_eq!(find("MainProcess", "started child child=Process-1"), 1, "{m}:\n{err}");
+        assert_eq!(
+            find("MainProcess", "started child child=Process-1"),
+            1,
+            "{m}:\n{err}"
+        );
         assert_eq!(find("Process-1", "child process started"), 1, "{m}:\n{err}");
         assert_eq!(find("Process-1", "running target"), 1, "{m}:\n{err}");
-        assert_eq!(find("Process-1", "process exiting with exit code 0"), 1, "{m}:\n{err}");
-        assert_eq!(find("MainProcess", "child exited with exit code 0"), 1, "{m}:\n{err}");
-        assert!(err.contains("[INFO/Process-1 ") && err.contains("doing work item 7"), "{m}:\n{err}");
+        assert_eq!(
+            find("Process-1", "process exiting with exit code 0"),
+            1,
+            "{m}:\n{err}"
+        );
+        assert_eq!(
+            find("MainProcess", "child exited with exit code 0"),
+            1,
+            "{m}:\n{err}"
+        );
+        assert!(
+            err.contains("[INFO/Process-1 ") && err.contains("doing work item 7"),
+            "{m}:\n{err}"
+        );
         for l in &lines {
-            assert!(l.starts_with("[DEBUG/") || l.starts_with("[INFO/"), "{m}: line without a process prefix: {l}");
+            assert!(
+                l.starts_with("[DEBUG/") || l.starts_with("[INFO/"),
+                "{m}: line without a process prefix: {l}"
+            );
         }
     }
 }
 
 #[test]
 fn s21_start_methods_give_identical_results() {
-    let out = run(env!("CARGO_BIN_EXE_start_methods"), StartMethod::ForkServer, &[]);
+    let out = run(
+        env!("CARGO_BIN_EXE_start_methods"),
+        StartMethod::ForkServer,
+        &[],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let results: Vec<&str> = ["fork", "spawn", "forkserver"]
         .iter()
-        .map(|m| lines_after(&text, &format!("{m}: ")).first().copied().unwrap_or_else(|| panic!("{m} missing:\n{text}")))
+        .map(|m| {
+            lines_after(&text, &format!("{m}: "))
+                .first()
+                .copied()
+                .unwrap_or_else(|| panic!("{m} missing:\n{text}"))
+        })
         .collect();
     assert_eq!(results[0], "squares [1, 4, 9, 16] total 30");
     assert!(results.iter().all(|r| *r == results[0]), "{results:?}");
@@ -139,7 +179,9 @@ fn daemon_case(m: StartMethod, arg: &[&str]) {
     let out = run(env!("CARGO_BIN_EXE_daemon"), m, arg);
     let text = stdout(&out);
     assert!(
-        text.contains("daemon cannot start a child: daemonic processes are not allowed to have children"),
+        text.contains(
+            "daemon cannot start a child: daemonic processes are not allowed to have children"
+        ),
         "{m} {arg:?}:\n{text}\n{}",
         stderr(&out)
     );
@@ -149,7 +191,10 @@ fn daemon_case(m: StartMethod, arg: &[&str]) {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("{m}: no daemon pid:\n{text}"));
     assert!(pid != 0);
-    assert!(wait_gone(pid), "{m} {arg:?}: daemon {pid} outlived its parent");
+    assert!(
+        wait_gone(pid),
+        "{m} {arg:?}: daemon {pid} outlived its parent"
+    );
     assert!(!is_running(pid));
 }
 
@@ -169,17 +214,34 @@ fn s22_daemon_dies_with_parent_killed_by_sigkill() {
 
 #[test]
 fn missing_init_is_a_clear_error_not_a_fork_bomb() {
-    let out = run(env!("CARGO_BIN_EXE_no_init"), StartMethod::Spawn, &["spawn"]);
+    let out = run(
+        env!("CARGO_BIN_EXE_no_init"),
+        StartMethod::Spawn,
+        &["spawn"],
+    );
     let text = stdout(&out);
     // The parent's main runs once, the child's once: no more.
     assert_eq!(text.matches("main running in pid").count(), 2, "{text}");
-    assert!(text.contains("start failed: this process was started by the spawn method"), "{text}");
-    assert!(text.contains("join failed: child Process-1 could not run its target"), "{text}");
+    assert!(
+        text.contains("start failed: this process was started by the spawn method"),
+        "{text}"
+    );
+    assert!(
+        text.contains("join failed: child Process-1 could not run its target"),
+        "{text}"
+    );
     assert!(text.contains("`main` must call `shm::init()`"), "{text}");
     assert!(!text.contains("the child ran its target"), "{text}");
 
-    let out = run(env!("CARGO_BIN_EXE_no_init"), StartMethod::ForkServer, &["forkserver"]);
+    let out = run(
+        env!("CARGO_BIN_EXE_no_init"),
+        StartMethod::ForkServer,
+        &["forkserver"],
+    );
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(3), "{text}");
-    assert!(text.contains("start failed: the forkserver start method needs `shm::init();`"), "{text}");
+    assert!(
+        text.contains("start failed: the forkserver start method needs `shm::init();`"),
+        "{text}"
+    );
 }

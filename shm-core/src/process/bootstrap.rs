@@ -40,7 +40,11 @@ pub(crate) fn exe_identity() -> (u64, u64) {
 }
 
 /// Sends the bootstrap for `job` over `sock`.
-pub(crate) fn send(sock: BorrowedFd<'_>, info: &ChildInfo, job: &EncodedJob) -> Result<(), ProcessError> {
+pub(crate) fn send(
+    sock: BorrowedFd<'_>,
+    info: &ChildInfo,
+    job: &EncodedJob,
+) -> Result<(), ProcessError> {
     let mut fds: Vec<RawFd> = Vec::with_capacity(job.fds.len() + 1);
     let args_fd;
     let inline = if job.args.len() <= INLINE_ARGS_MAX {
@@ -58,7 +62,8 @@ pub(crate) fn send(sock: BorrowedFd<'_>, info: &ChildInfo, job: &EncodedJob) -> 
         target: job.target,
         args: inline,
     };
-    let bytes = postcard::to_allocvec(&msg).map_err(|e| crate::HandleError::Encode(e.to_string()))?;
+    let bytes =
+        postcard::to_allocvec(&msg).map_err(|e| crate::HandleError::Encode(e.to_string()))?;
     if let Some(fd) = &args_fd {
         fds.push(std::os::fd::AsRawFd::as_raw_fd(fd));
     }
@@ -66,12 +71,23 @@ pub(crate) fn send(sock: BorrowedFd<'_>, info: &ChildInfo, job: &EncodedJob) -> 
     // SAFETY: every descriptor is open for the duration of this call: the
     // args memfd is owned above, and the object descriptors are owned by the
     // arguments, which the caller keeps alive until `send` returns.
-    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) }).collect();
+    let borrowed: Vec<BorrowedFd<'_>> = fds
+        .iter()
+        .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
+        .collect();
     match sys::send_packet(sock, &bytes, &borrowed) {
         Ok(()) => Ok(()),
         // The child is already gone; `join` will report how it ended.
-        Err(e) if e.raw_os_error() == Some(libc::EPIPE) || e.raw_os_error() == Some(libc::ECONNRESET) => Ok(()),
-        Err(e) => Err(ProcessError::Io { op: "sendmsg", source: e }),
+        Err(e)
+            if e.raw_os_error() == Some(libc::EPIPE)
+                || e.raw_os_error() == Some(libc::ECONNRESET) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(ProcessError::Io {
+            op: "sendmsg",
+            source: e,
+        }),
     }
 }
 
@@ -102,12 +118,15 @@ pub(crate) fn run_child(sock: OwnedFd) -> ! {
 type Prepared = (ChildInfo, Box<dyn FnOnce() -> i32>);
 
 fn receive(sock: BorrowedFd<'_>) -> Result<Prepared, BootstrapError> {
-    let (bytes, mut fds) =
-        sys::recv_packet(sock, PACKET_MAX).map_err(|e| BootstrapError::BadMessage(format!("receiving: {e}")))?;
+    let (bytes, mut fds) = sys::recv_packet(sock, PACKET_MAX)
+        .map_err(|e| BootstrapError::BadMessage(format!("receiving: {e}")))?;
     if bytes.is_empty() {
-        return Err(BootstrapError::BadMessage("the parent closed the socket before sending".into()));
+        return Err(BootstrapError::BadMessage(
+            "the parent closed the socket before sending".into(),
+        ));
     }
-    let msg: Bootstrap = postcard::from_bytes(&bytes).map_err(|e| BootstrapError::BadMessage(e.to_string()))?;
+    let msg: Bootstrap =
+        postcard::from_bytes(&bytes).map_err(|e| BootstrapError::BadMessage(e.to_string()))?;
     let mine = exe_identity();
     if msg.exe != mine {
         return Err(BootstrapError::NotSameExecutable {
@@ -115,15 +134,17 @@ fn receive(sock: BorrowedFd<'_>) -> Result<Prepared, BootstrapError> {
             child: mine,
         });
     }
-    let args = match msg.args {
-        Some(a) => a,
-        None => {
-            if fds.is_empty() {
-                return Err(BootstrapError::BadMessage("argument descriptor missing".into()));
-            }
-            let fd = fds.remove(0);
-            sys::read_whole(fd.as_fd(), ARGS_MAX).map_err(|e| BootstrapError::BadMessage(format!("reading arguments: {e}")))?
+    let args = if let Some(a) = msg.args {
+        a
+    } else {
+        if fds.is_empty() {
+            return Err(BootstrapError::BadMessage(
+                "argument descriptor missing".into(),
+            ));
         }
+        let fd = fds.remove(0);
+        sys::read_whole(fd.as_fd(), ARGS_MAX)
+            .map_err(|e| BootstrapError::BadMessage(format!("reading arguments: {e}")))?
     };
     if let Some(level) = msg.info.log_level {
         log::init_child_logging(level);
@@ -166,8 +187,16 @@ pub(crate) fn report_missing_init() {
 /// The environment for a child program: ours, without shm's private variables.
 pub(crate) fn child_env(extra: &[(&str, String)]) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| k != SPAWN_ENV && k != super::forkserver::SERVER_ENV && k != super::forkserver::CLIENT_ENV)
+        .filter(|(k, _)| {
+            k != SPAWN_ENV
+                && k != super::forkserver::SERVER_ENV
+                && k != super::forkserver::CLIENT_ENV
+        })
         .collect();
-    env.extend(extra.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+    );
     env
 }

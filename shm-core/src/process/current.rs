@@ -47,7 +47,9 @@ fn me() -> MutexGuard<'static, Me> {
 }
 
 fn children() -> MutexGuard<'static, Vec<Process>> {
-    CHILDREN.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    CHILDREN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The identity and default name of the next child (`Process-N`, nested
@@ -59,7 +61,11 @@ pub(crate) fn next_child_identity() -> (Vec<u32>, String) {
     identity.push(me.counter);
     let name = format!(
         "Process-{}",
-        identity.iter().map(u32::to_string).collect::<Vec<_>>().join(":")
+        identity
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(":")
     );
     (identity, name)
 }
@@ -125,7 +131,11 @@ impl CurrentProcess {
 pub fn current_process() -> CurrentProcess {
     let me = me();
     CurrentProcess {
-        name: if me.name.is_empty() { "MainProcess".to_owned() } else { me.name.clone() },
+        name: if me.name.is_empty() {
+            "MainProcess".to_owned()
+        } else {
+            me.name.clone()
+        },
         pid: sys::getpid(),
         daemon: me.daemon,
         identity: me.identity.clone(),

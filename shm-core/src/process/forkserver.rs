@@ -54,7 +54,10 @@ pub(crate) fn is_running() -> bool {
 
 /// The pid of the fork server this process talks to, if one was started.
 pub fn server_pid() -> Option<u32> {
-    CLIENT.lock().ok().and_then(|c| c.as_ref().map(|c| c.server_pid))
+    CLIENT
+        .lock()
+        .ok()
+        .and_then(|c| c.as_ref().map(|c| c.server_pid))
 }
 
 /// Forks the server from this (single-threaded) process.
@@ -80,9 +83,13 @@ pub(crate) fn start_by_fork() -> Result<(), ProcessError> {
 /// Starts the server by spawning this executable (safe with threads).
 fn start_by_spawn() -> Result<(), ProcessError> {
     let (ours, theirs) = sys::seqpacket_pair().map_err(ProcessError::io("socketpair"))?;
-    let env = bootstrap::child_env(&[(SERVER_ENV, "3".into()), (CLIENT_ENV, sys::getpid().to_string())]);
+    let env = bootstrap::child_env(&[
+        (SERVER_ENV, "3".into()),
+        (CLIENT_ENV, sys::getpid().to_string()),
+    ]);
     let argv: Vec<_> = std::env::args_os().take(1).collect();
-    let pid = sys::spawn_self(&argv, &env, theirs.as_fd()).map_err(ProcessError::io("posix_spawn"))?;
+    let pid =
+        sys::spawn_self(&argv, &env, theirs.as_fd()).map_err(ProcessError::io("posix_spawn"))?;
     drop(theirs);
     set_client(ours, pid);
     tracing::debug!(server = pid, "fork server (re)started by spawn");
@@ -90,27 +97,43 @@ fn start_by_spawn() -> Result<(), ProcessError> {
 }
 
 fn set_client(control: OwnedFd, server_pid: u32) {
-    let mut c = CLIENT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut c = CLIENT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(old) = c.take() {
         // Reap a server that died (it is our child); ignore one of another process.
         let _ = sys::try_reap_pid(old.server_pid);
     }
-    *c = Some(Client { control, server_pid });
+    *c = Some(Client {
+        control,
+        server_pid,
+    });
 }
 
 /// In a process exec'd as a fork server: serve. Never returns.
 pub(crate) fn serve_from_env(fd: &str) -> ! {
-    let client: u32 = std::env::var(CLIENT_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let Ok(raw) = fd.parse() else { sys::exit_now(2) };
+    let client: u32 = std::env::var(CLIENT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let Ok(raw) = fd.parse() else {
+        sys::exit_now(2)
+    };
     // SAFETY: the spawning client placed the control socket at this
     // descriptor; nothing else in this fresh process owns it.
-    let Ok(control) = (unsafe { sys::adopt_fd(raw) }) else { sys::exit_now(2) };
+    let Ok(control) = (unsafe { sys::adopt_fd(raw) }) else {
+        sys::exit_now(2)
+    };
     serve(control, client)
 }
 
 /// Asks the server for a child that will run the bootstrap already queued on
 /// `b`'s peer. Restarts the server once if it has died.
-pub(crate) fn request(a: &OwnedFd, b: OwnedFd, daemon: bool) -> Result<(Popen, Outcome), ProcessError> {
+pub(crate) fn request(
+    a: &OwnedFd,
+    b: OwnedFd,
+    daemon: bool,
+) -> Result<(Popen, Outcome), ProcessError> {
     let body = postcard::to_allocvec(&Request {
         daemon,
         requester: sys::getpid(),
@@ -119,9 +142,13 @@ pub(crate) fn request(a: &OwnedFd, b: OwnedFd, daemon: bool) -> Result<(Popen, O
     let me = sys::pidfd_open(sys::getpid()).map_err(ProcessError::io("pidfd_open"))?;
     for attempt in 0..2 {
         let sent = {
-            let c = CLIENT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let c = CLIENT
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             match c.as_ref() {
-                Some(c) => sys::send_packet(c.control.as_fd(), &body, &[b.as_fd(), me.as_fd()]).is_ok(),
+                Some(c) => {
+                    sys::send_packet(c.control.as_fd(), &body, &[b.as_fd(), me.as_fd()]).is_ok()
+                }
                 None => false,
             }
         };
@@ -132,7 +159,9 @@ pub(crate) fn request(a: &OwnedFd, b: OwnedFd, daemon: bool) -> Result<(Popen, O
             }
             return Err(ProcessError::Io {
                 op: "fork server request",
-                source: std::io::Error::other("the fork server is not running and could not be restarted"),
+                source: std::io::Error::other(
+                    "the fork server is not running and could not be restarted",
+                ),
             });
         }
         drop(b);
@@ -146,7 +175,8 @@ pub(crate) fn request(a: &OwnedFd, b: OwnedFd, daemon: bool) -> Result<(Popen, O
 fn await_forked(a: &OwnedFd) -> Result<(Popen, Outcome), ProcessError> {
     let mut early = Outcome::default();
     loop {
-        let (bytes, mut fds) = sys::recv_packet(a.as_fd(), REPORT_MAX).map_err(ProcessError::io("recvmsg"))?;
+        let (bytes, mut fds) =
+            sys::recv_packet(a.as_fd(), REPORT_MAX).map_err(ProcessError::io("recvmsg"))?;
         if bytes.is_empty() && fds.is_empty() {
             return Err(ProcessError::StatusLost {
                 name: String::new(),
@@ -194,14 +224,18 @@ fn serve(control: OwnedFd, client_pid: u32) -> ! {
     // that the children it reaps keep their reports (Python does the same).
     // SAFETY: setting a signal to SIG_IGN installs no handler code.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
-    let Ok(client) = sys::pidfd_open(client_pid) else { sys::exit_now(0) };
+    let Ok(client) = sys::pidfd_open(client_pid) else {
+        sys::exit_now(0)
+    };
     let mut kids: Vec<Kid> = Vec::new();
     let mut requesters: Vec<Requester> = Vec::new();
     loop {
         let mut fds: Vec<BorrowedFd<'_>> = vec![control.as_fd(), client.as_fd()];
         fds.extend(requesters.iter().map(|r| r.pidfd.as_fd()));
         fds.extend(kids.iter().map(|k| k.pidfd.as_fd()));
-        let Ok(ready) = sys::poll_readable(&fds, None) else { shutdown(&kids) };
+        let Ok(ready) = sys::poll_readable(&fds, None) else {
+            shutdown(&kids)
+        };
         let (nr, nk) = (requesters.len(), kids.len());
         let kid_ready: Vec<bool> = ready[2 + nr..2 + nr + nk].to_vec();
         let req_ready: Vec<bool> = ready[2..2 + nr].to_vec();
@@ -228,7 +262,10 @@ fn serve(control: OwnedFd, client_pid: u32) -> ! {
             let dead = req_ready[i];
             i += 1;
             if dead {
-                for kid in kids.iter().filter(|kid| kid.daemon && kid.requester == r.pid) {
+                for kid in kids
+                    .iter()
+                    .filter(|kid| kid.daemon && kid.requester == r.pid)
+                {
                     let _ = sys::pidfd_signal(kid.pidfd.as_fd(), libc::SIGKILL);
                 }
             }
@@ -237,7 +274,9 @@ fn serve(control: OwnedFd, client_pid: u32) -> ! {
         if ready[0] {
             match sys::recv_packet(control.as_fd(), 256) {
                 Ok((bytes, mut got)) if got.len() == 2 => {
-                    let Ok(req) = postcard::from_bytes::<Request>(&bytes) else { continue };
+                    let Ok(req) = postcard::from_bytes::<Request>(&bytes) else {
+                        continue;
+                    };
                     let requester_fd = got.pop().expect("two descriptors");
                     let conn = got.pop().expect("two descriptors");
                     let requester = req.requester;
@@ -258,11 +297,17 @@ fn serve(control: OwnedFd, client_pid: u32) -> ! {
                             super::bootstrap::run_child(conn)
                         }
                         Ok(sys::Forked::Parent(pid)) => {
-                            let Ok(pidfd) = sys::pidfd_open(pid) else { continue };
-                            let bytes = postcard::to_allocvec(&Report::Forked { pid }).unwrap_or_default();
+                            let Ok(pidfd) = sys::pidfd_open(pid) else {
+                                continue;
+                            };
+                            let bytes =
+                                postcard::to_allocvec(&Report::Forked { pid }).unwrap_or_default();
                             let _ = sys::send_packet(conn.as_fd(), &bytes, &[pidfd.as_fd()]);
                             if !requesters.iter().any(|r| r.pid == requester) {
-                                requesters.push(Requester { pid: requester, pidfd: requester_fd });
+                                requesters.push(Requester {
+                                    pid: requester,
+                                    pidfd: requester_fd,
+                                });
                             }
                             kids.push(Kid {
                                 pidfd,
@@ -272,9 +317,11 @@ fn serve(control: OwnedFd, client_pid: u32) -> ! {
                             });
                         }
                         Err(_) => {
-                            let bytes = postcard::to_allocvec(&Report::Failed(crate::BootstrapError::BadMessage(
-                                "the fork server could not fork".into(),
-                            )))
+                            let bytes = postcard::to_allocvec(&Report::Failed(
+                                crate::BootstrapError::BadMessage(
+                                    "the fork server could not fork".into(),
+                                ),
+                            ))
                             .unwrap_or_default();
                             let _ = sys::send_packet(conn.as_fd(), &bytes, &[]);
                         }

@@ -31,8 +31,13 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use context::{Context, StartMethod, UnknownStartMethod, get_all_start_methods, get_context, get_start_method, set_start_method};
-pub use current::{CurrentProcess, ParentProcess, active_children, current_process, parent_process};
+pub use context::{
+    Context, StartMethod, UnknownStartMethod, get_all_start_methods, get_context, get_start_method,
+    set_start_method,
+};
+pub use current::{
+    CurrentProcess, ParentProcess, active_children, current_process, parent_process,
+};
 pub use forkserver::server_pid as fork_server_pid;
 pub use target::ExitReport;
 
@@ -70,7 +75,10 @@ pub fn init() {
         match unsafe { sys::adopt_fd(fd) } {
             Ok(sock) => bootstrap::run_child(sock),
             Err(e) => {
-                let _ = writeln!(std::io::stderr(), "shm: spawned child has no bootstrap socket: {e}");
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "shm: spawned child has no bootstrap socket: {e}"
+                );
                 sys::exit_now(1);
             }
         }
@@ -79,7 +87,9 @@ pub fn init() {
         if sys::thread_count() == 1
             && let Err(e) = forkserver::start_by_fork()
         {
-            tracing::warn!("fork server not started at init ({e}); it will be spawned on first use");
+            tracing::warn!(
+                "fork server not started at init ({e}); it will be spawned on first use"
+            );
         }
     });
 }
@@ -186,7 +196,10 @@ impl Process {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.inner.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Sets the name (builder form).
@@ -273,7 +286,9 @@ impl Process {
         current::reap_finished();
         let mut st = self.state();
         let Some(job) = st.job.take() else {
-            return Err(ProcessError::AlreadyStarted { name: st.name.clone() });
+            return Err(ProcessError::AlreadyStarted {
+                name: st.name.clone(),
+            });
         };
         let method = st.method.unwrap_or_else(get_start_method);
         st.method = Some(method);
@@ -322,7 +337,13 @@ impl Process {
     /// child could not run its target (the exit code is still recorded);
     /// [`ProcessError::StatusLost`] if the fork server was killed first.
     pub fn join(&self) -> Result<i32, ProcessError> {
-        self.wait(None).map(|c| c.expect("an unbounded wait ends with the child"))
+        loop {
+            // An unbounded wait returns only once the child ended; loop in
+            // case a report arrives without the exit.
+            if let Some(code) = self.wait(None)? {
+                return Ok(code);
+            }
+        }
     }
 
     /// As [`Process::join`], giving up after `timeout` with `Ok(None)`.
@@ -338,7 +359,9 @@ impl Process {
         let popen = {
             let st = self.state();
             let Some(popen) = st.popen.clone() else {
-                return Err(ProcessError::NotStarted { name: st.name.clone() });
+                return Err(ProcessError::NotStarted {
+                    name: st.name.clone(),
+                });
             };
             let me = sys::getpid();
             if popen.pid == me {
@@ -356,7 +379,11 @@ impl Process {
             }
             popen
         };
-        let _waiting = self.inner.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _waiting = self
+            .inner
+            .waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         {
             let st = self.state();
             if st.outcome.code.is_some() || st.outcome.status_lost {
@@ -433,7 +460,9 @@ impl Process {
     fn signal(&self, sig: i32) -> Result<(), ProcessError> {
         let st = self.state();
         let Some(popen) = &st.popen else {
-            return Err(ProcessError::NotStarted { name: st.name.clone() });
+            return Err(ProcessError::NotStarted {
+                name: st.name.clone(),
+            });
         };
         if st.creator != sys::getpid() {
             return Err(ProcessError::NotOurChild {
@@ -504,7 +533,8 @@ fn start_spawn(job: &dyn Job, info: &ChildInfo) -> Started {
     bootstrap::send(ours.as_fd(), info, &encoded)?;
     let env = bootstrap::child_env(&[(bootstrap::SPAWN_ENV, "3".into())]);
     let argv: Vec<_> = std::env::args_os().collect();
-    let pid = sys::spawn_self(&argv, &env, theirs.as_fd()).map_err(ProcessError::io("posix_spawn"))?;
+    let pid =
+        sys::spawn_self(&argv, &env, theirs.as_fd()).map_err(ProcessError::io("posix_spawn"))?;
     drop(theirs);
     let pidfd = sys::pidfd_open(pid).map_err(ProcessError::io("pidfd_open"))?;
     let popen = Popen {
@@ -533,7 +563,11 @@ fn start_forkserver(job: &dyn Job, info: &ChildInfo) -> Started {
 fn child_main(info: &ChildInfo, run: Box<dyn FnOnce() -> i32>) -> ! {
     let name = info.name.clone();
     std::panic::set_hook(Box::new(move |panic| {
-        let _ = writeln!(std::io::stderr(), "Process {name} (pid {}) {panic}", sys::getpid());
+        let _ = writeln!(
+            std::io::stderr(),
+            "Process {name} (pid {}) {panic}",
+            sys::getpid()
+        );
     }));
     if info.daemon && info.method != StartMethod::ForkServer {
         die_with_parent(info.parent_pid, info.parent_main_thread);
@@ -567,10 +601,12 @@ fn die_with_parent(parent: u32, parent_main_thread: bool) {
     // Started from another thread (or prctl failed): watch the parent process.
     match sys::pidfd_open(parent) {
         Ok(pidfd) => {
-            let _ = std::thread::Builder::new().name("shm-parent-watch".into()).spawn(move || {
-                let _ = sys::poll_readable(&[pidfd.as_fd()], None);
-                sys::kill_pid(sys::getpid(), libc::SIGKILL);
-            });
+            let _ = std::thread::Builder::new()
+                .name("shm-parent-watch".into())
+                .spawn(move || {
+                    let _ = sys::poll_readable(&[pidfd.as_fd()], None);
+                    sys::kill_pid(sys::getpid(), libc::SIGKILL);
+                });
         }
         Err(_) => sys::exit_now(1),
     }

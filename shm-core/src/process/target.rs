@@ -57,7 +57,26 @@ macro_rules! value_exit_report {
         }
     )*};
 }
-value_exit_report!(bool, char, u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, String, &'static str);
+value_exit_report!(
+    bool,
+    char,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    String,
+    &'static str
+);
 
 impl<T> ExitReport for Vec<T> {
     fn exit_code(self) -> i32 {
@@ -107,7 +126,12 @@ where
         let entry = code_offset(entry_fn as *const () as usize)?;
         let target = code_offset(self.target as *const () as usize)?;
         let (args, fds) = handle::encode(&self.args)?;
-        Ok(EncodedJob { entry, target, args, fds })
+        Ok(EncodedJob {
+            entry,
+            target,
+            args,
+            fds,
+        })
     }
 
     fn run(self: Box<Self>) -> i32 {
@@ -144,12 +168,17 @@ pub(crate) fn run_target<R: ExitReport>(f: impl FnOnce() -> R) -> i32 {
 }
 
 /// Deserialises `A` and prepares a call of the `fn(A) -> R` at `target`.
-fn entry<A, R>(target: usize, args: &[u8], fds: Vec<OwnedFd>) -> Result<Box<dyn FnOnce() -> i32>, BootstrapError>
+fn entry<A, R>(
+    target: usize,
+    args: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<Box<dyn FnOnce() -> i32>, BootstrapError>
 where
     A: DeserializeOwned + 'static,
     R: ExitReport + 'static,
 {
-    let args: A = handle::decode(args, fds).map_err(|e| BootstrapError::Arguments(e.to_string()))?;
+    let args: A =
+        handle::decode(args, fds).map_err(|e| BootstrapError::Arguments(e.to_string()))?;
     // SAFETY: `target` is the address, in this process, of the function the
     // parent took as a `fn(A) -> R`: the parent sent its offset from the
     // image start, the child checked it runs the same executable file and
@@ -202,6 +231,9 @@ fn resolve(off: u64) -> Result<usize, BootstrapError> {
     if off < len {
         Ok(start + usize::try_from(off).expect("off < len, which fits usize"))
     } else {
-        Err(BootstrapError::NoSuchTarget { offset: off, code_len: len })
+        Err(BootstrapError::NoSuchTarget {
+            offset: off,
+            code_len: len,
+        })
     }
 }

@@ -137,7 +137,7 @@ const _: () = {
     assert!(offset_of!(RawHeader, state) == 12);
     assert!(offset_of!(RawHeader, creator_pid) == 64);
     assert!(offset_of!(RawHeader, type_name) == 80);
-    assert!(HEADER_LEN % MAX_ALIGN == 0);
+    assert!(HEADER_LEN.is_multiple_of(MAX_ALIGN));
 };
 
 /// What a validated header says, in native types.
@@ -165,7 +165,12 @@ pub struct SegmentInfo {
 
 impl RawHeader {
     /// A header for a new segment, not yet marked ready.
-    pub(crate) fn new(id: &TypeIdentity, payload_len: u64, creator_pid: u32, creator_start: u64) -> Self {
+    pub(crate) fn new(
+        id: &TypeIdentity,
+        payload_len: u64,
+        creator_pid: u32,
+        creator_start: u64,
+    ) -> Self {
         let mut type_name = [0u8; NAME_LEN];
         let n = id.name.len().min(NAME_LEN);
         type_name[..n].copy_from_slice(&id.name.as_bytes()[..n]);
@@ -189,7 +194,11 @@ impl RawHeader {
 
     /// Checks every field of this copy against the file it came from
     /// (`file_len` bytes long) and, if given, the expected type.
-    pub(crate) fn validate(&self, file_len: u64, expect: Option<&TypeIdentity>) -> Result<SegmentInfo, SegmentError> {
+    pub(crate) fn validate(
+        &self,
+        file_len: u64,
+        expect: Option<&TypeIdentity>,
+    ) -> Result<SegmentInfo, SegmentError> {
         if self.magic != MAGIC {
             return Err(SegmentError::BadMagic { found: self.magic });
         }
@@ -226,7 +235,11 @@ impl RawHeader {
                 found: u64::from(self.elem_align),
             });
         }
-        let name_end = self.type_name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+        let name_end = self
+            .type_name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(NAME_LEN);
         let type_name = String::from_utf8_lossy(&self.type_name[..name_end]).into_owned();
         if let Some(id) = expect {
             let same = self.kind == id.kind.0

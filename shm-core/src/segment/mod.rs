@@ -25,11 +25,17 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
-pub use header::{HEADER_LEN, LAYOUT_VERSION, MAGIC, MAX_ALIGN, SegmentInfo, SegmentKind, TypeIdentity};
+pub use header::{
+    HEADER_LEN, LAYOUT_VERSION, MAGIC, MAX_ALIGN, SegmentInfo, SegmentKind, TypeIdentity,
+};
 pub(crate) use header::{RawHeader, STATE_READY};
 pub use sweep::{NamedSegment, SweptSegment, list_named, sweep};
 
 use crate::error::SegmentError;
+#[allow(
+    clippy::disallowed_types,
+    reason = "the header's state word is shared memory"
+)]
 use crate::sync::shared::{AtomicU32, Ordering::Acquire, Ordering::Release};
 use crate::sys;
 
@@ -91,12 +97,21 @@ impl Segment {
     ///
     /// [`SegmentError::InvalidName`], [`SegmentError::AlreadyExists`],
     /// [`SegmentError::InvalidSize`], [`SegmentError::Io`].
-    pub fn create_named(name: &str, id: &TypeIdentity, payload_len: usize) -> Result<Self, SegmentError> {
+    pub fn create_named(
+        name: &str,
+        id: &TypeIdentity,
+        payload_len: usize,
+    ) -> Result<Self, SegmentError> {
         let path = object_path(name)?;
         let total = checked_total(id, payload_len)?;
         let fd = sys::shm_create_exclusive(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => SegmentError::AlreadyExists { name: name.to_owned() },
-            _ => SegmentError::Io { op: "shm_open", source: e },
+            std::io::ErrorKind::AlreadyExists => SegmentError::AlreadyExists {
+                name: name.to_owned(),
+            },
+            _ => SegmentError::Io {
+                op: "shm_open",
+                source: e,
+            },
         })?;
         let made = sys::set_len(fd.as_fd(), total as u64)
             .map_err(SegmentError::io("ftruncate"))
@@ -117,8 +132,13 @@ impl Segment {
     pub fn open_named(name: &str, expect: Option<&TypeIdentity>) -> Result<Self, SegmentError> {
         let path = object_path(name)?;
         let fd = sys::shm_open_existing(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => SegmentError::NotFound { name: name.to_owned() },
-            _ => SegmentError::Io { op: "shm_open", source: e },
+            std::io::ErrorKind::NotFound => SegmentError::NotFound {
+                name: name.to_owned(),
+            },
+            _ => SegmentError::Io {
+                op: "shm_open",
+                source: e,
+            },
         })?;
         Self::attach(fd, Some(name.to_owned()), expect)
     }
@@ -145,8 +165,13 @@ impl Segment {
     pub fn unlink(name: &str) -> Result<(), SegmentError> {
         let path = object_path(name)?;
         sys::shm_unlink(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => SegmentError::NotFound { name: name.to_owned() },
-            _ => SegmentError::Io { op: "shm_unlink", source: e },
+            std::io::ErrorKind::NotFound => SegmentError::NotFound {
+                name: name.to_owned(),
+            },
+            _ => SegmentError::Io {
+                op: "shm_unlink",
+                source: e,
+            },
         })
     }
 
@@ -184,12 +209,21 @@ impl Segment {
     /// [`SegmentError::TypeMismatch`].
     pub fn check_type(&self, id: &TypeIdentity) -> Result<(), SegmentError> {
         let i = &self.info;
-        if i.kind == id.kind && i.type_hash == id.hash() && i.elem_size == id.size && i.elem_align == id.align {
+        if i.kind == id.kind
+            && i.type_hash == id.hash()
+            && i.elem_size == id.size
+            && i.elem_align == id.align
+        {
             Ok(())
         } else {
             Err(SegmentError::TypeMismatch {
                 expected: format!("{} of {} ({} bytes)", id.kind.name(), id.name, id.size),
-                found: format!("{} of {} ({} bytes)", i.kind.name(), i.type_name, i.elem_size),
+                found: format!(
+                    "{} of {} ({} bytes)",
+                    i.kind.name(),
+                    i.type_name,
+                    i.elem_size
+                ),
             })
         }
     }
@@ -199,12 +233,23 @@ impl Segment {
         self.fd.as_fd()
     }
 
-    fn init(fd: OwnedFd, total: usize, name: Option<String>, id: &TypeIdentity) -> Result<Self, SegmentError> {
+    fn init(
+        fd: OwnedFd,
+        total: usize,
+        name: Option<String>,
+        id: &TypeIdentity,
+    ) -> Result<Self, SegmentError> {
         // SAFETY: total >= HEADER_LEN > 0; the mapping is owned by the Segment
         // built below (or released by its drop if this function fails later).
-        let base = unsafe { sys::map_shared(fd.as_fd(), total) }.map_err(SegmentError::io("mmap"))?;
+        let base =
+            unsafe { sys::map_shared(fd.as_fd(), total) }.map_err(SegmentError::io("mmap"))?;
         let pid = sys::getpid();
-        let raw = RawHeader::new(id, (total - HEADER_LEN) as u64, pid, sys::process_start_time(pid).unwrap_or(0));
+        let raw = RawHeader::new(
+            id,
+            (total - HEADER_LEN) as u64,
+            pid,
+            sys::process_start_time(pid).unwrap_or(0),
+        );
         // SAFETY: the mapping is at least HEADER_LEN bytes and page-aligned;
         // until `state` is published nobody else reads it (attachers see
         // state != READY and refuse).
@@ -212,10 +257,20 @@ impl Segment {
         let info = raw_ready(&raw, total as u64);
         // Release: pairs with Acquire in `attach`; publishes the header fields.
         state_word(base).store(STATE_READY, Release);
-        Ok(Self { base, len: total, fd, name, info })
+        Ok(Self {
+            base,
+            len: total,
+            fd,
+            name,
+            info,
+        })
     }
 
-    fn attach(fd: OwnedFd, name: Option<String>, expect: Option<&TypeIdentity>) -> Result<Self, SegmentError> {
+    fn attach(
+        fd: OwnedFd,
+        name: Option<String>,
+        expect: Option<&TypeIdentity>,
+    ) -> Result<Self, SegmentError> {
         let (file_len, _, _) = sys::file_info(fd.as_fd()).map_err(SegmentError::io("fstat"))?;
         if file_len < HEADER_LEN as u64 {
             return Err(SegmentError::TooShort {
@@ -228,7 +283,8 @@ impl Segment {
             reason: "larger than the address space",
         })?;
         // SAFETY: total >= HEADER_LEN > 0; `Segment`'s drop releases the mapping.
-        let base = unsafe { sys::map_shared(fd.as_fd(), total) }.map_err(SegmentError::io("mmap"))?;
+        let base =
+            unsafe { sys::map_shared(fd.as_fd(), total) }.map_err(SegmentError::io("mmap"))?;
         let mut seg = Self {
             base,
             len: total,
@@ -269,15 +325,27 @@ impl Drop for Segment {
 fn raw_ready(raw: &RawHeader, total: u64) -> SegmentInfo {
     let mut ready = *raw;
     ready.state = STATE_READY;
-    ready.validate(total, None).expect("a header we just wrote is valid")
+    ready
+        .validate(total, None)
+        .expect("a header we just wrote is valid")
 }
 
+#[allow(
+    clippy::disallowed_types,
+    reason = "the header's state word is shared memory"
+)]
+#[allow(
+    clippy::cast_ptr_alignment,
+    reason = "offset 12 of a page-aligned mapping is 4-aligned"
+)]
 fn state_word(base: NonNull<u8>) -> &'static AtomicU32 {
-    // SAFETY: offset 12 of a live, page-aligned mapping is 4-byte aligned;
-    // AtomicU32 has the layout of u32 and any bit pattern is valid. The
-    // 'static lifetime is confined to this module, which never keeps it past
-    // the Segment that owns the mapping.
-    unsafe { &*base.as_ptr().add(12).cast::<AtomicU32>() }
+    let word = base.as_ptr().wrapping_add(12).cast::<AtomicU32>();
+    debug_assert!(word.is_aligned());
+    // SAFETY: offset 12 lies inside the header of a live, page-aligned
+    // mapping, so it is in bounds and 4-byte aligned; AtomicU32 has the layout
+    // of u32 and any bit pattern is valid. The 'static lifetime is confined to
+    // this module, which never keeps it past the Segment owning the mapping.
+    unsafe { &*word }
 }
 
 /// Total segment length for a payload, or why it is refused.
@@ -327,7 +395,10 @@ fn object_path(name: &str) -> Result<String, SegmentError> {
     if name.starts_with('.') {
         return Err(bad("starts with a dot"));
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
         return Err(bad("only letters, digits, '.', '_' and '-' are allowed"));
     }
     Ok(format!("/{name}"))

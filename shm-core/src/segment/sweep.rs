@@ -65,7 +65,9 @@ pub fn sweep() -> Result<Vec<SweptSegment>, SegmentError> {
         if seg.creator_alive {
             continue;
         }
-        let Ok(path) = object_path(&seg.name) else { continue };
+        let Ok(path) = object_path(&seg.name) else {
+            continue;
+        };
         if sys::shm_unlink(&path).is_ok() {
             tracing::debug!(name = %seg.name, creator = seg.creator_pid, "swept segment of a dead creator");
             swept.push(SweptSegment {

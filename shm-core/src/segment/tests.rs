@@ -1,13 +1,24 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
+#[allow(
+    clippy::disallowed_types,
+    reason = "a test-local counter, not shared memory"
+)]
 use std::sync::atomic::{AtomicU32 as Counter, Ordering::Relaxed};
 
 use super::*;
 
+#[allow(
+    clippy::disallowed_types,
+    reason = "a test-local counter, not shared memory"
+)]
 fn unique(tag: &str) -> String {
-    #[allow(clippy::disallowed_types, reason = "a test-local counter, not shared memory")]
     static N: Counter = Counter::new(0);
-    format!("shm-test-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Relaxed))
+    format!(
+        "shm-test-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Relaxed)
+    )
 }
 
 fn id_u64() -> TypeIdentity {
@@ -24,7 +35,10 @@ impl Drop for Cleanup {
 }
 
 fn poke(name: &str, offset: u64, bytes: &[u8]) {
-    let f = OpenOptions::new().write(true).open(format!("/dev/shm/{name}")).expect("segment file exists");
+    let f = OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .expect("segment file exists");
     f.write_all_at(bytes, offset).expect("write header bytes");
 }
 
@@ -44,7 +58,10 @@ fn anonymous_segment_is_zeroed_and_validated() {
 fn anonymous_segment_cannot_be_resized() {
     let seg = Segment::create(&id_u64(), 8).expect("create");
     assert!(sys::is_shrink_sealed(seg.fd()));
-    assert!(sys::set_len(seg.fd(), 4).is_err(), "a sealed memfd refuses to shrink");
+    assert!(
+        sys::set_len(seg.fd(), 4).is_err(),
+        "a sealed memfd refuses to shrink"
+    );
     assert!(sys::set_len(seg.fd(), 1 << 20).is_err(), "and to grow");
 }
 
@@ -56,7 +73,10 @@ fn attach_by_fd_checks_type() {
     assert_eq!(again.info(), seg.info());
     let fd = seg.fd().try_clone_to_owned().expect("dup");
     let wrong = TypeIdentity::of::<f64>(SegmentKind::VALUE);
-    assert!(matches!(Segment::from_fd(fd, Some(&wrong)), Err(SegmentError::TypeMismatch { .. })));
+    assert!(matches!(
+        Segment::from_fd(fd, Some(&wrong)),
+        Err(SegmentError::TypeMismatch { .. })
+    ));
     let fd = seg.fd().try_clone_to_owned().expect("dup");
     let wrong_kind = TypeIdentity::of::<u64>(SegmentKind::ARRAY);
     let err = Segment::from_fd(fd, Some(&wrong_kind)).expect_err("kind differs");
@@ -69,8 +89,14 @@ fn zero_and_absurd_sizes_are_refused() {
         Segment::create(&id_u64(), 0),
         Err(SegmentError::InvalidSize { requested: 0, .. })
     ));
-    assert!(matches!(Segment::create(&id_u64(), usize::MAX), Err(SegmentError::InvalidSize { .. })));
-    assert!(matches!(Segment::create(&id_u64(), 1 << 60), Err(SegmentError::InvalidSize { .. })));
+    assert!(matches!(
+        Segment::create(&id_u64(), usize::MAX),
+        Err(SegmentError::InvalidSize { .. })
+    ));
+    assert!(matches!(
+        Segment::create(&id_u64(), 1 << 60),
+        Err(SegmentError::InvalidSize { .. })
+    ));
 }
 
 #[test]
@@ -78,7 +104,10 @@ fn over_aligned_types_are_refused() {
     #[repr(C, align(256))]
     struct Big(u8);
     let id = TypeIdentity::of::<Big>(SegmentKind::VALUE);
-    assert!(matches!(Segment::create(&id, 256), Err(SegmentError::UnsupportedType { .. })));
+    assert!(matches!(
+        Segment::create(&id, 256),
+        Err(SegmentError::UnsupportedType { .. })
+    ));
 }
 
 #[test]
@@ -90,11 +119,17 @@ fn invalid_names_are_refused() {
         ("sp ace", "only letters"),
     ] {
         let err = Segment::create_named(name, &id_u64(), 8).expect_err(name);
-        assert!(matches!(err, SegmentError::InvalidName { .. }), "{name}: {err}");
+        assert!(
+            matches!(err, SegmentError::InvalidName { .. }),
+            "{name}: {err}"
+        );
         assert!(err.to_string().contains(why), "{name}: {err}");
     }
     let long = "x".repeat(MAX_NAME_LEN + 1);
-    assert!(matches!(Segment::open_named(&long, None), Err(SegmentError::InvalidName { .. })));
+    assert!(matches!(
+        Segment::open_named(&long, None),
+        Err(SegmentError::InvalidName { .. })
+    ));
 }
 
 #[test]
@@ -113,8 +148,14 @@ fn named_segment_round_trip_and_unlink() {
         Err(SegmentError::AlreadyExists { .. })
     ));
     Segment::unlink(&name).expect("unlink");
-    assert!(matches!(Segment::open_named(&name, None), Err(SegmentError::NotFound { .. })));
-    assert!(matches!(Segment::unlink(&name), Err(SegmentError::NotFound { .. })));
+    assert!(matches!(
+        Segment::open_named(&name, None),
+        Err(SegmentError::NotFound { .. })
+    ));
+    assert!(matches!(
+        Segment::unlink(&name),
+        Err(SegmentError::NotFound { .. })
+    ));
     // SAFETY: the mapping outlives the name.
     assert_eq!(unsafe { other.payload().cast::<u64>().as_ptr().read() }, 42);
 }
@@ -131,27 +172,45 @@ fn open_after(damage: impl FnOnce(&str)) -> SegmentError {
 
 #[test]
 fn corrupted_headers_give_distinct_errors() {
-    assert!(matches!(open_after(|n| poke(n, 0, b"NOTSHM!!")), SegmentError::BadMagic { .. }));
+    assert!(matches!(
+        open_after(|n| poke(n, 0, b"NOTSHM!!")),
+        SegmentError::BadMagic { .. }
+    ));
     assert!(matches!(
         open_after(|n| poke(n, 8, &7u32.to_le_bytes())),
-        SegmentError::VersionMismatch { expected: 1, found: 7 }
+        SegmentError::VersionMismatch {
+            expected: 1,
+            found: 7
+        }
     ));
-    assert!(matches!(open_after(|n| poke(n, 12, &0u32.to_le_bytes())), SegmentError::NotInitialized));
+    assert!(matches!(
+        open_after(|n| poke(n, 12, &0u32.to_le_bytes())),
+        SegmentError::NotInitialized
+    ));
     assert!(matches!(
         open_after(|n| poke(n, 40, &4096u64.to_le_bytes())),
         SegmentError::LengthMismatch { header: 4096, .. }
     ));
     assert!(matches!(
         open_after(|n| poke(n, 48, &7u64.to_le_bytes())),
-        SegmentError::Corrupted { field: "payload_offset", .. }
+        SegmentError::Corrupted {
+            field: "payload_offset",
+            ..
+        }
     ));
     assert!(matches!(
         open_after(|n| poke(n, 56, &u64::MAX.to_le_bytes())),
-        SegmentError::Corrupted { field: "payload_len", .. }
+        SegmentError::Corrupted {
+            field: "payload_len",
+            ..
+        }
     ));
     assert!(matches!(
         open_after(|n| poke(n, 20, &3u32.to_le_bytes())),
-        SegmentError::Corrupted { field: "elem_align", .. }
+        SegmentError::Corrupted {
+            field: "elem_align",
+            ..
+        }
     ));
     assert!(matches!(
         open_after(|n| poke(n, 32, &1u64.to_le_bytes())),
@@ -162,12 +221,21 @@ fn corrupted_headers_give_distinct_errors() {
 #[test]
 fn short_and_grown_files_are_refused() {
     let err = open_after(|n| {
-        let f = OpenOptions::new().write(true).open(format!("/dev/shm/{n}")).expect("open");
+        let f = OpenOptions::new()
+            .write(true)
+            .open(format!("/dev/shm/{n}"))
+            .expect("open");
         f.set_len(10).expect("truncate");
     });
-    assert!(matches!(err, SegmentError::TooShort { len: 10, .. }), "{err}");
+    assert!(
+        matches!(err, SegmentError::TooShort { len: 10, .. }),
+        "{err}"
+    );
     let err = open_after(|n| {
-        let f = OpenOptions::new().write(true).open(format!("/dev/shm/{n}")).expect("open");
+        let f = OpenOptions::new()
+            .write(true)
+            .open(format!("/dev/shm/{n}"))
+            .expect("open");
         f.set_len(1 << 16).expect("grow");
     });
     assert!(matches!(err, SegmentError::LengthMismatch { .. }), "{err}");
@@ -178,7 +246,10 @@ fn foreign_object_is_not_a_segment() {
     let name = unique("foreign");
     let _c = Cleanup(name.clone());
     std::fs::write(format!("/dev/shm/{name}"), vec![0xAB; 4096]).expect("write a foreign object");
-    assert!(matches!(Segment::open_named(&name, None), Err(SegmentError::BadMagic { .. })));
+    assert!(matches!(
+        Segment::open_named(&name, None),
+        Err(SegmentError::BadMagic { .. })
+    ));
     // The sweep never touches what is not ours.
     sweep().expect("sweep");
     assert!(std::path::Path::new(&format!("/dev/shm/{name}")).exists());
@@ -205,6 +276,11 @@ fn sweep_removes_segments_of_dead_creators() {
     // Pretend the creator was a process that no longer exists.
     poke(&name, 64, &u32::MAX.to_le_bytes());
     let swept = sweep().expect("sweep");
-    assert!(swept.iter().any(|s| s.name == name && s.creator_pid == u32::MAX), "{swept:?}");
+    assert!(
+        swept
+            .iter()
+            .any(|s| s.name == name && s.creator_pid == u32::MAX),
+        "{swept:?}"
+    );
     assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
 }

@@ -182,7 +182,10 @@ pub fn read_whole(fd: BorrowedFd<'_>, max: u64) -> io::Result<Vec<u8>> {
 
 /// This process's id.
 pub fn getpid() -> u32 {
-    rustix::process::getpid().as_raw_nonzero().get().unsigned_abs()
+    rustix::process::getpid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs()
 }
 
 /// The id of this process's parent as the kernel sees it.
@@ -213,7 +216,10 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
 pub fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rfind(')')
+                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -223,7 +229,9 @@ pub fn process_exists(pid: u32) -> bool {
         return false;
     };
     match Pid::from_raw(raw) {
-        Some(p) => rustix::process::test_kill_process(p).is_ok() || process_start_time(pid).is_some(),
+        Some(p) => {
+            rustix::process::test_kill_process(p).is_ok() || process_start_time(pid).is_some()
+        }
         None => false,
     }
 }
@@ -290,7 +298,9 @@ pub fn exit_now(code: i32) -> ! {
 
 /// Asks the kernel to SIGKILL this process when the thread that created it exits.
 pub fn kill_me_with_parent() -> io::Result<()> {
-    Ok(rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?)
+    Ok(rustix::process::set_parent_process_death_signal(Some(
+        Signal::KILL,
+    ))?)
 }
 
 /// Opens a pidfd for `pid` (close-on-exec).
@@ -302,7 +312,8 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 
 /// Sends signal `sig` through a pidfd (immune to pid reuse).
 pub fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
-    let sig = Signal::from_named_raw(sig).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let sig =
+        Signal::from_named_raw(sig).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     match rustix::process::pidfd_send_signal(pidfd, sig) {
         // The process already exited: nothing to signal.
         Err(rustix::io::Errno::SRCH) | Ok(()) => Ok(()),
@@ -352,7 +363,10 @@ pub fn wait_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<i32>>
 pub fn try_reap_pid(pid: u32) -> io::Result<Option<i32>> {
     let raw = i32::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ECHILD))?;
     let pid = Pid::from_raw(raw).ok_or_else(|| io::Error::from_raw_os_error(libc::ECHILD))?;
-    match rustix::process::waitid(WaitId::Pid(pid), WaitIdOptions::EXITED | WaitIdOptions::NOHANG) {
+    match rustix::process::waitid(
+        WaitId::Pid(pid),
+        WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+    ) {
         Ok(s) => Ok(s.map(|s| exit_code_of(&s))),
         Err(e) => Err(e.into()),
     }
@@ -364,7 +378,10 @@ pub fn try_reap_pid(pid: u32) -> io::Result<Option<i32>> {
 pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        let mut pfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
+        let mut pfds: Vec<PollFd<'_>> = fds
+            .iter()
+            .map(|fd| PollFd::new(fd, PollFlags::IN))
+            .collect();
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let ts = left.map(|l| Timespec {
             tv_sec: i64::try_from(l.as_secs()).unwrap_or(i64::MAX),
@@ -382,13 +399,20 @@ pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::R
 /// even if its path was replaced since) with `argv` and `env`, and with `fd`
 /// placed at descriptor 3. Uses `posix_spawn` (a vfork-style clone, cheap
 /// even for a large parent, and safe in a multi-threaded one).
-pub fn spawn_self(argv: &[OsString], env: &[(OsString, OsString)], fd: BorrowedFd<'_>) -> io::Result<u32> {
+pub fn spawn_self(
+    argv: &[OsString],
+    env: &[(OsString, OsString)],
+    fd: BorrowedFd<'_>,
+) -> io::Result<u32> {
     const CHILD_FD: RawFd = 3;
     // posix_spawn's dup2 onto the same number would keep close-on-exec set:
     // move the descriptor out of the way first.
     let high = rustix::io::fcntl_dupfd_cloexec(fd, 10)?;
     let to_c = |s: &[u8]| CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
-    let argv_c: Vec<CString> = argv.iter().map(|a| to_c(a.as_bytes())).collect::<io::Result<_>>()?;
+    let argv_c: Vec<CString> = argv
+        .iter()
+        .map(|a| to_c(a.as_bytes()))
+        .collect::<io::Result<_>>()?;
     let env_c: Vec<CString> = env
         .iter()
         .map(|(k, v)| {
@@ -408,11 +432,19 @@ pub fn spawn_self(argv: &[OsString], env: &[(OsString, OsString)], fd: BorrowedF
     check_spawn(unsafe { libc::posix_spawn_file_actions_init(actions.as_mut_ptr()) })?;
     let result = (|| {
         // SAFETY: `actions` was initialised above; `high` is an open descriptor.
-        check_spawn(unsafe { libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), high.as_raw_fd(), CHILD_FD) })?;
+        check_spawn(unsafe {
+            libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), high.as_raw_fd(), CHILD_FD)
+        })?;
         let devnull = c"/dev/null";
         // SAFETY: as above; the path is a valid C string that outlives the call.
         check_spawn(unsafe {
-            libc::posix_spawn_file_actions_addopen(actions.as_mut_ptr(), 0, devnull.as_ptr(), libc::O_RDONLY, 0)
+            libc::posix_spawn_file_actions_addopen(
+                actions.as_mut_ptr(),
+                0,
+                devnull.as_ptr(),
+                libc::O_RDONLY,
+                0,
+            )
         })?;
         let mut pid: libc::pid_t = 0;
         // SAFETY: every pointer is valid and NUL-terminated for the duration of
@@ -436,7 +468,11 @@ pub fn spawn_self(argv: &[OsString], env: &[(OsString, OsString)], fd: BorrowedF
 }
 
 fn check_spawn(rc: libc::c_int) -> io::Result<()> {
-    if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
 }
 
 /// Takes ownership of descriptor `fd` if it is open.
@@ -472,15 +508,24 @@ pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Sends one packet with descriptors attached.
 pub fn send_packet(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     if fds.len() > MAX_FDS_PER_MESSAGE {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors for one message"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors for one message",
+        ));
     }
-    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
+    let mut space =
+        vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Error::other("control buffer too small"));
     }
     loop {
-        match rustix::net::sendmsg(sock, &[IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL) {
+        match rustix::net::sendmsg(
+            sock,
+            &[IoSlice::new(bytes)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        ) {
             Ok(_) => return Ok(()),
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
@@ -492,10 +537,16 @@ pub fn send_packet(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -
 /// to it. An empty result with no descriptors means the peer closed.
 pub fn recv_packet(sock: BorrowedFd<'_>, max: usize) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
     let mut buf = vec![0u8; max];
-    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut space =
+        vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let msg = loop {
-        match rustix::net::recvmsg(sock, &mut [IoSliceMut::new(&mut buf)], &mut control, RecvFlags::CMSG_CLOEXEC) {
+        match rustix::net::recvmsg(
+            sock,
+            &mut [IoSliceMut::new(&mut buf)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
             Ok(m) => break m,
             // A peer that closed with our messages unread in its queue makes
             // the next receive fail once with ECONNRESET; what the peer sent
@@ -510,8 +561,13 @@ pub fn recv_packet(sock: BorrowedFd<'_>, max: usize) -> io::Result<(Vec<u8>, Vec
             fds.extend(rights);
         }
     }
-    if msg.flags.contains(rustix::net::ReturnFlags::TRUNC) || msg.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "message truncated"));
+    if msg.flags.contains(rustix::net::ReturnFlags::TRUNC)
+        || msg.flags.contains(rustix::net::ReturnFlags::CTRUNC)
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "message truncated",
+        ));
     }
     buf.truncate(msg.bytes);
     Ok((buf, fds))

@@ -9,7 +9,10 @@ fn child(_: ()) {
 }
 
 fn main() {
-    let method: StartMethod = std::env::args().nth(1).and_then(|m| m.parse().ok()).unwrap_or(StartMethod::Spawn);
+    let method: StartMethod = std::env::args()
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(StartMethod::Spawn);
     println!("main running in pid {}", std::process::id());
     let p = Process::new(child, ()).with_start_method(method);
     if let Err(e) = p.start() {
