@@ -191,9 +191,11 @@ impl Scale {
             };
         }
         if max / min > LOG_SPAN {
+            // One decade of room below the smallest value, so that it still
+            // shows as a bar rather than a sliver.
             Self {
                 log: true,
-                lo: min.log10().floor(),
+                lo: min.log10().floor() - 1.0,
                 hi: max.log10().ceil(),
                 unit,
             }

@@ -28,3 +28,8 @@ pub mod prelude {
         current_process, get_context, parent_process,
     };
 }
+
+/// The README's code, compiled as a doctest so it cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

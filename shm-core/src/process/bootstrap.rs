@@ -78,9 +78,7 @@ pub(crate) fn send(
     match sys::send_packet(sock, &bytes, &borrowed) {
         Ok(()) => Ok(()),
         // The child is already gone; `join` will report how it ended.
-        Err(e)
-            if e.raw_os_error() == Some(libc::EPIPE)
-                || e.raw_os_error() == Some(libc::ECONNRESET) =>
+        Err(e) if sys::is_peer_gone(&e) =>
         {
             Ok(())
         }
@@ -146,14 +144,14 @@ fn receive(sock: BorrowedFd<'_>) -> Result<Prepared, BootstrapError> {
         sys::read_whole(fd.as_fd(), ARGS_MAX)
             .map_err(|e| BootstrapError::BadMessage(format!("reading arguments: {e}")))?
     };
+    // SAFETY: the offsets were produced by `FnJob::encode` in the parent,
+    // which runs the same executable file as this process (checked above).
+    let run = unsafe { target::prepare(msg.entry, msg.target, &args, fds)? };
     if let Some(level) = msg.info.log_level {
         log::init_child_logging(level);
     }
     current::become_child(&msg.info);
     let _ = BOOTSTRAPPED.set(());
-    // SAFETY: the offsets were produced by `FnJob::encode` in the parent,
-    // which runs the same executable file as this process (checked above).
-    let run = unsafe { target::prepare(msg.entry, msg.target, &args, fds)? };
     Ok((msg.info, run))
 }
 
@@ -199,4 +197,100 @@ pub(crate) fn child_env(extra: &[(&str, String)]) -> Vec<(OsString, OsString)> {
             .map(|(k, v)| (OsString::from(k), OsString::from(v))),
     );
     env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::StartMethod;
+    use crate::process::target::{FnJob, Job};
+
+    fn info() -> ChildInfo {
+        ChildInfo {
+            name: "Process-test".into(),
+            identity: vec![9],
+            daemon: false,
+            parent_pid: 1,
+            parent_name: "MainProcess".into(),
+            parent_main_thread: true,
+            method: StartMethod::Spawn,
+            log_level: None,
+        }
+    }
+
+    fn target(x: u32) -> u32 {
+        x
+    }
+
+    fn encoded() -> EncodedJob {
+        let job = FnJob { target, args: 5u32 };
+        job.encode().expect("a fn of this executable encodes")
+    }
+
+    /// Sends `msg` (with no descriptors) and runs the child's side of it.
+    fn receive_raw(bytes: &[u8]) -> Result<Prepared, BootstrapError> {
+        let (a, b) = sys::seqpacket_pair().expect("socketpair");
+        sys::send_packet(a.as_fd(), bytes, &[]).expect("send");
+        receive(b.as_fd())
+    }
+
+    fn receive_msg(msg: &Bootstrap) -> Result<Prepared, BootstrapError> {
+        receive_raw(&postcard::to_allocvec(msg).expect("serialise"))
+    }
+
+    fn message(job: &EncodedJob) -> Bootstrap {
+        Bootstrap {
+            exe: exe_identity(),
+            info: info(),
+            entry: job.entry,
+            target: job.target,
+            args: Some(job.args.clone()),
+        }
+    }
+
+    #[test]
+    fn a_good_bootstrap_prepares_the_target() {
+        let (got, run) = receive_msg(&message(&encoded())).expect("valid bootstrap");
+        assert_eq!(got.name, "Process-test");
+        assert_eq!(run(), 0);
+    }
+
+    #[test]
+    fn another_executable_is_refused() {
+        let mut msg = message(&encoded());
+        msg.exe = (1, 2);
+        assert!(matches!(
+            receive_msg(&msg).map(|_| ()),
+            Err(BootstrapError::NotSameExecutable { parent: (1, 2), .. })
+        ));
+    }
+
+    #[test]
+    fn offsets_outside_the_code_are_refused() {
+        let mut msg = message(&encoded());
+        msg.target = u64::MAX;
+        assert!(matches!(receive_msg(&msg).map(|_| ()), Err(BootstrapError::NoSuchTarget { .. })));
+        let mut msg = message(&encoded());
+        msg.entry = 1 << 40;
+        assert!(matches!(receive_msg(&msg).map(|_| ()), Err(BootstrapError::NoSuchTarget { .. })));
+    }
+
+    #[test]
+    fn malformed_messages_are_refused() {
+        assert!(matches!(receive_raw(b"\xff\xff\xff").map(|_| ()), Err(BootstrapError::BadMessage(_))));
+        let (a, b) = sys::seqpacket_pair().expect("socketpair");
+        drop(a);
+        assert!(matches!(receive(b.as_fd()).map(|_| ()), Err(BootstrapError::BadMessage(_))));
+        let mut msg = message(&encoded());
+        msg.args = None;
+        let err = receive_msg(&msg).map(|_| ()).expect_err("no argument descriptor");
+        assert!(err.to_string().contains("argument descriptor missing"), "{err}");
+    }
+
+    #[test]
+    fn bad_arguments_are_an_error_for_this_child_only() {
+        let mut msg = message(&encoded());
+        msg.args = Some(vec![]);
+        assert!(matches!(receive_msg(&msg).map(|_| ()), Err(BootstrapError::Arguments(_))));
+    }
 }

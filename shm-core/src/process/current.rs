@@ -179,9 +179,8 @@ pub fn parent_process() -> Option<ParentProcess> {
 pub(crate) fn register_child(p: &Process) {
     static AT_EXIT: Once = Once::new();
     AT_EXIT.call_once(|| {
-        // SAFETY: `at_exit` is an `extern "C" fn()` that never unwinds (it
-        // catches panics) and stays valid for the life of the program.
-        unsafe { libc::atexit(at_exit) };
+        // `at_exit` never unwinds: it catches panics.
+        sys::at_exit(at_exit);
     });
     children().push(p.clone());
 }

@@ -219,11 +219,10 @@ struct Requester {
 
 /// The server loop. Never returns.
 fn serve(control: OwnedFd, client_pid: u32) -> ! {
-    let _ = rustix::thread::set_name(c"shm-forkserver");
+    sys::set_thread_name(c"shm-forkserver");
     // Ctrl-C goes to the whole process group; the server must survive it so
     // that the children it reaps keep their reports (Python does the same).
-    // SAFETY: setting a signal to SIG_IGN installs no handler code.
-    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    sys::ignore_interrupt(true);
     let Ok(client) = sys::pidfd_open(client_pid) else {
         sys::exit_now(0)
     };
@@ -266,7 +265,7 @@ fn serve(control: OwnedFd, client_pid: u32) -> ! {
                     .iter()
                     .filter(|kid| kid.daemon && kid.requester == r.pid)
                 {
-                    let _ = sys::pidfd_signal(kid.pidfd.as_fd(), libc::SIGKILL);
+                    let _ = sys::pidfd_signal(kid.pidfd.as_fd(), sys::SIGKILL);
                 }
             }
             !dead
@@ -288,8 +287,7 @@ fn serve(control: OwnedFd, client_pid: u32) -> ! {
                             drop(requester_fd);
                             drop(client);
                             drop(control);
-                            // SAFETY: restoring the default action installs no handler.
-                            unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+                            sys::ignore_interrupt(false);
                             if req.daemon {
                                 // Dies with the server, which dies with the client.
                                 let _ = sys::kill_me_with_parent();
@@ -339,7 +337,7 @@ fn serve(control: OwnedFd, client_pid: u32) -> ! {
 /// Kills the daemonic children and exits.
 fn shutdown(kids: &[Kid]) -> ! {
     for kid in kids.iter().filter(|k| k.daemon) {
-        let _ = sys::pidfd_signal(kid.pidfd.as_fd(), libc::SIGKILL);
+        let _ = sys::pidfd_signal(kid.pidfd.as_fd(), sys::SIGKILL);
     }
     sys::exit_now(0)
 }

@@ -445,7 +445,7 @@ impl Process {
     ///
     /// [`ProcessError::NotStarted`], [`ProcessError::NotOurChild`], [`ProcessError::Io`].
     pub fn terminate(&self) -> Result<(), ProcessError> {
-        self.signal(libc::SIGTERM)
+        self.signal(sys::SIGTERM)
     }
 
     /// Sends SIGKILL. Does nothing once the child ended.
@@ -454,7 +454,7 @@ impl Process {
     ///
     /// As [`Process::terminate`].
     pub fn kill(&self) -> Result<(), ProcessError> {
-        self.signal(libc::SIGKILL)
+        self.signal(sys::SIGKILL)
     }
 
     fn signal(&self, sig: i32) -> Result<(), ProcessError> {
@@ -605,7 +605,7 @@ fn die_with_parent(parent: u32, parent_main_thread: bool) {
                 .name("shm-parent-watch".into())
                 .spawn(move || {
                     let _ = sys::poll_readable(&[pidfd.as_fd()], None);
-                    sys::kill_pid(sys::getpid(), libc::SIGKILL);
+                    sys::kill_pid(sys::getpid(), sys::SIGKILL);
                 });
         }
         Err(_) => sys::exit_now(1),

@@ -11,7 +11,8 @@
 //!   unrelated process, removed with [`Segment::unlink`] or, once its creator
 //!   has died, by [`sweep`].
 //!
-//! Every segment starts with a [`header`](self::header) that attach checks
+//! Every segment starts with a header (layout in `segment/header.rs`,
+//! summarised by [`SegmentInfo`]) that attach checks
 //! in full before handing out a pointer.
 //!
 //! Named objects cannot be sealed: a process of the same user that truncates
@@ -375,9 +376,7 @@ fn checked_total(id: &TypeIdentity, payload_len: usize) -> Result<usize, Segment
 /// Largest segment we create: the machine's RAM and swap (an untouched
 /// mapping costs nothing, but touching more than exists ends in SIGBUS).
 fn max_segment_len() -> u64 {
-    let info = rustix::system::sysinfo();
-    let unit = u64::from(info.mem_unit.max(1));
-    (info.totalram.saturating_add(info.totalswap)).saturating_mul(unit)
+    sys::memory_size()
 }
 
 /// `/name` after checking `name`.

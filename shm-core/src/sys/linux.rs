@@ -330,6 +330,43 @@ pub fn kill_pid(pid: u32, sig: i32) {
     }
 }
 
+/// `SIGTERM`: the signal of `terminate()`.
+pub const SIGTERM: i32 = libc::SIGTERM;
+/// `SIGKILL`: the signal of `kill()`.
+pub const SIGKILL: i32 = libc::SIGKILL;
+
+/// Whether an I/O error means the peer of a socket is gone.
+pub fn is_peer_gone(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET))
+}
+
+/// Runs `f` when the process exits through `exit` (returning from `main`
+/// included), as C's `atexit`.
+pub fn at_exit(f: extern "C" fn()) {
+    // SAFETY: `f` is a plain function valid for the whole program; the
+    // caller makes it non-unwinding.
+    unsafe { libc::atexit(f) };
+}
+
+/// Makes this process ignore Ctrl-C (`SIGINT`), or restores the default.
+pub fn ignore_interrupt(ignore: bool) {
+    let action = if ignore { libc::SIG_IGN } else { libc::SIG_DFL };
+    // SAFETY: SIG_IGN and SIG_DFL install no handler code.
+    unsafe { libc::signal(libc::SIGINT, action) };
+}
+
+/// Names the calling thread (what `ps` and `top` show).
+pub fn set_thread_name(name: &CStr) {
+    let _ = rustix::thread::set_name(name);
+}
+
+/// RAM plus swap of this machine, in bytes.
+pub fn memory_size() -> u64 {
+    let info = rustix::system::sysinfo();
+    let unit = u64::from(info.mem_unit.max(1));
+    info.totalram.saturating_add(info.totalswap).saturating_mul(unit)
+}
+
 /// Python's encoding of how a process ended: its exit status, or minus the
 /// number of the signal that killed it.
 fn exit_code_of(status: &rustix::process::WaitIdStatus) -> i32 {
