@@ -38,6 +38,7 @@ fn main() {
     );
 
     process_start::run(mode, &mut report);
+    report.flag_noisy(3.0);
 
     print!("{}", report.markdown());
     if mode.writes_results() {

@@ -65,8 +65,8 @@ impl Mode {
     /// Interleaved rounds per group (see [`stats::time_interleaved`]).
     pub fn rounds(self) -> usize {
         match self {
-            Self::Full => 5,
-            Self::Quick => 2,
+            Self::Full => 20,
+            Self::Quick => 4,
             Self::Smoke => 1,
         }
     }

@@ -48,7 +48,7 @@ pub fn kernel() -> String {
         .or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .ok()
-                .map(|s| s.trim().to_owned())
+                .map(|s| format!("Linux {}", s.trim()))
         })
         .unwrap_or_else(|| "unknown kernel".to_owned())
 }

@@ -206,8 +206,8 @@ pub fn run(mode: Mode, report: &mut Report) {
         Ok(j) => format!("Python {}", j.text("python").unwrap_or("3")),
         Err(why) => {
             report
-                .notes
-                .push(format!("Python process-start rows skipped: {why}"));
+                .skipped
+                .push(format!("Python process-start rows ({why})"));
             "Python".to_owned()
         }
     };

@@ -117,7 +117,9 @@ pub struct Report {
     pub title: String,
     /// Lines for the header: date, machine, mode.
     pub header: Vec<String>,
-    /// What was skipped and why, and other remarks.
+    /// What was skipped and why.
+    pub skipped: Vec<String>,
+    /// Other remarks (e.g. noisy measurements).
     pub notes: Vec<String>,
     /// The comparison rows.
     pub rows: Vec<Row>,
@@ -144,6 +146,22 @@ impl Report {
         m
     }
 
+    /// Adds a note for every measurement whose p90 exceeds `spread` times
+    /// its median: a sign that something else was busy on the machine.
+    pub fn flag_noisy(&mut self, spread: f64) {
+        for m in &self.measured {
+            let st = &m.stats;
+            if st.n > 1 && st.p90 > spread * st.median {
+                self.notes.push(format!(
+                    "noisy: {} has p90 {} > {spread}x its median {}; was the machine busy? Rerun to confirm.",
+                    m.name,
+                    st.unit.format(st.p90),
+                    st.show()
+                ));
+            }
+        }
+    }
+
     /// The report as Markdown.
     pub fn markdown(&self) -> String {
         let mut s = String::new();
@@ -151,12 +169,13 @@ impl Report {
         for h in &self.header {
             let _ = writeln!(s, "{h}  ");
         }
-        if self.notes.is_empty() {
-            s.push_str("Skipped: nothing.\n");
+        if self.skipped.is_empty() {
+            s.push_str("Skipped: nothing.  \n");
         } else {
-            for n in &self.notes {
-                let _ = writeln!(s, "Note: {n}  ");
-            }
+            let _ = writeln!(s, "Skipped: {}.  ", self.skipped.join("; "));
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "Note: {n}  ");
         }
         s.push_str(
             "\n| benchmark | ours | peer | peer value | ratio (ours/peer) | target | met? |\n",
