@@ -24,9 +24,7 @@ fn main() {
     let mode = Mode::detect();
     let mut report = Report::new("shm benchmarks");
     report.header.push(format!("Date: {}", machine::utc_now()));
-    report
-        .header
-        .push(format!("Machine: {}", machine::describe()));
+    report.header.push(format!("Machine: {}", machine::describe()));
     report.header.push(format!(
         "Mode: {}; command: `cargo bench -p shm-benches --bench compare`",
         mode.name()

@@ -90,9 +90,7 @@ impl SelfExec {
     ///
     /// If `argv[0]` contains a NUL byte (the kernel never passes one).
     pub fn new() -> Self {
-        let argv0 = std::env::args_os()
-            .next()
-            .unwrap_or_else(|| "compare".into());
+        let argv0 = std::env::args_os().next().unwrap_or_else(|| "compare".into());
         let argv = vec![
             CString::new(argv0.into_vec()).expect("argv[0] has no NUL byte"),
             CString::new(EXIT_NOW).expect("a literal without NUL"),
@@ -156,10 +154,7 @@ impl Default for SelfExec {
 fn python_stats(j: &python::FlatJson, method: &str) -> Option<Stats> {
     let median = j.number(method)?;
     let get = |suffix: &str| j.number(&format!("{method}_{suffix}")).unwrap_or(median);
-    let n = j
-        .text(&format!("{method}_n"))
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(1);
+    let n = j.text(&format!("{method}_n")).and_then(|t| t.parse().ok()).unwrap_or(1);
     Some(Stats {
         n,
         median,
@@ -205,9 +200,7 @@ pub fn run(mode: Mode, report: &mut Report) {
     let py_name = match &py {
         Ok(j) => format!("Python {}", j.text("python").unwrap_or("3")),
         Err(why) => {
-            report
-                .skipped
-                .push(format!("Python process-start rows ({why})"));
+            report.skipped.push(format!("Python process-start rows ({why})"));
             "Python".to_owned()
         }
     };
@@ -239,12 +232,7 @@ pub fn run(mode: Mode, report: &mut Report) {
         if let Some(p) = peer {
             report.measure(Measured::new(&peer_label, p));
         }
-        let row = Row::new(
-            format!("process start+join, {method}"),
-            ours.clone(),
-            peer_label,
-            peer,
-        );
+        let row = Row::new(format!("process start+join, {method}"), ours.clone(), peer_label, peer);
         // At least 10x faster than Python: ours/python ≤ 0.1.
         report.rows.push(row.target(Target::AtMost(0.1)));
         chart = chart.bar(&ours.name, ours.stats, Kind::Ours);

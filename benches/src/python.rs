@@ -26,9 +26,7 @@ impl FlatJson {
             .ok_or_else(|| format!("not a JSON object: {text:?}"))?;
         let mut pairs = Vec::new();
         for item in body.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (k, v) = item
-                .split_once(':')
-                .ok_or_else(|| format!("no `:` in {item:?}"))?;
+            let (k, v) = item.split_once(':').ok_or_else(|| format!("no `:` in {item:?}"))?;
             pairs.push((unquote(k), unquote(v)));
         }
         Ok(Self { pairs })
@@ -36,10 +34,7 @@ impl FlatJson {
 
     /// The value of `key` as text.
     pub fn text(&self, key: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// The value of `key` as a number.
@@ -72,11 +67,7 @@ pub fn run(script: &str, args: &[String]) -> Result<FlatJson, String> {
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let last = err.lines().last().unwrap_or("no output");
-        return Err(format!(
-            "{} failed ({}): {last}",
-            path.display(),
-            out.status
-        ));
+        return Err(format!("{} failed ({}): {last}", path.display(), out.status));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
@@ -93,9 +84,7 @@ mod tests {
 
     #[test]
     fn flat_json_reads_numbers_and_strings() {
-        let j =
-            FlatJson::parse(r#"{"fork": 0.0026, "spawn_n": 20, "python": "3.11.7", "x": 1e-05}"#)
-                .expect("valid");
+        let j = FlatJson::parse(r#"{"fork": 0.0026, "spawn_n": 20, "python": "3.11.7", "x": 1e-05}"#).expect("valid");
         assert_eq!(j.number("fork"), Some(0.0026));
         assert_eq!(j.number("spawn_n"), Some(20.0));
         assert_eq!(j.text("python"), Some("3.11.7"));

@@ -177,15 +177,11 @@ impl Report {
         for n in &self.notes {
             let _ = writeln!(s, "Note: {n}  ");
         }
-        s.push_str(
-            "\n| benchmark | ours | peer | peer value | ratio (ours/peer) | target | met? |\n",
-        );
+        s.push_str("\n| benchmark | ours | peer | peer value | ratio (ours/peer) | target | met? |\n");
         s.push_str("|---|---:|---|---:|---:|---:|:---:|\n");
         for r in &self.rows {
             let peer = r.peer.map_or_else(|| "skipped".to_owned(), |p| p.show());
-            let ratio = r
-                .ratio()
-                .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"));
+            let ratio = r.ratio().map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"));
             let met = match (r.met(), r.peer) {
                 (_, None) => "skipped",
                 (None, Some(_)) => "-",
@@ -252,9 +248,8 @@ mod tests {
     fn rows_show_ratio_target_and_skips() {
         let mut rep = Report::new("t");
         let ours = Measured::new("ours", secs(2e-4));
-        rep.rows.push(
-            Row::new("a", ours.clone(), "floor", Some(secs(1e-4))).target(Target::AtMost(1.3)),
-        );
+        rep.rows
+            .push(Row::new("a", ours.clone(), "floor", Some(secs(1e-4))).target(Target::AtMost(1.3)));
         rep.rows
             .push(Row::new("b", ours, "python", None).target(Target::AtMost(0.1)));
         let md = rep.markdown();

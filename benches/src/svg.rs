@@ -172,16 +172,12 @@ struct Scale {
 
 impl Scale {
     fn fit(bars: &[Bar]) -> Self {
-        let unit = bars
-            .first()
-            .map_or(crate::stats::Unit::Seconds, |b| b.stats.unit);
+        let unit = bars.first().map_or(crate::stats::Unit::Seconds, |b| b.stats.unit);
         let vals = bars
             .iter()
             .flat_map(|b| [b.stats.median, b.stats.p90])
             .filter(|v| *v > 0.0);
-        let (min, max) = vals.fold((f64::INFINITY, 0.0_f64), |(lo, hi), v| {
-            (lo.min(v), hi.max(v))
-        });
+        let (min, max) = vals.fold((f64::INFINITY, 0.0_f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
         if max <= 0.0 {
             return Self {
                 log: false,
@@ -245,9 +241,7 @@ impl Scale {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -259,11 +253,7 @@ mod tests {
     fn wide_spans_use_a_log_axis() {
         let chart = Chart::new("x.svg", "start")
             .bar("ours", Stats::single(1e-4, Unit::Seconds), Kind::Ours)
-            .bar(
-                "python <3.12>",
-                Stats::single(7.5e-2, Unit::Seconds),
-                Kind::Peer,
-            );
+            .bar("python <3.12>", Stats::single(7.5e-2, Unit::Seconds), Kind::Peer);
         let svg = chart.svg();
         assert!(svg.contains("(log scale)"));
         assert!(svg.contains("python &lt;3.12&gt;"));

@@ -68,11 +68,10 @@ impl<T: ShmSafe> RawArray<T> {
     }
 
     fn bytes_for(len: usize) -> Result<usize, SegmentError> {
-        len.checked_mul(size_of::<T>())
-            .ok_or(SegmentError::InvalidSize {
-                requested: u64::MAX,
-                reason: "element count times element size overflows",
-            })
+        len.checked_mul(size_of::<T>()).ok_or(SegmentError::InvalidSize {
+            requested: u64::MAX,
+            reason: "element count times element size overflows",
+        })
     }
 
     /// A new array of `len` zeroed elements.
@@ -223,12 +222,7 @@ impl<T: ShmSafe> RawArray<T> {
         self.check(start..start.saturating_add(items.len()))?;
         for (k, item) in items.iter().enumerate() {
             // SAFETY: start + k lies in the checked range.
-            unsafe {
-                self.ptr
-                    .as_ptr()
-                    .wrapping_add(start + k)
-                    .write_volatile(*item)
-            };
+            unsafe { self.ptr.as_ptr().wrapping_add(start + k).write_volatile(*item) };
         }
         Ok(())
     }
@@ -320,10 +314,7 @@ mod tests {
 
     #[test]
     fn zero_length_and_overflowing_lengths_are_errors() {
-        assert!(matches!(
-            RawArray::<u8>::new(0),
-            Err(SegmentError::InvalidSize { .. })
-        ));
+        assert!(matches!(RawArray::<u8>::new(0), Err(SegmentError::InvalidSize { .. })));
         assert!(matches!(
             RawArray::<u64>::new(usize::MAX),
             Err(SegmentError::InvalidSize { .. })

@@ -52,10 +52,7 @@ pub enum SegmentError {
         min: u64,
     },
     /// The object is not an shm segment.
-    #[error(
-        "not an shm segment: magic {found:#018x}, expected {:#018x}",
-        crate::segment::MAGIC
-    )]
+    #[error("not an shm segment: magic {found:#018x}, expected {:#018x}", crate::segment::MAGIC)]
     BadMagic {
         /// The first eight bytes found.
         found: u64,
@@ -175,9 +172,7 @@ pub enum BootstrapError {
     )]
     MissingInit,
     /// The child runs another executable file than its parent.
-    #[error(
-        "the child runs another executable than its parent (parent {parent:?}, child {child:?}: (device, inode))"
-    )]
+    #[error("the child runs another executable than its parent (parent {parent:?}, child {child:?}: (device, inode))")]
     NotSameExecutable {
         /// The parent's `(device, inode)`.
         parent: (u64, u64),
@@ -243,9 +238,7 @@ pub enum ProcessError {
         name: String,
     },
     /// Closures cannot be sent to a new program; they need fork.
-    #[error(
-        "a closure target needs the fork start method (spawn and forkserver take fn targets with serde arguments)"
-    )]
+    #[error("a closure target needs the fork start method (spawn and forkserver take fn targets with serde arguments)")]
     ClosureNeedsFork,
     /// `shm::init()` was not called where it is required.
     #[error("{0}")]

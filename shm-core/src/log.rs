@@ -22,20 +22,9 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let me = current_process();
-        write!(
-            writer,
-            "[{}/{} {}] ",
-            event.metadata().level(),
-            me.name(),
-            me.pid()
-        )?;
+        write!(writer, "[{}/{} {}] ", event.metadata().level(), me.name(), me.pid())?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }

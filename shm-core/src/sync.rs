@@ -9,7 +9,7 @@
 #[allow(clippy::disallowed_types, reason = "this is the switch module")]
 pub mod shared {
     pub use core::sync::atomic::{
-        AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicU8, AtomicU16, AtomicU32,
-        AtomicU64, AtomicUsize, Ordering,
+        AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicUsize,
+        Ordering,
     };
 }

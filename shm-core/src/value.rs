@@ -88,11 +88,7 @@ impl<T: ShmSafe> RawValue<T> {
     ///
     /// As [`Segment::create_named`].
     pub fn create_named(name: &str, value: T) -> Result<Self, SegmentError> {
-        let v = Self::from_segment(Segment::create_named(
-            name,
-            &Self::identity(),
-            size_of::<T>(),
-        )?)?;
+        let v = Self::from_segment(Segment::create_named(name, &Self::identity(), size_of::<T>())?)?;
         v.set(value);
         Ok(v)
     }
@@ -200,13 +196,7 @@ impl<T: AtomicInteger> RawValue<T> {
     ///
     /// `Err(actual)` when the value was not `current`.
     #[inline]
-    pub fn compare_exchange(
-        &self,
-        current: T,
-        new: T,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<T, T> {
+    pub fn compare_exchange(&self, current: T, new: T, success: Ordering, failure: Ordering) -> Result<T, T> {
         T::compare_exchange(self.atomic(), current, new, success, failure)
     }
 }
@@ -245,23 +235,12 @@ mod tests {
 
     #[test]
     fn zero_sized_types_are_refused() {
-        assert!(matches!(
-            RawValue::new(()),
-            Err(SegmentError::InvalidSize { .. })
-        ));
+        assert!(matches!(RawValue::new(()), Err(SegmentError::InvalidSize { .. })));
     }
 
     #[test]
     fn struct_values_round_trip() {
-        #[derive(
-            Clone,
-            Copy,
-            Debug,
-            PartialEq,
-            zerocopy::FromBytes,
-            zerocopy::IntoBytes,
-            zerocopy::Immutable,
-        )]
+        #[derive(Clone, Copy, Debug, PartialEq, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable)]
         #[repr(C)]
         struct Point {
             x: f64,
@@ -278,10 +257,7 @@ mod tests {
         let v = RawValue::create_named(&name, 7u32).expect("create");
         assert_eq!(RawValue::<u32>::open(&name).expect("open").get(), 7);
         let wrong = RawValue::<i32>::open(&name).expect_err("i32 is not u32");
-        assert!(
-            wrong.to_string().contains("expected value of i32"),
-            "{wrong}"
-        );
+        assert!(wrong.to_string().contains("expected value of i32"), "{wrong}");
         Segment::unlink(&name).expect("unlink");
         drop(v);
     }

@@ -33,7 +33,11 @@ fn sum_slice(s: Slice) {
     s.sums.set(s.worker, acc).expect("one slot per worker");
 }
 
-fn run(method: StartMethod, data: &RawArray<f64>, workers: usize) -> Result<(f64, f64, f64), Box<dyn std::error::Error>> {
+fn run(
+    method: StartMethod,
+    data: &RawArray<f64>,
+    workers: usize,
+) -> Result<(f64, f64, f64), Box<dyn std::error::Error>> {
     let ctx = get_context(Some(method));
     let sums = RawArray::<f64>::new(workers)?;
     let t0 = Instant::now();
@@ -67,7 +71,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     #[allow(clippy::cast_precision_loss, reason = "sample values, not counts")]
     let samples: Vec<f64> = (0..N).map(|i| i as f64 * 1e-3).collect();
     let data = RawArray::from_slice(&samples)?;
-    println!("{N} samples in one shared segment ({} MiB), {workers} workers", N * 8 >> 20);
+    println!(
+        "{N} samples in one shared segment ({} MiB), {workers} workers",
+        (N * 8) >> 20
+    );
 
     let t0 = Instant::now();
     let whole = Slice {
@@ -79,7 +86,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sums = whole.sums.clone();
     sum_slice(whole);
     let serial = t0.elapsed().as_secs_f64();
-    println!("serial in this process: sum {:.6} in {:.1} ms", sums.get(0).unwrap_or(0.0), serial * 1e3);
+    println!(
+        "serial in this process: sum {:.6} in {:.1} ms",
+        sums.get(0).unwrap_or(0.0),
+        serial * 1e3
+    );
 
     for method in [StartMethod::Fork, StartMethod::ForkServer, StartMethod::Spawn] {
         let (sum, started, total) = run(method, &data, workers)?;

@@ -23,11 +23,7 @@ fn main() -> Result<(), shm::ProcessError> {
     }
     for p in &children {
         let code = p.join()?;
-        println!(
-            "{} (pid {}) exited with {code}",
-            p.name(),
-            p.pid().expect("started")
-        );
+        println!("{} (pid {}) exited with {code}", p.name(), p.pid().expect("started"));
     }
     Ok(())
 }

@@ -29,11 +29,7 @@ fn run(method: StartMethod) -> Result<(Vec<u64>, u64), Box<dyn std::error::Error
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     shm::init();
-    for method in [
-        StartMethod::Fork,
-        StartMethod::Spawn,
-        StartMethod::ForkServer,
-    ] {
+    for method in [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer] {
         let (squares, total) = run(method)?;
         println!("{method}: squares {squares:?} total {total}");
     }

@@ -12,20 +12,13 @@ struct Greeter {
 impl Worker for Greeter {
     fn run(self) {
         let me = current_process();
-        println!(
-            "Hello from {} (worker {}, pid {})",
-            me.name(),
-            self.number,
-            me.pid()
-        );
+        println!("Hello from {} (worker {}, pid {})", me.name(), self.number, me.pid());
     }
 }
 
 fn main() -> Result<(), shm::ProcessError> {
     shm::init();
-    let workers: Vec<Process> = (0..5)
-        .map(|number| Process::from_worker(Greeter { number }))
-        .collect();
+    let workers: Vec<Process> = (0..5).map(|number| Process::from_worker(Greeter { number })).collect();
     for w in &workers {
         w.start()?;
     }

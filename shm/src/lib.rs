@@ -24,8 +24,8 @@ pub use shm_core::*;
 /// The names most programs use.
 pub mod prelude {
     pub use shm_core::{
-        Process, RawArray, RawValue, StartMethod, Worker, active_children, cpu_count,
-        current_process, get_context, parent_process,
+        Process, RawArray, RawValue, StartMethod, Worker, active_children, cpu_count, current_process, get_context,
+        parent_process,
     };
 }
 

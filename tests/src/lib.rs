@@ -10,11 +10,7 @@ pub use shm::StartMethod;
 pub const HANG_GUARD: Duration = Duration::from_secs(120);
 
 /// Every start method.
-pub const METHODS: [StartMethod; 3] = [
-    StartMethod::Fork,
-    StartMethod::Spawn,
-    StartMethod::ForkServer,
-];
+pub const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::ForkServer];
 
 /// Runs `program` with `args` under start method `method` (through
 /// `SHM_START_METHOD`), killing it if it outlives [`HANG_GUARD`].

@@ -22,8 +22,7 @@ fn add_many((v, n): (RawValue<u64>, u64)) {
 
 fn write_pattern(a: RawArray<u32>) {
     for i in 0..a.len() {
-        a.set(i, u32::try_from(i).expect("small") * 3)
-            .expect("in range");
+        a.set(i, u32::try_from(i).expect("small") * 3).expect("in range");
     }
 }
 
@@ -37,11 +36,7 @@ fn check_named((seg, name): (Segment, String)) -> std::result::Result<(), String
     if seg.name() == Some(name.as_str()) && seg.payload_len() == 64 {
         Ok(())
     } else {
-        Err(format!(
-            "got {:?} with {} bytes",
-            seg.name(),
-            seg.payload_len()
-        ))
+        Err(format!("got {:?} with {} bytes", seg.name(), seg.payload_len()))
     }
 }
 
@@ -75,10 +70,7 @@ fn value_and_array(m: StartMethod) -> Result {
     p.start()?;
     p.join()?;
     check(
-        a.to_vec()
-            .iter()
-            .enumerate()
-            .all(|(i, &x)| x as usize == i * 3),
+        a.to_vec().iter().enumerate().all(|(i, &x)| x as usize == i * 3),
         "array pattern",
     )?;
     let vs: Vec<RawValue<i64>> = (0..20)
@@ -109,8 +101,7 @@ fn named_segment_keeps_its_name(m: StartMethod) -> Result {
 fn sweep_after_sigkill(m: StartMethod) -> Result {
     let name = format!("shm-test-sweep-{m}-{}", std::process::id());
     let ready = RawValue::new(0u32)?;
-    let p =
-        Process::new(create_named_then_wait, (name.clone(), ready.clone())).with_start_method(m);
+    let p = Process::new(create_named_then_wait, (name.clone(), ready.clone())).with_start_method(m);
     p.start()?;
     for _ in 0..120_000 {
         // Acquire: pairs with the child's Release.
@@ -120,10 +111,7 @@ fn sweep_after_sigkill(m: StartMethod) -> Result {
         std::thread::sleep(Duration::from_millis(1));
     }
     let path = format!("/dev/shm/{name}");
-    check(
-        std::path::Path::new(&path).exists(),
-        "child did not create the segment",
-    )?;
+    check(std::path::Path::new(&path).exists(), "child did not create the segment")?;
     // The creator lives: a sweep leaves its segment alone.
     check(
         shm::segment::sweep()?.iter().all(|s| s.name != name),
@@ -140,10 +128,7 @@ fn sweep_after_sigkill(m: StartMethod) -> Result {
         swept.iter().any(|s| s.name == name),
         format!("sweep missed {name}: {swept:?}"),
     )?;
-    check(
-        !std::path::Path::new(&path).exists(),
-        "residue in /dev/shm after sweep",
-    )
+    check(!std::path::Path::new(&path).exists(), "residue in /dev/shm after sweep")
 }
 
 fn objects_refuse_plain_serialisation() -> Result {
@@ -151,10 +136,7 @@ fn objects_refuse_plain_serialisation() -> Result {
     let err = postcard::to_allocvec(&v).expect_err("a handle outside a process bootstrap");
     check(!err.to_string().is_empty(), "error")?;
     let (bytes, fds) = shm::handle::encode(&v)?;
-    check(
-        fds.len() == 1 && !bytes.is_empty(),
-        "encode collects one descriptor",
-    )?;
+    check(fds.len() == 1 && !bytes.is_empty(), "encode collects one descriptor")?;
     check(
         shm::handle::decode::<RawValue<u8>>(&bytes, Vec::new()).is_err(),
         "decode without its descriptor",
@@ -168,14 +150,12 @@ fn main() {
     args.test_threads = Some(1);
     let mut tests = Vec::new();
     for m in METHODS {
-        tests.push(Trial::test(
-            format!("value_and_array_shared_{m}"),
-            move || value_and_array(m),
-        ));
-        tests.push(Trial::test(
-            format!("named_segment_keeps_its_name_{m}"),
-            move || named_segment_keeps_its_name(m),
-        ));
+        tests.push(Trial::test(format!("value_and_array_shared_{m}"), move || {
+            value_and_array(m)
+        }));
+        tests.push(Trial::test(format!("named_segment_keeps_its_name_{m}"), move || {
+            named_segment_keeps_its_name(m)
+        }));
         tests.push(Trial::test(format!("sweep_after_sigkill_{m}"), move || {
             sweep_after_sigkill(m)
         }));

@@ -59,10 +59,7 @@ fn check_family((parent_pid, my_name): (u32, String)) -> std::result::Result<(),
 fn grandchild(expected: String) -> std::result::Result<(), String> {
     let me = shm::current_process();
     let parent = shm::parent_process().ok_or("no parent")?;
-    let expected_parent = expected
-        .rsplit_once(':')
-        .map(|(p, _)| p.to_owned())
-        .unwrap_or_default();
+    let expected_parent = expected.rsplit_once(':').map(|(p, _)| p.to_owned()).unwrap_or_default();
     if me.name() == expected && parent.name() == expected_parent {
         Ok(())
     } else {
@@ -165,10 +162,7 @@ fn exit_codes(m: StartMethod) -> Result {
 
 fn family(m: StartMethod) -> Result {
     check(shm::parent_process().is_none(), "main has a parent")?;
-    check(
-        shm::current_process().name() == "MainProcess",
-        "main's name",
-    )?;
+    check(shm::current_process().name() == "MainProcess", "main's name")?;
     check(
         matches!(shm::current_process().join(), Err(ProcessError::JoinSelf)),
         "join self",
@@ -219,9 +213,7 @@ fn reaps_dropped_children(m: StartMethod) -> Result {
 }
 
 fn large_arguments(m: StartMethod) -> Result {
-    let data: Vec<u8> = (0u32..3 << 20)
-        .map(|i| u8::try_from(i % 251).expect("< 251"))
-        .collect();
+    let data: Vec<u8> = (0u32..3 << 20).map(|i| u8::try_from(i % 251).expect("< 251")).collect();
     let p = Process::new(checksum, data).with_start_method(m);
     p.start()?;
     check(p.join()? == 0, "3 MiB argument arrived damaged")
@@ -275,10 +267,7 @@ fn start_method_is_set_once() -> Result {
         "context",
     )?;
     check(shm::get_all_start_methods().len() == 3, "all methods")?;
-    check(
-        "bogus".parse::<StartMethod>().is_err(),
-        "unknown method name",
-    )?;
+    check("bogus".parse::<StartMethod>().is_err(), "unknown method name")?;
     check(shm::cpu_count() >= 1, "cpu_count")
 }
 
@@ -301,26 +290,16 @@ fn main() {
     let mut tests = Vec::new();
     for m in METHODS {
         tests.push(Trial::test(format!("lifecycle_{m}"), move || lifecycle(m)));
-        tests.push(Trial::test(format!("exit_codes_{m}"), move || {
-            exit_codes(m)
+        tests.push(Trial::test(format!("exit_codes_{m}"), move || exit_codes(m)));
+        tests.push(Trial::test(format!("family_and_names_{m}"), move || family(m)));
+        tests.push(Trial::test(format!("reaps_dropped_children_{m}"), move || {
+            reaps_dropped_children(m)
         }));
-        tests.push(Trial::test(format!("family_and_names_{m}"), move || {
-            family(m)
-        }));
-        tests.push(Trial::test(
-            format!("reaps_dropped_children_{m}"),
-            move || reaps_dropped_children(m),
-        ));
-        tests.push(Trial::test(format!("large_arguments_{m}"), move || {
-            large_arguments(m)
-        }));
+        tests.push(Trial::test(format!("large_arguments_{m}"), move || large_arguments(m)));
     }
     tests.push(Trial::test("closures_need_fork", closures_need_fork));
     tests.push(Trial::test("only_the_parent_joins", only_the_parent_joins));
-    tests.push(Trial::test(
-        "start_method_is_set_once",
-        start_method_is_set_once,
-    ));
+    tests.push(Trial::test("start_method_is_set_once", start_method_is_set_once));
     tests.push(Trial::test("fork_server_restarts", fork_server_restarts));
     libtest_mimic::run(&args, tests).exit();
 }

@@ -7,9 +7,7 @@ use std::collections::HashSet;
 use shm_tests::{METHODS, StartMethod, is_running, run, stderr, stdout, wait_gone};
 
 fn lines_after<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix(prefix))
-        .collect()
+    text.lines().filter_map(|l| l.strip_prefix(prefix)).collect()
 }
 
 #[test]
@@ -90,10 +88,7 @@ fn s4_vec_is_copied_array_is_shared() {
         let text = stdout(&out);
         assert!(text.contains("child sees Vec [1, 2, 3, 4]"), "{m}:\n{text}");
         assert!(text.contains("parent sees Vec [1, 2, 3]\n"), "{m}:\n{text}");
-        assert!(
-            text.contains("parent sees Array [100, 2, 3]"),
-            "{m}:\n{text}"
-        );
+        assert!(text.contains("parent sees Array [100, 2, 3]"), "{m}:\n{text}");
     }
 }
 
@@ -123,23 +118,11 @@ fn s20_lifecycle_is_logged_with_process_names() {
                 .filter(|l| l.starts_with(&format!("[DEBUG/{who} ")) && l.contains(what))
                 .count()
         };
-        assert_eq!(
-            find("MainProcess", "started child child=Process-1"),
-            1,
-            "{m}:\n{err}"
-        );
+        assert_eq!(find("MainProcess", "started child child=Process-1"), 1, "{m}:\n{err}");
         assert_eq!(find("Process-1", "child process started"), 1, "{m}:\n{err}");
         assert_eq!(find("Process-1", "running target"), 1, "{m}:\n{err}");
-        assert_eq!(
-            find("Process-1", "process exiting with exit code 0"),
-            1,
-            "{m}:\n{err}"
-        );
-        assert_eq!(
-            find("MainProcess", "child exited with exit code 0"),
-            1,
-            "{m}:\n{err}"
-        );
+        assert_eq!(find("Process-1", "process exiting with exit code 0"), 1, "{m}:\n{err}");
+        assert_eq!(find("MainProcess", "child exited with exit code 0"), 1, "{m}:\n{err}");
         assert!(
             err.contains("[INFO/Process-1 ") && err.contains("doing work item 7"),
             "{m}:\n{err}"
@@ -155,11 +138,7 @@ fn s20_lifecycle_is_logged_with_process_names() {
 
 #[test]
 fn s21_start_methods_give_identical_results() {
-    let out = run(
-        env!("CARGO_BIN_EXE_start_methods"),
-        StartMethod::ForkServer,
-        &[],
-    );
+    let out = run(env!("CARGO_BIN_EXE_start_methods"), StartMethod::ForkServer, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let results: Vec<&str> = ["fork", "spawn", "forkserver"]
@@ -179,9 +158,7 @@ fn daemon_case(m: StartMethod, arg: &[&str]) {
     let out = run(env!("CARGO_BIN_EXE_daemon"), m, arg);
     let text = stdout(&out);
     assert!(
-        text.contains(
-            "daemon cannot start a child: daemonic processes are not allowed to have children"
-        ),
+        text.contains("daemon cannot start a child: daemonic processes are not allowed to have children"),
         "{m} {arg:?}:\n{text}\n{}",
         stderr(&out)
     );
@@ -191,10 +168,7 @@ fn daemon_case(m: StartMethod, arg: &[&str]) {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("{m}: no daemon pid:\n{text}"));
     assert!(pid != 0);
-    assert!(
-        wait_gone(pid),
-        "{m} {arg:?}: daemon {pid} outlived its parent"
-    );
+    assert!(wait_gone(pid), "{m} {arg:?}: daemon {pid} outlived its parent");
     assert!(!is_running(pid));
 }
 
@@ -214,11 +188,7 @@ fn s22_daemon_dies_with_parent_killed_by_sigkill() {
 
 #[test]
 fn missing_init_is_a_clear_error_not_a_fork_bomb() {
-    let out = run(
-        env!("CARGO_BIN_EXE_no_init"),
-        StartMethod::Spawn,
-        &["spawn"],
-    );
+    let out = run(env!("CARGO_BIN_EXE_no_init"), StartMethod::Spawn, &["spawn"]);
     let text = stdout(&out);
     // The parent's main runs once, the child's once: no more.
     assert_eq!(text.matches("main running in pid").count(), 2, "{text}");
@@ -233,11 +203,7 @@ fn missing_init_is_a_clear_error_not_a_fork_bomb() {
     assert!(text.contains("`main` must call `shm::init()`"), "{text}");
     assert!(!text.contains("the child ran its target"), "{text}");
 
-    let out = run(
-        env!("CARGO_BIN_EXE_no_init"),
-        StartMethod::ForkServer,
-        &["forkserver"],
-    );
+    let out = run(env!("CARGO_BIN_EXE_no_init"), StartMethod::ForkServer, &["forkserver"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(3), "{text}");
     assert!(

@@ -40,11 +40,7 @@ pub(crate) fn exe_identity() -> (u64, u64) {
 }
 
 /// Sends the bootstrap for `job` over `sock`.
-pub(crate) fn send(
-    sock: BorrowedFd<'_>,
-    info: &ChildInfo,
-    job: &EncodedJob,
-) -> Result<(), ProcessError> {
+pub(crate) fn send(sock: BorrowedFd<'_>, info: &ChildInfo, job: &EncodedJob) -> Result<(), ProcessError> {
     let mut fds: Vec<RawFd> = Vec::with_capacity(job.fds.len() + 1);
     let args_fd;
     let inline = if job.args.len() <= INLINE_ARGS_MAX {
@@ -62,8 +58,7 @@ pub(crate) fn send(
         target: job.target,
         args: inline,
     };
-    let bytes =
-        postcard::to_allocvec(&msg).map_err(|e| crate::HandleError::Encode(e.to_string()))?;
+    let bytes = postcard::to_allocvec(&msg).map_err(|e| crate::HandleError::Encode(e.to_string()))?;
     if let Some(fd) = &args_fd {
         fds.push(std::os::fd::AsRawFd::as_raw_fd(fd));
     }
@@ -71,17 +66,11 @@ pub(crate) fn send(
     // SAFETY: every descriptor is open for the duration of this call: the
     // args memfd is owned above, and the object descriptors are owned by the
     // arguments, which the caller keeps alive until `send` returns.
-    let borrowed: Vec<BorrowedFd<'_>> = fds
-        .iter()
-        .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
-        .collect();
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) }).collect();
     match sys::send_packet(sock, &bytes, &borrowed) {
         Ok(()) => Ok(()),
         // The child is already gone; `join` will report how it ended.
-        Err(e) if sys::is_peer_gone(&e) =>
-        {
-            Ok(())
-        }
+        Err(e) if sys::is_peer_gone(&e) => Ok(()),
         Err(e) => Err(ProcessError::Io {
             op: "sendmsg",
             source: e,
@@ -95,15 +84,19 @@ fn report(sock: BorrowedFd<'_>, r: &Report) {
     }
 }
 
-/// In a fresh child: reads the bootstrap from `sock`, checks it, reports,
-/// runs the target and exits. Never returns.
-pub(crate) fn run_child(sock: OwnedFd) -> ! {
+/// In a fresh child: reads the bootstrap from `sock`, checks it, reports
+/// (`Started` only when `confirm`: a spawned child may be a program that
+/// forgot `shm::init()`, a forkserver child cannot), runs the target and
+/// exits. Never returns.
+pub(crate) fn run_child(sock: OwnedFd, confirm: bool) -> ! {
     let prepared = receive(sock.as_fd());
     match prepared {
-        Ok((info, run)) => {
-            report(sock.as_fd(), &Report::Started);
+        Ok((start, run)) => {
+            if confirm {
+                report(sock.as_fd(), &Report::Started);
+            }
             drop(sock);
-            super::child_main(&info, run)
+            super::child_main(start, run)
         }
         Err(e) => {
             report(sock.as_fd(), &Report::Failed(e.clone()));
@@ -113,18 +106,17 @@ pub(crate) fn run_child(sock: OwnedFd) -> ! {
     }
 }
 
-type Prepared = (ChildInfo, Box<dyn FnOnce() -> i32>);
+type Prepared = (super::ChildStart, Box<dyn FnOnce() -> i32>);
 
 fn receive(sock: BorrowedFd<'_>) -> Result<Prepared, BootstrapError> {
-    let (bytes, mut fds) = sys::recv_packet(sock, PACKET_MAX)
-        .map_err(|e| BootstrapError::BadMessage(format!("receiving: {e}")))?;
+    let (bytes, mut fds) =
+        sys::recv_packet(sock, PACKET_MAX).map_err(|e| BootstrapError::BadMessage(format!("receiving: {e}")))?;
     if bytes.is_empty() {
         return Err(BootstrapError::BadMessage(
             "the parent closed the socket before sending".into(),
         ));
     }
-    let msg: Bootstrap =
-        postcard::from_bytes(&bytes).map_err(|e| BootstrapError::BadMessage(e.to_string()))?;
+    let msg: Bootstrap = postcard::from_bytes(&bytes).map_err(|e| BootstrapError::BadMessage(e.to_string()))?;
     let mine = exe_identity();
     if msg.exe != mine {
         return Err(BootstrapError::NotSameExecutable {
@@ -136,9 +128,7 @@ fn receive(sock: BorrowedFd<'_>) -> Result<Prepared, BootstrapError> {
         a
     } else {
         if fds.is_empty() {
-            return Err(BootstrapError::BadMessage(
-                "argument descriptor missing".into(),
-            ));
+            return Err(BootstrapError::BadMessage("argument descriptor missing".into()));
         }
         let fd = fds.remove(0);
         sys::read_whole(fd.as_fd(), ARGS_MAX)
@@ -150,9 +140,11 @@ fn receive(sock: BorrowedFd<'_>) -> Result<Prepared, BootstrapError> {
     if let Some(level) = msg.info.log_level {
         log::init_child_logging(level);
     }
-    current::become_child(&msg.info);
+    super::install_panic_hook();
+    let start = super::ChildStart::of(&msg.info);
+    current::become_child(msg.info);
     let _ = BOOTSTRAPPED.set(());
-    Ok((msg.info, run))
+    Ok((start, run))
 }
 
 static BOOTSTRAPPED: OnceLock<()> = OnceLock::new();
@@ -185,17 +177,9 @@ pub(crate) fn report_missing_init() {
 /// The environment for a child program: ours, without shm's private variables.
 pub(crate) fn child_env(extra: &[(&str, String)]) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| {
-            k != SPAWN_ENV
-                && k != super::forkserver::SERVER_ENV
-                && k != super::forkserver::CLIENT_ENV
-        })
+        .filter(|(k, _)| k != SPAWN_ENV && k != super::forkserver::SERVER_ENV && k != super::forkserver::CLIENT_ENV)
         .collect();
-    env.extend(
-        extra
-            .iter()
-            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-    );
+    env.extend(extra.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
     env
 }
 
@@ -251,7 +235,8 @@ mod tests {
     #[test]
     fn a_good_bootstrap_prepares_the_target() {
         let (got, run) = receive_msg(&message(&encoded())).expect("valid bootstrap");
-        assert_eq!(got.name, "Process-test");
+        assert_eq!(got.method, StartMethod::Spawn);
+        assert_eq!(crate::current_process().name(), "Process-test");
         assert_eq!(run(), 0);
     }
 
@@ -269,18 +254,30 @@ mod tests {
     fn offsets_outside_the_code_are_refused() {
         let mut msg = message(&encoded());
         msg.target = u64::MAX;
-        assert!(matches!(receive_msg(&msg).map(|_| ()), Err(BootstrapError::NoSuchTarget { .. })));
+        assert!(matches!(
+            receive_msg(&msg).map(|_| ()),
+            Err(BootstrapError::NoSuchTarget { .. })
+        ));
         let mut msg = message(&encoded());
         msg.entry = 1 << 40;
-        assert!(matches!(receive_msg(&msg).map(|_| ()), Err(BootstrapError::NoSuchTarget { .. })));
+        assert!(matches!(
+            receive_msg(&msg).map(|_| ()),
+            Err(BootstrapError::NoSuchTarget { .. })
+        ));
     }
 
     #[test]
     fn malformed_messages_are_refused() {
-        assert!(matches!(receive_raw(b"\xff\xff\xff").map(|_| ()), Err(BootstrapError::BadMessage(_))));
+        assert!(matches!(
+            receive_raw(b"\xff\xff\xff").map(|_| ()),
+            Err(BootstrapError::BadMessage(_))
+        ));
         let (a, b) = sys::seqpacket_pair().expect("socketpair");
         drop(a);
-        assert!(matches!(receive(b.as_fd()).map(|_| ()), Err(BootstrapError::BadMessage(_))));
+        assert!(matches!(
+            receive(b.as_fd()).map(|_| ()),
+            Err(BootstrapError::BadMessage(_))
+        ));
         let mut msg = message(&encoded());
         msg.args = None;
         let err = receive_msg(&msg).map(|_| ()).expect_err("no argument descriptor");
@@ -291,6 +288,9 @@ mod tests {
     fn bad_arguments_are_an_error_for_this_child_only() {
         let mut msg = message(&encoded());
         msg.args = Some(vec![]);
-        assert!(matches!(receive_msg(&msg).map(|_| ()), Err(BootstrapError::Arguments(_))));
+        assert!(matches!(
+            receive_msg(&msg).map(|_| ()),
+            Err(BootstrapError::Arguments(_))
+        ));
     }
 }

@@ -84,9 +84,7 @@ fn initial_method() -> StartMethod {
 ///
 /// [`ContextError`] if it was already set (or used) and `force` is false.
 pub fn set_start_method(method: StartMethod, force: bool) -> Result<(), ContextError> {
-    let mut d = DEFAULT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut d = DEFAULT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     match *d {
         Some(current) if !force => Err(ContextError { current }),
         _ => {

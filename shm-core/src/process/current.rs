@@ -47,9 +47,7 @@ fn me() -> MutexGuard<'static, Me> {
 }
 
 fn children() -> MutexGuard<'static, Vec<Process>> {
-    CHILDREN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    CHILDREN.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The identity and default name of the next child (`Process-N`, nested
@@ -61,27 +59,32 @@ pub(crate) fn next_child_identity() -> (Vec<u32>, String) {
     identity.push(me.counter);
     let name = format!(
         "Process-{}",
-        identity
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(":")
+        identity.iter().map(u32::to_string).collect::<Vec<_>>().join(":")
     );
     (identity, name)
 }
 
 /// Makes this freshly started child process take on `info`.
-pub(crate) fn become_child(info: &ChildInfo) {
+///
+/// Moves, never allocates: in a fork child every heap write copies a page
+/// shared with the parent.
+pub(crate) fn become_child(info: ChildInfo) {
     {
         let mut me = me();
-        me.name.clone_from(&info.name);
-        me.identity.clone_from(&info.identity);
+        me.name = info.name;
+        me.identity = info.identity;
         me.daemon = info.daemon;
-        me.parent = Some((info.parent_pid, info.parent_name.clone()));
+        me.parent = Some((info.parent_pid, info.parent_name));
         me.counter = 0;
     }
-    // Children of the parent are not ours (a fork copied the list).
-    std::mem::take(&mut *children());
+    // Children of the parent are not ours (a fork copied the list). Forget
+    // them without running their destructors: they belong to the parent.
+    std::mem::forget(std::mem::take(&mut *children()));
+}
+
+/// Whether this process was started by shm (it has a parent name).
+pub(crate) fn is_child() -> bool {
+    me().parent.is_some()
 }
 
 /// Whether this process is daemonic.

@@ -54,10 +54,7 @@ pub(crate) fn is_running() -> bool {
 
 /// The pid of the fork server this process talks to, if one was started.
 pub fn server_pid() -> Option<u32> {
-    CLIENT
-        .lock()
-        .ok()
-        .and_then(|c| c.as_ref().map(|c| c.server_pid))
+    CLIENT.lock().ok().and_then(|c| c.as_ref().map(|c| c.server_pid))
 }
 
 /// Forks the server from this (single-threaded) process.
@@ -83,13 +80,9 @@ pub(crate) fn start_by_fork() -> Result<(), ProcessError> {
 /// Starts the server by spawning this executable (safe with threads).
 fn start_by_spawn() -> Result<(), ProcessError> {
     let (ours, theirs) = sys::seqpacket_pair().map_err(ProcessError::io("socketpair"))?;
-    let env = bootstrap::child_env(&[
-        (SERVER_ENV, "3".into()),
-        (CLIENT_ENV, sys::getpid().to_string()),
-    ]);
+    let env = bootstrap::child_env(&[(SERVER_ENV, "3".into()), (CLIENT_ENV, sys::getpid().to_string())]);
     let argv: Vec<_> = std::env::args_os().take(1).collect();
-    let pid =
-        sys::spawn_self(&argv, &env, theirs.as_fd()).map_err(ProcessError::io("posix_spawn"))?;
+    let pid = sys::spawn_self(&argv, &env, theirs.as_fd()).map_err(ProcessError::io("posix_spawn"))?;
     drop(theirs);
     set_client(ours, pid);
     tracing::debug!(server = pid, "fork server (re)started by spawn");
@@ -97,28 +90,18 @@ fn start_by_spawn() -> Result<(), ProcessError> {
 }
 
 fn set_client(control: OwnedFd, server_pid: u32) {
-    let mut c = CLIENT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut c = CLIENT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(old) = c.take() {
         // Reap a server that died (it is our child); ignore one of another process.
         let _ = sys::try_reap_pid(old.server_pid);
     }
-    *c = Some(Client {
-        control,
-        server_pid,
-    });
+    *c = Some(Client { control, server_pid });
 }
 
 /// In a process exec'd as a fork server: serve. Never returns.
 pub(crate) fn serve_from_env(fd: &str) -> ! {
-    let client: u32 = std::env::var(CLIENT_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let Ok(raw) = fd.parse() else {
-        sys::exit_now(2)
-    };
+    let client: u32 = std::env::var(CLIENT_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let Ok(raw) = fd.parse() else { sys::exit_now(2) };
     // SAFETY: the spawning client placed the control socket at this
     // descriptor; nothing else in this fresh process owns it.
     let Ok(control) = (unsafe { sys::adopt_fd(raw) }) else {
@@ -127,28 +110,35 @@ pub(crate) fn serve_from_env(fd: &str) -> ! {
     serve(control, client)
 }
 
+/// A pidfd of this process, opened once per process (a fork child opens its own).
+fn own_pidfd() -> Result<Arc<OwnedFd>, ProcessError> {
+    static OWN: Mutex<Option<(u32, Arc<OwnedFd>)>> = Mutex::new(None);
+    let pid = sys::getpid();
+    let mut own = OWN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((p, fd)) = own.as_ref()
+        && *p == pid
+    {
+        return Ok(Arc::clone(fd));
+    }
+    let fd = Arc::new(sys::pidfd_open(pid).map_err(ProcessError::io("pidfd_open"))?);
+    *own = Some((pid, Arc::clone(&fd)));
+    Ok(fd)
+}
+
 /// Asks the server for a child that will run the bootstrap already queued on
 /// `b`'s peer. Restarts the server once if it has died.
-pub(crate) fn request(
-    a: &OwnedFd,
-    b: OwnedFd,
-    daemon: bool,
-) -> Result<(Popen, Outcome), ProcessError> {
+pub(crate) fn request(a: &OwnedFd, b: OwnedFd, daemon: bool) -> Result<(Popen, Outcome), ProcessError> {
     let body = postcard::to_allocvec(&Request {
         daemon,
         requester: sys::getpid(),
     })
     .expect("a small struct serialises");
-    let me = sys::pidfd_open(sys::getpid()).map_err(ProcessError::io("pidfd_open"))?;
+    let me = own_pidfd()?;
     for attempt in 0..2 {
         let sent = {
-            let c = CLIENT
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let c = CLIENT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             match c.as_ref() {
-                Some(c) => {
-                    sys::send_packet(c.control.as_fd(), &body, &[b.as_fd(), me.as_fd()]).is_ok()
-                }
+                Some(c) => sys::send_packet(c.control.as_fd(), &body, &[b.as_fd(), me.as_fd()]).is_ok(),
                 None => false,
             }
         };
@@ -159,9 +149,7 @@ pub(crate) fn request(
             }
             return Err(ProcessError::Io {
                 op: "fork server request",
-                source: std::io::Error::other(
-                    "the fork server is not running and could not be restarted",
-                ),
+                source: std::io::Error::other("the fork server is not running and could not be restarted"),
             });
         }
         drop(b);
@@ -175,8 +163,7 @@ pub(crate) fn request(
 fn await_forked(a: &OwnedFd) -> Result<(Popen, Outcome), ProcessError> {
     let mut early = Outcome::default();
     loop {
-        let (bytes, mut fds) =
-            sys::recv_packet(a.as_fd(), REPORT_MAX).map_err(ProcessError::io("recvmsg"))?;
+        let (bytes, mut fds) = sys::recv_packet(a.as_fd(), REPORT_MAX).map_err(ProcessError::io("recvmsg"))?;
         if bytes.is_empty() && fds.is_empty() {
             return Err(ProcessError::StatusLost {
                 name: String::new(),
@@ -217,36 +204,87 @@ struct Requester {
     pidfd: OwnedFd,
 }
 
+/// The fork server's state: its sockets and what it forked for whom.
+struct Server {
+    control: OwnedFd,
+    client: OwnedFd,
+    kids: Vec<Kid>,
+    requesters: Vec<Requester>,
+}
+
+/// What one control message asks of the server.
+enum Action {
+    /// Nothing to do (a malformed request, or fork failed and was reported).
+    Nothing,
+    /// This process is the new child: run the bootstrap on `conn`.
+    BecomeChild { conn: OwnedFd, daemon: bool },
+    /// The client is gone.
+    Shutdown,
+}
+
 /// The server loop. Never returns.
 fn serve(control: OwnedFd, client_pid: u32) -> ! {
     sys::set_thread_name(c"shm-forkserver");
     // Ctrl-C goes to the whole process group; the server must survive it so
     // that the children it reaps keep their reports (Python does the same).
     sys::ignore_interrupt(true);
+    // Computed once here, inherited by every child, which checks it.
+    let _ = bootstrap::exe_identity();
     let Ok(client) = sys::pidfd_open(client_pid) else {
         sys::exit_now(0)
     };
-    let mut kids: Vec<Kid> = Vec::new();
-    let mut requesters: Vec<Requester> = Vec::new();
+    let mut server = Server {
+        control,
+        client,
+        kids: Vec::new(),
+        requesters: Vec::new(),
+    };
     loop {
-        let mut fds: Vec<BorrowedFd<'_>> = vec![control.as_fd(), client.as_fd()];
-        fds.extend(requesters.iter().map(|r| r.pidfd.as_fd()));
-        fds.extend(kids.iter().map(|k| k.pidfd.as_fd()));
-        let Ok(ready) = sys::poll_readable(&fds, None) else {
-            shutdown(&kids)
+        let Some((control_ready, kid_ready, req_ready)) = server.poll() else {
+            server.shutdown()
         };
-        let (nr, nk) = (requesters.len(), kids.len());
-        let kid_ready: Vec<bool> = ready[2 + nr..2 + nr + nk].to_vec();
-        let req_ready: Vec<bool> = ready[2..2 + nr].to_vec();
-        if ready[1] {
-            shutdown(&kids);
+        server.reap(&kid_ready);
+        server.forget_requesters(&req_ready);
+        if control_ready {
+            match server.accept() {
+                Action::Nothing => {}
+                Action::Shutdown => server.shutdown(),
+                Action::BecomeChild { conn, daemon } => {
+                    // The child owns none of the server's descriptors.
+                    drop(server);
+                    sys::ignore_interrupt(false);
+                    if daemon {
+                        // Dies with the server, which dies with the client.
+                        let _ = sys::kill_me_with_parent();
+                    }
+                    bootstrap::run_child(conn, false)
+                }
+            }
         }
-        // Children that ended: reap and report.
-        let mut i = 0;
+    }
+}
+
+impl Server {
+    /// Waits for work. Returns whether the control socket is readable and
+    /// which children and requesters ended; `None` when the client died.
+    fn poll(&self) -> Option<(bool, Vec<bool>, Vec<bool>)> {
+        let mut fds: Vec<BorrowedFd<'_>> = vec![self.control.as_fd(), self.client.as_fd()];
+        fds.extend(self.requesters.iter().map(|r| r.pidfd.as_fd()));
+        fds.extend(self.kids.iter().map(|k| k.pidfd.as_fd()));
+        let ready = sys::poll_readable(&fds, None).ok()?;
+        if ready[1] {
+            return None;
+        }
+        let nr = self.requesters.len();
+        Some((ready[0], ready[2 + nr..].to_vec(), ready[2..2 + nr].to_vec()))
+    }
+
+    /// Reaps the children that ended and reports their exit codes.
+    fn reap(&mut self, ready: &[bool]) {
         let mut k = 0;
-        kids.retain(|kid| {
+        self.kids.retain(|kid| {
             let mut ended = false;
-            if kid_ready[k]
+            if ready[k]
                 && let Ok(Some(code)) = sys::wait_pidfd(kid.pidfd.as_fd(), false)
             {
                 let bytes = postcard::to_allocvec(&Report::Exited { code }).unwrap_or_default();
@@ -256,88 +294,78 @@ fn serve(control: OwnedFd, client_pid: u32) -> ! {
             k += 1;
             !ended
         });
-        // Requesters that died: their daemonic children die with them.
-        requesters.retain(|r| {
-            let dead = req_ready[i];
+    }
+
+    /// Kills the daemonic children of requesters that died.
+    fn forget_requesters(&mut self, ready: &[bool]) {
+        let mut i = 0;
+        let kids = &self.kids;
+        self.requesters.retain(|r| {
+            let dead = ready[i];
             i += 1;
             if dead {
-                for kid in kids
-                    .iter()
-                    .filter(|kid| kid.daemon && kid.requester == r.pid)
-                {
+                for kid in kids.iter().filter(|kid| kid.daemon && kid.requester == r.pid) {
                     let _ = sys::pidfd_signal(kid.pidfd.as_fd(), sys::SIGKILL);
                 }
             }
             !dead
         });
-        if ready[0] {
-            match sys::recv_packet(control.as_fd(), 256) {
-                Ok((bytes, mut got)) if got.len() == 2 => {
-                    let Ok(req) = postcard::from_bytes::<Request>(&bytes) else {
-                        continue;
-                    };
-                    let requester_fd = got.pop().expect("two descriptors");
-                    let conn = got.pop().expect("two descriptors");
-                    let requester = req.requester;
-                    // SAFETY: the server is single-threaded.
-                    match unsafe { sys::fork() } {
-                        Ok(sys::Forked::Child) => {
-                            drop(kids);
-                            drop(requesters);
-                            drop(requester_fd);
-                            drop(client);
-                            drop(control);
-                            sys::ignore_interrupt(false);
-                            if req.daemon {
-                                // Dies with the server, which dies with the client.
-                                let _ = sys::kill_me_with_parent();
-                            }
-                            super::bootstrap::run_child(conn)
-                        }
-                        Ok(sys::Forked::Parent(pid)) => {
-                            let Ok(pidfd) = sys::pidfd_open(pid) else {
-                                continue;
-                            };
-                            let bytes =
-                                postcard::to_allocvec(&Report::Forked { pid }).unwrap_or_default();
-                            let _ = sys::send_packet(conn.as_fd(), &bytes, &[pidfd.as_fd()]);
-                            if !requesters.iter().any(|r| r.pid == requester) {
-                                requesters.push(Requester {
-                                    pid: requester,
-                                    pidfd: requester_fd,
-                                });
-                            }
-                            kids.push(Kid {
-                                pidfd,
-                                conn,
-                                daemon: req.daemon,
-                                requester,
-                            });
-                        }
-                        Err(_) => {
-                            let bytes = postcard::to_allocvec(&Report::Failed(
-                                crate::BootstrapError::BadMessage(
-                                    "the fork server could not fork".into(),
-                                ),
-                            ))
-                            .unwrap_or_default();
-                            let _ = sys::send_packet(conn.as_fd(), &bytes, &[]);
-                        }
-                    }
+    }
+
+    /// Takes one request from the control socket and forks for it.
+    fn accept(&mut self) -> Action {
+        let (bytes, mut got) = match sys::recv_packet(self.control.as_fd(), 256) {
+            Ok((bytes, got)) if bytes.is_empty() && got.is_empty() => return Action::Shutdown,
+            Ok(packet) => packet,
+            Err(_) => return Action::Shutdown,
+        };
+        let (Ok(req), 2) = (postcard::from_bytes::<Request>(&bytes), got.len()) else {
+            return Action::Nothing;
+        };
+        let requester_fd = got.pop().expect("two descriptors");
+        let conn = got.pop().expect("two descriptors");
+        // SAFETY: the server is single-threaded.
+        match unsafe { sys::fork() } {
+            Ok(sys::Forked::Child) => Action::BecomeChild {
+                conn,
+                daemon: req.daemon,
+            },
+            Ok(sys::Forked::Parent(pid)) => {
+                let Ok(pidfd) = sys::pidfd_open(pid) else {
+                    return Action::Nothing;
+                };
+                let bytes = postcard::to_allocvec(&Report::Forked { pid }).unwrap_or_default();
+                let _ = sys::send_packet(conn.as_fd(), &bytes, &[pidfd.as_fd()]);
+                if !self.requesters.iter().any(|r| r.pid == req.requester) {
+                    self.requesters.push(Requester {
+                        pid: req.requester,
+                        pidfd: requester_fd,
+                    });
                 }
-                // A malformed request: ignore it.
-                Ok((bytes, got)) if !bytes.is_empty() || !got.is_empty() => {}
-                // End of file or an error: the client is gone.
-                _ => shutdown(&kids),
+                self.kids.push(Kid {
+                    pidfd,
+                    conn,
+                    daemon: req.daemon,
+                    requester: req.requester,
+                });
+                Action::Nothing
+            }
+            Err(_) => {
+                let failed = Report::Failed(crate::BootstrapError::BadMessage(
+                    "the fork server could not fork".into(),
+                ));
+                let bytes = postcard::to_allocvec(&failed).unwrap_or_default();
+                let _ = sys::send_packet(conn.as_fd(), &bytes, &[]);
+                Action::Nothing
             }
         }
     }
-}
 
-/// Kills the daemonic children and exits.
-fn shutdown(kids: &[Kid]) -> ! {
-    for kid in kids.iter().filter(|k| k.daemon) {
-        let _ = sys::pidfd_signal(kid.pidfd.as_fd(), sys::SIGKILL);
+    /// Kills the daemonic children and exits.
+    fn shutdown(&self) -> ! {
+        for kid in self.kids.iter().filter(|k| k.daemon) {
+            let _ = sys::pidfd_signal(kid.pidfd.as_fd(), sys::SIGKILL);
+        }
+        sys::exit_now(0)
     }
-    sys::exit_now(0)
 }

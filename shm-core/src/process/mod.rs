@@ -32,12 +32,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use context::{
-    Context, StartMethod, UnknownStartMethod, get_all_start_methods, get_context, get_start_method,
-    set_start_method,
+    Context, StartMethod, UnknownStartMethod, get_all_start_methods, get_context, get_start_method, set_start_method,
 };
-pub use current::{
-    CurrentProcess, ParentProcess, active_children, current_process, parent_process,
-};
+pub use current::{CurrentProcess, ParentProcess, active_children, current_process, parent_process};
 pub use forkserver::server_pid as fork_server_pid;
 pub use target::ExitReport;
 
@@ -73,12 +70,9 @@ pub fn init() {
         // SAFETY: the parent placed our bootstrap socket at this descriptor
         // (spawn protocol); nothing else in this new process owns it.
         match unsafe { sys::adopt_fd(fd) } {
-            Ok(sock) => bootstrap::run_child(sock),
+            Ok(sock) => bootstrap::run_child(sock, true),
             Err(e) => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "shm: spawned child has no bootstrap socket: {e}"
-                );
+                let _ = writeln!(std::io::stderr(), "shm: spawned child has no bootstrap socket: {e}");
                 sys::exit_now(1);
             }
         }
@@ -87,9 +81,7 @@ pub fn init() {
         if sys::thread_count() == 1
             && let Err(e) = forkserver::start_by_fork()
         {
-            tracing::warn!(
-                "fork server not started at init ({e}); it will be spawned on first use"
-            );
+            tracing::warn!("fork server not started at init ({e}); it will be spawned on first use");
         }
     });
 }
@@ -117,6 +109,10 @@ struct State {
     creator: u32,
     popen: Option<Popen>,
     outcome: Outcome,
+    /// A job whose child was forked: dropped with the handle, not at once,
+    /// so the parent writes as little as possible while its fresh child
+    /// shares its pages copy-on-write.
+    spent: Option<Box<dyn Job>>,
 }
 
 struct Inner {
@@ -189,6 +185,7 @@ impl Process {
                     creator: sys::getpid(),
                     popen: None,
                     outcome: Outcome::default(),
+                    spent: None,
                 }),
                 waiting: Mutex::new(()),
             }),
@@ -286,9 +283,7 @@ impl Process {
         current::reap_finished();
         let mut st = self.state();
         let Some(job) = st.job.take() else {
-            return Err(ProcessError::AlreadyStarted {
-                name: st.name.clone(),
-            });
+            return Err(ProcessError::AlreadyStarted { name: st.name.clone() });
         };
         let method = st.method.unwrap_or_else(get_start_method);
         st.method = Some(method);
@@ -303,8 +298,14 @@ impl Process {
             method,
             log_level: log::level_code(),
         };
+        install_panic_hook();
         let started = match method {
-            StartMethod::Fork => start_fork(job, &info),
+            StartMethod::Fork => {
+                let mut slot = Some(job);
+                let r = start_fork(&mut slot, info.clone());
+                st.spent = slot;
+                r
+            }
             StartMethod::Spawn | StartMethod::ForkServer => {
                 let r = if method == StartMethod::Spawn {
                     start_spawn(job.as_ref(), &info)
@@ -359,9 +360,7 @@ impl Process {
         let popen = {
             let st = self.state();
             let Some(popen) = st.popen.clone() else {
-                return Err(ProcessError::NotStarted {
-                    name: st.name.clone(),
-                });
+                return Err(ProcessError::NotStarted { name: st.name.clone() });
             };
             let me = sys::getpid();
             if popen.pid == me {
@@ -400,7 +399,7 @@ impl Process {
         st.outcome.status_lost |= out.status_lost;
         if let Some(code) = out.code {
             st.outcome.code = Some(code);
-            let spawned = popen.conn.is_some();
+            let spawned = popen.conn.is_some() && popen.reaper == Reaper::Us;
             if spawned && !st.outcome.started && st.outcome.failure.is_none() && code >= 0 {
                 st.outcome.failure = Some(BootstrapError::MissingInit);
             }
@@ -460,9 +459,7 @@ impl Process {
     fn signal(&self, sig: i32) -> Result<(), ProcessError> {
         let st = self.state();
         let Some(popen) = &st.popen else {
-            return Err(ProcessError::NotStarted {
-                name: st.name.clone(),
-            });
+            return Err(ProcessError::NotStarted { name: st.name.clone() });
         };
         if st.creator != sys::getpid() {
             return Err(ProcessError::NotOurChild {
@@ -501,19 +498,23 @@ fn flush_std() {
     let _ = std::io::stderr().flush();
 }
 
-fn start_fork(job: Box<dyn Job>, info: &ChildInfo) -> Started {
+/// Forks a child that runs the job in `slot`. In the parent the job stays in
+/// `slot`.
+fn start_fork(slot: &mut Option<Box<dyn Job>>, info: ChildInfo) -> Started {
     // Output buffered now would otherwise be written twice.
     flush_std();
+    let start = ChildStart::of(&info);
     // SAFETY: fork's rule (only async-signal-safe code in the child of a
     // multi-threaded parent) is the user's choice: Fork is opt-in and
     // documented as such on `StartMethod::Fork`.
     match unsafe { sys::fork() }.map_err(ProcessError::io("fork"))? {
         sys::Forked::Child => {
+            let job = slot.take().expect("the job is in its slot");
             current::become_child(info);
-            child_main(info, Box::new(move || job.run()))
+            child_main(start, move || job.run())
         }
         sys::Forked::Parent(pid) => {
-            drop(job);
+            drop(info);
             let pidfd = sys::pidfd_open(pid).map_err(ProcessError::io("pidfd_open"))?;
             let popen = Popen {
                 pid,
@@ -533,8 +534,7 @@ fn start_spawn(job: &dyn Job, info: &ChildInfo) -> Started {
     bootstrap::send(ours.as_fd(), info, &encoded)?;
     let env = bootstrap::child_env(&[(bootstrap::SPAWN_ENV, "3".into())]);
     let argv: Vec<_> = std::env::args_os().collect();
-    let pid =
-        sys::spawn_self(&argv, &env, theirs.as_fd()).map_err(ProcessError::io("posix_spawn"))?;
+    let pid = sys::spawn_self(&argv, &env, theirs.as_fd()).map_err(ProcessError::io("posix_spawn"))?;
     drop(theirs);
     let pidfd = sys::pidfd_open(pid).map_err(ProcessError::io("pidfd_open"))?;
     let popen = Popen {
@@ -559,20 +559,51 @@ fn start_forkserver(job: &dyn Job, info: &ChildInfo) -> Started {
     forkserver::request(&ours, theirs, info.daemon)
 }
 
-/// The life of a child once it knows who it is: runs `run`, then exits.
-fn child_main(info: &ChildInfo, run: Box<dyn FnOnce() -> i32>) -> ! {
-    let name = info.name.clone();
-    std::panic::set_hook(Box::new(move |panic| {
-        let _ = writeln!(
-            std::io::stderr(),
-            "Process {name} (pid {}) {panic}",
-            sys::getpid()
-        );
-    }));
-    if info.daemon && info.method != StartMethod::ForkServer {
-        die_with_parent(info.parent_pid, info.parent_main_thread);
+/// What a child needs to know to start, once its `ChildInfo` is given away.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ChildStart {
+    method: StartMethod,
+    daemon: bool,
+    parent_pid: u32,
+    parent_main_thread: bool,
+}
+
+impl ChildStart {
+    pub(crate) fn of(info: &ChildInfo) -> Self {
+        Self {
+            method: info.method,
+            daemon: info.daemon,
+            parent_pid: info.parent_pid,
+            parent_main_thread: info.parent_main_thread,
+        }
     }
-    tracing::debug!(method = %info.method, parent = info.parent_pid, "child process started");
+}
+
+/// Installs, once per program, a panic hook that names the child process
+/// that panicked (`Process Process-3 (pid 42) panicked at ...`) and leaves
+/// the main process's panics to the hook that was there before. Installed
+/// in the parent, so a fork child writes nothing to install it.
+pub(crate) fn install_panic_hook() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |panic| {
+            if current::is_child() {
+                let me = current_process();
+                let _ = writeln!(std::io::stderr(), "Process {} (pid {}) {panic}", me.name(), me.pid());
+            } else {
+                previous(panic);
+            }
+        }));
+    });
+}
+
+/// The life of a child once it knows who it is: runs `run`, then exits.
+fn child_main(start: ChildStart, run: impl FnOnce() -> i32) -> ! {
+    if start.daemon && start.method != StartMethod::ForkServer {
+        die_with_parent(start.parent_pid, start.parent_main_thread);
+    }
+    tracing::debug!(method = %start.method, parent = start.parent_pid, "child process started");
     let code = run();
     exit_child(code)
 }

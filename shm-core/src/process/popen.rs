@@ -70,14 +70,15 @@ impl Popen {
     }
 
     fn wait_ours(&self, timeout: Option<Duration>, out: &mut Outcome) -> Result<(), ProcessError> {
-        let ready =
-            sys::poll_readable(&[self.pidfd.as_fd()], timeout).map_err(ProcessError::io("poll"))?;
-        if !ready[0] {
-            return Ok(());
+        // Without a timeout, one blocking waitid; with one, poll first.
+        if timeout.is_some() {
+            let ready = sys::poll_readable(&[self.pidfd.as_fd()], timeout).map_err(ProcessError::io("poll"))?;
+            if !ready[0] {
+                return Ok(());
+            }
         }
-        if let Some(code) =
-            sys::wait_pidfd(self.pidfd.as_fd(), false).map_err(ProcessError::io("waitid"))?
-        {
+        let block = timeout.is_none();
+        if let Some(code) = sys::wait_pidfd(self.pidfd.as_fd(), block).map_err(ProcessError::io("waitid"))? {
             out.code = Some(code);
             // The child has ended: whatever it reported is already queued.
             if let Some(conn) = &self.conn {
@@ -87,15 +88,8 @@ impl Popen {
         Ok(())
     }
 
-    fn wait_server(
-        &self,
-        timeout: Option<Duration>,
-        out: &mut Outcome,
-    ) -> Result<(), ProcessError> {
-        let conn = self
-            .conn
-            .as_ref()
-            .expect("forkserver children have a report socket");
+    fn wait_server(&self, timeout: Option<Duration>, out: &mut Outcome) -> Result<(), ProcessError> {
+        let conn = self.conn.as_ref().expect("forkserver children have a report socket");
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -103,8 +97,7 @@ impl Popen {
                 // The server went away without reporting: it was killed. The
                 // child is no child of ours, so its status is gone; wait for
                 // it to end through its pidfd.
-                let ready = sys::poll_readable(&[self.pidfd.as_fd()], left)
-                    .map_err(ProcessError::io("poll"))?;
+                let ready = sys::poll_readable(&[self.pidfd.as_fd()], left).map_err(ProcessError::io("poll"))?;
                 if ready[0] {
                     out.status_lost = true;
                 }

@@ -97,7 +97,8 @@ type Entry = fn(usize, &[u8], Vec<OwnedFd>) -> Result<Box<dyn FnOnce() -> i32>, 
 pub(crate) trait Job: Send {
     /// Serialises the target for a new program image.
     fn encode(&self) -> Result<EncodedJob, ProcessError>;
-    /// Runs the target in this process (a fork child) and returns the exit code.
+    /// Runs the target in this process (a fork child, which exits after it)
+    /// and returns the exit code.
     fn run(self: Box<Self>) -> i32;
 }
 
@@ -135,8 +136,13 @@ where
     }
 
     fn run(self: Box<Self>) -> i32 {
-        let this = *self;
-        run_target(move || (this.target)(this.args))
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: the box's contents are read exactly once and the box is
+        // never used or freed again (ManuallyDrop): `run` is called only in a
+        // fork child, which exits after it, and freeing would only write to a
+        // heap page that the child shares copy-on-write with its parent.
+        let FnJob { target, args } = unsafe { std::ptr::read(&raw const **this) };
+        run_target(move || target(args))
     }
 }
 
@@ -153,7 +159,10 @@ where
     }
 
     fn run(self: Box<Self>) -> i32 {
-        run_target(self.0)
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: as in `FnJob::run`: read once, never used or freed again.
+        let ClosureJob(f) = unsafe { std::ptr::read(&raw const **this) };
+        run_target(f)
     }
 }
 
@@ -168,17 +177,12 @@ pub(crate) fn run_target<R: ExitReport>(f: impl FnOnce() -> R) -> i32 {
 }
 
 /// Deserialises `A` and prepares a call of the `fn(A) -> R` at `target`.
-fn entry<A, R>(
-    target: usize,
-    args: &[u8],
-    fds: Vec<OwnedFd>,
-) -> Result<Box<dyn FnOnce() -> i32>, BootstrapError>
+fn entry<A, R>(target: usize, args: &[u8], fds: Vec<OwnedFd>) -> Result<Box<dyn FnOnce() -> i32>, BootstrapError>
 where
     A: DeserializeOwned + 'static,
     R: ExitReport + 'static,
 {
-    let args: A =
-        handle::decode(args, fds).map_err(|e| BootstrapError::Arguments(e.to_string()))?;
+    let args: A = handle::decode(args, fds).map_err(|e| BootstrapError::Arguments(e.to_string()))?;
     // SAFETY: `target` is the address, in this process, of the function the
     // parent took as a `fn(A) -> R`: the parent sent its offset from the
     // image start, the child checked it runs the same executable file and

@@ -165,12 +165,7 @@ pub struct SegmentInfo {
 
 impl RawHeader {
     /// A header for a new segment, not yet marked ready.
-    pub(crate) fn new(
-        id: &TypeIdentity,
-        payload_len: u64,
-        creator_pid: u32,
-        creator_start: u64,
-    ) -> Self {
+    pub(crate) fn new(id: &TypeIdentity, payload_len: u64, creator_pid: u32, creator_start: u64) -> Self {
         let mut type_name = [0u8; NAME_LEN];
         let n = id.name.len().min(NAME_LEN);
         type_name[..n].copy_from_slice(&id.name.as_bytes()[..n]);
@@ -194,11 +189,7 @@ impl RawHeader {
 
     /// Checks every field of this copy against the file it came from
     /// (`file_len` bytes long) and, if given, the expected type.
-    pub(crate) fn validate(
-        &self,
-        file_len: u64,
-        expect: Option<&TypeIdentity>,
-    ) -> Result<SegmentInfo, SegmentError> {
+    pub(crate) fn validate(&self, file_len: u64, expect: Option<&TypeIdentity>) -> Result<SegmentInfo, SegmentError> {
         if self.magic != MAGIC {
             return Err(SegmentError::BadMagic { found: self.magic });
         }
@@ -235,11 +226,7 @@ impl RawHeader {
                 found: u64::from(self.elem_align),
             });
         }
-        let name_end = self
-            .type_name
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(NAME_LEN);
+        let name_end = self.type_name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
         let type_name = String::from_utf8_lossy(&self.type_name[..name_end]).into_owned();
         if let Some(id) = expect {
             let same = self.kind == id.kind.0

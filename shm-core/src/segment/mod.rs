@@ -26,17 +26,12 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
-pub use header::{
-    HEADER_LEN, LAYOUT_VERSION, MAGIC, MAX_ALIGN, SegmentInfo, SegmentKind, TypeIdentity,
-};
+pub use header::{HEADER_LEN, LAYOUT_VERSION, MAGIC, MAX_ALIGN, SegmentInfo, SegmentKind, TypeIdentity};
 pub(crate) use header::{RawHeader, STATE_READY};
 pub use sweep::{NamedSegment, SweptSegment, list_named, sweep};
 
 use crate::error::SegmentError;
-#[allow(
-    clippy::disallowed_types,
-    reason = "the header's state word is shared memory"
-)]
+#[allow(clippy::disallowed_types, reason = "the header's state word is shared memory")]
 use crate::sync::shared::{AtomicU32, Ordering::Acquire, Ordering::Release};
 use crate::sys;
 
@@ -98,17 +93,11 @@ impl Segment {
     ///
     /// [`SegmentError::InvalidName`], [`SegmentError::AlreadyExists`],
     /// [`SegmentError::InvalidSize`], [`SegmentError::Io`].
-    pub fn create_named(
-        name: &str,
-        id: &TypeIdentity,
-        payload_len: usize,
-    ) -> Result<Self, SegmentError> {
+    pub fn create_named(name: &str, id: &TypeIdentity, payload_len: usize) -> Result<Self, SegmentError> {
         let path = object_path(name)?;
         let total = checked_total(id, payload_len)?;
         let fd = sys::shm_create_exclusive(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => SegmentError::AlreadyExists {
-                name: name.to_owned(),
-            },
+            std::io::ErrorKind::AlreadyExists => SegmentError::AlreadyExists { name: name.to_owned() },
             _ => SegmentError::Io {
                 op: "shm_open",
                 source: e,
@@ -133,9 +122,7 @@ impl Segment {
     pub fn open_named(name: &str, expect: Option<&TypeIdentity>) -> Result<Self, SegmentError> {
         let path = object_path(name)?;
         let fd = sys::shm_open_existing(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => SegmentError::NotFound {
-                name: name.to_owned(),
-            },
+            std::io::ErrorKind::NotFound => SegmentError::NotFound { name: name.to_owned() },
             _ => SegmentError::Io {
                 op: "shm_open",
                 source: e,
@@ -166,9 +153,7 @@ impl Segment {
     pub fn unlink(name: &str) -> Result<(), SegmentError> {
         let path = object_path(name)?;
         sys::shm_unlink(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => SegmentError::NotFound {
-                name: name.to_owned(),
-            },
+            std::io::ErrorKind::NotFound => SegmentError::NotFound { name: name.to_owned() },
             _ => SegmentError::Io {
                 op: "shm_unlink",
                 source: e,
@@ -210,21 +195,12 @@ impl Segment {
     /// [`SegmentError::TypeMismatch`].
     pub fn check_type(&self, id: &TypeIdentity) -> Result<(), SegmentError> {
         let i = &self.info;
-        if i.kind == id.kind
-            && i.type_hash == id.hash()
-            && i.elem_size == id.size
-            && i.elem_align == id.align
-        {
+        if i.kind == id.kind && i.type_hash == id.hash() && i.elem_size == id.size && i.elem_align == id.align {
             Ok(())
         } else {
             Err(SegmentError::TypeMismatch {
                 expected: format!("{} of {} ({} bytes)", id.kind.name(), id.name, id.size),
-                found: format!(
-                    "{} of {} ({} bytes)",
-                    i.kind.name(),
-                    i.type_name,
-                    i.elem_size
-                ),
+                found: format!("{} of {} ({} bytes)", i.kind.name(), i.type_name, i.elem_size),
             })
         }
     }
@@ -234,16 +210,10 @@ impl Segment {
         self.fd.as_fd()
     }
 
-    fn init(
-        fd: OwnedFd,
-        total: usize,
-        name: Option<String>,
-        id: &TypeIdentity,
-    ) -> Result<Self, SegmentError> {
+    fn init(fd: OwnedFd, total: usize, name: Option<String>, id: &TypeIdentity) -> Result<Self, SegmentError> {
         // SAFETY: total >= HEADER_LEN > 0; the mapping is owned by the Segment
         // built below (or released by its drop if this function fails later).
-        let base =
-            unsafe { sys::map_shared(fd.as_fd(), total) }.map_err(SegmentError::io("mmap"))?;
+        let base = unsafe { sys::map_shared(fd.as_fd(), total) }.map_err(SegmentError::io("mmap"))?;
         let pid = sys::getpid();
         let raw = RawHeader::new(
             id,
@@ -267,11 +237,7 @@ impl Segment {
         })
     }
 
-    fn attach(
-        fd: OwnedFd,
-        name: Option<String>,
-        expect: Option<&TypeIdentity>,
-    ) -> Result<Self, SegmentError> {
+    fn attach(fd: OwnedFd, name: Option<String>, expect: Option<&TypeIdentity>) -> Result<Self, SegmentError> {
         let (file_len, _, _) = sys::file_info(fd.as_fd()).map_err(SegmentError::io("fstat"))?;
         if file_len < HEADER_LEN as u64 {
             return Err(SegmentError::TooShort {
@@ -284,8 +250,7 @@ impl Segment {
             reason: "larger than the address space",
         })?;
         // SAFETY: total >= HEADER_LEN > 0; `Segment`'s drop releases the mapping.
-        let base =
-            unsafe { sys::map_shared(fd.as_fd(), total) }.map_err(SegmentError::io("mmap"))?;
+        let base = unsafe { sys::map_shared(fd.as_fd(), total) }.map_err(SegmentError::io("mmap"))?;
         let mut seg = Self {
             base,
             len: total,
@@ -326,15 +291,10 @@ impl Drop for Segment {
 fn raw_ready(raw: &RawHeader, total: u64) -> SegmentInfo {
     let mut ready = *raw;
     ready.state = STATE_READY;
-    ready
-        .validate(total, None)
-        .expect("a header we just wrote is valid")
+    ready.validate(total, None).expect("a header we just wrote is valid")
 }
 
-#[allow(
-    clippy::disallowed_types,
-    reason = "the header's state word is shared memory"
-)]
+#[allow(clippy::disallowed_types, reason = "the header's state word is shared memory")]
 #[allow(
     clippy::cast_ptr_alignment,
     reason = "offset 12 of a page-aligned mapping is 4-aligned"

@@ -1,24 +1,14 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
-#[allow(
-    clippy::disallowed_types,
-    reason = "a test-local counter, not shared memory"
-)]
+#[allow(clippy::disallowed_types, reason = "a test-local counter, not shared memory")]
 use std::sync::atomic::{AtomicU32 as Counter, Ordering::Relaxed};
 
 use super::*;
 
-#[allow(
-    clippy::disallowed_types,
-    reason = "a test-local counter, not shared memory"
-)]
+#[allow(clippy::disallowed_types, reason = "a test-local counter, not shared memory")]
 fn unique(tag: &str) -> String {
     static N: Counter = Counter::new(0);
-    format!(
-        "shm-test-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Relaxed)
-    )
+    format!("shm-test-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Relaxed))
 }
 
 fn id_u64() -> TypeIdentity {
@@ -58,10 +48,7 @@ fn anonymous_segment_is_zeroed_and_validated() {
 fn anonymous_segment_cannot_be_resized() {
     let seg = Segment::create(&id_u64(), 8).expect("create");
     assert!(sys::is_shrink_sealed(seg.fd()));
-    assert!(
-        sys::set_len(seg.fd(), 4).is_err(),
-        "a sealed memfd refuses to shrink"
-    );
+    assert!(sys::set_len(seg.fd(), 4).is_err(), "a sealed memfd refuses to shrink");
     assert!(sys::set_len(seg.fd(), 1 << 20).is_err(), "and to grow");
 }
 
@@ -119,10 +106,7 @@ fn invalid_names_are_refused() {
         ("sp ace", "only letters"),
     ] {
         let err = Segment::create_named(name, &id_u64(), 8).expect_err(name);
-        assert!(
-            matches!(err, SegmentError::InvalidName { .. }),
-            "{name}: {err}"
-        );
+        assert!(matches!(err, SegmentError::InvalidName { .. }), "{name}: {err}");
         assert!(err.to_string().contains(why), "{name}: {err}");
     }
     let long = "x".repeat(MAX_NAME_LEN + 1);
@@ -152,10 +136,7 @@ fn named_segment_round_trip_and_unlink() {
         Segment::open_named(&name, None),
         Err(SegmentError::NotFound { .. })
     ));
-    assert!(matches!(
-        Segment::unlink(&name),
-        Err(SegmentError::NotFound { .. })
-    ));
+    assert!(matches!(Segment::unlink(&name), Err(SegmentError::NotFound { .. })));
     // SAFETY: the mapping outlives the name.
     assert_eq!(unsafe { other.payload().cast::<u64>().as_ptr().read() }, 42);
 }
@@ -178,10 +159,7 @@ fn corrupted_headers_give_distinct_errors() {
     ));
     assert!(matches!(
         open_after(|n| poke(n, 8, &7u32.to_le_bytes())),
-        SegmentError::VersionMismatch {
-            expected: 1,
-            found: 7
-        }
+        SegmentError::VersionMismatch { expected: 1, found: 7 }
     ));
     assert!(matches!(
         open_after(|n| poke(n, 12, &0u32.to_le_bytes())),
@@ -227,10 +205,7 @@ fn short_and_grown_files_are_refused() {
             .expect("open");
         f.set_len(10).expect("truncate");
     });
-    assert!(
-        matches!(err, SegmentError::TooShort { len: 10, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, SegmentError::TooShort { len: 10, .. }), "{err}");
     let err = open_after(|n| {
         let f = OpenOptions::new()
             .write(true)
@@ -277,9 +252,7 @@ fn sweep_removes_segments_of_dead_creators() {
     poke(&name, 64, &u32::MAX.to_le_bytes());
     let swept = sweep().expect("sweep");
     assert!(
-        swept
-            .iter()
-            .any(|s| s.name == name && s.creator_pid == u32::MAX),
+        swept.iter().any(|s| s.name == name && s.creator_pid == u32::MAX),
         "{swept:?}"
     );
     assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());

@@ -15,8 +15,8 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::fs::{MemfdFlags, Mode, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage,
+    SendFlags, SocketFlags, SocketType,
 };
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 
@@ -60,11 +60,7 @@ pub fn is_shrink_sealed(fd: BorrowedFd<'_>) -> bool {
 /// Length in bytes, owner uid and permission bits of an open file.
 pub fn file_info(fd: BorrowedFd<'_>) -> io::Result<(u64, u32, u32)> {
     let st = rustix::fs::fstat(fd)?;
-    Ok((
-        u64::try_from(st.st_size).unwrap_or(0),
-        st.st_uid,
-        st.st_mode & 0o7777,
-    ))
+    Ok((u64::try_from(st.st_size).unwrap_or(0), st.st_uid, st.st_mode & 0o7777))
 }
 
 /// Current user id.
@@ -116,11 +112,7 @@ pub fn shm_create_exclusive(name: &str) -> io::Result<OwnedFd> {
 
 /// Opens an existing POSIX shared-memory object read-write.
 pub fn shm_open_existing(name: &str) -> io::Result<OwnedFd> {
-    Ok(rustix::shm::open(
-        name,
-        rustix::shm::OFlags::RDWR,
-        Mode::empty(),
-    )?)
+    Ok(rustix::shm::open(name, rustix::shm::OFlags::RDWR, Mode::empty())?)
 }
 
 /// Removes the name of a POSIX shared-memory object.
@@ -182,10 +174,7 @@ pub fn read_whole(fd: BorrowedFd<'_>, max: u64) -> io::Result<Vec<u8>> {
 
 /// This process's id.
 pub fn getpid() -> u32 {
-    rustix::process::getpid()
-        .as_raw_nonzero()
-        .get()
-        .unsigned_abs()
+    rustix::process::getpid().as_raw_nonzero().get().unsigned_abs()
 }
 
 /// The id of this process's parent as the kernel sees it.
@@ -216,10 +205,7 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
 pub fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| {
-            s.rfind(')')
-                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
-        })
+        .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('Z')))
         .unwrap_or(false)
 }
 
@@ -229,9 +215,7 @@ pub fn process_exists(pid: u32) -> bool {
         return false;
     };
     match Pid::from_raw(raw) {
-        Some(p) => {
-            rustix::process::test_kill_process(p).is_ok() || process_start_time(pid).is_some()
-        }
+        Some(p) => rustix::process::test_kill_process(p).is_ok() || process_start_time(pid).is_some(),
         None => false,
     }
 }
@@ -298,9 +282,7 @@ pub fn exit_now(code: i32) -> ! {
 
 /// Asks the kernel to SIGKILL this process when the thread that created it exits.
 pub fn kill_me_with_parent() -> io::Result<()> {
-    Ok(rustix::process::set_parent_process_death_signal(Some(
-        Signal::KILL,
-    ))?)
+    Ok(rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?)
 }
 
 /// Opens a pidfd for `pid` (close-on-exec).
@@ -312,8 +294,7 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 
 /// Sends signal `sig` through a pidfd (immune to pid reuse).
 pub fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
-    let sig =
-        Signal::from_named_raw(sig).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let sig = Signal::from_named_raw(sig).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     match rustix::process::pidfd_send_signal(pidfd, sig) {
         // The process already exited: nothing to signal.
         Err(rustix::io::Errno::SRCH) | Ok(()) => Ok(()),
@@ -400,10 +381,7 @@ pub fn wait_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<i32>>
 pub fn try_reap_pid(pid: u32) -> io::Result<Option<i32>> {
     let raw = i32::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ECHILD))?;
     let pid = Pid::from_raw(raw).ok_or_else(|| io::Error::from_raw_os_error(libc::ECHILD))?;
-    match rustix::process::waitid(
-        WaitId::Pid(pid),
-        WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
-    ) {
+    match rustix::process::waitid(WaitId::Pid(pid), WaitIdOptions::EXITED | WaitIdOptions::NOHANG) {
         Ok(s) => Ok(s.map(|s| exit_code_of(&s))),
         Err(e) => Err(e.into()),
     }
@@ -415,10 +393,7 @@ pub fn try_reap_pid(pid: u32) -> io::Result<Option<i32>> {
 pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        let mut pfds: Vec<PollFd<'_>> = fds
-            .iter()
-            .map(|fd| PollFd::new(fd, PollFlags::IN))
-            .collect();
+        let mut pfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let ts = left.map(|l| Timespec {
             tv_sec: i64::try_from(l.as_secs()).unwrap_or(i64::MAX),
@@ -436,20 +411,13 @@ pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::R
 /// even if its path was replaced since) with `argv` and `env`, and with `fd`
 /// placed at descriptor 3. Uses `posix_spawn` (a vfork-style clone, cheap
 /// even for a large parent, and safe in a multi-threaded one).
-pub fn spawn_self(
-    argv: &[OsString],
-    env: &[(OsString, OsString)],
-    fd: BorrowedFd<'_>,
-) -> io::Result<u32> {
+pub fn spawn_self(argv: &[OsString], env: &[(OsString, OsString)], fd: BorrowedFd<'_>) -> io::Result<u32> {
     const CHILD_FD: RawFd = 3;
     // posix_spawn's dup2 onto the same number would keep close-on-exec set:
     // move the descriptor out of the way first.
     let high = rustix::io::fcntl_dupfd_cloexec(fd, 10)?;
     let to_c = |s: &[u8]| CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
-    let argv_c: Vec<CString> = argv
-        .iter()
-        .map(|a| to_c(a.as_bytes()))
-        .collect::<io::Result<_>>()?;
+    let argv_c: Vec<CString> = argv.iter().map(|a| to_c(a.as_bytes())).collect::<io::Result<_>>()?;
     let env_c: Vec<CString> = env
         .iter()
         .map(|(k, v)| {
@@ -475,13 +443,7 @@ pub fn spawn_self(
         let devnull = c"/dev/null";
         // SAFETY: as above; the path is a valid C string that outlives the call.
         check_spawn(unsafe {
-            libc::posix_spawn_file_actions_addopen(
-                actions.as_mut_ptr(),
-                0,
-                devnull.as_ptr(),
-                libc::O_RDONLY,
-                0,
-            )
+            libc::posix_spawn_file_actions_addopen(actions.as_mut_ptr(), 0, devnull.as_ptr(), libc::O_RDONLY, 0)
         })?;
         let mut pid: libc::pid_t = 0;
         // SAFETY: every pointer is valid and NUL-terminated for the duration of
@@ -550,19 +512,13 @@ pub fn send_packet(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -
             "too many descriptors for one message",
         ));
     }
-    let mut space =
-        vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
+    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Error::other("control buffer too small"));
     }
     loop {
-        match rustix::net::sendmsg(
-            sock,
-            &[IoSlice::new(bytes)],
-            &mut control,
-            SendFlags::NOSIGNAL,
-        ) {
+        match rustix::net::sendmsg(sock, &[IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL) {
             Ok(_) => return Ok(()),
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
@@ -574,8 +530,7 @@ pub fn send_packet(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -
 /// to it. An empty result with no descriptors means the peer closed.
 pub fn recv_packet(sock: BorrowedFd<'_>, max: usize) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
     let mut buf = vec![0u8; max];
-    let mut space =
-        vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let msg = loop {
         match rustix::net::recvmsg(
@@ -598,13 +553,8 @@ pub fn recv_packet(sock: BorrowedFd<'_>, max: usize) -> io::Result<(Vec<u8>, Vec
             fds.extend(rights);
         }
     }
-    if msg.flags.contains(rustix::net::ReturnFlags::TRUNC)
-        || msg.flags.contains(rustix::net::ReturnFlags::CTRUNC)
-    {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "message truncated",
-        ));
+    if msg.flags.contains(rustix::net::ReturnFlags::TRUNC) || msg.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "message truncated"));
     }
     buf.truncate(msg.bytes);
     Ok((buf, fds))

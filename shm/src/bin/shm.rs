@@ -14,7 +14,10 @@ fn list() -> Result<(), shm::SegmentError> {
         println!("no named shm segments");
         return Ok(());
     }
-    println!("{:<40} {:>8} {:<6} {:<8} {:<24} {:>12}", "NAME", "CREATOR", "STATE", "KIND", "TYPE", "BYTES");
+    println!(
+        "{:<40} {:>8} {:<6} {:<8} {:<24} {:>12}",
+        "NAME", "CREATOR", "STATE", "KIND", "TYPE", "BYTES"
+    );
     for s in segs {
         let state = if s.creator_alive { "alive" } else { "dead" };
         match &s.info {
