@@ -32,22 +32,33 @@ struct Me {
     counter: u32,
 }
 
-static ME: Mutex<Me> = Mutex::new(Me {
-    name: String::new(),
-    identity: Vec::new(),
-    daemon: false,
-    parent: None,
-    counter: 0,
-});
+/// This process's identity and children, in one small aligned static so
+/// they share one page: a fork child that writes both copies one page.
+#[repr(C, align(256))]
+struct Registry {
+    me: Mutex<Me>,
+    children: Mutex<Vec<Process>>,
+}
 
-static CHILDREN: Mutex<Vec<Process>> = Mutex::new(Vec::new());
+const _: () = assert!(size_of::<Registry>() <= 256);
+
+static REGISTRY: Registry = Registry {
+    me: Mutex::new(Me {
+        name: String::new(),
+        identity: Vec::new(),
+        daemon: false,
+        parent: None,
+        counter: 0,
+    }),
+    children: Mutex::new(Vec::new()),
+};
 
 fn me() -> MutexGuard<'static, Me> {
-    ME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    REGISTRY.me.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn children() -> MutexGuard<'static, Vec<Process>> {
-    CHILDREN.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    REGISTRY.children.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The identity and default name of the next child (`Process-N`, nested
@@ -188,22 +199,28 @@ pub(crate) fn register_child(p: &Process) {
     children().push(p.clone());
 }
 
-/// Forgets children that have ended, reaping them.
+/// Forgets a child whose start failed.
+pub(crate) fn unregister_child(p: &Process) {
+    children().retain(|c| !c.same(p));
+}
+
+/// Forgets children that have ended, reaping them. Children being started
+/// by another thread stay.
 pub(crate) fn reap_finished() {
     let list = std::mem::take(&mut *children());
-    let alive: Vec<Process> = list.into_iter().filter(Process::is_alive).collect();
-    children().extend(alive);
+    let keep: Vec<Process> = list.into_iter().filter(|p| p.is_starting() || p.is_alive()).collect();
+    children().extend(keep);
 }
 
 /// The children of this process that are still running; reaps those that ended.
 pub fn active_children() -> Vec<Process> {
     reap_finished();
-    children().clone()
+    children().iter().filter(|p| !p.is_starting()).cloned().collect()
 }
 
 /// Python's exit handler: terminate daemonic children, then join all.
 pub(crate) fn cleanup_children() {
-    let Ok(list) = CHILDREN.try_lock().map(|mut l| std::mem::take(&mut *l)) else {
+    let Ok(list) = REGISTRY.children.try_lock().map(|mut l| std::mem::take(&mut *l)) else {
         return;
     };
     for p in &list {

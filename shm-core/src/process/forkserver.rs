@@ -183,8 +183,8 @@ fn await_forked(a: &OwnedFd) -> Result<(Popen, Outcome), ProcessError> {
             let conn = a.try_clone().map_err(ProcessError::io("dup"))?;
             let popen = Popen {
                 pid,
-                pidfd: Arc::new(pidfd),
-                conn: Some(Arc::new(conn)),
+                pidfd,
+                conn: Some(conn),
                 reaper: Reaper::Server,
             };
             return Ok((popen, early));

@@ -25,7 +25,7 @@ mod target;
 use std::fmt;
 use std::io::Write as _;
 use std::os::fd::AsFd;
-use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -107,16 +107,17 @@ struct State {
     identity: Vec<u32>,
     job: Option<Box<dyn Job>>,
     creator: u32,
-    popen: Option<Popen>,
     outcome: Outcome,
-    /// A job whose child was forked: dropped with the handle, not at once,
-    /// so the parent writes as little as possible while its fresh child
-    /// shares its pages copy-on-write.
-    spent: Option<Box<dyn Job>>,
+    /// What a fork consumed, dropped with the handle rather than at once, so
+    /// the parent writes as little as it can while its fresh child shares its
+    /// pages copy-on-write (each first write to a shared page copies it).
+    spent: Option<(Box<dyn Job>, ChildInfo)>,
 }
 
 struct Inner {
     state: Mutex<State>,
+    /// The started child; set once by `start`, read without a lock.
+    popen: OnceLock<Popen>,
     /// Held by whoever waits on the child, so reports are read by one thread.
     waiting: Mutex<()>,
 }
@@ -134,7 +135,7 @@ impl fmt::Debug for Process {
         let st = self.state();
         f.debug_struct("Process")
             .field("name", &st.name)
-            .field("pid", &st.popen.as_ref().map(|p| p.pid))
+            .field("pid", &self.inner.popen.get().map(|p| p.pid))
             .field("daemon", &st.daemon)
             .field("exitcode", &st.outcome.code)
             .finish()
@@ -183,10 +184,10 @@ impl Process {
                     identity,
                     job: Some(job),
                     creator: sys::getpid(),
-                    popen: None,
                     outcome: Outcome::default(),
                     spent: None,
                 }),
+                popen: OnceLock::new(),
                 waiting: Mutex::new(()),
             }),
         }
@@ -234,7 +235,7 @@ impl Process {
     /// [`ProcessError::AlreadyRunning`] after `start`.
     pub fn set_daemon(&self, daemon: bool) -> Result<(), ProcessError> {
         let mut st = self.state();
-        if st.popen.is_some() {
+        if self.inner.popen.get().is_some() {
             return Err(ProcessError::AlreadyRunning {
                 what: "daemon",
                 name: st.name.clone(),
@@ -256,7 +257,7 @@ impl Process {
 
     /// Its pid, once started.
     pub fn pid(&self) -> Option<u32> {
-        self.state().popen.as_ref().map(|p| p.pid)
+        self.inner.popen.get().map(|p| p.pid)
     }
 
     /// The start method it uses (or will use).
@@ -299,11 +300,17 @@ impl Process {
             log_level: log::level_code(),
         };
         install_panic_hook();
+        // Registered before the child exists: nothing to write after a fork.
+        current::register_child(self);
         let started = match method {
             StartMethod::Fork => {
-                let mut slot = Some(job);
-                let r = start_fork(&mut slot, info.clone());
-                st.spent = slot;
+                let mut slot = Some((job, info));
+                let r = start_fork(&mut slot);
+                if r.is_err() {
+                    st.job = slot.map(|(job, _)| job);
+                } else {
+                    st.spent = slot;
+                }
                 r
             }
             StartMethod::Spawn | StartMethod::ForkServer => {
@@ -318,12 +325,17 @@ impl Process {
                 r
             }
         };
-        let (popen, early) = started?;
-        tracing::debug!(child = %info.name, pid = popen.pid, method = %method, "started child");
-        st.popen = Some(popen);
+        let (popen, early) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                drop(st);
+                current::unregister_child(self);
+                return Err(e);
+            }
+        };
+        tracing::debug!(child = %st.name, pid = popen.pid, method = %method, "started child");
         st.outcome = early;
-        drop(st);
-        current::register_child(self);
+        let _ = self.inner.popen.set(popen);
         Ok(())
     }
 
@@ -359,7 +371,7 @@ impl Process {
     fn wait(&self, timeout: Option<Duration>) -> Result<Option<i32>, ProcessError> {
         let popen = {
             let st = self.state();
-            let Some(popen) = st.popen.clone() else {
+            let Some(popen) = self.inner.popen.get() else {
                 return Err(ProcessError::NotStarted { name: st.name.clone() });
             };
             let me = sys::getpid();
@@ -408,16 +420,27 @@ impl Process {
         finish(&st)
     }
 
+    /// Whether `start` is under way (registered, no pid yet).
+    fn is_starting(&self) -> bool {
+        self.inner.popen.get().is_none() && self.state().job.is_none()
+    }
+
+    /// Whether two handles are the same process.
+    fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Whether the child is running (started and not yet ended).
     pub fn is_alive(&self) -> bool {
-        let popen = {
-            let st = self.state();
-            match &st.popen {
-                None => return false,
-                Some(_) if st.outcome.code.is_some() || st.outcome.status_lost => return false,
-                Some(p) => p.clone(),
-            }
+        let Some(popen) = self.inner.popen.get() else {
+            return false;
         };
+        {
+            let st = self.state();
+            if st.outcome.code.is_some() || st.outcome.status_lost {
+                return false;
+            }
+        }
         if !sys::poll_readable(&[popen.pidfd.as_fd()], Some(Duration::ZERO)).is_ok_and(|r| r[0]) {
             return true;
         }
@@ -432,7 +455,7 @@ impl Process {
 
     /// The exit code, or `None` while the child runs (or before start).
     pub fn exitcode(&self) -> Option<i32> {
-        if self.state().popen.is_some() {
+        if self.inner.popen.get().is_some() {
             let _ = self.is_alive();
         }
         self.state().outcome.code
@@ -458,7 +481,7 @@ impl Process {
 
     fn signal(&self, sig: i32) -> Result<(), ProcessError> {
         let st = self.state();
-        let Some(popen) = &st.popen else {
+        let Some(popen) = self.inner.popen.get() else {
             return Err(ProcessError::NotStarted { name: st.name.clone() });
         };
         if st.creator != sys::getpid() {
@@ -500,25 +523,26 @@ fn flush_std() {
 
 /// Forks a child that runs the job in `slot`. In the parent the job stays in
 /// `slot`.
-fn start_fork(slot: &mut Option<Box<dyn Job>>, info: ChildInfo) -> Started {
+/// Forks a child that runs the job in `slot` as the process `info` names.
+/// In the parent both stay in `slot`, to be dropped later.
+fn start_fork(slot: &mut Option<(Box<dyn Job>, ChildInfo)>) -> Started {
+    let start = ChildStart::of(&slot.as_ref().expect("the job is in its slot").1);
     // Output buffered now would otherwise be written twice.
     flush_std();
-    let start = ChildStart::of(&info);
     // SAFETY: fork's rule (only async-signal-safe code in the child of a
     // multi-threaded parent) is the user's choice: Fork is opt-in and
     // documented as such on `StartMethod::Fork`.
     match unsafe { sys::fork() }.map_err(ProcessError::io("fork"))? {
         sys::Forked::Child => {
-            let job = slot.take().expect("the job is in its slot");
+            let (job, info) = slot.take().expect("the job is in its slot");
             current::become_child(info);
             child_main(start, move || job.run())
         }
         sys::Forked::Parent(pid) => {
-            drop(info);
             let pidfd = sys::pidfd_open(pid).map_err(ProcessError::io("pidfd_open"))?;
             let popen = Popen {
                 pid,
-                pidfd: Arc::new(pidfd),
+                pidfd,
                 conn: None,
                 reaper: Reaper::Us,
             };
@@ -539,8 +563,8 @@ fn start_spawn(job: &dyn Job, info: &ChildInfo) -> Started {
     let pidfd = sys::pidfd_open(pid).map_err(ProcessError::io("pidfd_open"))?;
     let popen = Popen {
         pid,
-        pidfd: Arc::new(pidfd),
-        conn: Some(Arc::new(ours)),
+        pidfd,
+        conn: Some(ours),
         reaper: Reaper::Us,
     };
     Ok((popen, Outcome::default()))
@@ -612,7 +636,8 @@ fn child_main(start: ChildStart, run: impl FnOnce() -> i32) -> ! {
 fn exit_child(code: i32) -> ! {
     current::cleanup_children();
     tracing::debug!(code, "process exiting with exit code {code}");
-    flush_std();
+    // Stderr is unbuffered: only stdout may hold output.
+    let _ = std::io::stdout().flush();
     sys::exit_now(code)
 }
 

@@ -3,7 +3,6 @@
 //! the socket over which the child and the fork server report.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -37,11 +36,11 @@ pub(crate) enum Reaper {
 }
 
 /// A started child.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Popen {
     pub pid: u32,
-    pub pidfd: Arc<OwnedFd>,
-    pub conn: Option<Arc<OwnedFd>>,
+    pub pidfd: OwnedFd,
+    pub conn: Option<OwnedFd>,
     pub reaper: Reaper,
 }
 
