@@ -58,7 +58,10 @@ fn me() -> MutexGuard<'static, Me> {
 }
 
 fn children() -> MutexGuard<'static, Vec<Process>> {
-    REGISTRY.children.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    REGISTRY
+        .children
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The identity and default name of the next child (`Process-N`, nested
