@@ -3,7 +3,8 @@
 //! children (a clear error).
 //!
 //! Run with `kill` as the argument to have the parent SIGKILL itself instead
-//! of returning from `main`.
+//! of returning from `main`, and with `thread` (or `thread-kill`) to start
+//! the daemon from a thread that ends before the parent does.
 
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::time::{Duration, Instant};
@@ -26,9 +27,16 @@ fn forever(ready: RawValue<u32>) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     shm::init();
+    let mode = std::env::args().nth(1).unwrap_or_default();
     let ready = RawValue::new(0u32)?;
     let p = Process::new(forever, ready.clone()).with_daemon(true);
-    p.start()?;
+    if mode.starts_with("thread") {
+        // The starting thread ends at once: the daemon must outlive it.
+        let q = p.clone();
+        std::thread::spawn(move || q.start()).join().expect("starter thread")?;
+    } else {
+        p.start()?;
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     // Acquire: pairs with the daemon's Release.
     while ready.load(Acquire) == 0 && Instant::now() < deadline {
@@ -36,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("daemon pid {}", p.pid().unwrap_or(0));
     println!("parent exits; daemon alive: {}", p.is_alive());
-    if std::env::args().nth(1).as_deref() == Some("kill") {
+    if mode.ends_with("kill") {
         println!("parent kills itself with SIGKILL");
         shm::sys::kill_pid(std::process::id(), 9);
         std::thread::sleep(Duration::from_secs(30));

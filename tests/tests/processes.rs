@@ -282,6 +282,49 @@ fn fork_server_restarts() -> Result {
     check(again != pid && is_running(again), "server not replaced")
 }
 
+fn fork_server_death_is_reported_not_hung() -> Result {
+    let gate = RawValue::new(0u32)?;
+    let p = Process::new(wait_for_gate, gate.clone()).with_start_method(StartMethod::ForkServer);
+    p.start()?;
+    let server = shm::process::fork_server_pid().ok_or("no fork server")?;
+    shm::sys::kill_pid(server, 9);
+    check(wait_gone(server), "fork server did not die")?;
+    gate.store(1, Release);
+    let joined = p.join();
+    check(
+        matches!(joined, Err(ProcessError::StatusLost { .. })),
+        format!("joining a child whose server died: {joined:?}"),
+    )?;
+    check(!p.is_alive(), "alive after a lost status")?;
+    // The next start brings a new server.
+    let q = Process::new(exit_with, 3).with_start_method(StartMethod::ForkServer);
+    q.start()?;
+    check(q.join()? == 3, "child of the new server")
+}
+
+fn threads_start_children_concurrently(m: StartMethod) -> Result {
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || -> std::result::Result<(), String> {
+                for k in 0..10 {
+                    let code = t * 10 + k;
+                    let p = Process::new(exit_with, code).with_start_method(m);
+                    p.start().map_err(|e| e.to_string())?;
+                    match p.join() {
+                        Ok(c) if c == code => {}
+                        other => return Err(format!("child {code} ended with {other:?}")),
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().map_err(|_| "thread panicked")??;
+    }
+    check(shm::active_children().is_empty(), "children left running")
+}
+
 fn main() {
     shm::init();
     let mut args = Arguments::from_args();
@@ -301,5 +344,15 @@ fn main() {
     tests.push(Trial::test("only_the_parent_joins", only_the_parent_joins));
     tests.push(Trial::test("start_method_is_set_once", start_method_is_set_once));
     tests.push(Trial::test("fork_server_restarts", fork_server_restarts));
+    tests.push(Trial::test(
+        "fork_server_death_is_reported_not_hung",
+        fork_server_death_is_reported_not_hung,
+    ));
+    for m in [StartMethod::Spawn, StartMethod::ForkServer] {
+        tests.push(Trial::test(
+            format!("threads_start_children_concurrently_{m}"),
+            move || threads_start_children_concurrently(m),
+        ));
+    }
     libtest_mimic::run(&args, tests).exit();
 }

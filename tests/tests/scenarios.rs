@@ -187,6 +187,14 @@ fn s22_daemon_dies_with_parent_killed_by_sigkill() {
 }
 
 #[test]
+fn s22_daemon_started_from_a_thread_outlives_the_thread_not_the_parent() {
+    for m in METHODS {
+        daemon_case(m, &["thread"]);
+        daemon_case(m, &["thread-kill"]);
+    }
+}
+
+#[test]
 fn missing_init_is_a_clear_error_not_a_fork_bomb() {
     let out = run(env!("CARGO_BIN_EXE_no_init"), StartMethod::Spawn, &["spawn"]);
     let text = stdout(&out);
