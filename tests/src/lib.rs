@@ -45,6 +45,27 @@ pub fn run(program: &str, method: StartMethod, args: &[&str]) -> Output {
     }
 }
 
+/// A test's verdict: `Err` carries what went wrong.
+pub type TestResult = Result<(), libtest_mimic::Failed>;
+
+/// Fails with `msg` unless `cond` holds.
+///
+/// # Errors
+///
+/// `msg`, when `cond` is false.
+pub fn check(cond: bool, msg: impl Into<String>) -> TestResult {
+    if cond { Ok(()) } else { Err(msg.into().into()) }
+}
+
+/// Runs `tests` with the arguments of the command line, one at a time (fork
+/// children copy only the forking thread, so the runner stays
+/// single-threaded), and exits. Call `shm::init()` before building the tests.
+pub fn run_trials(tests: Vec<libtest_mimic::Trial>) -> ! {
+    let mut args = libtest_mimic::Arguments::from_args();
+    args.test_threads = Some(1);
+    libtest_mimic::run(&args, tests).exit()
+}
+
 /// Stdout of a run as text.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -4,15 +4,11 @@
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Trial;
 use shm::{Process, RawArray, RawValue, Segment, StartMethod};
-use shm_tests::METHODS;
+use shm_tests::{METHODS, check, run_trials};
 
-type Result = std::result::Result<(), Failed>;
-
-fn check(cond: bool, msg: impl Into<String>) -> Result {
-    if cond { Ok(()) } else { Err(msg.into().into()) }
-}
+type Result = shm_tests::TestResult;
 
 fn add_many((v, n): (RawValue<u64>, u64)) {
     for _ in 0..n {
@@ -146,8 +142,6 @@ fn objects_refuse_plain_serialisation() -> Result {
 
 fn main() {
     shm::init();
-    let mut args = Arguments::from_args();
-    args.test_threads = Some(1);
     let mut tests = Vec::new();
     for m in METHODS {
         tests.push(Trial::test(format!("value_and_array_shared_{m}"), move || {
@@ -164,5 +158,5 @@ fn main() {
         "objects_refuse_plain_serialisation",
         objects_refuse_plain_serialisation,
     ));
-    libtest_mimic::run(&args, tests).exit();
+    run_trials(tests);
 }

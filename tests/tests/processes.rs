@@ -7,15 +7,11 @@
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Trial;
 use shm::{Process, ProcessError, RawValue, StartMethod};
-use shm_tests::{METHODS, is_running, wait_gone};
+use shm_tests::{METHODS, check, is_running, run_trials, wait_gone};
 
-type Result = std::result::Result<(), Failed>;
-
-fn check(cond: bool, msg: impl Into<String>) -> Result {
-    if cond { Ok(()) } else { Err(msg.into().into()) }
-}
+type Result = shm_tests::TestResult;
 
 // ----- targets (plain functions: they run in the children) -----
 
@@ -327,9 +323,6 @@ fn threads_start_children_concurrently(m: StartMethod) -> Result {
 
 fn main() {
     shm::init();
-    let mut args = Arguments::from_args();
-    // Fork children copy one thread only: keep the test runner single-threaded.
-    args.test_threads = Some(1);
     let mut tests = Vec::new();
     for m in METHODS {
         tests.push(Trial::test(format!("lifecycle_{m}"), move || lifecycle(m)));
@@ -354,5 +347,5 @@ fn main() {
             move || threads_start_children_concurrently(m),
         ));
     }
-    libtest_mimic::run(&args, tests).exit();
+    run_trials(tests);
 }
