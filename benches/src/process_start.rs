@@ -169,16 +169,26 @@ pub fn run(mode: Mode, report: &mut Report) {
     let exec = SelfExec::new();
     let (n_fork, n_spawn) = (mode.scale(500), mode.scale(200));
     let (w_fork, w_spawn) = (mode.warmup(20), mode.warmup(5));
-    let mut cases = [
+    // Each comparison alternates its cases call by call: whichever case ran
+    // first after another group's burst (exec-heavy spawns, the fork
+    // server's wake-ups) was measurably slower when cases ran in blocks, so
+    // a block order would bias the ratio.
+    let mut fork_cases = [
         Case::timed(n_fork, w_fork, || ours(StartMethod::Fork)),
         Case::new(n_fork, w_fork, fork_exit_wait),
-        Case::timed(n_fork, w_fork, || ours(StartMethod::ForkServer)),
+    ];
+    let mut s = time_interleaved(n_fork, &mut fork_cases);
+    drop(fork_cases);
+    let mut server_cases = [Case::timed(n_fork, w_fork, || ours(StartMethod::ForkServer))];
+    s.extend(time_interleaved(mode.rounds(), &mut server_cases));
+    drop(server_cases);
+    let mut spawn_cases = [
         Case::timed(n_spawn, w_spawn, || ours(StartMethod::Spawn)),
         Case::new(n_spawn, w_spawn, || exec.fork_exec_wait()),
         Case::new(n_spawn, w_spawn, || exec.posix_spawn_wait()),
     ];
-    let s = time_interleaved(mode.rounds(), &mut cases);
-    drop(cases);
+    s.extend(time_interleaved(n_spawn, &mut spawn_cases));
+    drop(spawn_cases);
     let mut m = |name: &str, i: usize| report.measure(Measured::new(name, s[i]));
     let ours_fork = m("shm Process, fork", 0);
     let raw_fork = m("fork+_exit+waitpid (raw)", 1);

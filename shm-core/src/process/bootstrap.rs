@@ -159,7 +159,10 @@ pub(crate) fn bootstrapped() -> bool {
 /// Whether this process was spawned by shm and has not yet taken its
 /// bootstrap (`shm::init()` missing from `main`).
 pub(crate) fn pending_spawn() -> bool {
-    std::env::var_os(SPAWN_ENV).is_some()
+    // Decided at the first start: `init()`, which removes the variable, runs
+    // before any start in a program that calls it.
+    static PENDING: OnceLock<bool> = OnceLock::new();
+    *PENDING.get_or_init(|| std::env::var_os(SPAWN_ENV).is_some())
 }
 
 /// Reports a missing `init()` to the parent of a spawned child.

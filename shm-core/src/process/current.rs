@@ -207,18 +207,36 @@ pub(crate) fn unregister_child(p: &Process) {
     children().retain(|c| !c.same(p));
 }
 
-/// Forgets children that have ended, reaping them. Children being started
-/// by another thread stay.
+/// Forgets children that have ended, reaping those whose handles were
+/// dropped. Allocates nothing in the common case (a `start` right after a
+/// `join`): ended children are known without a lock, and only children
+/// that nobody else holds are polled.
 pub(crate) fn reap_finished() {
-    let list = std::mem::take(&mut *children());
-    let keep: Vec<Process> = list.into_iter().filter(|p| p.is_starting() || p.is_alive()).collect();
-    children().extend(keep);
+    let orphans: Vec<Process> = {
+        let mut list = children();
+        list.retain(|p| !p.has_ended());
+        if list.iter().all(|p| !p.only_in_registry()) {
+            return;
+        }
+        list.iter().filter(|p| p.only_in_registry()).cloned().collect()
+    };
+    // Polled without the registry lock (polling takes each child's lock).
+    let ended: Vec<Process> = orphans
+        .into_iter()
+        .filter(|p| !p.is_starting() && !p.is_alive())
+        .collect();
+    if !ended.is_empty() {
+        children().retain(|p| !ended.iter().any(|e| e.same(p)));
+    }
 }
 
 /// The children of this process that are still running; reaps those that ended.
 pub fn active_children() -> Vec<Process> {
-    reap_finished();
-    children().iter().filter(|p| !p.is_starting()).cloned().collect()
+    let all: Vec<Process> = children().clone();
+    // Polling reaps the children that ended, and marks them so.
+    let alive: Vec<Process> = all.into_iter().filter(|p| !p.is_starting() && p.is_alive()).collect();
+    children().retain(|p| !p.has_ended());
+    alive
 }
 
 /// Python's exit handler: terminate daemonic children, then join all.

@@ -105,6 +105,8 @@ struct State {
     daemon: bool,
     method: Option<StartMethod>,
     identity: Vec<u32>,
+    /// The creating process's name, for the child's `parent_process()`.
+    parent_name: String,
     job: Option<Box<dyn Job>>,
     creator: u32,
     outcome: Outcome,
@@ -118,6 +120,8 @@ struct Inner {
     state: Mutex<State>,
     /// The started child; set once by `start`, read without a lock.
     popen: OnceLock<Popen>,
+    /// Set once the child's end is recorded (exit code, or status lost).
+    ended: OnceLock<()>,
     /// Held by whoever waits on the child, so reports are read by one thread.
     waiting: Mutex<()>,
 }
@@ -175,19 +179,22 @@ impl Process {
 
     fn with_job(job: Box<dyn Job>, method: Option<StartMethod>) -> Self {
         let (identity, name) = current::next_child_identity();
+        let me = current::current_process();
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
                     name,
-                    daemon: current::is_daemon(),
+                    daemon: me.daemon(),
                     method,
                     identity,
+                    parent_name: me.name().to_owned(),
                     job: Some(job),
                     creator: sys::getpid(),
                     outcome: Outcome::default(),
                     spent: None,
                 }),
                 popen: OnceLock::new(),
+                ended: OnceLock::new(),
                 waiting: Mutex::new(()),
             }),
         }
@@ -288,13 +295,14 @@ impl Process {
         };
         let method = st.method.unwrap_or_else(get_start_method);
         st.method = Some(method);
-        let me = current::current_process();
+        // Built from what `new` prepared: start writes as few pages as it can
+        // (every page written after a fork is copied once more).
         let info = ChildInfo {
             name: st.name.clone(),
-            identity: st.identity.clone(),
+            identity: std::mem::take(&mut st.identity),
             daemon: st.daemon,
-            parent_pid: me.pid(),
-            parent_name: me.name().to_owned(),
+            parent_pid: st.creator,
+            parent_name: std::mem::take(&mut st.parent_name),
             parent_main_thread: sys::is_main_thread(),
             method,
             log_level: log::level_code(),
@@ -307,7 +315,11 @@ impl Process {
                 let mut slot = Some((job, info));
                 let r = start_fork(&mut slot);
                 if r.is_err() {
-                    st.job = slot.map(|(job, _)| job);
+                    if let Some((job, info)) = slot {
+                        st.job = Some(job);
+                        st.identity = info.identity;
+                        st.parent_name = info.parent_name;
+                    }
                 } else {
                     st.spent = slot;
                 }
@@ -321,6 +333,8 @@ impl Process {
                 };
                 if r.is_err() {
                     st.job = Some(job);
+                    st.identity = info.identity;
+                    st.parent_name = info.parent_name;
                 }
                 r
             }
@@ -409,8 +423,12 @@ impl Process {
             st.outcome.failure = out.failure;
         }
         st.outcome.status_lost |= out.status_lost;
+        if st.outcome.status_lost {
+            let _ = self.inner.ended.set(());
+        }
         if let Some(code) = out.code {
             st.outcome.code = Some(code);
+            let _ = self.inner.ended.set(());
             let spawned = popen.conn.is_some() && popen.reaper == Reaper::Us;
             if spawned && !st.outcome.started && st.outcome.failure.is_none() && code >= 0 {
                 st.outcome.failure = Some(BootstrapError::MissingInit);
@@ -423,6 +441,16 @@ impl Process {
     /// Whether `start` is under way (registered, no pid yet).
     fn is_starting(&self) -> bool {
         self.inner.popen.get().is_none() && self.state().job.is_none()
+    }
+
+    /// Whether the child's end has been recorded (no lock taken).
+    pub(crate) fn has_ended(&self) -> bool {
+        self.inner.ended.get().is_some()
+    }
+
+    /// Whether the registry of children holds the only handle.
+    pub(crate) fn only_in_registry(&self) -> bool {
+        Arc::strong_count(&self.inner) == 1
     }
 
     /// Whether two handles are the same process.
@@ -516,9 +544,10 @@ fn finish(st: &State) -> Result<Option<i32>, ProcessError> {
 
 type Started = Result<(Popen, Outcome), ProcessError>;
 
+/// Flushes stdout (stderr is unbuffered), so a fork child does not write
+/// the parent's pending output a second time.
 fn flush_std() {
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
 }
 
 /// Forks a child that runs the job in `slot`. In the parent the job stays in
