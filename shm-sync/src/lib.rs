@@ -1,6 +1,23 @@
-//! Synchronisation primitives that live in shared memory: `Lock`, `RLock`,
-//! `Semaphore`, `BoundedSemaphore`, `Condition`, `Event`, `Barrier`, and the
-//! locked `Value`/`Array`.
+//! Synchronisation primitives that live in shared memory: [`Lock`] (and,
+//! as they land, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`,
+//! `Event`, `Barrier`, and the locked `Value`/`Array`).
 //!
-//! Not yet built: this crate is the home of the synchronisation issue, which
-//! builds on `shm-core`'s segments and handles. It exports nothing today.
+//! Each is a few `u32` words in a shared segment, driven by the futex system
+//! call without the private flag. Uncontended operations are one atomic
+//! instruction; a wake is a system call made only when someone sleeps. Every
+//! wait takes an optional timeout, kept as an absolute monotonic deadline.
+//! A lock whose holder dies is handed to the next acquirer with an explicit
+//! [`OwnerDied`], never left locked forever.
+//!
+//! The algorithms take their waiting and waking as a parameter ([`park`]),
+//! so the same code is model-checked under loom (`RUSTFLAGS="--cfg loom"`).
+
+pub mod error;
+mod lock;
+pub mod park;
+mod shared;
+mod sync;
+
+pub use error::{LockResult, OwnerDied, SyncError, TryLockError, TryLockResult};
+#[cfg(not(loom))]
+pub use lock::{Lock, LockGuard};

@@ -20,6 +20,7 @@
 //! ```
 
 pub use shm_core::*;
+pub use shm_sync::{Lock, LockGuard, LockResult, OwnerDied, SyncError, TryLockError, TryLockResult};
 
 /// The names most programs use.
 pub mod prelude {

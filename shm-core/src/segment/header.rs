@@ -54,6 +54,18 @@ impl SegmentKind {
     pub const VALUE: Self = Self(2);
     /// A run of elements ([`crate::RawArray`]).
     pub const ARRAY: Self = Self(3);
+    /// A lock.
+    pub const LOCK: Self = Self(16);
+    /// A recursive lock.
+    pub const RLOCK: Self = Self(17);
+    /// A semaphore.
+    pub const SEMAPHORE: Self = Self(18);
+    /// An event.
+    pub const EVENT: Self = Self(19);
+    /// A condition variable.
+    pub const CONDITION: Self = Self(20);
+    /// A barrier.
+    pub const BARRIER: Self = Self(21);
 
     /// A readable name for messages.
     pub fn name(self) -> &'static str {
@@ -61,6 +73,12 @@ impl SegmentKind {
             Self::BYTES => "bytes",
             Self::VALUE => "value",
             Self::ARRAY => "array",
+            Self::LOCK => "lock",
+            Self::RLOCK => "rlock",
+            Self::SEMAPHORE => "semaphore",
+            Self::EVENT => "event",
+            Self::CONDITION => "condition",
+            Self::BARRIER => "barrier",
             _ => "object",
         }
     }

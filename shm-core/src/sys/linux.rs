@@ -564,3 +564,154 @@ pub fn recv_packet(sock: BorrowedFd<'_>, max: usize) -> io::Result<(Vec<u8>, Vec
 pub fn borrow_all(fds: &[OwnedFd]) -> Vec<BorrowedFd<'_>> {
     fds.iter().map(AsFd::as_fd).collect()
 }
+
+// ---------------------------------------------------------------------------
+// Futexes, deadlines, cheap ids
+// ---------------------------------------------------------------------------
+
+/// An absolute point on the monotonic clock, as the kernel's futex timeouts
+/// take it: waits that are interrupted and restarted keep the same deadline,
+/// so signals and spurious wake-ups neither shorten nor stretch a timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    ts: Timespec,
+}
+
+impl Deadline {
+    /// `timeout` from now.
+    pub fn after(timeout: Duration) -> Self {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let secs = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX / 2);
+        let mut ts = Timespec {
+            tv_sec: now.tv_sec.saturating_add(secs),
+            tv_nsec: now.tv_nsec + i64::from(timeout.subsec_nanos()),
+        };
+        if ts.tv_nsec >= 1_000_000_000 {
+            ts.tv_nsec -= 1_000_000_000;
+            ts.tv_sec = ts.tv_sec.saturating_add(1);
+        }
+        Self { ts }
+    }
+
+    /// The earlier of two deadlines.
+    #[must_use]
+    pub fn min(self, other: Self) -> Self {
+        if (self.ts.tv_sec, self.ts.tv_nsec) <= (other.ts.tv_sec, other.ts.tv_nsec) {
+            self
+        } else {
+            other
+        }
+    }
+
+    /// Whether the deadline has passed.
+    pub fn has_passed(&self) -> bool {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        (now.tv_sec, now.tv_nsec) >= (self.ts.tv_sec, self.ts.tv_nsec)
+    }
+}
+
+/// Why a futex wait returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FutexWait {
+    /// Woken, or the word no longer held the expected value, or a signal:
+    /// the caller re-checks its condition.
+    Retry,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// Sleeps while `*word == expected`, until woken or `deadline`. Never uses
+/// `FUTEX_PRIVATE_FLAG`: the word may live in memory shared between
+/// processes.
+#[allow(clippy::disallowed_types, reason = "the futex word is shared memory")]
+pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32, deadline: Option<Deadline>) -> FutexWait {
+    let bitset = core::num::NonZeroU32::MAX;
+    let ts = deadline.map(|d| d.ts);
+    match rustix::thread::futex::wait_bitset(
+        word,
+        rustix::thread::futex::Flags::empty(),
+        expected,
+        ts.as_ref(),
+        bitset,
+    ) {
+        Err(rustix::io::Errno::TIMEDOUT) => FutexWait::TimedOut,
+        _ => FutexWait::Retry,
+    }
+}
+
+/// Wakes up to `n` processes or threads sleeping on `word` (shared futex).
+/// Returns how many were woken.
+#[allow(clippy::disallowed_types, reason = "the futex word is shared memory")]
+pub fn futex_wake(word: &core::sync::atomic::AtomicU32, n: u32) -> usize {
+    rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), n).unwrap_or(0)
+}
+
+mod ids {
+    use std::cell::Cell;
+
+    #[allow(clippy::disallowed_types, reason = "a process-local cache, not shared memory")]
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+    #[allow(clippy::disallowed_types, reason = "a process-local cache, not shared memory")]
+    pub static PID: AtomicU32 = AtomicU32::new(0);
+
+    thread_local! {
+        pub static TID: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// Runs in the child of every fork (registered with `pthread_atfork`):
+    /// the cached ids belong to the parent.
+    pub extern "C" fn forget_ids() {
+        // Relaxed: the child has one thread at this point.
+        PID.store(0, Relaxed);
+        TID.with(|t| t.set(0));
+    }
+}
+
+fn register_fork_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `forget_ids` is a plain function that never unwinds and
+        // stays valid for the life of the program.
+        unsafe { libc::pthread_atfork(None, None, Some(ids::forget_ids)) };
+    });
+}
+
+/// This process's id, cached (the cache is dropped in fork children).
+#[inline]
+pub fn cached_pid() -> u32 {
+    // Relaxed: the value is the same for every thread of the process.
+    let pid = ids::PID.load(core::sync::atomic::Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    register_fork_hook();
+    let pid = getpid();
+    ids::PID.store(pid, core::sync::atomic::Ordering::Relaxed);
+    pid
+}
+
+/// The calling thread's id, cached per thread (dropped in fork children).
+#[inline]
+pub fn cached_tid() -> u32 {
+    let tid = ids::TID.with(std::cell::Cell::get);
+    if tid != 0 {
+        return tid;
+    }
+    register_fork_hook();
+    let tid = rustix::thread::gettid().as_raw_nonzero().get().unsigned_abs();
+    ids::TID.with(|t| t.set(tid));
+    tid
+}
+
+/// Whether the thread (or process) with this id still runs. A zombie, or an
+/// id that names nothing, counts as dead.
+pub fn task_alive(id: u32) -> bool {
+    match std::fs::read(format!("/proc/{id}/stat")) {
+        Ok(stat) => match stat.iter().rposition(|&b| b == b')') {
+            Some(i) => !matches!(stat.get(i + 2), Some(b'Z' | b'X' | b'x')),
+            None => true,
+        },
+        Err(e) => e.kind() != io::ErrorKind::NotFound,
+    }
+}

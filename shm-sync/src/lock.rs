@@ -1,0 +1,453 @@
+//! `Lock`: a mutual-exclusion lock in shared memory that survives the death
+//! of its holder.
+//!
+//! # Algorithm
+//!
+//! std's futex mutex (`library/std/src/sys/sync/mutex/futex.rs`), with the
+//! holder's process id in the word instead of a plain 1:
+//!
+//! | `state`             | meaning                                        |
+//! |---------------------|------------------------------------------------|
+//! | `0`                 | unlocked                                       |
+//! | `pid`               | held by process `pid`, nobody sleeps           |
+//! | `pid \| WAITERS`    | held by `pid`, someone may sleep on the word   |
+//!
+//! Locking is one compare-and-swap `0 -> pid`; unlocking one swap to `0`,
+//! plus a futex wake only when `WAITERS` was set. A waiter spins briefly,
+//! then sets `WAITERS` and sleeps in slices of [`LIVENESS_SLICE`](crate::park::LIVENESS_SLICE); after
+//! each slice it checks that the holder still runs, and if it died (SIGKILL
+//! at any instruction, a zombie included) takes the lock over with one
+//! compare-and-swap from the dead holder's exact word, so two survivors
+//! never both win. The taker gets [`OwnerDied`] and the lock's
+//! `inconsistent` flag is set until [`Lock::mark_consistent`].
+//!
+//! Garbage in the word (a peer wrote nonsense) reads as a holder that does
+//! not exist: the next blocking acquirer recovers it the same way.
+//!
+//! # Memory ordering
+//!
+//! Acquire on every successful take pairs with the Release swap of
+//! `unlock`: what the holder wrote is visible to the next holder. The
+//! `WAITERS` flag and the liveness reads are Relaxed: they only decide who
+//! sleeps or wakes, and the futex call orders itself against the word.
+//!
+//! Pids are reused only after the kernel has gone through its whole pid
+//! space (`/proc/sys/kernel/pid_max`, 4 million by default): a dead holder
+//! whose pid was already reused is taken for alive.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shm_core::sys::{Deadline, FutexWait};
+use shm_core::{SegmentError, SegmentKind};
+
+use crate::error::{LockResult, OwnerDied, SyncError, TryLockError, TryLockResult};
+#[cfg(not(loom))]
+use crate::park::Futex;
+use crate::park::Park;
+use crate::shared::{Shared, SharedState};
+use crate::sync::AtomicU32;
+use crate::sync::Ordering::{Acquire, Relaxed, Release};
+
+/// Set in `state` when someone may sleep on it.
+pub(crate) const WAITERS: u32 = 1 << 31;
+/// The holder's id in `state`.
+pub(crate) const OWNER: u32 = !WAITERS;
+/// Load-only spins before sleeping (std spins 100 times).
+const SPINS: u32 = 100;
+
+#[inline]
+fn owner(state: u32) -> u32 {
+    state & OWNER
+}
+
+#[inline]
+fn has_waiters(state: u32) -> bool {
+    state & WAITERS != 0
+}
+
+/// How a lock was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Taken {
+    /// From a holder that released it (or nobody).
+    Clean,
+    /// From a holder that died holding it.
+    OwnerDied,
+}
+
+/// The words of a lock.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct RawLock {
+    state: AtomicU32,
+    inconsistent: AtomicU32,
+}
+
+const _: () = assert!(size_of::<RawLock>() == 8);
+
+// SAFETY: two AtomicU32 fields, repr(C), no padding; zero is "unlocked".
+unsafe impl SharedState for RawLock {
+    const KIND: SegmentKind = SegmentKind::LOCK;
+}
+
+impl RawLock {
+    /// One attempt, no waiting: `0 -> me`.
+    #[inline]
+    pub(crate) fn try_lock(&self, me: u32) -> bool {
+        debug_assert!(me != 0 && me & WAITERS == 0);
+        // Acquire: pairs with the Release swap in `unlock`.
+        self.state.compare_exchange(0, me, Acquire, Relaxed).is_ok()
+    }
+
+    /// Takes the lock for `me`, waiting until `deadline`. `None` on timeout.
+    #[inline]
+    pub(crate) fn lock<P: Park>(&self, me: u32, deadline: Option<Deadline>) -> Option<Taken> {
+        if self.try_lock(me) {
+            Some(Taken::Clean)
+        } else {
+            self.lock_contended::<P>(me, deadline)
+        }
+    }
+
+    #[cold]
+    fn lock_contended<P: Park>(&self, me: u32, deadline: Option<Deadline>) -> Option<Taken> {
+        let mut state = self.spin();
+        loop {
+            if owner(state) == 0 {
+                // Free. Keep WAITERS set: another sleeper may exist.
+                // Acquire: pairs with the Release swap in `unlock`.
+                match self.state.compare_exchange(state, me | WAITERS, Acquire, Relaxed) {
+                    Ok(_) => return Some(Taken::Clean),
+                    Err(s) => {
+                        state = s;
+                        continue;
+                    }
+                }
+            }
+            if P::passed(deadline) {
+                return None;
+            }
+            if !has_waiters(state) {
+                // Relaxed: only asks the holder to wake us; the futex call
+                // re-reads the word.
+                if let Err(s) = self.state.compare_exchange(state, state | WAITERS, Relaxed, Relaxed) {
+                    state = s;
+                    continue;
+                }
+                state |= WAITERS;
+            }
+            if P::wait(&self.state, state, P::slice(deadline)) == FutexWait::TimedOut
+                && let Some(taken) = self.take_from_dead::<P>(state, me)
+            {
+                return Some(taken);
+            }
+            // Relaxed: a fresh look before deciding again.
+            state = self.state.load(Relaxed);
+        }
+    }
+
+    /// If the holder in `seen` is dead and the word still says `seen`,
+    /// takes the lock over.
+    fn take_from_dead<P: Park>(&self, seen: u32, me: u32) -> Option<Taken> {
+        if self.state.load(Relaxed) != seen || owner(seen) == 0 || P::alive(owner(seen)) {
+            return None;
+        }
+        // Acquire: pairs with whatever Release the dead holder managed; the
+        // data may still be half-written, which OwnerDied says.
+        self.state.compare_exchange(seen, me | WAITERS, Acquire, Relaxed).ok()?;
+        // Relaxed: read only by the holder, or after an Acquire take.
+        self.inconsistent.store(1, Relaxed);
+        Some(Taken::OwnerDied)
+    }
+
+    fn spin(&self) -> u32 {
+        let mut spins = SPINS;
+        loop {
+            // Relaxed: we only look; a take re-checks with Acquire.
+            let state = self.state.load(Relaxed);
+            if owner(state) == 0 || has_waiters(state) || spins == 0 {
+                return state;
+            }
+            core::hint::spin_loop();
+            spins -= 1;
+        }
+    }
+
+    /// Releases; false if the lock was not locked.
+    #[inline]
+    pub(crate) fn unlock<P: Park>(&self) -> bool {
+        // Release: pairs with the Acquire of the next take.
+        let state = self.state.swap(0, Release);
+        if owner(state) == 0 {
+            return false;
+        }
+        if has_waiters(state) {
+            P::wake(&self.state, 1);
+        }
+        true
+    }
+
+    /// The holder's id, 0 when unlocked.
+    pub(crate) fn holder(&self) -> u32 {
+        // Relaxed: a snapshot for display and checks.
+        owner(self.state.load(Relaxed))
+    }
+
+    pub(crate) fn inconsistent(&self) -> bool {
+        self.inconsistent.load(Relaxed) != 0
+    }
+
+    pub(crate) fn mark_consistent(&self) {
+        self.inconsistent.store(0, Relaxed);
+    }
+}
+
+/// A lock in shared memory (Python's `multiprocessing.Lock`).
+///
+/// Not recursive: the process holding it blocks if it acquires it again.
+/// Any thread or process may release it, as in Python. If the holder dies,
+/// the next blocking (or timed) acquirer gets the lock within about
+/// [`LIVENESS_SLICE`](crate::park::LIVENESS_SLICE) together with [`OwnerDied`].
+///
+/// Clones are the same lock; so is a child's copy passed as an argument.
+///
+/// # Examples
+///
+/// ```
+/// let lock = shm_sync::Lock::new()?;
+/// {
+///     let _guard = lock.lock().expect("nobody died");
+///     assert!(lock.is_locked());
+///     assert!(lock.try_lock().is_err());
+/// }
+/// assert!(!lock.is_locked());
+/// assert!(lock.release().is_err(), "releasing an unlocked lock is an error");
+/// # Ok::<(), shm_core::SegmentError>(())
+/// ```
+#[cfg(not(loom))]
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Lock {
+    shared: Shared<RawLock>,
+}
+
+#[cfg(not(loom))]
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock").field("holder", &self.raw().holder()).finish()
+    }
+}
+
+/// Holds a [`Lock`] until dropped.
+#[cfg(not(loom))]
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+}
+
+#[cfg(not(loom))]
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LockGuard")
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        self.lock.raw().unlock::<Futex>();
+    }
+}
+
+#[cfg(not(loom))]
+impl Lock {
+    /// A new, unlocked lock in its own shared segment.
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if the segment cannot be made.
+    pub fn new() -> Result<Self, SegmentError> {
+        Ok(Self {
+            shared: Shared::create()?,
+        })
+    }
+
+    fn raw(&self) -> &RawLock {
+        self.shared.get()
+    }
+
+    fn guard(&self, taken: Taken) -> LockResult<LockGuard<'_>> {
+        let guard = LockGuard { lock: self };
+        match taken {
+            Taken::Clean => Ok(guard),
+            Taken::OwnerDied => Err(OwnerDied::new(guard)),
+        }
+    }
+
+    /// Blocks until the lock is held.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] (with the guard) when the previous holder died holding it.
+    ///
+    /// # Panics
+    ///
+    /// Never: without a deadline the wait ends only with the lock held.
+    pub fn lock(&self) -> LockResult<LockGuard<'_>> {
+        let taken = self
+            .raw()
+            .lock::<Futex>(Futex::process_id(), None)
+            .expect("no deadline");
+        self.guard(taken)
+    }
+
+    /// Takes the lock if it is free, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryLockError::WouldBlock`] when it is held.
+    pub fn try_lock(&self) -> TryLockResult<LockGuard<'_>> {
+        if self.raw().try_lock(Futex::process_id()) {
+            Ok(LockGuard { lock: self })
+        } else {
+            Err(TryLockError::WouldBlock)
+        }
+    }
+
+    /// Waits up to `timeout` for the lock.
+    ///
+    /// # Errors
+    ///
+    /// [`TryLockError::WouldBlock`] on timeout, [`TryLockError::OwnerDied`]
+    /// (with the guard) when the previous holder died holding it.
+    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
+        match self
+            .raw()
+            .lock::<Futex>(Futex::process_id(), Some(Deadline::after(timeout)))
+        {
+            None => Err(TryLockError::WouldBlock),
+            Some(taken) => self.guard(taken).map_err(TryLockError::OwnerDied),
+        }
+    }
+
+    /// Python's `acquire(block, timeout)`: returns whether the lock is now
+    /// held; release it with [`Lock::release`].
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] when the lock **is now held** but its previous holder
+    /// died holding it.
+    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<bool, OwnerDied<()>> {
+        let me = Futex::process_id();
+        if !block {
+            return Ok(self.raw().try_lock(me));
+        }
+        match self.raw().lock::<Futex>(me, timeout.map(Deadline::after)) {
+            None => Ok(false),
+            Some(Taken::Clean) => Ok(true),
+            Some(Taken::OwnerDied) => Err(OwnerDied::new(())),
+        }
+    }
+
+    /// Python's `release()`.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::NotLocked`] if the lock is not held.
+    pub fn release(&self) -> Result<(), SyncError> {
+        if self.raw().unlock::<Futex>() {
+            Ok(())
+        } else {
+            Err(SyncError::NotLocked)
+        }
+    }
+
+    /// Whether someone holds the lock.
+    pub fn is_locked(&self) -> bool {
+        self.raw().holder() != 0
+    }
+
+    /// The pid of the holder, if held.
+    pub fn holder(&self) -> Option<u32> {
+        Some(self.raw().holder()).filter(|&h| h != 0)
+    }
+
+    /// Whether the lock was taken over from a dead holder since the last
+    /// [`Lock::mark_consistent`]: the data it guards may be half-updated.
+    pub fn is_inconsistent(&self) -> bool {
+        self.raw().inconsistent()
+    }
+
+    /// Declares the guarded data repaired.
+    pub fn mark_consistent(&self) {
+        self.raw().mark_consistent();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::park::LIVENESS_SLICE;
+
+    #[test]
+    fn lock_unlock_and_errors() {
+        let lock = Lock::new().expect("create");
+        assert!(!lock.is_locked());
+        assert_eq!(lock.release(), Err(SyncError::NotLocked));
+        assert_eq!(lock.acquire(true, None).ok(), Some(true));
+        assert_eq!(lock.holder(), Some(std::process::id()));
+        assert_eq!(lock.acquire(false, None).ok(), Some(false));
+        assert_eq!(lock.acquire(true, Some(Duration::from_millis(10))).ok(), Some(false));
+        assert!(matches!(
+            lock.lock_timeout(Duration::from_millis(1)),
+            Err(TryLockError::WouldBlock)
+        ));
+        lock.release().expect("held");
+        drop(lock.lock().expect("free"));
+        assert!(!lock.is_locked());
+    }
+
+    #[test]
+    fn a_dead_holder_is_taken_over() {
+        let lock = Lock::new().expect("create");
+        // A holder that does not exist (pid_max is far below this).
+        lock.raw().state.store(0x3fff_fff0, Relaxed);
+        let err = lock.lock().expect_err("the holder is dead");
+        assert!(lock.is_inconsistent());
+        assert_eq!(lock.holder(), Some(std::process::id()));
+        drop(err.into_guard());
+        lock.mark_consistent();
+        assert!(!lock.is_inconsistent() && !lock.is_locked());
+    }
+
+    #[test]
+    fn garbage_is_recovered_by_a_timed_acquire() {
+        let lock = Lock::new().expect("create");
+        lock.raw().state.store(u32::MAX, Relaxed);
+        assert!(matches!(
+            lock.lock_timeout(LIVENESS_SLICE * 3),
+            Err(TryLockError::OwnerDied(_))
+        ));
+    }
+
+    #[test]
+    fn threads_exclude_each_other() {
+        let lock = Lock::new().expect("create");
+        let count = std::sync::Arc::new(std::sync::Mutex::new(0u64));
+        let mut handles = Vec::new();
+        for _ in 0..4 {
+            let (lock, count) = (lock.clone(), std::sync::Arc::clone(&count));
+            handles.push(std::thread::spawn(move || {
+                for _ in 0..1000 {
+                    let _g = lock.lock().expect("nobody dies");
+                    let mut c = count.try_lock().expect("the shm lock excludes");
+                    *c += 1;
+                }
+            }));
+        }
+        for h in handles {
+            h.join().expect("thread");
+        }
+        assert_eq!(*count.lock().expect("lock"), 4000);
+    }
+}
