@@ -13,11 +13,20 @@
 //! so the same code is model-checked under loom (`RUSTFLAGS="--cfg loom"`).
 
 pub mod error;
+mod event;
 mod lock;
 pub mod park;
+mod rlock;
+mod semaphore;
 mod shared;
 mod sync;
 
 pub use error::{LockResult, OwnerDied, SyncError, TryLockError, TryLockResult};
 #[cfg(not(loom))]
+pub use event::Event;
+#[cfg(not(loom))]
 pub use lock::{Lock, LockGuard};
+#[cfg(not(loom))]
+pub use rlock::{RLock, RLockGuard};
+#[cfg(not(loom))]
+pub use semaphore::{BoundedSemaphore, SEM_VALUE_MAX, Semaphore};

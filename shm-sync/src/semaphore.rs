@@ -1,0 +1,314 @@
+//! `Semaphore` and `BoundedSemaphore` (Python's).
+//!
+//! # Algorithm
+//!
+//! Words: `value` (the permits) and `sleepers`. Acquire takes a permit with
+//! a compare-and-swap `v -> v - 1`; with none left it counts itself in
+//! `sleepers` and sleeps on `value` while it is 0. Release adds permits and
+//! wakes as many sleepers as permits it added, only if `sleepers` is not 0.
+//!
+//! # Memory ordering
+//!
+//! Taking a permit is Acquire and adding is Release, so a permit carries
+//! what the releaser wrote. The sleeper count is a Dekker pair: the sleeper
+//! increments `sleepers` then reads `value`; the releaser increments
+//! `value` then reads `sleepers`. Both sides are SeqCst, so at least one of
+//! them sees the other: a releaser that reads no sleeper is ordered before
+//! the sleeper's increment, whose following read of `value` (and the
+//! kernel's re-read at sleep) then sees the new permit. No wake is lost.
+//!
+//! A semaphore has no owner: a process that dies holding a permit never
+//! gives it back (as with Python's and POSIX semaphores). Use a `Lock` where
+//! a dead holder must be detected.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shm_core::sys::{Deadline, FutexWait};
+use shm_core::{SegmentError, SegmentKind};
+
+use crate::error::SyncError;
+#[cfg(not(loom))]
+use crate::park::Futex;
+use crate::park::Park;
+#[cfg(not(loom))]
+use crate::shared::Shared;
+use crate::shared::SharedState;
+use crate::sync::AtomicU32;
+use crate::sync::Ordering::{Acquire, Relaxed, SeqCst};
+
+/// Largest value (Python's `SEM_VALUE_MAX` on Linux).
+pub const SEM_VALUE_MAX: u32 = i32::MAX.unsigned_abs();
+const SPINS: u32 = 100;
+
+/// The words of a semaphore.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct RawSemaphore {
+    value: AtomicU32,
+    sleepers: AtomicU32,
+    /// 0 for a plain semaphore, else the bound of a bounded one.
+    bound: AtomicU32,
+}
+
+// SAFETY: three AtomicU32, repr(C); zero is "no permits, unbounded".
+unsafe impl SharedState for RawSemaphore {
+    const KIND: SegmentKind = SegmentKind::SEMAPHORE;
+}
+
+impl RawSemaphore {
+    pub(crate) fn init(&self, value: u32, bounded: bool) {
+        self.value.store(value, Relaxed);
+        self.bound.store(if bounded { value.max(1) } else { 0 }, Relaxed);
+    }
+
+    fn try_take(&self) -> bool {
+        // Relaxed: a first look; the CAS below is Acquire.
+        let mut v = self.value.load(Relaxed);
+        while v > 0 && v <= SEM_VALUE_MAX {
+            // Acquire: pairs with the Release in `release`.
+            match self.value.compare_exchange_weak(v, v - 1, Acquire, Relaxed) {
+                Ok(_) => return true,
+                Err(now) => v = now,
+            }
+        }
+        false
+    }
+
+    pub(crate) fn acquire<P: Park>(&self, deadline: Option<Deadline>) -> bool {
+        if self.try_take() {
+            return true;
+        }
+        for _ in 0..SPINS {
+            core::hint::spin_loop();
+            if self.try_take() {
+                return true;
+            }
+        }
+        // SeqCst: the Dekker pair with `release` (see the module docs).
+        self.sleepers.fetch_add(1, SeqCst);
+        let got = loop {
+            if self.try_take() {
+                break true;
+            }
+            if P::passed(deadline) {
+                break false;
+            }
+            // SeqCst: the sleeper's side of the Dekker pair.
+            let v = self.value.load(SeqCst);
+            if v != 0 {
+                continue;
+            }
+            if P::wait(&self.value, 0, deadline) == FutexWait::TimedOut {
+                break self.try_take();
+            }
+        };
+        self.sleepers.fetch_sub(1, Relaxed);
+        got
+    }
+
+    pub(crate) fn release<P: Park>(&self, n: u32) -> Result<(), SyncError> {
+        // Relaxed: the bound is set once at creation.
+        let bound = self.bound.load(Relaxed);
+        let mut v = self.value.load(Relaxed);
+        loop {
+            let limit = if bound == 0 { SEM_VALUE_MAX } else { bound };
+            let new = match v.checked_add(n) {
+                Some(new) if new <= limit => new,
+                _ if bound != 0 => return Err(SyncError::TooManyReleases { initial: bound }),
+                _ => {
+                    return Err(SyncError::OutOfRange {
+                        what: "semaphore value",
+                        bound: "at most 2147483647",
+                        got: u64::from(v) + u64::from(n),
+                    });
+                }
+            };
+            // Release + SeqCst: publishes the releaser's writes with the permit,
+            // and is the releaser's side of the Dekker pair.
+            match self.value.compare_exchange_weak(v, new, SeqCst, Relaxed) {
+                Ok(_) => break,
+                Err(now) => v = now,
+            }
+        }
+        // SeqCst: see the module docs.
+        if self.sleepers.load(SeqCst) != 0 {
+            P::wake(&self.value, n);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn value(&self) -> u32 {
+        self.value.load(Relaxed)
+    }
+}
+
+/// A counting semaphore in shared memory. `release` may raise the value
+/// past its start (Python's `Semaphore`).
+#[cfg(not(loom))]
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Semaphore {
+    shared: Shared<RawSemaphore>,
+}
+
+/// A semaphore whose `release` past its initial value is an error
+/// (Python's `BoundedSemaphore`).
+#[cfg(not(loom))]
+#[derive(Clone, Serialize, Deserialize)]
+pub struct BoundedSemaphore {
+    inner: Semaphore,
+}
+
+#[cfg(not(loom))]
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphore").field("value", &self.value()).finish()
+    }
+}
+
+#[cfg(not(loom))]
+impl fmt::Debug for BoundedSemaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundedSemaphore")
+            .field("value", &self.value())
+            .finish()
+    }
+}
+
+#[cfg(not(loom))]
+impl Semaphore {
+    fn make(value: u32, bounded: bool) -> Result<Self, SegmentError> {
+        if value > SEM_VALUE_MAX {
+            return Err(SegmentError::InvalidSize {
+                requested: u64::from(value),
+                reason: "a semaphore value is at most 2147483647",
+            });
+        }
+        let shared: Shared<RawSemaphore> = Shared::create()?;
+        shared.get().init(value, bounded);
+        Ok(Self { shared })
+    }
+
+    /// A semaphore holding `value` permits.
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if the segment cannot be made or `value` exceeds
+    /// [`SEM_VALUE_MAX`].
+    pub fn new(value: u32) -> Result<Self, SegmentError> {
+        Self::make(value, false)
+    }
+
+    /// Takes a permit, waiting as long as needed; returns true.
+    pub fn acquire(&self) -> bool {
+        self.shared.get().acquire::<Futex>(None)
+    }
+
+    /// Takes a permit if one is free; returns whether it did.
+    pub fn try_acquire(&self) -> bool {
+        self.shared.get().try_take()
+    }
+
+    /// Waits up to `timeout` for a permit; returns whether it got one.
+    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        self.shared.get().acquire::<Futex>(Some(Deadline::after(timeout)))
+    }
+
+    /// Gives back one permit.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::OutOfRange`] past [`SEM_VALUE_MAX`].
+    pub fn release(&self) -> Result<(), SyncError> {
+        self.shared.get().release::<Futex>(1)
+    }
+
+    /// Gives back `n` permits.
+    ///
+    /// # Errors
+    ///
+    /// As [`Semaphore::release`].
+    pub fn release_n(&self, n: u32) -> Result<(), SyncError> {
+        self.shared.get().release::<Futex>(n)
+    }
+
+    /// The number of free permits now.
+    pub fn value(&self) -> u32 {
+        self.shared.get().value()
+    }
+}
+
+#[cfg(not(loom))]
+impl BoundedSemaphore {
+    /// A bounded semaphore holding `value` permits, which is also its bound.
+    ///
+    /// # Errors
+    ///
+    /// As [`Semaphore::new`].
+    pub fn new(value: u32) -> Result<Self, SegmentError> {
+        Ok(Self {
+            inner: Semaphore::make(value, true)?,
+        })
+    }
+
+    /// See [`Semaphore::acquire`].
+    pub fn acquire(&self) -> bool {
+        self.inner.acquire()
+    }
+
+    /// See [`Semaphore::try_acquire`].
+    pub fn try_acquire(&self) -> bool {
+        self.inner.try_acquire()
+    }
+
+    /// See [`Semaphore::acquire_timeout`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        self.inner.acquire_timeout(timeout)
+    }
+
+    /// Gives back one permit.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::TooManyReleases`] past the initial value.
+    pub fn release(&self) -> Result<(), SyncError> {
+        self.inner.release()
+    }
+
+    /// The number of free permits now.
+    pub fn value(&self) -> u32 {
+        self.inner.value()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_bounds() {
+        let s = Semaphore::new(2).expect("create");
+        assert!(s.acquire() && s.try_acquire() && !s.try_acquire());
+        assert!(!s.acquire_timeout(Duration::from_millis(5)));
+        s.release_n(3).expect("may exceed the start value");
+        assert_eq!(s.value(), 3);
+        let b = BoundedSemaphore::new(1).expect("create");
+        assert_eq!(b.release(), Err(SyncError::TooManyReleases { initial: 1 }));
+        assert!(b.acquire());
+        b.release().expect("back to 1");
+        assert_eq!(b.value(), 1);
+        assert!(Semaphore::new(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn wakes_a_sleeper() {
+        let s = Semaphore::new(0).expect("create");
+        let t = {
+            let s = s.clone();
+            std::thread::spawn(move || s.acquire_timeout(Duration::from_secs(30)))
+        };
+        s.release().expect("release");
+        assert!(t.join().expect("thread"));
+    }
+}
