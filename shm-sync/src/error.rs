@@ -114,6 +114,10 @@ pub enum SyncError {
         /// The value given.
         got: u64,
     },
+    /// The lock is held now, but its previous holder died holding it (from
+    /// `Condition::wait`, which re-acquires the lock before returning).
+    #[error("the lock is held again, but its previous holder died holding it; the data may be inconsistent")]
+    LockOwnerDied,
     /// Too many processes wait on one condition at once.
     #[error("too many waiters on one condition (at most {max})")]
     TooManyWaiters {

@@ -12,6 +12,8 @@
 //! The algorithms take their waiting and waking as a parameter ([`park`]),
 //! so the same code is model-checked under loom (`RUSTFLAGS="--cfg loom"`).
 
+#[cfg(not(loom))]
+mod condition;
 pub mod error;
 mod event;
 mod lock;
@@ -21,6 +23,8 @@ mod semaphore;
 mod shared;
 mod sync;
 
+#[cfg(not(loom))]
+pub use condition::{Condition, MAX_WAITERS};
 pub use error::{LockResult, OwnerDied, SyncError, TryLockError, TryLockResult};
 #[cfg(not(loom))]
 pub use event::Event;
