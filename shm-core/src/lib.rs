@@ -24,8 +24,8 @@ pub use atomic::{AtomicInteger, ShmSafe};
 pub use error::{BootstrapError, ContextError, HandleError, OutOfBounds, ProcessError, SegmentError};
 pub use log::log_to_stderr;
 pub use process::{
-    Context, CurrentProcess, ExitReport, ParentProcess, Process, StartMethod, Worker, active_children, current_process,
-    get_all_start_methods, get_context, get_start_method, init, parent_process, set_start_method,
+    Context, CurrentProcess, ExitReport, FnRef, ParentProcess, Process, StartMethod, Worker, active_children,
+    current_process, get_all_start_methods, get_context, get_start_method, init, parent_process, set_start_method,
 };
 pub use segment::{Segment, SegmentInfo, SegmentKind, TypeIdentity};
 pub use value::RawValue;

@@ -13,6 +13,8 @@
 //! so the same code is model-checked under loom (`RUSTFLAGS="--cfg loom"`).
 
 #[cfg(not(loom))]
+mod barrier;
+#[cfg(not(loom))]
 mod condition;
 pub mod error;
 mod event;
@@ -23,6 +25,8 @@ mod semaphore;
 mod shared;
 mod sync;
 
+#[cfg(not(loom))]
+pub use barrier::{Barrier, MAX_PARTIES};
 #[cfg(not(loom))]
 pub use condition::{Condition, MAX_WAITERS};
 pub use error::{LockResult, OwnerDied, SyncError, TryLockError, TryLockResult};

@@ -36,7 +36,7 @@ pub use context::{
 };
 pub use current::{CurrentProcess, ParentProcess, active_children, current_process, parent_process};
 pub use forkserver::server_pid as fork_server_pid;
-pub use target::ExitReport;
+pub use target::{ExitReport, FnRef};
 
 use crate::error::{BootstrapError, ProcessError};
 use crate::{log, sys};

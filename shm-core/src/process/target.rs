@@ -241,3 +241,55 @@ fn resolve(off: u64) -> Result<usize, BootstrapError> {
         })
     }
 }
+
+/// A plain function that can travel to another process of the same
+/// executable (a barrier's action, say): it serialises as its code offset
+/// and the executable's identity, and deserialises only in a process that
+/// runs the very same file, at an offset inside its code.
+#[derive(Clone, Copy)]
+pub struct FnRef {
+    f: fn(),
+}
+
+impl std::fmt::Debug for FnRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FnRef(..)")
+    }
+}
+
+impl FnRef {
+    /// Wraps `f`.
+    pub fn new(f: fn()) -> Self {
+        Self { f }
+    }
+
+    /// Calls the function.
+    pub fn call(&self) {
+        (self.f)();
+    }
+}
+
+impl Serialize for FnRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let off = code_offset(self.f as *const () as usize).map_err(serde::ser::Error::custom)?;
+        (super::bootstrap::exe_identity(), off).serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FnRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (exe, off): ((u64, u64), u64) = serde::Deserialize::deserialize(deserializer)?;
+        if exe != super::bootstrap::exe_identity() {
+            return Err(serde::de::Error::custom(BootstrapError::NotSameExecutable {
+                parent: exe,
+                child: super::bootstrap::exe_identity(),
+            }));
+        }
+        let addr = resolve(off).map_err(serde::de::Error::custom)?;
+        // SAFETY: the offset was taken from a `fn()` (FnRef::serialize) in a
+        // process running this very executable file (checked above), and it
+        // lies inside this executable's code (`resolve`).
+        let f = unsafe { std::mem::transmute::<*const (), fn()>(addr as *const ()) };
+        Ok(Self { f })
+    }
+}

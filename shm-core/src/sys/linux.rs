@@ -643,6 +643,9 @@ pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32, deadline:
 /// Returns how many were woken.
 #[allow(clippy::disallowed_types, reason = "the futex word is shared memory")]
 pub fn futex_wake(word: &core::sync::atomic::AtomicU32, n: u32) -> usize {
+    // The kernel reads the count as an `int`: u32::MAX would mean -1 and
+    // wake a single sleeper. "All" is i32::MAX.
+    let n = n.min(i32::MAX.unsigned_abs());
     rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), n).unwrap_or(0)
 }
 

@@ -1,0 +1,111 @@
+//! Two processes doing the same work at once, started together: the
+//! harness of the contended rows in [`crate::sync_bench`].
+//!
+//! Each child is forked with `Process::from_closure`, reports ready, and
+//! waits (yielding) for the parent's go; then it stamps `CLOCK_MONOTONIC`,
+//! runs its operations and stamps again. A run lasts from the first start
+//! to the last finish, so process start and exit are not counted.
+//!
+//! # Memory ordering
+//!
+//! `ready` and `go` are a Release/Acquire handshake between children and
+//! parent. The stamps are Relaxed: the parent reads them after `waitpid`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::time::Duration;
+
+use shm::Process;
+
+use crate::raw_sync::{AtomicU32, AtomicU64, Padded, SharedMap, ZeroShared};
+
+/// Children in a contended run.
+pub const KIDS: usize = 2;
+
+/// Start line and finish stamps of a contended run.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Board {
+    ready: Padded<AtomicU32>,
+    go: Padded<AtomicU32>,
+    start: Padded<[AtomicU64; KIDS]>,
+    end: Padded<[AtomicU64; KIDS]>,
+}
+
+// SAFETY: padded atomics only; zero is "nobody ready, no stamps".
+unsafe impl ZeroShared for Board {}
+
+/// One contended run.
+#[derive(Clone, Copy, Debug)]
+pub struct Run {
+    /// First start to last finish.
+    pub elapsed: Duration,
+    /// First finisher's time over the last's (1.0 = fair).
+    pub fairness: f64,
+}
+
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is writable; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    let secs = u64::try_from(ts.tv_sec).expect("monotonic time is positive");
+    secs * 1_000_000_000 + u64::try_from(ts.tv_nsec).expect("nanoseconds are positive")
+}
+
+/// Forks [`KIDS`] children that each call `op` `ops` times, started
+/// together; see the module docs for what is timed.
+///
+/// # Panics
+///
+/// If a child cannot be started or fails.
+pub fn contend<F>(peers: &Arc<Peers>, ops: u32, op: F) -> Run
+where
+    F: Fn() + Clone + Send + 'static,
+{
+    let b = &peers.board;
+    // Relaxed: no child exists yet; the fork orders these stores before it.
+    b.ready.store(0, Relaxed);
+    b.go.store(0, Relaxed);
+    let kids: Vec<Process> = (0..KIDS)
+        .map(|i| {
+            let (peers, op) = (Arc::clone(peers), op.clone());
+            Process::from_closure(move || {
+                let b = &peers.board;
+                // Release/Acquire: the parent's go after everyone's ready.
+                b.ready.fetch_add(1, Release);
+                while b.go.load(Acquire) == 0 {
+                    std::thread::yield_now();
+                }
+                // Relaxed: read by the parent after waitpid.
+                b.start[i].store(now_ns(), Relaxed);
+                for _ in 0..ops {
+                    op();
+                }
+                b.end[i].store(now_ns(), Relaxed);
+            })
+        })
+        .collect();
+    for k in &kids {
+        k.start().expect("start a contending child");
+    }
+    // Acquire: pairs with the children's Release increments.
+    while b.ready.load(Acquire) < u32::try_from(KIDS).expect("a few children") {
+        std::thread::yield_now();
+    }
+    // Release: pairs with the Acquire in the children's wait.
+    b.go.store(1, Release);
+    for k in &kids {
+        assert_eq!(k.join().expect("join a contending child"), 0, "a contending child failed");
+    }
+    // Relaxed: the children have exited and been reaped.
+    let stamps = |a: &[AtomicU64; KIDS]| a.iter().map(|s| s.load(Relaxed)).collect::<Vec<_>>();
+    let (start, end) = (stamps(&b.start), stamps(&b.end));
+    let t0 = start.iter().copied().min().expect("children");
+    let first = end.iter().copied().min().expect("children") - t0;
+    let last = end.iter().copied().max().expect("children") - t0;
+    Run {
+        elapsed: Duration::from_nanos(last),
+        fairness: Duration::from_nanos(first).as_secs_f64() / Duration::from_nanos(last.max(1)).as_secs_f64(),
+    }
+}
+

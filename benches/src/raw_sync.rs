@@ -1,0 +1,401 @@
+//! The raw peers of the sync benchmarks, written here so that they share
+//! nothing with shm: shared anonymous mappings, futex wait/wake, a bare
+//! futex mutex (std's algorithm), glibc's process-shared pthread mutex
+//! (plain and robust), and a futex ping-pong.
+//!
+//! Every futex here is shared between processes: no `FUTEX_PRIVATE_FLAG`,
+//! as in shm's own locks (STYLE.md 3).
+//!
+//! # Memory ordering
+//!
+//! The mutexes take with Acquire and release with Release, pairing with
+//! each other, so that what one holder wrote is visible to the next. The
+//! ping-pong publishes each turn with Release and reads it with Acquire.
+//! Everything else is Relaxed: a look before a compare-and-swap or a futex
+//! call, which re-check the word themselves.
+
+use std::cell::UnsafeCell;
+use std::io;
+use std::ops::Deref;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::time::Duration;
+
+/// The atomics of the raw peers (the workspace bans naming them directly,
+/// so that shm's crates take theirs from their `sync` switch; the benches
+/// never run under loom).
+#[allow(clippy::disallowed_types, reason = "the benches' one use of std's atomics")]
+pub type AtomicU32 = std::sync::atomic::AtomicU32;
+/// See [`AtomicU32`].
+#[allow(clippy::disallowed_types, reason = "the benches' one use of std's atomics")]
+pub type AtomicU64 = std::sync::atomic::AtomicU64;
+
+/// A value on its own 128-byte line (two cache lines, as crossbeam's
+/// `CachePadded` on x86-64), so that neighbours do not share a line.
+#[repr(C, align(128))]
+#[derive(Debug, Default)]
+pub struct Padded<T>(pub T);
+
+impl<T> Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Types whose all-zero bytes are a valid value that processes may share.
+///
+/// # Safety
+///
+/// All-zero bytes must be a valid `T`, and `T` must hold no pointers, fds
+/// or process-local state: only atomics (or words used only through them).
+pub unsafe trait ZeroShared: Sync {}
+
+// SAFETY: an atomic is valid at zero and holds no pointer.
+unsafe impl ZeroShared for AtomicU32 {}
+// SAFETY: as above.
+unsafe impl ZeroShared for AtomicU64 {}
+// SAFETY: padding adds zero bytes only.
+unsafe impl<T: ZeroShared> ZeroShared for Padded<T> {}
+// SAFETY: an array of valid-at-zero shareable values.
+unsafe impl<T: ZeroShared, const N: usize> ZeroShared for [T; N] {}
+
+/// A `T` in a `MAP_SHARED | MAP_ANONYMOUS` mapping: children forked later
+/// see the same memory. Unmapped on drop (in each process separately).
+#[derive(Debug)]
+pub struct SharedMap<T> {
+    ptr: NonNull<T>,
+}
+
+// SAFETY: the mapping is owned by this handle; T is Sync (ZeroShared, or
+// `PthreadMutex`), so sharing `&T` between threads is sound.
+unsafe impl<T: Sync> Send for SharedMap<T> {}
+// SAFETY: as above; only `&T` is handed out.
+unsafe impl<T: Sync> Sync for SharedMap<T> {}
+
+impl<T: ZeroShared> SharedMap<T> {
+    /// A zeroed `T` in a fresh shared mapping.
+    ///
+    /// # Errors
+    ///
+    /// If `mmap` fails.
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: `ZeroShared` says all-zero bytes are a valid T.
+        unsafe { Self::zeroed() }
+    }
+}
+
+impl<T> SharedMap<T> {
+    /// Maps zeroed memory for a `T`.
+    ///
+    /// # Safety
+    ///
+    /// All-zero bytes must be a valid `T`.
+    unsafe fn zeroed() -> io::Result<Self> {
+        const { assert!(align_of::<T>() <= 4096, "mappings are page-aligned") };
+        let len = size_of::<T>().max(1);
+        // SAFETY: an anonymous mapping at an address the kernel picks: it
+        // overlaps nothing of ours. Fresh anonymous pages read as zero.
+        let p = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast::<T>()).expect("mmap never returns null on success");
+        Ok(Self { ptr })
+    }
+
+    /// The raw pointer (for C APIs that take `*mut`).
+    pub fn as_ptr(&self) -> *mut T {
+        self.ptr.as_ptr()
+    }
+}
+
+impl<T> Deref for SharedMap<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the mapping holds a valid T (zeroed, then initialised by
+        // its constructor) and lives until `self` drops.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T> Drop for SharedMap<T> {
+    fn drop(&mut self) {
+        // SAFETY: we mapped exactly this range in `zeroed`; no reference
+        // into it outlives `self`. A failure would only leak the mapping.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), size_of::<T>().max(1)) };
+    }
+}
+
+/// Sleeps while `*word == expected`, at most `timeout`. Returns false on
+/// timeout, true otherwise (woken, value changed, or a signal).
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(t.subsec_nanos().min(999_999_999).cast_signed()),
+    });
+    let ts_ptr = ts.as_ref().map_or(ptr::null(), ptr::from_ref);
+    // SAFETY: `word` is a live, aligned u32 for the whole call; the kernel
+    // only reads it and `ts`. FUTEX_WAIT without the private flag: the
+    // word may be shared with other processes.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            ts_ptr,
+            ptr::null::<u32>(),
+            0u32,
+        )
+    };
+    !(r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT))
+}
+
+/// Wakes up to `n` sleepers on `word`, in any process.
+pub fn futex_wake(word: &AtomicU32, n: i32) {
+    // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not touch it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            n,
+            ptr::null::<libc::timespec>(),
+            ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+/// std's futex mutex (`library/std/src/sys/sync/mutex/futex.rs`) on a
+/// shared futex: the floor for shm's `Lock`, which is the same algorithm
+/// plus a pid in the word.
+///
+/// | `state` | meaning                          |
+/// |---------|----------------------------------|
+/// | 0       | unlocked                         |
+/// | 1       | locked, nobody sleeps            |
+/// | 2       | locked, someone may sleep        |
+#[derive(Debug, Default)]
+pub struct FutexMutex {
+    state: AtomicU32,
+}
+
+const UNLOCKED: u32 = 0;
+const LOCKED: u32 = 1;
+const CONTENDED: u32 = 2;
+
+// SAFETY: one atomic; zero is "unlocked".
+unsafe impl ZeroShared for FutexMutex {}
+
+impl FutexMutex {
+    /// Takes the lock.
+    #[inline]
+    pub fn lock(&self) {
+        // Acquire: pairs with the Release swap in `unlock`.
+        if self.state.compare_exchange(UNLOCKED, LOCKED, Acquire, Relaxed).is_err() {
+            self.lock_contended();
+        }
+    }
+
+    #[cold]
+    fn lock_contended(&self) {
+        let mut state = self.spin();
+        if state == UNLOCKED {
+            // Acquire: pairs with the Release swap in `unlock`.
+            match self.state.compare_exchange(UNLOCKED, LOCKED, Acquire, Relaxed) {
+                Ok(_) => return,
+                Err(s) => state = s,
+            }
+        }
+        loop {
+            // Acquire: pairs with the Release swap in `unlock`. Taking it as
+            // CONTENDED may cause one needless wake later, as in std.
+            if state != CONTENDED && self.state.swap(CONTENDED, Acquire) == UNLOCKED {
+                return;
+            }
+            futex_wait(&self.state, CONTENDED, None);
+            state = self.spin();
+        }
+    }
+
+    fn spin(&self) -> u32 {
+        let mut spins = 100;
+        loop {
+            // Relaxed: a look; the take re-checks with Acquire.
+            let state = self.state.load(Relaxed);
+            if state != LOCKED || spins == 0 {
+                return state;
+            }
+            core::hint::spin_loop();
+            spins -= 1;
+        }
+    }
+
+    /// Releases the lock.
+    #[inline]
+    pub fn unlock(&self) {
+        // Release: pairs with the Acquire of the next take.
+        if self.state.swap(UNLOCKED, Release) == CONTENDED {
+            futex_wake(&self.state, 1);
+        }
+    }
+}
+
+/// A glibc `pthread_mutex_t` set up as `PTHREAD_PROCESS_SHARED` (and
+/// optionally `PTHREAD_MUTEX_ROBUST`), living in a [`SharedMap`].
+#[derive(Debug)]
+pub struct PthreadMutex {
+    m: UnsafeCell<libc::pthread_mutex_t>,
+}
+
+// SAFETY: a process-shared pthread mutex is made to be used concurrently
+// through its API, from any thread of any process mapping it.
+unsafe impl Sync for PthreadMutex {}
+
+impl PthreadMutex {
+    /// A process-shared mutex in a fresh shared mapping.
+    ///
+    /// # Errors
+    ///
+    /// If the mapping or an attribute call fails.
+    pub fn shared(robust: bool) -> io::Result<SharedMap<Self>> {
+        // SAFETY: zero bytes are glibc's PTHREAD_MUTEX_INITIALIZER; it is
+        // initialised properly below before anyone locks it.
+        let map = unsafe { SharedMap::<Self>::zeroed()? };
+        let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+        let check = |r: libc::c_int| if r == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(r)) };
+        // SAFETY: `attr` is writable memory for an attribute object.
+        check(unsafe { libc::pthread_mutexattr_init(attr.as_mut_ptr()) })?;
+        let attr = attr.as_mut_ptr();
+        // SAFETY: `attr` was initialised above.
+        check(unsafe { libc::pthread_mutexattr_setpshared(attr, libc::PTHREAD_PROCESS_SHARED) })?;
+        if robust {
+            // SAFETY: as above.
+            check(unsafe { libc::pthread_mutexattr_setrobust(attr, libc::PTHREAD_MUTEX_ROBUST) })?;
+        }
+        // SAFETY: the mutex lies in our fresh mapping, which nobody else
+        // sees yet; `attr` is initialised.
+        let r = check(unsafe { libc::pthread_mutex_init(map.m.get(), attr) });
+        // SAFETY: `attr` is initialised and no longer needed.
+        unsafe { libc::pthread_mutexattr_destroy(attr) };
+        r.map(|()| map)
+    }
+
+    /// Takes the mutex.
+    ///
+    /// # Panics
+    ///
+    /// If glibc reports an error (or, robust, that a holder died: nobody
+    /// dies in these benchmarks).
+    #[inline]
+    pub fn lock(&self) {
+        // SAFETY: initialised in `shared`, the only way to get one.
+        let r = unsafe { libc::pthread_mutex_lock(self.m.get()) };
+        assert_eq!(r, 0, "pthread_mutex_lock");
+    }
+
+    /// Releases the mutex.
+    ///
+    /// # Panics
+    ///
+    /// If glibc reports an error.
+    #[inline]
+    pub fn unlock(&self) {
+        // SAFETY: initialised in `shared`; the caller holds it.
+        let r = unsafe { libc::pthread_mutex_unlock(self.m.get()) };
+        debug_assert_eq!(r, 0, "pthread_mutex_unlock");
+    }
+}
+
+/// Two turn words, each on its own line, for a futex round trip between
+/// two processes: the parent publishes `ping = i` and wakes; the child
+/// sleeps until it sees `i`, publishes `pong = i` and wakes. Nobody spins:
+/// this is the sleep/wake floor of blocking primitives (Event, Condition).
+#[derive(Debug, Default)]
+pub struct PingPong {
+    ping: Padded<AtomicU32>,
+    pong: Padded<AtomicU32>,
+}
+
+// SAFETY: two padded atomics; zero is "no turn yet".
+unsafe impl ZeroShared for PingPong {}
+
+/// How long the child waits for a turn before it decides the parent is gone.
+const ABANDONED: Duration = Duration::from_secs(5);
+
+impl PingPong {
+    /// Sleeps until `word` reads `want`; false if nothing changed for
+    /// [`ABANDONED`].
+    fn await_turn(word: &AtomicU32, want: u32) -> bool {
+        loop {
+            // Acquire: pairs with the Release store of the other side.
+            let seen = word.load(Acquire);
+            if seen == want {
+                return true;
+            }
+            if !futex_wait(word, seen, Some(ABANDONED)) {
+                return false;
+            }
+        }
+    }
+
+    /// The parent's side: one round trip, turn `i` (1, 2, ...).
+    ///
+    /// # Panics
+    ///
+    /// If the child does not answer within [`ABANDONED`].
+    pub fn round_trip(&self, i: u32) {
+        // Release: pairs with the Acquire in the child's `await_turn`.
+        self.ping.store(i, Release);
+        futex_wake(&self.ping, 1);
+        assert!(Self::await_turn(&self.pong, i), "ping-pong child stopped answering");
+    }
+
+    /// The child's side: answers turns 1..=`turns`, or stops when the parent
+    /// stops asking for [`ABANDONED`].
+    pub fn serve(&self, turns: u32) {
+        for i in 1..=turns {
+            if !Self::await_turn(&self.ping, i) {
+                return;
+            }
+            // Release: pairs with the Acquire in the parent's `await_turn`.
+            self.pong.store(i, Release);
+            futex_wake(&self.pong, 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mutexes_lock_and_unlock() {
+        let f = SharedMap::<FutexMutex>::new().expect("map");
+        f.lock();
+        f.unlock();
+        for robust in [false, true] {
+            let p = PthreadMutex::shared(robust).expect("pthread mutex");
+            p.lock();
+            p.unlock();
+        }
+    }
+
+    #[test]
+    fn futex_wait_times_out_and_skips_on_change() {
+        let w = AtomicU32::new(1);
+        assert!(!futex_wait(&w, 1, Some(Duration::from_millis(1))));
+        assert!(futex_wait(&w, 0, Some(Duration::from_millis(1))), "value differs: no sleep");
+    }
+}

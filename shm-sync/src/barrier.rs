@@ -1,0 +1,327 @@
+//! `Barrier`: `parties` processes or threads wait until all have arrived
+//! (Python's `multiprocessing.Barrier`).
+//!
+//! # Algorithm
+//!
+//! One word holds `BROKEN` (bit 31), the round's generation (bits 16-30)
+//! and the arrivals of this round (bits 0-15). An arrival is one
+//! `fetch_add`, which gives each party its distinct index and its round at
+//! once. The last to arrive runs the action (exactly once per round, before
+//! anyone leaves), then stores the next generation with no arrivals and
+//! wakes everyone. Waiters sleep on the word and leave when its generation
+//! moves on; they sleep in slices and check that the parties already
+//! arrived still run, so a party killed while waiting breaks the barrier for
+//! all. A timeout, `abort`, or a panicking action breaks it too, until
+//! `reset`; `reset` also bumps an epoch so that parties of the old round
+//! leave with the broken error, as in Python.
+//!
+//! A party that dies *before* arriving cannot be told from a slow one: a
+//! timeout is the remedy, as in Python.
+//!
+//! # Memory ordering
+//!
+//! Arrivals are AcqRel and the release store is Release, read with Acquire
+//! by the waiters: everything every party wrote before `wait` is visible to
+//! every party after it.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shm_core::sys::{Deadline, FutexWait};
+use shm_core::{FnRef, SegmentError, SegmentKind};
+
+use crate::error::SyncError;
+use crate::park::{Futex, Park};
+use crate::shared::{Shared, SharedState};
+use crate::sync::AtomicU32;
+use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
+
+/// Most parties one barrier takes.
+pub const MAX_PARTIES: u32 = 1024;
+
+const BROKEN: u32 = 1 << 31;
+const GEN_SHIFT: u32 = 16;
+const GEN_MASK: u32 = 0x7fff;
+const COUNT: u32 = 0xffff;
+const SPINS: u32 = 200;
+
+fn generation(word: u32) -> u32 {
+    (word >> GEN_SHIFT) & GEN_MASK
+}
+
+/// The words of a barrier.
+#[repr(C)]
+pub(crate) struct RawBarrier {
+    word: AtomicU32,
+    parties: AtomicU32,
+    epoch: AtomicU32,
+    /// Thread ids of this round's arrivals, by index, for liveness checks.
+    arrivals: [AtomicU32; MAX_PARTIES as usize],
+}
+
+// SAFETY: AtomicU32 fields only, repr(C); zero parties is rejected on use.
+unsafe impl SharedState for RawBarrier {
+    const KIND: SegmentKind = SegmentKind::BARRIER;
+}
+
+impl RawBarrier {
+    fn parties(&self) -> Result<u32, SyncError> {
+        // Relaxed: set once before the barrier is shared. Checked, since
+        // a peer may have scribbled on it.
+        match self.parties.load(Relaxed) {
+            p @ 1..=MAX_PARTIES => Ok(p),
+            p => Err(SyncError::OutOfRange {
+                what: "barrier parties",
+                bound: "between 1 and 1024",
+                got: u64::from(p),
+            }),
+        }
+    }
+
+    fn break_it<P: Park>(&self) {
+        // Release: waiters that see BROKEN leave at once.
+        self.word.fetch_or(BROKEN, Release);
+        P::wake(&self.word, u32::MAX);
+    }
+
+    fn wait<P: Park>(&self, me: u32, action: Option<FnRef>, deadline: Option<Deadline>) -> Result<u32, SyncError> {
+        let parties = self.parties()?;
+        // Acquire: pairs with the epoch bump of `reset`.
+        let epoch = self.epoch.load(Acquire);
+        // AcqRel: the arrival publishes our writes and sees earlier ones.
+        let old = self.word.fetch_add(1, AcqRel);
+        if old & BROKEN != 0 {
+            return Err(SyncError::BrokenBarrier);
+        }
+        let index = old & COUNT;
+        if index >= parties {
+            // More arrivals than parties: the words were damaged.
+            self.break_it::<P>();
+            return Err(SyncError::BrokenBarrier);
+        }
+        let round = generation(old);
+        self.arrivals[index as usize].store(me, Relaxed);
+        if index + 1 == parties {
+            if let Some(action) = action
+                && std::panic::catch_unwind(|| action.call()).is_err()
+            {
+                self.break_it::<P>();
+                return Err(SyncError::BrokenBarrier);
+            }
+            // Forget this round's arrivals before the next can begin: a slot
+            // reads 0 ("unknown, alive") until its next arrival fills it.
+            self.clear_arrivals(parties);
+            // Release: pairs with the waiters' Acquire loads.
+            self.word.store(((round + 1) & GEN_MASK) << GEN_SHIFT, Release);
+            P::wake(&self.word, u32::MAX);
+            return Ok(index);
+        }
+        let mut spins = SPINS;
+        loop {
+            // Acquire: pairs with the release store of the last arrival.
+            let word = self.word.load(Acquire);
+            if word & BROKEN != 0 || self.epoch.load(Acquire) != epoch {
+                return Err(SyncError::BrokenBarrier);
+            }
+            if generation(word) != round {
+                return Ok(index);
+            }
+            if P::passed(deadline) {
+                self.break_it::<P>();
+                return Err(SyncError::BrokenBarrier);
+            }
+            if spins > 0 {
+                spins -= 1;
+                core::hint::spin_loop();
+                continue;
+            }
+            if P::wait(&self.word, word, P::slice(deadline)) == FutexWait::TimedOut && self.a_party_died::<P>(word) {
+                self.break_it::<P>();
+                return Err(SyncError::BrokenBarrier);
+            }
+        }
+    }
+
+    fn a_party_died<P: Park>(&self, word: u32) -> bool {
+        let arrived = (word & COUNT).min(MAX_PARTIES) as usize;
+        self.arrivals[..arrived].iter().any(|a| {
+            let id = a.load(Relaxed);
+            id != 0 && !P::alive(id)
+        })
+    }
+
+    fn clear_arrivals(&self, parties: u32) {
+        for a in &self.arrivals[..parties as usize] {
+            // Relaxed: published by the Release store of the next word.
+            a.store(0, Relaxed);
+        }
+    }
+
+    fn reset<P: Park>(&self) {
+        self.clear_arrivals(self.parties().unwrap_or(MAX_PARTIES));
+        // Release: parties of the old round see the new epoch and leave.
+        self.epoch.fetch_add(1, Release);
+        let word = self.word.load(Relaxed);
+        self.word
+            .store(((generation(word) + 1) & GEN_MASK) << GEN_SHIFT, Release);
+        P::wake(&self.word, u32::MAX);
+    }
+}
+
+/// A barrier in shared memory.
+///
+/// # Examples
+///
+/// ```
+/// let b = shm_sync::Barrier::new(1)?;
+/// assert_eq!(b.wait(), Ok(0));
+/// b.abort();
+/// assert!(b.broken() && b.wait().is_err());
+/// b.reset();
+/// assert_eq!(b.wait(), Ok(0));
+/// # Ok::<(), shm_core::SegmentError>(())
+/// ```
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Barrier {
+    shared: Shared<RawBarrier>,
+    action: Option<FnRef>,
+    timeout: Option<Duration>,
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties())
+            .field("n_waiting", &self.n_waiting())
+            .field("broken", &self.broken())
+            .finish()
+    }
+}
+
+impl Barrier {
+    /// A barrier for `parties` (1 to [`MAX_PARTIES`]).
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError::InvalidSize`] for a count out of range, or if the
+    /// segment cannot be made.
+    pub fn new(parties: u32) -> Result<Self, SegmentError> {
+        if !(1..=MAX_PARTIES).contains(&parties) {
+            return Err(SegmentError::InvalidSize {
+                requested: u64::from(parties),
+                reason: "a barrier takes 1 to 1024 parties",
+            });
+        }
+        let shared: Shared<RawBarrier> = Shared::create()?;
+        shared.get().parties.store(parties, Relaxed);
+        Ok(Self {
+            shared,
+            action: None,
+            timeout: None,
+        })
+    }
+
+    /// Runs `action` once per round, in the last party to arrive, before
+    /// any party leaves. A panicking action breaks the barrier.
+    #[must_use]
+    pub fn with_action(mut self, action: fn()) -> Self {
+        self.action = Some(FnRef::new(action));
+        self
+    }
+
+    /// The timeout `wait` uses (Python's `timeout` argument).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Waits for all parties; returns this party's index (0 to parties - 1,
+    /// distinct per party).
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::BrokenBarrier`] after a timeout, `abort`, a dead party
+    /// or a panicking action.
+    pub fn wait(&self) -> Result<u32, SyncError> {
+        self.wait_until(self.timeout.map(Deadline::after))
+    }
+
+    /// As [`Barrier::wait`] with its own timeout, which breaks the barrier
+    /// when it passes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Barrier::wait`].
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, SyncError> {
+        self.wait_until(Some(Deadline::after(timeout)))
+    }
+
+    fn wait_until(&self, deadline: Option<Deadline>) -> Result<u32, SyncError> {
+        self.shared
+            .get()
+            .wait::<Futex>(Futex::thread_id(), self.action, deadline)
+    }
+
+    /// Breaks the barrier: current and later waiters fail until `reset`.
+    pub fn abort(&self) {
+        self.shared.get().break_it::<Futex>();
+    }
+
+    /// Makes the barrier usable again; parties waiting now fail.
+    pub fn reset(&self) {
+        self.shared.get().reset::<Futex>();
+    }
+
+    /// Its number of parties (0 if the shared count is damaged).
+    pub fn parties(&self) -> u32 {
+        self.shared.get().parties().unwrap_or(0)
+    }
+
+    /// How many wait in the current round.
+    pub fn n_waiting(&self) -> u32 {
+        let word = self.shared.get().word.load(Relaxed);
+        if word & BROKEN != 0 { 0 } else { word & COUNT }
+    }
+
+    /// Whether it is broken.
+    pub fn broken(&self) -> bool {
+        self.shared.get().word.load(Relaxed) & BROKEN != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_give_distinct_indices() {
+        let b = Barrier::new(3).expect("create");
+        for _ in 0..50 {
+            let threads: Vec<_> = (0..3)
+                .map(|_| {
+                    let b = b.clone();
+                    std::thread::spawn(move || b.wait_timeout(Duration::from_secs(60)))
+                })
+                .collect();
+            let mut idx: Vec<u32> = threads
+                .into_iter()
+                .map(|t| t.join().expect("t").expect("wait"))
+                .collect();
+            idx.sort_unstable();
+            assert_eq!(idx, [0, 1, 2]);
+        }
+    }
+
+    #[test]
+    fn timeout_breaks_it_for_everyone() {
+        let b = Barrier::new(2).expect("create");
+        assert_eq!(b.wait_timeout(Duration::from_millis(10)), Err(SyncError::BrokenBarrier));
+        assert!(b.broken());
+        assert_eq!(b.wait(), Err(SyncError::BrokenBarrier));
+        b.reset();
+        assert!(!b.broken() && b.n_waiting() == 0);
+        assert!(Barrier::new(0).is_err() && Barrier::new(MAX_PARTIES + 1).is_err());
+    }
+}
