@@ -22,10 +22,10 @@ use crate::raw_sync::{AtomicU32, AtomicU64, Padded, SharedMap, ZeroShared};
 /// Children in a contended run.
 pub const KIDS: usize = 2;
 
-/// Start line and finish stamps of a contended run.
+/// The start line and finish stamps of a run, shared with the children.
 #[repr(C)]
 #[derive(Debug, Default)]
-pub struct Board {
+struct Board {
     ready: Padded<AtomicU32>,
     go: Padded<AtomicU32>,
     start: Padded<[AtomicU64; KIDS]>,
@@ -40,7 +40,8 @@ unsafe impl ZeroShared for Board {}
 pub struct Run {
     /// First start to last finish.
     pub elapsed: Duration,
-    /// First finisher's time over the last's (1.0 = fair).
+    /// First finisher's time over the last's: 1.0 when both end together,
+    /// 0.5 when one ran all its operations before the other began.
     pub fairness: f64,
 }
 
@@ -52,60 +53,82 @@ fn now_ns() -> u64 {
     secs * 1_000_000_000 + u64::try_from(ts.tv_nsec).expect("nanoseconds are positive")
 }
 
-/// Forks [`KIDS`] children that each call `op` `ops` times, started
-/// together; see the module docs for what is timed.
-///
-/// # Panics
-///
-/// If a child cannot be started or fails.
-pub fn contend<F>(peers: &Arc<Peers>, ops: u32, op: F) -> Run
-where
-    F: Fn() + Clone + Send + 'static,
-{
-    let b = &peers.board;
-    // Relaxed: no child exists yet; the fork orders these stores before it.
-    b.ready.store(0, Relaxed);
-    b.go.store(0, Relaxed);
-    let kids: Vec<Process> = (0..KIDS)
-        .map(|i| {
-            let (peers, op) = (Arc::clone(peers), op.clone());
-            Process::from_closure(move || {
-                let b = &peers.board;
-                // Release/Acquire: the parent's go after everyone's ready.
-                b.ready.fetch_add(1, Release);
-                while b.go.load(Acquire) == 0 {
-                    std::thread::yield_now();
-                }
-                // Relaxed: read by the parent after waitpid.
-                b.start[i].store(now_ns(), Relaxed);
-                for _ in 0..ops {
-                    op();
-                }
-                b.end[i].store(now_ns(), Relaxed);
-            })
-        })
-        .collect();
-    for k in &kids {
-        k.start().expect("start a contending child");
-    }
-    // Acquire: pairs with the children's Release increments.
-    while b.ready.load(Acquire) < u32::try_from(KIDS).expect("a few children") {
-        std::thread::yield_now();
-    }
-    // Release: pairs with the Acquire in the children's wait.
-    b.go.store(1, Release);
-    for k in &kids {
-        assert_eq!(k.join().expect("join a contending child"), 0, "a contending child failed");
-    }
-    // Relaxed: the children have exited and been reaped.
-    let stamps = |a: &[AtomicU64; KIDS]| a.iter().map(|s| s.load(Relaxed)).collect::<Vec<_>>();
-    let (start, end) = (stamps(&b.start), stamps(&b.end));
-    let t0 = start.iter().copied().min().expect("children");
-    let first = end.iter().copied().min().expect("children") - t0;
-    let last = end.iter().copied().max().expect("children") - t0;
-    Run {
-        elapsed: Duration::from_nanos(last),
-        fairness: Duration::from_nanos(first).as_secs_f64() / Duration::from_nanos(last.max(1)).as_secs_f64(),
-    }
+/// Runs contended rounds; made once and reused (fresh shared pages cost
+/// a first touch each, `MACHINE.md`).
+#[derive(Clone, Debug)]
+pub struct Contention {
+    board: Arc<SharedMap<Board>>,
 }
 
+impl Contention {
+    /// Maps the board.
+    ///
+    /// # Errors
+    ///
+    /// If `mmap` fails.
+    pub fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            board: Arc::new(SharedMap::new()?),
+        })
+    }
+
+    /// Forks [`KIDS`] children that each call `op` `ops` times, started
+    /// together; see the module docs for what is timed.
+    ///
+    /// # Panics
+    ///
+    /// If a child cannot be started or fails.
+    pub fn run<F>(&self, ops: u32, op: F) -> Run
+    where
+        F: Fn() + Clone + Send + 'static,
+    {
+        let b = &*self.board;
+        // Relaxed: no child exists yet; the fork orders these stores before it.
+        b.ready.store(0, Relaxed);
+        b.go.store(0, Relaxed);
+        let kids: Vec<Process> = (0..KIDS)
+            .map(|i| {
+                let (board, op) = (Arc::clone(&self.board), op.clone());
+                Process::from_closure(move || {
+                    // Release: pairs with the parent's Acquire wait for ready.
+                    board.ready.fetch_add(1, Release);
+                    // Acquire: pairs with the parent's Release go.
+                    while board.go.load(Acquire) == 0 {
+                        std::thread::yield_now();
+                    }
+                    // Relaxed: read by the parent after waitpid.
+                    board.start[i].store(now_ns(), Relaxed);
+                    for _ in 0..ops {
+                        op();
+                    }
+                    // Relaxed: as above.
+                    board.end[i].store(now_ns(), Relaxed);
+                })
+            })
+            .collect();
+        for k in &kids {
+            k.start().expect("start a contending child");
+        }
+        let all = u32::try_from(KIDS).expect("a few children");
+        // Acquire: pairs with the children's Release increments.
+        while b.ready.load(Acquire) < all {
+            std::thread::yield_now();
+        }
+        // Release: pairs with the Acquire in the children's wait.
+        b.go.store(1, Release);
+        for k in &kids {
+            assert_eq!(k.join().expect("join a contending child"), 0, "a contending child failed");
+        }
+        // Relaxed: the children have exited and been reaped.
+        let stamps = |a: &[AtomicU64; KIDS]| a.iter().map(|s| s.load(Relaxed)).collect::<Vec<_>>();
+        let (start, end) = (stamps(&b.start), stamps(&b.end));
+        let t0 = start.iter().copied().min().expect("children");
+        let first = end.iter().copied().min().expect("children") - t0;
+        let last = end.iter().copied().max().expect("children") - t0;
+        let secs = |ns: u64| Duration::from_nanos(ns).as_secs_f64();
+        Run {
+            elapsed: Duration::from_nanos(last),
+            fairness: secs(first) / secs(last.max(1)),
+        }
+    }
+}

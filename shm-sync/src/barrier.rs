@@ -20,7 +20,7 @@
 //!
 //! # Memory ordering
 //!
-//! Arrivals are AcqRel and the release store is Release, read with Acquire
+//! Arrivals are `AcqRel` and the release store is Release, read with Acquire
 //! by the waiters: everything every party wrote before `wait` is visible to
 //! every party after it.
 

@@ -199,7 +199,7 @@ impl fmt::Debug for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Condition")
             .field("waiting", &self.shared.get().waiting())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

@@ -1,6 +1,6 @@
-//! Synchronisation primitives that live in shared memory: [`Lock`] (and,
-//! as they land, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`,
-//! `Event`, `Barrier`, and the locked `Value`/`Array`).
+//! Synchronisation primitives that live in shared memory: [`Lock`],
+//! [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`],
+//! [`Barrier`], and [`Value`]/[`Array`] with a lock of their own.
 //!
 //! Each is a few `u32` words in a shared segment, driven by the futex system
 //! call without the private flag. Uncontended operations are one atomic
@@ -24,6 +24,8 @@ mod rlock;
 mod semaphore;
 mod shared;
 mod sync;
+#[cfg(not(loom))]
+mod value;
 
 #[cfg(not(loom))]
 pub use barrier::{Barrier, MAX_PARTIES};
@@ -38,3 +40,5 @@ pub use lock::{Lock, LockGuard};
 pub use rlock::{RLock, RLockGuard};
 #[cfg(not(loom))]
 pub use semaphore::{BoundedSemaphore, SEM_VALUE_MAX, Semaphore};
+#[cfg(not(loom))]
+pub use value::{Array, SharedLock, SharedLockGuard, Value};

@@ -12,7 +12,7 @@
 //! Taking a permit is Acquire and adding is Release, so a permit carries
 //! what the releaser wrote. The sleeper count is a Dekker pair: the sleeper
 //! increments `sleepers` then reads `value`; the releaser increments
-//! `value` then reads `sleepers`. Both sides are SeqCst, so at least one of
+//! `value` then reads `sleepers`. Both sides are `SeqCst`, so at least one of
 //! them sees the other: a releaser that reads no sleeper is ordered before
 //! the sleeper's increment, whose following read of `value` (and the
 //! kernel's re-read at sleep) then sees the new permit. No wake is lost.

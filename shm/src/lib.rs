@@ -20,7 +20,10 @@
 //! ```
 
 pub use shm_core::*;
-pub use shm_sync::{Lock, LockGuard, LockResult, OwnerDied, SyncError, TryLockError, TryLockResult};
+pub use shm_sync::{
+    Array, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, LockResult, OwnerDied, RLock, RLockGuard,
+    Semaphore, SharedLock, SharedLockGuard, SyncError, TryLockError, TryLockResult, Value,
+};
 
 /// The names most programs use.
 pub mod prelude {
