@@ -117,7 +117,11 @@ impl Contention {
         // Release: pairs with the Acquire in the children's wait.
         b.go.store(1, Release);
         for k in &kids {
-            assert_eq!(k.join().expect("join a contending child"), 0, "a contending child failed");
+            assert_eq!(
+                k.join().expect("join a contending child"),
+                0,
+                "a contending child failed"
+            );
         }
         // Relaxed: the children have exited and been reaped.
         let stamps = |a: &[AtomicU64; KIDS]| a.iter().map(|s| s.load(Relaxed)).collect::<Vec<_>>();

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use shm::{Process, StartMethod};
 
 use crate::report::{Measured, Report, Row, Target};
-use crate::stats::{Case, Stats, Unit, time_interleaved};
+use crate::stats::{Case, Unit, time_interleaved};
 use crate::svg::{Chart, Kind};
 use crate::{Mode, python};
 
@@ -150,20 +150,6 @@ impl Default for SelfExec {
     }
 }
 
-/// Python's result for `method`, if the script ran.
-fn python_stats(j: &python::FlatJson, method: &str) -> Option<Stats> {
-    let median = j.number(method)?;
-    let get = |suffix: &str| j.number(&format!("{method}_{suffix}")).unwrap_or(median);
-    let n = j.text(&format!("{method}_n")).and_then(|t| t.parse().ok()).unwrap_or(1);
-    Some(Stats {
-        n,
-        median,
-        p10: get("p10"),
-        p90: get("p90"),
-        unit: Unit::Seconds,
-    })
-}
-
 /// Measures everything and adds the rows, notes and `process_start.svg` to `report`.
 pub fn run(mode: Mode, report: &mut Report) {
     let exec = SelfExec::new();
@@ -197,15 +183,12 @@ pub fn run(mode: Mode, report: &mut Report) {
     let fork_exec = m("fork+execv(self)+waitpid (raw)", 4);
     let posix_spawn = m("posix_spawn(self)+wait (std Command)", 5);
 
-    let args: Vec<String> = [
+    let args = python::args(&[
         ("--fork", mode.scale(50)),
         ("--forkserver", mode.scale(50)),
         ("--spawn", mode.scale(20)),
         ("--warmup", mode.warmup(3)),
-    ]
-    .iter()
-    .flat_map(|(k, v)| [(*k).to_owned(), v.to_string()])
-    .collect();
+    ]);
     let py = python::run("process_start.py", &args);
     let py_name = match &py {
         Ok(j) => format!("Python {}", j.text("python").unwrap_or("3")),
@@ -237,7 +220,7 @@ pub fn run(mode: Mode, report: &mut Report) {
         ("spawn", &ours_spawn, vec![&fork_exec, &posix_spawn]),
     ];
     for (method, ours, floors) in groups {
-        let peer = py.as_ref().ok().and_then(|j| python_stats(j, method));
+        let peer = py.as_ref().ok().and_then(|j| j.stats(method, Unit::Seconds));
         let peer_label = format!("{py_name} multiprocessing, {method}");
         if let Some(p) = peer {
             report.measure(Measured::new(&peer_label, p));

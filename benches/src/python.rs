@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::stats::{Stats, Unit};
+
 /// The directory of the Python peer scripts.
 pub fn script_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("python")
@@ -41,6 +43,29 @@ impl FlatJson {
     pub fn number(&self, key: &str) -> Option<f64> {
         self.text(key)?.parse().ok()
     }
+
+    /// The summary a script printed as `key` (the median), `key_p10`,
+    /// `key_p90` and `key_n`; missing percentiles read as the median.
+    pub fn stats(&self, key: &str, unit: Unit) -> Option<Stats> {
+        let median = self.number(key)?;
+        let get = |suffix: &str| self.number(&format!("{key}_{suffix}")).unwrap_or(median);
+        let n = self.text(&format!("{key}_n")).and_then(|t| t.parse().ok()).unwrap_or(1);
+        Some(Stats {
+            n,
+            median,
+            p10: get("p10"),
+            p90: get("p90"),
+            unit,
+        })
+    }
+}
+
+/// `[("--n", 5)]` as the arguments `["--n", "5"]`.
+pub fn args(pairs: &[(&str, usize)]) -> Vec<String> {
+    pairs
+        .iter()
+        .flat_map(|(k, v)| [(*k).to_owned(), v.to_string()])
+        .collect()
 }
 
 fn unquote(s: &str) -> String {
@@ -90,6 +115,8 @@ mod tests {
         assert_eq!(j.text("python"), Some("3.11.7"));
         assert_eq!(j.number("x"), Some(1e-5));
         assert_eq!(j.number("missing"), None);
+        let s = j.stats("spawn", Unit::Seconds).expect("present");
+        assert_eq!((s.n, s.median, s.p90), (1, 20.0, 20.0));
         assert!(FlatJson::parse("oops").is_err());
     }
 }

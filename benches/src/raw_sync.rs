@@ -274,7 +274,13 @@ impl PthreadMutex {
         // initialised properly below before anyone locks it.
         let map = unsafe { SharedMap::<Self>::zeroed()? };
         let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
-        let check = |r: libc::c_int| if r == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(r)) };
+        let check = |r: libc::c_int| {
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(r))
+            }
+        };
         // SAFETY: `attr` is writable memory for an attribute object.
         check(unsafe { libc::pthread_mutexattr_init(attr.as_mut_ptr()) })?;
         let attr = attr.as_mut_ptr();
@@ -396,6 +402,9 @@ mod tests {
     fn futex_wait_times_out_and_skips_on_change() {
         let w = AtomicU32::new(1);
         assert!(!futex_wait(&w, 1, Some(Duration::from_millis(1))));
-        assert!(futex_wait(&w, 0, Some(Duration::from_millis(1))), "value differs: no sleep");
+        assert!(
+            futex_wait(&w, 0, Some(Duration::from_millis(1))),
+            "value differs: no sleep"
+        );
     }
 }

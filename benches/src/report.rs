@@ -72,6 +72,9 @@ pub struct Row {
     pub target: Target,
     /// Why the peer is missing, or any other remark for the notes.
     pub note: Option<String>,
+    /// A measurement with no peer (a floor kept for later rows): shown
+    /// with `-` for peer, ratio and target rather than as skipped.
+    pub info: bool,
 }
 
 impl Row {
@@ -89,6 +92,15 @@ impl Row {
             peer,
             target: Target::None,
             note: None,
+            info: false,
+        }
+    }
+
+    /// A row that only reports `measured`, with no peer and no target.
+    pub fn info(benchmark: impl Into<String>, measured: Measured) -> Self {
+        Self {
+            info: true,
+            ..Self::new(benchmark, measured, "-", None)
         }
     }
 
@@ -180,9 +192,14 @@ impl Report {
         s.push_str("\n| benchmark | ours | peer | peer value | ratio (ours/peer) | target | met? |\n");
         s.push_str("|---|---:|---|---:|---:|---:|:---:|\n");
         for r in &self.rows {
-            let peer = r.peer.map_or_else(|| "skipped".to_owned(), |p| p.show());
+            let peer = match r.peer {
+                Some(p) => p.show(),
+                None if r.info => r.ours.name.clone(),
+                None => "skipped".to_owned(),
+            };
             let ratio = r.ratio().map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"));
             let met = match (r.met(), r.peer) {
+                _ if r.info => "-",
                 (_, None) => "skipped",
                 (None, Some(_)) => "-",
                 (Some(true), _) => "yes",
@@ -251,7 +268,8 @@ mod tests {
         rep.rows
             .push(Row::new("a", ours.clone(), "floor", Some(secs(1e-4))).target(Target::AtMost(1.3)));
         rep.rows
-            .push(Row::new("b", ours, "python", None).target(Target::AtMost(0.1)));
+            .push(Row::new("b", ours.clone(), "python", None).target(Target::AtMost(0.1)));
+        rep.rows.push(Row::info("c", ours));
         let md = rep.markdown();
         assert!(
             md.contains("| a | 200 µs | floor | 100 µs | 2.00 | ≤ 1.3 | **no** |"),
@@ -261,5 +279,6 @@ mod tests {
             md.contains("| b | 200 µs | python | skipped | - | ≤ 0.1 | skipped |"),
             "{md}"
         );
+        assert!(md.contains("| c | 200 µs | - | ours | - | - | - |"), "{md}");
     }
 }

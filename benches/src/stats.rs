@@ -118,6 +118,30 @@ impl Stats {
     pub fn show(&self) -> String {
         self.unit.format(self.median)
     }
+
+    /// Every number times `k`, e.g. seconds per batch to seconds per operation.
+    #[must_use]
+    pub fn scaled(self, k: f64) -> Self {
+        Self {
+            median: self.median * k,
+            p10: self.p10 * k,
+            p90: self.p90 * k,
+            ..self
+        }
+    }
+
+    /// Seconds per run of `ops` operations to operations per second (the
+    /// slowest run's rate becomes p10).
+    #[must_use]
+    pub fn per_second(self, ops: f64) -> Self {
+        Self {
+            median: ops / self.median,
+            p10: ops / self.p90,
+            p90: ops / self.p10,
+            unit: Unit::PerSecond,
+            ..self
+        }
+    }
 }
 
 /// Runs `f` `warmup` times untimed, then `n` times, timing each call.
@@ -225,6 +249,14 @@ mod tests {
         assert_eq!((s.median, s.p10, s.p90), (6.0, 2.0, 10.0));
         let even = Stats::from_samples(&[4.0, 1.0, 3.0, 2.0], Unit::Seconds).expect("non-empty");
         assert!((even.median - 2.5).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn runs_convert_to_rates() {
+        let s = Stats::from_samples(&[1.0, 2.0, 4.0], Unit::Seconds).expect("non-empty");
+        let r = s.per_second(8.0);
+        assert_eq!((r.median, r.p10, r.p90, r.unit), (4.0, 2.0, 8.0, Unit::PerSecond));
+        assert!((s.scaled(0.5).median - 1.0).abs() < f64::EPSILON);
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod prelude {
         Process, RawArray, RawValue, StartMethod, Worker, active_children, cpu_count, current_process, get_context,
         parent_process,
     };
+    pub use shm_sync::{Array, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, Value};
 }
 
 /// The README's code, compiled as a doctest so it cannot rot.

@@ -195,6 +195,71 @@ fn s22_daemon_started_from_a_thread_outlives_the_thread_not_the_parent() {
 }
 
 #[test]
+fn s11_event_timed_waiter_gives_up_the_other_sees_the_set() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_event"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("waiter with 2 s timeout: false"), "{m}:\n{text}");
+        assert!(text.contains("waiter without timeout: true"), "{m}:\n{text}");
+        let order: Vec<usize> = [
+            "waiter with 2 s timeout",
+            "parent sets the event",
+            "waiter without timeout",
+        ]
+        .iter()
+        .map(|l| text.find(l).unwrap_or(usize::MAX))
+        .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{m}: out of order:\n{text}");
+    }
+}
+
+#[test]
+fn s12_lock_counts_exactly() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_lock"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "counter = 5000\n", "{m}");
+    }
+}
+
+#[test]
+fn s13_stage_two_runs_only_after_stage_one() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_condition"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        let done = text
+            .find("stage 1 done")
+            .unwrap_or_else(|| panic!("{m}: no stage 1:\n{text}"));
+        let stage2: Vec<usize> = text.match_indices("stage 2 running").map(|(i, _)| i).collect();
+        assert_eq!(stage2.len(), 2, "{m}:\n{text}");
+        assert!(stage2.iter().all(|&i| i > done), "{m}: stage 2 before stage 1:\n{text}");
+        assert_eq!(text.matches("after stage 1 (done = 1)").count(), 2, "{m}:\n{text}");
+    }
+}
+
+#[test]
+fn s14_never_more_than_three_active() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_semaphore"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("active: ")).collect();
+        assert_eq!(lines.len(), 10, "{m}: every worker ran once:\n{text}");
+        for l in &lines {
+            assert!(l.matches("Process-").count() <= 3, "{m}: too many active: {l}");
+        }
+        let most: u32 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("most active at once: "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(99);
+        assert!((1..=3).contains(&most), "{m}: {most}");
+    }
+}
+
+#[test]
 fn missing_init_is_a_clear_error_not_a_fork_bomb() {
     let out = run(env!("CARGO_BIN_EXE_no_init"), StartMethod::Spawn, &["spawn"]);
     let text = stdout(&out);

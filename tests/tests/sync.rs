@@ -5,7 +5,11 @@ use std::sync::atomic::Ordering::{Acquire, Release};
 use std::time::Duration;
 
 use libtest_mimic::Trial;
-use shm::{Lock, Process, RawValue, StartMethod, TryLockError};
+use std::sync::OnceLock;
+
+use shm::{
+    Barrier, Condition, Event, Lock, Process, RLock, RawValue, Semaphore, StartMethod, SyncError, TryLockError, Value,
+};
 use shm_tests::{METHODS, check, run_trials};
 
 type Result = shm_tests::TestResult;
@@ -164,6 +168,226 @@ fn sigkill_at_random_points_never_hangs(m: StartMethod) -> Result {
     Ok(())
 }
 
+fn wait_event((e, ready): (Event, RawValue<u32>)) -> std::result::Result<(), String> {
+    ready.fetch_add(1, Release);
+    if e.wait_timeout(Duration::from_secs(30)) {
+        Ok(())
+    } else {
+        Err("not woken".into())
+    }
+}
+
+fn event_wakes_every_waiting_process(m: StartMethod) -> Result {
+    let e = Event::new()?;
+    let ready = RawValue::new(0u32)?;
+    let procs: Vec<Process> = (0..3)
+        .map(|_| Process::new(wait_event, (e.clone(), ready.clone())).with_start_method(m))
+        .collect();
+    for p in &procs {
+        p.start()?;
+    }
+    while ready.load(Acquire) < 3 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    e.set();
+    for p in &procs {
+        check(p.join()? == 0, "a waiter was not woken")?;
+    }
+    e.clear();
+    check(!e.is_set(), "clear")
+}
+
+fn limited((sem, active, most): (Semaphore, RawValue<u32>, RawValue<u32>)) {
+    sem.acquire();
+    let now = active.fetch_add(1, Acquire) + 1;
+    most.atomic().fetch_max(now, Release);
+    std::thread::sleep(Duration::from_millis(5));
+    active.fetch_sub(1, Release);
+    sem.release().expect("we hold a permit");
+}
+
+fn semaphore_limits_concurrency(m: StartMethod) -> Result {
+    let sem = Semaphore::new(2)?;
+    let (active, most) = (RawValue::new(0u32)?, RawValue::new(0u32)?);
+    let procs: Vec<Process> = (0..6)
+        .map(|_| Process::new(limited, (sem.clone(), active.clone(), most.clone())).with_start_method(m))
+        .collect();
+    for p in &procs {
+        p.start()?;
+    }
+    for p in &procs {
+        check(p.join()? == 0, "worker failed")?;
+    }
+    check(
+        (1..=2).contains(&most.get()),
+        format!("{} at once under Semaphore(2)", most.get()),
+    )?;
+    check(sem.value() == 2, "permits lost")
+}
+
+fn rlock_child((r, step): (RLock, RawValue<u32>)) -> std::result::Result<(), String> {
+    if r.acquire(false, None).ok() != Some(false) {
+        return Err("took an RLock the parent holds".into());
+    }
+    if r.release().is_ok() {
+        return Err("released an RLock the parent holds".into());
+    }
+    step.store(1, Release);
+    if r.acquire(true, Some(Duration::from_secs(30))).ok() != Some(true) || r.acquire(true, None).ok() != Some(true) {
+        return Err("could not take it twice".into());
+    }
+    r.release().map_err(|e| e.to_string())?;
+    r.release().map_err(|e| e.to_string())
+}
+
+fn rlock_belongs_to_one_thread_of_one_process(m: StartMethod) -> Result {
+    let r = RLock::new()?;
+    let step = RawValue::new(0u32)?;
+    let g = r.lock().map_err(|_| "fresh lock")?;
+    let p = Process::new(rlock_child, (r.clone(), step.clone())).with_start_method(m);
+    p.start()?;
+    wait_flag(&step);
+    drop(g);
+    check(p.join()? == 0, "child saw wrong ownership")?;
+    check(r.depth() == 0, "left held")
+}
+
+fn cond_waiter((cond, woken): (Condition, RawValue<u32>)) -> std::result::Result<(), String> {
+    cond.acquire(true, None).map_err(|_| "lock")?;
+    let notified = cond.wait_timeout(Duration::from_secs(60)).map_err(|e| e.to_string())?;
+    woken.fetch_add(1, Release);
+    cond.release().map_err(|e| e.to_string())?;
+    if notified { Ok(()) } else { Err("timed out".into()) }
+}
+
+fn condition_notify_n_wakes_exactly_n(m: StartMethod) -> Result {
+    let cond = Condition::new()?;
+    let woken = RawValue::new(0u32)?;
+    let procs: Vec<Process> = (0..4)
+        .map(|_| Process::new(cond_waiter, (cond.clone(), woken.clone())).with_start_method(m))
+        .collect();
+    for p in &procs {
+        p.start()?;
+    }
+    while cond.waiting() < 4 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    cond.acquire(true, None).map_err(|_| "lock")?;
+    check(cond.notify(2)? == 2, "notify(2)")?;
+    cond.release()?;
+    while woken.load(Acquire) < 2 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The other two can only leave by notification (their timeout is 60 s).
+    check(
+        cond.waiting() == 2 && woken.load(Acquire) == 2,
+        "notify(2) woke more than two",
+    )?;
+    cond.acquire(true, None).map_err(|_| "lock")?;
+    check(cond.notify_all()? == 2, "notify_all")?;
+    cond.release()?;
+    for p in &procs {
+        check(p.join()? == 0, "a waiter was not notified")?;
+    }
+    Ok(())
+}
+
+static ROUNDS_DONE: OnceLock<RawValue<u64>> = OnceLock::new();
+
+fn count_round() {
+    if let Some(v) = ROUNDS_DONE.get() {
+        v.fetch_add(1, Release);
+    }
+}
+
+fn barrier_party(
+    (b, rounds_done, index_sum, rounds): (Barrier, RawValue<u64>, RawValue<u64>, u64),
+) -> std::result::Result<(), String> {
+    let _ = ROUNDS_DONE.set(rounds_done);
+    for _ in 0..rounds {
+        let i = b.wait().map_err(|e| e.to_string())?;
+        index_sum.fetch_add(u64::from(i), Release);
+    }
+    Ok(())
+}
+
+fn barrier_rounds(m: StartMethod) -> Result {
+    let rounds = if std::env::var("SHM_STRESS").as_deref() == Ok("long") {
+        10_000
+    } else {
+        1000
+    };
+    let b = Barrier::new(3)?
+        .with_action(count_round)
+        .with_timeout(Duration::from_secs(60));
+    let (done, sum) = (RawValue::new(0u64)?, RawValue::new(0u64)?);
+    let procs: Vec<Process> = (0..3)
+        .map(|_| Process::new(barrier_party, (b.clone(), done.clone(), sum.clone(), rounds)).with_start_method(m))
+        .collect();
+    for p in &procs {
+        p.start()?;
+    }
+    for p in &procs {
+        check(p.join()? == 0, "a party failed")?;
+    }
+    check(
+        done.get() == rounds,
+        format!("the action ran {} times in {rounds} rounds", done.get()),
+    )?;
+    check(
+        sum.get() == 3 * rounds,
+        format!("indices not 0, 1, 2 each round: sum {}", sum.get()),
+    )?;
+    check(!b.broken(), "broken")
+}
+
+fn barrier_wait_once(b: Barrier) -> std::result::Result<(), String> {
+    match b.wait() {
+        Err(SyncError::BrokenBarrier) => Ok(()),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+fn barrier_party_death_breaks_it(m: StartMethod) -> Result {
+    let b = Barrier::new(3)?;
+    let victim = Process::new(barrier_wait_once, b.clone()).with_start_method(m);
+    let survivor = Process::new(barrier_wait_once, b.clone()).with_start_method(m);
+    victim.start()?;
+    survivor.start()?;
+    while b.n_waiting() < 2 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    victim.kill()?;
+    check(victim.join()? == -9, "killed")?;
+    check(survivor.join()? == 0, "the survivor did not see the barrier broken")?;
+    check(b.broken(), "not broken")?;
+    b.reset();
+    check(!b.broken(), "reset")
+}
+
+fn value_increments((v, n): (Value<u64>, u64)) {
+    for _ in 0..n {
+        v.update(|x| x + 1);
+    }
+}
+
+fn value_with_lock_counts_exactly(m: StartMethod) -> Result {
+    let v = Value::new(0u64)?;
+    let procs: Vec<Process> = (0..2)
+        .map(|_| Process::new(value_increments, (v.clone(), 50_000)).with_start_method(m))
+        .collect();
+    for p in &procs {
+        p.start()?;
+    }
+    for p in &procs {
+        check(p.join()? == 0, "child failed")?;
+    }
+    check(
+        v.get() == 100_000,
+        format!("2 x 50 000 locked increments gave {}", v.get()),
+    )
+}
+
 fn main() {
     shm::init();
     let mut tests = Vec::new();
@@ -183,5 +407,29 @@ fn main() {
         "lock_zombie_holder_is_taken_over",
         zombie_holder_is_taken_over,
     ));
+    for m in METHODS {
+        tests.push(Trial::test(
+            format!("event_wakes_every_waiting_process_{m}"),
+            move || event_wakes_every_waiting_process(m),
+        ));
+        tests.push(Trial::test(format!("semaphore_limits_concurrency_{m}"), move || {
+            semaphore_limits_concurrency(m)
+        }));
+        tests.push(Trial::test(
+            format!("rlock_belongs_to_one_thread_of_one_process_{m}"),
+            move || rlock_belongs_to_one_thread_of_one_process(m),
+        ));
+        tests.push(Trial::test(
+            format!("condition_notify_n_wakes_exactly_n_{m}"),
+            move || condition_notify_n_wakes_exactly_n(m),
+        ));
+        tests.push(Trial::test(format!("barrier_rounds_{m}"), move || barrier_rounds(m)));
+        tests.push(Trial::test(format!("barrier_party_death_breaks_it_{m}"), move || {
+            barrier_party_death_breaks_it(m)
+        }));
+        tests.push(Trial::test(format!("value_with_lock_counts_exactly_{m}"), move || {
+            value_with_lock_counts_exactly(m)
+        }));
+    }
     run_trials(tests);
 }
