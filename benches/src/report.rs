@@ -194,7 +194,7 @@ impl Report {
         for r in &self.rows {
             let peer = match r.peer {
                 Some(p) => p.show(),
-                None if r.info => r.ours.name.clone(),
+                None if r.info => "-".to_owned(),
                 None => "skipped".to_owned(),
             };
             let ratio = r.ratio().map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"));
@@ -279,6 +279,6 @@ mod tests {
             md.contains("| b | 200 µs | python | skipped | - | ≤ 0.1 | skipped |"),
             "{md}"
         );
-        assert!(md.contains("| c | 200 µs | - | ours | - | - | - |"), "{md}");
+        assert!(md.contains("| c | 200 µs | - | - | - | - | - |"), "{md}");
     }
 }

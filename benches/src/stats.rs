@@ -254,8 +254,9 @@ mod tests {
     #[test]
     fn runs_convert_to_rates() {
         let s = Stats::from_samples(&[1.0, 2.0, 4.0], Unit::Seconds).expect("non-empty");
+        assert_eq!((s.p10, s.median, s.p90), (1.0, 2.0, 2.0));
         let r = s.per_second(8.0);
-        assert_eq!((r.median, r.p10, r.p90, r.unit), (4.0, 2.0, 8.0, Unit::PerSecond));
+        assert_eq!((r.p10, r.median, r.p90, r.unit), (4.0, 4.0, 8.0, Unit::PerSecond));
         assert!((s.scaled(0.5).median - 1.0).abs() < f64::EPSILON);
     }
 

@@ -35,7 +35,7 @@ use crate::sync::Ordering::{Acquire, Relaxed, Release};
 const SET: u32 = 1;
 const WAITERS: u32 = 2;
 /// Load-only spins before sleeping.
-const SPINS: u32 = 200;
+const SPINS: u32 = if cfg!(loom) { 0 } else { 200 };
 
 /// The word of an event.
 #[repr(C)]

@@ -12,6 +12,9 @@
 //! The algorithms take their waiting and waking as a parameter ([`park`]),
 //! so the same code is model-checked under loom (`RUSTFLAGS="--cfg loom"`).
 
+// Under loom only the algorithms are built, not the shared-memory handles.
+#![cfg_attr(loom, allow(unused_imports, dead_code))]
+
 #[cfg(not(loom))]
 mod barrier;
 #[cfg(not(loom))]
@@ -19,6 +22,8 @@ mod condition;
 pub mod error;
 mod event;
 mod lock;
+#[cfg(all(test, loom))]
+mod loom_tests;
 pub mod park;
 mod rlock;
 mod semaphore;

@@ -55,7 +55,7 @@ pub(crate) const WAITERS: u32 = 1 << 31;
 /// The holder's id in `state`.
 pub(crate) const OWNER: u32 = !WAITERS;
 /// Load-only spins before sleeping (std spins 100 times).
-const SPINS: u32 = 100;
+const SPINS: u32 = if cfg!(loom) { 0 } else { 100 };
 
 #[inline]
 fn owner(state: u32) -> u32 {
@@ -84,6 +84,7 @@ pub(crate) struct RawLock {
     inconsistent: AtomicU32,
 }
 
+#[cfg(not(loom))]
 const _: () = assert!(size_of::<RawLock>() == 8);
 
 // SAFETY: two AtomicU32 fields, repr(C), no padding; zero is "unlocked".
