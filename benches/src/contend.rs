@@ -1,18 +1,22 @@
 //! Two processes doing the same work at once, started together: the
 //! harness of the contended rows in [`crate::sync_bench`].
 //!
-//! Each child is forked with `Process::from_closure`, reports ready, and
-//! waits (yielding) for the parent's go; then it stamps `CLOCK_MONOTONIC`,
-//! runs its operations and stamps again. A run lasts from the first start
-//! to the last finish, so process start and exit are not counted.
+//! Each child is forked with `Process::from_closure`, counts itself in at a
+//! start line, and spins until every child has arrived, so that all of them
+//! are on a CPU when the work begins (a parent's "go" is not enough on two
+//! CPUs: the first child woken ran its 200k uncontended 5 ns operations
+//! before the second was even scheduled). Then it stamps
+//! `CLOCK_MONOTONIC`, runs its operations and stamps again. A run lasts
+//! from the first start to the last finish, so process start and exit are
+//! not counted.
 //!
 //! # Memory ordering
 //!
-//! `ready` and `go` are a Release/Acquire handshake between children and
-//! parent. The stamps are Relaxed: the parent reads them after `waitpid`.
+//! The start line is counted with AcqRel and read with Acquire (a
+//! barrier). The stamps are Relaxed: the parent reads them after `waitpid`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::time::Duration;
 
 use shm::Process;
@@ -27,7 +31,6 @@ pub const KIDS: usize = 2;
 #[derive(Debug, Default)]
 struct Board {
     ready: Padded<AtomicU32>,
-    go: Padded<AtomicU32>,
     start: Padded<[AtomicU64; KIDS]>,
     end: Padded<[AtomicU64; KIDS]>,
 }
@@ -83,18 +86,23 @@ impl Contention {
         F: Fn() + Clone + Send + 'static,
     {
         let b = &*self.board;
-        // Relaxed: no child exists yet; the fork orders these stores before it.
+        // Relaxed: no child exists yet; the fork orders this store before it.
         b.ready.store(0, Relaxed);
-        b.go.store(0, Relaxed);
+        let all = u32::try_from(KIDS).expect("a few children");
         let kids: Vec<Process> = (0..KIDS)
             .map(|i| {
                 let (board, op) = (Arc::clone(&self.board), op.clone());
                 Process::from_closure(move || {
-                    // Release: pairs with the parent's Acquire wait for ready.
-                    board.ready.fetch_add(1, Release);
-                    // Acquire: pairs with the parent's Release go.
-                    while board.go.load(Acquire) == 0 {
-                        std::thread::yield_now();
+                    // AcqRel/Acquire: a barrier among the children.
+                    board.ready.fetch_add(1, AcqRel);
+                    let mut spins = 0u32;
+                    while board.ready.load(Acquire) < all {
+                        spins = spins.wrapping_add(1);
+                        if spins.is_multiple_of(1024) {
+                            // Let a sibling queued on this CPU run.
+                            std::thread::yield_now();
+                        }
+                        core::hint::spin_loop();
                     }
                     // Relaxed: read by the parent after waitpid.
                     board.start[i].store(now_ns(), Relaxed);
@@ -109,13 +117,6 @@ impl Contention {
         for k in &kids {
             k.start().expect("start a contending child");
         }
-        let all = u32::try_from(KIDS).expect("a few children");
-        // Acquire: pairs with the children's Release increments.
-        while b.ready.load(Acquire) < all {
-            std::thread::yield_now();
-        }
-        // Release: pairs with the Acquire in the children's wait.
-        b.go.store(1, Release);
         for k in &kids {
             assert_eq!(
                 k.join().expect("join a contending child"),

@@ -388,6 +388,37 @@ fn value_with_lock_counts_exactly(m: StartMethod) -> Result {
     )
 }
 
+fn notify_then_hold((cond, ready): (Condition, RawValue<u32>)) {
+    cond.acquire(true, None).expect("lock");
+    cond.notify_all().expect("held");
+    ready.store(1, Release);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// A waiter whose condition lock is held by a process that dies gets the
+/// lock back with the owner-died error, as a lock's acquirer does.
+fn condition_lock_holder_death_is_reported(m: StartMethod) -> Result {
+    let cond = Condition::new()?;
+    let ready = RawValue::new(0u32)?;
+    cond.acquire(true, None).map_err(|_| "lock")?;
+    let p = Process::new(notify_then_hold, (cond.clone(), ready.clone())).with_start_method(m);
+    p.start()?;
+    let killer = {
+        let (p, ready) = (p.clone(), ready.clone());
+        std::thread::spawn(move || {
+            wait_flag(&ready);
+            p.kill()
+        })
+    };
+    let got = cond.wait_timeout(Duration::from_secs(60));
+    killer.join().map_err(|_| "killer")??;
+    check(got == Err(SyncError::LockOwnerDied), format!("wait gave {got:?}"))?;
+    cond.release()?;
+    check(p.join()? == -9, "killed")
+}
+
 fn main() {
     shm::init();
     let mut tests = Vec::new();
@@ -424,6 +455,10 @@ fn main() {
             move || condition_notify_n_wakes_exactly_n(m),
         ));
         tests.push(Trial::test(format!("barrier_rounds_{m}"), move || barrier_rounds(m)));
+        tests.push(Trial::test(
+            format!("condition_lock_holder_death_is_reported_{m}"),
+            move || condition_lock_holder_death_is_reported(m),
+        ));
         tests.push(Trial::test(format!("barrier_party_death_breaks_it_{m}"), move || {
             barrier_party_death_breaks_it(m)
         }));
