@@ -1,8 +1,8 @@
 """Peer for shm's locked-increment benchmark: Python's multiprocessing.Value.
 
 PROCS forked children each do N times `with v.get_lock(): v.value += 1` on
-one `Value('q', 0)`. As on the Rust side, the children report ready, wait
-for a go, and stamp `time.perf_counter()` (CLOCK_MONOTONIC, shared by all
+one `Value('q', 0)`. As on the Rust side, the children meet at a start line
+(a Barrier) and stamp `time.perf_counter()` (CLOCK_MONOTONIC, shared by all
 processes) when they start and finish; a run lasts from the first start to
 the last finish, so process start and exit are not counted. Fairness is
 the first finisher's time over the last's (1.0: both end together).
@@ -23,9 +23,8 @@ import statistics
 import time
 
 
-def child(i, n, v, ready, go, stamps):
-    ready.release()
-    go.wait()
+def child(i, n, v, start_line, stamps):
+    start_line.wait()
     t0 = time.perf_counter()
     for _ in range(n):
         with v.get_lock():
@@ -36,14 +35,11 @@ def child(i, n, v, ready, go, stamps):
 
 def one_run(ctx, n, procs):
     v = ctx.Value("q", 0)
-    ready, go = ctx.Semaphore(0), ctx.Event()
+    start_line = ctx.Barrier(procs)
     stamps = ctx.RawArray("d", 2 * procs)
-    ps = [ctx.Process(target=child, args=(i, n, v, ready, go, stamps)) for i in range(procs)]
+    ps = [ctx.Process(target=child, args=(i, n, v, start_line, stamps)) for i in range(procs)]
     for p in ps:
         p.start()
-    for _ in ps:
-        ready.acquire()
-    go.set()
     for p in ps:
         p.join()
         if p.exitcode != 0:

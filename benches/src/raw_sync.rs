@@ -1,7 +1,7 @@
 //! The raw peers of the sync benchmarks, written here so that they share
 //! nothing with shm: shared anonymous mappings, futex wait/wake, a bare
 //! futex mutex (std's algorithm), glibc's process-shared pthread mutex
-//! (plain and robust), and a futex ping-pong.
+//! (plain and robust), and CPU pinning.
 //!
 //! Every futex here is shared between processes: no `FUTEX_PRIVATE_FLAG`,
 //! as in shm's own locks (STYLE.md 3).
@@ -9,8 +9,7 @@
 //! # Memory ordering
 //!
 //! The mutexes take with Acquire and release with Release, pairing with
-//! each other, so that what one holder wrote is visible to the next. The
-//! ping-pong publishes each turn with Release and reads it with Acquire.
+//! each other, so that what one holder wrote is visible to the next.
 //! Everything else is Relaxed: a look before a compare-and-swap or a futex
 //! call, which re-check the word themselves.
 
@@ -324,61 +323,65 @@ impl PthreadMutex {
     }
 }
 
-/// Two turn words, each on its own line, for a futex round trip between
-/// two processes: the parent publishes `ping = i` and wakes; the child
-/// sleeps until it sees `i`, publishes `pong = i` and wakes. Nobody spins:
-/// this is the sleep/wake floor of blocking primitives (Event, Condition).
-#[derive(Debug, Default)]
-pub struct PingPong {
-    ping: Padded<AtomicU32>,
-    pong: Padded<AtomicU32>,
+/// The calling thread pinned to one CPU; the previous mask comes back on drop.
+#[derive(Debug)]
+pub struct Pinned {
+    old: libc::cpu_set_t,
 }
 
-// SAFETY: two padded atomics; zero is "no turn yet".
-unsafe impl ZeroShared for PingPong {}
+/// The CPUs this thread may run on.
+///
+/// # Errors
+///
+/// If `sched_getaffinity` fails.
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    let set = affinity()?;
+    let max = usize::try_from(libc::CPU_SETSIZE).expect("a small positive constant");
+    // SAFETY: `set` is an initialised cpu_set_t and every index < CPU_SETSIZE.
+    Ok((0..max).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect())
+}
 
-/// How long the child waits for a turn before it decides the parent is gone.
-const ABANDONED: Duration = Duration::from_secs(5);
-
-impl PingPong {
-    /// Sleeps until `word` reads `want`; false if nothing changed for
-    /// [`ABANDONED`].
-    fn await_turn(word: &AtomicU32, want: u32) -> bool {
-        loop {
-            // Acquire: pairs with the Release store of the other side.
-            let seen = word.load(Acquire);
-            if seen == want {
-                return true;
-            }
-            if !futex_wait(word, seen, Some(ABANDONED)) {
-                return false;
-            }
-        }
+fn affinity() -> io::Result<libc::cpu_set_t> {
+    // SAFETY: all-zero is an empty cpu_set_t.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is writable and as large as we say; 0 is this thread.
+    let r = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &raw mut set) };
+    if r == 0 {
+        Ok(set)
+    } else {
+        Err(io::Error::last_os_error())
     }
+}
 
-    /// The parent's side: one round trip, turn `i` (1, 2, ...).
-    ///
-    /// # Panics
-    ///
-    /// If the child does not answer within [`ABANDONED`].
-    pub fn round_trip(&self, i: u32) {
-        // Release: pairs with the Acquire in the child's `await_turn`.
-        self.ping.store(i, Release);
-        futex_wake(&self.ping, 1);
-        assert!(Self::await_turn(&self.pong, i), "ping-pong child stopped answering");
+fn set_affinity(set: &libc::cpu_set_t) -> io::Result<()> {
+    // SAFETY: `set` is an initialised cpu_set_t of the size we pass.
+    let r = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), set) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
+}
 
-    /// The child's side: answers turns 1..=`turns`, or stops when the parent
-    /// stops asking for [`ABANDONED`].
-    pub fn serve(&self, turns: u32) {
-        for i in 1..=turns {
-            if !Self::await_turn(&self.ping, i) {
-                return;
-            }
-            // Release: pairs with the Acquire in the parent's `await_turn`.
-            self.pong.store(i, Release);
-            futex_wake(&self.pong, 1);
-        }
+/// Pins the calling thread to `cpu` until the guard drops.
+///
+/// # Errors
+///
+/// If the affinity calls fail (e.g. `cpu` is not allowed).
+pub fn pin_to(cpu: usize) -> io::Result<Pinned> {
+    let old = affinity()?;
+    // SAFETY: all-zero is an empty cpu_set_t.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    assert!(cpu < size_of::<libc::cpu_set_t>() * 8, "cpu {cpu} is beyond a cpu_set_t");
+    // SAFETY: `cpu` is within the set (checked above).
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    set_affinity(&set)?;
+    Ok(Pinned { old })
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let _ = set_affinity(&self.old);
     }
 }
 

@@ -146,6 +146,7 @@ impl RawBarrier {
     fn a_party_died<P: Park>(&self, word: u32) -> bool {
         let arrived = (word & COUNT).min(MAX_PARTIES) as usize;
         self.arrivals[..arrived].iter().any(|a| {
+            // Relaxed: an id for a liveness check; a stale one reads as 0.
             let id = a.load(Relaxed);
             id != 0 && !P::alive(id)
         })
@@ -162,6 +163,7 @@ impl RawBarrier {
         self.clear_arrivals(self.parties().unwrap_or(MAX_PARTIES));
         // Release: parties of the old round see the new epoch and leave.
         self.epoch.fetch_add(1, Release);
+        // Relaxed: the generation to move past; the store below is Release.
         let word = self.word.load(Relaxed);
         self.word
             .store(((generation(word) + 1) & GEN_MASK) << GEN_SHIFT, Release);
@@ -214,6 +216,7 @@ impl Barrier {
             });
         }
         let shared: Shared<RawBarrier> = Shared::create()?;
+        // Relaxed: set before the barrier is shared with anyone.
         shared.get().parties.store(parties, Relaxed);
         Ok(Self {
             shared,
@@ -281,12 +284,14 @@ impl Barrier {
 
     /// How many wait in the current round.
     pub fn n_waiting(&self) -> u32 {
+        // Relaxed: a snapshot for display.
         let word = self.shared.get().word.load(Relaxed);
         if word & BROKEN != 0 { 0 } else { word & COUNT }
     }
 
     /// Whether it is broken.
     pub fn broken(&self) -> bool {
+        // Relaxed: a snapshot; `wait` itself re-reads with Acquire.
         self.shared.get().word.load(Relaxed) & BROKEN != 0
     }
 }

@@ -139,6 +139,7 @@ impl RawCondition {
 
     /// Notifies up to `n` waiters (lock held); returns how many.
     fn notify<P: Park>(&self, n: u32) -> u32 {
+        // Relaxed: ring indices and slot states are read under the lock.
         let (mut i, tail) = (self.head.load(Relaxed), self.tail.load(Relaxed));
         let mut done = 0;
         while i != tail && done < n {
@@ -158,6 +159,7 @@ impl RawCondition {
     }
 
     fn waiting(&self) -> u32 {
+        // Relaxed: a snapshot count.
         let (mut i, tail) = (self.head.load(Relaxed), self.tail.load(Relaxed));
         let mut n = 0;
         while i != tail {

@@ -196,10 +196,12 @@ impl RawLock {
     }
 
     pub(crate) fn inconsistent(&self) -> bool {
+        // Relaxed: a flag read by the holder; the lock's Acquire ordered it.
         self.inconsistent.load(Relaxed) != 0
     }
 
     pub(crate) fn mark_consistent(&self) {
+        // Relaxed: written by the holder; the unlock's Release publishes it.
         self.inconsistent.store(0, Relaxed);
     }
 }
