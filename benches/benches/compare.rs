@@ -31,7 +31,7 @@ fn main() {
     ));
     report.header.push(
         "Values are medians; ratio = ours/peer; a target `≤ x` is met when ours/peer ≤ x \
-         (`≤ 0.1`: at least 10x faster than the peer)."
+         (`≤ 0.1`: at least 10x faster than the peer); for rates (`/s`), `≥ x` when ours/peer ≥ x."
             .to_owned(),
     );
 

@@ -1,8 +1,9 @@
 """Peer for shm's locked-increment benchmark: Python's multiprocessing.Value.
 
 PROCS forked children each do N times `with v.get_lock(): v.value += 1` on
-one `Value('q', 0)`. As on the Rust side, the children meet at a start line
-(a Barrier) and stamp `time.perf_counter()` (CLOCK_MONOTONIC, shared by all
+one `Value('q', 0)`. As on the Rust side, each child pins itself to a CPU
+of its own (when there are enough), the children meet at a start line
+(a Barrier), and stamp `time.perf_counter()` (CLOCK_MONOTONIC, shared by all
 processes) when they start and finish; a run lasts from the first start to
 the last finish, so process start and exit are not counted. Fairness is
 the first finisher's time over the last's (1.0: both end together).
@@ -18,12 +19,15 @@ Run by benches/benches/compare.rs; counts come from its arguments.
 import argparse
 import json
 import multiprocessing
+import os
 import platform
 import statistics
 import time
 
 
-def child(i, n, v, start_line, stamps):
+def child(i, n, v, cpu, start_line, stamps):
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
     start_line.wait()
     t0 = time.perf_counter()
     for _ in range(n):
@@ -37,7 +41,12 @@ def one_run(ctx, n, procs):
     v = ctx.Value("q", 0)
     start_line = ctx.Barrier(procs)
     stamps = ctx.RawArray("d", 2 * procs)
-    ps = [ctx.Process(target=child, args=(i, n, v, start_line, stamps)) for i in range(procs)]
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = len(cpus) >= procs
+    ps = [
+        ctx.Process(target=child, args=(i, n, v, cpus[i] if pin else None, start_line, stamps))
+        for i in range(procs)
+    ]
     for p in ps:
         p.start()
     for p in ps:

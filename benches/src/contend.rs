@@ -1,18 +1,20 @@
 //! Two processes doing the same work at once, started together: the
 //! harness of the contended rows in [`crate::sync_bench`].
 //!
-//! Each child is forked with `Process::from_closure`, counts itself in at a
-//! start line, and spins until every child has arrived, so that all of them
-//! are on a CPU when the work begins (a parent's "go" is not enough on two
-//! CPUs: the first child woken ran its 200k uncontended 5 ns operations
-//! before the second was even scheduled). Then it stamps
+//! Each child is forked with `Process::from_closure`, pins itself to a CPU
+//! of its own, counts itself in at a start line, and spins until every
+//! child has arrived, so that all of them run at once. Neither half is
+//! optional on two CPUs: after a parent's "go" the first child woken ran
+//! its 200k uncontended 5 ns operations before the second was scheduled,
+//! and unpinned, about one run in eight had both children queued on one
+//! CPU, taking turns by time slice (fairness 0.5). Then each stamps
 //! `CLOCK_MONOTONIC`, runs its operations and stamps again. A run lasts
 //! from the first start to the last finish, so process start and exit are
 //! not counted.
 //!
 //! # Memory ordering
 //!
-//! The start line is counted with AcqRel and read with Acquire (a
+//! The start line is counted with `AcqRel` and read with Acquire (a
 //! barrier). The stamps are Relaxed: the parent reads them after `waitpid`.
 
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use std::time::Duration;
 
 use shm::Process;
 
+use crate::affinity::{allowed_cpus, pin_to};
 use crate::raw_sync::{AtomicU32, AtomicU64, Padded, SharedMap, ZeroShared};
 
 /// Children in a contended run.
@@ -61,18 +64,27 @@ fn now_ns() -> u64 {
 #[derive(Clone, Debug)]
 pub struct Contention {
     board: Arc<SharedMap<Board>>,
+    /// The CPU of each child; unpinned when fewer CPUs are allowed.
+    cpus: Option<[usize; KIDS]>,
 }
 
 impl Contention {
-    /// Maps the board.
+    /// Maps the board and picks a CPU for each child.
     ///
     /// # Errors
     ///
-    /// If `mmap` fails.
+    /// If `mmap` or `sched_getaffinity` fails.
     pub fn new() -> std::io::Result<Self> {
+        let cpus = allowed_cpus()?;
         Ok(Self {
             board: Arc::new(SharedMap::new()?),
+            cpus: cpus.get(..KIDS).and_then(|c| c.try_into().ok()),
         })
+    }
+
+    /// Whether each child runs pinned to a CPU of its own.
+    pub fn pinned(&self) -> bool {
+        self.cpus.is_some()
     }
 
     /// Forks [`KIDS`] children that each call `op` `ops` times, started
@@ -92,14 +104,16 @@ impl Contention {
         let kids: Vec<Process> = (0..KIDS)
             .map(|i| {
                 let (board, op) = (Arc::clone(&self.board), op.clone());
+                let cpu = self.cpus.map(|c| c[i]);
                 Process::from_closure(move || {
+                    let _pin = cpu.map(|c| pin_to(c).expect("pin a contending child"));
                     // AcqRel/Acquire: a barrier among the children.
                     board.ready.fetch_add(1, AcqRel);
                     let mut spins = 0u32;
                     while board.ready.load(Acquire) < all {
                         spins = spins.wrapping_add(1);
                         if spins.is_multiple_of(1024) {
-                            // Let a sibling queued on this CPU run.
+                            // Unpinned, a sibling may be queued on this CPU: let it run.
                             std::thread::yield_now();
                         }
                         core::hint::spin_loop();

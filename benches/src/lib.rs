@@ -1,8 +1,9 @@
 //! Shared helpers of the benchmark harness: timing ([`stats`]), the report
 //! and its Markdown table ([`report`]), SVG bar charts ([`svg`]), Python
 //! peers ([`python`]), the run's description ([`machine`]), raw OS peers
-//! ([`raw_sync`]), two-process contention ([`contend`]), and the benchmark
-//! groups themselves ([`process_start`], [`sync_bench`]).
+//! ([`raw_sync`]), CPU pinning ([`affinity`]), two-process contention
+//! ([`contend`]), and the benchmark
+//! groups themselves ([`process_start`], [`sync_bench`], [`ping_pong`]).
 //!
 //! `cargo bench -p shm-benches --bench compare` runs every group, prints the
 //! table and writes `benches/results/latest.md` and `benches/results/*.svg`.
@@ -10,8 +11,10 @@
 //! ours and its peers in the same run, pushes [`report::Row`]s, and
 //! optionally a [`svg::Chart`]; then call it from `benches/compare.rs`.
 
+pub mod affinity;
 pub mod contend;
 pub mod machine;
+pub mod ping_pong;
 pub mod process_start;
 pub mod python;
 pub mod raw_sync;

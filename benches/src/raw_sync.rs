@@ -1,7 +1,7 @@
 //! The raw peers of the sync benchmarks, written here so that they share
 //! nothing with shm: shared anonymous mappings, futex wait/wake, a bare
 //! futex mutex (std's algorithm), glibc's process-shared pthread mutex
-//! (plain and robust), and CPU pinning.
+//! (plain and robust).
 //!
 //! Every futex here is shared between processes: no `FUTEX_PRIVATE_FLAG`,
 //! as in shm's own locks (STYLE.md 3).
@@ -320,68 +320,6 @@ impl PthreadMutex {
         // SAFETY: initialised in `shared`; the caller holds it.
         let r = unsafe { libc::pthread_mutex_unlock(self.m.get()) };
         debug_assert_eq!(r, 0, "pthread_mutex_unlock");
-    }
-}
-
-/// The calling thread pinned to one CPU; the previous mask comes back on drop.
-#[derive(Debug)]
-pub struct Pinned {
-    old: libc::cpu_set_t,
-}
-
-/// The CPUs this thread may run on.
-///
-/// # Errors
-///
-/// If `sched_getaffinity` fails.
-pub fn allowed_cpus() -> io::Result<Vec<usize>> {
-    let set = affinity()?;
-    let max = usize::try_from(libc::CPU_SETSIZE).expect("a small positive constant");
-    // SAFETY: `set` is an initialised cpu_set_t and every index < CPU_SETSIZE.
-    Ok((0..max).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect())
-}
-
-fn affinity() -> io::Result<libc::cpu_set_t> {
-    // SAFETY: all-zero is an empty cpu_set_t.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is writable and as large as we say; 0 is this thread.
-    let r = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &raw mut set) };
-    if r == 0 {
-        Ok(set)
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-fn set_affinity(set: &libc::cpu_set_t) -> io::Result<()> {
-    // SAFETY: `set` is an initialised cpu_set_t of the size we pass.
-    let r = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), set) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Pins the calling thread to `cpu` until the guard drops.
-///
-/// # Errors
-///
-/// If the affinity calls fail (e.g. `cpu` is not allowed).
-pub fn pin_to(cpu: usize) -> io::Result<Pinned> {
-    let old = affinity()?;
-    // SAFETY: all-zero is an empty cpu_set_t.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    assert!(cpu < size_of::<libc::cpu_set_t>() * 8, "cpu {cpu} is beyond a cpu_set_t");
-    // SAFETY: `cpu` is within the set (checked above).
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    set_affinity(&set)?;
-    Ok(Pinned { old })
-}
-
-impl Drop for Pinned {
-    fn drop(&mut self) {
-        let _ = set_affinity(&self.old);
     }
 }
 

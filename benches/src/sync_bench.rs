@@ -2,7 +2,8 @@
 //! process-shared pthread mutexes ([`crate::raw_sync`]), uncontended and
 //! with two processes contending; locked increments of a shared value
 //! against Python's `multiprocessing.Value` (`python/sync_value.py`); and
-//! the futex ping-pong floor that later Event/Condition rows compare with.
+//! the futex round-trip floor ([`crate::ping_pong`]) that later
+//! Event/Condition rows compare with.
 //!
 //! - Uncontended: one thread, batches of [`BATCH`] lock+unlock pairs per
 //!   sample, reported per pair.
@@ -15,14 +16,14 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use shm::{Lock, Process, RawValue};
+use shm::{Lock, RawValue};
 
 use crate::contend::{Contention, KIDS};
-use crate::raw_sync::{AtomicU64, FutexMutex, Padded, PingPong, PthreadMutex, SharedMap};
+use crate::raw_sync::{AtomicU64, FutexMutex, Padded, PthreadMutex, SharedMap};
 use crate::report::{Measured, Report, Row, Target};
-use crate::stats::{Case, Stats, Unit, time_interleaved, time_n};
+use crate::stats::{Case, Stats, Unit, time_interleaved};
 use crate::svg::{Chart, Kind};
-use crate::{Mode, python};
+use crate::{Mode, ping_pong, python};
 
 /// Lock+unlock pairs per uncontended sample.
 pub const BATCH: u32 = 10_000;
@@ -61,6 +62,11 @@ impl Peers {
 
 fn median(v: &[f64]) -> f64 {
     Stats::from_samples(v, Unit::Seconds).map_or(f64::NAN, |s| s.median)
+}
+
+/// Contended runs per case (each is two forks and a few ms of work).
+fn runs(mode: Mode) -> usize {
+    mode.scale(40)
 }
 
 /// Operations per child in contended runs: the smoke pass does 1/200.
@@ -127,7 +133,7 @@ impl Contended<'_> {
     where
         F: Fn(&Peers, &Lock) + Copy + Send + 'static,
     {
-        Case::timed(mode.scale(20), mode.warmup(2), move || {
+        Case::timed(runs(mode), mode.warmup(2), move || {
             self.peers.counter.store(0, Relaxed);
             let (p, l) = (Arc::clone(self.peers), self.lock.clone());
             let run = self.c.run(self.ops, move || op(&p, &l));
@@ -182,7 +188,7 @@ fn contended(mode: Mode, setup: &Contended<'_>) -> Vec<(Stats, f64)> {
             f3,
         ),
     ];
-    let stats = time_interleaved(mode.scale(20), &mut cases);
+    let stats = time_interleaved(runs(mode), &mut cases);
     drop(cases);
     stats.into_iter().zip(fair.iter().map(|f| median(f))).collect()
 }
@@ -190,7 +196,7 @@ fn contended(mode: Mode, setup: &Contended<'_>) -> Vec<(Stats, f64)> {
 /// Ours: `{ let _g = lock.lock(); v.set(v.get() + 1) }` in two children;
 /// seconds per run and median fairness.
 fn locked_value(mode: Mode, contention: &Contention, lock: &Lock, ops: u32) -> (Stats, f64) {
-    let (n, warmup) = (mode.scale(20), mode.warmup(2));
+    let (n, warmup) = (runs(mode), mode.warmup(2));
     let value = RawValue::new(0u64).expect("create a RawValue");
     let mut fair = Vec::new();
     let mut cases = [Case::timed(n, warmup, || {
@@ -207,29 +213,6 @@ fn locked_value(mode: Mode, contention: &Contention, lock: &Lock, ops: u32) -> (
     let stats = time_interleaved(n, &mut cases)[0];
     drop(cases);
     (stats, median(&fair))
-}
-
-/// The futex ping-pong floor: seconds per round trip.
-fn ping_pong(mode: Mode) -> Stats {
-    let (n, w) = (mode.scale(2000), mode.warmup(100));
-    let pp = Arc::new(SharedMap::<PingPong>::new().expect("map the ping-pong words"));
-    let turns = u32::try_from(n + w).expect("a few thousand turns");
-    let child = {
-        let pp = Arc::clone(&pp);
-        Process::from_closure(move || pp.serve(turns))
-    };
-    child.start().expect("start the ping-pong child");
-    let mut i = 0;
-    let s = time_n(n, w, || {
-        i += 1;
-        pp.round_trip(i);
-    });
-    assert_eq!(
-        child.join().expect("join the ping-pong child"),
-        0,
-        "ping-pong child failed"
-    );
-    s
 }
 
 /// Python's locked increments: seconds per run and fairness, if it ran.
@@ -283,10 +266,16 @@ fn uncontended_rows(mode: Mode, lock: &Lock, peers: &Peers, report: &mut Report,
         );
         report.rows.push(row.target(target));
     }
-    let kinds = [Kind::Ours, Kind::Ours, Kind::Floor, Kind::Peer, Kind::Peer];
-    u.iter().zip(kinds).fold(chart, |chart, (m, kind)| {
-        chart.bar(format!("uncontended: {}", m.name), m.stats, kind)
-    })
+    let bars = [
+        ("1 proc: shm Lock, guard", Kind::Ours),
+        ("1 proc: shm Lock, acquire/release", Kind::Ours),
+        ("1 proc: futex mutex (raw)", Kind::Floor),
+        ("1 proc: pthread pshared", Kind::Peer),
+        ("1 proc: pthread pshared robust", Kind::Peer),
+    ];
+    u.iter()
+        .zip(bars)
+        .fold(chart, |chart, (m, (label, kind))| chart.bar(label, m.stats, kind))
 }
 
 /// Rows 2: two processes contending, in operations per second.
@@ -319,13 +308,19 @@ fn contended_rows(mode: Mode, setup: &Contended<'_>, report: &mut Report, mut ch
         report.rows.push(row.target(target));
     }
     let fairness: Vec<String> = label.iter().zip(&c).map(|(l, (_, f))| format!("{l} {f:.2}")).collect();
+    let pinned = if setup.c.pinned() {
+        "each child pinned to a CPU of its own"
+    } else {
+        "children unpinned (fewer than 2 CPUs allowed)"
+    };
     report.notes.push(format!(
-        "fairness of {bench} (first child's finish time / last child's, median; 1.0 = both end together): {}",
+        "{bench}: {pinned}; fairness (first child's finish time / last child's, median; 1.0 = both end \
+         together): {}",
         fairness.join(", ")
     ));
     let kinds = [Kind::Ours, Kind::Floor, Kind::Peer, Kind::Peer];
     for ((l, (s, _)), kind) in label.iter().zip(&c).zip(kinds) {
-        chart = chart.bar(format!("contended: {l}"), s.scaled(1.0 / total), kind);
+        chart = chart.bar(format!("2 procs: {l}"), s.scaled(1.0 / total), kind);
     }
     chart
 }
@@ -343,7 +338,7 @@ fn value_rows(mode: Mode, contention: &Contention, lock: &Lock, report: &mut Rep
     );
     let per_s = |s: &Stats| Unit::PerSecond.format(total / s.median);
     let mut note = format!(
-        "{bench}: shm {} increments/s (fairness {ours_fair:.2})",
+        "{bench}, increments per second: shm {} (fairness {ours_fair:.2})",
         per_s(&ours.stats)
     );
     if let Some((p, f)) = &py {
@@ -357,16 +352,12 @@ fn value_rows(mode: Mode, contention: &Contention, lock: &Lock, report: &mut Rep
     report.rows.push(row.target(Target::AtMost(0.05)));
     let per_op = 1.0 / total;
     let chart = chart.bar(
-        "locked increment: shm Lock + RawValue",
+        "2 procs, +1: shm Lock + RawValue",
         ours.stats.scaled(per_op),
         Kind::Ours,
     );
     match py {
-        Some((p, _)) => chart.bar(
-            format!("locked increment: {}", p.name),
-            p.stats.scaled(per_op),
-            Kind::Peer,
-        ),
+        Some((p, _)) => chart.bar("2 procs, +1: Python Value", p.stats.scaled(per_op), Kind::Peer),
         None => chart,
     }
 }
@@ -380,7 +371,10 @@ pub fn run(mode: Mode, report: &mut Report) {
     let peers = Arc::new(Peers::new().expect("map the raw peers"));
     let lock = Lock::new().expect("create a Lock");
     let contention = Contention::new().expect("map the start board");
-    let chart = Chart::new("sync.svg", "Lock: time per lock+unlock (median, p10..p90)");
+    let chart = Chart::new(
+        "sync.svg",
+        "Lock: time per lock+unlock, 1 or 2 processes (median, p10..p90)",
+    );
     let chart = uncontended_rows(mode, &lock, &peers, report, chart);
     let setup = Contended {
         c: &contention,
@@ -393,8 +387,5 @@ pub fn run(mode: Mode, report: &mut Report) {
     report.charts.push(chart);
 
     // The futex sleep/wake floor, for later Event/Condition rows.
-    let floor = report.measure(Measured::new("futex_wait/futex_wake ping-pong (raw)", ping_pong(mode)));
-    report
-        .rows
-        .push(Row::info("futex wake round trip, 2 processes (floor, no spin)", floor));
+    ping_pong::rows(mode, report);
 }

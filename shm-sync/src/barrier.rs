@@ -44,7 +44,6 @@ const BROKEN: u32 = 1 << 31;
 const GEN_SHIFT: u32 = 16;
 const GEN_MASK: u32 = 0x7fff;
 const COUNT: u32 = 0xffff;
-const SPINS: u32 = 200;
 
 fn generation(word: u32) -> u32 {
     (word >> GEN_SHIFT) & GEN_MASK
@@ -117,7 +116,7 @@ impl RawBarrier {
             P::wake(&self.word, u32::MAX);
             return Ok(index);
         }
-        let mut spins = SPINS;
+        let mut spins = crate::park::spins();
         loop {
             // Acquire: pairs with the release store of the last arrival.
             let word = self.word.load(Acquire);

@@ -58,8 +58,6 @@ const EMPTY: u32 = 0;
 const WAITING: u32 = 1;
 const SLEEPING: u32 = 2;
 const NOTIFIED: u32 = 3;
-/// Load-only spins before a waiter sleeps.
-const SPINS: u32 = 200;
 
 /// The words of a condition.
 #[repr(C)]
@@ -94,7 +92,7 @@ impl RawCondition {
     /// Waits (lock released) until notified or `deadline`.
     fn sleep<P: Park>(&self, ticket: u32, deadline: Option<Deadline>) -> bool {
         let slot = self.slot(ticket);
-        for _ in 0..SPINS {
+        for _ in 0..crate::park::spins() {
             // Acquire: pairs with the Release swap in `notify`.
             if slot.load(Acquire) & STATE == NOTIFIED {
                 return true;

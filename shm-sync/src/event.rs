@@ -34,8 +34,6 @@ use crate::sync::Ordering::{Acquire, Relaxed, Release};
 
 const SET: u32 = 1;
 const WAITERS: u32 = 2;
-/// Load-only spins before sleeping.
-const SPINS: u32 = if cfg!(loom) { 0 } else { 200 };
 
 /// The word of an event.
 #[repr(C)]
@@ -73,7 +71,7 @@ impl RawEvent {
         if self.is_set() {
             return true;
         }
-        for _ in 0..SPINS {
+        for _ in 0..crate::park::spins() {
             core::hint::spin_loop();
             if self.is_set() {
                 return true;

@@ -54,8 +54,6 @@ use crate::sync::Ordering::{Acquire, Relaxed, Release};
 pub(crate) const WAITERS: u32 = 1 << 31;
 /// The holder's id in `state`.
 pub(crate) const OWNER: u32 = !WAITERS;
-/// Load-only spins before sleeping (std spins 100 times).
-const SPINS: u32 = if cfg!(loom) { 0 } else { 100 };
 
 #[inline]
 fn owner(state: u32) -> u32 {
@@ -163,7 +161,7 @@ impl RawLock {
     }
 
     fn spin(&self) -> u32 {
-        let mut spins = SPINS;
+        let mut spins = crate::park::spins();
         loop {
             // Relaxed: we only look; a take re-checks with Acquire.
             let state = self.state.load(Relaxed);

@@ -13,6 +13,39 @@ use crate::sync::AtomicU32;
 /// is still alive. A dead holder is noticed within this time.
 pub const LIVENESS_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// Load-only spins a waiter makes before it sleeps, unless changed with
+/// [`set_spins`]. On this kind of machine a futex wake-up costs 30-70 µs
+/// (an idle virtual CPU halts); a spin that sees the awaited change first
+/// costs a few hundred nanoseconds. The benchmark harness shows both.
+pub const DEFAULT_SPINS: u32 = 200;
+
+#[cfg(not(loom))]
+#[allow(clippy::disallowed_types, reason = "a process-local setting, not shared memory")]
+static SPINS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(DEFAULT_SPINS);
+
+/// How many times waiters in this process spin before sleeping (0: sleep
+/// at once). A tuning knob; the default suits a peer that answers within
+/// microseconds.
+#[cfg(not(loom))]
+pub fn set_spins(spins: u32) {
+    // Relaxed: a setting, read on each wait.
+    SPINS.store(spins, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// The current spin count (always 0 under loom).
+#[inline]
+pub fn spins() -> u32 {
+    #[cfg(not(loom))]
+    {
+        // Relaxed: a setting.
+        SPINS.load(core::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(loom)]
+    {
+        0
+    }
+}
+
 /// Waiting, waking and liveness, as the algorithms need them.
 pub trait Park {
     /// Sleeps while `*word == expected`, until woken or `deadline`.

@@ -40,7 +40,6 @@ use crate::sync::Ordering::{Acquire, Relaxed, SeqCst};
 
 /// Largest value (Python's `SEM_VALUE_MAX` on Linux).
 pub const SEM_VALUE_MAX: u32 = i32::MAX.unsigned_abs();
-const SPINS: u32 = if cfg!(loom) { 0 } else { 100 };
 
 /// The words of a semaphore.
 #[repr(C)]
@@ -80,7 +79,7 @@ impl RawSemaphore {
         if self.try_take() {
             return true;
         }
-        for _ in 0..SPINS {
+        for _ in 0..crate::park::spins() {
             core::hint::spin_loop();
             if self.try_take() {
                 return true;
