@@ -32,13 +32,18 @@ use shm_core::sys::{Deadline, FutexWait};
 use shm_core::{FnRef, SegmentError, SegmentKind};
 
 use crate::error::SyncError;
-use crate::park::{Futex, Park};
-use crate::shared::{Shared, SharedState};
+#[cfg(not(loom))]
+use crate::park::Futex;
+use crate::park::Park;
+#[cfg(not(loom))]
+use crate::shared::Shared;
+use crate::shared::SharedState;
 use crate::sync::AtomicU32;
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 /// Most parties one barrier takes.
 pub const MAX_PARTIES: u32 = 1024;
+const ARRIVALS: usize = if cfg!(loom) { 4 } else { MAX_PARTIES as usize };
 
 const BROKEN: u32 = 1 << 31;
 const GEN_SHIFT: u32 = 16;
@@ -56,7 +61,7 @@ pub(crate) struct RawBarrier {
     parties: AtomicU32,
     epoch: AtomicU32,
     /// Thread ids of this round's arrivals, by index, for liveness checks.
-    arrivals: [AtomicU32; MAX_PARTIES as usize],
+    arrivals: [AtomicU32; ARRIVALS],
 }
 
 // SAFETY: AtomicU32 fields only, repr(C); zero parties is rejected on use.
@@ -65,6 +70,17 @@ unsafe impl SharedState for RawBarrier {
 }
 
 impl RawBarrier {
+    /// A fresh barrier for `parties` on the heap (loom models).
+    #[cfg(loom)]
+    pub(crate) fn new_boxed(parties: u32) -> Box<Self> {
+        Box::new(Self {
+            word: AtomicU32::new(0),
+            parties: AtomicU32::new(parties),
+            epoch: AtomicU32::new(0),
+            arrivals: std::array::from_fn(|_| AtomicU32::new(0)),
+        })
+    }
+
     fn parties(&self) -> Result<u32, SyncError> {
         // Relaxed: set once before the barrier is shared. Checked, since
         // a peer may have scribbled on it.
@@ -84,7 +100,12 @@ impl RawBarrier {
         P::wake(&self.word, u32::MAX);
     }
 
-    fn wait<P: Park>(&self, me: u32, action: Option<FnRef>, deadline: Option<Deadline>) -> Result<u32, SyncError> {
+    pub(crate) fn wait<P: Park>(
+        &self,
+        me: u32,
+        action: Option<FnRef>,
+        deadline: Option<Deadline>,
+    ) -> Result<u32, SyncError> {
         let parties = self.parties()?;
         // Acquire: pairs with the epoch bump of `reset`.
         let epoch = self.epoch.load(Acquire);
@@ -143,7 +164,7 @@ impl RawBarrier {
     }
 
     fn a_party_died<P: Park>(&self, word: u32) -> bool {
-        let arrived = (word & COUNT).min(MAX_PARTIES) as usize;
+        let arrived = ((word & COUNT) as usize).min(ARRIVALS);
         self.arrivals[..arrived].iter().any(|a| {
             // Relaxed: an id for a liveness check; a stale one reads as 0.
             let id = a.load(Relaxed);
@@ -170,6 +191,7 @@ impl RawBarrier {
     }
 }
 
+#[cfg(not(loom))]
 /// A barrier in shared memory.
 ///
 /// # Examples
@@ -190,6 +212,7 @@ pub struct Barrier {
     timeout: Option<Duration>,
 }
 
+#[cfg(not(loom))]
 impl fmt::Debug for Barrier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Barrier")
@@ -200,6 +223,7 @@ impl fmt::Debug for Barrier {
     }
 }
 
+#[cfg(not(loom))]
 impl Barrier {
     /// A barrier for `parties` (1 to [`MAX_PARTIES`]).
     ///
@@ -295,7 +319,7 @@ impl Barrier {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -43,15 +43,20 @@ use shm_core::{SegmentError, SegmentKind};
 
 use crate::error::SyncError;
 use crate::lock::Taken;
-use crate::park::{Futex, Park};
-use crate::shared::{Shared, SharedState};
+#[cfg(not(loom))]
+use crate::park::Futex;
+use crate::park::Park;
+#[cfg(not(loom))]
+use crate::shared::Shared;
+use crate::shared::SharedState;
 use crate::sync::AtomicU32;
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
+#[cfg(not(loom))]
 use crate::{Lock, RLock};
 
 /// Most processes and threads that may wait on one condition at once.
 pub const MAX_WAITERS: u32 = 1024;
-const CAP: usize = MAX_WAITERS as usize;
+const CAP: usize = if cfg!(loom) { 4 } else { MAX_WAITERS as usize };
 
 const STATE: u32 = 3;
 const EMPTY: u32 = 0;
@@ -73,15 +78,25 @@ unsafe impl SharedState for RawCondition {
 }
 
 impl RawCondition {
+    /// A fresh condition on the heap (loom models).
+    #[cfg(loom)]
+    pub(crate) fn new_boxed() -> Box<Self> {
+        Box::new(Self {
+            head: AtomicU32::new(0),
+            tail: AtomicU32::new(0),
+            slots: std::array::from_fn(|_| AtomicU32::new(0)),
+        })
+    }
+
     fn slot(&self, ticket: u32) -> &AtomicU32 {
         &self.slots[ticket as usize % CAP]
     }
 
     /// Registers a waiter (lock held). Returns its ticket.
-    fn register(&self, id: u32) -> Result<u32, SyncError> {
+    pub(crate) fn register(&self, id: u32) -> Result<u32, SyncError> {
         // Relaxed: ring indices change only under the condition's lock.
         let (head, tail) = (self.head.load(Relaxed), self.tail.load(Relaxed));
-        if tail.wrapping_sub(head) >= MAX_WAITERS {
+        if tail.wrapping_sub(head) as usize >= CAP {
             return Err(SyncError::TooManyWaiters { max: MAX_WAITERS });
         }
         self.slot(tail).store(WAITING | id << 2, Relaxed);
@@ -90,7 +105,7 @@ impl RawCondition {
     }
 
     /// Waits (lock released) until notified or `deadline`.
-    fn sleep<P: Park>(&self, ticket: u32, deadline: Option<Deadline>) -> bool {
+    pub(crate) fn sleep<P: Park>(&self, ticket: u32, deadline: Option<Deadline>) -> bool {
         let slot = self.slot(ticket);
         for _ in 0..crate::park::spins() {
             // Acquire: pairs with the Release swap in `notify`.
@@ -122,7 +137,7 @@ impl RawCondition {
 
     /// Frees the slot of a waiter that is back under the lock. Returns
     /// whether it had been notified.
-    fn finish(&self, ticket: u32) -> bool {
+    pub(crate) fn finish(&self, ticket: u32) -> bool {
         // Acquire: a notify that raced our timeout still counts.
         let notified = self.slot(ticket).swap(EMPTY, Acquire) & STATE == NOTIFIED;
         // Relaxed: under the lock. Reclaim the run of free slots at head.
@@ -136,7 +151,7 @@ impl RawCondition {
     }
 
     /// Notifies up to `n` waiters (lock held); returns how many.
-    fn notify<P: Park>(&self, n: u32) -> u32 {
+    pub(crate) fn notify<P: Park>(&self, n: u32) -> u32 {
         // Relaxed: ring indices and slot states are read under the lock.
         let (mut i, tail) = (self.head.load(Relaxed), self.tail.load(Relaxed));
         let mut done = 0;
@@ -170,12 +185,14 @@ impl RawCondition {
     }
 }
 
+#[cfg(not(loom))]
 #[derive(Clone, Serialize, Deserialize)]
 enum Inner {
     RLock(RLock),
     Lock(Lock),
 }
 
+#[cfg(not(loom))]
 /// A condition variable in shared memory.
 ///
 /// # Examples
@@ -195,6 +212,7 @@ pub struct Condition {
     lock: Inner,
 }
 
+#[cfg(not(loom))]
 impl fmt::Debug for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Condition")
@@ -203,6 +221,7 @@ impl fmt::Debug for Condition {
     }
 }
 
+#[cfg(not(loom))]
 impl Condition {
     /// A condition over a new [`RLock`].
     ///
@@ -371,7 +390,7 @@ impl Condition {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -15,9 +15,7 @@
 // Under loom only the algorithms are built, not the shared-memory handles.
 #![cfg_attr(loom, allow(unused_imports, dead_code))]
 
-#[cfg(not(loom))]
 mod barrier;
-#[cfg(not(loom))]
 mod condition;
 pub mod error;
 mod event;

@@ -77,3 +77,84 @@ fn loom_semaphore_permits() {
         assert_eq!(sem.value(), 1);
     });
 }
+
+#[test]
+fn loom_rlock_reenters_and_excludes() {
+    use crate::rlock::RawRLock;
+    loom::model(|| {
+        let lock = Arc::new(RawRLock::default());
+        let data = Arc::new(UnsafeCell::new(0u32));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (lock, data) = (Arc::clone(&lock), Arc::clone(&data));
+                thread::spawn(move || {
+                    let me = Spin::thread_id();
+                    assert!(lock.acquire::<Spin>(me, None).is_some());
+                    assert!(lock.acquire::<Spin>(me, None).is_some(), "re-entry");
+                    // SAFETY: the lock is held.
+                    data.with_mut(|d| unsafe { *d += 1 });
+                    lock.release::<Spin>(me).expect("level 2");
+                    lock.release::<Spin>(me).expect("level 1");
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        // SAFETY: every thread has finished.
+        assert_eq!(data.with(|d| unsafe { *d }), 2);
+    });
+}
+
+#[test]
+fn loom_condition_notify_is_not_lost() {
+    use crate::condition::RawCondition;
+    use crate::rlock::RawRLock;
+    loom::model(|| {
+        let lock = Arc::new(RawRLock::default());
+        let cond = Arc::new(*RawCondition::new_boxed());
+        let ready = Arc::new(crate::sync::AtomicU32::new(0));
+        let waiter = {
+            let (lock, cond, ready) = (Arc::clone(&lock), Arc::clone(&cond), Arc::clone(&ready));
+            thread::spawn(move || {
+                let me = Spin::thread_id();
+                lock.acquire::<Spin>(me, None).expect("no deadline");
+                let ticket = cond.register(me).expect("room");
+                ready.store(1, crate::sync::Ordering::Release);
+                let depth = lock.release_all::<Spin>(me).expect("held");
+                let slept = cond.sleep::<Spin>(ticket, None);
+                lock.reacquire::<Spin>(me, depth);
+                let notified = cond.finish(ticket);
+                lock.release::<Spin>(me).expect("held");
+                assert!(slept && notified);
+            })
+        };
+        let me = Spin::thread_id();
+        loop {
+            lock.acquire::<Spin>(me, None).expect("no deadline");
+            if ready.load(crate::sync::Ordering::Acquire) == 1 {
+                break;
+            }
+            lock.release::<Spin>(me).expect("held");
+            thread::yield_now();
+        }
+        assert_eq!(cond.notify::<Spin>(1), 1);
+        lock.release::<Spin>(me).expect("held");
+        waiter.join().expect("thread");
+    });
+}
+
+#[test]
+fn loom_barrier_releases_all_with_distinct_indices() {
+    use crate::barrier::RawBarrier;
+    loom::model(|| {
+        let b = Arc::new(*RawBarrier::new_boxed(2));
+        let other = {
+            let b = Arc::clone(&b);
+            thread::spawn(move || b.wait::<Spin>(Spin::thread_id(), None, None).expect("not broken"))
+        };
+        let mine = b.wait::<Spin>(Spin::thread_id(), None, None).expect("not broken");
+        let theirs = other.join().expect("thread");
+        assert_eq!(mine + theirs, 1, "indices 0 and 1");
+    });
+}
