@@ -143,7 +143,9 @@ impl RawCondition {
         // Relaxed: under the lock. Reclaim the run of free slots at head.
         let tail = self.tail.load(Relaxed);
         let mut head = self.head.load(Relaxed);
-        while head != tail && self.slot(head).load(Relaxed) == EMPTY {
+        let mut steps = 0;
+        while head != tail && steps < CAP && self.slot(head).load(Relaxed) == EMPTY {
+            steps += 1;
             head = head.wrapping_add(1);
         }
         self.head.store(head, Relaxed);
@@ -155,7 +157,10 @@ impl RawCondition {
         // Relaxed: ring indices and slot states are read under the lock.
         let (mut i, tail) = (self.head.load(Relaxed), self.tail.load(Relaxed));
         let mut done = 0;
-        while i != tail && done < n {
+        // At most CAP steps, whatever a damaged head/tail say.
+        let mut steps = 0;
+        while i != tail && done < n && steps < CAP {
+            steps += 1;
             let slot = self.slot(i);
             let word = slot.load(Relaxed);
             if matches!(word & STATE, WAITING | SLEEPING) {
@@ -175,7 +180,9 @@ impl RawCondition {
         // Relaxed: a snapshot count.
         let (mut i, tail) = (self.head.load(Relaxed), self.tail.load(Relaxed));
         let mut n = 0;
-        while i != tail {
+        let mut steps = 0;
+        while i != tail && steps < CAP {
+            steps += 1;
             if matches!(self.slot(i).load(Relaxed) & STATE, WAITING | SLEEPING) {
                 n += 1;
             }
@@ -424,6 +431,16 @@ mod tests {
         assert_eq!(cond.notify_all(), Ok(3));
         cond.release().expect("held");
         assert!(threads.into_iter().all(|t| t.join().expect("thread")));
+    }
+
+    #[test]
+    fn damaged_ring_indices_give_errors_not_endless_loops() {
+        let cond = Condition::new().expect("create");
+        cond.shared.get().tail.store(u32::MAX / 2, Relaxed);
+        cond.acquire(true, None).expect("lock");
+        assert_eq!(cond.wait(), Err(SyncError::TooManyWaiters { max: MAX_WAITERS }));
+        assert_eq!(cond.notify_all(), Ok(0));
+        cond.release().expect("held");
     }
 
     #[test]

@@ -17,6 +17,9 @@
 //! the sleeper's increment, whose following read of `value` (and the
 //! kernel's re-read at sleep) then sees the new permit. No wake is lost.
 //!
+//! A value above [`SEM_VALUE_MAX`] can only come from a peer that wrote
+//! garbage; a waiter that finds one resets it to 0 permits.
+//!
 //! A semaphore has no owner: a process that dies holding a permit never
 //! gives it back (as with Python's and POSIX semaphores). Use a `Lock` where
 //! a dead holder must be detected.
@@ -96,6 +99,12 @@ impl RawSemaphore {
             }
             // SeqCst: the sleeper's side of the Dekker pair.
             let v = self.value.load(SeqCst);
+            if v > SEM_VALUE_MAX {
+                // Not a count this code ever writes: a peer scribbled on it.
+                // Reset it to "no permits" (documented) rather than spin.
+                let _ = self.value.compare_exchange(v, 0, Relaxed, Relaxed);
+                continue;
+            }
             if v != 0 {
                 continue;
             }
@@ -298,6 +307,14 @@ mod tests {
         b.release().expect("back to 1");
         assert_eq!(b.value(), 1);
         assert!(Semaphore::new(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn a_garbage_count_is_reset_not_spun_on() {
+        let s = Semaphore::new(0).expect("create");
+        s.shared.get().value.store(u32::MAX, Relaxed);
+        assert!(!s.acquire_timeout(Duration::from_millis(20)));
+        assert_eq!(s.value(), 0);
     }
 
     #[test]
