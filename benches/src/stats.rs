@@ -10,6 +10,9 @@ pub enum Unit {
     Seconds,
     /// Operations per second: higher is better.
     PerSecond,
+    /// A plain count per operation (e.g. context switches per round
+    /// trip): lower is better.
+    Count,
 }
 
 impl Unit {
@@ -18,6 +21,7 @@ impl Unit {
         match self {
             Self::Seconds => format_seconds(v),
             Self::PerSecond => format_rate(v),
+            Self::Count => format_count(v),
         }
     }
 }
@@ -46,6 +50,16 @@ fn format_rate(r: f64) -> String {
         (r, "/s")
     };
     format!("{} {unit}", three_digits(v))
+}
+
+fn format_count(v: f64) -> String {
+    if v == 0.0 {
+        "0".to_owned()
+    } else if v < 0.01 {
+        format!("{v:.1e}")
+    } else {
+        three_digits(v)
+    }
 }
 
 /// About three significant digits: `412`, `41.2`, `4.12`.
@@ -265,6 +279,8 @@ mod tests {
         assert_eq!(Unit::Seconds.format(0.000_412), "412 µs");
         assert_eq!(Unit::Seconds.format(0.0026), "2.60 ms");
         assert_eq!(Unit::PerSecond.format(3.2e6), "3.20 M/s");
+        assert_eq!(Unit::Count.format(0.98), "0.98");
+        assert_eq!(Unit::Count.format(0.0005), "5.0e-4");
     }
 
     #[test]

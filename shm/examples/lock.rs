@@ -1,6 +1,7 @@
 //! S12: five processes each add 1 to a shared counter 1000 times under one
 //! `Lock`; some use the guard, some Python's explicit acquire/release. The
-//! total is exactly 5000.
+//! total is exactly 5000. Then the same without the lock, to show the
+//! updates it loses.
 
 use shm::prelude::*;
 
@@ -16,6 +17,17 @@ fn with_acquire_release((lock, counter): (Lock, RawValue<u64>)) {
         lock.acquire(true, None).expect("no holder dies here");
         counter.set(counter.get() + 1);
         lock.release().expect("we hold it");
+    }
+}
+
+fn without_lock((counter, go): (RawValue<u64>, RawValue<u32>)) {
+    // Start together, so the two really race.
+    go.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    while go.load(std::sync::atomic::Ordering::Acquire) < 2 {
+        std::hint::spin_loop();
+    }
+    for _ in 0..100_000 {
+        counter.set(counter.get() + 1);
     }
 }
 
@@ -36,5 +48,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         p.join()?;
     }
     println!("counter = {}", counter.get());
+
+    let (racy, go) = (RawValue::new(0u64)?, RawValue::new(0u32)?);
+    let procs: Vec<Process> = (0..2)
+        .map(|_| Process::new(without_lock, (racy.clone(), go.clone())))
+        .collect();
+    for p in &procs {
+        p.start()?;
+    }
+    for p in &procs {
+        p.join()?;
+    }
+    println!(
+        "without the lock, 2 x 100000 increments: counter = {} ({} updates lost)",
+        racy.get(),
+        200_000 - racy.get()
+    );
     Ok(())
 }
