@@ -2,8 +2,9 @@
 //! and its Markdown table ([`report`]), SVG bar charts ([`svg`]), Python
 //! peers ([`python`]), the run's description ([`machine`]), raw OS peers
 //! ([`raw_sync`]), CPU pinning ([`affinity`]), two-process contention
-//! ([`contend`]), and the benchmark
-//! groups themselves ([`process_start`], [`sync_bench`], [`ping_pong`]).
+//! ([`contend`]), two-process Event/Condition hand-offs ([`wake_pairs`]),
+//! and the benchmark groups themselves ([`process_start`], [`sync_bench`],
+//! [`ping_pong`], [`wake_bench`]).
 //!
 //! `cargo bench -p shm-benches --bench compare` runs every group, prints the
 //! table and writes `benches/results/latest.md` and `benches/results/*.svg`.
@@ -22,6 +23,8 @@ pub mod report;
 pub mod stats;
 pub mod svg;
 pub mod sync_bench;
+pub mod wake_bench;
+pub mod wake_pairs;
 
 use std::path::{Path, PathBuf};
 

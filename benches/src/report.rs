@@ -197,7 +197,11 @@ impl Report {
                 None if r.info => "-".to_owned(),
                 None => "skipped".to_owned(),
             };
-            let ratio = r.ratio().map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"));
+            // Two decimals, three below 0.01 (a spin path 300x under its floor).
+            let ratio = r.ratio().map_or_else(
+                || "-".to_owned(),
+                |x| if x < 0.01 { format!("{x:.3}") } else { format!("{x:.2}") },
+            );
             let met = match (r.met(), r.peer) {
                 _ if r.info => "-",
                 (_, None) => "skipped",
