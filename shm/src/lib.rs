@@ -20,6 +20,7 @@
 //! ```
 
 pub use shm_core::*;
+pub use shm_sync::park;
 pub use shm_sync::{
     Array, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, LockResult, OwnerDied, RLock, RLockGuard,
     Semaphore, SharedLock, SharedLockGuard, SyncError, TryLockError, TryLockResult, Value,
