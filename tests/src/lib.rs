@@ -66,6 +66,33 @@ pub fn run_trials(tests: Vec<libtest_mimic::Trial>) -> ! {
     libtest_mimic::run(&args, tests).exit()
 }
 
+/// Starts every process, then joins them all; fails unless each exits 0.
+///
+/// # Errors
+///
+/// The first start error, or the first child that did not exit with 0.
+pub fn run_all(procs: &[shm::Process]) -> TestResult {
+    for p in procs {
+        p.start()?;
+    }
+    for p in procs {
+        match p.join() {
+            Ok(0) => {}
+            other => return Err(format!("{} ended with {other:?}", p.name()).into()),
+        }
+    }
+    Ok(())
+}
+
+/// Waits (within [`HANG_GUARD`]) until a child sets `flag` to 1.
+pub fn wait_flag(flag: &shm::RawValue<u32>) {
+    let start = Instant::now();
+    // Acquire: pairs with the child's Release store.
+    while flag.load(std::sync::atomic::Ordering::Acquire) != 1 && start.elapsed() < HANG_GUARD {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Stdout of a run as text.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

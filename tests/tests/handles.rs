@@ -1,12 +1,12 @@
 //! Shared objects handed to children under every start method: shared, not
 //! copied; named segments swept after their creator is killed by `SIGKILL`.
 
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::time::Duration;
 
 use libtest_mimic::Trial;
 use shm::{Process, RawArray, RawValue, Segment, StartMethod};
-use shm_tests::{METHODS, check, run_trials};
+use shm_tests::{METHODS, check, run_all, run_trials, wait_flag};
 
 type Result = shm_tests::TestResult;
 
@@ -51,12 +51,7 @@ fn value_and_array(m: StartMethod) -> Result {
     let procs: Vec<Process> = (0..4)
         .map(|_| Process::new(add_many, (v.clone(), 10_000)).with_start_method(m))
         .collect();
-    for p in &procs {
-        p.start()?;
-    }
-    for p in &procs {
-        check(p.join()? == 0, "child failed")?;
-    }
+    run_all(&procs)?;
     check(
         v.load(Relaxed) == 40_000,
         format!("4 x 10 000 atomic adds gave {}", v.load(Relaxed)),
@@ -99,13 +94,7 @@ fn sweep_after_sigkill(m: StartMethod) -> Result {
     let ready = RawValue::new(0u32)?;
     let p = Process::new(create_named_then_wait, (name.clone(), ready.clone())).with_start_method(m);
     p.start()?;
-    for _ in 0..120_000 {
-        // Acquire: pairs with the child's Release.
-        if ready.load(Acquire) == 1 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_flag(&ready);
     let path = format!("/dev/shm/{name}");
     check(std::path::Path::new(&path).exists(), "child did not create the segment")?;
     // The creator lives: a sweep leaves its segment alone.

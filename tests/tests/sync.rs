@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use shm::{
     Barrier, Condition, Event, Lock, Process, RLock, RawValue, Semaphore, StartMethod, SyncError, TryLockError, Value,
 };
-use shm_tests::{METHODS, check, run_trials};
+use shm_tests::{METHODS, check, run_all, run_trials, wait_flag};
 
 type Result = shm_tests::TestResult;
 
@@ -67,16 +67,6 @@ fn churn((lock, counter, dirty): (Lock, RawValue<u64>, RawValue<u32>)) {
         counter.set(counter.get() + 1);
         dirty.set(0);
         drop(g);
-    }
-}
-
-fn wait_flag(flag: &RawValue<u32>) {
-    for _ in 0..120_000 {
-        // Acquire: pairs with the child's Release.
-        if flag.load(Acquire) == 1 {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -212,12 +202,7 @@ fn semaphore_limits_concurrency(m: StartMethod) -> Result {
     let procs: Vec<Process> = (0..6)
         .map(|_| Process::new(limited, (sem.clone(), active.clone(), most.clone())).with_start_method(m))
         .collect();
-    for p in &procs {
-        p.start()?;
-    }
-    for p in &procs {
-        check(p.join()? == 0, "worker failed")?;
-    }
+    run_all(&procs)?;
     check(
         (1..=2).contains(&most.get()),
         format!("{} at once under Semaphore(2)", most.get()),
@@ -324,12 +309,7 @@ fn barrier_rounds(m: StartMethod) -> Result {
     let procs: Vec<Process> = (0..3)
         .map(|_| Process::new(barrier_party, (b.clone(), done.clone(), sum.clone(), rounds)).with_start_method(m))
         .collect();
-    for p in &procs {
-        p.start()?;
-    }
-    for p in &procs {
-        check(p.join()? == 0, "a party failed")?;
-    }
+    run_all(&procs)?;
     check(
         done.get() == rounds,
         format!("the action ran {} times in {rounds} rounds", done.get()),
@@ -376,12 +356,7 @@ fn value_with_lock_counts_exactly(m: StartMethod) -> Result {
     let procs: Vec<Process> = (0..2)
         .map(|_| Process::new(value_increments, (v.clone(), 50_000)).with_start_method(m))
         .collect();
-    for p in &procs {
-        p.start()?;
-    }
-    for p in &procs {
-        check(p.join()? == 0, "child failed")?;
-    }
+    run_all(&procs)?;
     check(
         v.get() == 100_000,
         format!("2 x 50 000 locked increments gave {}", v.get()),
