@@ -1,6 +1,8 @@
-//! Rings, queues and the higher-level objects built on them: typed and byte
-//! rings with loans, `Queue`, `JoinableQueue`, `SimpleQueue`, `Pipe`, `Pool`
-//! and `Manager`.
+//! Rings, queues and the higher-level objects built on them.
 //!
-//! Not yet built: this crate is the home of the queues issue, which builds
-//! on `shm-core` and `shm-sync`. It exports nothing today.
+//! Built so far: [`spsc`], a typed single-producer single-consumer ring of
+//! plain data with loans and blocking operations. Still to come (the queues
+//! issue): the multi-producer ring, byte rings, `Queue`, `JoinableQueue`,
+//! `SimpleQueue`, `Pipe`, `Pool` and `Manager`.
+
+pub mod spsc;

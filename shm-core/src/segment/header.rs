@@ -66,6 +66,8 @@ impl SegmentKind {
     pub const CONDITION: Self = Self(20);
     /// A barrier.
     pub const BARRIER: Self = Self(21);
+    /// A single-producer single-consumer ring of plain data.
+    pub const RING_SPSC: Self = Self(32);
 
     /// A readable name for messages.
     pub fn name(self) -> &'static str {
@@ -79,6 +81,7 @@ impl SegmentKind {
             Self::EVENT => "event",
             Self::CONDITION => "condition",
             Self::BARRIER => "barrier",
+            Self::RING_SPSC => "spsc ring",
             _ => "object",
         }
     }

@@ -664,9 +664,16 @@ mod ids {
 
     /// Runs in the child of every fork (registered with `pthread_atfork`):
     /// the cached ids belong to the parent.
+    /// Pid of the process that registered for global expedited
+    /// membarriers (0: none). Registration is per address space and is not
+    /// inherited by fork.
+    #[allow(clippy::disallowed_types, reason = "a process-local cache, not shared memory")]
+    pub static MEMBARRIER_PID: AtomicU32 = AtomicU32::new(0);
+
     pub extern "C" fn forget_ids() {
         // Relaxed: the child has one thread at this point.
         PID.store(0, Relaxed);
+        MEMBARRIER_PID.store(0, Relaxed);
         TID.with(|t| t.set(0));
     }
 }
@@ -716,5 +723,31 @@ pub fn task_alive(id: u32) -> bool {
             None => true,
         },
         Err(e) => e.kind() != io::ErrorKind::NotFound,
+    }
+}
+
+/// Registers this process for [`membarrier_global`] (once per process; a
+/// fork child registers again). Returns whether the kernel supports it.
+pub fn membarrier_register() -> bool {
+    let pid = cached_pid();
+    // Relaxed: a process-local cache.
+    if ids::MEMBARRIER_PID.load(core::sync::atomic::Ordering::Relaxed) == pid {
+        return true;
+    }
+    let ok = rustix::thread::membarrier(rustix::thread::MembarrierCommand::RegisterGlobalExpedited).is_ok();
+    if ok {
+        ids::MEMBARRIER_PID.store(pid, core::sync::atomic::Ordering::Relaxed);
+    }
+    ok
+}
+
+/// An asymmetric full memory barrier: when it returns, every thread of
+/// every registered process that was running has executed a full barrier.
+/// The fast side of a Dekker-style handshake then needs only a compiler
+/// barrier (liburcu's `sys_membarrier` scheme). Falls back to the slow
+/// global barrier if the expedited one is refused.
+pub fn membarrier_global() {
+    if rustix::thread::membarrier(rustix::thread::MembarrierCommand::GlobalExpedited).is_err() {
+        let _ = rustix::thread::membarrier(rustix::thread::MembarrierCommand::Global);
     }
 }

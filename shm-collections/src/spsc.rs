@@ -1,0 +1,910 @@
+//! A bounded single-producer single-consumer ring of plain data in shared
+//! memory: wait-free `try_push`/`try_pop`, batches, loans (write a slot in
+//! place, then commit; read a slot in place, then release), and blocking
+//! `push`/`pop` with optional timeouts.
+//!
+//! # Algorithm
+//!
+//! Lamport's ring with cached indices (rtrb, and Rigtorp's `SPSCQueue`).
+//! `tail` (written only by the producer) and `head` (only by the consumer)
+//! are free-running `u32` positions on cache lines of their own; a slot is
+//! `position & (capacity - 1)`. Each side keeps a private copy of the other
+//! side's index and re-reads the shared one only when the copy says full
+//! (producer) or empty (consumer), so in steady state each message costs one
+//! store and no cross-core read.
+//!
+//! Indices are `u32` so that a sleeper can wait on them with a futex.
+//!
+//! # Sleeping without costing the fast path
+//!
+//! A side that finds the ring full (or empty) spins briefly, then raises
+//! its `sleeping` flag, issues `membarrier(GLOBAL_EXPEDITED)`, re-checks,
+//! and sleeps on the other side's index. The other side, after publishing
+//! its index, reads the flag after only a compiler barrier and makes a wake
+//! call only when the flag is up. The membarrier makes this Dekker handshake
+//! sound: it forces a full barrier on every running thread of every
+//! registered process, which is what the fast side omits (liburcu's
+//! `sys_membarrier` scheme). The fast path thus pays no fence and no
+//! system call; only the side that goes to sleep pays, and it is about to
+//! pay a futex sleep anyway.
+//!
+//! # Dead peers and bad input
+//!
+//! Each side records its process when it first acts in a process. A
+//! sleeper checks every 100 ms that its peer still runs; if the peer closed
+//! its end or died, a blocked `push` hands the value back and a blocked
+//! `pop` drains what is left and then reports the disconnection. A message
+//! is published only after it is completely written, so a producer killed
+//! mid-write never publishes half a message. Indices read from shared memory
+//! are checked: a distance larger than the capacity means a peer scribbled
+//! on the header, and is reported as [`RingError::Corrupted`], never used.
+//!
+//! # Memory ordering
+//!
+//! A slot's contents are published by the Release store of `tail` and
+//! acquired by the consumer's Acquire load of `tail`; a slot is handed back
+//! by the Release store of `head`, acquired by the producer's Acquire load.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::compiler_fence;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use shm_core::sys::{self, Deadline, FutexWait};
+use shm_core::{Segment, SegmentError, SegmentKind, ShmSafe, TypeIdentity};
+
+/// An `AtomicU32` of the shared header (shared memory: `core`'s type).
+#[allow(clippy::disallowed_types, reason = "ring indices are shared memory")]
+type Word = std::sync::atomic::AtomicU32;
+
+/// Bytes of the header before the first slot: three 128-byte lines.
+const HEADER: usize = 384;
+/// Largest capacity.
+pub const MAX_CAPACITY: usize = 1 << 30;
+
+const PRODUCER_CLOSED: u32 = 1;
+const CONSUMER_CLOSED: u32 = 2;
+
+/// Line 0: set up once, then read by both sides; written only on close and
+/// on the rare way to sleep. Lines 1 and 2: one index each.
+#[repr(C)]
+struct Header {
+    capacity: Word,
+    producer: Word,
+    consumer: Word,
+    closed: Word,
+    producer_sleeping: Word,
+    consumer_sleeping: Word,
+    _pad0: [u32; 26],
+    tail: Word,
+    _pad1: [u32; 31],
+    head: Word,
+    _pad2: [u32; 31],
+}
+
+const _: () = {
+    assert!(size_of::<Header>() == HEADER);
+    assert!(std::mem::offset_of!(Header, tail) == 128);
+    assert!(std::mem::offset_of!(Header, head) == 256);
+};
+
+/// Why a ring operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RingError {
+    /// The ring is full (non-blocking push, or the timeout passed).
+    #[error("the ring is full")]
+    Full,
+    /// The ring is empty (non-blocking pop, or the timeout passed).
+    #[error("the ring is empty")]
+    Empty,
+    /// The other end was closed or its process died.
+    #[error("the other end of the ring is closed or its process died")]
+    Disconnected,
+    /// Shared indices are impossible: a peer wrote over the header.
+    #[error("corrupted ring: {0}")]
+    Corrupted(&'static str),
+}
+
+/// A push that failed, with the value handed back.
+pub struct PushError<T> {
+    /// Why.
+    pub kind: RingError,
+    /// The value that was not pushed.
+    pub value: T,
+}
+
+impl<T> fmt::Debug for PushError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PushError")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Display for PushError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.kind.fmt(f)
+    }
+}
+
+impl<T> std::error::Error for PushError<T> {}
+
+/// The mapped ring, shared by both ends in one process.
+struct Ring<T> {
+    seg: Segment,
+    capacity: u32,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: the ring is shared memory reached through atomics and through
+// slots that the protocol gives to one side at a time; T is plain data.
+unsafe impl<T: ShmSafe> Send for Ring<T> {}
+// SAFETY: as above.
+unsafe impl<T: ShmSafe> Sync for Ring<T> {}
+
+impl<T: ShmSafe> Ring<T> {
+    fn identity() -> TypeIdentity {
+        TypeIdentity::of::<T>(SegmentKind::RING_SPSC)
+    }
+
+    fn create(capacity: usize) -> Result<Self, SegmentError> {
+        if capacity == 0 || capacity > MAX_CAPACITY || size_of::<T>() == 0 {
+            return Err(SegmentError::InvalidSize {
+                requested: capacity as u64,
+                reason: "a ring holds 1 to 2^30 non-zero-sized elements",
+            });
+        }
+        let capacity = capacity.next_power_of_two();
+        let bytes = capacity
+            .checked_mul(size_of::<T>())
+            .and_then(|b| b.checked_add(HEADER))
+            .ok_or(SegmentError::InvalidSize {
+                requested: capacity as u64,
+                reason: "ring size overflows",
+            })?;
+        let seg = Segment::create(&Self::identity(), bytes)?;
+        let ring = Self {
+            capacity: u32::try_from(capacity).expect("at most 2^30"),
+            seg,
+            _t: PhantomData,
+        };
+        // Relaxed: the segment is not shared with anyone yet.
+        ring.header().capacity.store(ring.capacity, Relaxed);
+        Ok(ring)
+    }
+
+    fn attach(seg: Segment) -> Result<Self, SegmentError> {
+        seg.check_type(&Self::identity())?;
+        let payload = seg.payload_len();
+        let bad = SegmentError::BadPayload {
+            len: payload as u64,
+            elem_size: size_of::<T>() as u64,
+        };
+        if payload < HEADER {
+            return Err(bad);
+        }
+        // SAFETY: the payload holds at least a header (checked above), is
+        // 128-aligned, and Header is atomics only, valid in any bit pattern.
+        let header = unsafe { seg.payload().cast::<Header>().as_ref() };
+        // Relaxed: written once before the ring was shared.
+        let capacity = header.capacity.load(Relaxed);
+        let fits = capacity.is_power_of_two()
+            && (capacity as usize) <= MAX_CAPACITY
+            && (capacity as usize).checked_mul(size_of::<T>()) == Some(payload - HEADER);
+        if !fits {
+            return Err(bad);
+        }
+        Ok(Self {
+            seg,
+            capacity,
+            _t: PhantomData,
+        })
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: checked at create/attach: the payload starts with a Header.
+        unsafe { self.seg.payload().cast::<Header>().as_ref() }
+    }
+
+    /// Pointer to the slot of position `pos`.
+    fn slot(&self, pos: u32) -> NonNull<T> {
+        let i = (pos & (self.capacity - 1)) as usize;
+        debug_assert!(i < self.capacity as usize);
+        // SAFETY: HEADER + i * size_of::<T>() < payload length (i < capacity,
+        // checked layout); the result is aligned because HEADER is a multiple
+        // of 128 and T's alignment (<= 128) divides its size.
+        unsafe { self.seg.payload().add(HEADER + i * size_of::<T>()).cast::<T>() }
+    }
+
+    fn closed(&self) -> u32 {
+        // Acquire: pairs with the Release in `close`, so a close is seen
+        // after everything published before it.
+        self.header().closed.load(Acquire)
+    }
+}
+
+/// Sleeps on `word` (expected `seen`) after raising `flag`, unless `ready()`
+/// turns true once the flag is visible. Returns whether the deadline passed.
+fn sleep_on(word: &Word, seen: u32, flag: &Word, deadline: Option<Deadline>, ready: impl Fn() -> bool) -> bool {
+    // Relaxed + membarrier: the slow side of the handshake (module docs).
+    flag.store(1, Relaxed);
+    sys::membarrier_global();
+    let timed_out = if ready() {
+        false
+    } else {
+        let slice = Deadline::after(Duration::from_millis(100));
+        let until = deadline.map_or(slice, |d| d.min(slice));
+        sys::futex_wait(word, seen, Some(until)) == FutexWait::TimedOut && deadline.is_some_and(|d| d.has_passed())
+    };
+    flag.store(0, Relaxed);
+    timed_out
+}
+
+/// Wakes the other side if it said it sleeps.
+#[inline]
+fn wake_if_sleeping(word: &Word, flag: &Word) {
+    // The fast side of the handshake: a compiler barrier only; the
+    // sleeper's membarrier supplies the hardware one.
+    compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    // Relaxed: ordered by the membarrier of whoever raised it.
+    if flag.load(Relaxed) != 0 {
+        wake(word);
+    }
+}
+
+#[cold]
+fn wake(word: &Word) {
+    sys::futex_wake(word, 1);
+}
+
+/// Makes `role` name this process; returns the peer's pid seen.
+fn claim(role: &Word) {
+    let me = sys::cached_pid();
+    // Relaxed: an owner id for liveness checks only.
+    if role.load(Relaxed) != me {
+        role.store(me, Relaxed);
+        sys::membarrier_register();
+    }
+}
+
+fn peer_gone(closed: u32, bit: u32, peer: &Word) -> bool {
+    // Relaxed: an owner id for a liveness check.
+    let pid = peer.load(Relaxed);
+    closed & bit != 0 || (pid != 0 && !sys::task_alive(pid))
+}
+
+/// Creates a ring of at least `capacity` elements (rounded up to a power of
+/// two) in a new shared segment and returns its two ends.
+///
+/// # Errors
+///
+/// [`SegmentError::InvalidSize`] for a zero or too large capacity.
+///
+/// # Examples
+///
+/// ```
+/// let (mut tx, mut rx) = shm_collections::spsc::channel::<u64>(4)?;
+/// tx.try_push(7).expect("room");
+/// assert_eq!(rx.try_pop(), Ok(7));
+/// assert_eq!(rx.try_pop(), Err(shm_collections::spsc::RingError::Empty));
+/// # Ok::<(), shm_core::SegmentError>(())
+/// ```
+pub fn channel<T: ShmSafe>(capacity: usize) -> Result<(Producer<T>, Consumer<T>), SegmentError> {
+    sys::membarrier_register();
+    let ring = Arc::new(Ring::<T>::create(capacity)?);
+    let producer = Producer {
+        ring: Arc::clone(&ring),
+        tail: 0,
+        cached_head: 0,
+        claimed: 0,
+    };
+    let consumer = Consumer {
+        ring,
+        head: 0,
+        cached_tail: 0,
+        claimed: 0,
+    };
+    Ok((producer, consumer))
+}
+
+/// The writing end. `Send`, not `Sync`: one owner at a time; pass it to a
+/// child process as an argument.
+pub struct Producer<T: ShmSafe> {
+    ring: Arc<Ring<T>>,
+    tail: u32,
+    cached_head: u32,
+    claimed: u32,
+}
+
+/// The reading end. `Send`, not `Sync`.
+pub struct Consumer<T: ShmSafe> {
+    ring: Arc<Ring<T>>,
+    head: u32,
+    cached_tail: u32,
+    claimed: u32,
+}
+
+impl<T: ShmSafe> fmt::Debug for Producer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("capacity", &self.ring.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: ShmSafe> fmt::Debug for Consumer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("capacity", &self.ring.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: ShmSafe> Producer<T> {
+    #[inline]
+    fn claim(&mut self) {
+        let me = sys::cached_pid();
+        if self.claimed != me {
+            claim(&self.ring.header().producer);
+            // Relaxed: our own index, last published by us (or a previous
+            // owner of this end that handed it over).
+            self.tail = self.ring.header().tail.load(Relaxed);
+            // Acquire: as in `free_fresh`.
+            self.cached_head = self.ring.header().head.load(Acquire);
+            self.claimed = me;
+        }
+    }
+
+    /// Free slots as last seen (a lower bound).
+    fn free(&mut self) -> Result<u32, RingError> {
+        let used = self.tail.wrapping_sub(self.cached_head);
+        if used > self.ring.capacity {
+            return Err(RingError::Corrupted("head ahead of tail or beyond capacity"));
+        }
+        Ok(self.ring.capacity - used)
+    }
+
+    /// Free slots, re-reading the consumer's index if the cache says none.
+    #[inline]
+    fn free_fresh(&mut self, want: u32) -> Result<u32, RingError> {
+        let free = self.free()?;
+        if free >= want {
+            return Ok(free);
+        }
+        // Acquire: pairs with the Release store of `head` in the consumer;
+        // the slots it handed back are ours to overwrite.
+        self.cached_head = self.ring.header().head.load(Acquire);
+        self.free()
+    }
+
+    #[inline]
+    fn publish(&mut self, n: u32) {
+        self.tail = self.tail.wrapping_add(n);
+        let h = self.ring.header();
+        // Release: pairs with the consumer's Acquire load of `tail`.
+        h.tail.store(self.tail, Release);
+        wake_if_sleeping(&h.tail, &h.consumer_sleeping);
+    }
+
+    /// Pushes without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Full`] (value handed back), [`RingError::Disconnected`]
+    /// once the consumer closed, [`RingError::Corrupted`].
+    #[inline]
+    pub fn try_push(&mut self, value: T) -> Result<(), PushError<T>> {
+        self.claim();
+        match self.free_fresh(1) {
+            Ok(0) => {
+                let kind = if self.ring.closed() & CONSUMER_CLOSED != 0 {
+                    RingError::Disconnected
+                } else {
+                    RingError::Full
+                };
+                return Err(PushError { kind, value });
+            }
+            Ok(_) => {}
+            Err(kind) => return Err(PushError { kind, value }),
+        }
+        // SAFETY: the slot at `tail` is free (free >= 1): the consumer does
+        // not read it until `tail` is published below.
+        unsafe { self.ring.slot(self.tail).as_ptr().write_volatile(value) };
+        self.publish(1);
+        Ok(())
+    }
+
+    /// Pushes, waiting for room as long as needed.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Disconnected`] when the consumer closed or died.
+    pub fn push(&mut self, value: T) -> Result<(), PushError<T>> {
+        self.push_until(value, None)
+    }
+
+    /// Pushes, waiting for room up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Full`] on timeout, [`RingError::Disconnected`].
+    pub fn push_timeout(&mut self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
+        self.push_until(value, Some(Deadline::after(timeout)))
+    }
+
+    fn push_until(&mut self, mut value: T, deadline: Option<Deadline>) -> Result<(), PushError<T>> {
+        let mut spins = shm_sync::park::spins();
+        loop {
+            match self.try_push(value) {
+                Err(PushError {
+                    kind: RingError::Full,
+                    value: v,
+                }) => value = v,
+                other => return other,
+            }
+            if spins > 0 {
+                spins -= 1;
+                core::hint::spin_loop();
+                continue;
+            }
+            let h = self.ring.header();
+            if peer_gone(self.ring.closed(), CONSUMER_CLOSED, &h.consumer) {
+                return Err(PushError {
+                    kind: RingError::Disconnected,
+                    value,
+                });
+            }
+            let seen = self.cached_head;
+            let cap = self.ring.capacity;
+            let tail = self.tail;
+            // Acquire: as in `free_fresh`.
+            let room = || tail.wrapping_sub(h.head.load(Acquire)) < cap;
+            if sleep_on(&h.head, seen, &h.producer_sleeping, deadline, room) {
+                return Err(PushError {
+                    kind: RingError::Full,
+                    value,
+                });
+            }
+        }
+    }
+
+    /// Pushes as many of `items` as fit, in one publication; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Disconnected`], [`RingError::Corrupted`].
+    pub fn push_slice(&mut self, items: &[T]) -> Result<usize, RingError> {
+        self.claim();
+        let want = u32::try_from(items.len()).unwrap_or(u32::MAX);
+        let n = self.free_fresh(want)?.min(want);
+        if n == 0 && self.ring.closed() & CONSUMER_CLOSED != 0 {
+            return Err(RingError::Disconnected);
+        }
+        let mut pos = self.tail;
+        for item in items.iter().take(n as usize) {
+            // SAFETY: positions tail..tail+n are free (n <= free).
+            unsafe { self.ring.slot(pos).as_ptr().write_volatile(*item) };
+            pos = pos.wrapping_add(1);
+        }
+        if n > 0 {
+            self.publish(n);
+        }
+        Ok(n as usize)
+    }
+
+    /// Lends the next free slot to be written in place (the zero-copy path);
+    /// nothing is visible to the consumer until [`WriteSlot::commit`].
+    /// `None` when the ring is full.
+    pub fn reserve(&mut self) -> Option<WriteSlot<'_, T>> {
+        self.claim();
+        if self.free_fresh(1).ok()? == 0 {
+            return None;
+        }
+        let slot = self.ring.slot(self.tail);
+        Some(WriteSlot { producer: self, slot })
+    }
+
+    /// Marks this end closed: the consumer drains what is left, then gets
+    /// [`RingError::Disconnected`].
+    pub fn close(&mut self) {
+        let h = self.ring.header();
+        // Release: everything pushed before is visible with the close.
+        h.closed.fetch_or(PRODUCER_CLOSED, Release);
+        sys::futex_wake(&h.tail, 1);
+    }
+
+    /// The capacity.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity as usize
+    }
+}
+
+impl<T: ShmSafe> Consumer<T> {
+    #[inline]
+    fn claim(&mut self) {
+        let me = sys::cached_pid();
+        if self.claimed != me {
+            claim(&self.ring.header().consumer);
+            // Relaxed: our own index.
+            self.head = self.ring.header().head.load(Relaxed);
+            // Acquire: as in `available_fresh`.
+            self.cached_tail = self.ring.header().tail.load(Acquire);
+            self.claimed = me;
+        }
+    }
+
+    fn available(&mut self) -> Result<u32, RingError> {
+        let n = self.cached_tail.wrapping_sub(self.head);
+        if n > self.ring.capacity {
+            return Err(RingError::Corrupted("tail ahead of head by more than the capacity"));
+        }
+        Ok(n)
+    }
+
+    /// Elements ready, re-reading the producer's index if the cache holds
+    /// fewer than `want`.
+    #[inline]
+    fn available_fresh(&mut self, want: u32) -> Result<u32, RingError> {
+        let n = self.available()?;
+        if n >= want {
+            return Ok(n);
+        }
+        // Acquire: pairs with the producer's Release store of `tail`.
+        self.cached_tail = self.ring.header().tail.load(Acquire);
+        self.available()
+    }
+
+    #[inline]
+    fn release(&mut self, n: u32) {
+        self.head = self.head.wrapping_add(n);
+        let h = self.ring.header();
+        // Release: pairs with the producer's Acquire load of `head`.
+        h.head.store(self.head, Release);
+        wake_if_sleeping(&h.head, &h.producer_sleeping);
+    }
+
+    /// Pops without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Empty`], [`RingError::Disconnected`] once the producer
+    /// closed and everything was read, [`RingError::Corrupted`].
+    #[inline]
+    pub fn try_pop(&mut self) -> Result<T, RingError> {
+        self.claim();
+        if self.available_fresh(1)? == 0 {
+            return Err(
+                if self.ring.closed() & PRODUCER_CLOSED != 0 && self.available_fresh(1)? == 0 {
+                    RingError::Disconnected
+                } else {
+                    RingError::Empty
+                },
+            );
+        }
+        // SAFETY: the slot at `head` was published by the producer (head <
+        // tail) and is ours until `head` is released; T accepts any bits.
+        let value = unsafe { self.ring.slot(self.head).as_ptr().read_volatile() };
+        self.release(1);
+        Ok(value)
+    }
+
+    /// Pops, waiting as long as needed.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Disconnected`] when the producer closed or died and
+    /// everything it published was read.
+    pub fn pop(&mut self) -> Result<T, RingError> {
+        self.pop_until(None)
+    }
+
+    /// Pops, waiting up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Empty`] on timeout, [`RingError::Disconnected`].
+    pub fn pop_timeout(&mut self, timeout: Duration) -> Result<T, RingError> {
+        self.pop_until(Some(Deadline::after(timeout)))
+    }
+
+    fn pop_until(&mut self, deadline: Option<Deadline>) -> Result<T, RingError> {
+        let mut spins = shm_sync::park::spins();
+        loop {
+            match self.try_pop() {
+                Err(RingError::Empty) => {}
+                other => return other,
+            }
+            if spins > 0 {
+                spins -= 1;
+                core::hint::spin_loop();
+                continue;
+            }
+            let h = self.ring.header();
+            if peer_gone(self.ring.closed(), PRODUCER_CLOSED, &h.producer) {
+                // Whatever it published before dying is still delivered.
+                return match self.try_pop() {
+                    Err(RingError::Empty) => Err(RingError::Disconnected),
+                    other => other,
+                };
+            }
+            let seen = self.cached_tail;
+            let head = self.head;
+            // Acquire: as in `available_fresh`.
+            let data = || h.tail.load(Acquire) != head;
+            if sleep_on(&h.tail, seen, &h.consumer_sleeping, deadline, data) {
+                return Err(RingError::Empty);
+            }
+        }
+    }
+
+    /// Pops up to `out.len()` elements in one release; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Corrupted`].
+    pub fn pop_into(&mut self, out: &mut [T]) -> Result<usize, RingError> {
+        self.claim();
+        let n = self
+            .available_fresh(u32::try_from(out.len()).unwrap_or(u32::MAX))?
+            .min(u32::try_from(out.len()).unwrap_or(u32::MAX));
+        let mut pos = self.head;
+        for slot in out.iter_mut().take(n as usize) {
+            // SAFETY: positions head..head+n are published and ours.
+            *slot = unsafe { self.ring.slot(pos).as_ptr().read_volatile() };
+            pos = pos.wrapping_add(1);
+        }
+        if n > 0 {
+            self.release(n);
+        }
+        Ok(n as usize)
+    }
+
+    /// Lends the next element to be read in place (the zero-copy path); the
+    /// slot goes back to the producer when the [`ReadSlot`] is dropped.
+    /// `None` when the ring is empty.
+    pub fn peek(&mut self) -> Option<ReadSlot<'_, T>> {
+        self.claim();
+        if self.available_fresh(1).ok()? == 0 {
+            return None;
+        }
+        let slot = self.ring.slot(self.head);
+        Some(ReadSlot { consumer: self, slot })
+    }
+
+    /// Elements ready to read now.
+    pub fn len(&mut self) -> usize {
+        self.available_fresh(u32::MAX).unwrap_or(0) as usize
+    }
+
+    /// Whether nothing is ready to read now.
+    pub fn is_empty(&mut self) -> bool {
+        self.len() == 0
+    }
+
+    /// Marks this end closed: a blocked or later push fails with
+    /// [`RingError::Disconnected`].
+    pub fn close(&mut self) {
+        let h = self.ring.header();
+        // Release: pairs with the producer's Acquire load in `closed`.
+        h.closed.fetch_or(CONSUMER_CLOSED, Release);
+        sys::futex_wake(&h.head, 1);
+    }
+}
+
+/// A free slot lent by [`Producer::reserve`]; write it through `DerefMut`,
+/// then [`WriteSlot::commit`]. Dropped without commit, nothing is published.
+pub struct WriteSlot<'a, T: ShmSafe> {
+    producer: &'a mut Producer<T>,
+    slot: NonNull<T>,
+}
+
+impl<T: ShmSafe> WriteSlot<'_, T> {
+    /// Publishes the slot to the consumer.
+    pub fn commit(self) {
+        self.producer.publish(1);
+    }
+}
+
+impl<T: ShmSafe> Deref for WriteSlot<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the slot is free and lent to us alone until commit (the
+        // consumer does not look past `tail`); T accepts any bit pattern, so
+        // whatever an earlier message left there is a valid T.
+        unsafe { self.slot.as_ref() }
+    }
+}
+
+impl<T: ShmSafe> DerefMut for WriteSlot<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference.
+        unsafe { self.slot.as_mut() }
+    }
+}
+
+impl<T: ShmSafe> fmt::Debug for WriteSlot<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WriteSlot")
+    }
+}
+
+/// A published element lent by [`Consumer::peek`]; read it through `Deref`.
+/// The slot returns to the producer when this is dropped.
+pub struct ReadSlot<'a, T: ShmSafe> {
+    consumer: &'a mut Consumer<T>,
+    slot: NonNull<T>,
+}
+
+impl<T: ShmSafe> Deref for ReadSlot<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the slot was published (Acquire) and the producer does not
+        // reuse it until `head` moves past it, which happens on drop.
+        unsafe { self.slot.as_ref() }
+    }
+}
+
+impl<T: ShmSafe> Drop for ReadSlot<'_, T> {
+    fn drop(&mut self) {
+        self.consumer.release(1);
+    }
+}
+
+impl<T: ShmSafe> fmt::Debug for ReadSlot<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReadSlot")
+    }
+}
+
+impl<T: ShmSafe> Serialize for Producer<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.ring.seg.serialize(serializer)
+    }
+}
+
+impl<'de, T: ShmSafe> Deserialize<'de> for Producer<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let ring = Ring::attach(Segment::deserialize(deserializer)?).map_err(serde::de::Error::custom)?;
+        sys::membarrier_register();
+        Ok(Self {
+            ring: Arc::new(ring),
+            tail: 0,
+            cached_head: 0,
+            claimed: 0,
+        })
+    }
+}
+
+impl<T: ShmSafe> Serialize for Consumer<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.ring.seg.serialize(serializer)
+    }
+}
+
+impl<'de, T: ShmSafe> Deserialize<'de> for Consumer<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let ring = Ring::attach(Segment::deserialize(deserializer)?).map_err(serde::de::Error::custom)?;
+        sys::membarrier_register();
+        Ok(Self {
+            ring: Arc::new(ring),
+            head: 0,
+            cached_tail: 0,
+            claimed: 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_full_empty_and_batches() {
+        let (mut tx, mut rx) = channel::<u32>(3).expect("create");
+        assert_eq!(tx.capacity(), 4, "rounded up to a power of two");
+        for i in 0..4 {
+            tx.try_push(i).expect("room");
+        }
+        let err = tx.try_push(9).expect_err("full");
+        assert_eq!((err.kind, err.value), (RingError::Full, 9));
+        assert_eq!(rx.len(), 4);
+        assert_eq!(rx.try_pop(), Ok(0));
+        assert_eq!(tx.push_slice(&[10, 11, 12]), Ok(1));
+        let mut out = [0u32; 8];
+        assert_eq!(rx.pop_into(&mut out), Ok(4));
+        assert_eq!(out[..4], [1, 2, 3, 10]);
+        assert_eq!(rx.try_pop(), Err(RingError::Empty));
+        // Wrap around many times.
+        for i in 0..1000u32 {
+            tx.try_push(i).expect("room");
+            assert_eq!(rx.try_pop(), Ok(i));
+        }
+    }
+
+    #[test]
+    fn loans_write_and_read_in_place() {
+        let (mut tx, mut rx) = channel::<[u64; 4]>(2).expect("create");
+        {
+            let mut slot = tx.reserve().expect("room");
+            slot[0] = 1;
+            slot[3] = 4;
+            slot[1] = 0;
+            slot[2] = 0;
+            slot.commit();
+        }
+        // Reserved but never committed: nothing is published.
+        assert!(tx.reserve().is_some());
+        {
+            let msg = rx.peek().expect("one message");
+            assert_eq!(*msg, [1, 0, 0, 4]);
+        }
+        assert!(rx.peek().is_none());
+    }
+
+    #[test]
+    fn close_lets_the_consumer_drain_then_disconnects() {
+        let (mut tx, mut rx) = channel::<u8>(4).expect("create");
+        tx.try_push(1).expect("room");
+        tx.close();
+        assert_eq!(rx.pop(), Ok(1));
+        assert_eq!(rx.pop(), Err(RingError::Disconnected));
+        let (mut tx, mut rx) = channel::<u8>(1).expect("create");
+        tx.try_push(1).expect("room");
+        rx.close();
+        assert_eq!(tx.push(2).map_err(|e| e.kind), Err(RingError::Disconnected));
+    }
+
+    #[test]
+    fn blocking_between_threads_and_timeouts() {
+        let (mut tx, mut rx) = channel::<u64>(8).expect("create");
+        assert_eq!(rx.pop_timeout(Duration::from_millis(5)), Err(RingError::Empty));
+        let t = std::thread::spawn(move || {
+            for i in 0..100_000u64 {
+                tx.push(i).expect("consumer alive");
+            }
+            tx.close();
+        });
+        let mut expect = 0;
+        loop {
+            match rx.pop() {
+                Ok(v) => {
+                    assert_eq!(v, expect);
+                    expect += 1;
+                }
+                Err(RingError::Disconnected) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(expect, 100_000);
+        t.join().expect("thread");
+    }
+
+    #[test]
+    fn scribbled_indices_are_reported_not_used() {
+        let (mut tx, mut rx) = channel::<u32>(4).expect("create");
+        tx.try_push(1).expect("room");
+        rx.ring.header().tail.store(1_000_000, Relaxed);
+        rx.cached_tail = 0;
+        assert!(matches!(rx.try_pop(), Err(RingError::Corrupted(_))));
+        rx.ring.header().head.store(u32::MAX / 2, Relaxed);
+        tx.cached_head = 0;
+        tx.tail = 100;
+        assert!(matches!(
+            tx.try_push(1).map_err(|e| e.kind),
+            Err(RingError::Corrupted(_))
+        ));
+    }
+
+    #[test]
+    fn zero_and_absurd_capacities_are_refused() {
+        assert!(channel::<u8>(0).is_err());
+        assert!(channel::<u8>(MAX_CAPACITY + 1).is_err());
+        assert!(channel::<()>(4).is_err());
+    }
+}

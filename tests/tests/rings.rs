@@ -1,0 +1,141 @@
+//! The SPSC ring across real processes, under every start method: order,
+//! no loss, no duplicate, and dead peers reported instead of hangs.
+
+use std::sync::atomic::Ordering::Release;
+use std::time::Duration;
+
+use libtest_mimic::Trial;
+use shm::spsc::{self, Consumer, Producer, RingError};
+use shm::{Process, RawValue, StartMethod};
+use shm_tests::{METHODS, check, run_trials, wait_flag};
+
+type Result = shm_tests::TestResult;
+
+fn produce((mut tx, n): (Producer<u64>, u64)) -> std::result::Result<(), String> {
+    for i in 0..n {
+        tx.push(i).map_err(|e| e.to_string())?;
+    }
+    tx.close();
+    Ok(())
+}
+
+fn consume((mut rx, n): (Consumer<u64>, u64)) -> std::result::Result<(), String> {
+    for i in 0..n {
+        let v = rx.pop().map_err(|e| e.to_string())?;
+        if v != i {
+            return Err(format!("got {v}, expected {i}"));
+        }
+    }
+    match rx.pop() {
+        Err(RingError::Disconnected) => Ok(()),
+        other => Err(format!("after the last message: {other:?}")),
+    }
+}
+
+fn produce_forever(mut tx: Producer<u64>) {
+    let mut i = 0u64;
+    loop {
+        if tx.push(i).is_err() {
+            return;
+        }
+        i += 1;
+    }
+}
+
+fn consume_a_few((mut rx, ready): (Consumer<u64>, RawValue<u32>)) {
+    for _ in 0..3 {
+        let _ = rx.pop();
+    }
+    ready.store(1, Release);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+const N: u64 = 200_000;
+
+fn child_produces_in_order(m: StartMethod) -> Result {
+    let (tx, rx) = spsc::channel::<u64>(1024)?;
+    let p = Process::new(produce, (tx, N)).with_start_method(m);
+    p.start()?;
+    let got = consume((rx, N));
+    check(p.join()? == 0, "producer failed")?;
+    check(got.is_ok(), format!("{got:?}"))
+}
+
+fn child_consumes_in_order(m: StartMethod) -> Result {
+    let (tx, rx) = spsc::channel::<u64>(64)?;
+    let p = Process::new(consume, (rx, N)).with_start_method(m);
+    p.start()?;
+    produce((tx, N))?;
+    check(p.join()? == 0, "consumer saw a gap, a duplicate or no end")
+}
+
+fn killed_producer_loses_nothing_published(m: StartMethod) -> Result {
+    let (tx, mut rx) = spsc::channel::<u64>(256)?;
+    let p = Process::new(produce_forever, tx).with_start_method(m);
+    p.start()?;
+    let mut next = 0u64;
+    while next < 10_000 {
+        let v = rx.pop()?;
+        check(v == next, format!("got {v}, expected {next}"))?;
+        next += 1;
+    }
+    p.kill()?;
+    check(p.join()? == -9, "killed")?;
+    // Everything it published is still delivered, in order, then the end.
+    loop {
+        match rx.pop() {
+            Ok(v) => {
+                check(v == next, format!("got {v}, expected {next}"))?;
+                next += 1;
+            }
+            Err(RingError::Disconnected) => break,
+            Err(e) => return Err(format!("after the producer died: {e}").into()),
+        }
+    }
+    Ok(())
+}
+
+fn blocked_push_sees_a_dead_consumer(m: StartMethod) -> Result {
+    let (mut tx, rx) = spsc::channel::<u64>(4)?;
+    let ready = RawValue::new(0u32)?;
+    let p = Process::new(consume_a_few, (rx, ready.clone())).with_start_method(m);
+    p.start()?;
+    for i in 0..3 {
+        tx.push(i).map_err(|e| e.to_string())?;
+    }
+    wait_flag(&ready);
+    for i in 0..4 {
+        tx.push(i).map_err(|e| e.to_string())?;
+    }
+    p.kill()?;
+    let pushed = tx.push(99);
+    check(
+        matches!(&pushed, Err(e) if e.kind == RingError::Disconnected && e.value == 99),
+        format!("push into a ring whose consumer died: {pushed:?}"),
+    )?;
+    check(p.join()? == -9, "killed")
+}
+
+fn main() {
+    shm::init();
+    let mut tests = Vec::new();
+    for m in METHODS {
+        tests.push(Trial::test(format!("spsc_child_produces_in_order_{m}"), move || {
+            child_produces_in_order(m)
+        }));
+        tests.push(Trial::test(format!("spsc_child_consumes_in_order_{m}"), move || {
+            child_consumes_in_order(m)
+        }));
+        tests.push(Trial::test(
+            format!("spsc_killed_producer_loses_nothing_published_{m}"),
+            move || killed_producer_loses_nothing_published(m),
+        ));
+        tests.push(Trial::test(
+            format!("spsc_blocked_push_sees_a_dead_consumer_{m}"),
+            move || blocked_push_sees_a_dead_consumer(m),
+        ));
+    }
+    run_trials(tests);
+}
