@@ -901,6 +901,79 @@ mod tests {
         ));
     }
 
+    fn xorshift(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    /// Random mixes of every push and pop form, across two threads, on a
+    /// small ring (so it is full and empty often): the history must be
+    /// exactly 0, 1, 2, ... with nothing lost or repeated.
+    #[test]
+    fn random_histories_keep_fifo_without_loss_or_duplicates() {
+        const N: u64 = 200_000;
+        for seed in [1u64, 0x9e37_79b9, 0xdead_beef] {
+            let (mut tx, mut rx) = channel::<u64>(8).expect("create");
+            let producer = std::thread::spawn(move || {
+                let (mut s, mut next) = (seed, 0u64);
+                while next < N {
+                    match xorshift(&mut s) % 3 {
+                        0 => {
+                            if tx.try_push(next).is_ok() {
+                                next += 1;
+                            }
+                        }
+                        1 => {
+                            let k = (xorshift(&mut s) % 5 + 1).min(N - next);
+                            let batch: Vec<u64> = (next..next + k).collect();
+                            next += tx.push_slice(&batch).expect("consumer alive") as u64;
+                        }
+                        _ => {
+                            if let Some(mut slot) = tx.reserve() {
+                                *slot = next;
+                                slot.commit();
+                                next += 1;
+                            }
+                        }
+                    }
+                }
+                tx.close();
+            });
+            let (mut s, mut expect) = (seed.rotate_left(17), 0u64);
+            let mut buf = [0u64; 6];
+            loop {
+                match xorshift(&mut s) % 3 {
+                    0 => match rx.try_pop() {
+                        Ok(v) => {
+                            assert_eq!(v, expect);
+                            expect += 1;
+                        }
+                        Err(RingError::Empty) => {}
+                        Err(RingError::Disconnected) => break,
+                        Err(e) => panic!("{e}"),
+                    },
+                    1 => {
+                        let n = rx.pop_into(&mut buf).expect("valid ring");
+                        for v in &buf[..n] {
+                            assert_eq!(*v, expect);
+                            expect += 1;
+                        }
+                    }
+                    _ => {
+                        if let Some(v) = rx.peek() {
+                            assert_eq!(*v, expect);
+                            expect += 1;
+                        }
+                    }
+                }
+            }
+            assert_eq!(expect, N, "seed {seed}");
+            producer.join().expect("producer");
+        }
+    }
+
     #[test]
     fn zero_and_absurd_capacities_are_refused() {
         assert!(channel::<u8>(0).is_err());
