@@ -60,10 +60,10 @@ use shm_core::{Segment, SegmentError, SegmentKind, ShmSafe, TypeIdentity};
 
 /// An `AtomicU32` of the shared header (shared memory: `core`'s type).
 #[allow(clippy::disallowed_types, reason = "ring indices are shared memory")]
-type Word = std::sync::atomic::AtomicU32;
+pub(crate) type Word = std::sync::atomic::AtomicU32;
 
 /// Bytes of the header before the first slot: three 128-byte lines.
-const HEADER: usize = 384;
+pub(crate) const HEADER: usize = 384;
 /// Largest capacity.
 pub const MAX_CAPACITY: usize = 1 << 30;
 
@@ -231,7 +231,13 @@ impl<T: ShmSafe> Ring<T> {
 
 /// Sleeps on `word` (expected `seen`) after raising `flag`, unless `ready()`
 /// turns true once the flag is visible. Returns whether the deadline passed.
-fn sleep_on(word: &Word, seen: u32, flag: &Word, deadline: Option<Deadline>, ready: impl Fn() -> bool) -> bool {
+pub(crate) fn sleep_on(
+    word: &Word,
+    seen: u32,
+    flag: &Word,
+    deadline: Option<Deadline>,
+    ready: impl Fn() -> bool,
+) -> bool {
     // Relaxed + membarrier: the slow side of the handshake (module docs).
     flag.store(1, Relaxed);
     sys::membarrier_global();
@@ -248,7 +254,7 @@ fn sleep_on(word: &Word, seen: u32, flag: &Word, deadline: Option<Deadline>, rea
 
 /// Wakes the other side if it said it sleeps.
 #[inline]
-fn wake_if_sleeping(word: &Word, flag: &Word) {
+pub(crate) fn wake_if_sleeping(word: &Word, flag: &Word) {
     // The fast side of the handshake: a compiler barrier only; the
     // sleeper's membarrier supplies the hardware one.
     compiler_fence(std::sync::atomic::Ordering::SeqCst);

@@ -19,7 +19,7 @@
 //! }
 //! ```
 
-pub use shm_collections::spsc;
+pub use shm_collections::{mpmc, spsc};
 pub use shm_core::*;
 pub use shm_sync::park;
 pub use shm_sync::{

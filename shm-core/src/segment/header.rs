@@ -68,6 +68,8 @@ impl SegmentKind {
     pub const BARRIER: Self = Self(21);
     /// A single-producer single-consumer ring of plain data.
     pub const RING_SPSC: Self = Self(32);
+    /// A multi-producer multi-consumer ring of plain data.
+    pub const RING_MPMC: Self = Self(33);
 
     /// A readable name for messages.
     pub fn name(self) -> &'static str {
@@ -82,6 +84,7 @@ impl SegmentKind {
             Self::CONDITION => "condition",
             Self::BARRIER => "barrier",
             Self::RING_SPSC => "spsc ring",
+            Self::RING_MPMC => "mpmc ring",
             _ => "object",
         }
     }

@@ -1,0 +1,676 @@
+//! A bounded multi-producer multi-consumer ring of plain data in shared
+//! memory, that a process killed at any instruction cannot wedge.
+//!
+//! # Algorithm
+//!
+//! Dmitry Vyukov's bounded MPMC queue (as in crossbeam's `ArrayQueue`): a
+//! slot carries a sequence number that says whose turn it is. With free
+//! running `u32` positions and `cap` slots, slot `p % cap` is free for the
+//! producer of position `p` when `seq == p`, holds that producer's message
+//! for the consumer of `p` when `seq == p + 1`, and is handed to the producer
+//! of the next lap by `seq = p + cap`.
+//!
+//! To survive dead processes, a side first claims the slot by writing its
+//! pid into the slot's `owner` word, and only then advances the shared
+//! position with a compare-and-swap. So whoever holds a position is always
+//! named in its slot:
+//!
+//! - a producer killed after claiming the slot but before moving `enq`:
+//!   the next producer sees a dead owner and takes the claim over;
+//! - a producer killed after moving `enq` but before publishing: consumers
+//!   find the slot unpublished behind a live `enq`; once its owner is dead
+//!   they mark it a tombstone and publish it, and the consumer that takes
+//!   it skips it (a half-written message is never delivered);
+//! - a consumer killed after moving `deq` but before recycling: producers
+//!   find the slot still full a lap later; once its owner is dead they
+//!   recycle it (the message had been taken by the dead consumer).
+//!
+//! Liveness is read from `/proc`, so it is checked only on the slow paths:
+//! when a blocking call sleeps, or when a non-blocking call has seen the
+//! same stuck slot for [`STUCK`].
+//!
+//! # Sleeping
+//!
+//! As in the SPSC ring: a sleeper counts itself in `push_sleepers` or
+//! `pop_sleepers`, issues `membarrier(GLOBAL_EXPEDITED)`, re-checks and
+//! sleeps on the sequence word of the slot it waits for; the other side
+//! reads the count after a compiler barrier only, and wakes that slot's
+//! sleepers only when the count is not zero.
+//!
+//! # Memory ordering
+//!
+//! A message is published by the Release store of `seq = p + 1` and taken
+//! after the consumer's Acquire load of it; a slot is handed back by the
+//! Release store of `seq = p + cap`, acquired by the next producer. `owner`
+//! claims are Acquire on success (they order the claimant after the
+//! previous holder's Release of the claim). Positions are Relaxed: the
+//! sequence numbers carry the data.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::compiler_fence;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use shm_core::sys::{self, Deadline, FutexWait};
+use shm_core::{Segment, SegmentError, SegmentKind, ShmSafe, TypeIdentity};
+
+use crate::spsc::{HEADER, PushError, RingError, Word};
+
+/// Largest capacity.
+pub const MAX_CAPACITY: usize = 1 << 30;
+/// How long a non-blocking call watches one stuck slot before it checks
+/// whether the process holding it died.
+pub const STUCK: Duration = Duration::from_millis(10);
+const SLOT_HEADER: usize = 16;
+
+#[repr(C)]
+struct Header {
+    capacity: Word,
+    push_sleepers: Word,
+    pop_sleepers: Word,
+    _pad0: [u32; 29],
+    enq: Word,
+    _pad1: [u32; 31],
+    deq: Word,
+    _pad2: [u32; 31],
+}
+
+const _: () = {
+    assert!(size_of::<Header>() == HEADER);
+    assert!(std::mem::offset_of!(Header, enq) == 128);
+    assert!(std::mem::offset_of!(Header, deq) == 256);
+};
+
+#[repr(C)]
+struct Slot {
+    seq: Word,
+    owner: Word,
+    tomb: Word,
+    _pad: u32,
+}
+
+const _: () = assert!(size_of::<Slot>() == SLOT_HEADER);
+
+struct Ring<T> {
+    seg: Segment,
+    capacity: u32,
+    values: usize,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: shared memory reached through atomics and through value slots the
+// protocol gives to one process at a time; T is plain data.
+unsafe impl<T: ShmSafe> Send for Ring<T> {}
+// SAFETY: as above.
+unsafe impl<T: ShmSafe> Sync for Ring<T> {}
+
+/// Offset of the values, after the header and the slot words, 128-aligned.
+fn values_offset(capacity: usize) -> Option<usize> {
+    let end = capacity.checked_mul(SLOT_HEADER)?.checked_add(HEADER)?;
+    end.checked_next_multiple_of(128)
+}
+
+impl<T: ShmSafe> Ring<T> {
+    fn identity() -> TypeIdentity {
+        TypeIdentity::of::<T>(SegmentKind::RING_MPMC)
+    }
+
+    fn layout(capacity: usize) -> Option<(usize, usize)> {
+        let values = values_offset(capacity)?;
+        let total = capacity.checked_mul(size_of::<T>())?.checked_add(values)?;
+        Some((values, total))
+    }
+
+    fn create(capacity: usize) -> Result<Self, SegmentError> {
+        if !(2..=MAX_CAPACITY).contains(&capacity) || size_of::<T>() == 0 {
+            return Err(SegmentError::InvalidSize {
+                requested: capacity as u64,
+                reason: "an MPMC ring holds 2 to 2^30 non-zero-sized elements",
+            });
+        }
+        let capacity = capacity.next_power_of_two();
+        let (values, total) = Self::layout(capacity).ok_or(SegmentError::InvalidSize {
+            requested: capacity as u64,
+            reason: "ring size overflows",
+        })?;
+        let ring = Self {
+            seg: Segment::create(&Self::identity(), total)?,
+            capacity: u32::try_from(capacity).expect("at most 2^30"),
+            values,
+            _t: PhantomData,
+        };
+        // Relaxed: nobody else sees the ring yet.
+        ring.header().capacity.store(ring.capacity, Relaxed);
+        for i in 0..ring.capacity {
+            ring.slot(i).seq.store(i, Relaxed);
+        }
+        Ok(ring)
+    }
+
+    fn attach(seg: Segment) -> Result<Self, SegmentError> {
+        seg.check_type(&Self::identity())?;
+        let payload = seg.payload_len();
+        let bad = SegmentError::BadPayload {
+            len: payload as u64,
+            elem_size: size_of::<T>() as u64,
+        };
+        if payload < HEADER {
+            return Err(bad);
+        }
+        // SAFETY: at least a header (checked), 128-aligned, atomics only.
+        let header = unsafe { seg.payload().cast::<Header>().as_ref() };
+        // Relaxed: written once before the ring was shared.
+        let capacity = header.capacity.load(Relaxed);
+        let layout = (capacity.is_power_of_two() && capacity >= 2 && capacity as usize <= MAX_CAPACITY)
+            .then(|| Self::layout(capacity as usize))
+            .flatten();
+        match layout {
+            Some((values, total)) if total == payload => Ok(Self {
+                seg,
+                capacity,
+                values,
+                _t: PhantomData,
+            }),
+            _ => Err(bad),
+        }
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the payload starts with a Header (create/attach).
+        unsafe { self.seg.payload().cast::<Header>().as_ref() }
+    }
+
+    fn slot(&self, pos: u32) -> &Slot {
+        let i = (pos & (self.capacity - 1)) as usize;
+        // SAFETY: HEADER + (i + 1) * 16 <= values <= payload length: the
+        // offset stays inside the mapping.
+        let ptr = unsafe { self.seg.payload().add(HEADER + i * SLOT_HEADER) }.cast::<Slot>();
+        // SAFETY: in bounds (above), 16-aligned (HEADER is 384, the payload
+        // 128-aligned), and Slot (atomics only) accepts any bits.
+        unsafe { ptr.as_ref() }
+    }
+
+    fn value(&self, pos: u32) -> NonNull<T> {
+        let i = (pos & (self.capacity - 1)) as usize;
+        // SAFETY: values + (i + 1) * size_of::<T>() <= payload length; the
+        // offset is 128-aligned and T's alignment divides its size.
+        unsafe { self.seg.payload().add(self.values + i * size_of::<T>()).cast::<T>() }
+    }
+}
+
+/// Remembers a slot that looked stuck, to check its holder only after it
+/// stayed stuck for [`STUCK`].
+#[derive(Default)]
+struct Suspect {
+    pos: u32,
+    since: Option<Instant>,
+}
+
+impl Suspect {
+    /// Whether the slot at `pos` has looked stuck long enough (or `now` is
+    /// forced by a blocking caller) to check its holder.
+    fn ripe(&mut self, pos: u32, force: bool) -> bool {
+        if force {
+            return true;
+        }
+        match self.since {
+            Some(t) if self.pos == pos => t.elapsed() >= STUCK,
+            _ => {
+                self.pos = pos;
+                self.since = Some(Instant::now());
+                false
+            }
+        }
+    }
+}
+
+/// One end of an MPMC ring (both ends are the same type: clone it for more
+/// producers or consumers, in this process or in children).
+pub struct Mpmc<T: ShmSafe> {
+    ring: Arc<Ring<T>>,
+    suspect: Suspect,
+}
+
+impl<T: ShmSafe> Clone for Mpmc<T> {
+    fn clone(&self) -> Self {
+        Self {
+            ring: Arc::clone(&self.ring),
+            suspect: Suspect::default(),
+        }
+    }
+}
+
+impl<T: ShmSafe> fmt::Debug for Mpmc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mpmc")
+            .field("capacity", &self.ring.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Creates a ring of at least `capacity` elements (a power of two, at least 2).
+///
+/// # Errors
+///
+/// [`SegmentError::InvalidSize`] for a capacity below 2 or above 2^30.
+///
+/// # Examples
+///
+/// ```
+/// let q = shm_collections::mpmc::ring::<u32>(4)?;
+/// let mut a = q.clone();
+/// a.try_push(1).expect("room");
+/// let mut b = q.clone();
+/// assert_eq!(b.try_pop(), Ok(1));
+/// # Ok::<(), shm_core::SegmentError>(())
+/// ```
+pub fn ring<T: ShmSafe>(capacity: usize) -> Result<Mpmc<T>, SegmentError> {
+    sys::membarrier_register();
+    Ok(Mpmc {
+        ring: Arc::new(Ring::create(capacity)?),
+        suspect: Suspect::default(),
+    })
+}
+
+enum Step<V> {
+    Done(V),
+    Retry,
+    Blocked { slot_seq: u32, pos: u32 },
+}
+
+impl<T: ShmSafe> Mpmc<T> {
+    /// Claims the slot of `pos` for this process, taking over a dead claim.
+    fn claim(slot: &Slot, me: u32, check_dead: bool) -> Result<u32, ()> {
+        // Acquire: orders us after the previous holder's Release of the claim.
+        match slot.owner.compare_exchange(0, me, Acquire, Relaxed) {
+            Ok(_) => Ok(0),
+            Err(other) if check_dead && other != me && !sys::task_alive(other) => slot
+                .owner
+                .compare_exchange(other, me, Acquire, Relaxed)
+                .map(|_| other)
+                .map_err(|_| ()),
+            Err(_) => Err(()),
+        }
+    }
+
+    fn push_step(&mut self, value: &T, force_check: bool) -> Result<Step<()>, RingError> {
+        let ring = &*self.ring;
+        let h = ring.header();
+        let cap = ring.capacity;
+        let me = sys::cached_pid();
+        // Relaxed: positions are hints; sequence numbers carry the data.
+        let pos = h.enq.load(Relaxed);
+        let slot = ring.slot(pos);
+        // Acquire: pairs with the consumer's Release recycling the slot.
+        let seq = slot.seq.load(Acquire);
+        let d = seq.wrapping_sub(pos).cast_signed();
+        if d == 0 {
+            let ripe = self.suspect.ripe(pos, force_check);
+            let Ok(previous) = Self::claim(slot, me, ripe) else {
+                return Ok(Step::Retry);
+            };
+            if h.enq
+                .compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed)
+                .is_err()
+            {
+                // Someone moved on; give the claim back as it was.
+                slot.owner.store(previous, Release);
+                return Ok(Step::Retry);
+            }
+            // SAFETY: we hold position `pos` (claimed, enq moved past it);
+            // no consumer reads the value before seq = pos + 1 below.
+            unsafe { ring.value(pos).as_ptr().write_volatile(*value) };
+            // Relaxed: published by the Release store of seq below.
+            slot.tomb.store(0, Relaxed);
+            // Release: publishes the value to the consumer of `pos`.
+            slot.seq.store(pos.wrapping_add(1), Release);
+            slot.owner.store(0, Release);
+            wake_sleepers(&slot.seq, &h.pop_sleepers);
+            return Ok(Step::Done(()));
+        }
+        if d < 0 {
+            // The slot still holds the message of position pos - cap. If its
+            // consumer took it (deq moved on) and died, recycle the slot.
+            let previous = pos.wrapping_sub(cap);
+            if seq == previous.wrapping_add(1) && h.deq.load(Relaxed).wrapping_sub(previous).cast_signed() > 0 {
+                let owner = slot.owner.load(Relaxed);
+                if owner != 0 && self.suspect.ripe(pos, force_check) && !sys::task_alive(owner) {
+                    if slot.seq.compare_exchange(seq, pos, Release, Relaxed).is_ok() {
+                        let _ = slot.owner.compare_exchange(owner, 0, Release, Relaxed);
+                    }
+                    return Ok(Step::Retry);
+                }
+            }
+            if d < -(cap.cast_signed()) {
+                return Err(RingError::Corrupted("slot sequence more than a lap behind"));
+            }
+            return Ok(Step::Blocked { slot_seq: seq, pos });
+        }
+        Ok(Step::Retry)
+    }
+
+    fn pop_step(&mut self, force_check: bool) -> Result<Step<T>, RingError> {
+        let ring = &*self.ring;
+        let h = ring.header();
+        let cap = ring.capacity;
+        let me = sys::cached_pid();
+        // Relaxed: a hint, as in `push_step`.
+        let pos = h.deq.load(Relaxed);
+        let slot = ring.slot(pos);
+        // Acquire: pairs with the producer's Release publishing `pos`.
+        let seq = slot.seq.load(Acquire);
+        let d = seq.wrapping_sub(pos.wrapping_add(1)).cast_signed();
+        if d == 0 {
+            let ripe = self.suspect.ripe(pos, force_check);
+            let Ok(previous) = Self::claim(slot, me, ripe) else {
+                return Ok(Step::Retry);
+            };
+            if h.deq
+                .compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed)
+                .is_err()
+            {
+                slot.owner.store(previous, Release);
+                return Ok(Step::Retry);
+            }
+            // SAFETY: position `pos` is published (seq = pos + 1, Acquire)
+            // and ours (claimed, deq moved past it); T accepts any bits.
+            let value = unsafe { ring.value(pos).as_ptr().read_volatile() };
+            // Relaxed: ordered by the Acquire load of seq above.
+            let tomb = slot.tomb.load(Relaxed) != 0;
+            // Release: hands the slot to the producer of the next lap.
+            slot.seq.store(pos.wrapping_add(cap), Release);
+            slot.owner.store(0, Release);
+            wake_sleepers(&slot.seq, &h.push_sleepers);
+            // A tombstone stands for a message whose producer died writing it.
+            return Ok(if tomb { Step::Retry } else { Step::Done(value) });
+        }
+        if d < 0 {
+            // Unpublished. If a producer claimed `pos` (enq moved past it)
+            // and died before publishing, publish a tombstone instead.
+            if seq == pos && h.enq.load(Relaxed).wrapping_sub(pos).cast_signed() > 0 {
+                let owner = slot.owner.load(Relaxed);
+                if owner != 0 && self.suspect.ripe(pos, force_check) && !sys::task_alive(owner) {
+                    // Relaxed: published by the Release CAS on seq.
+                    slot.tomb.store(1, Relaxed);
+                    if slot
+                        .seq
+                        .compare_exchange(seq, pos.wrapping_add(1), Release, Relaxed)
+                        .is_ok()
+                    {
+                        let _ = slot.owner.compare_exchange(owner, 0, Release, Relaxed);
+                    }
+                    return Ok(Step::Retry);
+                }
+            }
+            if d < -(cap.cast_signed()) {
+                return Err(RingError::Corrupted("slot sequence more than a lap behind"));
+            }
+            return Ok(Step::Blocked { slot_seq: seq, pos });
+        }
+        Ok(Step::Retry)
+    }
+
+    /// Pushes without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Full`] (value handed back), [`RingError::Corrupted`].
+    pub fn try_push(&mut self, value: T) -> Result<(), PushError<T>> {
+        loop {
+            match self.push_step(&value, false) {
+                Ok(Step::Done(())) => return Ok(()),
+                Ok(Step::Retry) => {}
+                Ok(Step::Blocked { .. }) => {
+                    return Err(PushError {
+                        kind: RingError::Full,
+                        value,
+                    });
+                }
+                Err(kind) => return Err(PushError { kind, value }),
+            }
+        }
+    }
+
+    /// Pops without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Empty`], [`RingError::Corrupted`].
+    pub fn try_pop(&mut self) -> Result<T, RingError> {
+        loop {
+            match self.pop_step(false)? {
+                Step::Done(v) => return Ok(v),
+                Step::Retry => {}
+                Step::Blocked { .. } => return Err(RingError::Empty),
+            }
+        }
+    }
+
+    /// Pushes, waiting for room (up to `timeout` if given).
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Full`] on timeout, [`RingError::Corrupted`].
+    pub fn push(&mut self, value: T, timeout: Option<Duration>) -> Result<(), PushError<T>> {
+        let deadline = timeout.map(Deadline::after);
+        let mut spins = shm_sync::park::spins();
+        let mut force = false;
+        loop {
+            match self.push_step(&value, force) {
+                Ok(Step::Done(())) => return Ok(()),
+                Ok(Step::Retry) => {}
+                Err(kind) => return Err(PushError { kind, value }),
+                Ok(Step::Blocked { slot_seq, pos }) => {
+                    if spins > 0 {
+                        spins -= 1;
+                        core::hint::spin_loop();
+                        continue;
+                    }
+                    let ring = &*self.ring;
+                    let slot = ring.slot(pos);
+                    let timed_out = sleep_counted(&slot.seq, slot_seq, &ring.header().push_sleepers, deadline);
+                    if timed_out {
+                        return Err(PushError {
+                            kind: RingError::Full,
+                            value,
+                        });
+                    }
+                    // After a sleep slice, look for a dead holder at once.
+                    force = true;
+                }
+            }
+        }
+    }
+
+    /// Pops, waiting for a message (up to `timeout` if given).
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Empty`] on timeout, [`RingError::Corrupted`].
+    pub fn pop(&mut self, timeout: Option<Duration>) -> Result<T, RingError> {
+        let deadline = timeout.map(Deadline::after);
+        let mut spins = shm_sync::park::spins();
+        let mut force = false;
+        loop {
+            match self.pop_step(force)? {
+                Step::Done(v) => return Ok(v),
+                Step::Retry => {}
+                Step::Blocked { slot_seq, pos } => {
+                    if spins > 0 {
+                        spins -= 1;
+                        core::hint::spin_loop();
+                        continue;
+                    }
+                    let ring = &*self.ring;
+                    let slot = ring.slot(pos);
+                    if sleep_counted(&slot.seq, slot_seq, &ring.header().pop_sleepers, deadline) {
+                        return Err(RingError::Empty);
+                    }
+                    force = true;
+                }
+            }
+        }
+    }
+
+    /// Messages published and not yet taken (a snapshot).
+    pub fn len(&self) -> usize {
+        let h = self.ring.header();
+        // Relaxed: a snapshot.
+        let (enq, deq) = (h.enq.load(Relaxed), h.deq.load(Relaxed));
+        (enq.wrapping_sub(deq) as usize).min(self.ring.capacity as usize)
+    }
+
+    /// Whether no message is waiting now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The capacity.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity as usize
+    }
+}
+
+/// Sleeps on `word` (expected `seen`) counted in `sleepers`, for one
+/// liveness slice at most. Returns whether `deadline` passed.
+fn sleep_counted(word: &Word, seen: u32, sleepers: &Word, deadline: Option<Deadline>) -> bool {
+    // Relaxed + membarrier: the slow side of the handshake (module docs).
+    sleepers.fetch_add(1, Relaxed);
+    sys::membarrier_global();
+    let slice = Deadline::after(Duration::from_millis(100));
+    let until = deadline.map_or(slice, |d| d.min(slice));
+    // Relaxed: the futex call itself compares the word.
+    let r = if word.load(Relaxed) == seen {
+        sys::futex_wait(word, seen, Some(until))
+    } else {
+        FutexWait::Retry
+    };
+    sleepers.fetch_sub(1, Relaxed);
+    r == FutexWait::TimedOut && deadline.is_some_and(|d| d.has_passed())
+}
+
+#[inline]
+fn wake_sleepers(word: &Word, sleepers: &Word) {
+    // The fast side: a compiler barrier; the sleeper's membarrier supplies
+    // the hardware one.
+    compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    // Relaxed: ordered by the sleepers' membarrier.
+    if sleepers.load(Relaxed) != 0 {
+        sys::futex_wake(word, u32::MAX);
+    }
+}
+
+impl<T: ShmSafe> Serialize for Mpmc<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.ring.seg.serialize(serializer)
+    }
+}
+
+impl<'de, T: ShmSafe> Deserialize<'de> for Mpmc<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let ring = Ring::attach(Segment::deserialize(deserializer)?).map_err(serde::de::Error::custom)?;
+        sys::membarrier_register();
+        Ok(Self {
+            ring: Arc::new(ring),
+            suspect: Suspect::default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_full_empty_wrap() {
+        let mut q = ring::<u32>(3).expect("create");
+        assert_eq!(q.capacity(), 4);
+        for i in 0..4 {
+            q.try_push(i).expect("room");
+        }
+        assert_eq!(q.try_push(9).map_err(|e| (e.kind, e.value)), Err((RingError::Full, 9)));
+        for i in 0..4 {
+            assert_eq!(q.try_pop(), Ok(i));
+        }
+        assert_eq!(q.try_pop(), Err(RingError::Empty));
+        for i in 0..10_000 {
+            q.try_push(i).expect("room");
+            assert_eq!(q.try_pop(), Ok(i));
+        }
+        assert!(ring::<u8>(1).is_err() && ring::<u8>(MAX_CAPACITY + 1).is_err());
+    }
+
+    #[test]
+    fn many_threads_lose_and_duplicate_nothing() {
+        const PER: u64 = 20_000;
+        let q = ring::<u64>(16).expect("create");
+        let producers: Vec<_> = (0..3u64)
+            .map(|p| {
+                let mut q = q.clone();
+                std::thread::spawn(move || {
+                    for i in 0..PER {
+                        q.push(p << 32 | i, None).expect("room eventually");
+                    }
+                })
+            })
+            .collect();
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let mut q = q.clone();
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    while let Ok(v) = q.pop(Some(Duration::from_millis(500))) {
+                        got.push(v);
+                    }
+                    got
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().expect("producer");
+        }
+        let mut all: Vec<u64> = consumers
+            .into_iter()
+            .flat_map(|c| c.join().expect("consumer"))
+            .collect();
+        assert_eq!(all.len() as u64, 3 * PER, "nothing lost");
+        // Per producer, in order within each consumer; overall each exactly once.
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len() as u64, 3 * PER, "nothing duplicated");
+    }
+
+    #[test]
+    fn a_dead_producers_unpublished_slot_becomes_a_skipped_tombstone() {
+        let mut q = ring::<u32>(4).expect("create");
+        q.try_push(1).expect("room");
+        // Simulate a producer that claimed position 1 and died before
+        // publishing: enq moved past it, owner names a process that is gone.
+        let h = q.ring.header();
+        h.enq.store(2, Relaxed);
+        q.ring.slot(1).owner.store(0x3fff_fff0, Relaxed);
+        q.try_push(3).expect("room");
+        assert_eq!(q.try_pop(), Ok(1));
+        // Non-blocking pops watch the stuck slot for STUCK before checking.
+        assert_eq!(q.pop(Some(Duration::from_secs(5))), Ok(3));
+        assert_eq!(q.try_pop(), Err(RingError::Empty));
+    }
+
+    #[test]
+    fn a_dead_consumers_slot_is_recycled() {
+        let mut q = ring::<u32>(2).expect("create");
+        q.try_push(1).expect("room");
+        q.try_push(2).expect("room");
+        // A consumer took position 0 (deq moved) and died before recycling.
+        q.ring.header().deq.store(1, Relaxed);
+        q.ring.slot(0).owner.store(0x3fff_fff0, Relaxed);
+        q.push(3, Some(Duration::from_secs(5)))
+            .expect("the dead consumer's slot is recycled");
+        assert_eq!(q.try_pop(), Ok(2));
+        assert_eq!(q.try_pop(), Ok(3));
+    }
+}
