@@ -136,7 +136,7 @@ fn mpmc_killed_producers_lose_and_duplicate_nothing(m: StartMethod) -> Result {
     let mut q = mpmc::ring::<u64>(64)?;
     let mut next = [0u64; 3];
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut procs: Vec<Process> = (0..3u64)
+    let procs: Vec<Process> = (0..3u64)
         .map(|id| Process::new(mpmc_produce_forever, (q.clone(), id)).with_start_method(m))
         .collect();
     for p in &procs {
@@ -154,7 +154,7 @@ fn mpmc_killed_producers_lose_and_duplicate_nothing(m: StartMethod) -> Result {
         next[id] += 1;
         Ok(())
     };
-    for victim in 0..3 {
+    for victim in &procs {
         for _ in 0..5_000 {
             let v = q.pop(Some(Duration::from_secs(30)))?;
             take(&mut next, v)?;
@@ -163,8 +163,8 @@ fn mpmc_killed_producers_lose_and_duplicate_nothing(m: StartMethod) -> Result {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         std::thread::sleep(Duration::from_micros(seed % 2000));
-        procs[victim].kill()?;
-        check(procs[victim].join()? == -9, "killed")?;
+        victim.kill()?;
+        check(victim.join()? == -9, "killed")?;
     }
     // Drain: whatever was published arrives; tombstones are skipped.
     loop {
@@ -174,7 +174,7 @@ fn mpmc_killed_producers_lose_and_duplicate_nothing(m: StartMethod) -> Result {
             Err(e) => return Err(e.to_string().into()),
         }
     }
-    procs.clear();
+    drop(procs);
     check(
         next.iter().all(|&n| n >= 1),
         format!("a producer delivered nothing: {next:?}"),

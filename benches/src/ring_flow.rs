@@ -1,0 +1,208 @@
+//! One-way `u64` throughput from a producer process to a consumer process,
+//! pinned one per CPU: `shm::spsc` one message at a time
+//! (`try_push`/`try_pop`, spinning on full/empty) and in batches of
+//! [`BATCH`] (`push_slice`/`pop_into`, one publication per batch), against
+//! the hand-tuned ring ([`crate::hand_ring`]) doing the same.
+//!
+//! The forked child produces, the parent consumes and times. Both walk the
+//! same plan: warm-up blocks, then the four cases alternating block by
+//! block. A block is a run of messages; its sample is messages per second.
+//! The consumer adds up what it receives and checks the sum at the end of
+//! each block. Every ring holds 4096 `u64`.
+
+use std::time::{Duration, Instant};
+
+use shm::spsc::{self, Consumer, Producer, RingError};
+
+use crate::Mode;
+use crate::hand_ring::{self, CAP, HandRx, HandTx, spin_until};
+use crate::ring_bench::fork_pinned;
+use crate::ring_trips::{pop_ours, push_ours};
+use crate::stats::Stats;
+
+/// Messages per batch in the batched cases.
+pub const BATCH: usize = 16;
+
+/// The cases, in report order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Ours, one message per call.
+    Ours,
+    /// The hand-tuned ring, one message per publication.
+    Hand,
+    /// Ours, `push_slice`/`pop_into` of up to [`BATCH`].
+    OursBatched,
+    /// The hand-tuned ring, one publication per batch of up to [`BATCH`].
+    HandBatched,
+}
+
+/// Every case, in report order.
+pub const FLOWS: [Flow; 4] = [Flow::Ours, Flow::Hand, Flow::OursBatched, Flow::HandBatched];
+
+/// Messages per block.
+pub fn block(mode: Mode) -> u64 {
+    if mode == Mode::Smoke { 20_000 } else { 2_000_000 }
+}
+
+/// The producer's ends.
+struct Tx {
+    ours: Producer<u64>,
+    ours_batched: Producer<u64>,
+    hand: HandTx,
+    hand_batched: HandTx,
+    /// The next value of each case.
+    next: [u64; 4],
+}
+
+/// The consumer's ends.
+struct Rx {
+    ours: Consumer<u64>,
+    ours_batched: Consumer<u64>,
+    hand: HandRx,
+    hand_batched: HandRx,
+    next: [u64; 4],
+}
+
+/// `0 + 1 + ... + (v - 1)`, wrapping: what a block starting at `from`
+/// adds up to is `sum_below(from + m) - sum_below(from)`.
+fn sum_below(v: u64) -> u64 {
+    let (a, b) = if v.is_multiple_of(2) { (v / 2, v.wrapping_sub(1)) } else { (v, (v - 1) / 2) };
+    a.wrapping_mul(b)
+}
+
+fn index(f: Flow) -> usize {
+    FLOWS.iter().position(|&x| x == f).expect("a listed case")
+}
+
+impl Tx {
+    /// Sends `m` messages of case `f`.
+    fn send(&mut self, f: Flow, m: u64) {
+        let from = self.next[index(f)];
+        let end = from + m;
+        match f {
+            Flow::Ours => (from..end).for_each(|v| push_ours(&mut self.ours, v)),
+            Flow::Hand => (from..end).for_each(|v| spin_until(|| self.hand.try_push(v).then_some(()))),
+            Flow::OursBatched | Flow::HandBatched => {
+                let mut buf = [0u64; BATCH];
+                let mut v = from;
+                while v < end {
+                    let k = usize::try_from((end - v).min(BATCH as u64)).expect("at most BATCH");
+                    for (i, b) in buf[..k].iter_mut().enumerate() {
+                        *b = v + i as u64;
+                    }
+                    let sent = if f == Flow::OursBatched {
+                        match self.ours_batched.push_slice(&buf[..k]) {
+                            Ok(n) => n,
+                            Err(e) => panic!("push_slice: {e}"),
+                        }
+                    } else {
+                        self.hand_batched.push_slice(&buf[..k])
+                    };
+                    if sent == 0 {
+                        core::hint::spin_loop();
+                    }
+                    v += sent as u64;
+                }
+            }
+        }
+        self.next[index(f)] = end;
+    }
+}
+
+impl Rx {
+    /// Receives `m` messages of case `f`; returns the time it took.
+    fn receive(&mut self, f: Flow, m: u64) -> Duration {
+        let from = self.next[index(f)];
+        let t = Instant::now();
+        let mut sum = 0u64;
+        match f {
+            Flow::Ours => (0..m).for_each(|_| sum = sum.wrapping_add(pop_ours(&mut self.ours))),
+            Flow::Hand => (0..m).for_each(|_| sum = sum.wrapping_add(spin_until(|| self.hand.try_pop()))),
+            Flow::OursBatched | Flow::HandBatched => {
+                let mut buf = [0u64; BATCH];
+                let mut left = m;
+                while left > 0 {
+                    let want = usize::try_from(left.min(BATCH as u64)).expect("at most BATCH");
+                    let got = if f == Flow::OursBatched {
+                        match self.ours_batched.pop_into(&mut buf[..want]) {
+                            Ok(n) => n,
+                            Err(RingError::Empty) => 0,
+                            Err(e) => panic!("pop_into: {e}"),
+                        }
+                    } else {
+                        self.hand_batched.pop_into(&mut buf[..want])
+                    };
+                    if got == 0 {
+                        core::hint::spin_loop();
+                    }
+                    sum = buf[..got].iter().fold(sum, |s, &v| s.wrapping_add(v));
+                    left -= got as u64;
+                }
+            }
+        }
+        let dt = t.elapsed();
+        let end = from + m;
+        assert_eq!(sum, sum_below(end).wrapping_sub(sum_below(from)), "{f:?} lost or mixed up messages");
+        self.next[index(f)] = end;
+        dt
+    }
+}
+
+/// The blocks in order, `None` marking warm-up.
+fn plan(n: usize, w: usize) -> Vec<(Flow, Option<usize>)> {
+    let mut p: Vec<(Flow, Option<usize>)> = FLOWS.iter().flat_map(|&f| vec![(f, None); w]).collect();
+    for _ in 0..n {
+        p.extend(FLOWS.iter().enumerate().map(|(k, &f)| (f, Some(k))));
+    }
+    p
+}
+
+/// Messages per second of each case in [`FLOWS`] order, and the messages
+/// each case moved in timed blocks.
+///
+/// # Panics
+///
+/// If a mapping, a ring, the pinning or the child fails.
+pub fn measure(mode: Mode, cpus: (usize, usize)) -> (Vec<Stats>, u64) {
+    let (n, w) = (mode.scale(25), mode.warmup(2));
+    let m = block(mode);
+    let ring = || spsc::channel::<u64>(CAP).expect("create a ring");
+    let hand = || hand_ring::channel().expect("map a hand-tuned ring");
+    let ((o_tx, o_rx), (ob_tx, ob_rx), (h_tx, h_rx), (hb_tx, hb_rx)) = (ring(), ring(), hand(), hand());
+    let steps = plan(n, w);
+    let mut tx = Tx {
+        ours: o_tx,
+        ours_batched: ob_tx,
+        hand: h_tx,
+        hand_batched: hb_tx,
+        next: [0; 4],
+    };
+    let child_steps = steps.clone();
+    let child = fork_pinned(cpus.1, move || {
+        for (f, _) in child_steps {
+            tx.send(f, m);
+        }
+    });
+    let mut rx = Rx {
+        ours: o_rx,
+        ours_batched: ob_rx,
+        hand: h_rx,
+        hand_batched: hb_rx,
+        next: [0; 4],
+    };
+    let pin = crate::affinity::pin_to(cpus.0).expect("pin the parent");
+    let mut samples: [Vec<Duration>; 4] = Default::default();
+    for (f, slot) in steps {
+        let dt = rx.receive(f, m);
+        if let Some(k) = slot {
+            samples[k].push(dt);
+        }
+    }
+    drop(pin);
+    assert_eq!(child.join().expect("join the ring child"), 0, "the ring child failed");
+    let rates = samples
+        .iter()
+        .map(|s| Stats::from_durations(s).expect("n > 0 blocks").per_second(m as f64))
+        .collect();
+    (rates, m * n as u64)
+}
