@@ -187,6 +187,58 @@ fn mpmc_killed_producers_lose_and_duplicate_nothing(m: StartMethod) -> Result {
     )
 }
 
+fn mpmc_consume_forever((mut q, seen): (Mpmc<u64>, RawValue<u64>)) {
+    while let Ok(v) = q.pop(None) {
+        // Relaxed: a tally the parent reads after this process is gone.
+        seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = v;
+    }
+}
+
+/// Consumers killed at random points never wedge the ring: the producer
+/// keeps pushing (the dead consumer's slot is recycled), and the messages
+/// are all accounted for: taken by a consumer (living or dead) or still in
+/// the ring, never twice.
+fn mpmc_killed_consumers_never_wedge_it(m: StartMethod) -> Result {
+    let mut q = mpmc::ring::<u64>(8)?;
+    let seen = RawValue::new(0u64)?;
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut pushed = 0u64;
+    for round in 0..3 {
+        let c = Process::new(mpmc_consume_forever, (q.clone(), seen.clone())).with_start_method(m);
+        c.start()?;
+        for _ in 0..2_000 {
+            q.push(pushed, Some(Duration::from_secs(30)))
+                .map_err(|e| format!("round {round}: {e}"))?;
+            pushed += 1;
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_micros(seed % 1000));
+        c.kill()?;
+        check(c.join()? == -9, "killed")?;
+    }
+    // With no consumer left, fill the ring: it must take a full ring's worth
+    // (slots a dead consumer held are recycled), then report full.
+    let mut filled = 0;
+    while q.push(u64::MAX, Some(Duration::from_millis(300))).is_ok() {
+        filled += 1;
+        check(filled <= q.capacity(), "more room than slots")?;
+    }
+    check(
+        q.len() == q.capacity(),
+        format!("only {} of {} slots usable: one is wedged", q.len(), q.capacity()),
+    )?;
+    let in_ring = q.len() as u64;
+    // Each consumer may take one message and die before counting it.
+    let counted = seen.get();
+    check(
+        counted + in_ring - filled as u64 <= pushed && counted + in_ring - filled as u64 + 3 >= pushed,
+        format!("pushed {pushed}, counted {counted}, left {}", in_ring - filled as u64),
+    )
+}
+
 fn main() {
     shm::init();
     let mut tests = Vec::new();
@@ -210,6 +262,10 @@ fn main() {
         tests.push(Trial::test(
             format!("mpmc_killed_producers_lose_and_duplicate_nothing_{m}"),
             move || mpmc_killed_producers_lose_and_duplicate_nothing(m),
+        ));
+        tests.push(Trial::test(
+            format!("mpmc_killed_consumers_never_wedge_it_{m}"),
+            move || mpmc_killed_consumers_never_wedge_it(m),
         ));
     }
     run_trials(tests);

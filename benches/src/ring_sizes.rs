@@ -1,0 +1,216 @@
+//! Messages per second through `shm::spsc` rings of large messages, one
+//! producer process and one consumer process pinned one per CPU, for
+//! payloads of 64 B, 4 KiB, 64 KiB and 1 MiB (`[u64; K]`, ring capacity
+//! [`SLOTS`]), by three paths:
+//!
+//! - loan, untouched: `reserve()` + `commit()`, `peek()` + drop;
+//! - loan, write+read: the producer writes every word of the lent slot,
+//!   the consumer adds up every word of the slot it peeks;
+//! - copy, write+read: the producer writes every word of a private buffer
+//!   and `try_push`es a copy of it, the consumer `try_pop`s a copy and adds
+//!   it up.
+//!
+//! The child produces, the parent consumes and times; both walk the same
+//! plan (warm-up blocks, then every size and path alternating block by
+//! block). Message `s` holds `s` in every word, so the consumer checks each
+//! sum. A 1 MiB value passed by value lives on the stack a few times over,
+//! so both sides run on a thread with a [`STACK`]-byte stack.
+
+use std::time::{Duration, Instant};
+
+use shm::ShmSafe;
+use shm::spsc::{self, Consumer, Producer, RingError};
+
+use crate::Mode;
+use crate::hand_ring::spin_until;
+use crate::ring_bench::fork_pinned;
+use crate::stats::Stats;
+
+/// Slots per ring.
+pub const SLOTS: usize = 8;
+/// Stack of the threads that move messages.
+pub const STACK: usize = 64 << 20;
+/// Payload sizes in bytes, in report order.
+pub const SIZES: [usize; 4] = [64, 4096, 64 << 10, 1 << 20];
+
+/// How a message travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// Loans, the payload untouched.
+    LoanBare,
+    /// Loans, every word written and read.
+    LoanTouched,
+    /// Copies in and out, every word written and read.
+    Copy,
+}
+
+/// Every path, in report order.
+pub const PATHS: [Path; 3] = [Path::LoanBare, Path::LoanTouched, Path::Copy];
+
+/// The sum of a message whose words all hold `s`.
+fn expected(s: u64, words: usize) -> u64 {
+    s.wrapping_mul(words as u64)
+}
+
+fn sum(words: &[u64]) -> u64 {
+    words.iter().fold(0, |a, &w| a.wrapping_add(w))
+}
+
+/// The producer's end of one size.
+trait Feed: Send {
+    fn send(&mut self, path: Path, m: u64);
+}
+
+/// The consumer's end of one size; returns the block's time.
+trait Drain: Send {
+    fn receive(&mut self, path: Path, m: u64) -> Duration;
+}
+
+struct Tx<const K: usize> {
+    tx: Producer<[u64; K]>,
+    buf: Box<[u64; K]>,
+    next: u64,
+}
+
+struct Rx<const K: usize> {
+    rx: Consumer<[u64; K]>,
+    next: u64,
+}
+
+impl<const K: usize> Feed for Tx<K>
+where
+    [u64; K]: ShmSafe,
+{
+    fn send(&mut self, path: Path, m: u64) {
+        for s in self.next..self.next + m {
+            match path {
+                Path::LoanBare => spin_until(|| self.tx.reserve().map(shm::spsc::WriteSlot::commit)),
+                Path::LoanTouched => spin_until(|| {
+                    self.tx.reserve().map(|mut slot| {
+                        slot.fill(s);
+                        slot.commit();
+                    })
+                }),
+                Path::Copy => {
+                    self.buf.fill(s);
+                    spin_until(|| match self.tx.try_push(*self.buf) {
+                        Ok(()) => Some(()),
+                        Err(e) if e.kind == RingError::Full => None,
+                        Err(e) => panic!("push: {e}"),
+                    });
+                }
+            }
+        }
+        self.next += m;
+    }
+}
+
+impl<const K: usize> Drain for Rx<K>
+where
+    [u64; K]: ShmSafe,
+{
+    fn receive(&mut self, path: Path, m: u64) -> Duration {
+        let mut wrong = 0u64;
+        let t = Instant::now();
+        for s in self.next..self.next + m {
+            let got = match path {
+                Path::LoanBare => {
+                    spin_until(|| self.rx.peek().map(drop));
+                    continue;
+                }
+                Path::LoanTouched => spin_until(|| self.rx.peek().map(|slot| sum(&*slot))),
+                Path::Copy => spin_until(|| match self.rx.try_pop() {
+                    Ok(msg) => Some(sum(&msg)),
+                    Err(RingError::Empty) => None,
+                    Err(e) => panic!("pop: {e}"),
+                }),
+            };
+            wrong += u64::from(got != expected(s, K));
+        }
+        let dt = t.elapsed();
+        assert_eq!(wrong, 0, "{path:?}, {} B: messages arrived damaged", K * 8);
+        self.next += m;
+        dt
+    }
+}
+
+/// A ring of `[u64; K]` and its two ends, boxed for the plan.
+fn ends<const K: usize>() -> (Box<dyn Feed>, Box<dyn Drain>)
+where
+    [u64; K]: ShmSafe,
+{
+    let (tx, rx) = spsc::channel::<[u64; K]>(SLOTS).expect("create a ring");
+    let buf = vec![0u64; K].into_boxed_slice().try_into().expect("K words");
+    (Box::new(Tx { tx, buf, next: 0 }), Box::new(Rx { rx, next: 0 }))
+}
+
+/// Messages per block for a payload of `bytes`.
+pub fn block(mode: Mode, bytes: usize) -> u64 {
+    if mode == Mode::Smoke {
+        4
+    } else {
+        (16 << 20) / bytes.clamp(1, 1 << 20) as u64
+    }
+    .clamp(4, 20_000)
+    .max(if mode == Mode::Smoke { 4 } else { 32 })
+}
+
+/// The blocks in order (size index, path), `None` marking warm-up.
+fn plan(n: usize, w: usize) -> Vec<(usize, Path, Option<usize>)> {
+    let each = || (0..SIZES.len()).flat_map(|z| PATHS.iter().map(move |&p| (z, p)));
+    let mut steps: Vec<_> = each().flat_map(|(z, p)| vec![(z, p, None); w]).collect();
+    for _ in 0..n {
+        steps.extend(each().enumerate().map(|(k, (z, p))| (z, p, Some(k))));
+    }
+    steps
+}
+
+/// Runs `f` on a thread with a [`STACK`]-byte stack (pinned as the caller).
+fn big_stack<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|s| {
+        let t = std::thread::Builder::new().stack_size(STACK).spawn_scoped(s, f);
+        t.expect("start a thread").join().expect("the mover thread panicked")
+    })
+}
+
+/// Messages per second for each size (in [`SIZES`] order) and path (in
+/// [`PATHS`] order).
+///
+/// # Panics
+///
+/// If a ring, the pinning, the child or a thread fails.
+pub fn measure(mode: Mode, cpus: (usize, usize)) -> Vec<[Stats; 3]> {
+    let (n, w) = (mode.scale(30), mode.warmup(2));
+    let pairs = [ends::<8>(), ends::<512>(), ends::<8192>(), ends::<131_072>()];
+    let (mut feeds, mut drains): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
+    let steps = plan(n, w);
+    let child_steps = steps.clone();
+    let child = fork_pinned(cpus.1, move || {
+        big_stack(|| {
+            for (z, path, _) in child_steps {
+                feeds[z].send(path, block(mode, SIZES[z]));
+            }
+        });
+    });
+    let pin = crate::affinity::pin_to(cpus.0).expect("pin the parent");
+    let mut samples = vec![Vec::new(); SIZES.len() * PATHS.len()];
+    big_stack(|| {
+        for (z, path, slot) in steps {
+            let dt = drains[z].receive(path, block(mode, SIZES[z]));
+            if let Some(k) = slot {
+                samples[k].push(dt);
+            }
+        }
+    });
+    drop(pin);
+    assert_eq!(child.join().expect("join the ring child"), 0, "the ring child failed");
+    (0..SIZES.len())
+        .map(|z| {
+            let rate = |p: usize| {
+                let s = Stats::from_durations(&samples[z * PATHS.len() + p]).expect("n > 0 blocks");
+                s.per_second(block(mode, SIZES[z]) as f64)
+            };
+            [rate(0), rate(1), rate(2)]
+        })
+        .collect()
+}
