@@ -201,11 +201,11 @@ fn mpmc_consume_forever((mut q, seen): (Mpmc<u64>, RawValue<u64>)) {
 /// the ring, never twice.
 fn mpmc_killed_consumers_never_wedge_it(m: StartMethod) -> Result {
     let mut q = mpmc::ring::<u64>(8)?;
-    let seen = RawValue::new(0u64)?;
+    let tally = RawValue::new(0u64)?;
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     let mut pushed = 0u64;
     for round in 0..3 {
-        let c = Process::new(mpmc_consume_forever, (q.clone(), seen.clone())).with_start_method(m);
+        let c = Process::new(mpmc_consume_forever, (q.clone(), tally.clone())).with_start_method(m);
         c.start()?;
         for _ in 0..2_000 {
             q.push(pushed, Some(Duration::from_secs(30)))
@@ -232,7 +232,7 @@ fn mpmc_killed_consumers_never_wedge_it(m: StartMethod) -> Result {
     )?;
     let in_ring = q.len() as u64;
     // Each consumer may take one message and die before counting it.
-    let counted = seen.get();
+    let counted = tally.get();
     check(
         counted + in_ring - filled as u64 <= pushed && counted + in_ring - filled as u64 + 3 >= pushed,
         format!("pushed {pushed}, counted {counted}, left {}", in_ring - filled as u64),
