@@ -2,16 +2,14 @@
 //! without a lock (Python's `multiprocessing.RawArray`).
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::ops::Range;
 use std::ptr::NonNull;
-use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::atomic::{AtomicInteger, ShmSafe};
 use crate::error::{OutOfBounds, SegmentError};
-use crate::segment::{Segment, SegmentKind, TypeIdentity};
+use crate::segment::{Mapped, Segment, SegmentKind, TypeIdentity};
 
 /// A fixed-length array of `T` in its own shared segment.
 ///
@@ -33,14 +31,13 @@ use crate::segment::{Segment, SegmentKind, TypeIdentity};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct RawArray<T> {
-    seg: Arc<Segment>,
+    map: Mapped<T>,
     ptr: NonNull<T>,
     len: usize,
-    _t: PhantomData<T>,
 }
 
 // SAFETY: elements are only reached through volatile or atomic accesses; T is
-// Send + Sync plain data; the Arc keeps the mapping alive.
+// Send + Sync plain data; `map` keeps the mapping alive.
 unsafe impl<T: ShmSafe> Send for RawArray<T> {}
 // SAFETY: as above; `&RawArray` hands out copies, or atomics which are Sync.
 unsafe impl<T: ShmSafe> Sync for RawArray<T> {}
@@ -48,10 +45,9 @@ unsafe impl<T: ShmSafe> Sync for RawArray<T> {}
 impl<T> Clone for RawArray<T> {
     fn clone(&self) -> Self {
         Self {
-            seg: Arc::clone(&self.seg),
+            map: self.map.clone(),
             ptr: self.ptr,
             len: self.len,
-            _t: PhantomData,
         }
     }
 }
@@ -134,20 +130,21 @@ impl<T: ShmSafe> RawArray<T> {
     ///
     /// [`SegmentError::TypeMismatch`] or [`SegmentError::BadPayload`].
     pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        seg.check_type(&Self::identity())?;
-        let bytes = seg.payload_len();
+        Self::from_mapped(Mapped::new(seg, &Self::identity())?)
+    }
+
+    fn from_mapped(map: Mapped<T>) -> Result<Self, SegmentError> {
+        let bytes = map.segment().payload_len();
         if size_of::<T>() == 0 || !bytes.is_multiple_of(size_of::<T>()) {
             return Err(SegmentError::BadPayload {
                 len: bytes as u64,
                 elem_size: size_of::<T>() as u64,
             });
         }
-        let ptr = seg.payload().cast::<T>();
         Ok(Self {
             len: bytes / size_of::<T>(),
-            seg: Arc::new(seg),
-            ptr,
-            _t: PhantomData,
+            ptr: map.as_ptr(),
+            map,
         })
     }
 
@@ -252,7 +249,7 @@ impl<T: ShmSafe> RawArray<T> {
 
     /// The segment behind this array.
     pub fn segment(&self) -> &Segment {
-        &self.seg
+        self.map.segment()
     }
 }
 
@@ -261,7 +258,7 @@ impl<T: AtomicInteger> RawArray<T> {
     #[inline]
     pub fn atomics(&self) -> &[T::Atomic] {
         // SAFETY: T::Atomic has T's size and alignment (AtomicInteger); the
-        // len elements are in bounds and live as long as `self.seg`; shared
+        // len elements are in bounds and live as long as `self.map`; shared
         // atomics may alias across processes by design.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<T::Atomic>(), self.len) }
     }
@@ -269,14 +266,14 @@ impl<T: AtomicInteger> RawArray<T> {
 
 impl<T: ShmSafe> Serialize for RawArray<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        (*self.seg).serialize(serializer)
+        self.map.serialize(serializer)
     }
 }
 
 impl<'de, T: ShmSafe> Deserialize<'de> for RawArray<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let seg = Segment::deserialize(deserializer)?;
-        Self::from_segment(seg).map_err(serde::de::Error::custom)
+        let map = Mapped::deserialize_as(deserializer, &Self::identity())?;
+        Self::from_mapped(map).map_err(serde::de::Error::custom)
     }
 }
 

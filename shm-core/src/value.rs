@@ -2,15 +2,12 @@
 //! (Python's `multiprocessing.RawValue`).
 
 use std::fmt;
-use std::marker::PhantomData;
-use std::ptr::NonNull;
-use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::atomic::{AtomicInteger, ShmSafe};
 use crate::error::SegmentError;
-use crate::segment::{Segment, SegmentKind, TypeIdentity};
+use crate::segment::{Mapped, Segment, SegmentKind, TypeIdentity};
 use crate::sync::shared::Ordering;
 
 /// One value of type `T` in its own shared segment.
@@ -36,25 +33,19 @@ use crate::sync::shared::Ordering;
 /// # Ok::<(), shm_core::SegmentError>(())
 /// ```
 pub struct RawValue<T> {
-    seg: Arc<Segment>,
-    ptr: NonNull<T>,
-    _t: PhantomData<T>,
+    map: Mapped<T>,
 }
 
 // SAFETY: the value lives in shared memory reached only through volatile or
 // atomic accesses; T: ShmSafe is Send + Sync plain data, and the segment is
-// kept alive by the Arc.
+// kept alive by the mapping.
 unsafe impl<T: ShmSafe> Send for RawValue<T> {}
 // SAFETY: as above: `&RawValue` never hands out a reference to T, only copies.
 unsafe impl<T: ShmSafe> Sync for RawValue<T> {}
 
 impl<T> Clone for RawValue<T> {
     fn clone(&self) -> Self {
-        Self {
-            seg: Arc::clone(&self.seg),
-            ptr: self.ptr,
-            _t: PhantomData,
-        }
+        Self { map: self.map.clone() }
     }
 }
 
@@ -108,19 +99,18 @@ impl<T: ShmSafe> RawValue<T> {
     ///
     /// [`SegmentError::TypeMismatch`] or [`SegmentError::BadPayload`].
     pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        seg.check_type(&Self::identity())?;
-        if seg.payload_len() != size_of::<T>() {
+        Self::from_mapped(Mapped::new(seg, &Self::identity())?)
+    }
+
+    fn from_mapped(map: Mapped<T>) -> Result<Self, SegmentError> {
+        let len = map.segment().payload_len();
+        if len != size_of::<T>() {
             return Err(SegmentError::BadPayload {
-                len: seg.payload_len() as u64,
+                len: len as u64,
                 elem_size: size_of::<T>() as u64,
             });
         }
-        let ptr = seg.payload().cast::<T>();
-        Ok(Self {
-            seg: Arc::new(seg),
-            ptr,
-            _t: PhantomData,
-        })
+        Ok(Self { map })
     }
 
     /// Reads the value.
@@ -129,7 +119,7 @@ impl<T: ShmSafe> RawValue<T> {
         // SAFETY: ptr is in bounds and aligned (payload is 128-aligned and
         // holds exactly one T, checked at construction); T accepts any bits,
         // so a torn read by a racing writer is still a valid T.
-        unsafe { self.ptr.as_ptr().read_volatile() }
+        unsafe { self.map.as_ptr().as_ptr().read_volatile() }
     }
 
     /// Writes the value.
@@ -137,17 +127,17 @@ impl<T: ShmSafe> RawValue<T> {
     pub fn set(&self, value: T) {
         // SAFETY: as in `get`; the memory is shared and writable, and no Rust
         // reference to it exists.
-        unsafe { self.ptr.as_ptr().write_volatile(value) }
+        unsafe { self.map.as_ptr().as_ptr().write_volatile(value) }
     }
 
     /// Raw pointer to the shared value.
     pub fn as_ptr(&self) -> *mut T {
-        self.ptr.as_ptr()
+        self.map.as_ptr().as_ptr()
     }
 
     /// The segment behind this value.
     pub fn segment(&self) -> &Segment {
-        &self.seg
+        self.map.segment()
     }
 }
 
@@ -156,8 +146,8 @@ impl<T: AtomicInteger> RawValue<T> {
     #[inline]
     pub fn atomic(&self) -> &T::Atomic {
         // SAFETY: AtomicInteger guarantees T::Atomic has T's size and
-        // alignment; the cell is in bounds and lives as long as `self.seg`.
-        unsafe { &*self.ptr.as_ptr().cast::<T::Atomic>() }
+        // alignment; the cell is in bounds and lives as long as `self.map`.
+        unsafe { &*self.map.as_ptr().as_ptr().cast::<T::Atomic>() }
     }
 
     /// Atomic load.
@@ -203,14 +193,14 @@ impl<T: AtomicInteger> RawValue<T> {
 
 impl<T: ShmSafe> Serialize for RawValue<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        (*self.seg).serialize(serializer)
+        self.map.serialize(serializer)
     }
 }
 
 impl<'de, T: ShmSafe> Deserialize<'de> for RawValue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let seg = Segment::deserialize(deserializer)?;
-        Self::from_segment(seg).map_err(serde::de::Error::custom)
+        let map = Mapped::deserialize_as(deserializer, &Self::identity())?;
+        Self::from_mapped(map).map_err(serde::de::Error::custom)
     }
 }
 

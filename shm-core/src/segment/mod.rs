@@ -20,6 +20,7 @@
 //! trusted.
 
 mod header;
+mod mapped;
 mod sweep;
 
 use std::ffi::CString;
@@ -28,6 +29,7 @@ use std::ptr::NonNull;
 
 pub use header::{HEADER_LEN, LAYOUT_VERSION, MAGIC, MAX_ALIGN, SegmentInfo, SegmentKind, TypeIdentity};
 pub(crate) use header::{RawHeader, STATE_READY};
+pub use mapped::Mapped;
 pub use sweep::{NamedSegment, SweptSegment, list_named, sweep};
 
 use crate::error::SegmentError;
