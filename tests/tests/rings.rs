@@ -175,10 +175,6 @@ fn mpmc_killed_producers_lose_and_duplicate_nothing(m: StartMethod) -> Result {
         }
     }
     drop(procs);
-    check(
-        next.iter().all(|&n| n >= 1),
-        format!("a producer delivered nothing: {next:?}"),
-    )?;
     // The ring is whole again: a new producer's messages go through.
     q.try_push(7 << 32).map_err(|e| e.to_string())?;
     check(
