@@ -10,7 +10,7 @@
 
 use shm_benches::process_start::EXIT_NOW;
 use shm_benches::report::Report;
-use shm_benches::{Mode, machine, process_start, results_dir, sync_bench, wake_bench};
+use shm_benches::{Mode, machine, process_start, results_dir, ring_bench, sync_bench, wake_bench};
 
 fn main() {
     // The spawn floor execs this binary with `--exit-now`: leave before
@@ -38,6 +38,7 @@ fn main() {
     process_start::run(mode, &mut report);
     sync_bench::run(mode, &mut report);
     wake_bench::run(mode, &mut report);
+    ring_bench::run(mode, &mut report);
     report.flag_noisy(3.0);
 
     print!("{}", report.markdown());

@@ -7,7 +7,7 @@
 //! lines of their own, free-running `u64` positions, [`CAP`] slots. Each
 //! side keeps a private copy of the other's index and re-reads the shared
 //! one only when the copy says full (producer) or empty (consumer). One
-//! message, or one batch, costs one index store.
+//! message, or one batch, costs one index store. `N` slots, a power of two.
 //!
 //! # Memory ordering
 //!
@@ -23,45 +23,57 @@ use std::time::Instant;
 use crate::ping_pong::ABANDONED;
 use crate::raw_sync::{AtomicU64, Padded, SharedMap, ZeroShared};
 
-/// Slots in a hand-tuned ring.
+/// Slots in the rings of the throughput rows.
 pub const CAP: usize = 4096;
-const MASK: u64 = CAP as u64 - 1;
 
 /// The shared part: two indices and the slots.
 #[repr(C)]
 #[derive(Debug)]
-pub struct HandRing {
+pub struct HandRing<const N: usize> {
     tail: Padded<AtomicU64>,
     head: Padded<AtomicU64>,
-    slots: [AtomicU64; CAP],
+    slots: [AtomicU64; N],
 }
 
 // SAFETY: atomics only; zero is "empty ring at position 0".
-unsafe impl ZeroShared for HandRing {}
+unsafe impl<const N: usize> ZeroShared for HandRing<N> {}
+
+impl<const N: usize> HandRing<N> {
+    const MASK: u64 = {
+        assert!(N.is_power_of_two(), "a power of two slots");
+        N as u64 - 1
+    };
+
+    /// The slot of position `pos`.
+    #[inline]
+    fn slot(&self, pos: u64) -> &AtomicU64 {
+        &self.slots[narrow(pos & Self::MASK)]
+    }
+}
 
 /// The writing end.
 #[derive(Debug)]
-pub struct HandTx {
-    ring: Arc<SharedMap<HandRing>>,
+pub struct HandTx<const N: usize> {
+    ring: Arc<SharedMap<HandRing<N>>>,
     tail: u64,
     cached_head: u64,
 }
 
 /// The reading end.
 #[derive(Debug)]
-pub struct HandRx {
-    ring: Arc<SharedMap<HandRing>>,
+pub struct HandRx<const N: usize> {
+    ring: Arc<SharedMap<HandRing<N>>>,
     head: u64,
     cached_tail: u64,
 }
 
-/// A fresh, empty ring and its two ends.
+/// A fresh, empty ring of `N` slots and its two ends.
 ///
 /// # Errors
 ///
 /// If `mmap` fails.
-pub fn channel() -> io::Result<(HandTx, HandRx)> {
-    let ring = Arc::new(SharedMap::<HandRing>::new()?);
+pub fn channel<const N: usize>() -> io::Result<(HandTx<N>, HandRx<N>)> {
+    let ring = Arc::new(SharedMap::<HandRing<N>>::new()?);
     let tx = HandTx {
         ring: Arc::clone(&ring),
         tail: 0,
@@ -87,17 +99,17 @@ fn narrow(n: u64) -> usize {
     usize::try_from(n).expect("at most a slice's length")
 }
 
-impl HandTx {
+impl<const N: usize> HandTx<N> {
     /// Free slots, re-reading `head` if the cache says fewer than `want`.
     #[inline]
     fn free(&mut self, want: u64) -> u64 {
-        let free = wide(CAP) - (self.tail - self.cached_head);
+        let free = wide(N) - (self.tail - self.cached_head);
         if free >= want {
             return free;
         }
         // Acquire: pairs with the consumer's Release store of `head`.
         self.cached_head = self.ring.head.load(Acquire);
-        wide(CAP) - (self.tail - self.cached_head)
+        wide(N) - (self.tail - self.cached_head)
     }
 
     /// Pushes `v` and publishes it; false when full.
@@ -107,7 +119,7 @@ impl HandTx {
             return false;
         }
         // Relaxed: published by the Release store of `tail` below.
-        self.ring.slots[(self.tail & MASK) as usize].store(v, Relaxed);
+        self.ring.slot(self.tail).store(v, Relaxed);
         self.tail += 1;
         // Release: pairs with the consumer's Acquire load of `tail`.
         self.ring.tail.store(self.tail, Release);
@@ -120,7 +132,7 @@ impl HandTx {
         let n = narrow(self.free(wide(items.len())).min(wide(items.len())));
         for (pos, v) in (self.tail..).zip(&items[..n]) {
             // Relaxed: published by the Release store of `tail` below.
-            self.ring.slots[(pos & MASK) as usize].store(*v, Relaxed);
+            self.ring.slot(pos).store(*v, Relaxed);
         }
         if n > 0 {
             self.tail += wide(n);
@@ -131,7 +143,7 @@ impl HandTx {
     }
 }
 
-impl HandRx {
+impl<const N: usize> HandRx<N> {
     /// Messages ready, re-reading `tail` if the cache says fewer than `want`.
     #[inline]
     fn ready(&mut self, want: u64) -> u64 {
@@ -151,7 +163,7 @@ impl HandRx {
             return None;
         }
         // Relaxed: acquired with `tail` in `ready`.
-        let v = self.ring.slots[(self.head & MASK) as usize].load(Relaxed);
+        let v = self.ring.slot(self.head).load(Relaxed);
         self.head += 1;
         // Release: pairs with the producer's Acquire load of `head`.
         self.ring.head.store(self.head, Release);
@@ -164,7 +176,7 @@ impl HandRx {
         let n = narrow(self.ready(wide(out.len())).min(wide(out.len())));
         for (pos, slot) in (self.head..).zip(&mut out[..n]) {
             // Relaxed: acquired with `tail` in `ready`.
-            *slot = self.ring.slots[(pos & MASK) as usize].load(Relaxed);
+            *slot = self.ring.slot(pos).load(Relaxed);
         }
         if n > 0 {
             self.head += wide(n);
@@ -205,7 +217,7 @@ mod tests {
 
     #[test]
     fn fifo_batches_and_full() {
-        let (mut tx, mut rx) = channel().expect("map");
+        let (mut tx, mut rx) = channel::<CAP>().expect("map");
         assert_eq!(rx.try_pop(), None);
         for i in 0..wide(CAP) {
             assert!(tx.try_push(i));

@@ -3,8 +3,10 @@
 //! peers ([`python`]), the run's description ([`machine`]), raw OS peers
 //! ([`raw_sync`]), CPU pinning ([`affinity`]), two-process contention
 //! ([`contend`]), two-process Event/Condition hand-offs ([`wake_pairs`]),
-//! and the benchmark groups themselves ([`process_start`], [`sync_bench`],
-//! [`ping_pong`], [`wake_bench`]).
+//! the hand-tuned SPSC ring peer ([`hand_ring`]), and the benchmark groups
+//! themselves ([`process_start`], [`sync_bench`], [`ping_pong`],
+//! [`wake_bench`], [`ring_bench`] with [`ring_trips`], [`ring_flow`],
+//! [`ring_sleep`], [`ring_sizes`]).
 //!
 //! `cargo bench -p shm-benches --bench compare` runs every group, prints the
 //! table and writes `benches/results/latest.md` and `benches/results/*.svg`.
@@ -14,12 +16,18 @@
 
 pub mod affinity;
 pub mod contend;
+pub mod hand_ring;
 pub mod machine;
 pub mod ping_pong;
 pub mod process_start;
 pub mod python;
 pub mod raw_sync;
 pub mod report;
+pub mod ring_bench;
+pub mod ring_flow;
+pub mod ring_sizes;
+pub mod ring_sleep;
+pub mod ring_trips;
 pub mod stats;
 pub mod svg;
 pub mod sync_bench;

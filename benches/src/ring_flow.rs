@@ -12,11 +12,11 @@
 
 use std::time::{Duration, Instant};
 
-use shm::spsc::{self, Consumer, Producer, RingError};
+use shm::spsc::{self, Consumer, Producer};
 
 use crate::Mode;
 use crate::hand_ring::{self, CAP, HandRx, HandTx, spin_until};
-use crate::ring_bench::fork_pinned;
+use crate::ring_bench::{self, fork_pinned};
 use crate::ring_trips::{pop_ours, push_ours};
 use crate::stats::Stats;
 
@@ -41,15 +41,15 @@ pub const FLOWS: [Flow; 4] = [Flow::Ours, Flow::Hand, Flow::OursBatched, Flow::H
 
 /// Messages per block.
 pub fn block(mode: Mode) -> u64 {
-    if mode == Mode::Smoke { 20_000 } else { 2_000_000 }
+    if mode == Mode::Smoke { 20_000 } else { 500_000 }
 }
 
 /// The producer's ends.
 struct Tx {
     ours: Producer<u64>,
     ours_batched: Producer<u64>,
-    hand: HandTx,
-    hand_batched: HandTx,
+    hand: HandTx<CAP>,
+    hand_batched: HandTx<CAP>,
     /// The next value of each case.
     next: [u64; 4],
 }
@@ -58,16 +58,20 @@ struct Tx {
 struct Rx {
     ours: Consumer<u64>,
     ours_batched: Consumer<u64>,
-    hand: HandRx,
-    hand_batched: HandRx,
+    hand: HandRx<CAP>,
+    hand_batched: HandRx<CAP>,
     next: [u64; 4],
 }
 
 /// `0 + 1 + ... + (v - 1)`, wrapping: what a block starting at `from`
 /// adds up to is `sum_below(from + m) - sum_below(from)`.
 fn sum_below(v: u64) -> u64 {
-    let (a, b) = if v.is_multiple_of(2) { (v / 2, v.wrapping_sub(1)) } else { (v, (v - 1) / 2) };
-    a.wrapping_mul(b)
+    let (even, other) = if v.is_multiple_of(2) {
+        (v / 2, v.wrapping_sub(1))
+    } else {
+        (v, (v - 1) / 2)
+    };
+    even.wrapping_mul(other)
 }
 
 fn index(f: Flow) -> usize {
@@ -75,75 +79,78 @@ fn index(f: Flow) -> usize {
 }
 
 impl Tx {
-    /// Sends `m` messages of case `f`.
-    fn send(&mut self, f: Flow, m: u64) {
-        let from = self.next[index(f)];
-        let end = from + m;
-        match f {
+    /// Sends `count` messages of case `flow`.
+    fn send(&mut self, flow: Flow, count: u64) {
+        let from = self.next[index(flow)];
+        let end = from + count;
+        match flow {
             Flow::Ours => (from..end).for_each(|v| push_ours(&mut self.ours, v)),
             Flow::Hand => (from..end).for_each(|v| spin_until(|| self.hand.try_push(v).then_some(()))),
             Flow::OursBatched | Flow::HandBatched => {
                 let mut buf = [0u64; BATCH];
-                let mut v = from;
-                while v < end {
-                    let k = usize::try_from((end - v).min(BATCH as u64)).expect("at most BATCH");
-                    for (i, b) in buf[..k].iter_mut().enumerate() {
-                        *b = v + i as u64;
+                let mut first = from;
+                while first < end {
+                    let len = usize::try_from((end - first).min(BATCH as u64)).expect("at most BATCH");
+                    for (word, v) in buf[..len].iter_mut().zip(first..) {
+                        *word = v;
                     }
-                    let sent = if f == Flow::OursBatched {
-                        match self.ours_batched.push_slice(&buf[..k]) {
-                            Ok(n) => n,
-                            Err(e) => panic!("push_slice: {e}"),
-                        }
-                    } else {
-                        self.hand_batched.push_slice(&buf[..k])
-                    };
-                    if sent == 0 {
-                        core::hint::spin_loop();
-                    }
-                    v += sent as u64;
+                    let sent = spin_until(|| {
+                        let sent = if flow == Flow::OursBatched {
+                            match self.ours_batched.push_slice(&buf[..len]) {
+                                Ok(sent) => sent,
+                                Err(e) => panic!("push_slice: {e}"),
+                            }
+                        } else {
+                            self.hand_batched.push_slice(&buf[..len])
+                        };
+                        (sent > 0).then_some(sent)
+                    });
+                    first += sent as u64;
                 }
             }
         }
-        self.next[index(f)] = end;
+        self.next[index(flow)] = end;
     }
 }
 
 impl Rx {
-    /// Receives `m` messages of case `f`; returns the time it took.
-    fn receive(&mut self, f: Flow, m: u64) -> Duration {
-        let from = self.next[index(f)];
+    /// Receives `count` messages of case `flow`; returns the time it took.
+    fn receive(&mut self, flow: Flow, count: u64) -> Duration {
+        let from = self.next[index(flow)];
         let t = Instant::now();
         let mut sum = 0u64;
-        match f {
-            Flow::Ours => (0..m).for_each(|_| sum = sum.wrapping_add(pop_ours(&mut self.ours))),
-            Flow::Hand => (0..m).for_each(|_| sum = sum.wrapping_add(spin_until(|| self.hand.try_pop()))),
+        match flow {
+            Flow::Ours => (0..count).for_each(|_| sum = sum.wrapping_add(pop_ours(&mut self.ours))),
+            Flow::Hand => (0..count).for_each(|_| sum = sum.wrapping_add(spin_until(|| self.hand.try_pop()))),
             Flow::OursBatched | Flow::HandBatched => {
                 let mut buf = [0u64; BATCH];
-                let mut left = m;
+                let mut left = count;
                 while left > 0 {
                     let want = usize::try_from(left.min(BATCH as u64)).expect("at most BATCH");
-                    let got = if f == Flow::OursBatched {
-                        match self.ours_batched.pop_into(&mut buf[..want]) {
-                            Ok(n) => n,
-                            Err(RingError::Empty) => 0,
-                            Err(e) => panic!("pop_into: {e}"),
-                        }
-                    } else {
-                        self.hand_batched.pop_into(&mut buf[..want])
-                    };
-                    if got == 0 {
-                        core::hint::spin_loop();
-                    }
-                    sum = buf[..got].iter().fold(sum, |s, &v| s.wrapping_add(v));
+                    let got = spin_until(|| {
+                        let got = if flow == Flow::OursBatched {
+                            match self.ours_batched.pop_into(&mut buf[..want]) {
+                                Ok(got) => got,
+                                Err(e) => panic!("pop_into: {e}"),
+                            }
+                        } else {
+                            self.hand_batched.pop_into(&mut buf[..want])
+                        };
+                        (got > 0).then_some(got)
+                    });
+                    sum = buf[..got].iter().fold(sum, |acc, &v| acc.wrapping_add(v));
                     left -= got as u64;
                 }
             }
         }
         let dt = t.elapsed();
-        let end = from + m;
-        assert_eq!(sum, sum_below(end).wrapping_sub(sum_below(from)), "{f:?} lost or mixed up messages");
-        self.next[index(f)] = end;
+        let end = from + count;
+        assert_eq!(
+            sum,
+            sum_below(end).wrapping_sub(sum_below(from)),
+            "{flow:?} lost or mixed up messages"
+        );
+        self.next[index(flow)] = end;
         dt
     }
 }
@@ -164,10 +171,10 @@ fn plan(n: usize, w: usize) -> Vec<(Flow, Option<usize>)> {
 ///
 /// If a mapping, a ring, the pinning or the child fails.
 pub fn measure(mode: Mode, cpus: (usize, usize)) -> (Vec<Stats>, u64) {
-    let (n, w) = (mode.scale(25), mode.warmup(2));
+    let (n, w) = (mode.scale(100), mode.warmup(4));
     let m = block(mode);
     let ring = || spsc::channel::<u64>(CAP).expect("create a ring");
-    let hand = || hand_ring::channel().expect("map a hand-tuned ring");
+    let hand = || hand_ring::channel::<CAP>().expect("map a hand-tuned ring");
     let ((o_tx, o_rx), (ob_tx, ob_rx), (h_tx, h_rx), (hb_tx, hb_rx)) = (ring(), ring(), hand(), hand());
     let steps = plan(n, w);
     let mut tx = Tx {
@@ -202,7 +209,11 @@ pub fn measure(mode: Mode, cpus: (usize, usize)) -> (Vec<Stats>, u64) {
     assert_eq!(child.join().expect("join the ring child"), 0, "the ring child failed");
     let rates = samples
         .iter()
-        .map(|s| Stats::from_durations(s).expect("n > 0 blocks").per_second(m as f64))
+        .map(|s| {
+            Stats::from_durations(s)
+                .expect("n > 0 blocks")
+                .per_second(ring_bench::float(m))
+        })
         .collect();
     (rates, m * n as u64)
 }

@@ -1,19 +1,26 @@
 //! Messages per second through `shm::spsc` rings of large messages, one
 //! producer process and one consumer process pinned one per CPU, for
 //! payloads of 64 B, 4 KiB, 64 KiB and 1 MiB (`[u64; K]`, ring capacity
-//! [`SLOTS`]), by three paths:
+//! [`SLOTS`]), by four paths:
 //!
 //! - loan, untouched: `reserve()` + `commit()`, `peek()` + drop;
 //! - loan, write+read: the producer writes every word of the lent slot,
 //!   the consumer adds up every word of the slot it peeks;
 //! - copy, write+read: the producer writes every word of a private buffer
 //!   and `try_push`es a copy of it, the consumer `try_pop`s a copy and adds
-//!   it up.
+//!   it up. Only up to [`BY_VALUE_MAX`] bytes: `try_pop` reads the slot
+//!   with `read_volatile`, which LLVM expands into one load and one store
+//!   per word, so `try_pop::<[u64; 131072]>` does not compile (rustc dies
+//!   of a stack overflow in debug and runs for over 15 minutes in release;
+//!   64 KiB already takes 5 s);
+//! - memcpy copy, write+read: the same through loans with plain copies
+//!   (`*slot = *buf`, `*buf = *slot`): what `try_push`/`try_pop` would
+//!   cost if they copied with `memcpy`; it stands in for them at 1 MiB.
 //!
 //! The child produces, the parent consumes and times; both walk the same
 //! plan (warm-up blocks, then every size and path alternating block by
 //! block). Message `s` holds `s` in every word, so the consumer checks each
-//! sum. A 1 MiB value passed by value lives on the stack a few times over,
+//! sum. A large value passed by value lives on the stack a few times over,
 //! so both sides run on a thread with a [`STACK`]-byte stack.
 
 use std::time::{Duration, Instant};
@@ -33,6 +40,9 @@ pub const STACK: usize = 64 << 20;
 /// Payload sizes in bytes, in report order.
 pub const SIZES: [usize; 4] = [64, 4096, 64 << 10, 1 << 20];
 
+/// Largest payload sent by value (`try_push`/`try_pop`); see the module docs.
+pub const BY_VALUE_MAX: usize = 64 << 10;
+
 /// How a message travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Path {
@@ -40,12 +50,19 @@ pub enum Path {
     LoanBare,
     /// Loans, every word written and read.
     LoanTouched,
-    /// Copies in and out, every word written and read.
+    /// `try_push`/`try_pop` by value, every word written and read.
     Copy,
+    /// Loans with a plain copy in and out, every word written and read.
+    Memcpy,
 }
 
 /// Every path, in report order.
-pub const PATHS: [Path; 3] = [Path::LoanBare, Path::LoanTouched, Path::Copy];
+pub const PATHS: [Path; 4] = [Path::LoanBare, Path::LoanTouched, Path::Copy, Path::Memcpy];
+
+/// Whether `path` runs for a payload of `bytes`.
+pub fn runs(path: Path, bytes: usize) -> bool {
+    path != Path::Copy || bytes <= BY_VALUE_MAX
+}
 
 /// The sum of a message whose words all hold `s`.
 fn expected(s: u64, words: usize) -> u64 {
@@ -66,15 +83,45 @@ trait Drain: Send {
     fn receive(&mut self, path: Path, m: u64) -> Duration;
 }
 
+/// Pushes a copy of a message by value; false when the ring is full.
+type PushCopy<const K: usize> = fn(&mut Producer<[u64; K]>, &[u64; K]) -> bool;
+/// Pops a message by value and adds it up; `None` when the ring is empty.
+type PopCopy<const K: usize> = fn(&mut Consumer<[u64; K]>) -> Option<u64>;
+
 struct Tx<const K: usize> {
-    tx: Producer<[u64; K]>,
+    ring: Producer<[u64; K]>,
     buf: Box<[u64; K]>,
     next: u64,
+    push_copy: Option<PushCopy<K>>,
 }
 
 struct Rx<const K: usize> {
-    rx: Consumer<[u64; K]>,
+    ring: Consumer<[u64; K]>,
+    buf: Box<[u64; K]>,
     next: u64,
+    pop_copy: Option<PopCopy<K>>,
+}
+
+fn push_copy<const K: usize>(ring: &mut Producer<[u64; K]>, msg: &[u64; K]) -> bool
+where
+    [u64; K]: ShmSafe,
+{
+    match ring.try_push(*msg) {
+        Ok(()) => true,
+        Err(e) if e.kind == RingError::Full => false,
+        Err(e) => panic!("push: {e}"),
+    }
+}
+
+fn pop_copy<const K: usize>(ring: &mut Consumer<[u64; K]>) -> Option<u64>
+where
+    [u64; K]: ShmSafe,
+{
+    match ring.try_pop() {
+        Ok(msg) => Some(sum(&msg)),
+        Err(RingError::Empty) => None,
+        Err(e) => panic!("pop: {e}"),
+    }
 }
 
 impl<const K: usize> Feed for Tx<K>
@@ -84,19 +131,25 @@ where
     fn send(&mut self, path: Path, m: u64) {
         for s in self.next..self.next + m {
             match path {
-                Path::LoanBare => spin_until(|| self.tx.reserve().map(shm::spsc::WriteSlot::commit)),
+                Path::LoanBare => spin_until(|| self.ring.reserve().map(shm::spsc::WriteSlot::commit)),
                 Path::LoanTouched => spin_until(|| {
-                    self.tx.reserve().map(|mut slot| {
+                    self.ring.reserve().map(|mut slot| {
                         slot.fill(s);
                         slot.commit();
                     })
                 }),
                 Path::Copy => {
+                    let push = self.push_copy.expect("a size sent by value");
                     self.buf.fill(s);
-                    spin_until(|| match self.tx.try_push(*self.buf) {
-                        Ok(()) => Some(()),
-                        Err(e) if e.kind == RingError::Full => None,
-                        Err(e) => panic!("push: {e}"),
+                    spin_until(|| push(&mut self.ring, &self.buf).then_some(()));
+                }
+                Path::Memcpy => {
+                    self.buf.fill(s);
+                    spin_until(|| {
+                        self.ring.reserve().map(|mut slot| {
+                            *slot = *self.buf;
+                            slot.commit();
+                        })
                     });
                 }
             }
@@ -115,15 +168,18 @@ where
         for s in self.next..self.next + m {
             let got = match path {
                 Path::LoanBare => {
-                    spin_until(|| self.rx.peek().map(drop));
+                    spin_until(|| self.ring.peek().map(drop));
                     continue;
                 }
-                Path::LoanTouched => spin_until(|| self.rx.peek().map(|slot| sum(&*slot))),
-                Path::Copy => spin_until(|| match self.rx.try_pop() {
-                    Ok(msg) => Some(sum(&msg)),
-                    Err(RingError::Empty) => None,
-                    Err(e) => panic!("pop: {e}"),
-                }),
+                Path::LoanTouched => spin_until(|| self.ring.peek().map(|slot| sum(&*slot))),
+                Path::Copy => {
+                    let pop = self.pop_copy.expect("a size sent by value");
+                    spin_until(|| pop(&mut self.ring))
+                }
+                Path::Memcpy => {
+                    spin_until(|| self.ring.peek().map(|slot| *self.buf = *slot));
+                    sum(&*self.buf)
+                }
             };
             wrong += u64::from(got != expected(s, K));
         }
@@ -134,33 +190,49 @@ where
     }
 }
 
-/// A ring of `[u64; K]` and its two ends, boxed for the plan.
-fn ends<const K: usize>() -> (Box<dyn Feed>, Box<dyn Drain>)
+/// A ring of `[u64; K]` and its two ends, boxed for the plan; `copy` is
+/// the by-value path, if this size has one (named at the call site so that
+/// `try_pop` is instantiated only for the sizes that have it).
+fn ends<const K: usize>(copy: Option<(PushCopy<K>, PopCopy<K>)>) -> (Box<dyn Feed>, Box<dyn Drain>)
 where
     [u64; K]: ShmSafe,
 {
     let (tx, rx) = spsc::channel::<[u64; K]>(SLOTS).expect("create a ring");
-    let buf = vec![0u64; K].into_boxed_slice().try_into().expect("K words");
-    (Box::new(Tx { tx, buf, next: 0 }), Box::new(Rx { rx, next: 0 }))
+    let buf = || vec![0u64; K].into_boxed_slice().try_into().expect("K words");
+    let tx = Tx {
+        ring: tx,
+        buf: buf(),
+        next: 0,
+        push_copy: copy.map(|c| c.0),
+    };
+    let rx = Rx {
+        ring: rx,
+        buf: buf(),
+        next: 0,
+        pop_copy: copy.map(|c| c.1),
+    };
+    (Box::new(tx), Box::new(rx))
 }
 
-/// Messages per block for a payload of `bytes`.
+/// Messages per block for a payload of `bytes`: about 16 MiB.
 pub fn block(mode: Mode, bytes: usize) -> u64 {
     if mode == Mode::Smoke {
-        4
-    } else {
-        (16 << 20) / bytes.clamp(1, 1 << 20) as u64
+        return 4;
     }
-    .clamp(4, 20_000)
-    .max(if mode == Mode::Smoke { 4 } else { 32 })
+    ((16 << 20) / bytes.max(1) as u64).clamp(32, 20_000)
 }
 
-/// The blocks in order (size index, path), `None` marking warm-up.
+/// The blocks in order (size index, path, sample slot), `None` marking
+/// warm-up.
 fn plan(n: usize, w: usize) -> Vec<(usize, Path, Option<usize>)> {
-    let each = || (0..SIZES.len()).flat_map(|z| PATHS.iter().map(move |&p| (z, p)));
-    let mut steps: Vec<_> = each().flat_map(|(z, p)| vec![(z, p, None); w]).collect();
+    let each = || {
+        (0..SIZES.len())
+            .flat_map(|z| PATHS.iter().enumerate().map(move |(k, &p)| (z, p, z * PATHS.len() + k)))
+            .filter(|&(z, p, _)| runs(p, SIZES[z]))
+    };
+    let mut steps: Vec<_> = each().flat_map(|(z, p, _)| vec![(z, p, None); w]).collect();
     for _ in 0..n {
-        steps.extend(each().enumerate().map(|(k, (z, p))| (z, p, Some(k))));
+        steps.extend(each().map(|(z, p, k)| (z, p, Some(k))));
     }
     steps
 }
@@ -174,14 +246,19 @@ fn big_stack<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 }
 
 /// Messages per second for each size (in [`SIZES`] order) and path (in
-/// [`PATHS`] order).
+/// [`PATHS`] order; `None` where the path does not run).
 ///
 /// # Panics
 ///
 /// If a ring, the pinning, the child or a thread fails.
-pub fn measure(mode: Mode, cpus: (usize, usize)) -> Vec<[Stats; 3]> {
+pub fn measure(mode: Mode, cpus: (usize, usize)) -> Vec<[Option<Stats>; 4]> {
     let (n, w) = (mode.scale(30), mode.warmup(2));
-    let pairs = [ends::<8>(), ends::<512>(), ends::<8192>(), ends::<131_072>()];
+    let pairs = [
+        ends::<8>(Some((push_copy, pop_copy))),
+        ends::<512>(Some((push_copy, pop_copy))),
+        ends::<8192>(Some((push_copy, pop_copy))),
+        ends::<131_072>(None),
+    ];
     let (mut feeds, mut drains): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
     let steps = plan(n, w);
     let child_steps = steps.clone();
@@ -207,10 +284,10 @@ pub fn measure(mode: Mode, cpus: (usize, usize)) -> Vec<[Stats; 3]> {
     (0..SIZES.len())
         .map(|z| {
             let rate = |p: usize| {
-                let s = Stats::from_durations(&samples[z * PATHS.len() + p]).expect("n > 0 blocks");
-                s.per_second(block(mode, SIZES[z]) as f64)
+                let s = Stats::from_durations(&samples[z * PATHS.len() + p])?;
+                Some(s.per_second(crate::ring_bench::float(block(mode, SIZES[z]))))
             };
-            [rate(0), rate(1), rate(2)]
+            [rate(0), rate(1), rate(2), rate(3)]
         })
         .collect()
 }

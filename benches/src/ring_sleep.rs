@@ -8,9 +8,17 @@
 //! shows what spinning buys. Each spin setting is one set that alternates
 //! with the floor in blocks of n / rounds round trips
 //! ([`time_interleaved`]), each case with a child of its own (the idle
-//! ones sleep); the floor is also measured alone before and after.
+//! ones sleep); the floor is also measured alone before and after. The
+//! parent counts its voluntary context switches (its sleeps) around each
+//! of our round trips, outside the timed part; each child counts its own
+//! over all its round trips.
+//!
+//! # Memory ordering
+//!
+//! A child's count is stored Relaxed and read after `waitpid`.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use shm::park::{self, DEFAULT_SPINS};
@@ -19,9 +27,10 @@ use shm::spsc::{self, Consumer, Producer};
 use crate::Mode;
 use crate::affinity::pin_to;
 use crate::ping_pong::{self, PingPong};
-use crate::raw_sync::SharedMap;
-use crate::ring_bench::fork_pinned;
+use crate::raw_sync::{AtomicU64, SharedMap};
+use crate::ring_bench::{float, fork_pinned};
 use crate::stats::{Case, Stats, time_interleaved};
+use crate::wake_pairs::voluntary_switches;
 
 /// The spin settings, in report order.
 pub const SETTINGS: [u32; 2] = [0, DEFAULT_SPINS];
@@ -35,6 +44,10 @@ pub struct Sleeps {
     pub floors: [Stats; 2],
     /// Ours with each setting.
     pub ours: [Stats; 2],
+    /// The parent's sleeps per round trip of ours, with each setting.
+    pub sleeps: [f64; 2],
+    /// The child's sleeps per round trip, with each setting.
+    pub child_sleeps: [f64; 2],
     /// The futex floor alone, after.
     pub after: Stats,
 }
@@ -46,17 +59,22 @@ struct Pair {
     child: shm::Process,
 }
 
-/// Two rings and a child on `cpu` that echoes `turns` messages with `spins`.
-fn pair(spins: u32, cpu: usize, turns: u64) -> Pair {
+/// Two rings and a child on `cpu` that echoes `turns` messages with
+/// `spins`, then stores its sleeps in `board[slot]`.
+fn pair(spins: u32, cpu: usize, turns: u64, board: &Arc<SharedMap<[AtomicU64; 2]>>, slot: usize) -> Pair {
+    let board = Arc::clone(board);
     let (tx, mut child_rx) = spsc::channel::<u64>(64).expect("create a ring");
     let (mut child_tx, rx) = spsc::channel::<u64>(64).expect("create a ring");
     let child = fork_pinned(cpu, move || {
         park::set_spins(spins);
+        let before = voluntary_switches();
         for _ in 0..turns {
             // A parent that fails is seen as gone: `pop` then disconnects.
             let v = child_rx.pop().expect("the parent is alive");
             child_tx.push(v).expect("the parent is alive");
         }
+        // Relaxed: read by the parent after waitpid.
+        board[slot].store(voluntary_switches() - before, Relaxed);
     });
     Pair { tx, rx, child }
 }
@@ -76,17 +94,19 @@ pub fn measure(mode: Mode, cpus: (usize, usize)) -> Sleeps {
         let all = u32::try_from(turns * SETTINGS.len()).expect("a few thousand turns");
         fork_pinned(cpus.1, move || floor.serve(all))
     };
-    let mut pairs: Vec<Pair> = (SETTINGS.iter())
-        .map(|&s| pair(s, cpus.1, turns as u64))
+    let board = Arc::new(SharedMap::<[AtomicU64; 2]>::new().expect("map the sleep counts"));
+    let mut pairs: Vec<Pair> = (SETTINGS.iter().enumerate())
+        .map(|(k, &s)| pair(s, cpus.1, turns as u64, &board, k))
         .collect();
     let pin = pin_to(cpus.0).expect("pin the parent");
     let old = park::spins();
     let mut floors = Vec::new();
     let mut ours = Vec::new();
+    let mut sleeps = Vec::new();
     let mut turn = 0u32;
     for (&spins, p) in SETTINGS.iter().zip(&mut pairs) {
         let (turn, floor) = (&mut turn, &*floor);
-        let mut v = 0u64;
+        let (mut v, mut slept) = (0u64, 0u64);
         let mut cases = [
             Case::timed(n, w, move || {
                 *turn += 1;
@@ -97,29 +117,40 @@ pub fn measure(mode: Mode, cpus: (usize, usize)) -> Sleeps {
             Case::timed(n, w, || {
                 v += 1;
                 park::set_spins(spins);
+                let switches = voluntary_switches();
                 let t = Instant::now();
                 p.tx.push(v).expect("the child is alive");
                 let got = p.rx.pop().expect("the child is alive");
                 let dt = t.elapsed();
+                slept += voluntary_switches() - switches;
                 assert_eq!(got, v, "the child echoed something else");
                 dt
             }),
         ];
         let s = time_interleaved(mode.rounds(), &mut cases);
+        drop(cases);
         floors.push(s[0]);
         ours.push(s[1]);
+        sleeps.push(float(slept) / float(v));
     }
     park::set_spins(old);
     drop(pin);
     for p in pairs {
         assert_eq!(p.child.join().expect("join a ring child"), 0, "a ring child failed");
     }
-    assert_eq!(floor_child.join().expect("join the floor child"), 0, "the floor child failed");
+    assert_eq!(
+        floor_child.join().expect("join the floor child"),
+        0,
+        "the floor child failed"
+    );
     let after = ping_pong::measure(mode, Some(cpus));
     Sleeps {
         before,
         floors: [floors[0], floors[1]],
         ours: [ours[0], ours[1]],
+        sleeps: [sleeps[0], sleeps[1]],
+        // Relaxed: the children have exited and been reaped.
+        child_sleeps: [0, 1].map(|k| float(board[k].load(Relaxed)) / float(turns as u64)),
         after,
     }
 }

@@ -1,11 +1,13 @@
 //! Busy-polling round trips between two processes pinned one per CPU: the
-//! cache-line floor (each side spins until it sees its turn, then flips),
-//! a `u64` over two `shm::spsc` rings (`try_push` on one, spin on
-//! `try_pop` of the other; the child echoes), and the same over two
-//! hand-tuned rings ([`crate::hand_ring`]).
+//! cache-line floor (one shared word: each side spins until it sees its
+//! turn, then flips it), the same with one word per direction on lines of
+//! their own (what a ring's index costs at least), a `u64` over two
+//! `shm::spsc` rings (`try_push` on one, spin on `try_pop` of the other;
+//! the child echoes), and the same over two hand-tuned rings
+//! ([`crate::hand_ring`]).
 //!
 //! One child, forked once, runs the same plan of blocks as the parent:
-//! the floor alone, then the three cases alternating block by block, then
+//! the floor alone, then the four cases alternating block by block, then
 //! the floor alone again. A block is [`TRIPS`] round trips timed together,
 //! so the timer costs nothing; a sample is the block's mean.
 //!
@@ -26,28 +28,34 @@ use crate::raw_sync::{AtomicU64, Padded, SharedMap, ZeroShared};
 use crate::ring_bench::fork_pinned;
 use crate::stats::Stats;
 
+/// Slots of every ring here (ours and hand-tuned alike).
+pub const SLOTS: usize = 64;
+
 /// Round trips per timed block.
 pub const TRIPS: u32 = 1000;
 
-/// The floor's two turn words, each on its own line.
+/// The floor's turn word, and the two-line variant's two words, each on a
+/// line of its own.
 #[derive(Debug, Default)]
 struct Lines {
+    word: Padded<AtomicU64>,
     ping: Padded<AtomicU64>,
     pong: Padded<AtomicU64>,
 }
 
-// SAFETY: two padded atomics; zero is "no turn yet".
+// SAFETY: padded atomics; zero is "no turn yet".
 unsafe impl ZeroShared for Lines {}
 
 /// The cases, in report order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Trip {
     Floor,
+    TwoLines,
     Ours,
     Hand,
 }
 
-const CASES: [Trip; 3] = [Trip::Floor, Trip::Ours, Trip::Hand];
+const CASES: [Trip; 4] = [Trip::Floor, Trip::TwoLines, Trip::Ours, Trip::Hand];
 
 /// Where the parent files a block's sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +78,11 @@ fn plan(n: usize, w: usize) -> Vec<(Trip, Bucket)> {
 }
 
 /// Pushes `v` on our ring, spinning while it is full.
+///
+/// # Panics
+///
+/// If the ring reports anything but full, or stays full for
+/// [`crate::ping_pong::ABANDONED`].
 #[inline]
 pub fn push_ours(tx: &mut Producer<u64>, v: u64) {
     spin_until(|| match tx.try_push(v) {
@@ -80,6 +93,11 @@ pub fn push_ours(tx: &mut Producer<u64>, v: u64) {
 }
 
 /// Pops from our ring, spinning while it is empty.
+///
+/// # Panics
+///
+/// If the ring reports anything but empty, or stays empty for
+/// [`crate::ping_pong::ABANDONED`].
 #[inline]
 pub fn pop_ours(rx: &mut Consumer<u64>) -> u64 {
     spin_until(|| match rx.try_pop() {
@@ -94,8 +112,8 @@ struct Side {
     lines: Arc<SharedMap<Lines>>,
     ours_tx: Producer<u64>,
     ours_rx: Consumer<u64>,
-    hand_tx: HandTx,
-    hand_rx: HandRx,
+    hand_tx: HandTx<SLOTS>,
+    hand_rx: HandRx<SLOTS>,
     /// Round trips done so far (the floor's turn, the rings' payload).
     turn: u64,
 }
@@ -108,6 +126,12 @@ impl Side {
             let t = self.turn;
             let got = match case {
                 Trip::Floor => {
+                    let word = &self.lines.word;
+                    // Release/Acquire: pair with the child's store and load.
+                    word.store(2 * t - 1, Release);
+                    spin_until(|| (word.load(Acquire) == 2 * t).then_some(t))
+                }
+                Trip::TwoLines => {
                     // Release: pairs with the child's Acquire load.
                     self.lines.ping.store(t, Release);
                     // Acquire: pairs with the child's Release store.
@@ -133,6 +157,12 @@ impl Side {
             let t = self.turn;
             match case {
                 Trip::Floor => {
+                    let word = &self.lines.word;
+                    // Acquire/Release: pair with the parent's store and load.
+                    spin_until(|| (word.load(Acquire) == 2 * t - 1).then_some(()));
+                    word.store(2 * t, Release);
+                }
+                Trip::TwoLines => {
                     // Acquire: pairs with the parent's Release store.
                     spin_until(|| (self.lines.ping.load(Acquire) == t).then_some(()));
                     // Release: pairs with the parent's Acquire load.
@@ -158,6 +188,8 @@ pub struct Trips {
     pub before: Stats,
     /// The floor alternating with the rings.
     pub floor: Stats,
+    /// One word per direction, alternating.
+    pub two_lines: Stats,
     /// Ours, alternating.
     pub ours: Stats,
     /// The hand-tuned ring, alternating.
@@ -166,19 +198,19 @@ pub struct Trips {
     pub after: Stats,
 }
 
-/// Forks the child, runs the plan, and summarises each bucket.
+/// Forks the child, walks `steps` on both sides, and returns each
+/// bucket's samples in seconds per round trip (0: before, 1..=4: the
+/// alternating cases, 5: after).
 ///
 /// # Panics
 ///
 /// If a mapping, a ring, the pinning or the child fails.
-pub fn measure(mode: Mode, cpus: (usize, usize)) -> Trips {
-    let (n, w) = (mode.scale(300), mode.warmup(20));
+fn drive(steps: Vec<(Trip, Bucket)>, cpus: (usize, usize)) -> Vec<Option<Stats>> {
     let lines = Arc::new(SharedMap::<Lines>::new().expect("map the floor's lines"));
-    let (ours_a, ours_a_rx) = spsc::channel::<u64>(64).expect("create a ring");
-    let (ours_b_tx, ours_b) = spsc::channel::<u64>(64).expect("create a ring");
-    let (hand_a, hand_a_rx) = hand_ring::channel().expect("map a hand-tuned ring");
-    let (hand_b_tx, hand_b) = hand_ring::channel().expect("map a hand-tuned ring");
-    let steps = plan(n, w);
+    let (ours_a, ours_a_rx) = spsc::channel::<u64>(SLOTS).expect("create a ring");
+    let (ours_b_tx, ours_b) = spsc::channel::<u64>(SLOTS).expect("create a ring");
+    let (hand_a, hand_a_rx) = hand_ring::channel::<SLOTS>().expect("map a hand-tuned ring");
+    let (hand_b_tx, hand_b) = hand_ring::channel::<SLOTS>().expect("map a hand-tuned ring");
     let mut child_side = Side {
         lines: Arc::clone(&lines),
         ours_tx: ours_b_tx,
@@ -202,7 +234,7 @@ pub fn measure(mode: Mode, cpus: (usize, usize)) -> Trips {
         turn: 0,
     };
     let pin = crate::affinity::pin_to(cpus.0).expect("pin the parent");
-    let mut buckets: [Vec<Duration>; 5] = Default::default();
+    let mut buckets: [Vec<Duration>; 6] = Default::default();
     for (case, bucket) in steps {
         let t = Instant::now();
         me.ask(case);
@@ -211,19 +243,47 @@ pub fn measure(mode: Mode, cpus: (usize, usize)) -> Trips {
             Bucket::Warm => continue,
             Bucket::Before => 0,
             Bucket::Alternating(k) => 1 + k,
-            Bucket::After => 4,
+            Bucket::After => 5,
         };
         buckets[slot].push(dt);
     }
     drop(pin);
     assert_eq!(child.join().expect("join the ring child"), 0, "the ring child failed");
     let per_trip = 1.0 / f64::from(TRIPS);
-    let s = |k: usize| Stats::from_durations(&buckets[k]).expect("n > 0 blocks").scaled(per_trip);
+    (buckets.iter())
+        .map(|b| Stats::from_durations(b).map(|s| s.scaled(per_trip)))
+        .collect()
+}
+
+/// Measures the floor alone, the four cases alternating, the floor alone.
+///
+/// # Panics
+///
+/// If a mapping, a ring, the pinning or the child fails.
+pub fn measure(mode: Mode, cpus: (usize, usize)) -> Trips {
+    let (n, w) = (mode.scale(300), mode.warmup(20));
+    let s = drive(plan(n, w), cpus);
+    let s = |k: usize| s[k].expect("n > 0 blocks");
     Trips {
         before: s(0),
         floor: s(1),
-        ours: s(2),
-        hand: s(3),
-        after: s(4),
+        two_lines: s(2),
+        ours: s(3),
+        hand: s(4),
+        after: s(5),
     }
+}
+
+/// The cache-line floor alone, a few milliseconds of it: a probe of the
+/// machine's mode (`MACHINE.md`: it may turn several times slower at
+/// random), taken before and after groups that have no floor of their own.
+///
+/// # Panics
+///
+/// If a mapping, a ring, the pinning or the child fails.
+pub fn floor_probe(mode: Mode, cpus: (usize, usize)) -> Stats {
+    let (n, w) = (mode.scale(50), mode.warmup(5));
+    let mut steps = vec![(Trip::Floor, Bucket::Warm); w];
+    steps.extend(vec![(Trip::Floor, Bucket::Before); n]);
+    drive(steps, cpus)[0].expect("n > 0 blocks")
 }
