@@ -323,7 +323,7 @@ impl<T: ShmSafe> Mpmc<T> {
             }
             // SAFETY: we hold position `pos` (claimed, enq moved past it);
             // no consumer reads the value before seq = pos + 1 below.
-            unsafe { ring.value(pos).as_ptr().write_volatile(*value) };
+            unsafe { ring.value(pos).as_ptr().write(*value) };
             // Relaxed: published by the Release store of seq below.
             slot.tomb.store(0, Relaxed);
             // Release: publishes the value to the consumer of `pos`.
@@ -378,7 +378,7 @@ impl<T: ShmSafe> Mpmc<T> {
             }
             // SAFETY: position `pos` is published (seq = pos + 1, Acquire)
             // and ours (claimed, deq moved past it); T accepts any bits.
-            let value = unsafe { ring.value(pos).as_ptr().read_volatile() };
+            let value = unsafe { ring.value(pos).as_ptr().read() };
             // Relaxed: ordered by the Acquire load of seq above.
             let tomb = slot.tomb.load(Relaxed) != 0;
             // Release: hands the slot to the producer of the next lap.

@@ -39,6 +39,10 @@
 //! are checked: a distance larger than the capacity means a peer scribbled
 //! on the header, and is reported as [`RingError::Corrupted`], never used.
 //!
+//! Slots are copied with plain reads and writes (a `memcpy` for large
+//! types): the index stores and loads order them, and a volatile copy of a
+//! 1 MiB type compiles to a million instructions.
+//!
 //! # Memory ordering
 //!
 //! A slot's contents are published by the Release store of `tail` and
@@ -229,27 +233,42 @@ impl<T: ShmSafe> Ring<T> {
     }
 }
 
+/// How a sleep ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slept {
+    /// Woken, or the condition already held: look again.
+    Woken,
+    /// A liveness slice passed: look again, and check the peer is alive.
+    SliceOver,
+    /// The caller's deadline passed.
+    DeadlinePassed,
+}
+
 /// Sleeps on `word` (expected `seen`) after raising `flag`, unless `ready()`
-/// turns true once the flag is visible. Returns whether the deadline passed.
+/// turns true once the flag is visible; one liveness slice at most.
 pub(crate) fn sleep_on(
     word: &Word,
     seen: u32,
     flag: &Word,
     deadline: Option<Deadline>,
     ready: impl Fn() -> bool,
-) -> bool {
+) -> Slept {
     // Relaxed + membarrier: the slow side of the handshake (module docs).
     flag.store(1, Relaxed);
     sys::membarrier_global();
-    let timed_out = if ready() {
-        false
+    let slept = if ready() {
+        Slept::Woken
     } else {
         let slice = Deadline::after(Duration::from_millis(100));
         let until = deadline.map_or(slice, |d| d.min(slice));
-        sys::futex_wait(word, seen, Some(until)) == FutexWait::TimedOut && deadline.is_some_and(|d| d.has_passed())
+        match sys::futex_wait(word, seen, Some(until)) {
+            FutexWait::TimedOut if deadline.is_some_and(|d| d.has_passed()) => Slept::DeadlinePassed,
+            FutexWait::TimedOut => Slept::SliceOver,
+            FutexWait::Retry => Slept::Woken,
+        }
     };
     flag.store(0, Relaxed);
-    timed_out
+    slept
 }
 
 /// Wakes the other side if it said it sleeps.
@@ -279,10 +298,12 @@ fn claim(role: &Word) {
     }
 }
 
-fn peer_gone(closed: u32, bit: u32, peer: &Word) -> bool {
+/// Whether the peer closed its end, or (only when `check_alive`, since it
+/// reads `/proc`) its process died.
+fn peer_gone(closed: u32, bit: u32, peer: &Word, check_alive: bool) -> bool {
     // Relaxed: an owner id for a liveness check.
     let pid = peer.load(Relaxed);
-    closed & bit != 0 || (pid != 0 && !sys::task_alive(pid))
+    closed & bit != 0 || (check_alive && pid != 0 && !sys::task_alive(pid))
 }
 
 /// Creates a ring of at least `capacity` elements (rounded up to a power of
@@ -421,7 +442,7 @@ impl<T: ShmSafe> Producer<T> {
         }
         // SAFETY: the slot at `tail` is free (free >= 1): the consumer does
         // not read it until `tail` is published below.
-        unsafe { self.ring.slot(self.tail).as_ptr().write_volatile(value) };
+        unsafe { self.ring.slot(self.tail).as_ptr().write(value) };
         self.publish(1);
         Ok(())
     }
@@ -446,6 +467,7 @@ impl<T: ShmSafe> Producer<T> {
 
     fn push_until(&mut self, mut value: T, deadline: Option<Deadline>) -> Result<(), PushError<T>> {
         let mut spins = shm_sync::park::spins();
+        let mut slice_over = false;
         loop {
             match self.try_push(value) {
                 Err(PushError {
@@ -460,7 +482,7 @@ impl<T: ShmSafe> Producer<T> {
                 continue;
             }
             let h = self.ring.header();
-            if peer_gone(self.ring.closed(), CONSUMER_CLOSED, &h.consumer) {
+            if peer_gone(self.ring.closed(), CONSUMER_CLOSED, &h.consumer, slice_over) {
                 return Err(PushError {
                     kind: RingError::Disconnected,
                     value,
@@ -471,11 +493,14 @@ impl<T: ShmSafe> Producer<T> {
             let tail = self.tail;
             // Acquire: as in `free_fresh`.
             let room = || tail.wrapping_sub(h.head.load(Acquire)) < cap;
-            if sleep_on(&h.head, seen, &h.producer_sleeping, deadline, room) {
-                return Err(PushError {
-                    kind: RingError::Full,
-                    value,
-                });
+            match sleep_on(&h.head, seen, &h.producer_sleeping, deadline, room) {
+                Slept::DeadlinePassed => {
+                    return Err(PushError {
+                        kind: RingError::Full,
+                        value,
+                    });
+                }
+                slept => slice_over = slept == Slept::SliceOver,
             }
         }
     }
@@ -495,7 +520,7 @@ impl<T: ShmSafe> Producer<T> {
         let mut pos = self.tail;
         for item in items.iter().take(n as usize) {
             // SAFETY: positions tail..tail+n are free (n <= free).
-            unsafe { self.ring.slot(pos).as_ptr().write_volatile(*item) };
+            unsafe { self.ring.slot(pos).as_ptr().write(*item) };
             pos = pos.wrapping_add(1);
         }
         if n > 0 {
@@ -595,7 +620,7 @@ impl<T: ShmSafe> Consumer<T> {
         }
         // SAFETY: the slot at `head` was published by the producer (head <
         // tail) and is ours until `head` is released; T accepts any bits.
-        let value = unsafe { self.ring.slot(self.head).as_ptr().read_volatile() };
+        let value = unsafe { self.ring.slot(self.head).as_ptr().read() };
         self.release(1);
         Ok(value)
     }
@@ -621,6 +646,7 @@ impl<T: ShmSafe> Consumer<T> {
 
     fn pop_until(&mut self, deadline: Option<Deadline>) -> Result<T, RingError> {
         let mut spins = shm_sync::park::spins();
+        let mut slice_over = false;
         loop {
             match self.try_pop() {
                 Err(RingError::Empty) => {}
@@ -632,7 +658,7 @@ impl<T: ShmSafe> Consumer<T> {
                 continue;
             }
             let h = self.ring.header();
-            if peer_gone(self.ring.closed(), PRODUCER_CLOSED, &h.producer) {
+            if peer_gone(self.ring.closed(), PRODUCER_CLOSED, &h.producer, slice_over) {
                 // Whatever it published before dying is still delivered.
                 return match self.try_pop() {
                     Err(RingError::Empty) => Err(RingError::Disconnected),
@@ -643,8 +669,9 @@ impl<T: ShmSafe> Consumer<T> {
             let head = self.head;
             // Acquire: as in `available_fresh`.
             let data = || h.tail.load(Acquire) != head;
-            if sleep_on(&h.tail, seen, &h.consumer_sleeping, deadline, data) {
-                return Err(RingError::Empty);
+            match sleep_on(&h.tail, seen, &h.consumer_sleeping, deadline, data) {
+                Slept::DeadlinePassed => return Err(RingError::Empty),
+                slept => slice_over = slept == Slept::SliceOver,
             }
         }
     }
@@ -662,7 +689,7 @@ impl<T: ShmSafe> Consumer<T> {
         let mut pos = self.head;
         for slot in out.iter_mut().take(n as usize) {
             // SAFETY: positions head..head+n are published and ours.
-            *slot = unsafe { self.ring.slot(pos).as_ptr().read_volatile() };
+            *slot = unsafe { self.ring.slot(pos).as_ptr().read() };
             pos = pos.wrapping_add(1);
         }
         if n > 0 {
