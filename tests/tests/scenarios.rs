@@ -261,6 +261,20 @@ fn s14_never_more_than_three_active() {
 }
 
 #[test]
+fn pipeline_delivers_every_message_in_order() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_pipeline"), m, &["100000"]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains("throughput: 100000 of 100000 messages in order"),
+            "{m}:\n{text}"
+        );
+        assert!(text.contains("round trip through two rings: p50 "), "{m}:\n{text}");
+    }
+}
+
+#[test]
 fn missing_init_is_a_clear_error_not_a_fork_bomb() {
     let out = run(env!("CARGO_BIN_EXE_no_init"), StartMethod::Spawn, &["spawn"]);
     let text = stdout(&out);

@@ -751,3 +751,10 @@ pub fn membarrier_global() {
         let _ = rustix::thread::membarrier(rustix::thread::MembarrierCommand::Global);
     }
 }
+
+/// Nanoseconds on the monotonic clock: comparable between processes of
+/// this machine (for latency measurements).
+pub fn monotonic_ns() -> u64 {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
