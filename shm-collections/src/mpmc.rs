@@ -58,7 +58,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use shm_core::sys::{self, Deadline, FutexWait};
 use shm_core::{Segment, SegmentError, SegmentKind, ShmSafe, TypeIdentity};
 
-use crate::spsc::{HEADER, PushError, RingError, Word};
+use crate::spsc::{HEADER, PushError, RingError, Word, ring_capacity};
 
 /// Largest capacity.
 pub const MAX_CAPACITY: usize = 1 << 30;
@@ -81,6 +81,8 @@ struct Header {
 
 const _: () = {
     assert!(size_of::<Header>() == HEADER);
+    // `ring_capacity` reads the capacity as the header's first word.
+    assert!(std::mem::offset_of!(Header, capacity) == 0);
     assert!(std::mem::offset_of!(Header, enq) == 128);
     assert!(std::mem::offset_of!(Header, deq) == 256);
 };
@@ -152,31 +154,14 @@ impl<T: ShmSafe> Ring<T> {
     }
 
     fn attach(seg: Segment) -> Result<Self, SegmentError> {
-        seg.check_type(&Self::identity())?;
-        let payload = seg.payload_len();
-        let bad = SegmentError::BadPayload {
-            len: payload as u64,
-            elem_size: size_of::<T>() as u64,
-        };
-        if payload < HEADER {
-            return Err(bad);
-        }
-        // SAFETY: at least a header (checked), 128-aligned, atomics only.
-        let header = unsafe { seg.payload().cast::<Header>().as_ref() };
-        // Relaxed: written once before the ring was shared.
-        let capacity = header.capacity.load(Relaxed);
-        let layout = (capacity.is_power_of_two() && capacity >= 2 && capacity as usize <= MAX_CAPACITY)
-            .then(|| Self::layout(capacity as usize))
-            .flatten();
-        match layout {
-            Some((values, total)) if total == payload => Ok(Self {
-                seg,
-                capacity,
-                values,
-                _t: PhantomData,
-            }),
-            _ => Err(bad),
-        }
+        let capacity = ring_capacity::<T>(&seg, &Self::identity(), 2, |cap| Self::layout(cap).map(|l| l.1))?;
+        let (values, _) = Self::layout(capacity as usize).expect("checked by ring_capacity");
+        Ok(Self {
+            seg,
+            capacity,
+            values,
+            _t: PhantomData,
+        })
     }
 
     fn header(&self) -> &Header {

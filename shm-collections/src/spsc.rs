@@ -93,6 +93,8 @@ struct Header {
 
 const _: () = {
     assert!(size_of::<Header>() == HEADER);
+    // `ring_capacity` reads the capacity as the header's first word.
+    assert!(std::mem::offset_of!(Header, capacity) == 0);
     assert!(std::mem::offset_of!(Header, tail) == 128);
     assert!(std::mem::offset_of!(Header, head) == 256);
 };
@@ -184,26 +186,9 @@ impl<T: ShmSafe> Ring<T> {
     }
 
     fn attach(seg: Segment) -> Result<Self, SegmentError> {
-        seg.check_type(&Self::identity())?;
-        let payload = seg.payload_len();
-        let bad = SegmentError::BadPayload {
-            len: payload as u64,
-            elem_size: size_of::<T>() as u64,
-        };
-        if payload < HEADER {
-            return Err(bad);
-        }
-        // SAFETY: the payload holds at least a header (checked above), is
-        // 128-aligned, and Header is atomics only, valid in any bit pattern.
-        let header = unsafe { seg.payload().cast::<Header>().as_ref() };
-        // Relaxed: written once before the ring was shared.
-        let capacity = header.capacity.load(Relaxed);
-        let fits = capacity.is_power_of_two()
-            && (capacity as usize) <= MAX_CAPACITY
-            && (capacity as usize).checked_mul(size_of::<T>()) == Some(payload - HEADER);
-        if !fits {
-            return Err(bad);
-        }
+        let capacity = ring_capacity::<T>(&seg, &Self::identity(), 1, |cap| {
+            cap.checked_mul(size_of::<T>()).and_then(|b| b.checked_add(HEADER))
+        })?;
         Ok(Self {
             seg,
             capacity,
@@ -242,6 +227,37 @@ pub(crate) enum Slept {
     SliceOver,
     /// The caller's deadline passed.
     DeadlinePassed,
+}
+
+/// Checks a received ring segment: its type, and a capacity (the first
+/// header word) that is a power of two from `min` to [`MAX_CAPACITY`] and
+/// for which `total(capacity)` is exactly the payload length.
+pub(crate) fn ring_capacity<T>(
+    seg: &Segment,
+    id: &TypeIdentity,
+    min: u32,
+    total: impl Fn(usize) -> Option<usize>,
+) -> Result<u32, SegmentError> {
+    seg.check_type(id)?;
+    let payload = seg.payload_len();
+    let bad = SegmentError::BadPayload {
+        len: payload as u64,
+        elem_size: size_of::<T>() as u64,
+    };
+    if payload < HEADER {
+        return Err(bad);
+    }
+    // SAFETY: the payload holds at least a header (checked above) and is
+    // 128-aligned; both ring headers start with their capacity word, and an
+    // atomic accepts any bits.
+    let word = unsafe { seg.payload().cast::<Word>().as_ref() };
+    // Relaxed: written once before the ring was shared.
+    let capacity = word.load(Relaxed);
+    let fits = capacity.is_power_of_two()
+        && capacity >= min
+        && capacity as usize <= MAX_CAPACITY
+        && total(capacity as usize) == Some(payload);
+    if fits { Ok(capacity) } else { Err(bad) }
 }
 
 /// Sleeps on `word` (expected `seen`) after raising `flag`, unless `ready()`
@@ -1005,6 +1021,25 @@ mod tests {
             assert_eq!(expect, N, "seed {seed}");
             producer.join().expect("producer");
         }
+    }
+
+    #[test]
+    fn a_received_ring_with_a_damaged_capacity_is_refused() {
+        let (tx, _rx) = channel::<u64>(8).expect("create");
+        let again = || tx.ring.seg.try_clone().expect("the segment header is intact");
+        assert!(Ring::<u64>::attach(again()).is_ok());
+        for bad in [0u32, 3, 16, 1 << 31] {
+            tx.ring.header().capacity.store(bad, Relaxed);
+            assert!(
+                matches!(Ring::<u64>::attach(again()), Err(SegmentError::BadPayload { .. })),
+                "capacity {bad}"
+            );
+        }
+        tx.ring.header().capacity.store(8, Relaxed);
+        assert!(matches!(
+            Ring::<u32>::attach(again()),
+            Err(SegmentError::TypeMismatch { .. })
+        ));
     }
 
     #[test]

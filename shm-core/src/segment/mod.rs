@@ -207,6 +207,20 @@ impl Segment {
         }
     }
 
+    /// Maps the same segment again (a new descriptor and mapping), checking
+    /// its header as a process receiving it would.
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError::Io`] if the descriptor cannot be duplicated, and the
+    /// validation errors of [`Segment::from_fd`].
+    pub fn try_clone(&self) -> Result<Self, SegmentError> {
+        let fd = self.fd.try_clone().map_err(SegmentError::io("dup"))?;
+        let mut seg = Self::attach(fd, None, None)?;
+        seg.name.clone_from(&self.name);
+        Ok(seg)
+    }
+
     /// The descriptor, for handing the segment to another process.
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
