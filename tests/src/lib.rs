@@ -93,6 +93,15 @@ pub fn wait_flag(flag: &shm::RawValue<u32>) {
     }
 }
 
+/// The next number of a small deterministic pseudo-random sequence
+/// (xorshift64), for picking kill points and batch sizes in tests.
+pub fn next_random(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
 /// Stdout of a run as text.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use libtest_mimic::Trial;
 use shm::{Process, ProcessError, StartMethod};
-use shm_tests::{METHODS, check, run_trials, wait_gone};
+use shm_tests::{METHODS, check, next_random, run_trials, wait_gone};
 
 type Result = shm_tests::TestResult;
 
@@ -30,21 +30,13 @@ fn exit_with(code: i32) {
     std::process::exit(code);
 }
 
-/// A cheap deterministic pseudo-random sequence (no dependency needed).
-fn next(seed: &mut u64) -> u64 {
-    *seed ^= *seed << 13;
-    *seed ^= *seed >> 7;
-    *seed ^= *seed << 17;
-    *seed
-}
-
 fn child_killed_at_random_points(m: StartMethod) -> Result {
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     for i in 0..rounds(30) {
         let p = Process::new(forever, ()).with_start_method(m);
         p.start()?;
         // From "at once" (still bootstrapping) to well into its target.
-        let delay = next(&mut seed) % 3000;
+        let delay = next_random(&mut seed) % 3000;
         if delay > 0 {
             std::thread::sleep(Duration::from_micros(delay));
         }
@@ -60,7 +52,7 @@ fn fork_server_killed_while_starting() -> Result {
     for i in 0..rounds(10) {
         let server = shm::process::fork_server_pid().ok_or("no fork server")?;
         let killer = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_micros(next(&mut { seed }) % 2000));
+            std::thread::sleep(Duration::from_micros(next_random(&mut { seed }) % 2000));
             shm::sys::kill_pid(server, 9);
         });
         // Starts race with the kill: each either runs (exit 7), or reports a
@@ -78,7 +70,7 @@ fn fork_server_killed_while_starting() -> Result {
         }
         killer.join().map_err(|_| "killer panicked")?;
         check(wait_gone(server), "old fork server still running")?;
-        let _ = next(&mut seed);
+        let _ = next_random(&mut seed);
     }
     // And the server comes back for good.
     let p = Process::new(exit_with, 7).with_start_method(StartMethod::ForkServer);

@@ -8,7 +8,7 @@ use libtest_mimic::Trial;
 use shm::mpmc::{self, Mpmc};
 use shm::spsc::{self, Consumer, Producer, RingError};
 use shm::{Process, RawValue, StartMethod};
-use shm_tests::{METHODS, check, run_trials, wait_flag};
+use shm_tests::{METHODS, check, next_random, run_trials, wait_flag};
 
 type Result = shm_tests::TestResult;
 
@@ -159,9 +159,7 @@ fn mpmc_killed_producers_lose_and_duplicate_nothing(m: StartMethod) -> Result {
             let v = q.pop(Some(Duration::from_secs(30)))?;
             take(&mut next, v)?;
         }
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        next_random(&mut seed);
         std::thread::sleep(Duration::from_micros(seed % 2000));
         victim.kill()?;
         check(victim.join()? == -9, "killed")?;
@@ -208,9 +206,7 @@ fn mpmc_killed_consumers_never_wedge_it(m: StartMethod) -> Result {
                 .map_err(|e| format!("round {round}: {e}"))?;
             pushed += 1;
         }
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        next_random(&mut seed);
         std::thread::sleep(Duration::from_micros(seed % 1000));
         c.kill()?;
         check(c.join()? == -9, "killed")?;

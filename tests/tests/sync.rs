@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use shm::{
     Barrier, Condition, Event, Lock, Process, RLock, RawValue, Semaphore, StartMethod, SyncError, TryLockError, Value,
 };
-use shm_tests::{METHODS, check, run_all, run_trials, wait_flag};
+use shm_tests::{METHODS, check, next_random, run_all, run_trials, wait_flag};
 
 type Result = shm_tests::TestResult;
 
@@ -134,9 +134,7 @@ fn sigkill_at_random_points_never_hangs(m: StartMethod) -> Result {
     for round in 0..rounds(8) {
         let p = Process::new(churn, (lock.clone(), counter.clone(), dirty.clone())).with_start_method(m);
         p.start()?;
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        next_random(&mut seed);
         std::thread::sleep(Duration::from_micros(500 + seed % 5000));
         p.kill()?;
         p.join()?;
