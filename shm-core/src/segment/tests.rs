@@ -15,6 +15,14 @@ fn id_u64() -> TypeIdentity {
     TypeIdentity::of::<u64>(SegmentKind::VALUE)
 }
 
+/// Tests that sweep run one at a time: a sweep removes every dead
+/// creator's segment, so a concurrent one would report another test's.
+static SWEEPING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn sweep_alone() -> std::sync::MutexGuard<'static, ()> {
+    SWEEPING.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Removes a named segment when the test ends, pass or fail.
 struct Cleanup(String);
 
@@ -218,6 +226,7 @@ fn short_and_grown_files_are_refused() {
 
 #[test]
 fn foreign_object_is_not_a_segment() {
+    let _alone = sweep_alone();
     let name = unique("foreign");
     let _c = Cleanup(name.clone());
     std::fs::write(format!("/dev/shm/{name}"), vec![0xAB; 4096]).expect("write a foreign object");
@@ -232,6 +241,7 @@ fn foreign_object_is_not_a_segment() {
 
 #[test]
 fn sweep_keeps_segments_of_live_creators() {
+    let _alone = sweep_alone();
     let name = unique("live");
     let _c = Cleanup(name.clone());
     let _seg = Segment::create_named(&name, &id_u64(), 8).expect("create");
@@ -245,6 +255,7 @@ fn sweep_keeps_segments_of_live_creators() {
 
 #[test]
 fn sweep_removes_segments_of_dead_creators() {
+    let _alone = sweep_alone();
     let name = unique("dead");
     let _c = Cleanup(name.clone());
     drop(Segment::create_named(&name, &id_u64(), 8).expect("create"));
