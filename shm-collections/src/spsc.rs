@@ -115,6 +115,10 @@ pub enum RingError {
     /// Shared indices are impossible: a peer wrote over the header.
     #[error("corrupted ring: {0}")]
     Corrupted(&'static str),
+    /// A byte-ring loan was asked for more than one frame holds (half the
+    /// ring), or the message at the head was streamed in parts.
+    #[error("the message does not fit in one frame of the ring")]
+    TooLarge,
 }
 
 /// A push that failed, with the value handed back.

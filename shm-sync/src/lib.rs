@@ -38,7 +38,7 @@ pub use error::{LockResult, OwnerDied, SyncError, TryLockError, TryLockResult};
 #[cfg(not(loom))]
 pub use event::Event;
 #[cfg(not(loom))]
-pub use lock::{Lock, LockGuard};
+pub use lock::{Lock, LockGuard, ProcessLock};
 #[cfg(not(loom))]
 pub use rlock::{RLock, RLockGuard};
 #[cfg(not(loom))]

@@ -187,6 +187,14 @@ impl RawLock {
         true
     }
 
+    /// If the lock's holder is dead, takes it over for `me` without waiting
+    /// (the same compare-and-swap as a waiter whose slice ran out).
+    pub(crate) fn take_if_holder_dead<P: Park>(&self, me: u32) -> bool {
+        // Relaxed: a fresh look; the take re-checks with Acquire.
+        let seen = self.state.load(Relaxed);
+        self.take_from_dead::<P>(seen, me).is_some()
+    }
+
     /// The holder's id, 0 when unlocked.
     pub(crate) fn holder(&self) -> u32 {
         // Relaxed: a snapshot for display and checks.
@@ -450,5 +458,58 @@ mod tests {
             h.join().expect("thread");
         }
         assert_eq!(*count.lock().expect("lock"), 4000);
+    }
+}
+
+/// A [`Lock`]'s two words, to embed in a shared layout of one's own (the
+/// queues put theirs beside their rings).
+///
+/// All-zero bytes are an unlocked lock; any bits are safe to hand it (a
+/// nonsense holder reads as a dead one and is taken over). Owners are
+/// process ids, as for [`Lock`].
+#[cfg(not(loom))]
+#[repr(transparent)]
+#[derive(Default)]
+pub struct ProcessLock(RawLock);
+
+#[cfg(not(loom))]
+impl fmt::Debug for ProcessLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessLock").field("holder", &self.0.holder()).finish()
+    }
+}
+
+#[cfg(not(loom))]
+impl ProcessLock {
+    /// Takes the lock for this process, waiting until `deadline` (forever
+    /// with `None`). `None` on timeout; `Some(true)` when it was taken from
+    /// a holder that died holding it.
+    #[inline]
+    pub fn lock_until(&self, deadline: Option<Deadline>) -> Option<bool> {
+        self.0
+            .lock::<Futex>(Futex::process_id(), deadline)
+            .map(|taken| taken == Taken::OwnerDied)
+    }
+
+    /// Takes the lock if it is free, without waiting.
+    #[inline]
+    pub fn try_lock(&self) -> bool {
+        self.0.try_lock(Futex::process_id())
+    }
+
+    /// Takes the lock over if its holder died; true when taken.
+    pub fn take_if_holder_dead(&self) -> bool {
+        self.0.take_if_holder_dead::<Futex>(Futex::process_id())
+    }
+
+    /// Releases it; false when it was not locked.
+    #[inline]
+    pub fn unlock(&self) -> bool {
+        self.0.unlock::<Futex>()
+    }
+
+    /// The holding process, if any.
+    pub fn holder(&self) -> Option<u32> {
+        Some(self.0.holder()).filter(|&p| p != 0)
     }
 }
