@@ -19,7 +19,9 @@
 //! }
 //! ```
 
-pub use shm_collections::{mpmc, spsc};
+pub use shm_collections::pipe::{Connection, Pipe, PipeError};
+pub use shm_collections::queue::{JoinableQueue, PutError, Queue, QueueError, SimpleQueue};
+pub use shm_collections::{bytes, mpmc, pipe, queue, spsc};
 pub use shm_core::*;
 pub use shm_sync::park;
 pub use shm_sync::{
@@ -29,6 +31,8 @@ pub use shm_sync::{
 
 /// The names most programs use.
 pub mod prelude {
+    pub use shm_collections::pipe::{Connection, Pipe, PipeError};
+    pub use shm_collections::queue::{JoinableQueue, Queue, QueueError, SimpleQueue};
     pub use shm_core::{
         Process, RawArray, RawValue, StartMethod, Worker, active_children, cpu_count, current_process, get_context,
         parent_process,

@@ -70,6 +70,11 @@ impl SegmentKind {
     pub const RING_SPSC: Self = Self(32);
     /// A multi-producer multi-consumer ring of plain data.
     pub const RING_MPMC: Self = Self(33);
+    /// A single-producer single-consumer ring of framed byte records.
+    pub const RING_BYTES: Self = Self(34);
+    /// A queue of serialised messages (`Queue`, `JoinableQueue`,
+    /// `SimpleQueue`).
+    pub const QUEUE: Self = Self(35);
 
     /// A readable name for messages.
     pub fn name(self) -> &'static str {
@@ -85,6 +90,8 @@ impl SegmentKind {
             Self::BARRIER => "barrier",
             Self::RING_SPSC => "spsc ring",
             Self::RING_MPMC => "mpmc ring",
+            Self::RING_BYTES => "byte ring",
+            Self::QUEUE => "queue",
             _ => "object",
         }
     }

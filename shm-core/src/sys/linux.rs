@@ -726,6 +726,24 @@ pub fn task_alive(id: u32) -> bool {
     }
 }
 
+/// Whether this process has a child that still runs (zombies do not
+/// count), read from `/proc/self/task/*/children`. True when that cannot be
+/// read: the caller then assumes a child might still act.
+pub fn has_live_children() -> bool {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return true;
+    };
+    for task in tasks.flatten() {
+        let Ok(list) = std::fs::read_to_string(task.path().join("children")) else {
+            return true;
+        };
+        if list.split_whitespace().filter_map(|p| p.parse().ok()).any(task_alive) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Registers this process for [`membarrier_global`] (once per process; a
 /// fork child registers again). Returns whether the kernel supports it.
 pub fn membarrier_register() -> bool {
