@@ -299,3 +299,78 @@ fn missing_init_is_a_clear_error_not_a_fork_bomb() {
         "{text}"
     );
 }
+
+#[test]
+fn s9_queue_carries_a_user_object_to_the_child() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_queue_object"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains("Doing something fancy in Process-1 for Fancy Dan!"),
+            "{m}:\n{text}"
+        );
+        assert!(text.contains("child exited with Some(0)"), "{m}:\n{text}");
+    }
+}
+
+#[test]
+fn s10_joinable_queue_every_task_done_every_consumer_exits() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_joinable_queue"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        let n: usize = lines_after(&text, "creating ")
+            .first()
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .expect("consumer count printed");
+        let mut results: Vec<(i64, i64)> = lines_after(&text, "result: ")
+            .iter()
+            .map(|l| {
+                let (a, r) = l.split_once(" = ").expect("a * b = r");
+                let a: i64 = a.split(" * ").next().and_then(|a| a.parse().ok()).expect("a");
+                (a, r.parse().expect("r"))
+            })
+            .collect();
+        results.sort_unstable();
+        let want: Vec<(i64, i64)> = (0..10).map(|i| (i, i * i)).collect();
+        assert_eq!(results, want, "{m}:\n{text}");
+        assert_eq!(text.matches(": exiting").count(), n, "{m}: every consumer takes a pill");
+        assert_eq!(text.matches("exited with Some(0)").count(), n, "{m}:\n{text}");
+        let done = text.find("all tasks done").expect("join returned");
+        assert!(text.find("result: ").is_some_and(|r| r > done), "{m}:\n{text}");
+    }
+}
+
+#[test]
+fn s18_pipe_three_messages_in_order_then_end_of_stream() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_pipe"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert_eq!(
+            lines_after(&text, "received: "),
+            ["hello", "from", "the producer"],
+            "{m}:\n{text}"
+        );
+        let last = text.lines().filter(|l| !l.starts_with("sent: ")).last();
+        assert_eq!(last, Some("end of stream"), "{m}:\n{text}");
+    }
+}
+
+#[test]
+fn s19_queue_drain_every_item_read_exactly_once() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_queue_drain"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        let mut items: Vec<u32> = lines_after(&text, "reader got ")
+            .into_iter()
+            .chain(lines_after(&text, "parent drained "))
+            .map(|i| i.parse().expect("an item"))
+            .collect();
+        items.sort_unstable();
+        assert_eq!(items, [1, 2, 3, 4, 5], "{m}:\n{text}");
+        assert!(text.contains("queue empty: true"), "{m}:\n{text}");
+    }
+}
