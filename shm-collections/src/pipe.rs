@@ -5,7 +5,9 @@
 //! size: one larger than half a ring is streamed through it in parts. A
 //! receiver sees the end of the stream ([`PipeError::Eof`]) once the other
 //! end was closed, or its process died, and everything sent before was
-//! read; a sender then gets [`PipeError::BrokenPipe`].
+//! read. A sender gets [`PipeError::BrokenPipe`] once the other end is
+//! closed, or once the ring is full and its reader's process is dead (a
+//! sender looks at `/proc` only when it has to wait).
 //!
 //! Each end of a ring records the process that last used it; that is how a
 //! receiver tells its peer died. As in Python, a connection whose other end

@@ -30,11 +30,14 @@
 //!   exactly once.
 //! - A blocked `get` (or `put`) wakes every liveness slice and checks that
 //!   some other process that uses the queue still runs. Processes register
-//!   in the segment when they create or receive the queue or first use it;
-//!   a process with running children also waits (a child may be about to
-//!   register). When every other registered process is dead,
-//!   the call returns [`QueueError::Disconnected`]. A queue used only by
-//!   the threads of one process is never disconnected.
+//!   in the segment when they create or receive the queue or first use it.
+//!   The call also waits on while a handle is on its way to a child (it
+//!   was serialised and not yet received) or while the caller has running
+//!   children (a forked child may not have used the queue yet). Otherwise,
+//!   when every other registered process is dead, the call returns
+//!   [`QueueError::Disconnected`]. A queue used only by the threads of one
+//!   process is never disconnected; threads of a process whose peer
+//!   processes all died are (the queue cannot tell threads apart).
 //!
 //! # Bad input
 //!
@@ -81,7 +84,9 @@ struct QueueHeader {
     closed: Word,
     joinable: Word,
     overflow: Word,
-    _pad0: [u32; 28],
+    /// Handles serialised for another process and not yet received.
+    in_flight: Word,
+    _pad0: [u32; 27],
     // Line 1: producers, under the put lock.
     put_lock: ProcessLock,
     puts: Word,
@@ -327,13 +332,14 @@ impl QueueShared {
     }
 
     /// Whether some other process might still put or get: a registered
-    /// one that runs, a running child of ours, a full table, or a queue no
-    /// other process ever used. Reads `/proc`.
+    /// one that runs, a handle on its way to another process, a running
+    /// child of ours (other than the fork server), a full table, or a queue
+    /// no other process ever used. Reads `/proc`.
     fn others_alive(&self) -> bool {
         let me = sys::cached_pid();
         let h = self.header();
-        // Relaxed: pids and a flag for liveness checks.
-        if h.overflow.load(Relaxed) != 0 {
+        // Relaxed: counts, pids and a flag for liveness checks.
+        if h.overflow.load(Relaxed) != 0 || h.in_flight.load(Relaxed) != 0 {
             return true;
         }
         let mut others = false;
@@ -346,7 +352,30 @@ impl QueueShared {
                 }
             }
         }
-        !others || sys::has_live_children()
+        if !others {
+            return true;
+        }
+        let server = shm_core::process::fork_server_pid();
+        sys::live_children().is_none_or(|kids| kids.iter().any(|&k| Some(k) != server))
+    }
+
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Relaxed: a count for liveness checks; the receiver takes it back
+        // once registered.
+        self.header().in_flight.fetch_add(1, Relaxed);
+        self.seg.serialize(serializer)
+    }
+
+    fn deserialize<'de, D: Deserializer<'de>>(deserializer: D, id: &TypeIdentity) -> Result<Self, D::Error> {
+        let seg = Segment::deserialize(deserializer)?;
+        let shared = Self::attach(seg, id).map_err(serde::de::Error::custom)?;
+        shared.register();
+        // Relaxed: as in `serialize`; never below zero, whatever a peer wrote.
+        let _ = shared
+            .header()
+            .in_flight
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        Ok(shared)
     }
 
     /// Whether the producer streaming a message is gone (dead, or it let
@@ -764,15 +793,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
 impl<T: Serialize + DeserializeOwned> Serialize for Queue<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.shared.seg.serialize(serializer)
+        self.shared.serialize(serializer)
     }
 }
 
 impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let seg = Segment::deserialize(deserializer)?;
-        let shared = QueueShared::attach(seg, &Self::identity()).map_err(serde::de::Error::custom)?;
-        shared.register();
+        let shared = QueueShared::deserialize(deserializer, &Self::identity())?;
         Ok(Self {
             shared: Arc::new(shared),
             _t: PhantomData,

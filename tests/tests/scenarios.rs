@@ -353,7 +353,7 @@ fn s18_pipe_three_messages_in_order_then_end_of_stream() {
             ["hello", "from", "the producer"],
             "{m}:\n{text}"
         );
-        let last = text.lines().filter(|l| !l.starts_with("sent: ")).last();
+        let last = text.lines().rfind(|l| !l.starts_with("sent: "));
         assert_eq!(last, Some("end of stream"), "{m}:\n{text}");
     }
 }

@@ -726,22 +726,19 @@ pub fn task_alive(id: u32) -> bool {
     }
 }
 
-/// Whether this process has a child that still runs (zombies do not
-/// count), read from `/proc/self/task/*/children`. True when that cannot be
-/// read: the caller then assumes a child might still act.
-pub fn has_live_children() -> bool {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return true;
-    };
-    for task in tasks.flatten() {
-        let Ok(list) = std::fs::read_to_string(task.path().join("children")) else {
-            return true;
-        };
-        if list.split_whitespace().filter_map(|p| p.parse().ok()).any(task_alive) {
-            return true;
-        }
+/// This process's children that still run (zombies left out), read from
+/// `/proc/self/task/*/children`; `None` when that cannot be read.
+pub fn live_children() -> Option<Vec<u32>> {
+    let mut live = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let list = std::fs::read_to_string(task.path().join("children")).ok()?;
+        live.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .filter(|&p| task_alive(p)),
+        );
     }
-    false
+    Some(live)
 }
 
 /// Registers this process for [`membarrier_global`] (once per process; a
