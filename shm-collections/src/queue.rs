@@ -399,7 +399,7 @@ impl QueueShared {
         if h.put_pending.load(Relaxed) != 0 {
             if rh.tail.load(Relaxed) == h.put_pending_tail.load(Relaxed) {
                 // Counted but never published: take the count back.
-                h.puts.fetch_sub(1, Relaxed);
+                h.puts.store(h.puts.load(Relaxed).wrapping_sub(1), Relaxed);
                 if self.joinable() {
                     let _ = h.unfinished.fetch_update(SeqCst, SeqCst, |n| Some(n.saturating_sub(1)));
                 }
@@ -419,7 +419,7 @@ impl QueueShared {
         if h.get_pending.load(Relaxed) != 0 {
             if rh.head.load(Relaxed) == h.get_pending_head.load(Relaxed) {
                 // Counted but never handed back: the next get takes it.
-                h.gets.fetch_sub(1, Relaxed);
+                h.gets.store(h.gets.load(Relaxed).wrapping_sub(1), Relaxed);
             }
             h.get_pending.store(0, Relaxed);
         }
@@ -493,7 +493,9 @@ impl QueueShared {
                 // of `tail` that follows carries these to consumers.
                 h.put_pending_tail.store(rh.tail.load(Relaxed), Relaxed);
                 h.put_pending.store(1, Relaxed);
-                h.puts.fetch_add(1, Relaxed);
+                // A load and a store, not a read-modify-write: only
+                // put-lock holders write `puts`.
+                h.puts.store(h.puts.load(Relaxed).wrapping_add(1), Relaxed);
                 if joinable {
                     // SeqCst: `join`'s Dekker pair (see `task_done`).
                     h.unfinished.fetch_add(1, SeqCst);
@@ -555,7 +557,8 @@ impl QueueShared {
             // follows carries these.
             h.get_pending_head.store(rh.head.load(Relaxed), Relaxed);
             h.get_pending.store(1, Relaxed);
-            h.gets.fetch_add(1, Relaxed);
+            // Only get-lock holders write `gets`.
+            h.gets.store(h.gets.load(Relaxed).wrapping_add(1), Relaxed);
         });
         // Relaxed: under the get lock, released by the unlock.
         h.get_pending.store(0, Relaxed);
@@ -674,6 +677,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn put_until(&self, item: T, deadline: Option<Deadline>) -> Result<(), PutError<T>> {
+        // Small items go through a buffer on the stack (postcard's slice
+        // writer is several times faster than its Vec one).
+        let mut small = [0u8; 128];
+        if let Ok(bytes) = postcard::to_slice(&item, &mut small) {
+            return self
+                .shared
+                .put_bytes(bytes, deadline)
+                .map_err(|kind| PutError { kind, item });
+        }
         let bytes = match ser(&item) {
             Ok(b) => b,
             Err(kind) => return Err(PutError { kind, item }),

@@ -297,8 +297,12 @@ pub(crate) fn wake_if_sleeping(word: &Word, flag: &Word) {
     // The fast side of the handshake: a compiler barrier only; the
     // sleeper's membarrier supplies the hardware one.
     compiler_fence(std::sync::atomic::Ordering::SeqCst);
-    // Relaxed: ordered by the membarrier of whoever raised it.
-    if flag.load(Relaxed) != 0 {
+    // Relaxed: ordered by the membarrier of whoever raised it. The flag is
+    // taken down here, so that a sleeper that has not run yet costs one
+    // wake, not one per message (it raises the flag again if it sleeps
+    // again; a take-down between its raise and its futex call is harmless:
+    // `word` has changed, so the futex call returns at once).
+    if flag.load(Relaxed) != 0 && flag.swap(0, Relaxed) != 0 {
         wake(word);
     }
 }
