@@ -60,7 +60,7 @@ use shm_core::sys::{self, Deadline};
 use shm_core::{Segment, SegmentError, SegmentKind, TypeIdentity};
 use shm_sync::ProcessLock;
 
-use crate::bytes::{RawRing, ReadCursor, Stop, WriteCursor, round_capacity, valid_capacity, wait_until};
+use crate::bytes::{Kind, RawRing, ReadCursor, Stop, WriteCursor, round_capacity, valid_capacity, wait_until};
 use crate::spsc::{HEADER, RingError, Word};
 
 /// Bytes of ring a queue gets unless told otherwise (pages are only used
@@ -192,6 +192,19 @@ thread_local! {
     static OUT: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
     /// Bytes of the message being got.
     static IN: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Most bytes a put serialises straight into the ring; larger items go
+/// through a buffer first.
+const IN_PLACE: u32 = 120;
+
+/// What a put writes.
+enum Payload<'a> {
+    /// Serialised bytes.
+    Bytes(&'a [u8]),
+    /// Serialises into the ring in place (at most [`IN_PLACE`] bytes);
+    /// returns the length, or `None` when the item does not fit.
+    InPlace(&'a mut dyn FnMut(&mut [u8]) -> Option<usize>),
 }
 
 /// The mapped queue, shared by the handles of one process.
@@ -436,7 +449,9 @@ impl QueueShared {
         if n > i32::MAX as u32 { 0 } else { n }
     }
 
-    fn put_bytes(&self, msg: &[u8], deadline: Option<Deadline>) -> Result<(), QueueError> {
+    /// Puts a message; false when a [`Payload::InPlace`] did not fit (or
+    /// found no room at once) and nothing was sent.
+    fn put_bytes(&self, msg: Payload<'_>, deadline: Option<Deadline>) -> Result<bool, QueueError> {
         self.register();
         if self.closed() {
             return Err(QueueError::Closed);
@@ -479,32 +494,55 @@ impl QueueShared {
             )
             .map_err(stop)
         };
-        // Relaxed: ours, under the put lock.
-        let result = if h.stream_open.load(Relaxed) == 0 {
-            Ok(())
-        } else {
-            self.raw.abort(&mut c, wait).map(|()| h.stream_open.store(0, Relaxed))
-        };
-        let streamed = msg.len() > self.raw.max_payload() as usize;
+        let streamed = matches!(msg, Payload::Bytes(b) if b.len() > self.raw.max_payload() as usize);
         let joinable = self.joinable();
-        let result = result.and_then(|()| {
-            self.raw.send(&mut c, msg, wait, || {
-                // Relaxed: under the put lock; the publishing Release store
-                // of `tail` that follows carries these to consumers.
-                h.put_pending_tail.store(rh.tail.load(Relaxed), Relaxed);
-                h.put_pending.store(1, Relaxed);
-                // A load and a store, not a read-modify-write: only
-                // put-lock holders write `puts`.
-                h.puts.store(h.puts.load(Relaxed).wrapping_add(1), Relaxed);
-                if joinable {
-                    // SeqCst: `join`'s Dekker pair (see `task_done`).
-                    h.unfinished.fetch_add(1, SeqCst);
-                }
-                if streamed {
-                    h.stream_open.store(1, Relaxed);
-                }
-            })
-        });
+        let mark = || {
+            // Relaxed: under the put lock; the publishing Release store of
+            // `tail` that follows carries these to consumers.
+            h.put_pending_tail.store(rh.tail.load(Relaxed), Relaxed);
+            h.put_pending.store(1, Relaxed);
+            // A load and a store, not a read-modify-write: only put-lock
+            // holders write `puts`.
+            h.puts.store(h.puts.load(Relaxed).wrapping_add(1), Relaxed);
+            if joinable {
+                // SeqCst: `join`'s Dekker pair (see `task_done`).
+                h.unfinished.fetch_add(1, SeqCst);
+            }
+            if streamed {
+                h.stream_open.store(1, Relaxed);
+            }
+        };
+        // Relaxed: ours, under the put lock.
+        let stream_open = h.stream_open.load(Relaxed) != 0;
+        let result = match msg {
+            // The general path ends a dead producer's stream first.
+            Payload::InPlace(_) if stream_open => Ok(false),
+            Payload::InPlace(write) => {
+                let most = IN_PLACE.min(self.raw.max_payload());
+                self.raw.spot(&mut c, most).map_err(QueueError::from).map(|spot| {
+                    let Some(spot) = spot else { return false };
+                    // SAFETY: the spot was just found for `most` bytes on this
+                    // cursor, and nothing was committed since.
+                    let room = unsafe { self.raw.payload_mut(spot, most) };
+                    let Some(len) = write(room).and_then(|n| u32::try_from(n).ok()).filter(|&n| n <= most) else {
+                        return false;
+                    };
+                    mark();
+                    self.raw.commit(&mut c, spot, len, Kind::Whole);
+                    true
+                })
+            }
+            Payload::Bytes(bytes) => {
+                let aborted = if stream_open {
+                    self.raw.abort(&mut c, wait).map(|()| h.stream_open.store(0, Relaxed))
+                } else {
+                    Ok(())
+                };
+                aborted
+                    .and_then(|()| self.raw.send(&mut c, bytes, wait, mark))
+                    .map(|()| true)
+            }
+        };
         // Relaxed: under the put lock, released by the unlock.
         h.put_pending.store(0, Relaxed);
         if result.is_ok() && streamed {
@@ -677,22 +715,21 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn put_until(&self, item: T, deadline: Option<Deadline>) -> Result<(), PutError<T>> {
-        // Small items go through a buffer on the stack (postcard's slice
-        // writer is several times faster than its Vec one).
-        let mut small = [0u8; 128];
-        if let Ok(bytes) = postcard::to_slice(&item, &mut small) {
-            return self
-                .shared
-                .put_bytes(bytes, deadline)
-                .map_err(|kind| PutError { kind, item });
+        // Small items are serialised straight into the ring (postcard's
+        // slice writer is also several times faster than its Vec one).
+        let mut in_place = |room: &mut [u8]| postcard::to_slice(&item, room).ok().map(|b| b.len());
+        match self.shared.put_bytes(Payload::InPlace(&mut in_place), deadline) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(kind) => return Err(PutError { kind, item }),
         }
         let bytes = match ser(&item) {
             Ok(b) => b,
             Err(kind) => return Err(PutError { kind, item }),
         };
-        let result = self.shared.put_bytes(&bytes, deadline);
+        let result = self.shared.put_bytes(Payload::Bytes(&bytes), deadline);
         OUT.set(bytes);
-        result.map_err(|kind| PutError { kind, item })
+        result.map(drop).map_err(|kind| PutError { kind, item })
     }
 
     /// Puts an item, waiting for room as long as needed.
@@ -1107,8 +1144,8 @@ mod tests {
     #[test]
     fn a_message_that_does_not_deserialise_is_an_error_for_it_alone() {
         let q = Queue::<u8>::new(0).expect("queue");
-        q.shared.put_bytes(&[], None).expect("raw");
-        q.shared.put_bytes(&[1, 2], None).expect("raw");
+        q.shared.put_bytes(Payload::Bytes(&[]), None).expect("raw");
+        q.shared.put_bytes(Payload::Bytes(&[1, 2]), None).expect("raw");
         q.put(7).expect("room");
         assert!(matches!(q.get(), Err(QueueError::Deserialize(_))), "too short");
         assert!(matches!(q.get(), Err(QueueError::Deserialize(_))), "too long");
