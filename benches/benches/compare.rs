@@ -5,12 +5,18 @@
 //! `SHM_BENCH_QUICK=1` cuts the iterations about tenfold.
 //! `cargo test -p shm-benches --benches` (no `--bench` argument) runs a
 //! smoke pass with a few iterations and writes nothing.
+//! `SHM_BENCH_ONLY=peers,ring` runs only the named groups (`process`,
+//! `sync`, `wake`, `ring`, `peers`) and writes into
+//! `$TMPDIR/shm-bench-partial/`, leaving the committed results alone.
 //!
 //! Arguments other than `--bench` and `--exit-now` are ignored.
 
 use shm_benches::process_start::EXIT_NOW;
 use shm_benches::report::Report;
-use shm_benches::{Mode, machine, process_start, results_dir, ring_bench, sync_bench, wake_bench};
+use shm_benches::{Mode, machine, peers, process_start, results_dir, ring_bench, sync_bench, wake_bench};
+
+/// A benchmark group: measures and adds its rows.
+type Group = fn(Mode, &mut Report);
 
 fn main() {
     // The spawn floor execs this binary with `--exit-now`: leave before
@@ -35,15 +41,31 @@ fn main() {
             .to_owned(),
     );
 
-    process_start::run(mode, &mut report);
-    sync_bench::run(mode, &mut report);
-    wake_bench::run(mode, &mut report);
-    ring_bench::run(mode, &mut report);
+    let only = std::env::var("SHM_BENCH_ONLY").ok().filter(|o| !o.is_empty());
+    if let Some(o) = &only {
+        report.header.push(format!("Groups: only `{o}` (SHM_BENCH_ONLY)"));
+    }
+    let groups: [(&str, Group); 5] = [
+        ("process", process_start::run),
+        ("sync", sync_bench::run),
+        ("wake", wake_bench::run),
+        ("ring", ring_bench::run),
+        ("peers", peers::run),
+    ];
+    for (name, run) in groups {
+        if only.as_deref().is_none_or(|o| o.split(',').any(|g| g.trim() == name)) {
+            run(mode, &mut report);
+        }
+    }
     report.flag_noisy(3.0);
 
     print!("{}", report.markdown());
     if mode.writes_results() {
-        let dir = results_dir();
+        let dir = if only.is_some() {
+            std::env::temp_dir().join("shm-bench-partial")
+        } else {
+            results_dir()
+        };
         match report.write(&dir) {
             Ok(()) => println!("\nwrote {}", dir.join("latest.md").display()),
             Err(e) => {

@@ -6,7 +6,8 @@
 //! the hand-tuned SPSC ring peer ([`hand_ring`]), and the benchmark groups
 //! themselves ([`process_start`], [`sync_bench`], [`ping_pong`],
 //! [`wake_bench`], [`ring_bench`] with [`ring_trips`], [`ring_flow`],
-//! [`ring_sleep`], [`ring_sizes`]).
+//! [`ring_sleep`], [`ring_sizes`]; [`peers`] with [`peer_ends`],
+//! [`peer_ice`], [`peer_drive`], [`peer_python`]).
 //!
 //! `cargo bench -p shm-benches --bench compare` runs every group, prints the
 //! table and writes `benches/results/latest.md` and `benches/results/*.svg`.
@@ -18,6 +19,11 @@ pub mod affinity;
 pub mod contend;
 pub mod hand_ring;
 pub mod machine;
+pub mod peer_drive;
+pub mod peer_ends;
+pub mod peer_ice;
+pub mod peer_python;
+pub mod peers;
 pub mod ping_pong;
 pub mod process_start;
 pub mod python;

@@ -6,7 +6,7 @@ use std::io;
 use std::path::Path;
 
 use crate::stats::Stats;
-use crate::svg::Chart;
+use crate::svg::{Chart, LineChart};
 
 /// A measured thing with its name.
 #[derive(Clone, Debug, PartialEq)]
@@ -96,6 +96,31 @@ impl Row {
         }
     }
 
+    /// A row whose own side is not measured yet (the code under test is
+    /// still being written): the peer's number shows, ours reads "not
+    /// measured yet".
+    pub fn pending(
+        benchmark: impl Into<String>,
+        ours_name: impl Into<String>,
+        peer_name: impl Into<String>,
+        peer: Option<Stats>,
+    ) -> Self {
+        let unit = peer.map_or(crate::stats::Unit::Seconds, |p| p.unit);
+        let nothing = Stats {
+            n: 0,
+            median: f64::NAN,
+            p10: f64::NAN,
+            p90: f64::NAN,
+            unit,
+        };
+        Self::new(benchmark, Measured::new(ours_name, nothing), peer_name, peer)
+    }
+
+    /// Whether our side was measured (see [`Row::pending`]).
+    pub fn is_pending(&self) -> bool {
+        self.ours.stats.n == 0
+    }
+
     /// A row that only reports `measured`, with no peer and no target.
     pub fn info(benchmark: impl Into<String>, measured: Measured) -> Self {
         Self {
@@ -113,7 +138,9 @@ impl Row {
 
     /// ours/peer, when the peer was measured.
     pub fn ratio(&self) -> Option<f64> {
-        self.peer.map(|p| self.ours.stats.median / p.median)
+        self.peer
+            .filter(|_| !self.is_pending())
+            .map(|p| self.ours.stats.median / p.median)
     }
 
     /// Whether the target is met: `None` without a target or a peer.
@@ -139,6 +166,8 @@ pub struct Report {
     pub measured: Vec<Measured>,
     /// Charts to write next to the table.
     pub charts: Vec<Chart>,
+    /// Line charts to write next to the table.
+    pub plots: Vec<LineChart>,
 }
 
 impl Report {
@@ -203,7 +232,7 @@ impl Report {
                 |x| if x < 0.01 { format!("{x:.3}") } else { format!("{x:.2}") },
             );
             let met = match (r.met(), r.peer) {
-                _ if r.info => "-",
+                _ if r.info || r.is_pending() => "-",
                 (_, None) => "skipped",
                 (None, Some(_)) => "-",
                 (Some(true), _) => "yes",
@@ -213,7 +242,11 @@ impl Report {
                 s,
                 "| {} | {} | {} | {} | {} | {} | {} |",
                 r.benchmark,
-                r.ours.stats.show(),
+                if r.is_pending() {
+                    "not measured yet".to_owned()
+                } else {
+                    r.ours.stats.show()
+                },
                 r.peer_name,
                 peer,
                 ratio,
@@ -236,10 +269,12 @@ impl Report {
                 );
             }
         }
-        if !self.charts.is_empty() {
+        if !self.charts.is_empty() || !self.plots.is_empty() {
             s.push('\n');
-            for c in &self.charts {
-                let _ = writeln!(s, "![{}]({})", c.title, c.file);
+            let all =
+                (self.charts.iter().map(|c| (&c.title, &c.file))).chain(self.plots.iter().map(|c| (&c.title, &c.file)));
+            for (title, file) in all {
+                let _ = writeln!(s, "![{title}]({file})");
             }
         }
         s
@@ -250,6 +285,9 @@ impl Report {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("latest.md"), self.markdown())?;
         for c in &self.charts {
+            std::fs::write(dir.join(&c.file), c.svg())?;
+        }
+        for c in &self.plots {
             std::fs::write(dir.join(&c.file), c.svg())?;
         }
         Ok(())
@@ -274,6 +312,8 @@ mod tests {
         rep.rows
             .push(Row::new("b", ours.clone(), "python", None).target(Target::AtMost(0.1)));
         rep.rows.push(Row::info("c", ours));
+        rep.rows
+            .push(Row::pending("d", "shm Queue", "python", Some(secs(1e-4))));
         let md = rep.markdown();
         assert!(
             md.contains("| a | 200 µs | floor | 100 µs | 2.00 | ≤ 1.3 | **no** |"),
@@ -284,5 +324,9 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| c | 200 µs | - | - | - | - | - |"), "{md}");
+        assert!(
+            md.contains("| d | not measured yet | python | 100 µs | - | - | - |"),
+            "{md}"
+        );
     }
 }

@@ -158,6 +158,16 @@ impl Stats {
     }
 }
 
+/// The sample at `permille` (500: the median, 999: p99.9) of `sorted`
+/// samples, by nearest rank; `NaN` when there are none.
+pub fn nearest_rank(sorted: &[f64], permille: usize) -> f64 {
+    debug_assert!(permille <= 1000 && sorted.is_sorted_by(|a, b| a <= b));
+    match sorted.len() {
+        0 => f64::NAN,
+        n => sorted[(n - 1) * permille / 1000],
+    }
+}
+
 /// Runs `f` `warmup` times untimed, then `n` times, timing each call.
 pub fn time_each(n: usize, warmup: usize, mut f: impl FnMut()) -> Vec<Duration> {
     for _ in 0..warmup {
@@ -263,6 +273,13 @@ mod tests {
         assert_eq!((s.median, s.p10, s.p90), (6.0, 2.0, 10.0));
         let even = Stats::from_samples(&[4.0, 1.0, 3.0, 2.0], Unit::Seconds).expect("non-empty");
         assert!((even.median - 2.5).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn nearest_rank_reaches_the_tail() {
+        let v: Vec<f64> = (0..=1000).map(f64::from).collect();
+        assert_eq!((nearest_rank(&v, 500), nearest_rank(&v, 999)), (500.0, 999.0));
+        assert!(nearest_rank(&[], 500).is_nan());
     }
 
     #[test]
