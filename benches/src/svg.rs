@@ -259,7 +259,7 @@ pub struct Series {
 
 /// Colours of the peer series, in order.
 const PEER_COLOURS: [&str; 7] = [
-    "#dd6b20", "#38a169", "#d53f8c", "#805ad5", "#b7791f", "#e53e3e", "#319795",
+    "#dd6b20", "#38a169", "#d53f8c", "#805ad5", "#e53e3e", "#b7791f", "#319795",
 ];
 
 /// Colours and dash patterns of our series, in order: blues, thick.
