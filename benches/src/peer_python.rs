@@ -138,7 +138,7 @@ pub fn rows(mode: Mode, cpus: (usize, usize), report: &mut Report, place: &str) 
     let row = match ours_queue(mode, cpus, items) {
         Ok(s) => {
             let ours = report.measure(Measured::new("shm Queue<u64>, put/get", s));
-            Row::new(queue_bench, ours, &queue_name, queue).target(Target::AtLeast(10.0))
+            Row::new(queue_bench, ours, &queue_name, queue).target(Target::AtLeast(100.0))
         }
         Err(why) => {
             report.notes.push(format!("shm Queue row: {why}"));
@@ -152,7 +152,7 @@ pub fn rows(mode: Mode, cpus: (usize, usize), report: &mut Report, place: &str) 
     let row = match &ours_pipe {
         Ok(t) => {
             let ours = report.measure(Measured::new("shm Pipe, send_bytes/recv_bytes", t.mean));
-            Row::new(pipe_bench, ours, &pipe_name, pipe).target(Target::AtMost(0.1))
+            Row::new(pipe_bench, ours, &pipe_name, pipe).target(Target::AtMost(0.05))
         }
         Err(why) => {
             report.notes.push(format!("shm Pipe row: {why}"));
