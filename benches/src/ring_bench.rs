@@ -143,6 +143,7 @@ fn flow_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) {
         "hand-tuned SPSC u64 one way (raw), publish per message".to_owned(),
         format!("shm spsc u64 one way, push_slice/pop_into ×{BATCH}"),
         format!("hand-tuned SPSC u64 one way (raw), publish per batch ≤{BATCH}"),
+        "shm mpmc u64 one way, try_push/try_pop".to_owned(),
     ];
     let m: Vec<Measured> = (names.iter().zip(&rates))
         .map(|(name, s)| report.measure(Measured::new(name, *s)))
@@ -154,9 +155,12 @@ fn flow_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) {
         let row = Row::new(bench, ours.clone(), &peer.name, Some(peer.stats));
         report.rows.push(row.target(Target::AtLeast(0.8)));
     }
+    let mpmc = format!("u64 one way, MPMC ring, 1 producer and 1 consumer, {WHERE}, {total}M messages");
+    let row = Row::new(mpmc, m[4].clone(), &m[0].name, Some(m[0].stats));
+    report.rows.push(row);
     report.notes.push(format!(
         "u64 one way, {WHERE}: the child produces, the parent consumes and checks the sum; rings of {} u64; \
-         blocks of {} messages alternate between the four cases; {probed}.",
+         blocks of {} messages alternate between the five cases; {probed}.",
         crate::hand_ring::CAP,
         ring_flow::block(mode)
     ));

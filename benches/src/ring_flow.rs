@@ -2,7 +2,9 @@
 //! pinned one per CPU: `shm::spsc` one message at a time
 //! (`try_push`/`try_pop`, spinning on full/empty) and in batches of
 //! [`BATCH`] (`push_slice`/`pop_into`, one publication per batch), against
-//! the hand-tuned ring ([`crate::hand_ring`]) doing the same.
+//! the hand-tuned ring ([`crate::hand_ring`]) doing the same; and
+//! `shm::mpmc` one message at a time beside them (one producer, one
+//! consumer: what its per-slot sequence numbers and claims cost).
 //!
 //! The forked child produces, the parent consumes and times. Both walk the
 //! same plan: warm-up blocks, then the four cases alternating block by
@@ -12,7 +14,8 @@
 
 use std::time::{Duration, Instant};
 
-use shm::spsc::{self, Consumer, Producer};
+use shm::mpmc::{self, Mpmc};
+use shm::spsc::{self, Consumer, Producer, RingError};
 
 use crate::Mode;
 use crate::hand_ring::{self, CAP, HandRx, HandTx, spin_until};
@@ -34,10 +37,12 @@ pub enum Flow {
     OursBatched,
     /// The hand-tuned ring, one publication per batch of up to [`BATCH`].
     HandBatched,
+    /// Ours, the MPMC ring, one message per call.
+    Mpmc,
 }
 
 /// Every case, in report order.
-pub const FLOWS: [Flow; 4] = [Flow::Ours, Flow::Hand, Flow::OursBatched, Flow::HandBatched];
+pub const FLOWS: [Flow; 5] = [Flow::Ours, Flow::Hand, Flow::OursBatched, Flow::HandBatched, Flow::Mpmc];
 
 /// Messages per block.
 pub fn block(mode: Mode) -> u64 {
@@ -50,8 +55,9 @@ struct Tx {
     ours_batched: Producer<u64>,
     hand: HandTx<CAP>,
     hand_batched: HandTx<CAP>,
+    mpmc: Mpmc<u64>,
     /// The next value of each case.
-    next: [u64; 4],
+    next: [u64; 5],
 }
 
 /// The consumer's ends.
@@ -60,7 +66,8 @@ struct Rx {
     ours_batched: Consumer<u64>,
     hand: HandRx<CAP>,
     hand_batched: HandRx<CAP>,
-    next: [u64; 4],
+    mpmc: Mpmc<u64>,
+    next: [u64; 5],
 }
 
 /// `0 + 1 + ... + (v - 1)`, wrapping: what a block starting at `from`
@@ -86,6 +93,13 @@ impl Tx {
         match flow {
             Flow::Ours => (from..end).for_each(|v| push_ours(&mut self.ours, v)),
             Flow::Hand => (from..end).for_each(|v| spin_until(|| self.hand.try_push(v).then_some(()))),
+            Flow::Mpmc => (from..end).for_each(|v| {
+                spin_until(|| match self.mpmc.try_push(v) {
+                    Ok(()) => Some(()),
+                    Err(e) if e.kind == RingError::Full => None,
+                    Err(e) => panic!("mpmc push: {e}"),
+                });
+            }),
             Flow::OursBatched | Flow::HandBatched => {
                 let mut buf = [0u64; BATCH];
                 let mut first = from;
@@ -122,6 +136,14 @@ impl Rx {
         match flow {
             Flow::Ours => (0..count).for_each(|_| sum = sum.wrapping_add(pop_ours(&mut self.ours))),
             Flow::Hand => (0..count).for_each(|_| sum = sum.wrapping_add(spin_until(|| self.hand.try_pop()))),
+            Flow::Mpmc => (0..count).for_each(|_| {
+                let v = spin_until(|| match self.mpmc.try_pop() {
+                    Ok(v) => Some(v),
+                    Err(RingError::Empty) => None,
+                    Err(e) => panic!("mpmc pop: {e}"),
+                });
+                sum = sum.wrapping_add(v);
+            }),
             Flow::OursBatched | Flow::HandBatched => {
                 let mut buf = [0u64; BATCH];
                 let mut left = count;
@@ -176,13 +198,16 @@ pub fn measure(mode: Mode, cpus: (usize, usize)) -> (Vec<Stats>, u64) {
     let ring = || spsc::channel::<u64>(CAP).expect("create a ring");
     let hand = || hand_ring::channel::<CAP>().expect("map a hand-tuned ring");
     let ((o_tx, o_rx), (ob_tx, ob_rx), (h_tx, h_rx), (hb_tx, hb_rx)) = (ring(), ring(), hand(), hand());
+    let m_tx = mpmc::ring::<u64>(CAP).expect("create an MPMC ring");
+    let m_rx = m_tx.clone();
     let steps = plan(n, w);
     let mut tx = Tx {
         ours: o_tx,
         ours_batched: ob_tx,
         hand: h_tx,
         hand_batched: hb_tx,
-        next: [0; 4],
+        mpmc: m_tx,
+        next: [0; 5],
     };
     let child_steps = steps.clone();
     let child = fork_pinned(cpus.1, move || {
@@ -195,10 +220,11 @@ pub fn measure(mode: Mode, cpus: (usize, usize)) -> (Vec<Stats>, u64) {
         ours_batched: ob_rx,
         hand: h_rx,
         hand_batched: hb_rx,
-        next: [0; 4],
+        mpmc: m_rx,
+        next: [0; 5],
     };
     let pin = crate::affinity::pin_to(cpus.0).expect("pin the parent");
-    let mut samples: [Vec<Duration>; 4] = Default::default();
+    let mut samples: [Vec<Duration>; 5] = Default::default();
     for (f, slot) in steps {
         let dt = rx.receive(f, m);
         if let Some(k) = slot {
