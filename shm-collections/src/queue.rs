@@ -474,14 +474,23 @@ impl QueueShared {
             // Relaxed: ours, under the put lock.
             let puts = h.puts.load(Relaxed);
             // Acquire: pairs with consumers' unlocks of the get lock.
-            let room = || puts.wrapping_sub(h.gets.load(Acquire)) < maxsize;
+            // A count below zero (a peer scribbled on `gets`, or a bump
+            // being taken back) reads as an empty queue, as in `qsize`.
+            let room = || {
+                let n = puts.wrapping_sub(h.gets.load(Acquire));
+                n < maxsize || n > i32::MAX as u32
+            };
             wait_until(&rh.head, &rh.writer_sleeping, deadline, room, gone).map_err(stop)?;
         }
-        let mut c = WriteCursor {
-            // Relaxed: only put-lock holders write `tail`.
-            tail: rh.tail.load(Relaxed),
-            cached_head: h.put_head.load(Relaxed),
-        };
+        // Relaxed: only put-lock holders write `tail` and the cached head.
+        let tail = rh.tail.load(Relaxed);
+        let mut cached_head = h.put_head.load(Relaxed);
+        if tail.wrapping_sub(cached_head) > self.raw.capacity() {
+            // A cache a peer scribbled on: the real index decides.
+            // Acquire: as in `RawRing::spot`.
+            cached_head = rh.head.load(Acquire);
+        }
+        let mut c = WriteCursor { tail, cached_head };
         let wait = |raw: &RawRing, c: &mut WriteCursor, len: u32, started: bool| {
             let tail = c.tail;
             let deadline = if started { None } else { deadline };
@@ -567,11 +576,15 @@ impl QueueShared {
             self.recover_get();
         }
         let rh = self.raw.header();
-        let mut c = ReadCursor {
-            // Relaxed: only get-lock holders write `head`.
-            head: rh.head.load(Relaxed),
-            cached_tail: h.get_tail.load(Relaxed),
-        };
+        // Relaxed: only get-lock holders write `head` and the cached tail.
+        let head = rh.head.load(Relaxed);
+        let mut cached_tail = h.get_tail.load(Relaxed);
+        if cached_tail.wrapping_sub(head) > self.raw.capacity() {
+            // A cache a peer scribbled on: the real index decides.
+            // Acquire: pairs with producers' Release store of `tail`.
+            cached_tail = rh.tail.load(Acquire);
+        }
+        let mut c = ReadCursor { head, cached_tail };
         let wait = |raw: &RawRing, c: &mut ReadCursor, assembling: bool| {
             let head = c.head;
             let ready = || raw.has_frame(head);
@@ -1231,6 +1244,15 @@ mod tests {
     #[test]
     fn a_scribbled_ring_is_an_error_not_a_crash() {
         let q = Queue::<u64>::with_capacity(0, 256).expect("queue");
+        // Scribbled caches are not trusted: nothing is lost.
+        q.shared.header().put_head.store(0xdead_beef, Relaxed);
+        q.shared.header().get_tail.store(0xdead_beef, Relaxed);
+        q.put(4).expect("room");
+        assert_eq!(q.get(), Ok(4));
+        // Scribbled counts are clamped.
+        q.shared.header().gets.store(77, Relaxed);
+        assert_eq!(q.qsize(), 0);
+        q.shared.header().gets.store(q.shared.header().puts.load(Relaxed), Relaxed);
         q.put(5).expect("room");
         q.shared.raw.header().tail.store(1 << 20, Relaxed);
         assert!(matches!(q.get(), Err(QueueError::Corrupted(_))));
