@@ -1252,7 +1252,10 @@ mod tests {
         // Scribbled counts are clamped.
         q.shared.header().gets.store(77, Relaxed);
         assert_eq!(q.qsize(), 0);
-        q.shared.header().gets.store(q.shared.header().puts.load(Relaxed), Relaxed);
+        q.shared
+            .header()
+            .gets
+            .store(q.shared.header().puts.load(Relaxed), Relaxed);
         q.put(5).expect("room");
         q.shared.raw.header().tail.store(1 << 20, Relaxed);
         assert!(matches!(q.get(), Err(QueueError::Corrupted(_))));
