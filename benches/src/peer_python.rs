@@ -17,7 +17,7 @@ use crate::stats::{Stats, Unit};
 use crate::{Mode, python};
 
 /// Round trips per block of [`ours_pipe`].
-const PIPE_TRIPS: u32 = 100;
+pub const PIPE_TRIPS: u32 = 100;
 
 /// One end of a `shm::Queue<u64>`: `put` and `get`.
 struct QueueEnd(Queue<u64>);

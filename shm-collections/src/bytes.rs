@@ -1,5 +1,5 @@
 //! Byte rings: framed variable-length records in shared memory, the layer
-//! under [`Queue`](crate::Queue) and [`Pipe`](crate::Pipe), with a loan API
+//! under [`Queue`](crate::queue::Queue) and [`Pipe`](crate::pipe::Pipe), with a loan API
 //! on raw bytes.
 //!
 //! # Frames
