@@ -713,14 +713,18 @@ impl ByteRing {
 ///
 /// ```
 /// let (mut tx, mut rx) = shm_collections::bytes::channel(1024)?;
-/// tx.send(b"hello")?;
-/// tx.send(&vec![7u8; 10_000])?; // larger than the ring: streamed
-/// let mut msg = Vec::new();
-/// rx.recv(&mut msg)?;
-/// assert_eq!(msg, b"hello");
-/// # std::thread::scope(|s| {
-/// #     s.spawn(|| { rx.recv(&mut msg).unwrap(); assert_eq!(msg.len(), 10_000); });
-/// # });
+/// std::thread::scope(|s| {
+///     s.spawn(move || {
+///         tx.send(b"hello").expect("reader there");
+///         // Larger than the ring: streamed in parts as the reader reads.
+///         tx.send(&vec![7u8; 10_000]).expect("reader there");
+///     });
+///     let mut msg = Vec::new();
+///     rx.recv(&mut msg).expect("first");
+///     assert_eq!(msg, b"hello");
+///     rx.recv(&mut msg).expect("second");
+///     assert_eq!(msg, [7u8; 10_000]);
+/// });
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn channel(capacity: usize) -> Result<(ByteProducer, ByteConsumer), SegmentError> {

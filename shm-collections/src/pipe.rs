@@ -118,7 +118,7 @@ impl Pipe {
     /// use shm_collections::pipe::{Pipe, PipeError};
     ///
     /// let (mut a, mut b) = Pipe::new(true)?;
-    /// a.send(&(1, "one"))?;
+    /// a.send(&(1u8, "one"))?;
     /// assert_eq!(b.recv::<(u8, String)>()?, (1, "one".into()));
     /// b.send_bytes(b"")?;
     /// assert_eq!(a.recv_bytes()?, b"");
