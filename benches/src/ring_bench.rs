@@ -243,6 +243,7 @@ fn size_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) -> Chart {
         "spsc messages/s by payload size: loan vs copy (median, p10..p90)",
     );
     let mut bandwidth = Vec::new();
+    let mut untouched = Vec::new();
     for (&bytes, stats) in SIZES.iter().zip(&sweep) {
         let size = size_name(bytes);
         let m: Vec<Option<Measured>> = (PATHS.iter().zip(stats))
@@ -258,6 +259,7 @@ fn size_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) -> Chart {
         report
             .rows
             .push(Row::info(bench("loan, payload untouched"), bare.clone()));
+        untouched.push(bare.clone());
         let vs = bench("loan vs copy, every byte written and read");
         let by_value = path_name(Path::Copy);
         // The issue's target: loans against the by-value copy path.
@@ -304,6 +306,13 @@ fn size_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) -> Chart {
                 chart = chart.bar(format!("{size}: {label}"), *s, kind);
             }
         }
+    }
+    if let (Some(small), Some(large)) = (untouched.first(), untouched.last()) {
+        // The issue's claim: with payloads untouched, the rate does not
+        // depend on the size (1 MiB against 64 B, about 1).
+        let bench = format!("loan, payload untouched: 1 MiB messages against 64 B ones, {WHERE}");
+        let row = Row::new(bench, large.clone(), &small.name, Some(small.stats));
+        report.rows.push(row.target(Target::AtLeast(0.8)));
     }
     report.notes.push(format!(
         "spsc payload sweep, {WHERE}: rings of {SLOTS} slots; the child produces, the parent consumes and checks \
