@@ -792,7 +792,7 @@ impl ByteProducer {
         if self.ring.closed() & READER_CLOSED != 0 {
             return Err(RingError::Disconnected);
         }
-        let ring = Arc::clone(&self.ring);
+        let ring = &*self.ring;
         ring.raw.send(
             &mut self.c,
             msg,
@@ -927,7 +927,7 @@ impl ByteConsumer {
     /// Receives a message into `out`, waiting until `deadline`.
     fn recv_until(&mut self, out: &mut Vec<u8>, deadline: Option<Deadline>) -> Result<(), RingError> {
         self.claim();
-        let ring = Arc::clone(&self.ring);
+        let ring = &*self.ring;
         let result = ring.raw.recv(
             &mut self.c,
             out,
