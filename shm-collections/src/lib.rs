@@ -12,8 +12,18 @@
 //!
 //! Still to come (later issues): `Pool` and `Manager`.
 
+// Under loom only the typed rings are built, on heap memory (`sync`): the
+// modules built on segments, futexes and shm-sync's handles are left out.
+#![cfg_attr(loom, allow(unused_imports, dead_code))]
+
+#[cfg(not(loom))]
 pub mod bytes;
+#[cfg(all(test, loom))]
+mod loom_tests;
 pub mod mpmc;
+#[cfg(not(loom))]
 pub mod pipe;
+#[cfg(not(loom))]
 pub mod queue;
 pub mod spsc;
+mod sync;

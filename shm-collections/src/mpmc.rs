@@ -19,8 +19,9 @@
 //!   the next producer sees a dead owner and takes the claim over;
 //! - a producer killed after moving `enq` but before publishing: consumers
 //!   find the slot unpublished behind a live `enq`; once its owner is dead
-//!   they mark it a tombstone and publish it, and the consumer that takes
-//!   it skips it (a half-written message is never delivered);
+//!   one of them takes the claim over, marks the slot a tombstone and
+//!   publishes it, and the consumer that takes it skips it (a half-written
+//!   message is never delivered);
 //! - a consumer killed after moving `deq` but before recycling: producers
 //!   find the slot still full a lap later; once its owner is dead they
 //!   recycle it (the message had been taken by the dead consumer).
@@ -43,22 +44,30 @@
 //! after the consumer's Acquire load of it; a slot is handed back by the
 //! Release store of `seq = p + cap`, acquired by the next producer. `owner`
 //! claims are Acquire on success (they order the claimant after the
-//! previous holder's Release of the claim). Positions are Relaxed: the
-//! sequence numbers carry the data.
+//! previous holder's Release of the claim). Positions are loaded Acquire
+//! and moved by Release compare-and-swaps: the sequence numbers carry the
+//! data, the positions only make sure that a slot's sequence number is
+//! never seen more than a lap behind the position that leads to it (which
+//! would read as a corrupted ring; loom found it).
+//!
+//! The loom models are in `loom_tests.rs`; `crate::sync` switches the
+//! atomics, the memory and the system calls.
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::compiler_fence;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use shm_core::sys::{self, Deadline, FutexWait};
+use shm_core::sys::{Deadline, FutexWait};
 use shm_core::{Segment, SegmentError, SegmentKind, ShmSafe, TypeIdentity};
 
-use crate::spsc::{HEADER, PushError, RingError, Word, ring_capacity};
+#[cfg(not(loom))]
+use crate::spsc::ring_capacity;
+use crate::spsc::{HEADER, PushError, RingError, Word};
+use crate::sync::{self, Instant};
 
 /// Largest capacity.
 pub const MAX_CAPACITY: usize = 1 << 30;
@@ -68,6 +77,7 @@ pub const STUCK: Duration = Duration::from_millis(10);
 const SLOT_HEADER: usize = 16;
 
 #[repr(C)]
+#[cfg_attr(loom, derive(Default))]
 struct Header {
     capacity: Word,
     push_sleepers: Word,
@@ -79,6 +89,8 @@ struct Header {
     _pad2: [u32; 31],
 }
 
+// Loom's atomics are larger: under loom header and slots are heap values.
+#[cfg(not(loom))]
 const _: () = {
     assert!(size_of::<Header>() == HEADER);
     // `ring_capacity` reads the capacity as the header's first word.
@@ -88,6 +100,7 @@ const _: () = {
 };
 
 #[repr(C)]
+#[cfg_attr(loom, derive(Default))]
 struct Slot {
     seq: Word,
     owner: Word,
@@ -95,10 +108,14 @@ struct Slot {
     _pad: u32,
 }
 
+#[cfg(not(loom))]
 const _: () = assert!(size_of::<Slot>() == SLOT_HEADER);
 
 struct Ring<T> {
+    #[cfg(not(loom))]
     seg: Segment,
+    #[cfg(loom)]
+    seg: sync::Heap<(Header, Box<[Slot]>), T>,
     capacity: u32,
     values: usize,
     _t: PhantomData<T>,
@@ -117,6 +134,7 @@ fn values_offset(capacity: usize) -> Option<usize> {
 }
 
 impl<T: ShmSafe> Ring<T> {
+    #[cfg(not(loom))]
     fn identity() -> TypeIdentity {
         TypeIdentity::of::<T>(SegmentKind::RING_MPMC)
     }
@@ -127,6 +145,7 @@ impl<T: ShmSafe> Ring<T> {
         Some((values, total))
     }
 
+    #[cfg_attr(loom, allow(unused_variables, reason = "no segment: `total` is not needed"))]
     fn create(capacity: usize) -> Result<Self, SegmentError> {
         if !(2..=MAX_CAPACITY).contains(&capacity) || size_of::<T>() == 0 {
             return Err(SegmentError::InvalidSize {
@@ -139,8 +158,15 @@ impl<T: ShmSafe> Ring<T> {
             requested: capacity as u64,
             reason: "ring size overflows",
         })?;
+        #[cfg(not(loom))]
+        let seg = Segment::create(&Self::identity(), total)?;
+        #[cfg(loom)]
+        let seg = sync::Heap::new(
+            (Header::default(), (0..capacity).map(|_| Slot::default()).collect()),
+            capacity,
+        );
         let ring = Self {
-            seg: Segment::create(&Self::identity(), total)?,
+            seg,
             capacity: u32::try_from(capacity).expect("at most 2^30"),
             values,
             _t: PhantomData,
@@ -153,6 +179,7 @@ impl<T: ShmSafe> Ring<T> {
         Ok(ring)
     }
 
+    #[cfg(not(loom))]
     fn attach(seg: Segment) -> Result<Self, SegmentError> {
         let capacity = ring_capacity::<T>(&seg, &Self::identity(), 2, |cap| Self::layout(cap).map(|l| l.1))?;
         let (values, _) = Self::layout(capacity as usize).expect("checked by ring_capacity");
@@ -164,11 +191,13 @@ impl<T: ShmSafe> Ring<T> {
         })
     }
 
+    #[cfg(not(loom))]
     fn header(&self) -> &Header {
         // SAFETY: the payload starts with a Header (create/attach).
         unsafe { self.seg.payload().cast::<Header>().as_ref() }
     }
 
+    #[cfg(not(loom))]
     fn slot(&self, pos: u32) -> &Slot {
         let i = (pos & (self.capacity - 1)) as usize;
         // SAFETY: HEADER + (i + 1) * 16 <= values <= payload length: the
@@ -179,11 +208,27 @@ impl<T: ShmSafe> Ring<T> {
         unsafe { ptr.as_ref() }
     }
 
+    #[cfg(not(loom))]
     fn value(&self, pos: u32) -> NonNull<T> {
         let i = (pos & (self.capacity - 1)) as usize;
         // SAFETY: values + (i + 1) * size_of::<T>() <= payload length; the
         // offset is 128-aligned and T's alignment divides its size.
         unsafe { self.seg.payload().add(self.values + i * size_of::<T>()).cast::<T>() }
+    }
+
+    #[cfg(loom)]
+    fn header(&self) -> &Header {
+        &self.seg.header.0
+    }
+
+    #[cfg(loom)]
+    fn slot(&self, pos: u32) -> &Slot {
+        &self.seg.header.1[(pos & (self.capacity - 1)) as usize]
+    }
+
+    #[cfg(loom)]
+    fn value(&self, pos: u32) -> NonNull<T> {
+        self.seg.slot((pos & (self.capacity - 1)) as usize)
     }
 }
 
@@ -254,7 +299,7 @@ impl<T: ShmSafe> fmt::Debug for Mpmc<T> {
 /// # Ok::<(), shm_core::SegmentError>(())
 /// ```
 pub fn ring<T: ShmSafe>(capacity: usize) -> Result<Mpmc<T>, SegmentError> {
-    sys::membarrier_register();
+    sync::membarrier_register();
     Ok(Mpmc {
         ring: Arc::new(Ring::create(capacity)?),
         suspect: Suspect::default(),
@@ -273,7 +318,7 @@ impl<T: ShmSafe> Mpmc<T> {
         // Acquire: orders us after the previous holder's Release of the claim.
         match slot.owner.compare_exchange(0, me, Acquire, Relaxed) {
             Ok(_) => Ok(0),
-            Err(other) if check_dead && other != me && !sys::task_alive(other) => slot
+            Err(other) if check_dead && other != me && !sync::task_alive(other) => slot
                 .owner
                 .compare_exchange(other, me, Acquire, Relaxed)
                 .map(|_| other)
@@ -286,9 +331,11 @@ impl<T: ShmSafe> Mpmc<T> {
         let ring = &*self.ring;
         let h = ring.header();
         let cap = ring.capacity;
-        let me = sys::cached_pid();
-        // Relaxed: positions are hints; sequence numbers carry the data.
-        let pos = h.enq.load(Relaxed);
+        let me = sync::cached_pid();
+        // Acquire: pairs with the Release of the CAS that moved `enq` here,
+        // so that the slot's sequence number reads at least as new as the
+        // previous lap's (a staler one would look like a corrupted slot).
+        let pos = h.enq.load(Acquire);
         let slot = ring.slot(pos);
         // Acquire: pairs with the consumer's Release recycling the slot.
         let seq = slot.seq.load(Acquire);
@@ -298,8 +345,9 @@ impl<T: ShmSafe> Mpmc<T> {
             let Ok(previous) = Self::claim(slot, me, ripe) else {
                 return Ok(Step::Retry);
             };
+            // Release: pairs with the Acquire load of `enq` above (in others).
             if h.enq
-                .compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed)
+                .compare_exchange(pos, pos.wrapping_add(1), Release, Relaxed)
                 .is_err()
             {
                 // Someone moved on; give the claim back as it was.
@@ -323,7 +371,7 @@ impl<T: ShmSafe> Mpmc<T> {
             let previous = pos.wrapping_sub(cap);
             if seq == previous.wrapping_add(1) && h.deq.load(Relaxed).wrapping_sub(previous).cast_signed() > 0 {
                 let owner = slot.owner.load(Relaxed);
-                if owner != 0 && self.suspect.ripe(pos, force_check) && !sys::task_alive(owner) {
+                if owner != 0 && self.suspect.ripe(pos, force_check) && !sync::task_alive(owner) {
                     if slot.seq.compare_exchange(seq, pos, Release, Relaxed).is_ok() {
                         let _ = slot.owner.compare_exchange(owner, 0, Release, Relaxed);
                     }
@@ -342,9 +390,9 @@ impl<T: ShmSafe> Mpmc<T> {
         let ring = &*self.ring;
         let h = ring.header();
         let cap = ring.capacity;
-        let me = sys::cached_pid();
-        // Relaxed: a hint, as in `push_step`.
-        let pos = h.deq.load(Relaxed);
+        let me = sync::cached_pid();
+        // Acquire: as in `push_step`, with the Release CAS of `deq`.
+        let pos = h.deq.load(Acquire);
         let slot = ring.slot(pos);
         // Acquire: pairs with the producer's Release publishing `pos`.
         let seq = slot.seq.load(Acquire);
@@ -354,8 +402,9 @@ impl<T: ShmSafe> Mpmc<T> {
             let Ok(previous) = Self::claim(slot, me, ripe) else {
                 return Ok(Step::Retry);
             };
+            // Release: pairs with the Acquire load of `deq` above (in others).
             if h.deq
-                .compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed)
+                .compare_exchange(pos, pos.wrapping_add(1), Release, Relaxed)
                 .is_err()
             {
                 slot.owner.store(previous, Release);
@@ -378,16 +427,8 @@ impl<T: ShmSafe> Mpmc<T> {
             // and died before publishing, publish a tombstone instead.
             if seq == pos && h.enq.load(Relaxed).wrapping_sub(pos).cast_signed() > 0 {
                 let owner = slot.owner.load(Relaxed);
-                if owner != 0 && self.suspect.ripe(pos, force_check) && !sys::task_alive(owner) {
-                    // Relaxed: published by the Release CAS on seq.
-                    slot.tomb.store(1, Relaxed);
-                    if slot
-                        .seq
-                        .compare_exchange(seq, pos.wrapping_add(1), Release, Relaxed)
-                        .is_ok()
-                    {
-                        let _ = slot.owner.compare_exchange(owner, 0, Release, Relaxed);
-                    }
+                if owner != 0 && self.suspect.ripe(pos, force_check) && !sync::task_alive(owner) {
+                    self.tombstone(slot, pos, owner);
                     return Ok(Step::Retry);
                 }
             }
@@ -399,6 +440,35 @@ impl<T: ShmSafe> Mpmc<T> {
         Ok(Step::Retry)
     }
 
+    /// Publishes a tombstone in the slot of `pos`, whose producer `dead`
+    /// claimed it and died before publishing. The claim is taken over
+    /// first: only the holder of a slot writes it, so a consumer that comes
+    /// late (say a lap later, after another one did the work) finds the
+    /// claim gone and cannot mark a live message as dead.
+    #[cold]
+    fn tombstone(&self, slot: &Slot, pos: u32, dead: u32) {
+        // Acquire: orders us after the previous holder's Release of the claim.
+        if slot
+            .owner
+            .compare_exchange(dead, sync::cached_pid(), Acquire, Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        // Relaxed: the slot cannot move while we hold its claim.
+        let unpublished = slot.seq.load(Relaxed) == pos;
+        if unpublished {
+            // Relaxed: published by the Release store of seq below.
+            slot.tomb.store(1, Relaxed);
+            // Release: publishes the tombstone to the consumer of `pos`.
+            slot.seq.store(pos.wrapping_add(1), Release);
+        }
+        // Release: hands the claim on (given back as it was if the slot had
+        // moved, which the claim should have made impossible).
+        slot.owner.store(if unpublished { 0 } else { dead }, Release);
+        wake_sleepers(&slot.seq, &self.ring.header().pop_sleepers);
+    }
+
     /// Pushes without waiting.
     ///
     /// # Errors
@@ -408,7 +478,7 @@ impl<T: ShmSafe> Mpmc<T> {
         loop {
             match self.push_step(&value, false) {
                 Ok(Step::Done(())) => return Ok(()),
-                Ok(Step::Retry) => {}
+                Ok(Step::Retry) => sync::before_retry(),
                 Ok(Step::Blocked { .. }) => {
                     return Err(PushError {
                         kind: RingError::Full,
@@ -429,7 +499,7 @@ impl<T: ShmSafe> Mpmc<T> {
         loop {
             match self.pop_step(false)? {
                 Step::Done(v) => return Ok(v),
-                Step::Retry => {}
+                Step::Retry => sync::before_retry(),
                 Step::Blocked { .. } => return Err(RingError::Empty),
             }
         }
@@ -447,7 +517,7 @@ impl<T: ShmSafe> Mpmc<T> {
         loop {
             match self.push_step(&value, force) {
                 Ok(Step::Done(())) => return Ok(()),
-                Ok(Step::Retry) => {}
+                Ok(Step::Retry) => sync::before_retry(),
                 Err(kind) => return Err(PushError { kind, value }),
                 Ok(Step::Blocked { slot_seq, pos }) => {
                     if spins > 0 {
@@ -483,7 +553,7 @@ impl<T: ShmSafe> Mpmc<T> {
         loop {
             match self.pop_step(force)? {
                 Step::Done(v) => return Ok(v),
-                Step::Retry => {}
+                Step::Retry => sync::before_retry(),
                 Step::Blocked { slot_seq, pos } => {
                     if spins > 0 {
                         spins -= 1;
@@ -525,12 +595,12 @@ impl<T: ShmSafe> Mpmc<T> {
 fn sleep_counted(word: &Word, seen: u32, sleepers: &Word, deadline: Option<Deadline>) -> bool {
     // Relaxed + membarrier: the slow side of the handshake (module docs).
     sleepers.fetch_add(1, Relaxed);
-    sys::membarrier_global();
+    sync::membarrier_global();
     let slice = Deadline::after(Duration::from_millis(100));
     let until = deadline.map_or(slice, |d| d.min(slice));
     // Relaxed: the futex call itself compares the word.
     let r = if word.load(Relaxed) == seen {
-        sys::futex_wait(word, seen, Some(until))
+        sync::futex_wait(word, seen, Some(until))
     } else {
         FutexWait::Retry
     };
@@ -542,23 +612,25 @@ fn sleep_counted(word: &Word, seen: u32, sleepers: &Word, deadline: Option<Deadl
 fn wake_sleepers(word: &Word, sleepers: &Word) {
     // The fast side: a compiler barrier; the sleeper's membarrier supplies
     // the hardware one.
-    compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    sync::light_barrier();
     // Relaxed: ordered by the sleepers' membarrier.
     if sleepers.load(Relaxed) != 0 {
-        sys::futex_wake(word, u32::MAX);
+        sync::futex_wake(word, u32::MAX);
     }
 }
 
+#[cfg(not(loom))]
 impl<T: ShmSafe> Serialize for Mpmc<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.ring.seg.serialize(serializer)
     }
 }
 
+#[cfg(not(loom))]
 impl<'de, T: ShmSafe> Deserialize<'de> for Mpmc<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let ring = Ring::attach(Segment::deserialize(deserializer)?).map_err(serde::de::Error::custom)?;
-        sys::membarrier_register();
+        sync::membarrier_register();
         Ok(Self {
             ring: Arc::new(ring),
             suspect: Suspect::default(),
@@ -566,7 +638,18 @@ impl<'de, T: ShmSafe> Deserialize<'de> for Mpmc<T> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, loom))]
+impl<T: ShmSafe> Mpmc<T> {
+    /// For the loom models: `enq`, `deq`, and the `seq` and `owner` words
+    /// of the slot of `pos`, to stage what a killed process leaves behind.
+    pub(crate) fn words(&self, pos: u32) -> [&Word; 4] {
+        let (h, slot) = (self.ring.header(), self.ring.slot(pos));
+        [&h.enq, &h.deq, &slot.seq, &slot.owner]
+    }
+}
+
+// Segments and real threads: not under loom (see `loom_tests.rs`).
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -18,10 +18,12 @@
 //! # Sleeping without costing the fast path
 //!
 //! A side that finds the ring full (or empty) spins briefly, then raises
-//! its `sleeping` flag, issues `membarrier(GLOBAL_EXPEDITED)`, re-checks,
-//! and sleeps on the other side's index. The other side, after publishing
-//! its index, reads the flag after only a compiler barrier and makes a wake
-//! call only when the flag is up. The membarrier makes this Dekker handshake
+//! its `sleeping` flag (to a value naming the index it saw), issues
+//! `membarrier(GLOBAL_EXPEDITED)`, re-checks, and sleeps on the other
+//! side's index. The other side, after publishing its index, reads the flag
+//! after only a compiler barrier and makes a wake call only when the flag
+//! is up; it takes the flag down unless the sleeper already saw what it
+//! published (see `wake_sleeper`). The membarrier makes this Dekker handshake
 //! sound: it forces a full barrier on every running thread of every
 //! registered process, which is what the fast side omits (liburcu's
 //! `sys_membarrier` scheme). The fast path thus pays no fence and no
@@ -48,6 +50,9 @@
 //! A slot's contents are published by the Release store of `tail` and
 //! acquired by the consumer's Acquire load of `tail`; a slot is handed back
 //! by the Release store of `head`, acquired by the producer's Acquire load.
+//!
+//! The loom models are in `loom_tests.rs`; `crate::sync` switches the
+//! atomics, the memory and the system calls.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -55,16 +60,17 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::compiler_fence;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use shm_core::sys::{self, Deadline, FutexWait};
+use shm_core::sys::{Deadline, FutexWait};
 use shm_core::{Segment, SegmentError, SegmentKind, ShmSafe, TypeIdentity};
 
-/// An `AtomicU32` of the shared header (shared memory: `core`'s type).
-#[allow(clippy::disallowed_types, reason = "ring indices are shared memory")]
-pub(crate) type Word = std::sync::atomic::AtomicU32;
+use crate::sync;
+
+/// An `AtomicU32` of the shared header (shared memory: `core`'s type; under
+/// loom, loom's, and the header is heap memory).
+pub(crate) type Word = sync::AtomicU32;
 
 /// Bytes of the header before the first slot: three 128-byte lines.
 pub(crate) const HEADER: usize = 384;
@@ -77,6 +83,7 @@ const CONSUMER_CLOSED: u32 = 2;
 /// Line 0: set up once, then read by both sides; written only on close and
 /// on the rare way to sleep. Lines 1 and 2: one index each.
 #[repr(C)]
+#[cfg_attr(loom, derive(Default))]
 struct Header {
     capacity: Word,
     producer: Word,
@@ -91,6 +98,8 @@ struct Header {
     _pad2: [u32; 31],
 }
 
+// Loom's atomics are larger: under loom the header is a heap value.
+#[cfg(not(loom))]
 const _: () = {
     assert!(size_of::<Header>() == HEADER);
     // `ring_capacity` reads the capacity as the header's first word.
@@ -147,7 +156,10 @@ impl<T> std::error::Error for PushError<T> {}
 
 /// The mapped ring, shared by both ends in one process.
 struct Ring<T> {
+    #[cfg(not(loom))]
     seg: Segment,
+    #[cfg(loom)]
+    seg: sync::Heap<Header, T>,
     capacity: u32,
     _t: PhantomData<T>,
 }
@@ -159,10 +171,12 @@ unsafe impl<T: ShmSafe> Send for Ring<T> {}
 unsafe impl<T: ShmSafe> Sync for Ring<T> {}
 
 impl<T: ShmSafe> Ring<T> {
+    #[cfg(not(loom))]
     fn identity() -> TypeIdentity {
         TypeIdentity::of::<T>(SegmentKind::RING_SPSC)
     }
 
+    #[cfg_attr(loom, allow(unused_variables, reason = "no segment: `bytes` is not needed"))]
     fn create(capacity: usize) -> Result<Self, SegmentError> {
         if capacity == 0 || capacity > MAX_CAPACITY || size_of::<T>() == 0 {
             return Err(SegmentError::InvalidSize {
@@ -178,7 +192,10 @@ impl<T: ShmSafe> Ring<T> {
                 requested: capacity as u64,
                 reason: "ring size overflows",
             })?;
+        #[cfg(not(loom))]
         let seg = Segment::create(&Self::identity(), bytes)?;
+        #[cfg(loom)]
+        let seg = sync::Heap::new(Header::default(), capacity);
         let ring = Self {
             capacity: u32::try_from(capacity).expect("at most 2^30"),
             seg,
@@ -189,6 +206,7 @@ impl<T: ShmSafe> Ring<T> {
         Ok(ring)
     }
 
+    #[cfg(not(loom))]
     fn attach(seg: Segment) -> Result<Self, SegmentError> {
         let capacity = ring_capacity::<T>(&seg, &Self::identity(), 1, |cap| {
             cap.checked_mul(size_of::<T>()).and_then(|b| b.checked_add(HEADER))
@@ -200,12 +218,14 @@ impl<T: ShmSafe> Ring<T> {
         })
     }
 
+    #[cfg(not(loom))]
     fn header(&self) -> &Header {
         // SAFETY: checked at create/attach: the payload starts with a Header.
         unsafe { self.seg.payload().cast::<Header>().as_ref() }
     }
 
     /// Pointer to the slot of position `pos`.
+    #[cfg(not(loom))]
     fn slot(&self, pos: u32) -> NonNull<T> {
         let i = (pos & (self.capacity - 1)) as usize;
         debug_assert!(i < self.capacity as usize);
@@ -213,6 +233,16 @@ impl<T: ShmSafe> Ring<T> {
         // checked layout); the result is aligned because HEADER is a multiple
         // of 128 and T's alignment (<= 128) divides its size.
         unsafe { self.seg.payload().add(HEADER + i * size_of::<T>()).cast::<T>() }
+    }
+
+    #[cfg(loom)]
+    fn header(&self) -> &Header {
+        &self.seg.header
+    }
+
+    #[cfg(loom)]
+    fn slot(&self, pos: u32) -> NonNull<T> {
+        self.seg.slot((pos & (self.capacity - 1)) as usize)
     }
 
     fn closed(&self) -> u32 {
@@ -236,6 +266,7 @@ pub(crate) enum Slept {
 /// Checks a received ring segment: its type, and a capacity (the first
 /// header word) that is a power of two from `min` to [`MAX_CAPACITY`] and
 /// for which `total(capacity)` is exactly the payload length.
+#[cfg(not(loom))]
 pub(crate) fn ring_capacity<T>(
     seg: &Segment,
     id: &TypeIdentity,
@@ -264,6 +295,13 @@ pub(crate) fn ring_capacity<T>(
     if fits { Ok(capacity) } else { Err(bad) }
 }
 
+/// The value a sleeper raises its flag to: nonzero, and naming the value
+/// of the word it waits to see change (the top bit is lost, harmlessly:
+/// see `wake_sleeper`).
+fn raised(seen: u32) -> u32 {
+    seen | 1 << 31
+}
+
 /// Sleeps on `word` (expected `seen`) after raising `flag`, unless `ready()`
 /// turns true once the flag is visible; one liveness slice at most.
 pub(crate) fn sleep_on(
@@ -274,14 +312,14 @@ pub(crate) fn sleep_on(
     ready: impl Fn() -> bool,
 ) -> Slept {
     // Relaxed + membarrier: the slow side of the handshake (module docs).
-    flag.store(1, Relaxed);
-    sys::membarrier_global();
+    flag.store(raised(seen), Relaxed);
+    sync::membarrier_global();
     let slept = if ready() {
         Slept::Woken
     } else {
         let slice = Deadline::after(Duration::from_millis(100));
         let until = deadline.map_or(slice, |d| d.min(slice));
-        match sys::futex_wait(word, seen, Some(until)) {
+        match sync::futex_wait(word, seen, Some(until)) {
             FutexWait::TimedOut if deadline.is_some_and(|d| d.has_passed()) => Slept::DeadlinePassed,
             FutexWait::TimedOut => Slept::SliceOver,
             FutexWait::Retry => Slept::Woken,
@@ -296,38 +334,52 @@ pub(crate) fn sleep_on(
 pub(crate) fn wake_if_sleeping(word: &Word, flag: &Word) {
     // The fast side of the handshake: a compiler barrier only; the
     // sleeper's membarrier supplies the hardware one.
-    compiler_fence(std::sync::atomic::Ordering::SeqCst);
-    // Relaxed: ordered by the membarrier of whoever raised it. The flag is
-    // taken down here, so that a sleeper that has not run yet costs one
-    // wake, not one per message (it raises the flag again if it sleeps
-    // again; a take-down between its raise and its futex call is harmless:
-    // `word` has changed, so the futex call returns at once).
-    if flag.load(Relaxed) != 0 && flag.swap(0, Relaxed) != 0 {
-        wake(word);
+    sync::light_barrier();
+    // Relaxed: ordered by the membarrier of whoever raised it.
+    let up = flag.load(Relaxed);
+    if up != 0 {
+        wake_sleeper(word, flag, up);
     }
 }
 
+/// Wakes a sleeper that raised `flag` to `up`, and takes the flag down, so
+/// that a sleeper that has not run yet costs one wake, not one per message
+/// (it raises the flag again if it sleeps again). A take-down between its
+/// raise and its futex call is harmless when `word` no longer holds what
+/// the sleeper saw: the futex call returns at once. But a waker late with
+/// a value the sleeper already saw (it then waits for the next one) leaves
+/// the flag up for that next one: taken down, the next waker would not
+/// wake, and the sleeper would wait a whole liveness slice (loom found it).
+/// Equal top-bit-less values read as "already seen": that costs a wake more
+/// later, never one less.
 #[cold]
-fn wake(word: &Word) {
-    sys::futex_wake(word, 1);
+fn wake_sleeper(word: &Word, flag: &Word, up: u32) {
+    // Relaxed: our own last store of `word`, or a newer one.
+    let seen_already = up == raised(word.load(Relaxed));
+    // Relaxed: the flag only says whom to wake; 0 there means the sleeper
+    // (or another waker, which woke it) took it down since.
+    if seen_already || flag.compare_exchange(up, 0, Relaxed, Relaxed) != Err(0) {
+        sync::futex_wake(word, 1);
+    }
 }
 
-/// Makes `role` name this process; returns the peer's pid seen.
-fn claim(role: &Word) {
-    let me = sys::cached_pid();
+/// Makes `role` name this process, registering it for the membarrier
+/// handshake the first time.
+pub(crate) fn claim(role: &Word) {
+    let me = sync::cached_pid();
     // Relaxed: an owner id for liveness checks only.
     if role.load(Relaxed) != me {
         role.store(me, Relaxed);
-        sys::membarrier_register();
+        sync::membarrier_register();
     }
 }
 
 /// Whether the peer closed its end, or (only when `check_alive`, since it
 /// reads `/proc`) its process died.
-fn peer_gone(closed: u32, bit: u32, peer: &Word, check_alive: bool) -> bool {
+pub(crate) fn peer_gone(closed: u32, bit: u32, peer: &Word, check_alive: bool) -> bool {
     // Relaxed: an owner id for a liveness check.
     let pid = peer.load(Relaxed);
-    closed & bit != 0 || (check_alive && pid != 0 && !sys::task_alive(pid))
+    closed & bit != 0 || (check_alive && pid != 0 && !sync::task_alive(pid))
 }
 
 /// Creates a ring of at least `capacity` elements (rounded up to a power of
@@ -347,7 +399,7 @@ fn peer_gone(closed: u32, bit: u32, peer: &Word, check_alive: bool) -> bool {
 /// # Ok::<(), shm_core::SegmentError>(())
 /// ```
 pub fn channel<T: ShmSafe>(capacity: usize) -> Result<(Producer<T>, Consumer<T>), SegmentError> {
-    sys::membarrier_register();
+    sync::membarrier_register();
     let ring = Arc::new(Ring::<T>::create(capacity)?);
     let producer = Producer {
         ring: Arc::clone(&ring),
@@ -400,7 +452,7 @@ impl<T: ShmSafe> fmt::Debug for Consumer<T> {
 impl<T: ShmSafe> Producer<T> {
     #[inline]
     fn claim(&mut self) {
-        let me = sys::cached_pid();
+        let me = sync::cached_pid();
         if self.claimed != me {
             claim(&self.ring.header().producer);
             // Relaxed: our own index, last published by us (or a previous
@@ -571,7 +623,7 @@ impl<T: ShmSafe> Producer<T> {
         let h = self.ring.header();
         // Release: everything pushed before is visible with the close.
         h.closed.fetch_or(PRODUCER_CLOSED, Release);
-        sys::futex_wake(&h.tail, 1);
+        sync::futex_wake(&h.tail, 1);
     }
 
     /// The capacity.
@@ -583,7 +635,7 @@ impl<T: ShmSafe> Producer<T> {
 impl<T: ShmSafe> Consumer<T> {
     #[inline]
     fn claim(&mut self) {
-        let me = sys::cached_pid();
+        let me = sync::cached_pid();
         if self.claimed != me {
             claim(&self.ring.header().consumer);
             // Relaxed: our own index.
@@ -750,7 +802,7 @@ impl<T: ShmSafe> Consumer<T> {
         let h = self.ring.header();
         // Release: pairs with the producer's Acquire load in `closed`.
         h.closed.fetch_or(CONSUMER_CLOSED, Release);
-        sys::futex_wake(&h.head, 1);
+        sync::futex_wake(&h.head, 1);
     }
 }
 
@@ -819,16 +871,18 @@ impl<T: ShmSafe> fmt::Debug for ReadSlot<'_, T> {
     }
 }
 
+#[cfg(not(loom))]
 impl<T: ShmSafe> Serialize for Producer<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.ring.seg.serialize(serializer)
     }
 }
 
+#[cfg(not(loom))]
 impl<'de, T: ShmSafe> Deserialize<'de> for Producer<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let ring = Ring::attach(Segment::deserialize(deserializer)?).map_err(serde::de::Error::custom)?;
-        sys::membarrier_register();
+        sync::membarrier_register();
         Ok(Self {
             ring: Arc::new(ring),
             tail: 0,
@@ -838,16 +892,18 @@ impl<'de, T: ShmSafe> Deserialize<'de> for Producer<T> {
     }
 }
 
+#[cfg(not(loom))]
 impl<T: ShmSafe> Serialize for Consumer<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.ring.seg.serialize(serializer)
     }
 }
 
+#[cfg(not(loom))]
 impl<'de, T: ShmSafe> Deserialize<'de> for Consumer<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let ring = Ring::attach(Segment::deserialize(deserializer)?).map_err(serde::de::Error::custom)?;
-        sys::membarrier_register();
+        sync::membarrier_register();
         Ok(Self {
             ring: Arc::new(ring),
             head: 0,
@@ -857,7 +913,8 @@ impl<'de, T: ShmSafe> Deserialize<'de> for Consumer<T> {
     }
 }
 
-#[cfg(test)]
+// Segments and real threads: not under loom (see `loom_tests.rs`).
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

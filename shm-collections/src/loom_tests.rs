@@ -1,0 +1,283 @@
+//! Loom model checks of the typed rings, run with
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p shm-collections --lib loom`.
+//!
+//! The rings run on heap memory with loom's atomics (`crate::sync`). Each
+//! slot is a loom cell, so a read of a slot before its publication, or a
+//! write before it was handed back, is a race loom reports. A futex is a
+//! mutex and a condition variable with no timeout, so a wake-up lost by the
+//! sleep handshake is a deadlock loom reports. Killed processes are staged
+//! by writing what they leave behind (the model's `DEAD` owner id).
+//!
+//! Capacities are 2 and each model moves 3 or 4 values, so every model
+//! wraps around; the whole run takes seconds at CI's two preemptions.
+//!
+//! What the models found: a consumer could read a slot's sequence number
+//! more than a lap stale and report a corrupted ring (positions are now
+//! Acquire/Release); a consumer late by a lap could mark a live message as
+//! a tombstone (the tombstone is now written under the dead producer's
+//! claim); a waker late with a value the sleeper had already seen took
+//! down the flag raised for the next one, which then woke nobody (the flag
+//! now names the value its sleeper saw).
+//!
+//! At three preemptions `loom_spsc_blocking_push_pop_wrap_around` reports
+//! a deadlock that the C++ memory model rules out: loom lets a load return
+//! a read-modify-write's value although a store ordered after that
+//! read-modify-write happens before the load.
+
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+
+use loom::sync::Arc;
+use loom::thread;
+
+use crate::mpmc::{self, Mpmc};
+use crate::spsc::{self, Word};
+use crate::sync::{AtomicU32, DEAD};
+
+#[test]
+fn loom_spsc_blocking_push_pop_wrap_around() {
+    loom::model(|| {
+        let (mut tx, mut rx) = spsc::channel::<u32>(2).expect("heap ring");
+        let producer = thread::spawn(move || {
+            for i in 0..3 {
+                tx.push(i).expect("the consumer is alive");
+            }
+        });
+        for i in 0..3 {
+            assert_eq!(rx.pop(), Ok(i));
+        }
+        producer.join().expect("producer");
+    });
+}
+
+#[test]
+fn loom_spsc_batches_and_loans_wrap_around() {
+    loom::model(|| {
+        let (mut tx, mut rx) = spsc::channel::<u32>(2).expect("heap ring");
+        let producer = thread::spawn(move || {
+            loop {
+                if let Some(mut slot) = tx.reserve() {
+                    *slot = 0;
+                    slot.commit();
+                    break;
+                }
+                thread::yield_now();
+            }
+            let items = [1, 2, 3];
+            let mut sent = 0;
+            while sent < items.len() {
+                let n = tx.push_slice(&items[sent..]).expect("the consumer is alive");
+                sent += n;
+                if n == 0 {
+                    thread::yield_now();
+                }
+            }
+        });
+        let mut got = Vec::new();
+        loop {
+            if let Some(v) = rx.peek() {
+                got.push(*v);
+                break;
+            }
+            thread::yield_now();
+        }
+        let mut buf = [0u32; 2];
+        while got.len() < 4 {
+            let n = rx.pop_into(&mut buf).expect("valid ring");
+            got.extend_from_slice(&buf[..n]);
+            if n == 0 {
+                thread::yield_now();
+            }
+        }
+        assert_eq!(got, [0, 1, 2, 3]);
+        producer.join().expect("producer");
+    });
+}
+
+/// Checks that the consumers' lists hold `expect` exactly once each, and
+/// that each list keeps every producer's order (producer = value / 10).
+fn check_histories(lists: &[Vec<u32>], expect: &[u32]) {
+    for list in lists {
+        for (i, a) in list.iter().enumerate() {
+            for b in &list[i + 1..] {
+                assert!(a / 10 != b / 10 || a < b, "per-producer FIFO: {list:?}");
+            }
+        }
+    }
+    let mut all: Vec<u32> = lists.concat();
+    all.sort_unstable();
+    assert_eq!(all, expect, "nothing lost or duplicated");
+}
+
+// The MPMC models run two threads each: with three, two threads spinning on
+// a slot claimed by the third (claims are held across a few instructions)
+// make loom explore long spin paths without finding more.
+
+/// Thread A pushes 10, 11 while the main thread pushes 20 and pops all three.
+#[test]
+fn loom_mpmc_two_producers_one_consumer() {
+    loom::model(|| {
+        let mut q = mpmc::ring::<u32>(2).expect("heap ring");
+        let (_, a) = spawn_on(&q, |q| {
+            for v in [10, 11] {
+                q.push(v, None).expect("room eventually");
+            }
+        });
+        let (mut mine, mut got) = (Some(20), Vec::new());
+        while got.len() < 3 {
+            // Full only while the ring holds a message, so the pop below
+            // cannot wait forever.
+            mine = mine.filter(|&v| q.try_push(v).is_err());
+            got.push(q.pop(None).expect("a message"));
+        }
+        a.join().expect("producer");
+        check_histories(&[got], &[10, 11, 20]);
+    });
+}
+
+/// The main thread pushes 10, 11, pops, pushes 12 and pops again while
+/// thread B pops once: B may come a lap after the main thread's pops moved
+/// `deq` on (a stale look at the slot then must not read as corruption).
+#[test]
+fn loom_mpmc_one_producer_two_consumers() {
+    loom::model(|| {
+        let mut q = mpmc::ring::<u32>(2).expect("heap ring");
+        let (_, b) = spawn_on(&q, |q| vec![q.pop(None).expect("a message")]);
+        let mut mine = Vec::new();
+        for v in [10, 11, 12] {
+            q.push(v, None).expect("room");
+            if v > 10 {
+                mine.push(q.pop(None).expect("a message"));
+            }
+        }
+        let theirs = b.join().expect("consumer");
+        check_histories(&[mine, theirs], &[10, 11, 12]);
+    });
+}
+
+// With a dead process staged, the models use the non-blocking calls: a
+// blocking one would wait on a slot the dead process holds, and the
+// model's futex has no liveness slice to end that wait.
+
+/// Pushes with `try_push`, yielding while it fails.
+fn push_all(q: &mut Mpmc<u32>, values: &[u32]) {
+    for &v in values {
+        while q.try_push(v).is_err() {
+            thread::yield_now();
+        }
+    }
+}
+
+/// Pops with `try_pop` until, after `done` was set, the ring looked empty
+/// twice in a row (a stuck slot is checked on the second look).
+fn pop_all(q: &mut Mpmc<u32>, done: &AtomicU32) -> Vec<u32> {
+    let (mut got, mut empty_after_done) = (Vec::new(), 0);
+    while empty_after_done < 2 {
+        // Acquire: pairs with the Release in `spawn_on`, so that what was
+        // pushed before is seen by the looks that follow.
+        let finished = done.load(Acquire) != 0;
+        if let Ok(v) = q.try_pop() {
+            got.push(v);
+            empty_after_done = 0;
+        } else {
+            empty_after_done += u32::from(finished);
+            thread::yield_now();
+        }
+    }
+    got
+}
+
+/// A ring of capacity 2 holding `values`, into which `stage` writes what a
+/// killed process left behind: `enq`, `deq`, and slot 0's `seq` and `owner`
+/// (Relaxed stores: no other thread runs yet).
+fn crashed(values: &[u32], stage: impl FnOnce([&Word; 4])) -> Mpmc<u32> {
+    let mut q = mpmc::ring::<u32>(2).expect("heap ring");
+    for &v in values {
+        q.try_push(v).expect("room");
+    }
+    stage(q.words(0));
+    q
+}
+
+/// Runs `work` on a handle of `q` on a thread of its own; the word returned
+/// is set once `work` is done.
+fn spawn_on<R: Send + 'static>(
+    q: &Mpmc<u32>,
+    work: impl FnOnce(&mut Mpmc<u32>) -> R + Send + 'static,
+) -> (Arc<AtomicU32>, thread::JoinHandle<R>) {
+    let (mut q, done) = (q.clone(), Arc::new(AtomicU32::new(0)));
+    let handle = {
+        let done = Arc::clone(&done);
+        thread::spawn(move || {
+            let r = work(&mut q);
+            // Release: pairs with the Acquire in `pop_all`.
+            done.store(1, Release);
+            r
+        })
+    };
+    (done, handle)
+}
+
+/// A producer that claimed position 0 and died before it moved `enq`:
+/// thread A and the main thread race to take the claim over.
+#[test]
+fn loom_mpmc_dead_producers_claim_is_taken_over() {
+    loom::model(|| {
+        // Relaxed: see `crashed`.
+        let mut q = crashed(&[], |[_, _, _, owner]| owner.store(DEAD, Relaxed));
+        let (done, a) = spawn_on(&q, |q| push_all(q, &[10]));
+        push_all(&mut q, &[20]);
+        let got = pop_all(&mut q, &done);
+        a.join().expect("producer");
+        check_histories(&[got], &[10, 20]);
+    });
+}
+
+/// A producer that moved `enq` past position 0 and died before it
+/// published: thread A pushes 10, pops, then pushes 11 into the slot of the
+/// dead message once it is recycled, while the main thread pops; both may
+/// turn the slot into a tombstone.
+#[test]
+fn loom_mpmc_dead_producers_slot_is_skipped_once() {
+    loom::model(|| {
+        let mut q = crashed(&[], |[enq, _, _, owner]| {
+            // Relaxed: see `crashed`.
+            enq.store(1, Relaxed);
+            owner.store(DEAD, Relaxed);
+        });
+        let (done, a) = spawn_on(&q, |q| {
+            push_all(q, &[10]);
+            let got: Vec<u32> = (0..2)
+                .filter_map(|_| {
+                    let v = q.try_pop().ok();
+                    thread::yield_now();
+                    v
+                })
+                .collect();
+            push_all(q, &[11]);
+            got
+        });
+        let mine = pop_all(&mut q, &done);
+        let theirs = a.join().expect("thread A");
+        check_histories(&[mine, theirs], &[10, 11]);
+    });
+}
+
+/// A consumer that moved `deq` past position 0 and died before it handed
+/// the slot back (message 1 died with it): thread A and the main thread
+/// race to recycle it.
+#[test]
+fn loom_mpmc_dead_consumers_slot_is_recycled_once() {
+    loom::model(|| {
+        let mut q = crashed(&[1, 2], |[_, deq, _, owner]| {
+            // Relaxed: see `crashed`.
+            deq.store(1, Relaxed);
+            owner.store(DEAD, Relaxed);
+        });
+        let (done, a) = spawn_on(&q, |q| push_all(q, &[10]));
+        assert_eq!(q.try_pop(), Ok(2), "the oldest message first");
+        push_all(&mut q, &[20]);
+        let got = pop_all(&mut q, &done);
+        a.join().expect("producer");
+        check_histories(&[got], &[10, 20]);
+    });
+}
