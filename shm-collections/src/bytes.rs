@@ -50,7 +50,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use shm_core::sys::{self, Deadline};
 use shm_core::{Segment, SegmentError, SegmentKind, TypeIdentity};
 
-use crate::spsc::{HEADER, MAX_CAPACITY, RingError, Slept, Word, sleep_on, wake_if_sleeping};
+use crate::spsc::{HEADER, MAX_CAPACITY, RingError, Slept, Word, claim, peer_gone, sleep_on, wake_if_sleeping};
 
 /// Smallest ring, in bytes.
 pub const MIN_CAPACITY: usize = 64;
@@ -613,25 +613,6 @@ pub(crate) fn wait_until(
     }
 }
 
-/// Makes `role` name this process, registering it for the membarrier
-/// handshake the first time.
-pub(crate) fn claim_role(role: &Word) {
-    let me = sys::cached_pid();
-    // Relaxed: an owner id for liveness checks only.
-    if role.load(Relaxed) != me {
-        role.store(me, Relaxed);
-        sys::membarrier_register();
-    }
-}
-
-/// Whether the process named in `role` is known to be dead (never this
-/// process; reads `/proc`).
-pub(crate) fn role_dead(role: &Word) -> bool {
-    // Relaxed: an owner id for a liveness check.
-    let pid = role.load(Relaxed);
-    pid != 0 && pid != sys::cached_pid() && !sys::task_alive(pid)
-}
-
 /// One byte ring in its own segment.
 pub(crate) struct ByteRing {
     seg: Segment,
@@ -684,12 +665,12 @@ impl ByteRing {
 
     /// Whether the reader closed its end or (with `check_alive`) died.
     pub(crate) fn reader_gone(&self, check_alive: bool) -> bool {
-        self.closed() & READER_CLOSED != 0 || (check_alive && role_dead(&self.raw.header().reader))
+        peer_gone(self.closed(), READER_CLOSED, &self.raw.header().reader, check_alive)
     }
 
     /// Whether the writer closed its end or (with `check_alive`) died.
     pub(crate) fn writer_gone(&self, check_alive: bool) -> bool {
-        self.closed() & WRITER_CLOSED != 0 || (check_alive && role_dead(&self.raw.header().writer))
+        peer_gone(self.closed(), WRITER_CLOSED, &self.raw.header().writer, check_alive)
     }
 
     pub(crate) fn close_side(&self, bit: u32) {
@@ -778,7 +759,7 @@ impl ByteProducer {
         let me = sys::cached_pid();
         if self.claimed != me {
             let h = self.ring.raw.header();
-            claim_role(&h.writer);
+            claim(&h.writer);
             // Relaxed: our own index, last published by this end.
             self.c.tail = h.tail.load(Relaxed);
             // Acquire: as in `RawRing::spot`.
@@ -915,7 +896,7 @@ impl ByteConsumer {
         let me = sys::cached_pid();
         if self.claimed != me {
             let h = self.ring.raw.header();
-            claim_role(&h.reader);
+            claim(&h.reader);
             // Relaxed: our own index.
             self.c.head = h.head.load(Relaxed);
             // Acquire: as in `RawRing::peek_frame`.

@@ -329,7 +329,8 @@ impl Connection {
                 dst.copy_from_slice(&msg);
                 Ok(msg.len())
             }
-            None => Err(PipeError::BufferTooShort(msg.clone())),
+            // Handed over whole (the connection's buffer starts afresh).
+            None => Err(PipeError::BufferTooShort(std::mem::take(&mut msg))),
         });
         self.buf = msg;
         result
