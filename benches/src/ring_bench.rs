@@ -77,10 +77,11 @@ fn trip_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) {
     m("cache-line ping-pong (raw), alone before the rings", t.before);
     m("cache-line ping-pong (raw), alone after the rings", t.after);
     let floor = m("cache-line ping-pong (raw), alternating with the rings", t.floor);
-    m(
+    let two_lines = m(
         "two-line ping-pong (raw), one word per direction, alternating",
         t.two_lines,
     );
+    let duplex = m("shm duplex u64 round trip, busy-poll", t.duplex);
     let ours = m("shm spsc u64 round trip, busy-poll", t.ours);
     let hand = m("hand-tuned SPSC u64 round trip (raw), busy-poll", t.hand);
     let floor_name = "cache-line ping-pong (raw floor, alternating)";
@@ -89,8 +90,11 @@ fn trip_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) {
         format!("cache-line ping-pong round trip, {WHERE} (floor)"),
         floor,
     ));
+    let dup = format!("u64 round trip over a duplex channel, busy-poll, {WHERE}");
+    rows.push(Row::new(&dup, duplex, floor_name, Some(t.floor)).target(Target::AtMost(1.3)));
     let bench = format!("u64 round trip over two SPSC rings, busy-poll, {WHERE}");
-    rows.push(Row::new(&bench, ours.clone(), floor_name, Some(t.floor)).target(Target::AtMost(1.3)));
+    rows.push(Row::new(&bench, ours.clone(), floor_name, Some(t.floor)));
+    rows.push(Row::new(&bench, ours.clone(), &two_lines.name, Some(t.two_lines)));
     let raw = format!("u64 round trip over two hand-tuned SPSC rings (raw peer), busy-poll, {WHERE}");
     rows.push(Row::new(raw, hand.clone(), floor_name, Some(t.floor)));
     rows.push(Row::new(&bench, ours, &hand.name, Some(t.hand)));

@@ -1,13 +1,14 @@
 //! Busy-polling round trips between two processes pinned one per CPU: the
 //! cache-line floor (one shared word: each side spins until it sees its
 //! turn, then flips it), the same with one word per direction on lines of
-//! their own (what a ring's index costs at least), a `u64` over two
-//! `shm::spsc` rings (`try_push` on one, spin on `try_pop` of the other;
-//! the child echoes), and the same over two hand-tuned rings
+//! their own (what a ring's index costs at least), a `u64` over a
+//! `shm::duplex` channel (`try_send`, then spin on `try_recv`; the child
+//! echoes), the same over two `shm::spsc` rings (`try_push` on one, spin
+//! on `try_pop` of the other), and over two hand-tuned rings
 //! ([`crate::hand_ring`]).
 //!
 //! One child, forked once, runs the same plan of blocks as the parent:
-//! the floor alone, then the four cases alternating block by block, then
+//! the floor alone, then the five cases alternating block by block, then
 //! the floor alone again. A block is [`TRIPS`] round trips timed together,
 //! so the timer costs nothing; a sample is the block's mean.
 //!
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::time::{Duration, Instant};
 
+use shm::duplex::{self, Duplex};
 use shm::spsc::{self, Consumer, Producer, RingError};
 
 use crate::Mode;
@@ -51,11 +53,12 @@ unsafe impl ZeroShared for Lines {}
 enum Trip {
     Floor,
     TwoLines,
+    Duplex,
     Ours,
     Hand,
 }
 
-const CASES: [Trip; 4] = [Trip::Floor, Trip::TwoLines, Trip::Ours, Trip::Hand];
+const CASES: [Trip; 5] = [Trip::Floor, Trip::TwoLines, Trip::Duplex, Trip::Ours, Trip::Hand];
 
 /// Where the parent files a block's sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,9 +110,40 @@ pub fn pop_ours(rx: &mut Consumer<u64>) -> u64 {
     })
 }
 
+/// Sends `v` on our duplex end, spinning while its ring is full.
+///
+/// # Panics
+///
+/// If the channel reports anything but full, or stays full for
+/// [`crate::ping_pong::ABANDONED`].
+#[inline]
+pub fn send_duplex(end: &mut Duplex<u64, u64>, v: u64) {
+    spin_until(|| match end.try_send(v) {
+        Ok(()) => Some(()),
+        Err(e) if e.kind == RingError::Full => None,
+        Err(e) => panic!("send: {e}"),
+    });
+}
+
+/// Receives on our duplex end, spinning while nothing came.
+///
+/// # Panics
+///
+/// If the channel reports anything but empty, or stays empty for
+/// [`crate::ping_pong::ABANDONED`].
+#[inline]
+pub fn recv_duplex(end: &mut Duplex<u64, u64>) -> u64 {
+    spin_until(|| match end.try_recv() {
+        Ok(v) => Some(v),
+        Err(RingError::Empty) => None,
+        Err(e) => panic!("recv: {e}"),
+    })
+}
+
 /// One process's ends of every case: it sends on `*_tx`, hears on `*_rx`.
 struct Side {
     lines: Arc<SharedMap<Lines>>,
+    duplex: Duplex<u64, u64>,
     ours_tx: Producer<u64>,
     ours_rx: Consumer<u64>,
     hand_tx: HandTx<SLOTS>,
@@ -136,6 +170,10 @@ impl Side {
                     self.lines.ping.store(t, Release);
                     // Acquire: pairs with the child's Release store.
                     spin_until(|| (self.lines.pong.load(Acquire) == t).then_some(t))
+                }
+                Trip::Duplex => {
+                    send_duplex(&mut self.duplex, t);
+                    recv_duplex(&mut self.duplex)
                 }
                 Trip::Ours => {
                     push_ours(&mut self.ours_tx, t);
@@ -168,6 +206,10 @@ impl Side {
                     // Release: pairs with the parent's Acquire load.
                     self.lines.pong.store(t, Release);
                 }
+                Trip::Duplex => {
+                    let v = recv_duplex(&mut self.duplex);
+                    send_duplex(&mut self.duplex, v);
+                }
                 Trip::Ours => {
                     let v = pop_ours(&mut self.ours_rx);
                     push_ours(&mut self.ours_tx, v);
@@ -190,6 +232,8 @@ pub struct Trips {
     pub floor: Stats,
     /// One word per direction, alternating.
     pub two_lines: Stats,
+    /// Our duplex channel, alternating.
+    pub duplex: Stats,
     /// Ours, alternating.
     pub ours: Stats,
     /// The hand-tuned ring, alternating.
@@ -199,8 +243,8 @@ pub struct Trips {
 }
 
 /// Forks the child, walks `steps` on both sides, and returns each
-/// bucket's samples in seconds per round trip (0: before, 1..=4: the
-/// alternating cases, 5: after).
+/// bucket's samples in seconds per round trip (0: before, 1..=5: the
+/// alternating cases, 6: after).
 ///
 /// # Panics
 ///
@@ -211,8 +255,10 @@ fn drive(steps: Vec<(Trip, Bucket)>, cpus: (usize, usize)) -> Vec<Option<Stats>>
     let (ours_b_tx, ours_b) = spsc::channel::<u64>(SLOTS).expect("create a ring");
     let (hand_a, hand_a_rx) = hand_ring::channel::<SLOTS>().expect("map a hand-tuned ring");
     let (hand_b_tx, hand_b) = hand_ring::channel::<SLOTS>().expect("map a hand-tuned ring");
+    let (duplex_a, duplex_b) = duplex::channel::<u64, u64>(SLOTS).expect("create a duplex channel");
     let mut child_side = Side {
         lines: Arc::clone(&lines),
+        duplex: duplex_b,
         ours_tx: ours_b_tx,
         ours_rx: ours_a_rx,
         hand_tx: hand_b_tx,
@@ -227,6 +273,7 @@ fn drive(steps: Vec<(Trip, Bucket)>, cpus: (usize, usize)) -> Vec<Option<Stats>>
     });
     let mut me = Side {
         lines,
+        duplex: duplex_a,
         ours_tx: ours_a,
         ours_rx: ours_b,
         hand_tx: hand_a,
@@ -234,7 +281,7 @@ fn drive(steps: Vec<(Trip, Bucket)>, cpus: (usize, usize)) -> Vec<Option<Stats>>
         turn: 0,
     };
     let pin = crate::affinity::pin_to(cpus.0).expect("pin the parent");
-    let mut buckets: [Vec<Duration>; 6] = Default::default();
+    let mut buckets: [Vec<Duration>; 7] = Default::default();
     for (case, bucket) in steps {
         let t = Instant::now();
         me.ask(case);
@@ -243,7 +290,7 @@ fn drive(steps: Vec<(Trip, Bucket)>, cpus: (usize, usize)) -> Vec<Option<Stats>>
             Bucket::Warm => continue,
             Bucket::Before => 0,
             Bucket::Alternating(k) => 1 + k,
-            Bucket::After => 5,
+            Bucket::After => 6,
         };
         buckets[slot].push(dt);
     }
@@ -255,7 +302,7 @@ fn drive(steps: Vec<(Trip, Bucket)>, cpus: (usize, usize)) -> Vec<Option<Stats>>
         .collect()
 }
 
-/// Measures the floor alone, the four cases alternating, the floor alone.
+/// Measures the floor alone, the five cases alternating, the floor alone.
 ///
 /// # Panics
 ///
@@ -268,9 +315,10 @@ pub fn measure(mode: Mode, cpus: (usize, usize)) -> Trips {
         before: s(0),
         floor: s(1),
         two_lines: s(2),
-        ours: s(3),
-        hand: s(4),
-        after: s(5),
+        duplex: s(3),
+        ours: s(4),
+        hand: s(5),
+        after: s(6),
     }
 }
 

@@ -2,6 +2,8 @@
 //!
 //! - [`spsc`]: a typed single-producer single-consumer ring of plain data
 //!   with batches, loans and blocking operations;
+//! - [`duplex`]: a two-way channel of plain data whose request/answer
+//!   round trips cost one cache line, as a bare ping-pong does;
 //! - [`mpmc`]: a bounded multi-producer multi-consumer ring of plain data
 //!   that dead processes cannot wedge;
 //! - [`bytes`]: a ring of framed variable-length byte messages, with loans,
@@ -18,6 +20,8 @@
 
 #[cfg(not(loom))]
 pub mod bytes;
+#[cfg(not(loom))]
+pub mod duplex;
 #[cfg(all(test, loom))]
 mod loom_tests;
 pub mod mpmc;

@@ -353,13 +353,54 @@ pub(crate) fn wake_if_sleeping(word: &Word, flag: &Word) {
 /// Equal top-bit-less values read as "already seen": that costs a wake more
 /// later, never one less.
 #[cold]
-fn wake_sleeper(word: &Word, flag: &Word, up: u32) {
+pub(crate) fn wake_sleeper(word: &Word, flag: &Word, up: u32) {
     // Relaxed: our own last store of `word`, or a newer one.
     let seen_already = up == raised(word.load(Relaxed));
     // Relaxed: the flag only says whom to wake; 0 there means the sleeper
     // (or another waker, which woke it) took it down since.
     if seen_already || flag.compare_exchange(up, 0, Relaxed, Relaxed) != Err(0) {
         sync::futex_wake(word, 1);
+    }
+}
+
+/// A receiving end that can wait: what the blocking loop of [`receive`]
+/// needs from it.
+pub(crate) trait Receive {
+    type Item;
+    /// One attempt that does not wait.
+    fn attempt(&mut self) -> Result<Self::Item, RingError>;
+    /// Whether the sender closed its end or (when `check_alive`) died.
+    fn sender_gone(&self, check_alive: bool) -> bool;
+    /// Sleeps until something may have come, one liveness slice at most.
+    fn sleep(&self, deadline: Option<Deadline>) -> Slept;
+}
+
+/// The blocking receive: spin a while, then sleep in liveness slices; a
+/// sender that closed or died ends the wait once what it sent is received.
+pub(crate) fn receive<E: Receive>(end: &mut E, deadline: Option<Deadline>) -> Result<E::Item, RingError> {
+    let mut spins = shm_sync::park::spins();
+    let mut slice_over = false;
+    loop {
+        match end.attempt() {
+            Err(RingError::Empty) => {}
+            other => return other,
+        }
+        if spins > 0 {
+            spins -= 1;
+            core::hint::spin_loop();
+            continue;
+        }
+        if end.sender_gone(slice_over) {
+            // Whatever it sent before dying is still delivered.
+            return match end.attempt() {
+                Err(RingError::Empty) => Err(RingError::Disconnected),
+                other => other,
+            };
+        }
+        match end.sleep(deadline) {
+            Slept::DeadlinePassed => return Err(RingError::Empty),
+            slept => slice_over = slept == Slept::SliceOver,
+        }
     }
 }
 
@@ -630,6 +671,37 @@ impl<T: ShmSafe> Producer<T> {
     pub fn capacity(&self) -> usize {
         self.ring.capacity as usize
     }
+
+    /// Records this process as the producer now, not at the first push
+    /// (for `duplex`, whose messages may all bypass the ring).
+    pub(crate) fn claim_now(&mut self) {
+        self.claim();
+    }
+
+    /// Whether the consumer took everything, as last seen (a stale view
+    /// may say no when the answer is yes, never the other way).
+    #[inline]
+    pub(crate) fn drained(&self) -> bool {
+        self.tail == self.cached_head
+    }
+
+    /// Re-reads the consumer's index.
+    pub(crate) fn refresh_head(&mut self) {
+        // Acquire: as in `free_fresh`.
+        self.cached_head = self.ring.header().head.load(Acquire);
+    }
+
+    /// Our position: the number of messages pushed so far (wrapping).
+    #[inline]
+    pub(crate) fn tail(&self) -> u32 {
+        self.tail
+    }
+
+    /// Whether the consumer closed its end.
+    #[inline]
+    pub(crate) fn consumer_closed(&self) -> bool {
+        self.ring.closed() & CONSUMER_CLOSED != 0
+    }
 }
 
 impl<T: ShmSafe> Consumer<T> {
@@ -721,35 +793,7 @@ impl<T: ShmSafe> Consumer<T> {
     }
 
     fn pop_until(&mut self, deadline: Option<Deadline>) -> Result<T, RingError> {
-        let mut spins = shm_sync::park::spins();
-        let mut slice_over = false;
-        loop {
-            match self.try_pop() {
-                Err(RingError::Empty) => {}
-                other => return other,
-            }
-            if spins > 0 {
-                spins -= 1;
-                core::hint::spin_loop();
-                continue;
-            }
-            let h = self.ring.header();
-            if peer_gone(self.ring.closed(), PRODUCER_CLOSED, &h.producer, slice_over) {
-                // Whatever it published before dying is still delivered.
-                return match self.try_pop() {
-                    Err(RingError::Empty) => Err(RingError::Disconnected),
-                    other => other,
-                };
-            }
-            let seen = self.cached_tail;
-            let head = self.head;
-            // Acquire: as in `available_fresh`.
-            let data = || h.tail.load(Acquire) != head;
-            match sleep_on(&h.tail, seen, &h.consumer_sleeping, deadline, data) {
-                Slept::DeadlinePassed => return Err(RingError::Empty),
-                slept => slice_over = slept == Slept::SliceOver,
-            }
-        }
+        receive(self, deadline)
     }
 
     /// Pops up to `out.len()` elements in one release; returns how many.
@@ -803,6 +847,71 @@ impl<T: ShmSafe> Consumer<T> {
         // Release: pairs with the producer's Acquire load in `closed`.
         h.closed.fetch_or(CONSUMER_CLOSED, Release);
         sync::futex_wake(&h.head, 1);
+    }
+
+    /// The capacity.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity as usize
+    }
+
+    /// Records this process as the consumer now (see
+    /// [`Producer::claim_now`]).
+    pub(crate) fn claim_now(&mut self) {
+        self.claim();
+    }
+
+    /// Our position: the number of messages popped so far (wrapping).
+    #[inline]
+    pub(crate) fn head(&self) -> u32 {
+        self.head
+    }
+
+    /// Messages ready, re-reading the producer's index if the cache has
+    /// none.
+    #[inline]
+    pub(crate) fn ready(&mut self) -> Result<u32, RingError> {
+        self.available_fresh(1)
+    }
+
+    /// Whether the producer published past our position (a fresh read).
+    pub(crate) fn published(&self) -> bool {
+        // Acquire: pairs with the producer's Release store of `tail`.
+        self.ring.header().tail.load(Acquire) != self.head
+    }
+
+    /// Whether the producer closed its end.
+    pub(crate) fn producer_closed(&self) -> bool {
+        self.ring.closed() & PRODUCER_CLOSED != 0
+    }
+
+    /// Whether the producer closed its end or (when `check_alive`) died.
+    pub(crate) fn producer_gone(&self, check_alive: bool) -> bool {
+        peer_gone(
+            self.ring.closed(),
+            PRODUCER_CLOSED,
+            &self.ring.header().producer,
+            check_alive,
+        )
+    }
+}
+
+impl<T: ShmSafe> Receive for Consumer<T> {
+    type Item = T;
+
+    fn attempt(&mut self) -> Result<T, RingError> {
+        self.try_pop()
+    }
+
+    fn sender_gone(&self, check_alive: bool) -> bool {
+        self.producer_gone(check_alive)
+    }
+
+    fn sleep(&self, deadline: Option<Deadline>) -> Slept {
+        let h = self.ring.header();
+        let head = self.head;
+        // Acquire: as in `available_fresh`.
+        let data = || h.tail.load(Acquire) != head;
+        sleep_on(&h.tail, self.cached_tail, &h.consumer_sleeping, deadline, data)
     }
 }
 

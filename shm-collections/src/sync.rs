@@ -15,6 +15,10 @@ pub(crate) type AtomicU32 = core::sync::atomic::AtomicU32;
 pub(crate) type AtomicU32 = loom::sync::atomic::AtomicU32;
 
 #[cfg(not(loom))]
+#[allow(clippy::disallowed_types, reason = "this is the switch module")]
+pub(crate) type AtomicU64 = core::sync::atomic::AtomicU64;
+
+#[cfg(not(loom))]
 pub(crate) use shm_core::sys::{
     cached_pid, futex_wait, futex_wake, membarrier_global, membarrier_register, task_alive,
 };

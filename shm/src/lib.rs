@@ -21,7 +21,7 @@
 
 pub use shm_collections::pipe::{Connection, Pipe, PipeError};
 pub use shm_collections::queue::{JoinableQueue, PutError, Queue, QueueError, SimpleQueue};
-pub use shm_collections::{bytes, mpmc, pipe, queue, spsc};
+pub use shm_collections::{bytes, duplex, mpmc, pipe, queue, spsc};
 pub use shm_core::*;
 pub use shm_sync::park;
 pub use shm_sync::{

@@ -75,6 +75,8 @@ impl SegmentKind {
     /// A queue of serialised messages (`Queue`, `JoinableQueue`,
     /// `SimpleQueue`).
     pub const QUEUE: Self = Self(35);
+    /// The shared mailbox line and sleep words of a duplex channel.
+    pub const DUPLEX: Self = Self(36);
 
     /// A readable name for messages.
     pub fn name(self) -> &'static str {
@@ -92,6 +94,7 @@ impl SegmentKind {
             Self::RING_MPMC => "mpmc ring",
             Self::RING_BYTES => "byte ring",
             Self::QUEUE => "queue",
+            Self::DUPLEX => "duplex channel",
             _ => "object",
         }
     }

@@ -1,0 +1,773 @@
+//! A two-way channel of plain data between two processes: each end sends
+//! one type and receives the other, and a request and its answer cross
+//! between the processes on one cache line.
+//!
+//! # Why not two rings
+//!
+//! Two [`spsc`](crate::spsc) rings make a duplex channel, and for streams
+//! they are the right one. But a round trip over two rings moves two cache
+//! lines (each ring's slot and index live on lines of their own), and on
+//! this kind of machine a round trip that moves two lines costs about 1.5
+//! times one that moves a single line back and forth: a line read and then
+//! written by the same core travels once per turn, while two lines that
+//! each have one writer and one reader each travel twice. So a duplex
+//! channel also has a **mailbox line**: one cell per direction, both on the
+//! same line. A message whose direction's ring is empty goes into its cell
+//! when the cell is free; the answer goes into the other cell of the same
+//! line. A request and its answer then cost exactly what the bare
+//! cache-line ping-pong costs (see `benches`).
+//!
+//! # Algorithm
+//!
+//! Per direction, the sender keeps two counts: the ring's `tail` and
+//! `mailed`, the messages it put in the cell. Its cell word holds
+//! `mailed << 32 | tail` as of the message in the cell; the receiver's
+//! `taken` word counts the cell messages it took. The receiver's next
+//! message is the cell's when the cell holds message `taken + 1` and the
+//! ring messages before it (`tail` of the cell word) were all popped;
+//! otherwise it is the ring's next one. The sender uses the cell only when
+//! the cell is free (`taken == mailed`) and the ring is drained as it last
+//! saw it (so, in fact, drained); otherwise it pushes on the ring.
+//!
+//! The receiver reads the cell *after* it has seen that the ring holds a
+//! message: a cell message that precedes that ring message was written
+//! before it was pushed, so it is seen then, and taken first.
+//!
+//! A sender that knows the ring only from a stale copy of its head keeps
+//! using the ring; it re-reads the head when it finds nothing to receive
+//! (it is idle then), when the ring looks full, and every 64th ring message.
+//!
+//! # Sleeping
+//!
+//! The receiver of a direction sleeps on that direction's `bell` word,
+//! after raising its `sleeping` flag and issuing the membarrier, exactly as
+//! a ring's consumer sleeps on `tail` (`spsc`'s module docs). A sender, after
+//! either kind of send, reads the flag after a compiler barrier; when it is
+//! up, it bumps the bell (so that a sleeper that has not reached its futex
+//! call yet does not sleep) and wakes. A sender waiting for room waits on
+//! the ring as a ring's producer does: only a full ring makes it wait.
+//!
+//! # Dead peers and bad input
+//!
+//! Each end records its process in both rings when it first acts in a
+//! process. A blocked receive checks every 100 ms that the sender lives;
+//! what it published before dying is still delivered. A cell message is
+//! published by the Release store of its word, after the payload: a sender
+//! killed mid-write publishes nothing. Words read from the mailbox are
+//! checked: a cell count that is neither `taken` nor `taken + 1`, a taken
+//! count that is neither `mailed` nor `mailed - 1`, or a ring position
+//! beyond the ring's, is [`RingError::Corrupted`], never used.
+//!
+//! # Memory ordering
+//!
+//! A cell's payload is published by the Release store of its word and
+//! acquired by the receiver's Acquire load; the cell is handed back by the
+//! Release store of `taken`, acquired by the sender before it writes the
+//! payload again. Ring messages order themselves (`spsc`).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use shm_core::sys::Deadline;
+use shm_core::{Segment, SegmentError, SegmentKind, ShmSafe, TypeIdentity};
+
+use crate::spsc::{
+    self, Consumer, Producer, PushError, Receive, RingError, Slept, Word, receive, sleep_on, wake_sleeper,
+};
+use crate::sync::{self, AtomicU64};
+
+/// Bytes of the mailbox segment: the mailbox line and the sleep line.
+const MAIL_LEN: usize = 256;
+/// Where the cells' payloads start in the mailbox line.
+const CELLS: usize = 32;
+/// The bytes of the line the cells must fit in to be used: a cache line.
+const LINE: usize = 64;
+/// A sender with a stale view of the ring re-reads its head every this
+/// many ring messages.
+const REFRESH_EVERY: u32 = 64;
+
+/// The mailbox line (128 bytes, of which the first 64 are used), then the
+/// sleep line. Direction 0 carries the first end's messages.
+#[repr(C)]
+struct Mailbox {
+    /// Per direction: `mailed << 32 | ring tail` of the message in the cell.
+    word: [AtomicU64; 2],
+    /// Per direction: the cell messages the receiver took.
+    taken: [Word; 2],
+    _pad0: [u32; 2],
+    /// The two payloads, at offsets `CELLS..LINE` (see [`cells`]).
+    _cells: [u8; 96],
+    /// Per direction: the receiver sleeps (the bell value it saw, raised).
+    sleeping: [Word; 2],
+    /// Per direction: bumped by a sender that wakes the receiver.
+    bell: [Word; 2],
+    _pad1: [u32; 28],
+}
+
+const _: () = {
+    assert!(size_of::<Mailbox>() == MAIL_LEN);
+    assert!(std::mem::offset_of!(Mailbox, _cells) == CELLS);
+    assert!(std::mem::offset_of!(Mailbox, sleeping) == 128);
+};
+
+/// Where the payloads of direction 0 (`A`) and 1 (`B`) sit in the mailbox
+/// line, or `None` when both do not fit in its first [`LINE`] bytes (the
+/// channel then uses its rings alone).
+const fn cells<A, B>() -> Option<[usize; 2]> {
+    let a = CELLS.next_multiple_of(align_of::<A>());
+    let b = (a + size_of::<A>()).next_multiple_of(align_of::<B>());
+    if b + size_of::<B>() <= LINE { Some([a, b]) } else { None }
+}
+
+/// The mapped mailbox, shared by the end's handles in one process.
+struct Mail {
+    seg: Segment,
+}
+
+impl Mail {
+    fn header(&self) -> &Mailbox {
+        // SAFETY: the payload is MAIL_LEN bytes, 128-aligned (checked at
+        // create/attach), and a Mailbox is atomics and bytes: any bits are
+        // valid.
+        unsafe { self.seg.payload().cast::<Mailbox>().as_ref() }
+    }
+
+    fn cell(&self, offset: usize) -> NonNull<u8> {
+        debug_assert!(offset < LINE);
+        // SAFETY: offset < LINE < MAIL_LEN, inside the payload.
+        unsafe { self.seg.payload().add(offset) }
+    }
+}
+
+/// Creates a duplex channel with rings of at least `capacity` messages per
+/// direction (rounded up to a power of two), and returns its two ends: the
+/// first sends `A` and receives `B`, the second the reverse.
+///
+/// # Errors
+///
+/// [`SegmentError::InvalidSize`] for a zero or too large capacity, or a
+/// zero-sized type; errors creating the segments.
+///
+/// # Examples
+///
+/// ```
+/// use shm_collections::duplex;
+///
+/// let (mut client, mut server) = duplex::channel::<u64, u64>(16)?;
+/// client.try_send(20).expect("room");
+/// let x = server.try_recv().expect("a request");
+/// server.try_send(x + 1).expect("room");
+/// assert_eq!(client.try_recv(), Ok(21));
+/// # Ok::<(), shm_core::SegmentError>(())
+/// ```
+pub fn channel<A: ShmSafe, B: ShmSafe>(capacity: usize) -> Result<Ends<A, B>, SegmentError> {
+    let (ab_tx, ab_rx) = spsc::channel::<A>(capacity)?;
+    let (ba_tx, ba_rx) = spsc::channel::<B>(capacity)?;
+    let mail = Arc::new(Mail {
+        seg: Segment::create(&identity::<A, B>(), MAIL_LEN)?,
+    });
+    let first = Duplex::new(0, Arc::clone(&mail), ab_tx, ba_rx);
+    let second = Duplex::new(1, mail, ba_tx, ab_rx);
+    Ok((first, second))
+}
+
+/// The two ends of a duplex channel: the first sends `A`, the second `B`.
+pub type Ends<A, B> = (Duplex<A, B>, Duplex<B, A>);
+
+/// A cell word's two halves: the sender's cell count and its ring tail.
+#[allow(clippy::cast_possible_truncation, reason = "the two halves of the word")]
+fn split(word: u64) -> (u32, u32) {
+    ((word >> 32) as u32, word as u32)
+}
+
+/// The mailbox's identity: direction 0 carries `A`, direction 1 `B`.
+fn identity<A, B>() -> TypeIdentity {
+    TypeIdentity::of::<(A, B)>(SegmentKind::DUPLEX)
+}
+
+/// One end of a duplex channel: sends `S`, receives `R`. `Send`, not
+/// `Sync`: one owner at a time; pass it to a child process as an argument.
+pub struct Duplex<S: ShmSafe, R: ShmSafe> {
+    /// 0 for the first end, 1 for the second: our sending direction.
+    side: usize,
+    mail: Arc<Mail>,
+    tx: Producer<S>,
+    rx: Consumer<R>,
+    /// Payload offsets of our sending and receiving cells, if used.
+    cells: Option<(usize, usize)>,
+    /// Cell messages we sent (wrapping).
+    mailed: u32,
+    /// Cell messages we took (wrapping).
+    taken: u32,
+    /// Ring messages sent since the last re-read of the ring's head.
+    since_refresh: u32,
+    /// The process that set up the counts above (0: none yet).
+    claimed: u32,
+    _t: PhantomData<(S, R)>,
+}
+
+impl<S: ShmSafe, R: ShmSafe> fmt::Debug for Duplex<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Duplex")
+            .field("side", &self.side)
+            .field("capacity", &self.tx.capacity())
+            .field("mailbox", &self.cells.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the receiving cell holds for us.
+enum Cell<R> {
+    /// Nothing new.
+    Nothing,
+    /// The next message, taken.
+    Took(R),
+    /// A message that comes after ring messages not yet popped.
+    AfterRing,
+}
+
+impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
+    fn new(side: usize, mail: Arc<Mail>, tx: Producer<S>, rx: Consumer<R>) -> Self {
+        let cells = if side == 0 {
+            cells::<S, R>().map(|[s, r]| (s, r))
+        } else {
+            cells::<R, S>().map(|[r, s]| (s, r))
+        };
+        Self {
+            side,
+            mail,
+            tx,
+            rx,
+            cells,
+            mailed: 0,
+            taken: 0,
+            since_refresh: 0,
+            claimed: 0,
+            _t: PhantomData,
+        }
+    }
+
+    /// Our sending direction, and the peer's.
+    #[inline]
+    fn dirs(&self) -> (usize, usize) {
+        (self.side, 1 - self.side)
+    }
+
+    /// Records this process in both rings and picks up the counts where the
+    /// end's last owner left them, the first time the end acts in a process.
+    #[inline]
+    fn claim(&mut self) {
+        let me = sync::cached_pid();
+        if self.claimed != me {
+            self.claim_slow(me);
+        }
+    }
+
+    #[cold]
+    fn claim_slow(&mut self, me: u32) {
+        self.tx.claim_now();
+        self.rx.claim_now();
+        let (out, inn) = self.dirs();
+        let m = self.mail.header();
+        // Relaxed: our own words, last written by us or by an owner of
+        // this end that handed it over.
+        self.mailed = split(m.word[out].load(Relaxed)).0;
+        self.taken = m.taken[inn].load(Relaxed);
+        self.claimed = me;
+    }
+
+    /// Sends without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Full`] (value handed back), [`RingError::Disconnected`]
+    /// once the peer closed, [`RingError::Corrupted`].
+    #[inline]
+    pub fn try_send(&mut self, value: S) -> Result<(), PushError<S>> {
+        self.claim();
+        if let Some((cell, _)) = self.cells
+            && self.tx.drained()
+        {
+            match self.mail_free() {
+                Ok(true) => {
+                    if self.tx.consumer_closed() {
+                        return Err(PushError {
+                            kind: RingError::Disconnected,
+                            value,
+                        });
+                    }
+                    self.mail(cell, value);
+                    return Ok(());
+                }
+                Ok(false) => {}
+                Err(kind) => return Err(PushError { kind, value }),
+            }
+        }
+        self.tx.try_push(value)?;
+        self.since_refresh += 1;
+        if self.since_refresh >= REFRESH_EVERY {
+            self.since_refresh = 0;
+            self.tx.refresh_head();
+        }
+        self.ring_bell(self.side);
+        Ok(())
+    }
+
+    /// Whether the peer took our last cell message.
+    #[inline]
+    fn mail_free(&self) -> Result<bool, RingError> {
+        // Acquire: pairs with the Release store of `taken` in `take_cell`:
+        // the peer is done reading the payload we are about to overwrite.
+        let taken = self.mail.header().taken[self.side].load(Acquire);
+        if taken == self.mailed {
+            Ok(true)
+        } else if taken == self.mailed.wrapping_sub(1) {
+            Ok(false)
+        } else {
+            Err(RingError::Corrupted(
+                "mailbox taken count is neither ours nor one behind",
+            ))
+        }
+    }
+
+    /// Writes `value` in our free cell and publishes it.
+    #[inline]
+    fn mail(&mut self, cell: usize, value: S) {
+        let out = self.side;
+        // SAFETY: the cell is free (the peer took the last message in it,
+        // Acquire in `mail_free`) and only we write it; `cells` placed it
+        // inside the mailbox line, aligned for S.
+        unsafe { self.mail.cell(cell).cast::<S>().write(value) };
+        self.mailed = self.mailed.wrapping_add(1);
+        let word = u64::from(self.mailed) << 32 | u64::from(self.tx.tail());
+        // Release: pairs with the peer's Acquire load in `take_cell`.
+        self.mail.header().word[out].store(word, Release);
+        self.ring_bell(out);
+    }
+
+    /// Wakes the receiver of direction `dir` if it sleeps.
+    #[inline]
+    fn ring_bell(&self, dir: usize) {
+        let m = self.mail.header();
+        // A compiler barrier: the sleeper's membarrier is the hardware one.
+        sync::light_barrier();
+        // Relaxed: ordered by the membarrier of whoever raised it.
+        let up = m.sleeping[dir].load(Relaxed);
+        if up != 0 {
+            // Relaxed: the futex compares the value; a sleeper that has not
+            // reached its futex call yet returns from it at once.
+            m.bell[dir].fetch_add(1, Relaxed);
+            wake_sleeper(&m.bell[dir], &m.sleeping[dir], up);
+        }
+    }
+
+    /// Sends, waiting for room as long as needed.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Disconnected`] when the peer closed or died.
+    pub fn send(&mut self, value: S) -> Result<(), PushError<S>> {
+        self.send_until(value, None)
+    }
+
+    /// Sends, waiting for room up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Full`] on timeout, [`RingError::Disconnected`].
+    pub fn send_timeout(&mut self, value: S, timeout: Duration) -> Result<(), PushError<S>> {
+        self.send_until(value, Some(timeout))
+    }
+
+    fn send_until(&mut self, value: S, timeout: Option<Duration>) -> Result<(), PushError<S>> {
+        let value = match self.try_send(value) {
+            Err(PushError {
+                kind: RingError::Full,
+                value,
+            }) => value,
+            other => return other,
+        };
+        // Full means the ring is full: wait for room as its producer does.
+        match timeout {
+            None => self.tx.push(value)?,
+            Some(t) => self.tx.push_timeout(value, t)?,
+        }
+        self.ring_bell(self.side);
+        Ok(())
+    }
+
+    /// Receives without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Empty`], [`RingError::Disconnected`] once the peer
+    /// closed and everything it sent was received, [`RingError::Corrupted`].
+    #[inline]
+    pub fn try_recv(&mut self) -> Result<R, RingError> {
+        self.claim();
+        if let Cell::Took(v) = self.take_cell()? {
+            return Ok(v);
+        }
+        if self.rx.ready()? > 0 {
+            // Look again: a cell message sent before the ring message we
+            // now see is visible now, and comes first.
+            return match self.take_cell()? {
+                Cell::Took(v) => Ok(v),
+                Cell::Nothing | Cell::AfterRing => self.rx.try_pop(),
+            };
+        }
+        self.try_recv_empty()
+    }
+
+    /// The rest of `try_recv` when the ring is empty.
+    #[cold]
+    fn try_recv_empty(&mut self) -> Result<R, RingError> {
+        // Acquire (in `producer_closed`): a close is seen after whatever
+        // was sent before it.
+        let closed = self.rx.producer_closed();
+        match self.take_cell()? {
+            Cell::Took(v) => return Ok(v),
+            Cell::AfterRing => {
+                if self.rx.ready()? == 0 {
+                    return Err(RingError::Corrupted(
+                        "mailbox message after ring messages that are not there",
+                    ));
+                }
+                return self.rx.try_pop();
+            }
+            Cell::Nothing => {}
+        }
+        if closed {
+            return match self.rx.try_pop() {
+                Err(RingError::Empty) => Err(RingError::Disconnected),
+                other => other,
+            };
+        }
+        // Idle: a good time to see whether our own ring drained, so that
+        // the next send may use the cell.
+        if !self.tx.drained() {
+            self.tx.refresh_head();
+        }
+        Err(RingError::Empty)
+    }
+
+    /// Takes the message in the receiving cell if it is the next one.
+    #[inline]
+    fn take_cell(&mut self) -> Result<Cell<R>, RingError> {
+        let Some((_, cell)) = self.cells else {
+            return Ok(Cell::Nothing);
+        };
+        let inn = 1 - self.side;
+        let m = self.mail.header();
+        // Acquire: pairs with the Release store in the peer's `mail`: the
+        // payload, and the ring messages before it, are visible.
+        let word = m.word[inn].load(Acquire);
+        let (mailed, tail) = split(word);
+        if mailed == self.taken {
+            return Ok(Cell::Nothing);
+        }
+        if mailed != self.taken.wrapping_add(1) {
+            return Err(RingError::Corrupted("mailbox count is neither taken nor next"));
+        }
+        let before = tail.wrapping_sub(self.rx.head());
+        if before > self.rx_capacity() {
+            return Err(RingError::Corrupted("mailbox message placed beyond the ring"));
+        }
+        if before > 0 {
+            return Ok(Cell::AfterRing);
+        }
+        // SAFETY: the peer published this cell (Acquire above) and does not
+        // write it again until we hand it back below; R accepts any bits;
+        // `cells` placed it inside the mailbox line, aligned for R.
+        let value = unsafe { self.mail.cell(cell).cast::<R>().read() };
+        self.taken = mailed;
+        // Release: pairs with the Acquire load in the peer's `mail_free`.
+        m.taken[inn].store(mailed, Release);
+        Ok(Cell::Took(value))
+    }
+
+    fn rx_capacity(&self) -> u32 {
+        // The rings of both directions have the same capacity.
+        u32::try_from(self.tx.capacity()).expect("ring capacities fit u32")
+    }
+
+    /// Receives, waiting as long as needed.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Disconnected`] when the peer closed or died and
+    /// everything it sent was received.
+    pub fn recv(&mut self) -> Result<R, RingError> {
+        self.recv_until(None)
+    }
+
+    /// Receives, waiting up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Empty`] on timeout, [`RingError::Disconnected`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<R, RingError> {
+        self.recv_until(Some(Deadline::after(timeout)))
+    }
+
+    fn recv_until(&mut self, deadline: Option<Deadline>) -> Result<R, RingError> {
+        receive(self, deadline)
+    }
+
+    /// Closes the channel both ways: the peer receives what was sent, then
+    /// gets [`RingError::Disconnected`]; its sends fail with it.
+    pub fn close(&mut self) {
+        self.tx.close();
+        self.rx.close();
+        let m = self.mail.header();
+        // Relaxed: the close itself is published by the rings (Release);
+        // the bump only makes a sleeping peer's futex call return.
+        m.bell[self.side].fetch_add(1, Relaxed);
+        sync::futex_wake(&m.bell[self.side], 1);
+    }
+
+    /// The capacity of each direction's ring.
+    pub fn capacity(&self) -> usize {
+        self.tx.capacity()
+    }
+
+    /// Whether request/answer pairs of these types go through the mailbox
+    /// line (both fit in it with its words: 32 bytes for the two payloads
+    /// together), rather than through the rings alone.
+    pub fn uses_mailbox(&self) -> bool {
+        self.cells.is_some()
+    }
+}
+
+impl<S: ShmSafe, R: ShmSafe> Receive for Duplex<S, R> {
+    type Item = R;
+
+    fn attempt(&mut self) -> Result<R, RingError> {
+        self.try_recv()
+    }
+
+    fn sender_gone(&self, check_alive: bool) -> bool {
+        self.rx.producer_gone(check_alive)
+    }
+
+    fn sleep(&self, deadline: Option<Deadline>) -> Slept {
+        let inn = 1 - self.side;
+        let m = self.mail.header();
+        // Relaxed: the futex compares it; a bump after this load makes the
+        // futex call return at once.
+        let seen = m.bell[inn].load(Relaxed);
+        let ready = || {
+            // Acquire: as in `take_cell`.
+            split(m.word[inn].load(Acquire)).0 != self.taken || self.rx.published() || self.rx.producer_closed()
+        };
+        sleep_on(&m.bell[inn], seen, &m.sleeping[inn], deadline, ready)
+    }
+}
+
+/// The wire form of an end: its side, the mailbox segment and both rings.
+#[derive(Serialize)]
+#[serde(bound = "")]
+struct WireRef<'a, S: ShmSafe, R: ShmSafe> {
+    side: u8,
+    mail: &'a Segment,
+    tx: &'a Producer<S>,
+    rx: &'a Consumer<R>,
+}
+
+#[derive(Deserialize)]
+#[serde(bound = "")]
+struct Wire<S: ShmSafe, R: ShmSafe> {
+    side: u8,
+    mail: Segment,
+    tx: Producer<S>,
+    rx: Consumer<R>,
+}
+
+impl<S: ShmSafe, R: ShmSafe> Serialize for Duplex<S, R> {
+    fn serialize<Z: Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        WireRef {
+            side: u8::try_from(self.side).expect("0 or 1"),
+            mail: &self.mail.seg,
+            tx: &self.tx,
+            rx: &self.rx,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de, S: ShmSafe, R: ShmSafe> Deserialize<'de> for Duplex<S, R> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let w = Wire::<S, R>::deserialize(deserializer)?;
+        let id = match w.side {
+            0 => identity::<S, R>(),
+            1 => identity::<R, S>(),
+            _ => return Err(D::Error::custom("a duplex end's side is 0 or 1")),
+        };
+        w.mail.check_type(&id).map_err(D::Error::custom)?;
+        if w.mail.payload_len() != MAIL_LEN {
+            return Err(D::Error::custom(SegmentError::BadPayload {
+                len: w.mail.payload_len() as u64,
+                elem_size: MAIL_LEN as u64,
+            }));
+        }
+        if w.tx.capacity() != w.rx.capacity() {
+            return Err(D::Error::custom("a duplex end's rings differ in capacity"));
+        }
+        let mail = Arc::new(Mail { seg: w.mail });
+        Ok(Self::new(usize::from(w.side), mail, w.tx, w.rx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_fit_the_line_or_are_not_used() {
+        assert_eq!(cells::<u64, u64>(), Some([32, 40]));
+        assert_eq!(cells::<u8, u64>(), Some([32, 40]));
+        assert_eq!(cells::<[u64; 2], [u64; 2]>(), Some([32, 48]));
+        assert_eq!(cells::<[u64; 2], [u64; 3]>(), None);
+        let (a, b) = channel::<[u8; 40], u8>(4).expect("create");
+        assert!(!a.uses_mailbox() && !b.uses_mailbox());
+    }
+
+    #[test]
+    fn ping_pong_goes_through_the_mailbox_and_keeps_order() {
+        let (mut a, mut b) = channel::<u64, u32>(4).expect("create");
+        assert!(a.uses_mailbox());
+        for i in 0..100u64 {
+            a.try_send(i).expect("room");
+            assert_eq!(b.try_recv(), Ok(i));
+            b.try_send(u32::try_from(i).expect("small") * 2).expect("room");
+            assert_eq!(a.try_recv(), Ok(u32::try_from(i).expect("small") * 2));
+        }
+        assert_eq!(a.mailed, 100, "every request went through the cell");
+        assert_eq!(a.tx.tail(), 0, "and none through the ring");
+        assert_eq!(a.try_recv(), Err(RingError::Empty));
+    }
+
+    #[test]
+    fn bursts_mix_cell_and_ring_in_order() {
+        let (mut a, mut b) = channel::<u64, u64>(4).expect("create");
+        let mut next = 0u64;
+        let mut expect = 0u64;
+        for burst in [1usize, 2, 5, 3, 1, 1, 4, 5, 2] {
+            let mut sent = 0;
+            while sent < burst {
+                match a.try_send(next) {
+                    Ok(()) => {
+                        next += 1;
+                        sent += 1;
+                    }
+                    Err(e) if e.kind == RingError::Full => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            loop {
+                match b.try_recv() {
+                    Ok(v) => {
+                        assert_eq!(v, expect);
+                        expect += 1;
+                    }
+                    Err(RingError::Empty) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            // The sender idles: it sees its ring drained again.
+            assert_eq!(a.try_recv(), Err(RingError::Empty));
+        }
+        assert_eq!(expect, next);
+        // At most the ring's 4 plus the cell's 1 fit at once.
+        for i in 0..5 {
+            a.try_send(i).expect("room");
+        }
+        assert_eq!(a.try_send(9).map_err(|e| e.kind), Err(RingError::Full));
+    }
+
+    #[test]
+    fn close_drains_then_disconnects_both_ways() {
+        let (mut a, mut b) = channel::<u64, u64>(4).expect("create");
+        a.try_send(1).expect("room");
+        a.try_send(2).expect("room");
+        a.close();
+        assert_eq!(b.recv(), Ok(1));
+        assert_eq!(b.recv(), Ok(2));
+        assert_eq!(b.recv(), Err(RingError::Disconnected));
+        assert_eq!(b.try_send(3).map_err(|e| e.kind), Err(RingError::Disconnected));
+        assert_eq!(b.send(3).map_err(|e| e.kind), Err(RingError::Disconnected));
+    }
+
+    #[test]
+    fn blocking_ping_pong_and_streams_between_threads() {
+        const N: u64 = 100_000;
+        let (mut a, mut echo) = channel::<u64, u64>(8).expect("create");
+        assert_eq!(a.recv_timeout(Duration::from_millis(5)), Err(RingError::Empty));
+        let thread = std::thread::spawn(move || {
+            // Echo, sometimes answering a batch at once.
+            loop {
+                match echo.recv() {
+                    Ok(v) => echo.send(v + 1).expect("peer alive"),
+                    Err(RingError::Disconnected) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+        let mut i = 0;
+        while i < N {
+            let k = (i % 7 + 1).min(N - i);
+            for j in 0..k {
+                a.send(i + j).expect("peer alive");
+            }
+            for j in 0..k {
+                assert_eq!(a.recv(), Ok(i + j + 1));
+            }
+            i += k;
+        }
+        a.close();
+        thread.join().expect("echo thread");
+    }
+
+    #[test]
+    fn scribbled_mailbox_words_are_reported_not_used() {
+        let (mut a, mut b) = channel::<u64, u64>(4).expect("create");
+        a.try_send(1).expect("room");
+        let m = a.mail.header();
+        m.word[0].store(7 << 32, Relaxed);
+        assert!(matches!(b.try_recv(), Err(RingError::Corrupted(_))));
+        m.word[0].store(1 << 32 | 0x64, Relaxed);
+        assert!(matches!(b.try_recv(), Err(RingError::Corrupted(_))));
+        m.taken[0].store(50, Relaxed);
+        assert!(matches!(
+            a.try_send(2).map_err(|e| e.kind),
+            Err(RingError::Corrupted(_))
+        ));
+    }
+
+    #[test]
+    fn an_end_moved_to_another_owner_resumes_its_counts() {
+        let (mut a, mut b) = channel::<u64, u64>(4).expect("create");
+        a.try_send(1).expect("room");
+        assert_eq!(b.try_recv(), Ok(1));
+        a.try_send(2).expect("room");
+        // A fresh handle of the same end (as a child process gets one).
+        let (bytes, fds) = shm_core::handle::encode(&b).expect("serialise");
+        let fds = (fds.into_iter())
+            // SAFETY: the descriptors belong to `b`'s segments, alive here.
+            .map(|fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("dup");
+        drop(b);
+        let mut b: Duplex<u64, u64> = shm_core::handle::decode(&bytes, fds).expect("deserialise");
+        assert_eq!(b.try_recv(), Ok(2));
+        a.try_send(3).expect("room");
+        assert_eq!(b.try_recv(), Ok(3));
+        assert_eq!(b.try_recv(), Err(RingError::Empty));
+    }
+}
