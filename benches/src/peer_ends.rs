@@ -26,11 +26,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Release};
 
 use shm::ShmSafe;
+use shm::duplex::{self, Duplex};
 use shm::spsc::{self, Consumer, Producer};
 
 use crate::hand_ring::spin_until;
 use crate::raw_sync::{AtomicU64, Padded, SharedMap};
-use crate::ring_trips::{pop_ours, push_ours};
+use crate::ring_trips::{pop_ours, push_ours, recv_duplex, send_duplex};
 
 /// One side of a round trip.
 pub trait Echo {
@@ -221,6 +222,44 @@ pub fn ring_echo(slots: usize, blocking: bool) -> Result<(EchoEnd, EchoEnd), shm
         blocking,
     };
     Ok((echo(side(a_tx, b_rx)), echo(side(b_tx, a_rx))))
+}
+
+/// A `u64` over our duplex channel: busy-polling `try_send`/`try_recv`, or
+/// the blocking `send`/`recv` (spin, then sleep).
+#[derive(Debug)]
+pub struct DuplexEcho {
+    end: Duplex<u64, u64>,
+    blocking: bool,
+}
+
+impl Word for DuplexEcho {
+    fn put(&mut self, v: u64) {
+        if self.blocking {
+            self.end.send(v).unwrap_or_else(|e| panic!("send: {e}"));
+        } else {
+            send_duplex(&mut self.end, v);
+        }
+    }
+
+    fn take(&mut self) -> u64 {
+        if self.blocking {
+            self.end.recv().unwrap_or_else(|e| panic!("recv: {e}"))
+        } else {
+            recv_duplex(&mut self.end)
+        }
+    }
+}
+
+/// Both sides of a round trip over our duplex channel with rings of
+/// `slots` (asker first).
+///
+/// # Errors
+///
+/// If the channel cannot be created.
+pub fn duplex_echo(slots: usize, blocking: bool) -> Result<(EchoEnd, EchoEnd), shm::SegmentError> {
+    let (a, b) = duplex::channel::<u64, u64>(slots)?;
+    let side = |end| DuplexEcho { end, blocking };
+    Ok((echo(side(a)), echo(side(b))))
 }
 
 /// A one-way `u64` stream over our ring of `slots` (sender first).

@@ -23,7 +23,8 @@ use crate::affinity::allowed_cpus;
 use crate::hand_ring::CAP;
 use crate::peer_drive::{FlowCase, Peer, TripCase, Trips, flows, round_trips};
 use crate::peer_ends::{
-    Bytes, crossbeam_echo, crossbeam_flow, floor, ipc_echo, loan_flow, ring_echo, ring_flow, stream_echo, stream_flow,
+    Bytes, crossbeam_echo, crossbeam_flow, duplex_echo, floor, ipc_echo, loan_flow, ring_echo, ring_flow, stream_echo,
+    stream_flow,
 };
 use crate::peer_ice::{self, ICEORYX2};
 use crate::peer_python;
@@ -83,41 +84,18 @@ fn count(mode: Mode, full: u64) -> u64 {
     if mode == Mode::Smoke { full.min(300) } else { full }
 }
 
-/// Round trips between two processes; returns the chart's lines.
-fn trip_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) -> Vec<(Named, [f64; 4])> {
-    let fast = trips(mode, 1000);
-    let slow = trips(mode, 100);
-    let ends = (|| -> Result<Vec<TripCase>, String> {
-        let (fa, fb) = floor().map_err(|e| e.to_string())?;
-        let (oa, ob) = ring_echo(SLOTS, false).map_err(|e| e.to_string())?;
-        let (ia, ib) = peer_ice::echo_ends("trip");
-        let (ba, bb) = ring_echo(SLOTS, true).map_err(|e| e.to_string())?;
-        let (pa, pb) = stream_echo(Bytes::Pipe).map_err(|e| e.to_string())?;
-        let (sa, sb) = stream_echo(Bytes::Socket).map_err(|e| e.to_string())?;
-        let (ca, cb) = ipc_echo().map_err(|e| e.to_string())?;
-        Ok(vec![
-            (fa, fb, fast),
-            (oa, ob, fast),
-            (ia, ib, fast),
-            (ba, bb, fast),
-            (pa, pb, slow),
-            (sa, sb, slow),
-            (ca, cb, slow),
-        ])
-    })();
-    let cases = match ends {
-        Ok(c) => c,
-        Err(e) => {
-            report.skipped.push(format!("peer round trips ({e})"));
-            return Vec::new();
-        }
-    };
-    let t = round_trips(Peer::Process, cpus, cases, mode.scale(100), mode.warmup(3));
-    let names = [
+/// The round-trip cases, in the order `trip_rows` builds them.
+fn trip_names() -> [Named; 9] {
+    [
         named(
             "cache-line ping-pong (raw), alternating with the peers",
             "cache-line floor",
             Kind::Floor,
+        ),
+        named(
+            "shm duplex u64 round trip, busy-poll, alternating with the peers",
+            "shm duplex, busy-poll",
+            Kind::Ours,
         ),
         named(
             "shm spsc u64 round trip, busy-poll, alternating with the peers",
@@ -134,6 +112,13 @@ fn trip_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) -> Vec<(Name
             "shm spsc, push/pop",
             Kind::Ours,
         ),
+        named(
+            format!(
+                "shm duplex u64 round trip, send/recv (default spins, {DEFAULT_SPINS}), alternating with the peers"
+            ),
+            "shm duplex, send/recv",
+            Kind::Ours,
+        ),
         named("pipe 8 B round trip, blocking read (raw)", "pipe", Kind::Peer),
         named(
             "socketpair(AF_UNIX, SOCK_STREAM) 8 B round trip, blocking read (raw)",
@@ -145,25 +130,71 @@ fn trip_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) -> Vec<(Name
             "ipc-channel",
             Kind::Peer,
         ),
-    ];
+    ]
+}
+
+/// Round trips between two processes; returns the chart's lines.
+fn trip_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) -> Vec<(Named, [f64; 4])> {
+    let fast = trips(mode, 1000);
+    let slow = trips(mode, 100);
+    let ends = (|| -> Result<Vec<TripCase>, String> {
+        let (fa, fb) = floor().map_err(|e| e.to_string())?;
+        let (da, db) = duplex_echo(SLOTS, false).map_err(|e| e.to_string())?;
+        let (oa, ob) = ring_echo(SLOTS, false).map_err(|e| e.to_string())?;
+        let (ia, ib) = peer_ice::echo_ends("trip");
+        let (ba, bb) = ring_echo(SLOTS, true).map_err(|e| e.to_string())?;
+        let (xa, xb) = duplex_echo(SLOTS, true).map_err(|e| e.to_string())?;
+        let (pa, pb) = stream_echo(Bytes::Pipe).map_err(|e| e.to_string())?;
+        let (sa, sb) = stream_echo(Bytes::Socket).map_err(|e| e.to_string())?;
+        let (ca, cb) = ipc_echo().map_err(|e| e.to_string())?;
+        Ok(vec![
+            (fa, fb, fast),
+            (da, db, fast),
+            (oa, ob, fast),
+            (ia, ib, fast),
+            (ba, bb, fast),
+            (xa, xb, fast),
+            (pa, pb, slow),
+            (sa, sb, slow),
+            (ca, cb, slow),
+        ])
+    })();
+    let cases = match ends {
+        Ok(c) => c,
+        Err(e) => {
+            report.skipped.push(format!("peer round trips ({e})"));
+            return Vec::new();
+        }
+    };
+    let t = round_trips(Peer::Process, cpus, cases, mode.scale(100), mode.warmup(3));
+    let names = trip_names();
     let m: Vec<Measured> = (names.iter().zip(&t))
         .map(|(n, t)| report.measure(Measured::new(&n.name, t.mean)))
         .collect();
-    let [floor, ours, ice, blocking, pipe, socket, ipc] = &m[..] else {
-        unreachable!("seven cases")
+    let [floor, duplex, rings, ice, blocking, duplex_blocking, pipe, socket, ipc] = &m[..] else {
+        unreachable!("nine cases")
     };
     let rows = &mut report.rows;
     rows.push(Row::info(
         format!("cache-line ping-pong round trip, {WHERE}, alternating with the peers (floor)"),
         floor.clone(),
     ));
-    let busy = format!("u64 round trip, busy-poll, {WHERE}");
-    rows.push(Row::new(&busy, ours.clone(), &ice.name, Some(ice.stats)).target(Target::AtMost(0.33)));
+    let busy = format!("u64 round trip over a duplex channel, busy-poll, {WHERE}");
+    rows.push(Row::new(&busy, duplex.clone(), &ice.name, Some(ice.stats)).target(Target::AtMost(0.33)));
     let floor_name = "cache-line ping-pong (raw floor, alternating with the peers)";
-    rows.push(Row::new(&busy, ours.clone(), floor_name, Some(floor.stats)));
-    let blocked = format!("u64 round trip, blocking receive, {WHERE}");
+    rows.push(Row::new(&busy, duplex.clone(), floor_name, Some(floor.stats)));
+    let busy_rings = format!("u64 round trip over two SPSC rings, busy-poll, {WHERE}");
+    rows.push(Row::new(&busy_rings, rings.clone(), &ice.name, Some(ice.stats)));
+    let blocked = format!("u64 round trip over a duplex channel, blocking receive, {WHERE}");
+    let blocked_rings = format!("u64 round trip over two SPSC rings, blocking receive, {WHERE}");
     for peer in [pipe, socket, ipc] {
-        rows.push(Row::new(&blocked, blocking.clone(), &peer.name, Some(peer.stats)));
+        rows.push(Row::new(
+            &blocked,
+            duplex_blocking.clone(),
+            &peer.name,
+            Some(peer.stats),
+        ));
+        rows.push(Row::new(&blocked_rings, blocking.clone(), &peer.name, Some(peer.stats)));
     }
     let tails: Vec<String> = (names.iter().zip(&t))
         .map(|(n, t)| format!("{} {}", n.label, show_tail(tail(t))))
@@ -173,10 +204,11 @@ fn trip_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) -> Vec<(Name
          alternate between the cases, each block timed whole (the rows: a sample is its mean) and again with every \
          round trip timed alone (the percentiles; the timer adds a few tens of ns; a block's mean counts its rare slow \
          round trips too, so a row may lie above the p50); iceoryx2 over the floor {:.1}x, \
-         ours {:.1}x; percentiles p50 / p90 / p99 / p99.9: {}. A blocking receive on the other CPU sleeps in the \
+         our duplex channel {:.1}x, our two rings {:.1}x; percentiles p50 / p90 / p99 / p99.9: {}. A blocking receive on the other CPU sleeps in the \
          kernel and waits for a halted vCPU to wake (MACHINE.md); our push/pop spins first.",
         ice.stats.median / floor.stats.median,
-        ours.stats.median / floor.stats.median,
+        duplex.stats.median / floor.stats.median,
+        rings.stats.median / floor.stats.median,
         tails.join("; ")
     ));
     names.into_iter().zip(&t).map(|(n, t)| (n, tail(t))).collect()

@@ -2,15 +2,17 @@
 //!
 //! 1. Throughput: a producer process streams stamped messages through an
 //!    SPSC ring to the parent, which checks order and completeness.
-//! 2. Latency: an echo process bounces messages back through a second ring;
-//!    the parent times each round trip and prints percentiles.
+//! 2. Latency: an echo process answers requests over a duplex channel
+//!    (a request and its answer cross on one cache line); the parent times
+//!    each round trip and prints percentiles.
 //!
 //! Run: `cargo run --release -p shm --example pipeline [messages]`
 
 use std::time::Instant;
 
 use shm::prelude::*;
-use shm::spsc::{self, Consumer, Producer, RingError};
+use shm::duplex::{self, Duplex};
+use shm::spsc::{self, Producer, RingError};
 
 /// A message: sequence number, send time (monotonic ns), payload.
 type Msg = [u64; 3];
@@ -32,10 +34,10 @@ fn produce((mut out, n): (Producer<Msg>, u64)) -> Result<(), String> {
     Ok(())
 }
 
-fn echo((mut input, mut out): (Consumer<Msg>, Producer<Msg>)) -> Result<(), String> {
+fn echo(mut end: Duplex<u64, u64>) -> Result<(), String> {
     loop {
-        match input.pop() {
-            Ok(m) => out.push(m).map_err(|e| e.to_string())?,
+        match end.recv() {
+            Ok(i) => end.send(i + 1).map_err(|e| e.to_string())?,
             Err(RingError::Disconnected) => return Ok(()),
             Err(e) => return Err(e.to_string()),
         }
@@ -80,28 +82,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // 2. Latency.
-    let (to_echo, from_parent) = spsc::channel::<Msg>(64)?;
-    let (to_parent, mut from_echo) = spsc::channel::<Msg>(64)?;
-    let mut to_echo = to_echo;
-    let echo_process = Process::new(echo, (from_parent, to_parent));
+    let (mut me, peer) = duplex::channel::<u64, u64>(64)?;
+    let echo_process = Process::new(echo, peer);
     echo_process.start()?;
     let trips = 100_000usize;
     let mut rtt = Vec::with_capacity(trips);
     for i in 0..trips as u64 {
         let t = shm::sys::monotonic_ns();
-        to_echo.push([i, t, 0]).map_err(|e| e.to_string())?;
-        let [j, _, _] = from_echo.pop()?;
-        if j != i {
-            return Err(format!("echo {j} for {i}").into());
+        me.send(i).map_err(|e| e.to_string())?;
+        let j = me.recv()?;
+        if j != i + 1 {
+            return Err(format!("answer {j} to {i}").into());
         }
         rtt.push(shm::sys::monotonic_ns() - t);
     }
-    to_echo.close();
+    me.close();
     echo_process.join()?;
     rtt.sort_unstable();
     let pct = |p: usize| rtt[(rtt.len() - 1) * p / 100];
     println!(
-        "round trip through two rings: p50 {} ns, p90 {} ns, p99 {} ns ({trips} trips)",
+        "round trip over a duplex channel: p50 {} ns, p90 {} ns, p99 {} ns ({trips} trips)",
         pct(50),
         pct(90),
         pct(99)

@@ -270,7 +270,7 @@ fn pipeline_delivers_every_message_in_order() {
             text.contains("throughput: 100000 of 100000 messages in order"),
             "{m}:\n{text}"
         );
-        assert!(text.contains("round trip through two rings: p50 "), "{m}:\n{text}");
+        assert!(text.contains("round trip over a duplex channel: p50 "), "{m}:\n{text}");
     }
 }
 
