@@ -175,11 +175,15 @@ proptest! {
     ) {
         let (mut tx, mut rx) = spsc::channel::<u64>(cap).expect("ring");
         let producer = std::thread::spawn(move || {
-            let mut next = 0;
+            let (mut next, mut idle) = (0, 0u32);
             for op in tx_ops.iter().cycle() {
                 if next == n {
                     break;
                 }
+                let before = next;
+                // A script of empty batches only would never push: now and
+                // then a blocking push (as the consumer below does).
+                let op = if idle > 10_000 { &Op::Pop } else { op };
                 match *op {
                     Op::Push => next += u64::from(tx.try_push(next).is_ok()),
                     Op::PushSlice(k) => {
@@ -199,6 +203,7 @@ proptest! {
                         next += 1;
                     }
                 }
+                idle = if next == before { idle + 1 } else { 0 };
             }
             tx.close();
         });
