@@ -63,7 +63,14 @@
 //! A cell's payload is published by the Release store of its word and
 //! acquired by the receiver's Acquire load; the cell is handed back by the
 //! Release store of `taken`, acquired by the sender before it writes the
-//! payload again. Ring messages order themselves (`spsc`).
+//! payload again. Ring messages order themselves (`spsc`). A close bumps
+//! the bell with a Release, acquired by the sleeper's load of the bell: a
+//! receiver that waits for the bell to change from a bumped value sees the
+//! close that bumped it.
+//!
+//! The loom models are in `loom_tests.rs`: under loom the mailbox is heap
+//! memory (`crate::sync::Heap`) whose two cells are loom cells, so a
+//! payload access the protocol does not order is a race loom reports.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -72,9 +79,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::Duration;
 
+#[cfg(not(loom))]
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use shm_core::sys::Deadline;
-use shm_core::{Segment, SegmentError, SegmentKind, ShmSafe, TypeIdentity};
+#[cfg(not(loom))]
+use shm_core::{Segment, SegmentKind, TypeIdentity};
+use shm_core::{SegmentError, ShmSafe};
 
 use crate::spsc::{
     self, Consumer, Producer, PushError, Receive, RingError, Slept, Word, receive, sleep_on, wake_sleeper,
@@ -94,13 +104,16 @@ const REFRESH_EVERY: u32 = 64;
 /// The mailbox line (128 bytes, of which the first 64 are used), then the
 /// sleep line. Direction 0 carries the first end's messages.
 #[repr(C)]
+#[cfg_attr(loom, derive(Default))]
 struct Mailbox {
     /// Per direction: `mailed << 32 | ring tail` of the message in the cell.
     word: [AtomicU64; 2],
     /// Per direction: the cell messages the receiver took.
     taken: [Word; 2],
     _pad0: [u32; 2],
-    /// The two payloads, at offsets `CELLS..LINE` (see [`cells`]).
+    /// The two payloads, at offsets `CELLS..LINE` (see [`cells`]). Under
+    /// loom they are the two loom cells of [`Mail`] instead.
+    #[cfg(not(loom))]
     _cells: [u8; 96],
     /// Per direction: the receiver sleeps (the bell value it saw, raised).
     sleeping: [Word; 2],
@@ -109,6 +122,8 @@ struct Mailbox {
     _pad1: [u32; 28],
 }
 
+// Loom's atomics are larger: under loom the mailbox is a heap value.
+#[cfg(not(loom))]
 const _: () = {
     assert!(size_of::<Mailbox>() == MAIL_LEN);
     assert!(std::mem::offset_of!(Mailbox, _cells) == CELLS);
@@ -126,10 +141,31 @@ const fn cells<A, B>() -> Option<[usize; 2]> {
 
 /// The mapped mailbox, shared by the end's handles in one process.
 struct Mail {
+    #[cfg(not(loom))]
     seg: Segment,
+    /// The mailbox words, and one loom cell per direction standing in for
+    /// the mailbox line (payloads at the same offsets).
+    #[cfg(loom)]
+    seg: sync::Heap<Mailbox, Line>,
 }
 
+/// Loom's stand-in for the mailbox line's bytes, aligned as the segment's
+/// payload is.
+#[cfg(loom)]
+#[repr(C, align(128))]
+struct Line([u8; LINE]);
+
+// SAFETY: the mailbox is reached through atomics, and through cells that
+// the protocol gives to one side at a time (module docs); what the cells
+// hold is ShmSafe plain data.
+#[cfg(loom)]
+unsafe impl Send for Mail {}
+// SAFETY: as above.
+#[cfg(loom)]
+unsafe impl Sync for Mail {}
+
 impl Mail {
+    #[cfg(not(loom))]
     fn header(&self) -> &Mailbox {
         // SAFETY: the payload is MAIL_LEN bytes, 128-aligned (checked at
         // create/attach), and a Mailbox is atomics and bytes: any bits are
@@ -137,10 +173,26 @@ impl Mail {
         unsafe { self.seg.payload().cast::<Mailbox>().as_ref() }
     }
 
-    fn cell(&self, offset: usize) -> NonNull<u8> {
-        debug_assert!(offset < LINE);
+    /// The payload bytes at `offset` of the mailbox line, for one access
+    /// the protocol gives us (direction `dir`'s cell).
+    #[cfg(not(loom))]
+    fn cell(&self, dir: usize, offset: usize) -> NonNull<u8> {
+        debug_assert!(dir < 2 && offset < LINE);
         // SAFETY: offset < LINE < MAIL_LEN, inside the payload.
         unsafe { self.seg.payload().add(offset) }
+    }
+
+    #[cfg(loom)]
+    fn header(&self) -> &Mailbox {
+        &self.seg.header
+    }
+
+    /// As above; loom records the access to `dir`'s cell (as a write).
+    #[cfg(loom)]
+    fn cell(&self, dir: usize, offset: usize) -> NonNull<u8> {
+        debug_assert!(dir < 2 && offset < LINE);
+        // SAFETY: offset < LINE, inside the cell's Line.
+        unsafe { self.seg.slot(dir).cast::<u8>().add(offset) }
     }
 }
 
@@ -168,9 +220,11 @@ impl Mail {
 pub fn channel<A: ShmSafe, B: ShmSafe>(capacity: usize) -> Result<Ends<A, B>, SegmentError> {
     let (ab_tx, ab_rx) = spsc::channel::<A>(capacity)?;
     let (ba_tx, ba_rx) = spsc::channel::<B>(capacity)?;
-    let mail = Arc::new(Mail {
-        seg: Segment::create(&identity::<A, B>(), MAIL_LEN)?,
-    });
+    #[cfg(not(loom))]
+    let seg = Segment::create(&identity::<A, B>(), MAIL_LEN)?;
+    #[cfg(loom)]
+    let seg = sync::Heap::with_slots(Mailbox::default(), [Line([0; LINE]), Line([0; LINE])]);
+    let mail = Arc::new(Mail { seg });
     let first = Duplex::new(0, Arc::clone(&mail), ab_tx, ba_rx);
     let second = Duplex::new(1, mail, ba_tx, ab_rx);
     Ok((first, second))
@@ -186,6 +240,7 @@ fn split(word: u64) -> (u32, u32) {
 }
 
 /// The mailbox's identity: direction 0 carries `A`, direction 1 `B`.
+#[cfg(not(loom))]
 fn identity<A, B>() -> TypeIdentity {
     TypeIdentity::of::<(A, B)>(SegmentKind::DUPLEX)
 }
@@ -342,7 +397,7 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
         // SAFETY: the cell is free (the peer took the last message in it,
         // Acquire in `mail_free`) and only we write it; `cells` placed it
         // inside the mailbox line, aligned for S.
-        unsafe { self.mail.cell(cell).cast::<S>().write(value) };
+        unsafe { self.mail.cell(out, cell).cast::<S>().write(value) };
         self.mailed = self.mailed.wrapping_add(1);
         let word = u64::from(self.mailed) << 32 | u64::from(self.tx.tail());
         // Release: pairs with the peer's Acquire load in `take_cell`.
@@ -484,7 +539,7 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
         // SAFETY: the peer published this cell (Acquire above) and does not
         // write it again until we hand it back below; R accepts any bits;
         // `cells` placed it inside the mailbox line, aligned for R.
-        let value = unsafe { self.mail.cell(cell).cast::<R>().read() };
+        let value = unsafe { self.mail.cell(inn, cell).cast::<R>().read() };
         self.taken = mailed;
         // Release: pairs with the Acquire load in the peer's `mail_free`.
         m.taken[inn].store(mailed, Release);
@@ -525,9 +580,13 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
         self.tx.close();
         self.rx.close();
         let m = self.mail.header();
-        // Relaxed: the close itself is published by the rings (Release);
-        // the bump only makes a sleeping peer's futex call return.
-        m.bell[self.side].fetch_add(1, Relaxed);
+        // Release: pairs with the Acquire load of the bell in `sleep`. The
+        // bump makes a sleeping peer's futex call return; but a peer about
+        // to sleep may read the bumped value as the one to wait on, and
+        // then only seeing the close keeps it awake. With a Relaxed bump it
+        // could miss the close and sleep a whole liveness slice (loom found
+        // it, `loom_tests.rs`).
+        m.bell[self.side].fetch_add(1, Release);
         sync::futex_wake(&m.bell[self.side], 1);
     }
 
@@ -558,9 +617,12 @@ impl<S: ShmSafe, R: ShmSafe> Receive for Duplex<S, R> {
     fn sleep(&self, deadline: Option<Deadline>) -> Slept {
         let inn = 1 - self.side;
         let m = self.mail.header();
-        // Relaxed: the futex compares it; a bump after this load makes the
-        // futex call return at once.
-        let seen = m.bell[inn].load(Relaxed);
+        // Acquire: pairs with the Release bump in `close`, so that `ready`
+        // sees a close whose bump we read here (a bump after this load
+        // makes the futex call return at once). The bump in `ring_bell`
+        // needs no Release: the handshake's barrier orders the message it
+        // announces (module docs).
+        let seen = m.bell[inn].load(Acquire);
         let ready = || {
             // Acquire: as in `take_cell`.
             split(m.word[inn].load(Acquire)).0 != self.taken || self.rx.published() || self.rx.producer_closed()
@@ -570,6 +632,7 @@ impl<S: ShmSafe, R: ShmSafe> Receive for Duplex<S, R> {
 }
 
 /// The wire form of an end: its side, the mailbox segment and both rings.
+#[cfg(not(loom))]
 #[derive(Serialize)]
 #[serde(bound = "")]
 struct WireRef<'a, S: ShmSafe, R: ShmSafe> {
@@ -579,6 +642,7 @@ struct WireRef<'a, S: ShmSafe, R: ShmSafe> {
     rx: &'a Consumer<R>,
 }
 
+#[cfg(not(loom))]
 #[derive(Deserialize)]
 #[serde(bound = "")]
 struct Wire<S: ShmSafe, R: ShmSafe> {
@@ -588,6 +652,7 @@ struct Wire<S: ShmSafe, R: ShmSafe> {
     rx: Consumer<R>,
 }
 
+#[cfg(not(loom))]
 impl<S: ShmSafe, R: ShmSafe> Serialize for Duplex<S, R> {
     fn serialize<Z: Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
         WireRef {
@@ -600,6 +665,7 @@ impl<S: ShmSafe, R: ShmSafe> Serialize for Duplex<S, R> {
     }
 }
 
+#[cfg(not(loom))]
 impl<'de, S: ShmSafe, R: ShmSafe> Deserialize<'de> for Duplex<S, R> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
@@ -624,7 +690,8 @@ impl<'de, S: ShmSafe, R: ShmSafe> Deserialize<'de> for Duplex<S, R> {
     }
 }
 
-#[cfg(test)]
+// Segments and real threads: not under loom (see `loom_tests.rs`).
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -14,13 +14,13 @@
 //!
 //! Still to come (later issues): `Pool` and `Manager`.
 
-// Under loom only the typed rings are built, on heap memory (`sync`): the
-// modules built on segments, futexes and shm-sync's handles are left out.
+// Under loom only the typed rings and the duplex channel are built, on heap
+// memory (`sync`): the modules built on segments, futexes and shm-sync's
+// handles are left out.
 #![cfg_attr(loom, allow(unused_imports, dead_code))]
 
 #[cfg(not(loom))]
 pub mod bytes;
-#[cfg(not(loom))]
 pub mod duplex;
 #[cfg(all(test, loom))]
 mod loom_tests;

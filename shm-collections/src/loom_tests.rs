@@ -1,9 +1,12 @@
-//! Loom model checks of the typed rings, run with
+//! Loom model checks of the typed rings and the duplex channel, run with
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p shm-collections --lib loom`.
 //!
 //! The rings run on heap memory with loom's atomics (`crate::sync`). Each
 //! slot is a loom cell, so a read of a slot before its publication, or a
-//! write before it was handed back, is a race loom reports. A futex is a
+//! write before it was handed back, is a race loom reports. The duplex
+//! channel's mailbox is heap memory too, and its two payload cells are loom
+//! cells: a payload read before its word was published, or written before
+//! `taken` handed the cell back, is a race. A futex is a
 //! mutex and a condition variable with no timeout, so a wake-up lost by the
 //! sleep handshake is a deadlock loom reports. Killed processes are staged
 //! by writing what they leave behind (the model's `DEAD` owner id).
@@ -11,26 +14,47 @@
 //! Capacities are 2 and each model moves 3 or 4 values, so every model
 //! wraps around; the whole run takes seconds at CI's two preemptions.
 //!
+//! The duplex models cover the cell-then-ring order of `try_recv`, the bell
+//! handshake (blocking ping-pong, and a blocking stream whose sender waits
+//! for ring room), and close. Each fails when one of these is broken on
+//! purpose: an Acquire or Release of the mailbox words made Relaxed, the
+//! second look at the cell in `try_recv`, the close read before the cell in
+//! `try_recv_empty`, the wake after a cell message, the fast side's barrier,
+//! or a condition of the sleeper's last look.
+//!
 //! What the models found: a consumer could read a slot's sequence number
 //! more than a lap stale and report a corrupted ring (positions are now
 //! Acquire/Release); a consumer late by a lap could mark a live message as
 //! a tombstone (the tombstone is now written under the dead producer's
 //! claim); a waker late with a value the sleeper had already seen took
 //! down the flag raised for the next one, which then woke nobody (the flag
-//! now names the value its sleeper saw).
+//! now names the value its sleeper saw); a duplex receiver about to sleep
+//! could read the bell bumped by the sender's `close` as the value to wait
+//! on, yet miss the close, and sleep a whole liveness slice (the bump is
+//! now Release and the sleeper's load of the bell Acquire).
 //!
 //! At three preemptions `loom_spsc_blocking_push_pop_wrap_around` reports
 //! a deadlock that the C++ memory model rules out: loom lets a load return
 //! a read-modify-write's value although a store ordered after that
-//! read-modify-write happens before the load.
+//! read-modify-write happens before the load. This is loom's issue #254:
+//! it lets a store fall between an RMW's read and its write in the
+//! modification order. A waker takes the sleep flag down with a
+//! compare-exchange, so models whose two threads sleep and wake each other
+//! in turn meet it sooner: the duplex's blocking models report such a
+//! deadlock at two preemptions already, and run at one
+//! (`model_with_one_preemption`). With loom patched locally to apply RMW
+//! atomicity to later stores (as loom's pull request #391 does), the spsc
+//! model passes at three preemptions and the duplex models at two and
+//! three.
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use loom::sync::Arc;
 use loom::thread;
 
+use crate::duplex;
 use crate::mpmc::{self, Mpmc};
-use crate::spsc::{self, Word};
+use crate::spsc::{self, RingError, Word};
 use crate::sync::{AtomicU32, DEAD};
 
 #[test]
@@ -279,5 +303,123 @@ fn loom_mpmc_dead_consumers_slot_is_recycled_once() {
         let got = pop_all(&mut q, &done);
         a.join().expect("producer");
         check_histories(&[got], &[10, 20]);
+    });
+}
+
+// The duplex models (see the module docs for what they check).
+
+/// Runs `f` under loom with at most one preemption (fewer if
+/// `LOOM_MAX_PREEMPTIONS` says so), for the models in which both threads
+/// sleep and wake each other in turn: at two, loom reports deadlocks that
+/// the C++ memory model rules out (module docs).
+fn model_with_one_preemption(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(builder.preemption_bound.map_or(1, |b| b.min(1)));
+    builder.check(f);
+}
+
+/// Receives with `try_recv`, yielding while it is empty, until `n` values
+/// came.
+fn try_recv_n(end: &mut duplex::Duplex<u32, u32>, n: usize) -> Vec<u32> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        match end.try_recv() {
+            Ok(v) => got.push(v),
+            Err(RingError::Empty) => thread::yield_now(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    got
+}
+
+/// Sends with `try_send`, yielding while it is full.
+fn try_send_all(end: &mut duplex::Duplex<u32, u32>, values: &[u32]) {
+    for mut v in values.iter().copied() {
+        loop {
+            match end.try_send(v) {
+                Ok(()) => break,
+                Err(e) if e.kind == RingError::Full => v = e.value,
+                Err(e) => panic!("{e}"),
+            }
+            thread::yield_now();
+        }
+    }
+}
+
+/// The sender puts 0 in the cell and 1, 2 on the ring (the cell is not
+/// free yet, or the ring not drained), idles once (which re-reads the
+/// ring's head), then sends 3: into the cell again if the receiver took
+/// everything by then (a cell message behind ring messages otherwise), or
+/// on the ring. The receiver polls and must see 0, 1, 2, 3.
+#[test]
+fn loom_duplex_cell_and_ring_keep_fifo() {
+    loom::model(|| {
+        let (mut tx, mut rx) = duplex::channel::<u32, u32>(2).expect("heap duplex");
+        let sender = thread::spawn(move || {
+            try_send_all(&mut tx, &[0, 1, 2]);
+            assert_eq!(tx.try_recv(), Err(RingError::Empty), "nothing comes back");
+            try_send_all(&mut tx, &[3]);
+        });
+        assert_eq!(try_recv_n(&mut rx, 4), [0, 1, 2, 3]);
+        sender.join().expect("sender");
+    });
+}
+
+/// Three blocking request/answer rounds: each side sleeps on its bell
+/// while the other works, so a wake-up lost by the bell handshake (or by
+/// the cell hand-back) is a deadlock.
+#[test]
+fn loom_duplex_blocking_ping_pong() {
+    const ROUNDS: u32 = 3;
+    model_with_one_preemption(|| {
+        let (mut client, mut server) = duplex::channel::<u32, u32>(2).expect("heap duplex");
+        let echo = thread::spawn(move || {
+            for _ in 0..ROUNDS {
+                let x = server.recv().expect("a request");
+                server.send(x + 10).expect("the client is alive");
+            }
+        });
+        for i in 0..ROUNDS {
+            client.send(i).expect("the server is alive");
+            assert_eq!(client.recv(), Ok(i + 10));
+        }
+        echo.join().expect("server");
+    });
+}
+
+/// A blocking stream that fills the ring: 0 goes in the cell, 1 and 2 on
+/// the ring, and the send of 3 waits for room (as the ring's producer) while
+/// the receiver sleeps on its bell and wakes the sender by popping.
+#[test]
+fn loom_duplex_blocking_stream_waits_for_room() {
+    model_with_one_preemption(|| {
+        let (mut tx, mut rx) = duplex::channel::<u32, u32>(2).expect("heap duplex");
+        let sender = thread::spawn(move || {
+            for i in 0..4 {
+                tx.send(i).expect("the receiver is alive");
+            }
+        });
+        for i in 0..4 {
+            assert_eq!(rx.recv(), Ok(i));
+        }
+        sender.join().expect("sender");
+    });
+}
+
+/// The sender sends 1, 2 and closes; a blocked receiver gets both, then
+/// `Disconnected` (the close must wake it, and be seen after the sends).
+#[test]
+fn loom_duplex_close_after_sends_drains_then_disconnects() {
+    loom::model(|| {
+        let (mut tx, mut rx) = duplex::channel::<u32, u32>(2).expect("heap duplex");
+        let sender = thread::spawn(move || {
+            tx.send(1).expect("the receiver is alive");
+            tx.send(2).expect("the receiver is alive");
+            tx.close();
+        });
+        assert_eq!(rx.recv(), Ok(1));
+        assert_eq!(rx.recv(), Ok(2));
+        assert_eq!(rx.recv(), Err(RingError::Disconnected));
+        sender.join().expect("sender");
     });
 }

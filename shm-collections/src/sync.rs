@@ -18,6 +18,9 @@ pub(crate) type AtomicU32 = loom::sync::atomic::AtomicU32;
 #[allow(clippy::disallowed_types, reason = "this is the switch module")]
 pub(crate) type AtomicU64 = core::sync::atomic::AtomicU64;
 
+#[cfg(loom)]
+pub(crate) type AtomicU64 = loom::sync::atomic::AtomicU64;
+
 #[cfg(not(loom))]
 pub(crate) use shm_core::sys::{
     cached_pid, futex_wait, futex_wake, membarrier_global, membarrier_register, task_alive,
@@ -138,23 +141,34 @@ mod model {
         }
     }
 
-    /// Heap memory standing in for a ring's segment: the header as a value
-    /// and one loom cell per slot, so that loom checks every slot access
-    /// against the index protocol (a read of a slot not yet published, or
-    /// a write to one not yet handed back, is a race it reports).
+    /// Heap memory standing in for a ring's (or a duplex mailbox's)
+    /// segment: the header as a value and one loom cell per slot, so that
+    /// loom checks every slot access against the index protocol (a read of
+    /// a slot not yet published, or a write to one not yet handed back, is
+    /// a race it reports).
     pub(crate) struct Heap<H, T> {
         pub(crate) header: H,
         cells: Box<[UnsafeCell<T>]>,
     }
 
     impl<H, T: shm_core::ShmSafe> Heap<H, T> {
+        /// `slots` zeroed slots, as a new segment has.
         pub(crate) fn new(header: H, slots: usize) -> Self {
-            let cells = (0..slots)
-                .map(|_| {
+            Self::with_slots(
+                header,
+                (0..slots).map(|_| {
                     // SAFETY: T is ShmSafe, so it accepts every bit pattern.
-                    UnsafeCell::new(unsafe { std::mem::zeroed::<T>() })
-                })
-                .collect();
+                    unsafe { std::mem::zeroed::<T>() }
+                }),
+            )
+        }
+    }
+
+    impl<H, T> Heap<H, T> {
+        /// Slots that start as `slots` (for raw bytes that must keep an
+        /// alignment of their own, such as `duplex`'s mailbox cells).
+        pub(crate) fn with_slots(header: H, slots: impl IntoIterator<Item = T>) -> Self {
+            let cells = slots.into_iter().map(UnsafeCell::new).collect();
             Self { header, cells }
         }
 
