@@ -4,7 +4,7 @@
 //!
 //! # Why not two rings
 //!
-//! Two [`spsc`](crate::spsc) rings make a duplex channel, and for streams
+//! Two [`spsc`] rings make a duplex channel, and for streams
 //! they are the right one. But a round trip over two rings moves two cache
 //! lines (each ring's slot and index live on lines of their own), and on
 //! this kind of machine a round trip that moves two lines costs about 1.5

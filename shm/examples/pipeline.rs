@@ -10,8 +10,8 @@
 
 use std::time::Instant;
 
-use shm::prelude::*;
 use shm::duplex::{self, Duplex};
+use shm::prelude::*;
 use shm::spsc::{self, Producer, RingError};
 
 /// A message: sequence number, send time (monotonic ns), payload.
