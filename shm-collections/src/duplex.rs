@@ -106,28 +106,37 @@ const REFRESH_EVERY: u32 = 64;
 #[repr(C)]
 #[cfg_attr(loom, derive(Default))]
 struct Mailbox {
-    /// Per direction: `mailed << 32 | ring tail` of the message in the cell.
+    /// Per direction: `mailed << 32 | ring tail` of the message in the
+    /// cell; [`CLOSED`] in `mailed` once the sender closed.
     word: [AtomicU64; 2],
-    /// Per direction: the cell messages the receiver took.
+    /// Per direction: the cell messages the receiver took; [`CLOSED`] once
+    /// the receiver closed.
     taken: [Word; 2],
-    _pad0: [u32; 2],
+    /// Per direction: the receiver sleeps (the bell value it saw, raised).
+    /// On this line, which the sender reads anyway after each send.
+    sleeping: [Word; 2],
     /// The two payloads, at offsets `CELLS..LINE` (see [`cells`]). Under
     /// loom they are the two loom cells of [`Mail`] instead.
     #[cfg(not(loom))]
     _cells: [u8; 96],
-    /// Per direction: the receiver sleeps (the bell value it saw, raised).
-    sleeping: [Word; 2],
     /// Per direction: bumped by a sender that wakes the receiver.
     bell: [Word; 2],
-    _pad1: [u32; 28],
+    _pad1: [u32; 30],
 }
+
+/// The count bits of `mailed` and `taken` (counts wrap at 2^31).
+const COUNT: u32 = (1 << 31) - 1;
+/// The closed bit of `mailed` (the sender closed) and of `taken` (the
+/// receiver closed).
+const CLOSED: u32 = 1 << 31;
 
 // Loom's atomics are larger: under loom the mailbox is a heap value.
 #[cfg(not(loom))]
 const _: () = {
     assert!(size_of::<Mailbox>() == MAIL_LEN);
     assert!(std::mem::offset_of!(Mailbox, _cells) == CELLS);
-    assert!(std::mem::offset_of!(Mailbox, sleeping) == 128);
+    assert!(std::mem::offset_of!(Mailbox, sleeping) == 24);
+    assert!(std::mem::offset_of!(Mailbox, bell) == 128);
 };
 
 /// Where the payloads of direction 0 (`A`) and 1 (`B`) sit in the mailbox
@@ -173,21 +182,14 @@ impl Mail {
         unsafe { self.seg.payload().cast::<Mailbox>().as_ref() }
     }
 
-    /// The payload bytes at `offset` of the mailbox line, for one access
-    /// the protocol gives us (direction `dir`'s cell).
-    #[cfg(not(loom))]
-    fn cell(&self, dir: usize, offset: usize) -> NonNull<u8> {
-        debug_assert!(dir < 2 && offset < LINE);
-        // SAFETY: offset < LINE < MAIL_LEN, inside the payload.
-        unsafe { self.seg.payload().add(offset) }
-    }
-
     #[cfg(loom)]
     fn header(&self) -> &Mailbox {
         &self.seg.header
     }
 
-    /// As above; loom records the access to `dir`'s cell (as a write).
+    /// The payload bytes at `offset` of the mailbox line, for one access
+    /// the protocol gives us (direction `dir`'s cell); loom records it (as
+    /// a write).
     #[cfg(loom)]
     fn cell(&self, dir: usize, offset: usize) -> NonNull<u8> {
         debug_assert!(dir < 2 && offset < LINE);
@@ -251,20 +253,31 @@ pub struct Duplex<S: ShmSafe, R: ShmSafe> {
     /// 0 for the first end, 1 for the second: our sending direction.
     side: usize,
     mail: Arc<Mail>,
+    /// The mailbox, as `mail` maps it (one load less on every access).
+    #[cfg(not(loom))]
+    base: NonNull<Mailbox>,
+    /// The capacity of both rings.
+    cap: u32,
     tx: Producer<S>,
     rx: Consumer<R>,
     /// Payload offsets of our sending and receiving cells, if used.
     cells: Option<(usize, usize)>,
-    /// Cell messages we sent (wrapping).
+    /// Cell messages we sent (wrapping at 2^31).
     mailed: u32,
-    /// Cell messages we took (wrapping).
+    /// Cell messages we took (wrapping at 2^31).
     taken: u32,
+    /// This end was closed ([`CLOSED`]) or not (0).
+    closed: u32,
     /// Ring messages sent since the last re-read of the ring's head.
     since_refresh: u32,
     /// The process that set up the counts above (0: none yet).
     claimed: u32,
     _t: PhantomData<(S, R)>,
 }
+
+// SAFETY: `base` points into the mapping that the `mail` field keeps alive
+// (a Segment, Send and Sync); everything else is Send for ShmSafe S and R.
+unsafe impl<S: ShmSafe, R: ShmSafe> Send for Duplex<S, R> {}
 
 impl<S: ShmSafe, R: ShmSafe> fmt::Debug for Duplex<S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -278,8 +291,8 @@ impl<S: ShmSafe, R: ShmSafe> fmt::Debug for Duplex<S, R> {
 
 /// What the receiving cell holds for us.
 enum Cell<R> {
-    /// Nothing new.
-    Nothing,
+    /// Nothing new; whether the peer closed its end.
+    Nothing(bool),
     /// The next message, taken.
     Took(R),
     /// A message that comes after ring messages not yet popped.
@@ -293,17 +306,52 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
         } else {
             cells::<R, S>().map(|[r, s]| (s, r))
         };
+        let cap = u32::try_from(tx.capacity()).expect("ring capacities fit u32");
         Self {
             side,
+            #[cfg(not(loom))]
+            base: NonNull::from(mail.header()),
             mail,
+            cap,
             tx,
             rx,
             cells,
             mailed: 0,
             taken: 0,
+            closed: 0,
             since_refresh: 0,
             claimed: 0,
             _t: PhantomData,
+        }
+    }
+
+    /// The mailbox.
+    #[inline]
+    fn m(&self) -> &Mailbox {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: `base` is `mail.header()`, mapped while `mail` lives.
+            unsafe { self.base.as_ref() }
+        }
+        #[cfg(loom)]
+        {
+            self.mail.header()
+        }
+    }
+
+    /// The payload bytes at `offset` of the mailbox line, for one access
+    /// the protocol gives us (direction `dir`'s cell).
+    #[inline]
+    fn cell(&self, dir: usize, offset: usize) -> NonNull<u8> {
+        debug_assert!(dir < 2 && offset < LINE);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: offset < LINE < MAIL_LEN, inside the mapped mailbox.
+            unsafe { self.base.cast::<u8>().add(offset) }
+        }
+        #[cfg(loom)]
+        {
+            self.mail.cell(dir, offset)
         }
     }
 
@@ -328,11 +376,14 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
         self.tx.claim_now();
         self.rx.claim_now();
         let (out, inn) = self.dirs();
-        let m = self.mail.header();
+        let m = self.m();
         // Relaxed: our own words, last written by us or by an owner of
         // this end that handed it over.
-        self.mailed = split(m.word[out].load(Relaxed)).0;
-        self.taken = m.taken[inn].load(Relaxed);
+        let mailed = split(m.word[out].load(Relaxed)).0;
+        let taken = m.taken[inn].load(Relaxed);
+        self.mailed = mailed & COUNT;
+        self.taken = taken & COUNT;
+        self.closed = (mailed | taken) & CLOSED;
         self.claimed = me;
     }
 
@@ -345,23 +396,16 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     #[inline]
     pub fn try_send(&mut self, value: S) -> Result<(), PushError<S>> {
         self.claim();
-        if let Some((cell, _)) = self.cells
+        let free = match self.mail_free() {
+            Ok(free) => free,
+            Err(kind) => return Err(PushError { kind, value }),
+        };
+        if free
+            && let Some((cell, _)) = self.cells
             && self.tx.drained()
         {
-            match self.mail_free() {
-                Ok(true) => {
-                    if self.tx.consumer_closed() {
-                        return Err(PushError {
-                            kind: RingError::Disconnected,
-                            value,
-                        });
-                    }
-                    self.mail(cell, value);
-                    return Ok(());
-                }
-                Ok(false) => {}
-                Err(kind) => return Err(PushError { kind, value }),
-            }
+            self.mail(cell, value);
+            return Ok(());
         }
         self.tx.try_push(value)?;
         self.since_refresh += 1;
@@ -373,15 +417,19 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
         Ok(())
     }
 
-    /// Whether the peer took our last cell message.
+    /// Whether the peer took our last cell message; `Disconnected` once
+    /// either end closed.
     #[inline]
     fn mail_free(&self) -> Result<bool, RingError> {
-        // Acquire: pairs with the Release store of `taken` in `take_cell`:
-        // the peer is done reading the payload we are about to overwrite.
-        let taken = self.mail.header().taken[self.side].load(Acquire);
-        if taken == self.mailed {
+        // Acquire: pairs with the Release store of `taken` in `take_cell`
+        // (the peer is done reading the payload we are about to
+        // overwrite) and in `close`.
+        let taken = self.m().taken[self.side].load(Acquire);
+        if (taken | self.closed) & CLOSED != 0 {
+            Err(RingError::Disconnected)
+        } else if taken == self.mailed {
             Ok(true)
-        } else if taken == self.mailed.wrapping_sub(1) {
+        } else if taken == self.mailed.wrapping_sub(1) & COUNT {
             Ok(false)
         } else {
             Err(RingError::Corrupted(
@@ -397,18 +445,18 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
         // SAFETY: the cell is free (the peer took the last message in it,
         // Acquire in `mail_free`) and only we write it; `cells` placed it
         // inside the mailbox line, aligned for S.
-        unsafe { self.mail.cell(out, cell).cast::<S>().write(value) };
-        self.mailed = self.mailed.wrapping_add(1);
+        unsafe { self.cell(out, cell).cast::<S>().write(value) };
+        self.mailed = self.mailed.wrapping_add(1) & COUNT;
         let word = u64::from(self.mailed) << 32 | u64::from(self.tx.tail());
         // Release: pairs with the peer's Acquire load in `take_cell`.
-        self.mail.header().word[out].store(word, Release);
+        self.m().word[out].store(word, Release);
         self.ring_bell(out);
     }
 
     /// Wakes the receiver of direction `dir` if it sleeps.
     #[inline]
     fn ring_bell(&self, dir: usize) {
-        let m = self.mail.header();
+        let m = self.m();
         // A compiler barrier: the sleeper's membarrier is the hardware one.
         sync::light_barrier();
         // Relaxed: ordered by the membarrier of whoever raised it.
@@ -465,7 +513,11 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     #[inline]
     pub fn try_recv(&mut self) -> Result<R, RingError> {
         self.claim();
-        if let Cell::Took(v) = self.take_cell()? {
+        if self.closed != 0 {
+            return Err(RingError::Disconnected);
+        }
+        let first = self.take_cell()?;
+        if let Cell::Took(v) = first {
             return Ok(v);
         }
         if self.rx.ready()? > 0 {
@@ -473,64 +525,60 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
             // now see is visible now, and comes first.
             return match self.take_cell()? {
                 Cell::Took(v) => Ok(v),
-                Cell::Nothing | Cell::AfterRing => self.rx.try_pop(),
+                Cell::Nothing(_) | Cell::AfterRing => self.rx.try_pop(),
             };
         }
-        self.try_recv_empty()
+        self.try_recv_empty(&first)
     }
 
-    /// The rest of `try_recv` when the ring is empty.
+    /// The rest of `try_recv` when the ring is empty and the cell holds
+    /// nothing to take (`first`: what it held before we looked at the ring).
     #[cold]
-    fn try_recv_empty(&mut self) -> Result<R, RingError> {
-        // Acquire (in `producer_closed`): a close is seen after whatever
-        // was sent before it.
-        let closed = self.rx.producer_closed();
-        match self.take_cell()? {
-            Cell::Took(v) => return Ok(v),
-            Cell::AfterRing => {
-                if self.rx.ready()? == 0 {
-                    return Err(RingError::Corrupted(
-                        "mailbox message after ring messages that are not there",
-                    ));
+    fn try_recv_empty(&mut self, first: &Cell<R>) -> Result<R, RingError> {
+        match first {
+            // The ring messages before the cell's were pushed before the
+            // cell's word was stored: our Acquire of the word and the
+            // fresh read of `tail` in `ready` must have seen them.
+            Cell::AfterRing => Err(RingError::Corrupted(
+                "mailbox message after ring messages that are not there",
+            )),
+            // The close was stored after everything the peer sent (the
+            // word's Release, our Acquire), and nothing is left of it.
+            Cell::Nothing(true) => Err(RingError::Disconnected),
+            Cell::Nothing(false) | Cell::Took(_) => {
+                // Idle: a good time to see whether our own ring drained,
+                // so that the next send may use the cell.
+                if !self.tx.drained() {
+                    self.tx.refresh_head();
                 }
-                return self.rx.try_pop();
+                Err(RingError::Empty)
             }
-            Cell::Nothing => {}
         }
-        if closed {
-            return match self.rx.try_pop() {
-                Err(RingError::Empty) => Err(RingError::Disconnected),
-                other => other,
-            };
-        }
-        // Idle: a good time to see whether our own ring drained, so that
-        // the next send may use the cell.
-        if !self.tx.drained() {
-            self.tx.refresh_head();
-        }
-        Err(RingError::Empty)
     }
 
     /// Takes the message in the receiving cell if it is the next one.
     #[inline]
     fn take_cell(&mut self) -> Result<Cell<R>, RingError> {
-        let Some((_, cell)) = self.cells else {
-            return Ok(Cell::Nothing);
-        };
         let inn = 1 - self.side;
-        let m = self.mail.header();
-        // Acquire: pairs with the Release store in the peer's `mail`: the
-        // payload, and the ring messages before it, are visible.
+        let m = self.m();
+        // Acquire: pairs with the Release stores in the peer's `mail` and
+        // `close`: the payload, and the ring messages before it, are
+        // visible.
         let word = m.word[inn].load(Acquire);
         let (mailed, tail) = split(word);
+        let closed = mailed & CLOSED != 0;
+        let mailed = mailed & COUNT;
         if mailed == self.taken {
-            return Ok(Cell::Nothing);
+            return Ok(Cell::Nothing(closed));
         }
-        if mailed != self.taken.wrapping_add(1) {
+        let Some((_, cell)) = self.cells else {
+            return Err(RingError::Corrupted("mailbox message in a channel without cells"));
+        };
+        if mailed != self.taken.wrapping_add(1) & COUNT {
             return Err(RingError::Corrupted("mailbox count is neither taken nor next"));
         }
         let before = tail.wrapping_sub(self.rx.head());
-        if before > self.rx_capacity() {
+        if before > self.cap {
             return Err(RingError::Corrupted("mailbox message placed beyond the ring"));
         }
         if before > 0 {
@@ -539,16 +587,11 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
         // SAFETY: the peer published this cell (Acquire above) and does not
         // write it again until we hand it back below; R accepts any bits;
         // `cells` placed it inside the mailbox line, aligned for R.
-        let value = unsafe { self.mail.cell(inn, cell).cast::<R>().read() };
+        let value = unsafe { self.cell(inn, cell).cast::<R>().read() };
         self.taken = mailed;
         // Release: pairs with the Acquire load in the peer's `mail_free`.
-        m.taken[inn].store(mailed, Release);
+        self.m().taken[inn].store(mailed | self.closed, Release);
         Ok(Cell::Took(value))
-    }
-
-    fn rx_capacity(&self) -> u32 {
-        // The rings of both directions have the same capacity.
-        u32::try_from(self.tx.capacity()).expect("ring capacities fit u32")
     }
 
     /// Receives, waiting as long as needed.
@@ -577,9 +620,18 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     /// Closes the channel both ways: the peer receives what was sent, then
     /// gets [`RingError::Disconnected`]; its sends fail with it.
     pub fn close(&mut self) {
+        self.claim();
+        self.closed = CLOSED;
         self.tx.close();
         self.rx.close();
-        let m = self.mail.header();
+        let (out, inn) = self.dirs();
+        let m = self.m();
+        // Relaxed: our own word. Release: pairs with the peer's Acquire in
+        // `take_cell`, after everything we sent.
+        let word = m.word[out].load(Relaxed);
+        m.word[out].store(word | u64::from(CLOSED) << 32, Release);
+        // Release: pairs with the peer's Acquire in `mail_free`.
+        m.taken[inn].store(self.taken | CLOSED, Release);
         // Release: pairs with the Acquire load of the bell in `sleep`. The
         // bump makes a sleeping peer's futex call return; but a peer about
         // to sleep may read the bumped value as the one to wait on, and
@@ -616,7 +668,7 @@ impl<S: ShmSafe, R: ShmSafe> Receive for Duplex<S, R> {
 
     fn sleep(&self, deadline: Option<Deadline>) -> Slept {
         let inn = 1 - self.side;
-        let m = self.mail.header();
+        let m = self.m();
         // Acquire: pairs with the Release bump in `close`, so that `ready`
         // sees a close whose bump we read here (a bump after this load
         // makes the futex call return at once). The bump in `ring_bell`
@@ -625,7 +677,7 @@ impl<S: ShmSafe, R: ShmSafe> Receive for Duplex<S, R> {
         let seen = m.bell[inn].load(Acquire);
         let ready = || {
             // Acquire: as in `take_cell`.
-            split(m.word[inn].load(Acquire)).0 != self.taken || self.rx.published() || self.rx.producer_closed()
+            split(m.word[inn].load(Acquire)).0 != self.taken || self.rx.published()
         };
         sleep_on(&m.bell[inn], seen, &m.sleeping[inn], deadline, ready)
     }

@@ -244,12 +244,6 @@ impl<T: ShmSafe> Ring<T> {
     fn slot(&self, pos: u32) -> NonNull<T> {
         self.seg.slot((pos & (self.capacity - 1)) as usize)
     }
-
-    fn closed(&self) -> u32 {
-        // Acquire: pairs with the Release in `close`, so a close is seen
-        // after everything published before it.
-        self.header().closed.load(Acquire)
-    }
 }
 
 /// How a sleep ended.
@@ -442,25 +436,37 @@ pub(crate) fn peer_gone(closed: u32, bit: u32, peer: &Word, check_alive: bool) -
 pub fn channel<T: ShmSafe>(capacity: usize) -> Result<(Producer<T>, Consumer<T>), SegmentError> {
     sync::membarrier_register();
     let ring = Arc::new(Ring::<T>::create(capacity)?);
-    let producer = Producer {
-        ring: Arc::clone(&ring),
-        tail: 0,
-        cached_head: 0,
-        claimed: 0,
-    };
-    let consumer = Consumer {
-        ring,
-        head: 0,
-        cached_tail: 0,
-        claimed: 0,
-    };
-    Ok((producer, consumer))
+    Ok((Producer::new(Arc::clone(&ring)), Consumer::new(ring)))
+}
+
+/// Where a ring lives, as one end caches it.
+struct At<T> {
+    header: NonNull<Header>,
+    #[cfg(not(loom))]
+    slots: NonNull<T>,
+    capacity: u32,
+    _t: PhantomData<T>,
+}
+
+impl<T: ShmSafe> At<T> {
+    fn of(ring: &Ring<T>) -> Self {
+        Self {
+            header: NonNull::from(ring.header()),
+            #[cfg(not(loom))]
+            slots: ring.slot(0),
+            capacity: ring.capacity,
+            _t: PhantomData,
+        }
+    }
 }
 
 /// The writing end. `Send`, not `Sync`: one owner at a time; pass it to a
 /// child process as an argument.
 pub struct Producer<T: ShmSafe> {
     ring: Arc<Ring<T>>,
+    /// `ring`'s header, slots and capacity, cached: no pointer chase on
+    /// the fast path.
+    at: At<T>,
     tail: u32,
     cached_head: u32,
     claimed: u32,
@@ -469,15 +475,59 @@ pub struct Producer<T: ShmSafe> {
 /// The reading end. `Send`, not `Sync`.
 pub struct Consumer<T: ShmSafe> {
     ring: Arc<Ring<T>>,
+    /// As in [`Producer`].
+    at: At<T>,
     head: u32,
     cached_tail: u32,
     claimed: u32,
 }
 
+// SAFETY: `at` points into the ring that the `ring` field keeps alive
+// (Send and Sync for ShmSafe T); the end itself has one owner at a time.
+unsafe impl<T: ShmSafe> Send for Producer<T> {}
+// SAFETY: as above.
+unsafe impl<T: ShmSafe> Send for Consumer<T> {}
+
+/// The cached view of the ring, shared by both ends' code.
+macro_rules! cached_ring {
+    () => {
+        /// The ring's header.
+        #[inline]
+        fn h(&self) -> &Header {
+            // SAFETY: `at.header` is `ring.header()`, alive while `ring` is.
+            unsafe { self.at.header.as_ref() }
+        }
+
+        /// Pointer to the slot of position `pos`.
+        #[inline]
+        fn slot(&self, pos: u32) -> NonNull<T> {
+            #[cfg(not(loom))]
+            {
+                let i = (pos & (self.at.capacity - 1)) as usize;
+                debug_assert!(i < self.at.capacity as usize);
+                // SAFETY: i < capacity: inside the ring's slots (`Ring::slot`).
+                unsafe { self.at.slots.add(i) }
+            }
+            #[cfg(loom)]
+            {
+                self.ring.slot(pos)
+            }
+        }
+
+        /// The closed bits.
+        #[inline]
+        fn closed_bits(&self) -> u32 {
+            // Acquire: pairs with the Release in `close`, so a close is seen
+            // after everything published before it.
+            self.h().closed.load(Acquire)
+        }
+    };
+}
+
 impl<T: ShmSafe> fmt::Debug for Producer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Producer")
-            .field("capacity", &self.ring.capacity)
+            .field("capacity", &self.at.capacity)
             .finish_non_exhaustive()
     }
 }
@@ -485,22 +535,34 @@ impl<T: ShmSafe> fmt::Debug for Producer<T> {
 impl<T: ShmSafe> fmt::Debug for Consumer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Consumer")
-            .field("capacity", &self.ring.capacity)
+            .field("capacity", &self.at.capacity)
             .finish_non_exhaustive()
     }
 }
 
 impl<T: ShmSafe> Producer<T> {
+    cached_ring!();
+
+    fn new(ring: Arc<Ring<T>>) -> Self {
+        Self {
+            at: At::of(&ring),
+            ring,
+            tail: 0,
+            cached_head: 0,
+            claimed: 0,
+        }
+    }
+
     #[inline]
     fn claim(&mut self) {
         let me = sync::cached_pid();
         if self.claimed != me {
-            claim(&self.ring.header().producer);
+            claim(&self.h().producer);
             // Relaxed: our own index, last published by us (or a previous
             // owner of this end that handed it over).
-            self.tail = self.ring.header().tail.load(Relaxed);
+            self.tail = self.h().tail.load(Relaxed);
             // Acquire: as in `free_fresh`.
-            self.cached_head = self.ring.header().head.load(Acquire);
+            self.cached_head = self.h().head.load(Acquire);
             self.claimed = me;
         }
     }
@@ -508,10 +570,10 @@ impl<T: ShmSafe> Producer<T> {
     /// Free slots as last seen (a lower bound).
     fn free(&mut self) -> Result<u32, RingError> {
         let used = self.tail.wrapping_sub(self.cached_head);
-        if used > self.ring.capacity {
+        if used > self.at.capacity {
             return Err(RingError::Corrupted("head ahead of tail or beyond capacity"));
         }
-        Ok(self.ring.capacity - used)
+        Ok(self.at.capacity - used)
     }
 
     /// Free slots, re-reading the consumer's index if the cache says none.
@@ -523,14 +585,14 @@ impl<T: ShmSafe> Producer<T> {
         }
         // Acquire: pairs with the Release store of `head` in the consumer;
         // the slots it handed back are ours to overwrite.
-        self.cached_head = self.ring.header().head.load(Acquire);
+        self.cached_head = self.h().head.load(Acquire);
         self.free()
     }
 
     #[inline]
     fn publish(&mut self, n: u32) {
         self.tail = self.tail.wrapping_add(n);
-        let h = self.ring.header();
+        let h = self.h();
         // Release: pairs with the consumer's Acquire load of `tail`.
         h.tail.store(self.tail, Release);
         wake_if_sleeping(&h.tail, &h.consumer_sleeping);
@@ -547,7 +609,7 @@ impl<T: ShmSafe> Producer<T> {
         self.claim();
         match self.free_fresh(1) {
             Ok(0) => {
-                let kind = if self.ring.closed() & CONSUMER_CLOSED != 0 {
+                let kind = if self.closed_bits() & CONSUMER_CLOSED != 0 {
                     RingError::Disconnected
                 } else {
                     RingError::Full
@@ -559,7 +621,7 @@ impl<T: ShmSafe> Producer<T> {
         }
         // SAFETY: the slot at `tail` is free (free >= 1): the consumer does
         // not read it until `tail` is published below.
-        unsafe { self.ring.slot(self.tail).as_ptr().write(value) };
+        unsafe { self.slot(self.tail).as_ptr().write(value) };
         self.publish(1);
         Ok(())
     }
@@ -598,15 +660,15 @@ impl<T: ShmSafe> Producer<T> {
                 core::hint::spin_loop();
                 continue;
             }
-            let h = self.ring.header();
-            if peer_gone(self.ring.closed(), CONSUMER_CLOSED, &h.consumer, slice_over) {
+            let h = self.h();
+            if peer_gone(self.closed_bits(), CONSUMER_CLOSED, &h.consumer, slice_over) {
                 return Err(PushError {
                     kind: RingError::Disconnected,
                     value,
                 });
             }
             let seen = self.cached_head;
-            let cap = self.ring.capacity;
+            let cap = self.at.capacity;
             let tail = self.tail;
             // Acquire: as in `free_fresh`.
             let room = || tail.wrapping_sub(h.head.load(Acquire)) < cap;
@@ -631,13 +693,13 @@ impl<T: ShmSafe> Producer<T> {
         self.claim();
         let want = u32::try_from(items.len()).unwrap_or(u32::MAX);
         let n = self.free_fresh(want)?.min(want);
-        if n == 0 && self.ring.closed() & CONSUMER_CLOSED != 0 {
+        if n == 0 && self.closed_bits() & CONSUMER_CLOSED != 0 {
             return Err(RingError::Disconnected);
         }
         let mut pos = self.tail;
         for item in items.iter().take(n as usize) {
             // SAFETY: positions tail..tail+n are free (n <= free).
-            unsafe { self.ring.slot(pos).as_ptr().write(*item) };
+            unsafe { self.slot(pos).as_ptr().write(*item) };
             pos = pos.wrapping_add(1);
         }
         if n > 0 {
@@ -654,14 +716,14 @@ impl<T: ShmSafe> Producer<T> {
         if self.free_fresh(1).ok()? == 0 {
             return None;
         }
-        let slot = self.ring.slot(self.tail);
+        let slot = self.slot(self.tail);
         Some(WriteSlot { producer: self, slot })
     }
 
     /// Marks this end closed: the consumer drains what is left, then gets
     /// [`RingError::Disconnected`].
     pub fn close(&mut self) {
-        let h = self.ring.header();
+        let h = self.h();
         // Release: everything pushed before is visible with the close.
         h.closed.fetch_or(PRODUCER_CLOSED, Release);
         sync::futex_wake(&h.tail, 1);
@@ -669,7 +731,7 @@ impl<T: ShmSafe> Producer<T> {
 
     /// The capacity.
     pub fn capacity(&self) -> usize {
-        self.ring.capacity as usize
+        self.at.capacity as usize
     }
 
     /// Records this process as the producer now, not at the first push
@@ -688,7 +750,7 @@ impl<T: ShmSafe> Producer<T> {
     /// Re-reads the consumer's index.
     pub(crate) fn refresh_head(&mut self) {
         // Acquire: as in `free_fresh`.
-        self.cached_head = self.ring.header().head.load(Acquire);
+        self.cached_head = self.h().head.load(Acquire);
     }
 
     /// Our position: the number of messages pushed so far (wrapping).
@@ -696,31 +758,37 @@ impl<T: ShmSafe> Producer<T> {
     pub(crate) fn tail(&self) -> u32 {
         self.tail
     }
-
-    /// Whether the consumer closed its end.
-    #[inline]
-    pub(crate) fn consumer_closed(&self) -> bool {
-        self.ring.closed() & CONSUMER_CLOSED != 0
-    }
 }
 
 impl<T: ShmSafe> Consumer<T> {
+    cached_ring!();
+
+    fn new(ring: Arc<Ring<T>>) -> Self {
+        Self {
+            at: At::of(&ring),
+            ring,
+            head: 0,
+            cached_tail: 0,
+            claimed: 0,
+        }
+    }
+
     #[inline]
     fn claim(&mut self) {
         let me = sync::cached_pid();
         if self.claimed != me {
-            claim(&self.ring.header().consumer);
+            claim(&self.h().consumer);
             // Relaxed: our own index.
-            self.head = self.ring.header().head.load(Relaxed);
+            self.head = self.h().head.load(Relaxed);
             // Acquire: as in `available_fresh`.
-            self.cached_tail = self.ring.header().tail.load(Acquire);
+            self.cached_tail = self.h().tail.load(Acquire);
             self.claimed = me;
         }
     }
 
     fn available(&mut self) -> Result<u32, RingError> {
         let n = self.cached_tail.wrapping_sub(self.head);
-        if n > self.ring.capacity {
+        if n > self.at.capacity {
             return Err(RingError::Corrupted("tail ahead of head by more than the capacity"));
         }
         Ok(n)
@@ -735,14 +803,14 @@ impl<T: ShmSafe> Consumer<T> {
             return Ok(n);
         }
         // Acquire: pairs with the producer's Release store of `tail`.
-        self.cached_tail = self.ring.header().tail.load(Acquire);
+        self.cached_tail = self.h().tail.load(Acquire);
         self.available()
     }
 
     #[inline]
     fn release(&mut self, n: u32) {
         self.head = self.head.wrapping_add(n);
-        let h = self.ring.header();
+        let h = self.h();
         // Release: pairs with the producer's Acquire load of `head`.
         h.head.store(self.head, Release);
         wake_if_sleeping(&h.head, &h.producer_sleeping);
@@ -759,7 +827,7 @@ impl<T: ShmSafe> Consumer<T> {
         self.claim();
         if self.available_fresh(1)? == 0 {
             return Err(
-                if self.ring.closed() & PRODUCER_CLOSED != 0 && self.available_fresh(1)? == 0 {
+                if self.closed_bits() & PRODUCER_CLOSED != 0 && self.available_fresh(1)? == 0 {
                     RingError::Disconnected
                 } else {
                     RingError::Empty
@@ -768,7 +836,7 @@ impl<T: ShmSafe> Consumer<T> {
         }
         // SAFETY: the slot at `head` was published by the producer (head <
         // tail) and is ours until `head` is released; T accepts any bits.
-        let value = unsafe { self.ring.slot(self.head).as_ptr().read() };
+        let value = unsafe { self.slot(self.head).as_ptr().read() };
         self.release(1);
         Ok(value)
     }
@@ -809,7 +877,7 @@ impl<T: ShmSafe> Consumer<T> {
         let mut pos = self.head;
         for slot in out.iter_mut().take(n as usize) {
             // SAFETY: positions head..head+n are published and ours.
-            *slot = unsafe { self.ring.slot(pos).as_ptr().read() };
+            *slot = unsafe { self.slot(pos).as_ptr().read() };
             pos = pos.wrapping_add(1);
         }
         if n > 0 {
@@ -826,7 +894,7 @@ impl<T: ShmSafe> Consumer<T> {
         if self.available_fresh(1).ok()? == 0 {
             return None;
         }
-        let slot = self.ring.slot(self.head);
+        let slot = self.slot(self.head);
         Some(ReadSlot { consumer: self, slot })
     }
 
@@ -843,7 +911,7 @@ impl<T: ShmSafe> Consumer<T> {
     /// Marks this end closed: a blocked or later push fails with
     /// [`RingError::Disconnected`].
     pub fn close(&mut self) {
-        let h = self.ring.header();
+        let h = self.h();
         // Release: pairs with the producer's Acquire load in `closed`.
         h.closed.fetch_or(CONSUMER_CLOSED, Release);
         sync::futex_wake(&h.head, 1);
@@ -851,7 +919,7 @@ impl<T: ShmSafe> Consumer<T> {
 
     /// The capacity.
     pub fn capacity(&self) -> usize {
-        self.ring.capacity as usize
+        self.at.capacity as usize
     }
 
     /// Records this process as the consumer now (see
@@ -876,22 +944,12 @@ impl<T: ShmSafe> Consumer<T> {
     /// Whether the producer published past our position (a fresh read).
     pub(crate) fn published(&self) -> bool {
         // Acquire: pairs with the producer's Release store of `tail`.
-        self.ring.header().tail.load(Acquire) != self.head
-    }
-
-    /// Whether the producer closed its end.
-    pub(crate) fn producer_closed(&self) -> bool {
-        self.ring.closed() & PRODUCER_CLOSED != 0
+        self.h().tail.load(Acquire) != self.head
     }
 
     /// Whether the producer closed its end or (when `check_alive`) died.
     pub(crate) fn producer_gone(&self, check_alive: bool) -> bool {
-        peer_gone(
-            self.ring.closed(),
-            PRODUCER_CLOSED,
-            &self.ring.header().producer,
-            check_alive,
-        )
+        peer_gone(self.closed_bits(), PRODUCER_CLOSED, &self.h().producer, check_alive)
     }
 }
 
@@ -907,7 +965,7 @@ impl<T: ShmSafe> Receive for Consumer<T> {
     }
 
     fn sleep(&self, deadline: Option<Deadline>) -> Slept {
-        let h = self.ring.header();
+        let h = self.h();
         let head = self.head;
         // Acquire: as in `available_fresh`.
         let data = || h.tail.load(Acquire) != head;
@@ -992,12 +1050,7 @@ impl<'de, T: ShmSafe> Deserialize<'de> for Producer<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let ring = Ring::attach(Segment::deserialize(deserializer)?).map_err(serde::de::Error::custom)?;
         sync::membarrier_register();
-        Ok(Self {
-            ring: Arc::new(ring),
-            tail: 0,
-            cached_head: 0,
-            claimed: 0,
-        })
+        Ok(Self::new(Arc::new(ring)))
     }
 }
 
@@ -1013,12 +1066,7 @@ impl<'de, T: ShmSafe> Deserialize<'de> for Consumer<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let ring = Ring::attach(Segment::deserialize(deserializer)?).map_err(serde::de::Error::custom)?;
         sync::membarrier_register();
-        Ok(Self {
-            ring: Arc::new(ring),
-            head: 0,
-            cached_tail: 0,
-            claimed: 0,
-        })
+        Ok(Self::new(Arc::new(ring)))
     }
 }
 
