@@ -299,6 +299,10 @@ enum Cell<R> {
     AfterRing,
 }
 
+#[allow(
+    clippy::inline_always,
+    reason = "the request/answer hop: inlined whole, a round trip is 10-20% shorter (benches, same-run A/B)"
+)]
 impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     fn new(side: usize, mail: Arc<Mail>, tx: Producer<S>, rx: Consumer<R>) -> Self {
         let cells = if side == 0 {
@@ -326,7 +330,7 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     }
 
     /// The mailbox.
-    #[inline]
+    #[inline(always)]
     fn m(&self) -> &Mailbox {
         #[cfg(not(loom))]
         {
@@ -341,7 +345,7 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
 
     /// The payload bytes at `offset` of the mailbox line, for one access
     /// the protocol gives us (direction `dir`'s cell).
-    #[inline]
+    #[inline(always)]
     fn cell(&self, dir: usize, offset: usize) -> NonNull<u8> {
         debug_assert!(dir < 2 && offset < LINE);
         #[cfg(not(loom))]
@@ -356,14 +360,14 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     }
 
     /// Our sending direction, and the peer's.
-    #[inline]
+    #[inline(always)]
     fn dirs(&self) -> (usize, usize) {
         (self.side, 1 - self.side)
     }
 
     /// Records this process in both rings and picks up the counts where the
     /// end's last owner left them, the first time the end acts in a process.
-    #[inline]
+    #[inline(always)]
     fn claim(&mut self) {
         let me = sync::cached_pid();
         if self.claimed != me {
@@ -393,7 +397,7 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     ///
     /// [`RingError::Full`] (value handed back), [`RingError::Disconnected`]
     /// once the peer closed, [`RingError::Corrupted`].
-    #[inline]
+    #[inline(always)]
     pub fn try_send(&mut self, value: S) -> Result<(), PushError<S>> {
         self.claim();
         let free = match self.mail_free() {
@@ -419,7 +423,7 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
 
     /// Whether the peer took our last cell message; `Disconnected` once
     /// either end closed.
-    #[inline]
+    #[inline(always)]
     fn mail_free(&self) -> Result<bool, RingError> {
         // Acquire: pairs with the Release store of `taken` in `take_cell`
         // (the peer is done reading the payload we are about to
@@ -439,7 +443,7 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     }
 
     /// Writes `value` in our free cell and publishes it.
-    #[inline]
+    #[inline(always)]
     fn mail(&mut self, cell: usize, value: S) {
         let out = self.side;
         // SAFETY: the cell is free (the peer took the last message in it,
@@ -454,7 +458,7 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     }
 
     /// Wakes the receiver of direction `dir` if it sleeps.
-    #[inline]
+    #[inline(always)]
     fn ring_bell(&self, dir: usize) {
         let m = self.m();
         // A compiler barrier: the sleeper's membarrier is the hardware one.
@@ -510,7 +514,7 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     ///
     /// [`RingError::Empty`], [`RingError::Disconnected`] once the peer
     /// closed and everything it sent was received, [`RingError::Corrupted`].
-    #[inline]
+    #[inline(always)]
     pub fn try_recv(&mut self) -> Result<R, RingError> {
         self.claim();
         if self.closed != 0 {
@@ -557,7 +561,7 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     }
 
     /// Takes the message in the receiving cell if it is the next one.
-    #[inline]
+    #[inline(always)]
     fn take_cell(&mut self) -> Result<Cell<R>, RingError> {
         let inn = 1 - self.side;
         let m = self.m();
