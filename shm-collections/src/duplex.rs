@@ -249,6 +249,10 @@ fn identity<A, B>() -> TypeIdentity {
 
 /// One end of a duplex channel: sends `S`, receives `R`. `Send`, not
 /// `Sync`: one owner at a time; pass it to a child process as an argument.
+///
+/// Dropping an end does not close it: a child's copy is the same end, so
+/// only [`Duplex::close`] (or the death of the last process using it) ends
+/// the channel for the peer.
 pub struct Duplex<S: ShmSafe, R: ShmSafe> {
     /// 0 for the first end, 1 for the second: our sending direction.
     side: usize,
@@ -549,6 +553,7 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
             // The close was stored after everything the peer sent (the
             // word's Release, our Acquire), and nothing is left of it.
             Cell::Nothing(true) => Err(RingError::Disconnected),
+            // (`Took` was returned before the ring was looked at.)
             Cell::Nothing(false) | Cell::Took(_) => {
                 // Idle: a good time to see whether our own ring drained,
                 // so that the next send may use the cell.
@@ -622,7 +627,10 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     }
 
     /// Closes the channel both ways: the peer receives what was sent, then
-    /// gets [`RingError::Disconnected`]; its sends fail with it.
+    /// gets [`RingError::Disconnected`]; its sends fail with it. This end's
+    /// own sends and receives fail with it from now on (what the peer sent
+    /// and this end did not receive is dropped, as with a closed Python
+    /// `Connection`).
     pub fn close(&mut self) {
         self.claim();
         self.closed = CLOSED;
