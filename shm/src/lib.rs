@@ -18,6 +18,85 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! # Trust model
+//!
+//! Every object of this crate lives in a shared segment that other
+//! processes map and write. This section says whom the library trusts with
+//! those bytes, what it checks, and what a misbehaving peer can and cannot
+//! do to your process. Every promise elsewhere in these docs is made under
+//! this model.
+//!
+//! **Who may write a segment.** An anonymous segment (the default, a
+//! `memfd`) can be mapped only by processes that hold its descriptor: the
+//! ones this library started and handed the object to, and their
+//! descendants. A named segment (`RawValue::create_named`, say) is a POSIX
+//! shm object of mode 0600, so any process of the same user can open it.
+//! All of these are assumed to run this library, and any of them may
+//!
+//! - **die at any instruction** (SIGKILL, the OOM killer, a crash), in the
+//!   middle of any operation, holding any lock;
+//! - **be buggy**: write any byte of the segment, at any time, concurrently
+//!   with your process (a "scribble"), including a pid that names some other
+//!   live process, an index past the end of a ring, or a length of 4 GiB.
+//!
+//! Processes of other users cannot reach a segment at all. A process of the
+//! same user can also `ptrace` yours, so nothing stronger than the above can
+//! be promised against it; it counts as a scribbler.
+//!
+//! **What is validated.** Nothing read from shared memory is trusted:
+//!
+//! - a segment's header (magic, layout version, type size, alignment and name
+//!   hash, lengths, initialisation state) when it is attached: a mismatch is
+//!   a distinct error (`BadMagic`, `VersionMismatch`, `TypeMismatch`, ...);
+//! - every index, position, length, count, sequence number, state word and
+//!   owner word before it is used: indices are masked or bounds-checked,
+//!   lengths are checked against what was published and against the end of
+//!   the ring, a state that no legal history can produce is `Corrupted`;
+//! - an owner is a pid together with the process's start time, so a reused
+//!   pid or a word that names a live process that never took the lock is
+//!   not mistaken for the holder.
+//!
+//! **What a scribbling peer can cause**, in the objects it scribbles on and
+//! only there:
+//!
+//! - errors: `Corrupted`, `OwnerDied`, `Disconnected` and the like, each
+//!   saying what was expected and what was found;
+//! - wrong payload values: payload bytes are data, every bit pattern of a
+//!   payload type is valid (its [`ShmSafe`] bound, proven by zerocopy), and
+//!   copies in and out of shared memory go through atomic words, so a
+//!   racing writer yields a torn or wrong value, never a data race;
+//! - lost or repeated messages in the ring or queue it scribbled on.
+//!
+//! It can never cause undefined behaviour in another process, a panic in
+//! another process, or a hang past the documented bound: every blocking call
+//! honours its timeout, and a call without one re-checks its peers at least
+//! every [`LIVENESS_SLICE`] and returns an error when they are gone or the
+//! words it waits on cannot move. No Rust reference (`&T`, `&[T]`) covers
+//! bytes another process may write, with the one exception below.
+//!
+//! **What the zero-copy read loans trust.** A read loan hands out a `&T`
+//! (the SPSC ring's `peek`) or a `&[u8]` (the byte ring's `peek`) that
+//! points into a slot the producer has published and must not touch until
+//! the loan is released. That reference is sound only while the peer keeps
+//! this protocol: a peer that writes a slot it has published, while you hold
+//! the loan, is a data race in your process. Use the loans between processes
+//! that run your own code; where the writer is not trusted, use the copying
+//! path (`try_pop`/`pop`, `recv`, `recv_bytes`, `Queue::get`), which copies
+//! the slot through atomic words and validates it before use. Write loans
+//! (`reserve`) lend slots no reader looks at until they are committed.
+//!
+//! **Function references** (a process target, a barrier action) name code
+//! by offset in the executable. They are accepted only from the bootstrap
+//! channel of a process this library started, after the child has checked
+//! that it runs the very same executable file; deserialising one from any
+//! other bytes (a queue, a pipe, a file) is an error, never a call.
+//!
+//! **Liveness.** A blocked call notices a dead peer (or a lock holder
+//! that died) within [`LIVENESS_SLICE`]; a process killed at any instruction
+//! leaves every object either as before or as after the operation it was
+//! in, or flags it (`OwnerDied`: the data the lock guards may be
+//! inconsistent), and never wedges the others.
 
 pub use shm_collections::pipe::{Connection, Pipe, PipeError};
 pub use shm_collections::queue::{JoinableQueue, PutError, Queue, QueueError, SimpleQueue};
