@@ -80,7 +80,8 @@ fn init_completed() -> bool {
 /// - In any other process it starts the fork server (the default start
 ///   method) while the program is still single-threaded, and returns.
 ///
-/// Calling it again does nothing.
+/// Calling it again does nothing, in any process: a child started by any
+/// method (a library calling `init()` defensively) returns at once.
 pub fn init() {
     if let Some(fd) = std::env::var_os(forkserver::SERVER_ENV) {
         // SAFETY: as for SPAWN_ENV below: a process exec'd as the fork server
