@@ -134,9 +134,19 @@ fn fork_with_threads_is_refused() -> Result {
 
 // ----- item 9: init() in every child -----
 
-fn call_init(_: ()) {
+/// Calls `init()` twice: it must return, and start no fork server of its own.
+fn call_init(_: ()) -> std::result::Result<(), String> {
+    let before = shm::process::fork_server_pid();
     shm::init();
     shm::init();
+    let after = shm::process::fork_server_pid();
+    if after == before {
+        Ok(())
+    } else {
+        Err(format!(
+            "init() in a child changed the fork server: {before:?} -> {after:?}"
+        ))
+    }
 }
 
 fn init_returns_in_children(m: StartMethod) -> Result {

@@ -149,6 +149,10 @@ fn receive(sock: BorrowedFd<'_>) -> Result<Prepared, BootstrapError> {
     let start = super::ChildStart::of(&msg.info);
     current::become_child(msg.info);
     let _ = BOOTSTRAPPED.set(());
+    // The target may call `init()` again (libraries do, defensively): it
+    // must neither dispatch nor fork a server of its own; a fork server, if
+    // this child needs one, is spawned on first use.
+    super::init_done();
     Ok((start, run))
 }
 
