@@ -208,21 +208,29 @@ fn take_lock(l: Lock) {
     drop(l.lock());
 }
 
-fn damaged_lock_reports_bad_magic(m: StartMethod) -> Result {
+fn put_one(q: Queue<u32>) {
+    let _ = q.put(1);
+}
+
+/// Makes an object with `make`, scribbles the magic of every segment it
+/// made, passes it to a child running `target` and checks that the parent
+/// learns the segment's own error, once worded.
+fn damaged_object_reports_bad_magic<T>(m: StartMethod, make: impl FnOnce() -> T, target: fn(T)) -> Result
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+{
     let fds_before: Vec<_> = fd_names();
-    let lock = Lock::new()?;
+    let object = make();
     let new_fds: Vec<_> = fd_names().into_iter().filter(|f| !fds_before.contains(f)).collect();
-    check(
-        new_fds.len() == 1,
-        format!("the lock's descriptor not found: {new_fds:?}"),
-    )?;
-    // Scribble the segment's magic through a second descriptor of it.
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/self/fd/{}", new_fds[0]))?;
-    file.write_all_at(&[0xAB; 8], 0)?;
-    drop(file);
-    let p = Process::new(take_lock, lock).with_start_method(m);
+    check(!new_fds.is_empty(), "the object's descriptors not found")?;
+    for fd in &new_fds {
+        // Scribble the segment's magic through a second descriptor of it.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{fd}"))?;
+        file.write_all_at(&[0xAB; 8], 0)?;
+    }
+    let p = Process::new(target, object).with_start_method(m);
     p.start()?;
     let joined = p.join_timeout(HANG_GUARD);
     let text = match &joined {
@@ -234,13 +242,21 @@ fn damaged_lock_reports_bad_magic(m: StartMethod) -> Result {
         ) if detail.contains("not an shm segment: magic") => e.to_string(),
         other => {
             let _ = p.kill();
-            return Err(format!("damaged lock in a child: {other:?}").into());
+            return Err(format!("damaged object in a child: {other:?}").into());
         }
     };
     check(
         !text.contains("Serde") && text.matches("deserialise").count() <= 1 && text.contains("0xabababababababab"),
         format!("the cause is lost or repeated: {text}"),
     )
+}
+
+fn damaged_lock_reports_bad_magic(m: StartMethod) -> Result {
+    damaged_object_reports_bad_magic(m, || Lock::new().expect("lock"), take_lock)
+}
+
+fn damaged_queue_reports_bad_magic(m: StartMethod) -> Result {
+    damaged_object_reports_bad_magic(m, || Queue::<u32>::new(4).expect("queue"), put_one)
 }
 
 /// The descriptors of this process that are memfds (segments).
@@ -282,6 +298,9 @@ fn main() {
     for m in [StartMethod::Spawn, StartMethod::ForkServer] {
         tests.push(Trial::test(format!("damaged_lock_reports_bad_magic_{m}"), move || {
             damaged_lock_reports_bad_magic(m)
+        }));
+        tests.push(Trial::test(format!("damaged_queue_reports_bad_magic_{m}"), move || {
+            damaged_queue_reports_bad_magic(m)
         }));
     }
     tests.push(Trial::test(
