@@ -11,6 +11,18 @@
 //!
 //! Outside [`encode`]/[`decode`] (say, serialising a value into a file), a
 //! shared object refuses to serialise with a clear message.
+//!
+//! A function reference ([`FnRef`](crate::FnRef)) goes further: it travels
+//! only in a process bootstrap, whose message carries the code offsets of
+//! the functions among the arguments beside the target's own; the arguments
+//! hold indices into that list, which the child resolves after checking that
+//! it runs its parent's executable. The public [`encode`] and [`decode`]
+//! refuse one, so no bytes from a queue, a pipe or a file become a call.
+//!
+//! When a shared object fails to attach, [`decode`] reports the segment's
+//! own error ([`HandleError::Object`]): an object's `Deserialize` passes it
+//! through [`decode_error`], since postcard keeps no message of a custom
+//! error.
 
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
