@@ -139,8 +139,8 @@ fn receive(sock: BorrowedFd<'_>) -> Result<Prepared, BootstrapError> {
             .map_err(|e| BootstrapError::BadMessage(format!("reading arguments: {e}")))?
     };
     // SAFETY: the offsets (target, entry and function references) were
-    // produced by `FnJob::encode` in the parent,
-    // which runs the same executable file as this process (checked above).
+    // produced by `FnJob::encode` in the parent, which runs the same
+    // executable file as this process (checked above).
     let run = unsafe { target::prepare(msg.entry, msg.target, &msg.fns, &args, fds)? };
     if let Some(level) = msg.info.log_level {
         log::init_child_logging(level);

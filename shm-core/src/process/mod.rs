@@ -22,8 +22,6 @@ mod forkserver;
 mod popen;
 mod target;
 
-use crate::sync::shared::AtomicU8;
-use crate::sync::shared::Ordering::{Acquire, Release};
 use std::fmt;
 use std::io::Write as _;
 use std::os::fd::AsFd;
@@ -41,6 +39,8 @@ pub use forkserver::server_pid as fork_server_pid;
 pub use target::{ExitReport, FnRef};
 
 use crate::error::{BootstrapError, ProcessError};
+use crate::sync::shared::AtomicU8;
+use crate::sync::shared::Ordering::{Acquire, Release};
 use crate::{log, sys};
 use current::ChildInfo;
 use popen::{Outcome, Popen, Reaper};
@@ -51,15 +51,16 @@ use target::{ClosureJob, FnJob, Job};
 /// Not a `std::sync::Once`: the fork server is forked while `init` runs, and
 /// a `Once` copied in its running state blocks forever every later call in
 /// the copy (the server and every child it forks). This word is set to
-/// [`DONE`] by the server right after the fork ([`init_done`]), so a child
+/// [`DONE`] by the server as it starts serving and by a spawned or
+/// forkserver child once it took its bootstrap ([`init_done`]), so a child
 /// calling `init()` again returns at once.
 static INIT: AtomicU8 = AtomicU8::new(UNINIT);
 const UNINIT: u8 = 0;
 const RUNNING: u8 = 1;
 const DONE: u8 = 2;
 
-/// Marks `init` done in this process (a fork server just forked from a
-/// process inside `init`).
+/// Marks `init` done in this process: a fork server (perhaps just forked
+/// from a process inside `init`), or a child that took its bootstrap.
 pub(crate) fn init_done() {
     // Release: pairs with the Acquire loads of `init` and `init_completed`.
     INIT.store(DONE, Release);
