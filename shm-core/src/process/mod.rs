@@ -663,8 +663,12 @@ const THREAD_EXIT_GRACE: Duration = Duration::from_millis(20);
 /// counted again for up to [`THREAD_EXIT_GRACE`], since one that just ended
 /// lingers in `/proc` a moment.
 fn single_threaded() -> Result<(), usize> {
+    if sys::thread_count() <= 1 {
+        return Ok(());
+    }
     let deadline = std::time::Instant::now() + THREAD_EXIT_GRACE;
     loop {
+        std::thread::sleep(Duration::from_millis(1));
         let threads = sys::thread_count();
         if threads <= 1 {
             return Ok(());
@@ -672,7 +676,6 @@ fn single_threaded() -> Result<(), usize> {
         if std::time::Instant::now() >= deadline {
             return Err(threads);
         }
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

@@ -194,8 +194,7 @@ pub fn is_main_thread() -> bool {
 /// the directory; the listing is the fallback. Checked before every fork
 /// start, so its cost shows in the fork row of the benchmarks.
 pub fn thread_count() -> usize {
-    use std::os::unix::fs::MetadataExt as _;
-    match std::fs::metadata("/proc/self/task").map(|m| m.nlink()) {
+    match rustix::fs::stat(c"/proc/self/task").map(|st| st.st_nlink) {
         Ok(links) if links > 2 => usize::try_from(links - 2).unwrap_or(usize::MAX),
         _ => std::fs::read_dir("/proc/self/task").map_or(1, Iterator::count),
     }
