@@ -1124,7 +1124,7 @@ impl Serialize for ByteProducer {
 
 impl<'de> Deserialize<'de> for ByteProducer {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let ring = ByteRing::attach(Segment::deserialize(deserializer)?).map_err(serde::de::Error::custom)?;
+        let ring = ByteRing::attach(Segment::deserialize(deserializer)?).map_err(shm_core::handle::decode_error)?;
         let mut end = Self::new(Arc::new(ring));
         end.claim();
         Ok(end)
@@ -1139,7 +1139,7 @@ impl Serialize for ByteConsumer {
 
 impl<'de> Deserialize<'de> for ByteConsumer {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let ring = ByteRing::attach(Segment::deserialize(deserializer)?).map_err(serde::de::Error::custom)?;
+        let ring = ByteRing::attach(Segment::deserialize(deserializer)?).map_err(shm_core::handle::decode_error)?;
         let mut end = Self::new(Arc::new(ring));
         end.claim();
         Ok(end)

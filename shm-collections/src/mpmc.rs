@@ -629,7 +629,7 @@ impl<T: ShmSafe> Serialize for Mpmc<T> {
 #[cfg(not(loom))]
 impl<'de, T: ShmSafe> Deserialize<'de> for Mpmc<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let ring = Ring::attach(Segment::deserialize(deserializer)?).map_err(serde::de::Error::custom)?;
+        let ring = Ring::attach(Segment::deserialize(deserializer)?).map_err(shm_core::handle::decode_error)?;
         sync::membarrier_register();
         Ok(Self {
             ring: Arc::new(ring),

@@ -381,7 +381,7 @@ impl QueueShared {
 
     fn deserialize<'de, D: Deserializer<'de>>(deserializer: D, id: &TypeIdentity) -> Result<Self, D::Error> {
         let seg = Segment::deserialize(deserializer)?;
-        let shared = Self::attach(seg, id).map_err(serde::de::Error::custom)?;
+        let shared = Self::attach(seg, id).map_err(shm_core::handle::decode_error)?;
         shared.register();
         // Relaxed: as in `serialize`; never below zero, whatever a peer wrote.
         let _ = shared

@@ -1048,7 +1048,7 @@ impl<T: ShmSafe> Serialize for Producer<T> {
 #[cfg(not(loom))]
 impl<'de, T: ShmSafe> Deserialize<'de> for Producer<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let ring = Ring::attach(Segment::deserialize(deserializer)?).map_err(serde::de::Error::custom)?;
+        let ring = Ring::attach(Segment::deserialize(deserializer)?).map_err(shm_core::handle::decode_error)?;
         sync::membarrier_register();
         Ok(Self::new(Arc::new(ring)))
     }
@@ -1064,7 +1064,7 @@ impl<T: ShmSafe> Serialize for Consumer<T> {
 #[cfg(not(loom))]
 impl<'de, T: ShmSafe> Deserialize<'de> for Consumer<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let ring = Ring::attach(Segment::deserialize(deserializer)?).map_err(serde::de::Error::custom)?;
+        let ring = Ring::attach(Segment::deserialize(deserializer)?).map_err(shm_core::handle::decode_error)?;
         sync::membarrier_register();
         Ok(Self::new(Arc::new(ring)))
     }

@@ -139,6 +139,10 @@ pub enum HandleError {
     /// The arguments could not be deserialised.
     #[error("cannot deserialise the arguments: {0}")]
     Decode(String),
+    /// A shared object among the arguments failed to attach: its segment
+    /// is damaged, of another type, or not a segment at all.
+    #[error("a shared object among the arguments cannot be attached: {0}")]
+    Object(#[source] SegmentError),
     /// More shared objects than one message can carry.
     #[error("too many shared objects in one message: {count}, at most {max}")]
     TooManyObjects {
@@ -192,9 +196,14 @@ pub enum BootstrapError {
     /// The bootstrap message was malformed.
     #[error("malformed bootstrap message: {0}")]
     BadMessage(String),
-    /// The arguments did not deserialise in the child.
-    #[error("the child could not deserialise its arguments: {0}")]
+    /// The arguments did not deserialise in the child (the detail is the
+    /// deserialiser's).
+    #[error("its arguments are malformed: {0}")]
     Arguments(String),
+    /// A shared object among the arguments did not attach in the child (the
+    /// detail is the segment's error: bad magic, wrong type, ...).
+    #[error("a shared object among its arguments cannot be attached: {0}")]
+    Object(String),
 }
 
 /// An operation on a [`Process`](crate::Process) failed.
@@ -236,6 +245,20 @@ pub enum ProcessError {
         what: &'static str,
         /// Its name.
         name: String,
+    },
+    /// Fork was chosen in a process that runs more than one thread: the
+    /// child would hold only the forking thread and could deadlock on a lock
+    /// another thread held (the allocator's, stdout's, any mutex).
+    #[error(
+        "cannot start {name} by fork: this process runs {threads} threads, and a fork child of a \
+         multi-threaded process may deadlock; use the spawn or forkserver start method (a closure target \
+         needs fork: start it before any thread, or pass a fn with serde arguments to Process::new)"
+    )]
+    ForkWithThreads {
+        /// The child's name.
+        name: String,
+        /// Threads counted in this process.
+        threads: usize,
     },
     /// Closures cannot be sent to a new program; they need fork.
     #[error("a closure target needs the fork start method (spawn and forkserver take fn targets with serde arguments)")]

@@ -11,21 +11,55 @@
 //!
 //! Outside [`encode`]/[`decode`] (say, serialising a value into a file), a
 //! shared object refuses to serialise with a clear message.
+//!
+//! A function reference ([`FnRef`](crate::FnRef)) goes further: it travels
+//! only in a process bootstrap, whose message carries the code offsets of
+//! the functions among the arguments beside the target's own; the arguments
+//! hold indices into that list, which the child resolves after checking that
+//! it runs its parent's executable. The public [`encode`] and [`decode`]
+//! refuse one, so no bytes from a queue, a pipe or a file become a call.
+//!
+//! When a shared object fails to attach, [`decode`] reports the segment's
+//! own error ([`HandleError::Object`]): an object's `Deserialize` passes it
+//! through [`decode_error`], since postcard keeps no message of a custom
+//! error.
 
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::DeserializeOwned;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::HandleError;
+use crate::error::{HandleError, SegmentError};
 use crate::segment::Segment;
 use crate::sys;
 
+/// What an [`encode`] under way collects beside the bytes.
+struct Outgoing {
+    fds: Vec<RawFd>,
+    /// Code offsets of the function references met (see
+    /// [`FnRef`](crate::FnRef)); `None` outside a process bootstrap, where a
+    /// function reference refuses to serialise.
+    fns: Option<Vec<u64>>,
+}
+
+/// What a [`decode`] under way hands out to the objects it meets.
+struct Incoming {
+    fds: Vec<Option<OwnedFd>>,
+    /// Functions resolved by the bootstrap of this process, which checked
+    /// that its parent runs this very executable; `None` anywhere else, where
+    /// a function reference refuses to deserialise.
+    fns: Option<Vec<fn()>>,
+    /// The first error an object of this crate met: postcard keeps no
+    /// message of a `Deserialize` impl's custom error, so the cause is
+    /// carried here.
+    cause: Option<HandleError>,
+}
+
 thread_local! {
-    static OUTGOING: RefCell<Option<Vec<RawFd>>> = const { RefCell::new(None) };
-    static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+    static OUTGOING: RefCell<Option<Outgoing>> = const { RefCell::new(None) };
+    static INCOMING: RefCell<Option<Incoming>> = const { RefCell::new(None) };
 }
 
 /// Serialises `value`, collecting the descriptors of the shared objects in it.
@@ -35,45 +69,140 @@ thread_local! {
 ///
 /// # Errors
 ///
-/// [`HandleError::Encode`] when `value` does not serialise,
-/// [`HandleError::TooManyObjects`] past 253 shared objects.
+/// [`HandleError::Encode`] when `value` does not serialise (a function
+/// reference among it does not: it travels only as the argument of a
+/// process), [`HandleError::TooManyObjects`] past 253 shared objects.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, Vec<RawFd>), HandleError> {
+    encode_with(value, None).map(|(bytes, fds, _)| (bytes, fds))
+}
+
+/// Argument bytes, the descriptors of the shared objects among them and the
+/// code offsets of their function references.
+pub(crate) type Encoded = (Vec<u8>, Vec<RawFd>, Vec<u64>);
+
+/// As [`encode`], also collecting the code offsets of the function
+/// references in `value` (for a process bootstrap only).
+pub(crate) fn encode_job<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, HandleError> {
+    encode_with(value, Some(Vec::new()))
+}
+
+fn encode_with<T: Serialize + ?Sized>(value: &T, fns: Option<Vec<u64>>) -> Result<Encoded, HandleError> {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
             OUTGOING.with(|o| o.borrow_mut().take());
         }
     }
-    OUTGOING.with(|o| *o.borrow_mut() = Some(Vec::new()));
+    OUTGOING.with(|o| *o.borrow_mut() = Some(Outgoing { fds: Vec::new(), fns }));
     let _reset = Reset;
     let bytes = postcard::to_allocvec(value).map_err(|e| HandleError::Encode(e.to_string()))?;
-    let fds = OUTGOING.with(|o| o.borrow_mut().take()).unwrap_or_default();
+    let out = OUTGOING.with(|o| o.borrow_mut().take());
+    let (fds, fns) = out.map(|o| (o.fds, o.fns.unwrap_or_default())).unwrap_or_default();
     if fds.len() > sys::MAX_FDS_PER_MESSAGE {
         return Err(HandleError::TooManyObjects {
             count: fds.len(),
             max: sys::MAX_FDS_PER_MESSAGE,
         });
     }
-    Ok((bytes, fds))
+    Ok((bytes, fds, fns))
 }
 
 /// Deserialises a value made by [`encode`], with the descriptors that came
 /// with it. Descriptors no object claimed are closed.
 ///
+/// A function reference among the value is refused: one is accepted only
+/// from the bootstrap of a process this library started.
+///
 /// # Errors
 ///
-/// [`HandleError::Decode`] for malformed bytes, a descriptor index out of
-/// range or used twice, or a segment that fails its header or type check.
+/// [`HandleError::Object`] when a shared object among the value fails its
+/// header or type check (the cause kept); [`HandleError::Decode`] for
+/// malformed bytes, a descriptor index out of range or used twice, or a
+/// function reference.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, HandleError> {
+    decode_with(bytes, fds, None)
+}
+
+/// As [`decode`], with the functions the bootstrap of this process resolved
+/// after checking that its parent runs this very executable.
+pub(crate) fn decode_job<T: DeserializeOwned>(
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+    fns: Vec<fn()>,
+) -> Result<T, HandleError> {
+    decode_with(bytes, fds, Some(fns))
+}
+
+fn decode_with<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>, fns: Option<Vec<fn()>>) -> Result<T, HandleError> {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
             INCOMING.with(|i| i.borrow_mut().take());
         }
     }
-    INCOMING.with(|i| *i.borrow_mut() = Some(fds.into_iter().map(Some).collect()));
+    INCOMING.with(|i| {
+        *i.borrow_mut() = Some(Incoming {
+            fds: fds.into_iter().map(Some).collect(),
+            fns,
+            cause: None,
+        });
+    });
     let _reset = Reset;
-    postcard::from_bytes(bytes).map_err(|e| HandleError::Decode(e.to_string()))
+    postcard::from_bytes(bytes).map_err(|e| {
+        let cause = INCOMING.with(|i| i.borrow_mut().as_mut().and_then(|inc| inc.cause.take()));
+        cause.unwrap_or_else(|| HandleError::Decode(e.to_string()))
+    })
+}
+
+/// The error a `Deserialize` impl returns when a shared object among the
+/// arguments fails to attach. Inside [`decode`] the cause is kept, so that
+/// [`decode`] reports it as [`HandleError::Object`] (postcard itself keeps
+/// no message of a custom error).
+pub fn decode_error<E: serde::de::Error>(cause: SegmentError) -> E {
+    let err = E::custom(&cause);
+    keep_cause(HandleError::Object(cause));
+    err
+}
+
+/// As [`decode_error`] for a refusal that is no segment's error.
+pub(crate) fn refuse<E: serde::de::Error>(why: &'static str) -> E {
+    keep_cause(HandleError::Decode(why.to_owned()));
+    E::custom(why)
+}
+
+fn keep_cause(cause: HandleError) {
+    INCOMING.with(|i| {
+        if let Some(inc) = i.borrow_mut().as_mut()
+            && inc.cause.is_none()
+        {
+            inc.cause = Some(cause);
+        }
+    });
+}
+
+/// Inside [`encode_job`]: records a function's code offset and returns its
+/// index. `None` anywhere else.
+pub(crate) fn push_fn(offset: u64) -> Option<usize> {
+    OUTGOING.with(|o| {
+        let mut o = o.borrow_mut();
+        let fns = o.as_mut()?.fns.as_mut()?;
+        fns.push(offset);
+        Some(fns.len() - 1)
+    })
+}
+
+/// Inside [`decode_job`]: the function at `index` of the bootstrap's table.
+pub(crate) fn take_fn(index: u32) -> Result<fn(), &'static str> {
+    INCOMING.with(|i| {
+        let i = i.borrow();
+        let fns = i.as_ref().and_then(|inc| inc.fns.as_ref()).ok_or(
+            "a function reference is accepted only from the bootstrap of a process started by shm, \
+             never from other bytes",
+        )?;
+        fns.get(index as usize)
+            .copied()
+            .ok_or("function reference index out of range")
+    })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -85,9 +214,9 @@ struct SegmentWire {
 impl Serialize for Segment {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let index = OUTGOING.with(|o| {
-            o.borrow_mut().as_mut().map(|fds| {
-                fds.push(self.fd().as_raw_fd());
-                fds.len() - 1
+            o.borrow_mut().as_mut().map(|out| {
+                out.fds.push(self.fd().as_raw_fd());
+                out.fds.len() - 1
             })
         });
         let Some(index) = index else {
@@ -108,16 +237,17 @@ impl<'de> Deserialize<'de> for Segment {
         let wire = SegmentWire::deserialize(deserializer)?;
         let fd = INCOMING.with(|i| {
             let mut slot = i.borrow_mut();
-            let fds = slot
+            let inc = slot
                 .as_mut()
                 .ok_or("shared objects deserialise only in a process bootstrap")?;
-            fds.get_mut(wire.fd_index as usize)
+            inc.fds
+                .get_mut(wire.fd_index as usize)
                 .ok_or("descriptor index out of range")?
                 .take()
                 .ok_or("descriptor index used twice")
         });
-        let fd = fd.map_err(D::Error::custom)?;
-        let mut seg = Segment::from_fd(fd, None).map_err(D::Error::custom)?;
+        let fd = fd.map_err(refuse)?;
+        let mut seg = Segment::from_fd(fd, None).map_err(decode_error)?;
         seg.set_name(wire.name);
         Ok(seg)
     }

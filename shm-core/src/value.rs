@@ -200,7 +200,7 @@ impl<T: ShmSafe> Serialize for RawValue<T> {
 impl<'de, T: ShmSafe> Deserialize<'de> for RawValue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let map = Mapped::deserialize_as(deserializer, &Self::identity())?;
-        Self::from_mapped(map).map_err(serde::de::Error::custom)
+        Self::from_mapped(map).map_err(crate::handle::decode_error)
     }
 }
 

@@ -85,6 +85,6 @@ impl<S: SharedState> Serialize for Shared<S> {
 impl<'de, S: SharedState> Deserialize<'de> for Shared<S> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let map = Mapped::deserialize_as(deserializer, &Self::identity())?;
-        Self::from_mapped(map).map_err(serde::de::Error::custom)
+        Self::from_mapped(map).map_err(shm_core::handle::decode_error)
     }
 }

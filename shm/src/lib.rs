@@ -19,6 +19,18 @@
 //! }
 //! ```
 //!
+//! # Start methods and threads
+//!
+//! Children start by `forkserver` (the default), `spawn` or `fork`
+//! ([`StartMethod`]). After a fork only the forking thread exists, so a fork
+//! child of a multi-threaded process could deadlock on a lock another thread
+//! held: a fork start (chosen with [`Process::with_start_method`], for the
+//! whole program with `SHM_START_METHOD=fork`, or implied by
+//! [`Process::from_closure`]) in a process that runs more than one thread
+//! fails with [`ProcessError::ForkWithThreads`], which names spawn and
+//! forkserver as the methods to use there. [`init`] may be called again in
+//! any child, whatever its start method: it returns at once.
+//!
 //! # Trust model
 //!
 //! Every object of this crate lives in a shared segment that other

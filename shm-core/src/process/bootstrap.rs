@@ -29,6 +29,9 @@ struct Bootstrap {
     info: ChildInfo,
     entry: u64,
     target: u64,
+    /// Code offsets of the function references among the arguments, which
+    /// deserialise as indices into this list ([`target::FnRef`]).
+    fns: Vec<u64>,
     /// `None` when the arguments travel in the first descriptor.
     args: Option<Vec<u8>>,
 }
@@ -56,6 +59,7 @@ pub(crate) fn send(sock: BorrowedFd<'_>, info: &ChildInfo, job: &EncodedJob) -> 
         info: info.clone(),
         entry: job.entry,
         target: job.target,
+        fns: job.fns.clone(),
         args: inline,
     };
     let bytes = postcard::to_allocvec(&msg).map_err(|e| crate::HandleError::Encode(e.to_string()))?;
@@ -134,9 +138,10 @@ fn receive(sock: BorrowedFd<'_>) -> Result<Prepared, BootstrapError> {
         sys::read_whole(fd.as_fd(), ARGS_MAX)
             .map_err(|e| BootstrapError::BadMessage(format!("reading arguments: {e}")))?
     };
-    // SAFETY: the offsets were produced by `FnJob::encode` in the parent,
-    // which runs the same executable file as this process (checked above).
-    let run = unsafe { target::prepare(msg.entry, msg.target, &args, fds)? };
+    // SAFETY: the offsets (target, entry and function references) were
+    // produced by `FnJob::encode` in the parent, which runs the same
+    // executable file as this process (checked above).
+    let run = unsafe { target::prepare(msg.entry, msg.target, &msg.fns, &args, fds)? };
     if let Some(level) = msg.info.log_level {
         log::init_child_logging(level);
     }
@@ -144,6 +149,10 @@ fn receive(sock: BorrowedFd<'_>) -> Result<Prepared, BootstrapError> {
     let start = super::ChildStart::of(&msg.info);
     current::become_child(msg.info);
     let _ = BOOTSTRAPPED.set(());
+    // The target may call `init()` again (libraries do, defensively): it
+    // must neither dispatch nor fork a server of its own; a fork server, if
+    // this child needs one, is spawned on first use.
+    super::init_done();
     Ok((start, run))
 }
 
@@ -231,6 +240,7 @@ mod tests {
             info: info(),
             entry: job.entry,
             target: job.target,
+            fns: job.fns.clone(),
             args: Some(job.args.clone()),
         }
     }

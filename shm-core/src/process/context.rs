@@ -17,7 +17,12 @@ pub enum StartMethod {
     /// closures, but opt-in: after a fork only the forking thread exists, so
     /// in a parent that runs other threads the child may deadlock on a lock
     /// one of them held (the allocator's, stdout's, a mutex of yours).
-    /// Python deprecated fork as its default for this reason.
+    /// Python deprecated fork as its default for this reason. Here a fork
+    /// start in a process that runs more than one thread is refused with
+    /// [`ProcessError::ForkWithThreads`](crate::ProcessError::ForkWithThreads),
+    /// whether fork was chosen for the process, for the program
+    /// (`SHM_START_METHOD=fork`) or by [`Process::from_closure`]: use
+    /// [`Spawn`](Self::Spawn) or [`ForkServer`](Self::ForkServer) there.
     Fork,
     /// Start this executable again and run the target there (after
     /// `shm::init()` dispatches to it). Safe with threads; the slowest.

@@ -202,7 +202,7 @@ pub(crate) fn register_child(p: &Process) {
     children().push(p.clone());
 }
 
-/// Forgets a child whose start failed.
+/// Forgets a child whose start failed, or whose end is recorded.
 pub(crate) fn unregister_child(p: &Process) {
     children().retain(|c| !c.same(p));
 }

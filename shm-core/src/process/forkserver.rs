@@ -101,6 +101,11 @@ fn set_client(control: OwnedFd, server_pid: u32) {
 /// In a process exec'd as a fork server: serve. Never returns.
 pub(crate) fn serve_from_env(fd: &str) -> ! {
     let client: u32 = std::env::var(CLIENT_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    // SAFETY: called from `init()`, first in `main` of a process exec'd as
+    // the server: single-threaded, nobody else reads the environment.
+    unsafe {
+        std::env::remove_var(CLIENT_ENV);
+    }
     let Ok(raw) = fd.parse() else { sys::exit_now(2) };
     // SAFETY: the spawning client placed the control socket at this
     // descriptor; nothing else in this fresh process owns it.
@@ -224,6 +229,10 @@ enum Action {
 
 /// The server loop. Never returns.
 fn serve(control: OwnedFd, client_pid: u32) -> ! {
+    // A server forked inside `init` must finish it here, or the children it
+    // forks would find `init` running forever; one exec'd as the server
+    // never ran it. Either way its children call `init()` in vain.
+    super::init_done();
     sys::set_thread_name(c"shm-forkserver");
     // Ctrl-C goes to the whole process group; the server must survive it so
     // that the children it reaps keep their reports (Python does the same).

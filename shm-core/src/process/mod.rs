@@ -39,12 +39,37 @@ pub use forkserver::server_pid as fork_server_pid;
 pub use target::{ExitReport, FnRef};
 
 use crate::error::{BootstrapError, ProcessError};
+use crate::sync::shared::AtomicU8;
+use crate::sync::shared::Ordering::{Acquire, Release};
 use crate::{log, sys};
 use current::ChildInfo;
 use popen::{Outcome, Popen, Reaper};
 use target::{ClosureJob, FnJob, Job};
 
-static INIT: Once = Once::new();
+/// Where `init` stands in this process: [`UNINIT`], [`RUNNING`] or [`DONE`].
+///
+/// Not a `std::sync::Once`: the fork server is forked while `init` runs, and
+/// a `Once` copied in its running state blocks forever every later call in
+/// the copy (the server and every child it forks). This word is set to
+/// [`DONE`] by the server as it starts serving and by a spawned or
+/// forkserver child once it took its bootstrap ([`init_done`]), so a child
+/// calling `init()` again returns at once.
+static INIT: AtomicU8 = AtomicU8::new(UNINIT);
+const UNINIT: u8 = 0;
+const RUNNING: u8 = 1;
+const DONE: u8 = 2;
+
+/// Marks `init` done in this process: a fork server (perhaps just forked
+/// from a process inside `init`), or a child that took its bootstrap.
+pub(crate) fn init_done() {
+    // Release: pairs with the Acquire loads of `init` and `init_completed`.
+    INIT.store(DONE, Release);
+}
+
+fn init_completed() -> bool {
+    // Acquire: pairs with the Release store of `init_done`.
+    INIT.load(Acquire) == DONE
+}
 
 /// Prepares shm in this program. Call it as the **first statement of
 /// `main`**, like Python's `if __name__ == '__main__':` guard.
@@ -56,9 +81,17 @@ static INIT: Once = Once::new();
 /// - In any other process it starts the fork server (the default start
 ///   method) while the program is still single-threaded, and returns.
 ///
-/// Calling it again does nothing.
+/// Calling it again does nothing, in any process: a child started by any
+/// method (a library calling `init()` defensively) returns at once.
 pub fn init() {
     if let Some(fd) = std::env::var_os(forkserver::SERVER_ENV) {
+        // SAFETY: as for SPAWN_ENV below: a process exec'd as the fork server
+        // runs `init` first in `main`, single-threaded. Removed so that the
+        // server's children, which inherit its environment, do not take
+        // themselves for a server when they call `init()`.
+        unsafe {
+            std::env::remove_var(forkserver::SERVER_ENV);
+        }
         forkserver::serve_from_env(&fd.to_string_lossy());
     }
     if let Some(fd) = std::env::var_os(bootstrap::SPAWN_ENV) {
@@ -77,13 +110,27 @@ pub fn init() {
             }
         }
     }
-    INIT.call_once(|| {
-        if sys::thread_count() == 1
-            && let Err(e) = forkserver::start_by_fork()
-        {
-            tracing::warn!("fork server not started at init ({e}); it will be spawned on first use");
+    // Acquire on both outcomes: pairs with the Release store of `init_done`.
+    match INIT.compare_exchange(UNINIT, RUNNING, Acquire, Acquire) {
+        Ok(_) => {
+            if sys::thread_count() == 1
+                && let Err(e) = forkserver::start_by_fork()
+            {
+                tracing::warn!("fork server not started at init ({e}); it will be spawned on first use");
+            }
+            init_done();
         }
-    });
+        Err(DONE) => {}
+        Err(_) => {
+            // Another thread of this process runs `init` (RUNNING is never
+            // inherited: the only fork made under it marks its child done,
+            // and a fork start needs a single thread). Its work is short: a
+            // fork at most. Wait for it, as `Once` would.
+            while !init_completed() {
+                std::thread::yield_now();
+            }
+        }
+    }
 }
 
 const MISSING_INIT: &str = "this process was started by the spawn method, but `main` did not call `shm::init()` \
@@ -118,8 +165,13 @@ struct State {
 
 struct Inner {
     state: Mutex<State>,
-    /// The started child; set once by `start`, read without a lock.
-    popen: OnceLock<Popen>,
+    /// The started child's pid; set once by `start`, read without a lock.
+    pid: OnceLock<u32>,
+    /// The started child's descriptors (pidfd, report socket); set by
+    /// `start`, released as soon as its end is recorded (`join`), as
+    /// Python's `join` releases everything. Waiters and signallers hold a
+    /// clone while they use it.
+    popen: Mutex<Option<Arc<Popen>>>,
     /// Set once the child's end is recorded (exit code, or status lost).
     ended: OnceLock<()>,
     /// Held by whoever waits on the child, so reports are read by one thread.
@@ -139,7 +191,7 @@ impl fmt::Debug for Process {
         let st = self.state();
         f.debug_struct("Process")
             .field("name", &st.name)
-            .field("pid", &self.inner.popen.get().map(|p| p.pid))
+            .field("pid", &self.inner.pid.get())
             .field("daemon", &st.daemon)
             .field("exitcode", &st.outcome.code)
             .finish()
@@ -168,7 +220,10 @@ impl Process {
 
     /// A process that runs a closure. Only the fork start method can run a
     /// closure (its captures cannot be sent to a new program), so this
-    /// process uses fork; see [`StartMethod::Fork`] for when that is unsafe.
+    /// process uses fork, and like every fork start it fails with
+    /// [`ProcessError::ForkWithThreads`] when this process runs more than one
+    /// thread: start closures before starting threads (or join them first),
+    /// or use [`Process::new`] with a fn and serde arguments.
     pub fn from_closure<F, R>(f: F) -> Self
     where
         F: FnOnce() -> R + Send + 'static,
@@ -193,7 +248,8 @@ impl Process {
                     outcome: Outcome::default(),
                     spent: None,
                 }),
-                popen: OnceLock::new(),
+                pid: OnceLock::new(),
+                popen: Mutex::new(None),
                 ended: OnceLock::new(),
                 waiting: Mutex::new(()),
             }),
@@ -242,7 +298,7 @@ impl Process {
     /// [`ProcessError::AlreadyRunning`] after `start`.
     pub fn set_daemon(&self, daemon: bool) -> Result<(), ProcessError> {
         let mut st = self.state();
-        if self.inner.popen.get().is_some() {
+        if self.inner.pid.get().is_some() {
             return Err(ProcessError::AlreadyRunning {
                 what: "daemon",
                 name: st.name.clone(),
@@ -264,7 +320,7 @@ impl Process {
 
     /// Its pid, once started.
     pub fn pid(&self) -> Option<u32> {
-        self.inner.popen.get().map(|p| p.pid)
+        self.inner.pid.get().copied()
     }
 
     /// The start method it uses (or will use).
@@ -277,6 +333,9 @@ impl Process {
     /// # Errors
     ///
     /// [`ProcessError::AlreadyStarted`], [`ProcessError::DaemonCannotHaveChildren`],
+    /// [`ProcessError::ForkWithThreads`] when the method is fork and this
+    /// process runs more than one thread (the process can be started later,
+    /// once they are joined),
     /// [`ProcessError::ClosureNeedsFork`], [`ProcessError::NotInitialized`],
     /// [`ProcessError::Handle`] when the arguments do not serialise, and
     /// [`ProcessError::Io`].
@@ -294,6 +353,15 @@ impl Process {
             return Err(ProcessError::AlreadyStarted { name: st.name.clone() });
         };
         let method = st.method.unwrap_or_else(get_start_method);
+        if method == StartMethod::Fork
+            && let Err(threads) = single_threaded()
+        {
+            st.job = Some(job);
+            return Err(ProcessError::ForkWithThreads {
+                name: st.name.clone(),
+                threads,
+            });
+        }
         st.method = Some(method);
         // Built from what `new` prepared: start writes as few pages as it can
         // (every page written after a fork is copied once more).
@@ -349,7 +417,9 @@ impl Process {
         };
         tracing::debug!(child = %st.name, pid = popen.pid, method = %method, "started child");
         st.outcome = early;
-        let _ = self.inner.popen.set(popen);
+        let pid = popen.pid;
+        *self.popen_slot() = Some(Arc::new(popen));
+        let _ = self.inner.pid.set(pid);
         Ok(())
     }
 
@@ -385,11 +455,11 @@ impl Process {
     fn wait(&self, timeout: Option<Duration>) -> Result<Option<i32>, ProcessError> {
         let popen = {
             let st = self.state();
-            let Some(popen) = self.inner.popen.get() else {
+            let Some(&pid) = self.inner.pid.get() else {
                 return Err(ProcessError::NotStarted { name: st.name.clone() });
             };
             let me = sys::getpid();
-            if popen.pid == me {
+            if pid == me {
                 return Err(ProcessError::JoinSelf);
             }
             if st.creator != me {
@@ -402,7 +472,11 @@ impl Process {
             if st.outcome.code.is_some() || st.outcome.status_lost {
                 return finish(&st);
             }
-            popen
+            match self.popen() {
+                Some(popen) => popen,
+                // Released: the end is recorded.
+                None => return finish(&st),
+            }
         };
         let _waiting = self
             .inner
@@ -435,12 +509,41 @@ impl Process {
             }
             tracing::debug!(child = %st.name, code, "child exited with exit code {code}");
         }
-        finish(&st)
+        let result = finish(&st);
+        if st.outcome.code.is_some() || st.outcome.status_lost {
+            // What a fork kept to spare copy-on-write copies: the child is gone.
+            let spent = st.spent.take();
+            drop(st);
+            drop(spent);
+            self.release();
+        }
+        result
+    }
+
+    /// The started child's descriptors, unless released.
+    fn popen(&self) -> Option<Arc<Popen>> {
+        self.popen_slot().clone()
+    }
+
+    fn popen_slot(&self) -> MutexGuard<'_, Option<Arc<Popen>>> {
+        self.inner
+            .popen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Once the end is recorded: closes the child's descriptors (when the
+    /// last user of them returns) and forgets it in the registry of
+    /// children, which needs it no more.
+    fn release(&self) {
+        let popen = self.popen_slot().take();
+        drop(popen);
+        current::unregister_child(self);
     }
 
     /// Whether `start` is under way (registered, no pid yet).
     fn is_starting(&self) -> bool {
-        self.inner.popen.get().is_none() && self.state().job.is_none()
+        self.inner.pid.get().is_none() && self.state().job.is_none()
     }
 
     /// Whether the child's end has been recorded (no lock taken).
@@ -460,7 +563,8 @@ impl Process {
 
     /// Whether the child is running (started and not yet ended).
     pub fn is_alive(&self) -> bool {
-        let Some(popen) = self.inner.popen.get() else {
+        // None before start and once the end is recorded.
+        let Some(popen) = self.popen() else {
             return false;
         };
         {
@@ -477,13 +581,14 @@ impl Process {
             Reaper::Us => Some(Duration::ZERO),
             Reaper::Server => None,
         };
+        drop(popen);
         let _ = self.wait(timeout);
         false
     }
 
     /// The exit code, or `None` while the child runs (or before start).
     pub fn exitcode(&self) -> Option<i32> {
-        if self.inner.popen.get().is_some() {
+        if self.inner.pid.get().is_some() {
             let _ = self.is_alive();
         }
         self.state().outcome.code
@@ -509,9 +614,9 @@ impl Process {
 
     fn signal(&self, sig: i32) -> Result<(), ProcessError> {
         let st = self.state();
-        let Some(popen) = self.inner.popen.get() else {
+        if self.inner.pid.get().is_none() {
             return Err(ProcessError::NotStarted { name: st.name.clone() });
-        };
+        }
         if st.creator != sys::getpid() {
             return Err(ProcessError::NotOurChild {
                 name: st.name.clone(),
@@ -522,7 +627,11 @@ impl Process {
         if st.outcome.code.is_some() {
             return Ok(());
         }
-        popen.signal(sig)
+        // None once the end is recorded and the descriptors released.
+        match self.popen() {
+            Some(popen) => popen.signal(sig),
+            None => Ok(()),
+        }
     }
 }
 
@@ -544,6 +653,32 @@ fn finish(st: &State) -> Result<Option<i32>, ProcessError> {
 
 type Started = Result<(Popen, Outcome), ProcessError>;
 
+/// How long [`single_threaded`] waits for threads that are ending: a thread
+/// that returned from its function (or was joined) may stay listed in
+/// `/proc/self/task` for a moment while the kernel tears it down.
+const THREAD_EXIT_GRACE: Duration = Duration::from_millis(20);
+
+/// Whether this process runs one thread, so that a fork child may run any
+/// code; otherwise the number of threads counted. Threads still listed are
+/// counted again for up to [`THREAD_EXIT_GRACE`], since one that just ended
+/// lingers in `/proc` a moment.
+fn single_threaded() -> Result<(), usize> {
+    if sys::thread_count() <= 1 {
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + THREAD_EXIT_GRACE;
+    loop {
+        std::thread::sleep(Duration::from_millis(1));
+        let threads = sys::thread_count();
+        if threads <= 1 {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(threads);
+        }
+    }
+}
+
 /// Flushes stdout (stderr is unbuffered), so a fork child does not write
 /// the parent's pending output a second time.
 fn flush_std() {
@@ -559,8 +694,9 @@ fn start_fork(slot: &mut Option<(Box<dyn Job>, ChildInfo)>) -> Started {
     // Output buffered now would otherwise be written twice.
     flush_std();
     // SAFETY: fork's rule (only async-signal-safe code in the child of a
-    // multi-threaded parent) is the user's choice: Fork is opt-in and
-    // documented as such on `StartMethod::Fork`.
+    // multi-threaded parent) does not apply: `start` checked just before
+    // that this process runs a single thread (`single_threaded`), and a
+    // thread can only be started by this very thread, which is here.
     match unsafe { sys::fork() }.map_err(ProcessError::io("fork"))? {
         sys::Forked::Child => {
             let (job, info) = slot.take().expect("the job is in its slot");
@@ -600,7 +736,7 @@ fn start_spawn(job: &dyn Job, info: &ChildInfo) -> Started {
 }
 
 fn start_forkserver(job: &dyn Job, info: &ChildInfo) -> Started {
-    if !INIT.is_completed() && !forkserver::is_running() && !bootstrap::bootstrapped() {
+    if !init_completed() && !forkserver::is_running() && !bootstrap::bootstrapped() {
         return Err(ProcessError::NotInitialized(
             "the forkserver start method needs `shm::init();` as the first line of `main` \
              (or choose the fork start method)",

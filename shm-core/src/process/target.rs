@@ -91,7 +91,7 @@ impl<T> ExitReport for Option<T> {
 }
 
 /// The type of [`entry`] once its generic parameters are fixed.
-type Entry = fn(usize, &[u8], Vec<OwnedFd>) -> Result<Box<dyn FnOnce() -> i32>, BootstrapError>;
+type Entry = fn(usize, &[u8], Vec<OwnedFd>, Vec<fn()>) -> Result<Box<dyn FnOnce() -> i32>, BootstrapError>;
 
 /// A target with its arguments, ready for any start method.
 pub(crate) trait Job: Send {
@@ -102,13 +102,15 @@ pub(crate) trait Job: Send {
     fn run(self: Box<Self>) -> i32;
 }
 
-/// A target as it travels: code offsets, argument bytes and the descriptors
-/// of the shared objects among the arguments.
+/// A target as it travels: code offsets, argument bytes, the descriptors
+/// of the shared objects among the arguments and the code offsets of the
+/// function references among them ([`FnRef`]).
 pub(crate) struct EncodedJob {
     pub entry: u64,
     pub target: u64,
     pub args: Vec<u8>,
     pub fds: Vec<RawFd>,
+    pub fns: Vec<u64>,
 }
 
 /// `fn(A) -> R` with its arguments.
@@ -126,12 +128,13 @@ where
         let entry_fn: Entry = entry::<A, R>;
         let entry = code_offset(entry_fn as *const () as usize)?;
         let target = code_offset(self.target as *const () as usize)?;
-        let (args, fds) = handle::encode(&self.args)?;
+        let (args, fds, fns) = handle::encode_job(&self.args)?;
         Ok(EncodedJob {
             entry,
             target,
             args,
             fds,
+            fns,
         })
     }
 
@@ -176,13 +179,19 @@ pub(crate) fn run_target<R: ExitReport>(f: impl FnOnce() -> R) -> i32 {
     }
 }
 
-/// Deserialises `A` and prepares a call of the `fn(A) -> R` at `target`.
-fn entry<A, R>(target: usize, args: &[u8], fds: Vec<OwnedFd>) -> Result<Box<dyn FnOnce() -> i32>, BootstrapError>
+/// Deserialises `A` (with the function references `fns` the bootstrap
+/// resolved) and prepares a call of the `fn(A) -> R` at `target`.
+fn entry<A, R>(
+    target: usize,
+    args: &[u8],
+    fds: Vec<OwnedFd>,
+    fns: Vec<fn()>,
+) -> Result<Box<dyn FnOnce() -> i32>, BootstrapError>
 where
     A: DeserializeOwned + 'static,
     R: ExitReport + 'static,
 {
-    let args: A = handle::decode(args, fds).map_err(|e| BootstrapError::Arguments(e.to_string()))?;
+    let args: A = handle::decode_job(args, fds, fns).map_err(arguments_error)?;
     // SAFETY: `target` is the address, in this process, of the function the
     // parent took as a `fn(A) -> R`: the parent sent its offset from the
     // image start, the child checked it runs the same executable file and
@@ -192,7 +201,18 @@ where
     Ok(Box::new(move || run_target(move || f(args))))
 }
 
-/// Calls the entry at offset `entry` for the target at offset `target`.
+/// The bootstrap error for arguments that did not decode, keeping the cause
+/// (and not repeating what the caller says around it).
+fn arguments_error(e: HandleError) -> BootstrapError {
+    match e {
+        HandleError::Object(cause) => BootstrapError::Object(cause.to_string()),
+        HandleError::Decode(detail) => BootstrapError::Arguments(detail),
+        other => BootstrapError::Arguments(other.to_string()),
+    }
+}
+
+/// Calls the entry at offset `entry` for the target at offset `target`, with
+/// the function references at offsets `fns`.
 ///
 /// # Safety
 ///
@@ -201,16 +221,25 @@ where
 pub(crate) unsafe fn prepare(
     entry_off: u64,
     target_off: u64,
+    fn_offs: &[u64],
     args: &[u8],
     fds: Vec<OwnedFd>,
 ) -> Result<Box<dyn FnOnce() -> i32>, BootstrapError> {
     let entry_addr = resolve(entry_off)?;
     let target_addr = resolve(target_off)?;
+    let mut fns: Vec<fn()> = Vec::with_capacity(fn_offs.len());
+    for &off in fn_offs {
+        let addr = resolve(off)?;
+        // SAFETY: by this function's contract the offset was taken from a
+        // `fn()` (`FnRef::serialize` under `encode_job`) in a process running
+        // this executable file; `resolve` checked it lies in its code.
+        fns.push(unsafe { std::mem::transmute::<*const (), fn()>(addr as *const ()) });
+    }
     // SAFETY: by this function's contract the offset names an `entry::<A, R>`
     // of this executable, whose type is `Entry`; `resolve` checked that the
     // address lies in this executable's code.
     let entry = unsafe { std::mem::transmute::<*const (), Entry>(entry_addr as *const ()) };
-    entry(target_addr, args, fds)
+    entry(target_addr, args, fds, fns)
 }
 
 /// Offset of a code address from the image start.
@@ -242,10 +271,16 @@ fn resolve(off: u64) -> Result<usize, BootstrapError> {
     }
 }
 
-/// A plain function that can travel to another process of the same
-/// executable (a barrier's action, say): it serialises as its code offset
-/// and the executable's identity, and deserialises only in a process that
-/// runs the very same file, at an offset inside its code.
+/// A plain function that can travel to a child process of the same
+/// executable (a barrier's action, say).
+///
+/// Under fork the child inherits it. Under spawn and forkserver it travels
+/// only as (part of) the arguments of a [`Process`](crate::Process): its code
+/// offset goes in the bootstrap message, beside the target's, and the child
+/// resolves it only after checking that it runs its parent's very
+/// executable. Anywhere else it neither serialises nor deserialises: bytes
+/// from a queue, a pipe, a file or [`handle::decode`] can never become a
+/// call.
 #[derive(Clone, Copy)]
 pub struct FnRef {
     f: fn(),
@@ -269,27 +304,71 @@ impl FnRef {
     }
 }
 
+/// Outside a process bootstrap.
+const FN_REF_ONLY_AS_ARGUMENT: &str = "a function reference travels only among the arguments of a process \
+                                       started by shm (spawn or forkserver), never as other bytes";
+
 impl Serialize for FnRef {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let off = code_offset(self.f as *const () as usize).map_err(serde::ser::Error::custom)?;
-        (super::bootstrap::exe_identity(), off).serialize(serializer)
+        let index = handle::push_fn(off).ok_or_else(|| serde::ser::Error::custom(FN_REF_ONLY_AS_ARGUMENT))?;
+        u32::try_from(index)
+            .map_err(serde::ser::Error::custom)?
+            .serialize(serializer)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for FnRef {
+    /// Only an index into the table of functions that this process's
+    /// bootstrap resolved: no bytes name code.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (exe, off): ((u64, u64), u64) = serde::Deserialize::deserialize(deserializer)?;
-        if exe != super::bootstrap::exe_identity() {
-            return Err(serde::de::Error::custom(BootstrapError::NotSameExecutable {
-                parent: exe,
-                child: super::bootstrap::exe_identity(),
-            }));
-        }
-        let addr = resolve(off).map_err(serde::de::Error::custom)?;
-        // SAFETY: the offset was taken from a `fn()` (FnRef::serialize) in a
-        // process running this very executable file (checked above), and it
-        // lies inside this executable's code (`resolve`).
-        let f = unsafe { std::mem::transmute::<*const (), fn()>(addr as *const ()) };
+        let index: u32 = serde::Deserialize::deserialize(deserializer)?;
+        let f = handle::take_fn(index).map_err(handle::refuse)?;
         Ok(Self { f })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sync::shared::AtomicU8;
+    use crate::sync::shared::Ordering::Relaxed;
+
+    use super::*;
+
+    static CALLS: AtomicU8 = AtomicU8::new(0);
+
+    fn bump() {
+        // Relaxed: a counter read by this test's thread only.
+        CALLS.fetch_add(1, Relaxed);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "reads the executable's identity and code range from the OS")]
+    fn fn_refs_never_come_from_plain_bytes() {
+        // Index 0, and the old wire form (executable identity, offset).
+        let forged = [
+            postcard::to_allocvec(&0u32).expect("serialise"),
+            postcard::to_allocvec(&(super::super::bootstrap::exe_identity(), 0u64)).expect("serialise"),
+        ];
+        for bytes in &forged {
+            assert!(postcard::from_bytes::<FnRef>(bytes).is_err());
+            let err = handle::decode::<FnRef>(bytes, Vec::new()).expect_err("forged bytes are no function");
+            assert!(err.to_string().contains("bootstrap"), "{err}");
+        }
+        assert!(postcard::to_allocvec(&FnRef::new(bump)).is_err());
+        assert!(handle::encode(&FnRef::new(bump)).is_err());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "reads the executable's identity and code range from the OS")]
+    fn fn_refs_travel_as_indices_into_the_bootstrap_table() {
+        let (bytes, fds, fns) = handle::encode_job(&(7u8, FnRef::new(bump))).expect("encode");
+        assert!(fds.is_empty() && fns.len() == 1);
+        let (n, f): (u8, FnRef) = handle::decode_job(&bytes, Vec::new(), vec![bump]).expect("decode");
+        f.call();
+        assert_eq!((n, CALLS.load(Relaxed)), (7, 1));
+        // An index past the table is an error, not a call.
+        let bytes = postcard::to_allocvec(&(7u8, 1u32)).expect("serialise");
+        assert!(handle::decode_job::<(u8, FnRef)>(&bytes, Vec::new(), vec![bump]).is_err());
     }
 }

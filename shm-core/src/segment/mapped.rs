@@ -86,6 +86,6 @@ impl<T> Mapped<T> {
     /// The deserialiser's error, carrying the attach or type error.
     pub fn deserialize_as<'de, D: Deserializer<'de>>(deserializer: D, id: &TypeIdentity) -> Result<Self, D::Error> {
         let seg = Segment::deserialize(deserializer)?;
-        Self::new(seg, id).map_err(serde::de::Error::custom)
+        Self::new(seg, id).map_err(crate::handle::decode_error)
     }
 }
