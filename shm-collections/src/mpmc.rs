@@ -53,6 +53,7 @@
 //! The loom models are in `loom_tests.rs`; `crate::sync` switches the
 //! atomics, the memory and the system calls.
 
+use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
@@ -72,8 +73,14 @@ use crate::sync::{self, Instant};
 /// Largest capacity.
 pub const MAX_CAPACITY: usize = 1 << 30;
 /// How long a non-blocking call watches one stuck slot before it checks
-/// whether the process holding it died.
+/// whether the process holding it died (and, if it lives, reports the ring
+/// full or empty rather than wait for it).
 pub const STUCK: Duration = Duration::from_millis(10);
+/// How long a blocking call without a timeout waits for a slot claim held
+/// by a live process that makes no progress before it reports the ring
+/// corrupted. A claim lasts a few instructions in a running process: one
+/// held this long names a stopped process, or is a word a peer scribbled.
+pub const CLAIM_BOUND: Duration = Duration::from_secs(1);
 const SLOT_HEADER: usize = 16;
 
 #[repr(C)]
@@ -82,11 +89,13 @@ struct Header {
     capacity: Word,
     push_sleepers: Word,
     pop_sleepers: Word,
-    _pad0: [u32; 29],
+    // Padding is never read, but a scribbling peer may write it: cells, so
+    // that `&Header` asserts nothing about those bytes.
+    _pad0: UnsafeCell<[u32; 29]>,
     enq: Word,
-    _pad1: [u32; 31],
+    _pad1: UnsafeCell<[u32; 31]>,
     deq: Word,
-    _pad2: [u32; 31],
+    _pad2: UnsafeCell<[u32; 31]>,
 }
 
 // Loom's atomics are larger: under loom header and slots are heap values.
@@ -105,7 +114,7 @@ struct Slot {
     seq: Word,
     owner: Word,
     tomb: Word,
-    _pad: u32,
+    _pad: UnsafeCell<u32>,
 }
 
 #[cfg(not(loom))]
@@ -258,6 +267,32 @@ impl Suspect {
     }
 }
 
+/// Watches, within one call, a slot claimed by another process, to bound
+/// how long the call waits for that claim.
+#[derive(Default)]
+struct ClaimWatch {
+    seen: Option<(u32, u32, Instant)>,
+}
+
+impl ClaimWatch {
+    /// How long the slot of `pos` has been claimed by `owner`, as far as
+    /// this call saw.
+    fn watch(&mut self, pos: u32, owner: u32) -> Duration {
+        // Loom's clock says every slot looks stuck at once, and its models
+        // stop no process: a live claim always clears, so never give up.
+        if cfg!(loom) {
+            return Duration::ZERO;
+        }
+        match self.seen {
+            Some((p, o, t)) if p == pos && o == owner => t.elapsed(),
+            _ => {
+                self.seen = Some((pos, owner, Instant::now()));
+                Duration::ZERO
+            }
+        }
+    }
+}
+
 /// One end of an MPMC ring (both ends are the same type: clone it for more
 /// producers or consumers, in this process or in children).
 pub struct Mpmc<T: ShmSafe> {
@@ -308,17 +343,40 @@ pub fn ring<T: ShmSafe>(capacity: usize) -> Result<Mpmc<T>, SegmentError> {
 
 enum Step<V> {
     Done(V),
+    /// Something moved under us: go round at once.
     Retry,
-    Blocked { slot_seq: u32, pos: u32 },
+    /// The slot of `pos` is claimed by a live process (a claim lasts a few
+    /// instructions, so this normally clears at once).
+    Busy {
+        pos: u32,
+        owner: u32,
+    },
+    Blocked {
+        slot_seq: u32,
+        pos: u32,
+    },
 }
 
+/// Whether `seq` can be the sequence number of the slot of `pos`: a slot's
+/// numbers are its index plus whole laps (free) or plus one (published).
+fn seq_fits(seq: u32, pos: u32, cap: u32) -> bool {
+    seq.wrapping_sub(pos) & (cap - 1) <= 1
+}
+
+const AHEAD: &str = "slot sequence ahead of a position that did not move";
+const BEHIND: &str = "slot sequence more than a lap behind";
+const FOREIGN: &str = "slot sequence that does not belong to its slot";
+const CLAIMED: &str = "slot claimed by a live process that makes no progress";
+
 impl<T: ShmSafe> Mpmc<T> {
-    /// Claims the slot of `pos` for this process, taking over a dead claim.
-    fn claim(slot: &Slot, me: u32, check_dead: bool) -> Result<u32, ()> {
+    /// Claims the slot of `pos` for this process, taking over a claim whose
+    /// process died once the slot has looked stuck for [`STUCK`] (or at
+    /// once when `force_check`).
+    fn claim(suspect: &mut Suspect, slot: &Slot, pos: u32, me: u32, force_check: bool) -> Result<u32, ()> {
         // Acquire: orders us after the previous holder's Release of the claim.
         match slot.owner.compare_exchange(0, me, Acquire, Relaxed) {
             Ok(_) => Ok(0),
-            Err(other) if check_dead && other != me && !sync::task_alive(other) => slot
+            Err(other) if other != me && suspect.ripe(pos, force_check) && !sync::task_alive(other) => slot
                 .owner
                 .compare_exchange(other, me, Acquire, Relaxed)
                 .map(|_| other)
@@ -341,9 +399,12 @@ impl<T: ShmSafe> Mpmc<T> {
         let seq = slot.seq.load(Acquire);
         let d = seq.wrapping_sub(pos).cast_signed();
         if d == 0 {
-            let ripe = self.suspect.ripe(pos, force_check);
-            let Ok(previous) = Self::claim(slot, me, ripe) else {
-                return Ok(Step::Retry);
+            let Ok(previous) = Self::claim(&mut self.suspect, slot, pos, me, force_check) else {
+                // Relaxed: only for the caller's bound on the wait.
+                return Ok(Step::Busy {
+                    pos,
+                    owner: slot.owner.load(Relaxed),
+                });
             };
             // Release: pairs with the Acquire load of `enq` above (in others).
             if h.enq
@@ -354,9 +415,12 @@ impl<T: ShmSafe> Mpmc<T> {
                 slot.owner.store(previous, Release);
                 return Ok(Step::Retry);
             }
-            // SAFETY: we hold position `pos` (claimed, enq moved past it);
-            // no consumer reads the value before seq = pos + 1 below.
-            unsafe { ring.value(pos).as_ptr().write(*value) };
+            // SAFETY: the slot is in bounds and aligned (`Ring::value`), and
+            // every access to value slots is an atomic copy. We hold `pos`
+            // (claimed, enq moved past it): no consumer reads the value
+            // before seq = pos + 1 below, so no copy races this one unless a
+            // peer breaks the protocol, which tears the value and no more.
+            unsafe { shm_core::atomic::copy::store(ring.value(pos).as_ptr(), *value) };
             // Relaxed: published by the Release store of seq below.
             slot.tomb.store(0, Relaxed);
             // Release: publishes the value to the consumer of `pos`.
@@ -379,9 +443,19 @@ impl<T: ShmSafe> Mpmc<T> {
                 }
             }
             if d < -(cap.cast_signed()) {
-                return Err(RingError::Corrupted("slot sequence more than a lap behind"));
+                return Err(RingError::Corrupted(BEHIND));
+            }
+            if !seq_fits(seq, pos, cap) {
+                return Err(RingError::Corrupted(FOREIGN));
             }
             return Ok(Step::Blocked { slot_seq: seq, pos });
+        }
+        // The slot is ahead: another producer took `pos`, which it did by
+        // moving `enq` before it wrote the sequence number we acquired, so
+        // `enq` reads past `pos` now. If it does not, the word is garbage.
+        // Relaxed: ordered after that Acquire load.
+        if h.enq.load(Relaxed) == pos {
+            return Err(RingError::Corrupted(AHEAD));
         }
         Ok(Step::Retry)
     }
@@ -398,9 +472,12 @@ impl<T: ShmSafe> Mpmc<T> {
         let seq = slot.seq.load(Acquire);
         let d = seq.wrapping_sub(pos.wrapping_add(1)).cast_signed();
         if d == 0 {
-            let ripe = self.suspect.ripe(pos, force_check);
-            let Ok(previous) = Self::claim(slot, me, ripe) else {
-                return Ok(Step::Retry);
+            let Ok(previous) = Self::claim(&mut self.suspect, slot, pos, me, force_check) else {
+                // Relaxed: only for the caller's bound on the wait.
+                return Ok(Step::Busy {
+                    pos,
+                    owner: slot.owner.load(Relaxed),
+                });
             };
             // Release: pairs with the Acquire load of `deq` above (in others).
             if h.deq
@@ -410,9 +487,11 @@ impl<T: ShmSafe> Mpmc<T> {
                 slot.owner.store(previous, Release);
                 return Ok(Step::Retry);
             }
-            // SAFETY: position `pos` is published (seq = pos + 1, Acquire)
-            // and ours (claimed, deq moved past it); T accepts any bits.
-            let value = unsafe { ring.value(pos).as_ptr().read() };
+            // SAFETY: the slot is in bounds and aligned (`Ring::value`), and
+            // every access to value slots is an atomic copy; T accepts any
+            // bits. Position `pos` is published (seq = pos + 1, Acquire) and
+            // ours (claimed, deq moved past it).
+            let value = unsafe { shm_core::atomic::copy::load(ring.value(pos).as_ptr()) };
             // Relaxed: ordered by the Acquire load of seq above.
             let tomb = slot.tomb.load(Relaxed) != 0;
             // Release: hands the slot to the producer of the next lap.
@@ -433,9 +512,17 @@ impl<T: ShmSafe> Mpmc<T> {
                 }
             }
             if d < -(cap.cast_signed()) {
-                return Err(RingError::Corrupted("slot sequence more than a lap behind"));
+                return Err(RingError::Corrupted(BEHIND));
+            }
+            if !seq_fits(seq, pos, cap) {
+                return Err(RingError::Corrupted(FOREIGN));
             }
             return Ok(Step::Blocked { slot_seq: seq, pos });
+        }
+        // As in `push_step`: a consumer that took `pos` moved `deq` first.
+        // Relaxed: ordered after the Acquire load of seq.
+        if h.deq.load(Relaxed) == pos {
+            return Err(RingError::Corrupted(AHEAD));
         }
         Ok(Step::Retry)
     }
@@ -471,15 +558,21 @@ impl<T: ShmSafe> Mpmc<T> {
 
     /// Pushes without waiting.
     ///
+    /// A slot claimed by another process for more than [`STUCK`] (a
+    /// stopped process, or a scribbled claim naming a live one) counts as
+    /// full.
+    ///
     /// # Errors
     ///
     /// [`RingError::Full`] (value handed back), [`RingError::Corrupted`].
     pub fn try_push(&mut self, value: T) -> Result<(), PushError<T>> {
+        let mut watch = ClaimWatch::default();
         loop {
             match self.push_step(&value, false) {
                 Ok(Step::Done(())) => return Ok(()),
                 Ok(Step::Retry) => sync::before_retry(),
-                Ok(Step::Blocked { .. }) => {
+                Ok(Step::Busy { pos, owner }) if watch.watch(pos, owner) < STUCK => busy_retry(),
+                Ok(Step::Blocked { .. } | Step::Busy { .. }) => {
                     return Err(PushError {
                         kind: RingError::Full,
                         value,
@@ -492,17 +585,46 @@ impl<T: ShmSafe> Mpmc<T> {
 
     /// Pops without waiting.
     ///
+    /// A slot claimed by another process for more than [`STUCK`] (a
+    /// stopped process, or a scribbled claim naming a live one) counts as
+    /// empty.
+    ///
     /// # Errors
     ///
     /// [`RingError::Empty`], [`RingError::Corrupted`].
     pub fn try_pop(&mut self) -> Result<T, RingError> {
+        let mut watch = ClaimWatch::default();
         loop {
             match self.pop_step(false)? {
                 Step::Done(v) => return Ok(v),
                 Step::Retry => sync::before_retry(),
-                Step::Blocked { .. } => return Err(RingError::Empty),
+                Step::Busy { pos, owner } if watch.watch(pos, owner) < STUCK => busy_retry(),
+                Step::Blocked { .. } | Step::Busy { .. } => return Err(RingError::Empty),
             }
         }
+    }
+
+    /// Waits out a slot claimed by a live process that has held it for
+    /// [`STUCK`]: one sleep on the slot's sequence word, bounded by the
+    /// deadline. Returns `Ok(true)` when the deadline passed, and
+    /// [`RingError::Corrupted`] when there is none and the claim has not
+    /// moved for [`CLAIM_BOUND`].
+    #[cold]
+    fn wait_claim(
+        &self,
+        pos: u32,
+        waited: Duration,
+        deadline: Option<Deadline>,
+        sleepers: &Word,
+    ) -> Result<bool, RingError> {
+        if deadline.is_none() && waited >= CLAIM_BOUND {
+            return Err(RingError::Corrupted(CLAIMED));
+        }
+        let slot = self.ring.slot(pos);
+        // Acquire: as the loads of the steps (the slot may be published
+        // while we look).
+        let seq = slot.seq.load(Acquire);
+        Ok(sleep_counted(&slot.seq, seq, sleepers, deadline))
     }
 
     /// Pushes, waiting for room (up to `timeout` if given).
@@ -514,10 +636,24 @@ impl<T: ShmSafe> Mpmc<T> {
         let deadline = timeout.map(Deadline::after);
         let mut spins = shm_sync::park::spins();
         let mut force = false;
+        let mut watch = ClaimWatch::default();
         loop {
             match self.push_step(&value, force) {
                 Ok(Step::Done(())) => return Ok(()),
                 Ok(Step::Retry) => sync::before_retry(),
+                Ok(Step::Busy { pos, owner }) => match watch.watch(pos, owner) {
+                    waited if waited < STUCK => busy_retry(),
+                    waited => match self.wait_claim(pos, waited, deadline, &self.ring.header().push_sleepers) {
+                        Ok(false) => {}
+                        Ok(true) => {
+                            return Err(PushError {
+                                kind: RingError::Full,
+                                value,
+                            });
+                        }
+                        Err(kind) => return Err(PushError { kind, value }),
+                    },
+                },
                 Err(kind) => return Err(PushError { kind, value }),
                 Ok(Step::Blocked { slot_seq, pos }) => {
                     if spins > 0 {
@@ -550,10 +686,19 @@ impl<T: ShmSafe> Mpmc<T> {
         let deadline = timeout.map(Deadline::after);
         let mut spins = shm_sync::park::spins();
         let mut force = false;
+        let mut watch = ClaimWatch::default();
         loop {
             match self.pop_step(force)? {
                 Step::Done(v) => return Ok(v),
                 Step::Retry => sync::before_retry(),
+                Step::Busy { pos, owner } => match watch.watch(pos, owner) {
+                    waited if waited < STUCK => busy_retry(),
+                    waited => {
+                        if self.wait_claim(pos, waited, deadline, &self.ring.header().pop_sleepers)? {
+                            return Err(RingError::Empty);
+                        }
+                    }
+                },
                 Step::Blocked { slot_seq, pos } => {
                     if spins > 0 {
                         spins -= 1;
@@ -588,6 +733,20 @@ impl<T: ShmSafe> Mpmc<T> {
     pub fn capacity(&self) -> usize {
         self.ring.capacity as usize
     }
+
+    /// The segment behind this ring.
+    #[cfg(not(loom))]
+    pub fn segment(&self) -> &Segment {
+        &self.ring.seg
+    }
+}
+
+/// One round of waiting for a claim that should clear within instructions:
+/// a spin hint, and under loom a yield.
+#[inline]
+fn busy_retry() {
+    core::hint::spin_loop();
+    sync::before_retry();
 }
 
 /// Sleeps on `word` (expected `seen`) counted in `sleepers`, for one
@@ -740,5 +899,98 @@ mod tests {
             .expect("the dead consumer's slot is recycled");
         assert_eq!(q.try_pop(), Ok(2));
         assert_eq!(q.try_pop(), Ok(3));
+    }
+
+    #[test]
+    fn a_sequence_far_ahead_is_corrupted_not_a_spin() {
+        let mut q = ring::<u32>(4).expect("create");
+        q.ring.slot(0).seq.store(100, Relaxed);
+        let corrupted = |r: Result<u32, RingError>| matches!(r, Err(RingError::Corrupted(_)));
+        assert!(corrupted(q.try_pop()));
+        assert!(corrupted(q.pop(Some(Duration::from_secs(1)))));
+        assert!(corrupted(q.pop(None)));
+        assert!(matches!(
+            q.try_push(1).map_err(|e| e.kind),
+            Err(RingError::Corrupted(_))
+        ));
+        assert!(matches!(
+            q.push(1, None).map_err(|e| e.kind),
+            Err(RingError::Corrupted(_))
+        ));
+        // A number that belongs to no lap of its slot is caught too.
+        q.ring.slot(0).seq.store(u32::MAX - 1, Relaxed);
+        assert!(matches!(
+            q.try_push(1).map_err(|e| e.kind),
+            Err(RingError::Corrupted(_))
+        ));
+    }
+
+    #[test]
+    fn a_claim_held_by_a_live_process_is_waited_for_within_bounds() {
+        let mut q = ring::<u32>(4).expect("create");
+        // A claim that names this (live) process and is never released, as
+        // a scribble or a stopped process would leave it.
+        q.ring.slot(0).owner.store(sync::cached_pid(), Relaxed);
+        assert_eq!(q.try_push(1).map_err(|e| e.kind), Err(RingError::Full));
+        assert_eq!(
+            q.push(1, Some(Duration::from_millis(30))).map_err(|e| e.kind),
+            Err(RingError::Full)
+        );
+        if !cfg!(miri) {
+            assert_eq!(q.push(1, None).map_err(|e| e.kind), Err(RingError::Corrupted(CLAIMED)));
+        }
+        q.ring.slot(0).owner.store(0, Relaxed);
+        q.try_push(7).expect("the claim is gone");
+        q.ring.slot(0).owner.store(sync::cached_pid(), Relaxed);
+        assert_eq!(q.try_pop(), Err(RingError::Empty));
+        q.ring.slot(0).owner.store(0, Relaxed);
+        assert_eq!(q.try_pop(), Ok(7));
+    }
+
+    /// Scribbles random words over the whole ring, then runs every call
+    /// on a thread that must finish: each returns a value or an error,
+    /// none panics or spins.
+    #[test]
+    #[allow(clippy::cast_ptr_alignment, reason = "the payload is 128-aligned")]
+    fn random_scribbles_give_errors_not_hangs() {
+        let rounds = if cfg!(miri) { 6 } else { 300 };
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for round in 0..rounds {
+            let mut q = ring::<u64>(4).expect("create");
+            q.try_push(1).expect("room");
+            q.try_push(2).expect("room");
+            let words = q.ring.seg.payload_len() / 4;
+            for _ in 0..=next() % 3 {
+                let at = usize::try_from(next() % words as u64).expect("small");
+                let value = match next() % 4 {
+                    0 => u32::try_from(next() % 8).expect("small"),
+                    1 => u32::MAX - u32::try_from(next() % 8).expect("small"),
+                    _ => (next() >> 32) as u32,
+                };
+                // SAFETY: `at` is a word inside the payload; the write is
+                // atomic, as every access to the ring's words.
+                let word = unsafe { Word::from_ptr(q.ring.seg.payload().as_ptr().cast::<u32>().wrapping_add(at)) };
+                word.store(value, Relaxed);
+            }
+            let (done, finished) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let short = Some(Duration::from_millis(20));
+                let _ = q.try_push(3);
+                let _ = q.try_pop();
+                let _ = q.push(4, short);
+                let _ = q.pop(short);
+                let _ = q.len();
+                done.send(()).expect("the test waits");
+            });
+            finished
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("round {round}: the calls after a scribble hung or panicked ({e})"));
+        }
     }
 }

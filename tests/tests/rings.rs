@@ -231,6 +231,50 @@ fn mpmc_killed_consumers_never_wedge_it(m: StartMethod) -> Result {
     )
 }
 
+fn mpmc_pop_until_error((mut q, corrupted, done): (Mpmc<u64>, RawValue<u32>, RawValue<u32>)) {
+    let outcome = loop {
+        if let Err(e) = q.pop(None) {
+            break e;
+        }
+    };
+    corrupted.set(u32::from(matches!(outcome, RingError::Corrupted(_))));
+    // Release: pairs with the parent's Acquire in `wait_flag`.
+    done.store(1, Release);
+}
+
+#[allow(
+    clippy::disallowed_types,
+    clippy::cast_ptr_alignment,
+    reason = "a raw view of the ring, as a scribbler has; the payload is 128-aligned"
+)]
+fn mpmc_scribble(seg: shm::Segment) {
+    // Slot 0's sequence word, right after the ring's 384-byte header, set
+    // far ahead of any position: what a buggy peer might write.
+    // SAFETY: the word is inside the payload (the ring has slots), and the
+    // store is atomic, as every access to the ring's words.
+    let word =
+        unsafe { std::sync::atomic::AtomicU32::from_ptr(seg.payload().as_ptr().wrapping_add(384).cast::<u32>()) };
+    word.store(100, Release);
+}
+
+/// A consumer blocked without a timeout on an empty ring, whose sequence
+/// word a third process scribbles, returns `Corrupted` within the liveness
+/// bound instead of spinning or sleeping forever.
+fn mpmc_scribbled_by_a_third_process_is_an_error(m: StartMethod) -> Result {
+    let q = mpmc::ring::<u64>(4)?;
+    let (corrupted, done) = (RawValue::new(0u32)?, RawValue::new(0u32)?);
+    let consumer =
+        Process::new(mpmc_pop_until_error, (q.clone(), corrupted.clone(), done.clone())).with_start_method(m);
+    consumer.start()?;
+    let scribbler = Process::new(mpmc_scribble, q.segment().try_clone()?).with_start_method(m);
+    scribbler.start()?;
+    check(scribbler.join()? == 0, "the scribbler exits")?;
+    wait_flag(&done);
+    check(done.get() == 1, "the consumer returned from pop")?;
+    check(consumer.join()? == 0, "the consumer exits")?;
+    check(corrupted.get() == 1, "the consumer's pop returned Corrupted")
+}
+
 fn main() {
     shm::init();
     let mut tests = Vec::new();
@@ -258,6 +302,10 @@ fn main() {
         tests.push(Trial::test(
             format!("mpmc_killed_consumers_never_wedge_it_{m}"),
             move || mpmc_killed_consumers_never_wedge_it(m),
+        ));
+        tests.push(Trial::test(
+            format!("mpmc_scribbled_by_a_third_process_is_an_error_{m}"),
+            move || mpmc_scribbled_by_a_third_process_is_an_error(m),
         ));
     }
     run_trials(tests);
