@@ -36,7 +36,8 @@
 //! `pop_sleepers`, issues `membarrier(GLOBAL_EXPEDITED)`, re-checks and
 //! sleeps on the sequence word of the slot it waits for; the other side
 //! reads the count after a compiler barrier only, and wakes that slot's
-//! sleepers only when the count is not zero.
+//! sleepers only when the count is not zero (both sides fence instead
+//! where membarrier is not available, as in the SPSC ring).
 //!
 //! # Memory ordering
 //!
@@ -755,7 +756,7 @@ fn sleep_counted(word: &Word, seen: u32, sleepers: &Word, deadline: Option<Deadl
     // Relaxed + membarrier: the slow side of the handshake (module docs).
     sleepers.fetch_add(1, Relaxed);
     sync::membarrier_global();
-    let slice = Deadline::after(Duration::from_millis(100));
+    let slice = Deadline::after(shm_core::LIVENESS_SLICE);
     let until = deadline.map_or(slice, |d| d.min(slice));
     // Relaxed: the futex call itself compares the word.
     let r = if word.load(Relaxed) == seen {

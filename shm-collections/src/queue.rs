@@ -27,7 +27,12 @@
 //!   note and an unmoved index takes the bump back. Consumers do the same
 //!   with the read index: a consumer killed before handing a message back
 //!   leaves it to the next consumer, so every published message is taken
-//!   exactly once.
+//!   exactly once. A consumer copies and deserialises a message before it
+//!   hands it back (one index store), so the only window in which a killed
+//!   consumer takes a committed message with it is the return from `get`
+//!   itself, after that store. Messages larger than half the ring are the
+//!   exception: their parts are handed back as they are read, so one is
+//!   lost with a consumer killed while reading it.
 //! - A blocked `get` (or `put`) wakes every liveness slice and checks that
 //!   some other process that uses the queue still runs. Processes register
 //!   in the segment when they create or receive the queue or first use it.
@@ -561,7 +566,19 @@ impl QueueShared {
         result
     }
 
-    fn get_bytes(&self, out: &mut Vec<u8>, deadline: Option<Deadline>) -> Result<(), QueueError> {
+    /// Takes the next message, copied into `out`, and returns what
+    /// `decode` makes of it. A whole message is copied and decoded before
+    /// its frame is handed back to the ring (the commit), so a consumer
+    /// killed anywhere in here before that store leaves the message to the
+    /// next one. A streamed message (larger than half the ring) is handed
+    /// back part by part as it is read, so one is lost with a consumer
+    /// killed while reading it.
+    fn get_with<R>(
+        &self,
+        out: &mut Vec<u8>,
+        deadline: Option<Deadline>,
+        decode: impl FnOnce(&[u8]) -> Result<R, QueueError>,
+    ) -> Result<R, QueueError> {
         self.register();
         let h = self.header();
         let Some(died) = h.get_lock.lock_until(deadline) else {
@@ -603,14 +620,45 @@ impl QueueShared {
                 Err(Stop::Gone) => Err(QueueError::Disconnected),
             }
         };
-        let result = self.raw.recv(&mut c, out, wait, || {
+        let mut wait = wait;
+        let mut mark = || {
             // Relaxed: under the get lock; the Release store of `head` that
             // follows carries these.
             h.get_pending_head.store(rh.head.load(Relaxed), Relaxed);
             h.get_pending.store(1, Relaxed);
             // Only get-lock holders write `gets`.
             h.gets.store(h.gets.load(Relaxed).wrapping_add(1), Relaxed);
-        });
+        };
+        let result = loop {
+            match self.raw.peek_frame(&mut c) {
+                Err(e) => break Err(e.into()),
+                Ok(Some(f)) if f.kind == Kind::Whole => {
+                    // Copy, decode, then commit: the order that makes a
+                    // kill before the `head` store harmless.
+                    out.clear();
+                    out.extend_from_slice(self.raw.payload(&f));
+                    let decoded = decode(out);
+                    mark();
+                    self.raw.release(&mut c, &f);
+                    break decoded;
+                }
+                // A streamed message: its parts go back as they are read.
+                Ok(Some(f)) if f.kind == Kind::First => {
+                    break self
+                        .raw
+                        .recv(&mut c, out, &mut wait, &mut mark)
+                        .and_then(|()| decode(out));
+                }
+                // Parts left by a consumer or producer that died mid-message.
+                Ok(Some(f)) => self.raw.release(&mut c, &f),
+                Ok(None) => {
+                    self.raw.release_padding(&mut c);
+                    if let Err(e) = wait(&self.raw, &mut c, false) {
+                        break Err(e);
+                    }
+                }
+            }
+        };
         // Relaxed: under the get lock, released by the unlock.
         h.get_pending.store(0, Relaxed);
         h.get_tail.store(c.cached_tail, Relaxed);
@@ -779,7 +827,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn get_until(&self, deadline: Option<Deadline>) -> Result<T, QueueError> {
         let mut buf = IN.take();
-        let result = self.shared.get_bytes(&mut buf, deadline).and_then(|()| de(&buf));
+        let result = self.shared.get_with(&mut buf, deadline, de::<T>);
         IN.set(buf);
         result
     }

@@ -30,10 +30,17 @@
 //! system call; only the side that goes to sleep pays, and it is about to
 //! pay a futex sleep anyway.
 //!
+//! Where `membarrier` is refused (seccomp, gVisor, an old kernel), or
+//! switched off with `SHM_MEMBARRIER=off`, both sides issue a
+//! `fence(SeqCst)` instead: the fast side then pays one fence per message
+//! (see [`shm_core::sys::membarrier_active`]). A wake is never left to the
+//! liveness slice either way.
+//!
 //! # Dead peers and bad input
 //!
 //! Each side records its process when it first acts in a process. A
-//! sleeper checks every 100 ms that its peer still runs; if the peer closed
+//! sleeper checks every [`LIVENESS_SLICE`](shm_core::LIVENESS_SLICE)
+//! (100 ms) that its peer still runs; if the peer closed
 //! its end or died, a blocked `push` hands the value back and a blocked
 //! `pop` drains what is left and then reports the disconnection. A message
 //! is published only after it is completely written, so a producer killed
@@ -311,7 +318,7 @@ pub(crate) fn sleep_on(
     let slept = if ready() {
         Slept::Woken
     } else {
-        let slice = Deadline::after(Duration::from_millis(100));
+        let slice = Deadline::after(shm_core::LIVENESS_SLICE);
         let until = deadline.map_or(slice, |d| d.min(slice));
         match sync::futex_wait(word, seen, Some(until)) {
             FutexWait::TimedOut if deadline.is_some_and(|d| d.has_passed()) => Slept::DeadlinePassed,

@@ -35,11 +35,13 @@ pub(crate) use model::{
 
 /// The barrier of the side of a sleep handshake that never sleeps: a
 /// compiler barrier, to which the sleeper's `membarrier_global` adds the
-/// hardware one (see `spsc`'s module docs).
+/// hardware one; a `fence(SeqCst)` in a process where membarrier is not
+/// available (see `spsc`'s module docs and
+/// [`shm_core::sys::membarrier_active`]).
 #[inline]
 pub(crate) fn light_barrier() {
     #[cfg(not(loom))]
-    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+    shm_core::sys::membarrier_light();
     // Loom cannot model an asymmetric barrier: the fast side's share of the
     // membarrier is a fence of its own, paired with the one of
     // `model::membarrier_global`.

@@ -30,6 +30,13 @@ pub use process::{
 pub use segment::{Segment, SegmentInfo, SegmentKind, TypeIdentity};
 pub use value::RawValue;
 
+/// How long a sleeper waits before it checks that the process it waits for
+/// is still alive (a lock holder, a ring's peer, a queue's other users): a
+/// dead peer is noticed within this time, and a wake that could not be
+/// delivered (see [`sys::membarrier_active`]) costs at most this much.
+/// Every blocking call of the library sleeps in slices of this length.
+pub const LIVENESS_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Number of CPUs this process may use (Python's `cpu_count()`).
 pub fn cpu_count() -> usize {
     sys::cpu_count()

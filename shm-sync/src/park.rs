@@ -10,8 +10,9 @@ use shm_core::sys::{Deadline, FutexWait};
 use crate::sync::AtomicU32;
 
 /// How long a sleeper waits before it checks that the holder it waits for
-/// is still alive. A dead holder is noticed within this time.
-pub const LIVENESS_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
+/// is still alive (one constant for the whole library, defined in
+/// `shm_core`). A dead holder is noticed within this time.
+pub use shm_core::LIVENESS_SLICE;
 
 /// Load-only spins a waiter makes before it sleeps, unless changed with
 /// [`set_spins`]. On this kind of machine a futex wake-up costs 30-70 µs

@@ -672,16 +672,21 @@ mod ids {
 
     /// Runs in the child of every fork (registered with `pthread_atfork`):
     /// the cached ids belong to the parent.
-    /// Pid of the process that registered for global expedited
-    /// membarriers (0: none). Registration is per address space and is not
-    /// inherited by fork.
+    /// What this process found out about `membarrier` (`super::MB_*`).
+    /// Registration is per address space: a fork child registers again
+    /// (`MB_REREGISTER`), but keeps a refusal or the `SHM_MEMBARRIER=off`
+    /// switch of its parent (same kernel, same seccomp filter, same
+    /// environment) without reading the environment, which a child of a
+    /// multi-threaded parent may not do.
     #[allow(clippy::disallowed_types, reason = "a process-local cache, not shared memory")]
-    pub static MEMBARRIER_PID: AtomicU32 = AtomicU32::new(0);
+    pub static MEMBARRIER: AtomicU32 = AtomicU32::new(super::MB_UNKNOWN);
 
     pub extern "C" fn forget_ids() {
         // Relaxed: the child has one thread at this point.
         PID.store(0, Relaxed);
-        MEMBARRIER_PID.store(0, Relaxed);
+        if MEMBARRIER.load(Relaxed) == super::MB_ON {
+            MEMBARRIER.store(super::MB_REREGISTER, Relaxed);
+        }
         TID.with(|t| t.set(0));
     }
 }
@@ -749,30 +754,115 @@ pub fn live_children() -> Option<Vec<u32>> {
     Some(live)
 }
 
-/// Registers this process for [`membarrier_global`] (once per process; a
-/// fork child registers again). Returns whether the kernel supports it.
-pub fn membarrier_register() -> bool {
-    let pid = cached_pid();
-    // Relaxed: a process-local cache.
-    if ids::MEMBARRIER_PID.load(core::sync::atomic::Ordering::Relaxed) == pid {
-        return true;
+/// The environment variable that, set to `off` in a process, makes it use
+/// the fence path of the sleep handshake instead of `membarrier` (for
+/// tests, and for sandboxes that let the call through but make it slow).
+/// Children inherit it; processes that share a ring should agree (see
+/// [`membarrier_active`]).
+pub const MEMBARRIER_ENV: &str = "SHM_MEMBARRIER";
+
+/// Not probed yet in this process.
+const MB_UNKNOWN: u32 = 0;
+/// Registered in this address space; the expedited call works.
+const MB_ON: u32 = 1;
+/// Refused, or switched off: both sides of the handshake fence.
+const MB_OFF: u32 = 2;
+/// A fork child of an `MB_ON` process: register again.
+const MB_REREGISTER: u32 = 3;
+
+/// Whether the sleep handshake of the rings uses `membarrier` in this
+/// process: probed once per process (registration for
+/// `GLOBAL_EXPEDITED`, then one expedited call, both checked; a fork child
+/// registers again), unless [`MEMBARRIER_ENV`] is `off`. When it is not
+/// available (seccomp, gVisor, a kernel before 4.16, Miri), a debug line
+/// says so once and [`membarrier_global`] and [`membarrier_light`] are both
+/// `fence(SeqCst)`.
+///
+/// The mode is per process. If a process that sleeps fences while one that
+/// wakes it relies on `membarrier` (the switch set in one of them only, or
+/// a seccomp filter installed later in one), a wake can be missed; the
+/// sleeper then finds the change at the end of its liveness slice
+/// ([`crate::LIVENESS_SLICE`]): late, never lost.
+#[inline]
+pub fn membarrier_active() -> bool {
+    // Relaxed: a process-local setting; every thread that probes finds the
+    // same answer.
+    match ids::MEMBARRIER.load(core::sync::atomic::Ordering::Relaxed) {
+        MB_ON => true,
+        MB_OFF => false,
+        state => membarrier_probe(state),
     }
-    let ok = rustix::thread::membarrier(rustix::thread::MembarrierCommand::RegisterGlobalExpedited).is_ok();
-    if ok {
-        ids::MEMBARRIER_PID.store(pid, core::sync::atomic::Ordering::Relaxed);
-    }
-    ok
 }
 
-/// An asymmetric full memory barrier: when it returns, every thread of
-/// every registered process that was running has executed a full barrier.
-/// The fast side of a Dekker-style handshake then needs only a compiler
-/// barrier (liburcu's `sys_membarrier` scheme). Falls back to the slow
-/// global barrier if the expedited one is refused.
+#[cold]
+fn membarrier_probe(state: u32) -> bool {
+    use rustix::thread::{MembarrierCommand, membarrier};
+    register_fork_hook();
+    let refused = if cfg!(miri) {
+        Some("Miri has no membarrier".to_owned())
+    } else if state == MB_UNKNOWN && std::env::var_os(MEMBARRIER_ENV).is_some_and(|v| v == "off") {
+        Some(format!("{MEMBARRIER_ENV}=off"))
+    } else {
+        match membarrier(MembarrierCommand::RegisterGlobalExpedited)
+            .and_then(|()| membarrier(MembarrierCommand::GlobalExpedited))
+        {
+            Ok(()) => None,
+            Err(e) => Some(format!("membarrier(GLOBAL_EXPEDITED) refused: {e}")),
+        }
+    };
+    if let Some(reason) = &refused
+        && state == MB_UNKNOWN
+    {
+        // Not in a fork child (`MB_REREGISTER`), which may not take the
+        // subscriber's locks; a refusal there is the kernel's, unexpected.
+        tracing::debug!("sleep handshake uses fences ({reason})");
+    }
+    let on = refused.is_none();
+    // Relaxed: a process-local setting; racing probes store the same.
+    ids::MEMBARRIER.store(if on { MB_ON } else { MB_OFF }, core::sync::atomic::Ordering::Relaxed);
+    on
+}
+
+/// Probes [`membarrier_active`] (and registers this process) ahead of use.
+/// Returns whether `membarrier` is in use.
+pub fn membarrier_register() -> bool {
+    membarrier_active()
+}
+
+/// The slow side of the rings' sleep handshake: an asymmetric full memory
+/// barrier. With `membarrier` ([`membarrier_active`]), when it returns
+/// every thread of every registered process that was running has executed
+/// a full barrier, so the fast side needs only [`membarrier_light`]'s
+/// compiler barrier (liburcu's `sys_membarrier` scheme). Without it, a
+/// `fence(SeqCst)`, paired with the fast side's.
 pub fn membarrier_global() {
+    if !membarrier_active() {
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        return;
+    }
     if rustix::thread::membarrier(rustix::thread::MembarrierCommand::GlobalExpedited).is_err() {
+        // Worked at the probe, refused now: the slow global barrier still
+        // reaches every running thread of every process.
         let _ = rustix::thread::membarrier(rustix::thread::MembarrierCommand::Global);
     }
+}
+
+/// The fast side of the rings' sleep handshake: a compiler barrier when
+/// [`membarrier_global`] issues `membarrier`, a `fence(SeqCst)` otherwise.
+/// Costs one process-local load and a predicted branch over the barrier.
+#[inline]
+pub fn membarrier_light() {
+    if membarrier_active() {
+        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+    } else {
+        light_fence();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn light_fence() {
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
 }
 
 /// Nanoseconds on the monotonic clock: comparable between processes of
