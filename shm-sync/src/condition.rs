@@ -298,7 +298,7 @@ impl Condition {
         let me = self.me();
         let holder = match &self.lock {
             Inner::RLock(l) => l.raw().holder(),
-            Inner::Lock(l) => l.holder().unwrap_or(0),
+            Inner::Lock(l) => l.raw().holder(),
         };
         if holder == me {
             Ok(me)

@@ -46,17 +46,101 @@ pub fn spins() -> u32 {
     }
 }
 
+/// Bits of an owner id that hold the task id (a pid or a tid): Linux never
+/// hands out ids at or above `PID_MAX_LIMIT`, 2^22.
+pub(crate) const TASK_BITS: u32 = 22;
+/// The task id of an owner id.
+pub(crate) const TASK_MASK: u32 = (1 << TASK_BITS) - 1;
+/// The start-time tag of an owner id, above the task id (bits 22..=30; bit
+/// 31 stays free for a lock's `WAITERS` flag).
+const TAG_MASK: u32 = 0x1ff;
+
+/// The tag of a task that started `start` clock ticks after boot: 1..=511,
+/// never 0, so that a word with no tag (a bare pid, garbage, a stale word of
+/// an older layout) never names a holder. Consecutive ticks get unrelated
+/// tags (a multiplicative hash).
+#[inline]
+pub(crate) fn start_tag(start: u64) -> u32 {
+    let h = (start.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as u32;
+    1 + h % TAG_MASK
+}
+
+/// The owner id of task `task` that started at `start`: the id in the low
+/// [`TASK_BITS`], its start tag above.
+#[inline]
+pub(crate) fn owner_id(task: u32, start: u64) -> u32 {
+    (task & TASK_MASK) | start_tag(start) << TASK_BITS
+}
+
+/// The task id (pid or tid) named by an owner id.
+#[inline]
+pub(crate) fn task_of(owner: u32) -> u32 {
+    owner & TASK_MASK
+}
+
+/// Whether the owner id `owner` names a task that runs now **and** is the
+/// one that wrote the id: the task exists, is not a zombie, and its start
+/// time has the tag recorded in the id. A reused id (another task with the
+/// same pid) or a word no owner wrote (tag 0, id 0, a live task whose start
+/// time has another tag) reads as dead.
+///
+/// When `/proc` does not let us read the start time of a task that exists
+/// (hidepid), the task counts as the owner, as before owner ids had tags.
+#[cfg(not(loom))]
+pub(crate) fn owner_alive(owner: u32) -> bool {
+    let (task, tag) = (task_of(owner), (owner >> TASK_BITS) & TAG_MASK);
+    if task == 0 || tag == 0 || !shm_core::sys::task_alive(task) {
+        return false;
+    }
+    match shm_core::sys::process_start_time(task) {
+        Some(start) => start_tag(start) == tag,
+        // Gone between the two reads (dead), or hidden from us (assume the owner).
+        None => shm_core::sys::task_alive(task),
+    }
+}
+
+/// This task's owner id, computed once per `(process, thread)` and cached
+/// in `cache` as `task << 32 | id` (a fork child, whose task id differs,
+/// computes its own).
+#[cfg(not(loom))]
+#[inline]
+#[allow(clippy::cast_possible_truncation, reason = "the id is the low half")]
+fn cached_owner_id(task: u32, cached: u64) -> Option<u32> {
+    (cached >> 32 == u64::from(task)).then_some(cached as u32)
+}
+
+#[cfg(not(loom))]
+#[cold]
+fn compute_owner_id(task: u32) -> (u32, u64) {
+    // A task can always read its own stat; 0 if /proc is missing altogether
+    // (then no peer can read it either and the tag is never checked).
+    let id = owner_id(task, shm_core::sys::process_start_time(task).unwrap_or(0));
+    (id, u64::from(task) << 32 | u64::from(id))
+}
+
+#[cfg(not(loom))]
+#[allow(clippy::disallowed_types, reason = "a process-local cache, not shared memory")]
+static PROCESS_OWNER: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+#[cfg(not(loom))]
+thread_local! {
+    static THREAD_OWNER: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
+}
+
 /// Waiting, waking and liveness, as the algorithms need them.
 pub trait Park {
     /// Sleeps while `*word == expected`, until woken or `deadline`.
     fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> FutexWait;
     /// Wakes up to `n` sleepers on `word`.
     fn wake(word: &AtomicU32, n: u32);
-    /// This process's id (an owner id of a [`Lock`](crate::Lock)).
+    /// This process's owner id (pid and start tag; the owner of a
+    /// [`Lock`](crate::Lock)).
     fn process_id() -> u32;
-    /// This thread's id (an owner id of an [`RLock`](crate::RLock)).
+    /// This thread's owner id (tid and start tag; the owner of an
+    /// [`RLock`](crate::RLock), a party of a [`Barrier`](crate::Barrier)).
     fn thread_id() -> u32;
-    /// Whether the process or thread `id` still runs.
+    /// Whether the owner id `id` names a task that still runs and is the
+    /// one that wrote it (see `owner_alive`).
     fn alive(id: u32) -> bool;
     /// The next point at which a sleeper checks liveness: a slice from now,
     /// capped by `deadline`.
@@ -84,16 +168,30 @@ impl Park for Futex {
 
     #[inline]
     fn process_id() -> u32 {
-        shm_core::sys::cached_pid()
+        let pid = shm_core::sys::cached_pid();
+        // Relaxed: a process-local cache; a stale or racing value fails the
+        // pid comparison and is recomputed.
+        let cached = PROCESS_OWNER.load(core::sync::atomic::Ordering::Relaxed);
+        cached_owner_id(pid, cached).unwrap_or_else(|| {
+            let (id, cache) = compute_owner_id(pid);
+            // Relaxed: as above.
+            PROCESS_OWNER.store(cache, core::sync::atomic::Ordering::Relaxed);
+            id
+        })
     }
 
     #[inline]
     fn thread_id() -> u32 {
-        shm_core::sys::cached_tid()
+        let tid = shm_core::sys::cached_tid();
+        cached_owner_id(tid, THREAD_OWNER.with(core::cell::Cell::get)).unwrap_or_else(|| {
+            let (id, cache) = compute_owner_id(tid);
+            THREAD_OWNER.with(|c| c.set(cache));
+            id
+        })
     }
 
     fn alive(id: u32) -> bool {
-        shm_core::sys::task_alive(id)
+        owner_alive(id)
     }
 
     fn slice(deadline: Option<Deadline>) -> Option<Deadline> {
