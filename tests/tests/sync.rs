@@ -139,6 +139,7 @@ fn sigkill_at_random_points_never_hangs(m: StartMethod) -> Result {
         let p = Process::new(churn, (lock.clone(), counter.clone(), dirty.clone())).with_start_method(m);
         p.start()?;
         next_random(&mut seed);
+        // A random kill point, not an ordering: any point must pass.
         std::thread::sleep(Duration::from_micros(500 + seed % 5000));
         p.kill()?;
         p.join()?;
@@ -203,6 +204,7 @@ fn limited((sem, active, most): (Semaphore, RawValue<u32>, RawValue<u32>)) {
     sem.acquire();
     let now = active.fetch_add(1, Acquire) + 1;
     most.atomic().fetch_max(now, Release);
+    // Widens the overlap the check looks for; the check holds at any speed.
     std::thread::sleep(Duration::from_millis(5));
     active.fetch_sub(1, Release);
     sem.release().expect("we hold a permit");
