@@ -61,6 +61,12 @@
 //! - When `/proc` hides a process's start time (hidepid), its tag cannot be
 //!   checked and a live pid counts as the holder, as a bare pid did before.
 //!
+//! Processes that share a lock must see the same pids and the same boot
+//! clock: one pid namespace (pids already had to agree) and one time
+//! namespace (`/proc` shows start times on the reader's boot clock; across
+//! time namespaces a live holder's tag would not match and it would be
+//! taken for dead).
+//!
 //! [`RLock`](crate::RLock) uses the same words with thread ids (and thread
 //! start times) in place of pids; `/proc/<tid>/stat` holds a thread's own.
 //!

@@ -5,9 +5,10 @@
 //! owner id (tid and start tag, see the lock's "Owner identity") instead of
 //! its process's, plus a recursion count that only the holder touches.
 //! Thread ids are unique across the machine, so the holder test is one
-//! load; a scribbled or reused tid is caught by its start tag as a pid is. A holder thread that dies (its process killed, or the thread
-//! ended while holding) is noticed like a dead `Lock` holder: the next
-//! acquirer gets the lock with [`OwnerDied`] and a count of one.
+//! load; a scribbled or reused tid is caught by its start tag as a pid is.
+//! A holder thread that dies (its process killed, or the thread ended while
+//! holding) is noticed like a dead `Lock` holder: the next acquirer gets the
+//! lock with [`OwnerDied`] and a count of one.
 
 use std::fmt;
 use std::time::Duration;
