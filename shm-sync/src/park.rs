@@ -74,7 +74,7 @@ pub(crate) fn owner_id(task: u32, start: u64) -> u32 {
 
 /// The task id (pid or tid) named by an owner id.
 #[inline]
-pub(crate) fn task_of(owner: u32) -> u32 {
+pub fn task_of(owner: u32) -> u32 {
     owner & TASK_MASK
 }
 
@@ -87,7 +87,7 @@ pub(crate) fn task_of(owner: u32) -> u32 {
 /// When `/proc` does not let us read the start time of a task that exists
 /// (hidepid), the task counts as the owner, as before owner ids had tags.
 #[cfg(not(loom))]
-pub(crate) fn owner_alive(owner: u32) -> bool {
+pub fn owner_alive(owner: u32) -> bool {
     let (task, tag) = (task_of(owner), (owner >> TASK_BITS) & TAG_MASK);
     if task == 0 || tag == 0 || !shm_core::sys::task_alive(task) {
         return false;
@@ -125,6 +125,18 @@ static PROCESS_OWNER: core::sync::atomic::AtomicU64 = core::sync::atomic::Atomic
 #[cfg(not(loom))]
 thread_local! {
     static THREAD_OWNER: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
+}
+
+/// This process's owner id: its pid with a tag of its start time, as a
+/// [`Lock`](crate::Lock) records its holder. For other shared words that
+/// name a process and are checked with [`owner_alive`], so that a reused pid
+/// or a scribbled word naming some live process is not taken for the
+/// process that wrote it. Computed once per process (a fork child computes
+/// its own).
+#[cfg(not(loom))]
+#[inline]
+pub fn process_owner_id() -> u32 {
+    Futex::process_id()
 }
 
 /// Waiting, waking and liveness, as the algorithms need them.
@@ -241,5 +253,38 @@ impl Park for Spin {
 
     fn passed(_: Option<Deadline>) -> bool {
         false
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg_attr(miri, ignore = "reads /proc")]
+    fn our_owner_id_is_alive_and_a_bare_pid_is_not() {
+        let me = process_owner_id();
+        assert_eq!(task_of(me), std::process::id());
+        assert!(owner_alive(me), "our own owner id names us");
+        assert!(!owner_alive(std::process::id()), "a bare pid (tag 0) names no owner");
+        let wrong = (1..=TAG_MASK)
+            .map(|t| task_of(me) | t << TASK_BITS)
+            .find(|&id| id != me)
+            .expect("another tag");
+        assert!(!owner_alive(wrong), "our pid with another start tag is not us");
+        let tid = Futex::thread_id();
+        assert!(owner_alive(tid), "this thread's owner id names it");
+        let other = std::thread::spawn(Futex::thread_id).join().expect("thread");
+        assert_ne!(other, tid);
+        // The joined thread may still be finishing its exit in the kernel
+        // for a moment after `join` returns.
+        let start = std::time::Instant::now();
+        while owner_alive(other) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "an ended thread still reads as alive"
+            );
+            std::thread::yield_now();
+        }
     }
 }
