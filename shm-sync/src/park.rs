@@ -114,7 +114,12 @@ fn cached_owner_id(task: u32, cached: u64) -> Option<u32> {
 fn compute_owner_id(task: u32) -> (u32, u64) {
     // A task can always read its own stat; 0 if /proc is missing altogether
     // (then no peer can read it either and the tag is never checked).
-    let id = owner_id(task, shm_core::sys::process_start_time(task).unwrap_or(0));
+    // Miri cannot read /proc (isolation); its single process needs no tag.
+    #[cfg(miri)]
+    let start = 0;
+    #[cfg(not(miri))]
+    let start = shm_core::sys::process_start_time(task).unwrap_or(0);
+    let id = owner_id(task, start);
     (id, u64::from(task) << 32 | u64::from(id))
 }
 
