@@ -298,7 +298,7 @@ impl Condition {
         let me = self.me();
         let holder = match &self.lock {
             Inner::RLock(l) => l.raw().holder(),
-            Inner::Lock(l) => l.holder().unwrap_or(0),
+            Inner::Lock(l) => l.raw().holder(),
         };
         if holder == me {
             Ok(me)
@@ -401,6 +401,16 @@ impl Condition {
 mod tests {
     use super::*;
 
+    /// Yields until `cond` holds; panics after a bound that only a hang
+    /// (a lost wake, a dead thread) reaches.
+    fn bounded_wait(what: &str, mut cond: impl FnMut() -> bool) {
+        let start = std::time::Instant::now();
+        while !cond() {
+            assert!(start.elapsed() < Duration::from_secs(60), "gave up waiting for {what}");
+            std::thread::yield_now();
+        }
+    }
+
     #[test]
     fn notify_n_wakes_exactly_n_threads() {
         let cond = Condition::new().expect("create");
@@ -417,15 +427,11 @@ mod tests {
                 })
             })
             .collect();
-        while cond.waiting() < 5 {
-            std::thread::yield_now();
-        }
+        bounded_wait("5 waiters", || cond.waiting() == 5);
         cond.acquire(true, None).expect("lock");
         assert_eq!(cond.notify(2), Ok(2));
         cond.release().expect("held");
-        while *woken.lock().expect("m") < 2 {
-            std::thread::yield_now();
-        }
+        bounded_wait("2 woken threads", || *woken.lock().expect("m") >= 2);
         assert_eq!(cond.waiting(), 3, "exactly two left");
         cond.acquire(true, None).expect("lock");
         assert_eq!(cond.notify_all(), Ok(3));

@@ -61,6 +61,11 @@ impl RawEvent {
         }
     }
 
+    pub(crate) fn has_waiters(&self) -> bool {
+        // Relaxed: a snapshot for diagnostics and tests.
+        self.word.load(Relaxed) & WAITERS != 0
+    }
+
     pub(crate) fn clear(&self) {
         // Relaxed: clearing publishes nothing; WAITERS is kept.
         self.word.fetch_and(!SET, Relaxed);
@@ -147,6 +152,15 @@ impl Event {
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
         self.shared.get().set::<Futex>();
+    }
+
+    /// Whether a waiter has announced that it sleeps on the event (the flag
+    /// `set` looks at to decide whether to wake anyone). A snapshot, for
+    /// diagnostics and for tests that must know a waiter really sleeps
+    /// before they set the event. It stays true after the sleepers left,
+    /// until the next `set`.
+    pub fn has_waiters(&self) -> bool {
+        self.shared.get().has_waiters()
     }
 
     /// Clears the flag.

@@ -4,25 +4,71 @@
 //! # Algorithm
 //!
 //! std's futex mutex (`library/std/src/sys/sync/mutex/futex.rs`), with the
-//! holder's process id in the word instead of a plain 1:
+//! holder's *owner id* in the word instead of a plain 1:
 //!
 //! | `state`             | meaning                                        |
 //! |---------------------|------------------------------------------------|
 //! | `0`                 | unlocked                                       |
-//! | `pid`               | held by process `pid`, nobody sleeps           |
-//! | `pid \| WAITERS`    | held by `pid`, someone may sleep on the word   |
+//! | `id`                | held by owner `id`, nobody sleeps              |
+//! | `id \| WAITERS`     | held by `id`, someone may sleep on the word    |
 //!
-//! Locking is one compare-and-swap `0 -> pid`; unlocking one swap to `0`,
+//! Locking is one compare-and-swap `0 -> id`; unlocking one swap to `0`,
 //! plus a futex wake only when `WAITERS` was set. A waiter spins briefly,
 //! then sets `WAITERS` and sleeps in slices of [`LIVENESS_SLICE`](crate::park::LIVENESS_SLICE); after
-//! each slice it checks that the holder still runs, and if it died (SIGKILL
-//! at any instruction, a zombie included) takes the lock over with one
-//! compare-and-swap from the dead holder's exact word, so two survivors
-//! never both win. The taker gets [`OwnerDied`] and the lock's
+//! each slice it checks that the holder still runs, and if not takes the
+//! lock over with one compare-and-swap from the exact word it judged, so
+//! two survivors never both win. The taker gets [`OwnerDied`] and the lock's
 //! `inconsistent` flag is set until [`Lock::mark_consistent`].
 //!
-//! Garbage in the word (a peer wrote nonsense) reads as a holder that does
-//! not exist: the next blocking acquirer recovers it the same way.
+//! # Owner identity
+//!
+//! A pid alone does not name a process: pids are reused, and a scribbled
+//! word can name any live process, which would then look like a holder that
+//! never lets go. So an owner id is the pid (22 bits: Linux never hands out
+//! a pid at or above `PID_MAX_LIMIT` = 2^22) with a 9-bit *start tag* above
+//! it, a hash of the process's start time (field 22 of `/proc/<pid>/stat`)
+//! that is never 0. The holder counts as alive only if a process with that
+//! pid runs, is not a zombie, and its start time has that tag
+//! (`park::owner_alive`). Each process computes its own id once.
+//!
+//! Why the tag sits in the lock word and not in a second word beside it:
+//! the identity is then claimed by the same compare-and-swap that takes the
+//! lock. With a second word written after the CAS, a waiter could find the
+//! pid of a fresh holder next to a start time not yet written (or the last
+//! holder's), and could not tell that holder from garbage without a grace
+//! period, during which a legitimate holder stopped (SIGSTOP, a debugger,
+//! a throttled cgroup) between the two stores would be robbed. In one word
+//! there is no such window, no grace period, and the uncontended path is
+//! still one CAS to lock and one swap to unlock.
+//!
+//! What the checks give:
+//!
+//! - a holder that died (SIGKILL at any instruction, a zombie included) is
+//!   taken over within a slice, as before;
+//! - a word naming a task that does not exist, pid 0 with WAITERS, or any
+//!   word with tag 0 (a bare pid, as older builds wrote, or most garbage)
+//!   is not a holder: the next blocking acquirer takes it over within a
+//!   slice, with `OwnerDied`;
+//! - a word naming a *live* process (ours included) with the wrong tag is
+//!   not a holder either: taken over the same way;
+//! - a reused pid is taken for the dead holder only if the new process's
+//!   start time has the same tag: 1 chance in 511 on top of the reuse itself
+//!   (which needs the whole pid space to wrap while the lock stays held by
+//!   a dead process); a scribble names a live holder only with that same 1
+//!   in 511 chance of the right tag. Those cases, and a scribble that copies
+//!   a real holder's word, behave as a live holder: a timed acquire times
+//!   out, an untimed one waits until that process ends.
+//! - When `/proc` hides a process's start time (hidepid), its tag cannot be
+//!   checked and a live pid counts as the holder, as a bare pid did before.
+//!
+//! Processes that share a lock must see the same pids and the same boot
+//! clock: one pid namespace (pids already had to agree) and one time
+//! namespace (`/proc` shows start times on the reader's boot clock; across
+//! time namespaces a live holder's tag would not match and it would be
+//! taken for dead).
+//!
+//! [`RLock`](crate::RLock) uses the same words with thread ids (and thread
+//! start times) in place of pids; `/proc/<tid>/stat` holds a thread's own.
 //!
 //! # Memory ordering
 //!
@@ -30,10 +76,6 @@
 //! `unlock`: what the holder wrote is visible to the next holder. The
 //! `WAITERS` flag and the liveness reads are Relaxed: they only decide who
 //! sleeps or wakes, and the futex call orders itself against the word.
-//!
-//! Pids are reused only after the kernel has gone through its whole pid
-//! space (`/proc/sys/kernel/pid_max`, 4 million by default): a dead holder
-//! whose pid was already reused is taken for alive.
 
 use std::fmt;
 use std::time::Duration;
@@ -52,7 +94,7 @@ use crate::sync::Ordering::{Acquire, Relaxed, Release};
 
 /// Set in `state` when someone may sleep on it.
 pub(crate) const WAITERS: u32 = 1 << 31;
-/// The holder's id in `state`.
+/// The holder's owner id in `state` (task id and start tag, `park`).
 pub(crate) const OWNER: u32 = !WAITERS;
 
 #[inline]
@@ -195,10 +237,15 @@ impl RawLock {
         self.take_from_dead::<P>(seen, me).is_some()
     }
 
-    /// The holder's id, 0 when unlocked.
+    /// The holder's owner id (task id and start tag), 0 when unlocked.
     pub(crate) fn holder(&self) -> u32 {
         // Relaxed: a snapshot for display and checks.
         owner(self.state.load(Relaxed))
+    }
+
+    /// The holder's task id (pid or tid), 0 when unlocked.
+    pub(crate) fn holder_task(&self) -> u32 {
+        crate::park::task_of(self.holder())
     }
 
     pub(crate) fn inconsistent(&self) -> bool {
@@ -209,6 +256,13 @@ impl RawLock {
     pub(crate) fn mark_consistent(&self) {
         // Relaxed: written by the holder; the unlock's Release publishes it.
         self.inconsistent.store(0, Relaxed);
+    }
+
+    /// Overwrites the lock word, as a scribbling peer would.
+    #[cfg(test)]
+    pub(crate) fn scribble(&self, state: u32) {
+        // Relaxed: a test's stand-in for a foreign write.
+        self.state.store(state, Relaxed);
     }
 }
 
@@ -243,7 +297,9 @@ pub struct Lock {
 #[cfg(not(loom))]
 impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lock").field("holder", &self.raw().holder()).finish()
+        f.debug_struct("Lock")
+            .field("holder", &self.raw().holder_task())
+            .finish()
     }
 }
 
@@ -281,7 +337,7 @@ impl Lock {
         })
     }
 
-    fn raw(&self) -> &RawLock {
+    pub(crate) fn raw(&self) -> &RawLock {
         self.shared.get()
     }
 
@@ -378,7 +434,7 @@ impl Lock {
 
     /// The pid of the holder, if held.
     pub fn holder(&self) -> Option<u32> {
-        Some(self.raw().holder()).filter(|&h| h != 0)
+        Some(self.raw().holder_task()).filter(|&h| h != 0)
     }
 
     /// Whether the lock was taken over from a dead holder since the last
@@ -394,7 +450,7 @@ impl Lock {
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::park::LIVENESS_SLICE;
 
@@ -439,6 +495,125 @@ mod tests {
         ));
     }
 
+    /// A process that never takes any lock: `sleep`, killed on drop.
+    pub(crate) struct Bystander(std::process::Child);
+
+    impl Bystander {
+        pub(crate) fn start() -> Self {
+            Self(
+                std::process::Command::new("sleep")
+                    .arg("600")
+                    .spawn()
+                    .expect("start sleep"),
+            )
+        }
+
+        pub(crate) fn pid(&self) -> u32 {
+            self.0.id()
+        }
+    }
+
+    impl Drop for Bystander {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// The owner id `task` would write, and one with the wrong tag.
+    pub(crate) fn ids_of(task: u32) -> (u32, u32) {
+        let start = shm_core::sys::process_start_time(task).expect("a live task has a start time");
+        let right = crate::park::owner_id(task, start);
+        let mut wrong = right;
+        let mut other = start;
+        while wrong == right {
+            other += 1;
+            wrong = crate::park::owner_id(task, other);
+        }
+        (right, wrong)
+    }
+
+    /// A timed acquire of a lock whose word is `word` must end with the
+    /// lock taken from a non-holder: `OwnerDied`, not a timeout.
+    fn taken_over(word: u32, what: &str) {
+        let lock = Lock::new().expect("create");
+        lock.raw().scribble(word);
+        // Generous: a non-holder is noticed after one slice; only a hang
+        // (the bug) runs into this bound.
+        match lock.lock_timeout(LIVENESS_SLICE * 100) {
+            Err(TryLockError::OwnerDied(e)) => drop(e.into_guard()),
+            Ok(_) => panic!("{what}: taken as if free"),
+            Err(TryLockError::WouldBlock) => panic!("{what}: {word:#x} was taken for a live holder"),
+        }
+        assert!(lock.is_inconsistent() && !lock.is_locked(), "{what}");
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "starts a process and reads /proc")]
+    fn a_word_naming_a_live_process_that_never_took_it_is_taken_over() {
+        let bystander = Bystander::start();
+        let pid = bystander.pid();
+        let (right, wrong) = ids_of(pid);
+        taken_over(pid, "a bare live pid");
+        taken_over(pid | WAITERS, "a bare live pid with waiters");
+        taken_over(wrong, "a live pid with another start tag");
+        taken_over(wrong | WAITERS, "the same with waiters");
+        let me = std::process::id();
+        taken_over(me, "our own bare pid");
+        taken_over(ids_of(me).1, "our own pid with another start tag");
+        taken_over(shm_core::sys::getppid(), "our parent's bare pid");
+        let free = Lock::new().expect("create");
+        free.raw().scribble(WAITERS);
+        assert!(free.lock_timeout(LIVENESS_SLICE).is_ok(), "pid 0 with WAITERS is free");
+        taken_over(0x7fff_ffff, "every bit but WAITERS");
+
+        // The check is not "always dead": the word that process would write
+        // is a live holder.
+        let lock = Lock::new().expect("create");
+        lock.raw().scribble(right);
+        assert!(matches!(
+            lock.lock_timeout(LIVENESS_SLICE * 3),
+            Err(TryLockError::WouldBlock)
+        ));
+        assert_eq!(lock.holder(), Some(pid));
+        drop(bystander);
+        // ... until it ends.
+        assert!(matches!(
+            lock.lock_timeout(LIVENESS_SLICE * 100),
+            Err(TryLockError::OwnerDied(_))
+        ));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "starts a process and reads /proc")]
+    fn an_untimed_lock_does_not_hang_on_a_live_non_holder() {
+        let bystander = Bystander::start();
+        let lock = Lock::new().expect("create");
+        lock.raw().scribble(bystander.pid() | WAITERS);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let l = lock.clone();
+        let t = std::thread::spawn(move || {
+            let got = l.lock().map(drop).map_err(|e| drop(e.into_guard()));
+            let _ = tx.send(got.is_err());
+        });
+        let owner_died = rx
+            .recv_timeout(LIVENESS_SLICE * 100)
+            .expect("lock() hung on a word naming a live process that never took it");
+        assert!(owner_died, "the take-over is reported as OwnerDied");
+        t.join().expect("thread");
+    }
+
+    #[test]
+    fn owner_ids_keep_pid_and_waiters_apart() {
+        for start in [0, 1, 2, 99, u64::MAX] {
+            let id = crate::park::owner_id(0x3f_ffff, start);
+            assert_eq!(crate::park::task_of(id), 0x3f_ffff);
+            assert_eq!(id & WAITERS, 0);
+            assert_ne!(id >> crate::park::TASK_BITS, 0, "the tag is never 0");
+        }
+        assert_ne!(crate::park::start_tag(100), crate::park::start_tag(101));
+    }
+
     #[test]
     fn threads_exclude_each_other() {
         let lock = Lock::new().expect("create");
@@ -466,7 +641,7 @@ mod tests {
 ///
 /// All-zero bytes are an unlocked lock; any bits are safe to hand it (a
 /// nonsense holder reads as a dead one and is taken over). Owners are
-/// process ids, as for [`Lock`].
+/// process ids with a start tag, as for [`Lock`].
 #[cfg(not(loom))]
 #[repr(transparent)]
 #[derive(Default)]
@@ -475,7 +650,9 @@ pub struct ProcessLock(RawLock);
 #[cfg(not(loom))]
 impl fmt::Debug for ProcessLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProcessLock").field("holder", &self.0.holder()).finish()
+        f.debug_struct("ProcessLock")
+            .field("holder", &self.0.holder_task())
+            .finish()
     }
 }
 
@@ -508,8 +685,9 @@ impl ProcessLock {
         self.0.unlock::<Futex>()
     }
 
-    /// The holding process, if any.
+    /// The pid of the holding process, if any (it may be dead, or a word
+    /// no holder wrote; [`ProcessLock::take_if_holder_dead`] checks).
     pub fn holder(&self) -> Option<u32> {
-        Some(self.0.holder()).filter(|&p| p != 0)
+        Some(self.0.holder_task()).filter(|&p| p != 0)
     }
 }

@@ -1,12 +1,14 @@
 //! `RLock`: a recursive lock owned by one thread of one process (Python's
 //! `multiprocessing.RLock`).
 //!
-//! The words are a [`Lock`](crate::Lock)'s, with the holder's *thread* id
-//! instead of its process id, plus a recursion count that only the holder
-//! touches. Thread ids are unique across the machine, so the holder test is
-//! one load. A holder thread that dies (its process killed, or the thread
-//! ended while holding) is noticed like a dead `Lock` holder: the next
-//! acquirer gets the lock with [`OwnerDied`] and a count of one.
+//! The words are a [`Lock`](crate::Lock)'s, with the holder's *thread*
+//! owner id (tid and start tag, see the lock's "Owner identity") instead of
+//! its process's, plus a recursion count that only the holder touches.
+//! Thread ids are unique across the machine, so the holder test is one
+//! load; a scribbled or reused tid is caught by its start tag as a pid is.
+//! A holder thread that dies (its process killed, or the thread ended while
+//! holding) is noticed like a dead `Lock` holder: the next acquirer gets the
+//! lock with [`OwnerDied`] and a count of one.
 
 use std::fmt;
 use std::time::Duration;
@@ -25,6 +27,15 @@ use crate::shared::Shared;
 use crate::shared::SharedState;
 use crate::sync::AtomicU32;
 use crate::sync::Ordering::Relaxed;
+
+/// The error for a release by `caller` of a lock `holder` holds (owner ids;
+/// the error shows the thread ids).
+fn not_owner(holder: u32, caller: u32) -> SyncError {
+    SyncError::NotOwner {
+        holder: crate::park::task_of(holder),
+        caller: crate::park::task_of(caller),
+    }
+}
 
 /// The words of a recursive lock.
 #[repr(C)]
@@ -71,7 +82,7 @@ impl RawRLock {
     pub(crate) fn release<P: Park>(&self, me: u32) -> Result<(), SyncError> {
         let holder = self.lock.holder();
         if holder != me {
-            return Err(SyncError::NotOwner { holder, caller: me });
+            return Err(not_owner(holder, me));
         }
         let c = self.count.load(Relaxed);
         if c > 1 {
@@ -87,7 +98,7 @@ impl RawRLock {
     pub(crate) fn release_all<P: Park>(&self, me: u32) -> Result<u32, SyncError> {
         let holder = self.lock.holder();
         if holder != me {
-            return Err(SyncError::NotOwner { holder, caller: me });
+            return Err(not_owner(holder, me));
         }
         let depth = self.count.swap(0, Relaxed).max(1);
         self.lock.unlock::<P>();
@@ -146,7 +157,7 @@ pub struct RLockGuard<'a> {
 impl fmt::Debug for RLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RLock")
-            .field("holder", &self.shared.get().holder())
+            .field("holder", &self.shared.get().raw().holder_task())
             .field("depth", &self.depth())
             .finish()
     }
@@ -308,6 +319,42 @@ mod tests {
         r.release().expect("level 2");
         r.release().expect("level 1");
         assert!(matches!(r.release(), Err(SyncError::NotOwner { holder: 0, .. })));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "reads /proc")]
+    fn a_word_naming_a_live_thread_that_never_took_it_is_taken_over() {
+        use crate::lock::WAITERS;
+        use crate::lock::tests::ids_of;
+        // A live thread that never takes the lock.
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let bystander = std::thread::spawn(move || {
+            tid_tx.send(shm_core::sys::cached_tid()).expect("send tid");
+            let _ = stop_rx.recv();
+        });
+        let tid = tid_rx.recv().expect("the thread's tid");
+        let (right, wrong) = ids_of(tid);
+        for (word, what) in [(tid, "a bare tid"), (wrong | WAITERS, "a tid with another start tag")] {
+            let r = RLock::new().expect("create");
+            r.raw().raw().scribble(word);
+            match r.lock_timeout(crate::park::LIVENESS_SLICE * 100) {
+                Err(TryLockError::OwnerDied(e)) => assert_eq!(r.depth(), 1, "{what}: {e:?}"),
+                other => panic!("{what}: {:?}", other.map(drop)),
+            }
+        }
+        let r = RLock::new().expect("create");
+        r.raw().raw().scribble(right);
+        assert!(
+            matches!(
+                r.lock_timeout(crate::park::LIVENESS_SLICE * 3),
+                Err(TryLockError::WouldBlock)
+            ),
+            "the word that thread would write is a live holder"
+        );
+        assert!(matches!(r.release(), Err(SyncError::NotOwner { holder, .. }) if holder == tid));
+        drop(stop_tx);
+        bystander.join().expect("thread");
     }
 
     #[test]

@@ -313,8 +313,30 @@ mod tests {
     fn a_garbage_count_is_reset_not_spun_on() {
         let s = Semaphore::new(0).expect("create");
         s.shared.get().value.store(u32::MAX, Relaxed);
-        assert!(!s.acquire_timeout(Duration::from_millis(20)));
-        assert_eq!(s.value(), 0);
+        // Ordered by what the waiter leaves in the words, not by time: it
+        // counts itself a sleeper, repairs the count to 0, and then can
+        // only be woken by a real release. The bounds only catch a hang.
+        let t = {
+            let s = s.clone();
+            std::thread::spawn(move || s.acquire_timeout(Duration::from_secs(60)))
+        };
+        let start = std::time::Instant::now();
+        // Relaxed: polling a counter for a test.
+        while s.value() != 0 || s.shared.get().sleepers.load(Relaxed) != 1 {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the waiter neither repaired the garbage count nor slept (value {:#x})",
+                s.value()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!s.try_acquire(), "0 permits after the repair");
+        s.release().expect("release");
+        assert!(t.join().expect("thread"), "the release reached the waiter");
+        assert_eq!(s.value(), 0, "the waiter took the one permit");
+        // Timed, with the garbage left for it alone: gives up cleanly.
+        s.shared.get().value.store(u32::MAX - 1, Relaxed);
+        assert!(!s.acquire_timeout(Duration::from_millis(1)));
     }
 
     #[test]

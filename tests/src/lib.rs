@@ -84,13 +84,51 @@ pub fn run_all(procs: &[shm::Process]) -> TestResult {
     Ok(())
 }
 
-/// Waits (within [`HANG_GUARD`]) until a child sets `flag` to 1.
-pub fn wait_flag(flag: &shm::RawValue<u32>) {
+/// Waits until `cond` holds, looking every millisecond.
+///
+/// # Panics
+///
+/// If it does not hold within [`HANG_GUARD`] (a hang: a child died or a
+/// wake was lost), with `what` in the message.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
-    // Acquire: pairs with the child's Release store.
-    while flag.load(std::sync::atomic::Ordering::Acquire) != 1 && start.elapsed() < HANG_GUARD {
+    while !cond() {
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "gave up after {HANG_GUARD:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Waits until a child sets `flag` to 1.
+///
+/// # Panics
+///
+/// If that does not happen within [`HANG_GUARD`].
+pub fn wait_flag(flag: &shm::RawValue<u32>) {
+    // Acquire: pairs with the child's Release store.
+    wait_until("a child to set its flag", || {
+        flag.load(std::sync::atomic::Ordering::Acquire) == 1
+    });
+}
+
+/// For a child that its parent will kill: sleeps, and if nobody kills it
+/// within [`HANG_GUARD`], panics rather than live on.
+///
+/// # Panics
+///
+/// Always, once [`HANG_GUARD`] has passed.
+pub fn sleep_until_killed() -> ! {
+    std::thread::sleep(HANG_GUARD);
+    panic!("not killed within {HANG_GUARD:?}: the parent is gone or hung");
+}
+
+/// The scheduler state of `pid`'s main thread (`R`, `S`, `D`, `Z`, ...),
+/// `None` once it is gone.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 /// The next number of a small deterministic pseudo-random sequence

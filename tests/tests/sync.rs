@@ -10,7 +10,10 @@ use std::sync::OnceLock;
 use shm::{
     Barrier, Condition, Event, Lock, Process, RLock, RawValue, Semaphore, StartMethod, SyncError, TryLockError, Value,
 };
-use shm_tests::{METHODS, check, next_random, run_all, run_trials, wait_flag};
+use shm_tests::{
+    HANG_GUARD, METHODS, check, next_random, process_state, run_all, run_trials, sleep_until_killed, wait_flag,
+    wait_until,
+};
 
 type Result = shm_tests::TestResult;
 
@@ -45,15 +48,15 @@ fn acquire_release_increments((lock, counter, n): (Lock, RawValue<u64>, u64)) {
 fn hold_forever((lock, ready): (Lock, RawValue<u32>)) {
     let _g = lock.lock().expect("first holder");
     ready.store(1, Release);
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    sleep_until_killed();
 }
 
 /// Increments `counter` under the lock forever, marking `dirty` while the
-/// two halves of an update are apart.
+/// two halves of an update are apart (until killed; gives up after the
+/// hang guard).
 fn churn((lock, counter, dirty): (Lock, RawValue<u64>, RawValue<u32>)) {
-    loop {
+    let start = std::time::Instant::now();
+    while start.elapsed() < HANG_GUARD {
         let g = match lock.lock() {
             Ok(g) => g,
             Err(died) => {
@@ -68,6 +71,7 @@ fn churn((lock, counter, dirty): (Lock, RawValue<u64>, RawValue<u32>)) {
         dirty.set(0);
         drop(g);
     }
+    panic!("not killed within {HANG_GUARD:?}");
 }
 
 fn counts_exactly(m: StartMethod) -> Result {
@@ -135,6 +139,7 @@ fn sigkill_at_random_points_never_hangs(m: StartMethod) -> Result {
         let p = Process::new(churn, (lock.clone(), counter.clone(), dirty.clone())).with_start_method(m);
         p.start()?;
         next_random(&mut seed);
+        // A random kill point, not an ordering: any point must pass.
         std::thread::sleep(Duration::from_micros(500 + seed % 5000));
         p.kill()?;
         p.join()?;
@@ -174,9 +179,19 @@ fn event_wakes_every_waiting_process(m: StartMethod) -> Result {
     for p in &procs {
         p.start()?;
     }
-    while ready.load(Acquire) < 3 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    // A real wake, not a waiter that finds the flag already set: each child
+    // has announced it is about to wait, one of them has asked `set` for a
+    // wake (WAITERS in the word), and every child is asleep in the kernel
+    // ('S': after its announcement the only sleeping call it makes is the
+    // futex wait; preempted or spinning would read 'R').
+    wait_until("3 waiters to announce themselves", || ready.load(Acquire) == 3);
+    wait_until("a waiter to flag the event word", || e.has_waiters());
+    let pids: Vec<u32> = procs.iter().filter_map(Process::pid).collect();
+    check(pids.len() == 3, "every waiter has a pid")?;
+    wait_until("every waiter to sleep in the kernel", || {
+        pids.iter().all(|&p| process_state(p) == Some('S'))
+    });
+    check(!e.is_set(), "nobody set it yet")?;
     e.set();
     for p in &procs {
         check(p.join()? == 0, "a waiter was not woken")?;
@@ -189,6 +204,7 @@ fn limited((sem, active, most): (Semaphore, RawValue<u32>, RawValue<u32>)) {
     sem.acquire();
     let now = active.fetch_add(1, Acquire) + 1;
     most.atomic().fetch_max(now, Release);
+    // Widens the overlap the check looks for; the check holds at any speed.
     std::thread::sleep(Duration::from_millis(5));
     active.fetch_sub(1, Release);
     sem.release().expect("we hold a permit");
@@ -252,15 +268,11 @@ fn condition_notify_n_wakes_exactly_n(m: StartMethod) -> Result {
     for p in &procs {
         p.start()?;
     }
-    while cond.waiting() < 4 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until("4 processes to wait on the condition", || cond.waiting() == 4);
     cond.acquire(true, None).map_err(|_| "lock")?;
     check(cond.notify(2)? == 2, "notify(2)")?;
     cond.release()?;
-    while woken.load(Acquire) < 2 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until("2 notified waiters to count themselves", || woken.load(Acquire) >= 2);
     // The other two can only leave by notification (their timeout is 60 s).
     check(
         cond.waiting() == 2 && woken.load(Acquire) == 2,
@@ -332,9 +344,7 @@ fn barrier_party_death_breaks_it(m: StartMethod) -> Result {
     let survivor = Process::new(barrier_wait_once, b.clone()).with_start_method(m);
     victim.start()?;
     survivor.start()?;
-    while b.n_waiting() < 2 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until("2 parties to wait at the barrier", || b.n_waiting() == 2);
     victim.kill()?;
     check(victim.join()? == -9, "killed")?;
     check(survivor.join()? == 0, "the survivor did not see the barrier broken")?;
@@ -365,9 +375,7 @@ fn notify_then_hold((cond, ready): (Condition, RawValue<u32>)) {
     cond.acquire(true, None).expect("lock");
     cond.notify_all().expect("held");
     ready.store(1, Release);
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    sleep_until_killed();
 }
 
 /// A waiter whose condition lock is held by a process that dies gets the
