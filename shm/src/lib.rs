@@ -65,9 +65,14 @@
 //!   owner word before it is used: indices are masked or bounds-checked,
 //!   lengths are checked against what was published and against the end of
 //!   the ring, a state that no legal history can produce is `Corrupted`;
-//! - an owner is a pid together with the process's start time, so a reused
+//! - a lock owner is a pid together with a 9-bit tag of the process's start
+//!   time, set by the same compare-and-swap that takes the lock, so a reused
 //!   pid or a word that names a live process that never took the lock is
-//!   not mistaken for the holder.
+//!   taken over as `OwnerDied`, except when the tag happens to match (one
+//!   chance in 511: a timed call then times out, an untimed one waits for
+//!   that process to end). Ring and queue claims name a bare pid: a claim
+//!   held by a live process is waited on within the call's timeout, and an
+//!   untimed MPMC call reports `Corrupted` after `mpmc::CLAIM_BOUND`.
 //!
 //! **What a scribbling peer can cause**, in the objects it scribbles on and
 //! only there:
