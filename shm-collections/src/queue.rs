@@ -834,6 +834,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Gets the oldest item, waiting as long as needed.
     ///
+    /// The message is copied and deserialised before it is taken off the
+    /// queue: a process killed inside `get` leaves it to another consumer,
+    /// unless the kill comes in the return itself (or, for a message larger
+    /// than half the ring, while its parts are read).
+    ///
     /// # Errors
     ///
     /// [`QueueError::Closed`] once the queue is closed and drained,

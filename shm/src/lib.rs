@@ -88,7 +88,7 @@
 //! It can never cause undefined behaviour in another process, a panic in
 //! another process, or a hang past the documented bound: every blocking call
 //! honours its timeout, and a call without one re-checks its peers at least
-//! every [`LIVENESS_SLICE`](park::LIVENESS_SLICE) and returns an error when they are gone or the
+//! every [`LIVENESS_SLICE`] and returns an error when they are gone or the
 //! words it waits on cannot move. No Rust reference (`&T`, `&[T]`) covers
 //! bytes another process may write, with the one exception below.
 //!
@@ -110,7 +110,7 @@
 //! other bytes (a queue, a pipe, a file) is an error, never a call.
 //!
 //! **Liveness.** A blocked call notices a dead peer (or a lock holder
-//! that died) within [`LIVENESS_SLICE`](park::LIVENESS_SLICE); a process killed at any instruction
+//! that died) within [`LIVENESS_SLICE`]; a process killed at any instruction
 //! leaves every object either as before or as after the operation it was
 //! in, or flags it (`OwnerDied`: the data the lock guards may be
 //! inconsistent), and never wedges the others.

@@ -871,3 +871,23 @@ pub fn monotonic_ns() -> u64 {
     let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The switch forces the fence path, the answer does not change once
+    /// probed, and both sides of the handshake run in either mode.
+    #[test]
+    fn membarrier_mode_follows_the_switch_and_stays() {
+        let off = std::env::var_os(MEMBARRIER_ENV).is_some_and(|v| v == "off");
+        let active = membarrier_active();
+        if off || cfg!(miri) {
+            assert!(!active, "{MEMBARRIER_ENV}=off (or Miri) must select the fence path");
+        }
+        assert_eq!(membarrier_register(), active, "the probe is made once");
+        membarrier_global();
+        membarrier_light();
+        assert_eq!(membarrier_active(), active, "the mode does not change");
+    }
+}
