@@ -280,7 +280,12 @@ impl RawHeader {
                 unsafe { copy::store::<$t>(&raw mut (*base).$f, self.$f) }
             };
         }
-        field!(magic: u64);
+        // The creator first and the magic last: `sweep` reads headers that
+        // carry the magic but no READY state yet, and judges them by their
+        // creator.
+        field!(creator_pid: u32);
+        field!(reserved: u32);
+        field!(creator_start: u64);
         field!(version: u32);
         field!(kind: u32);
         field!(elem_align: u32);
@@ -289,10 +294,8 @@ impl RawHeader {
         field!(total_len: u64);
         field!(payload_offset: u64);
         field!(payload_len: u64);
-        field!(creator_pid: u32);
-        field!(reserved: u32);
-        field!(creator_start: u64);
         field!(type_name: [u8; NAME_LEN]);
+        field!(magic: u64);
     }
 
     /// Checks every field of this copy against the file it came from
