@@ -343,6 +343,32 @@ mod tests {
         assert_eq!(a.to_vec(), [9; 4]);
     }
 
+    /// Bulk writes racing bulk reads and atomic adds: no data race (Miri
+    /// checks), every element read is one some writer wrote, and the atomic
+    /// adds on an element no bulk write touches all count.
+    #[test]
+    fn racing_bulk_copies_and_atomics_are_not_data_races() {
+        const ROUNDS: u64 = if cfg!(miri) { 20 } else { 2_000 };
+        let a = RawArray::<u64>::new(64).expect("create");
+        let writer = {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                for k in 1..=ROUNDS {
+                    a.write(0, &[k; 63]).expect("in range");
+                    a.atomics()[63].fetch_add(1, Relaxed);
+                }
+            })
+        };
+        for _ in 0..ROUNDS {
+            let got = a.to_vec();
+            assert!(got[..63].iter().all(|&w| w <= ROUNDS), "an element nobody wrote");
+            assert!(a.get(5).is_some_and(|w| w <= ROUNDS));
+        }
+        writer.join().expect("writer thread panicked");
+        assert_eq!(a.read(0..63).expect("in range"), vec![ROUNDS; 63]);
+        assert_eq!(a.get(63), Some(ROUNDS), "every atomic add counted");
+    }
+
     #[test]
     fn zero_length_and_overflowing_lengths_are_errors() {
         assert!(matches!(RawArray::<u8>::new(0), Err(SegmentError::InvalidSize { .. })));

@@ -236,6 +236,32 @@ mod tests {
         assert_eq!(v.clone().get(), 2);
     }
 
+    /// A writer and a reader on one wide value at once: every read is a
+    /// valid value made of words the writer wrote (torn across words is
+    /// allowed), and under Miri no access is a data race.
+    #[test]
+    fn racing_get_and_set_are_not_data_races() {
+        const ROUNDS: u64 = if cfg!(miri) { 50 } else { 20_000 };
+        let v = RawValue::new([0u64; 4]).expect("create");
+        let writer = {
+            let v = v.clone();
+            std::thread::spawn(move || {
+                for k in 1..=ROUNDS {
+                    v.set([k; 4]);
+                }
+            })
+        };
+        let mut last_seen = 0;
+        for _ in 0..ROUNDS {
+            let got = v.get();
+            assert!(got.iter().all(|&w| w <= ROUNDS), "a word nobody wrote: {got:?}");
+            last_seen = last_seen.max(got[0]);
+        }
+        writer.join().expect("writer thread panicked");
+        assert_eq!(v.get(), [ROUNDS; 4], "the last set is what remains");
+        assert!(last_seen <= ROUNDS);
+    }
+
     #[test]
     fn zero_sized_types_are_refused() {
         assert!(matches!(RawValue::new(()), Err(SegmentError::InvalidSize { .. })));

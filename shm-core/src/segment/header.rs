@@ -237,7 +237,8 @@ impl RawHeader {
     /// `base` is aligned and valid for reads of [`HEADER_LEN`] bytes of a
     /// live mapping, and every access others make to the header is atomic
     /// with the same field widths (this module's `store` and the `AtomicU32`
-    /// state word).
+    /// state word). As for [`copy::load`], `base` is not derived from a
+    /// shared reference.
     pub(crate) unsafe fn load(base: *const Self) -> Self {
         macro_rules! field {
             ($f:ident: $t:ty) => {
@@ -434,7 +435,7 @@ mod tests {
         // SAFETY: `buf` is a private, 8-aligned local of HEADER_LEN bytes.
         unsafe { h.store(buf.as_mut_ptr().cast::<RawHeader>()) };
         // SAFETY: as above.
-        let back = unsafe { RawHeader::load(buf.as_ptr().cast::<RawHeader>()) };
+        let back = unsafe { RawHeader::load(buf.as_mut_ptr().cast::<RawHeader>()) };
         assert_eq!(back.state, 0, "state is published separately");
         let mut expected = h;
         expected.state = 0;
