@@ -7,7 +7,7 @@
 //! themselves ([`process_start`], [`sync_bench`], [`ping_pong`],
 //! [`wake_bench`], [`ring_bench`] with [`ring_trips`], [`ring_flow`],
 //! [`ring_sleep`], [`ring_sizes`]; [`peers`] with [`peer_ends`],
-//! [`peer_ice`], [`peer_drive`], [`peer_python`]).
+//! [`peer_ice`], [`peer_drive`], [`peer_python`]; [`value_bench`]).
 //!
 //! `cargo bench -p shm-benches --bench compare` runs every group, prints the
 //! table and writes `benches/results/latest.md` and `benches/results/*.svg`.
@@ -37,6 +37,7 @@ pub mod ring_trips;
 pub mod stats;
 pub mod svg;
 pub mod sync_bench;
+pub mod value_bench;
 pub mod wake_bench;
 pub mod wake_pairs;
 

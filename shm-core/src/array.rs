@@ -2,20 +2,28 @@
 //! without a lock (Python's `multiprocessing.RawArray`).
 
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::ptr::NonNull;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::atomic::{AtomicInteger, ShmSafe};
+use crate::atomic::{AtomicInteger, ShmSafe, copy};
 use crate::error::{OutOfBounds, SegmentError};
 use crate::segment::{Mapped, Segment, SegmentKind, TypeIdentity};
 
 /// A fixed-length array of `T` in its own shared segment.
 ///
 /// Clones share the elements; so does a child that receives it as an
-/// argument. Element reads and writes are volatile copies; for concurrent
-/// read-modify-write use [`RawArray::atomics`] (integer elements) or a lock.
+/// argument. Element reads and writes, and the bulk copies, go through
+/// relaxed atomic words ([`crate::atomic::copy`]) in the unit of `T`'s
+/// alignment (at most 8 bytes), the access size of [`RawArray::atomics`],
+/// so racing accesses from other threads or processes are never a data
+/// race. An element wider than its unit may be read torn (a mix of old and
+/// new words, still a valid `T`) while another process writes it, and a
+/// bulk copy is not a snapshot: each element or word is read once, in
+/// order, while others may write. For concurrent read-modify-write use
+/// [`RawArray::atomics`] (integer elements) or a lock.
 ///
 /// # Examples
 ///
@@ -36,7 +44,8 @@ pub struct RawArray<T> {
     len: usize,
 }
 
-// SAFETY: elements are only reached through volatile or atomic accesses; T is
+// SAFETY: elements are only reached through atomic accesses (relaxed word
+// copies or `atomics()`); T is
 // Send + Sync plain data; `map` keeps the mapping alive.
 unsafe impl<T: ShmSafe> Send for RawArray<T> {}
 // SAFETY: as above; `&RawArray` hands out copies, or atomics which are Sync.
@@ -93,10 +102,45 @@ impl<T: ShmSafe> RawArray<T> {
     /// Copies `items` (exactly `len` of them) into the array.
     fn copy_in(&self, items: &[T]) {
         debug_assert_eq!(items.len(), self.len);
-        for (k, item) in items.iter().enumerate().take(self.len) {
-            // SAFETY: k < len.
-            unsafe { self.ptr.as_ptr().wrapping_add(k).write_volatile(*item) };
-        }
+        let n = items.len().min(self.len);
+        // SAFETY: the first n <= len elements are in bounds; see `elem`.
+        unsafe { copy::store_slice(self.ptr.as_ptr(), &items[..n]) };
+    }
+
+    /// Pointer to element `i`. Every pointer this type dereferences comes
+    /// from here with `i` checked against `len` (or a range checked by
+    /// [`RawArray::check`]): the element lies inside the payload, which
+    /// `self.map` keeps mapped, and is aligned for `T` (the payload is
+    /// 128-aligned, `T`'s alignment is at most 128 and divides its size).
+    /// Every access to the elements is atomic: this type's copies go
+    /// through [`copy`] in `T`'s unit, [`RawArray::atomics`] uses `T`'s own
+    /// size, and other processes run the same code.
+    #[inline]
+    fn elem(&self, i: usize) -> *mut T {
+        self.ptr.as_ptr().wrapping_add(i)
+    }
+
+    /// Copies `dst.len()` elements starting at `start` out of the array.
+    ///
+    /// # Safety
+    ///
+    /// `start..start + dst.len()` lies within `0..len`.
+    #[inline]
+    unsafe fn load_into(&self, start: usize, dst: &mut [MaybeUninit<T>]) {
+        // SAFETY: the range is in bounds (caller); see `elem`.
+        unsafe { copy::load_slice(self.elem(start), dst) };
+    }
+
+    /// Copies the elements in `range` (already checked) into a new vector.
+    fn collect(&self, range: Range<usize>) -> Vec<T> {
+        let n = range.end - range.start;
+        let mut out: Vec<T> = Vec::with_capacity(n);
+        // SAFETY: `range` lies within `0..len` (checked by the callers);
+        // the spare capacity holds at least n elements.
+        unsafe { self.load_into(range.start, &mut out.spare_capacity_mut()[..n]) };
+        // SAFETY: `load_into` wrote all n elements.
+        unsafe { out.set_len(n) };
+        out
     }
 
     /// A new named array holding a copy of `items`, which other programs can
@@ -174,11 +218,9 @@ impl<T: ShmSafe> RawArray<T> {
     #[inline]
     pub fn get(&self, i: usize) -> Option<T> {
         (i < self.len).then(|| {
-            debug_assert!(i < self.len);
-            // SAFETY: i < len, so the element is inside the payload; it is
-            // aligned (payload 128-aligned, T's align <= 128 and divides size);
-            // T accepts any bit pattern.
-            unsafe { self.ptr.as_ptr().wrapping_add(i).read_volatile() }
+            // SAFETY: i < len; see `elem` for bounds, alignment and why every
+            // access is atomic. T accepts any bit pattern, torn or not.
+            unsafe { copy::load(self.elem(i)) }
         })
     }
 
@@ -190,8 +232,8 @@ impl<T: ShmSafe> RawArray<T> {
     #[inline]
     pub fn set(&self, i: usize, value: T) -> Result<(), OutOfBounds> {
         self.check(i..i.saturating_add(1))?;
-        // SAFETY: bounds checked above; see `get` for alignment.
-        unsafe { self.ptr.as_ptr().wrapping_add(i).write_volatile(value) };
+        // SAFETY: i < len, checked above; see `elem`.
+        unsafe { copy::store(self.elem(i), value) };
         Ok(())
     }
 
@@ -202,12 +244,7 @@ impl<T: ShmSafe> RawArray<T> {
     /// [`OutOfBounds`] for a range past the end.
     pub fn read(&self, range: Range<usize>) -> Result<Vec<T>, OutOfBounds> {
         self.check(range.clone())?;
-        Ok(range
-            .map(|i| {
-                // SAFETY: every i lies in the checked range.
-                unsafe { self.ptr.as_ptr().wrapping_add(i).read_volatile() }
-            })
-            .collect())
+        Ok(self.collect(range))
     }
 
     /// Copies `items` in, starting at element `start`.
@@ -217,32 +254,29 @@ impl<T: ShmSafe> RawArray<T> {
     /// [`OutOfBounds`] if the items would run past the end.
     pub fn write(&self, start: usize, items: &[T]) -> Result<(), OutOfBounds> {
         self.check(start..start.saturating_add(items.len()))?;
-        for (k, item) in items.iter().enumerate() {
-            // SAFETY: start + k lies in the checked range.
-            unsafe { self.ptr.as_ptr().wrapping_add(start + k).write_volatile(*item) };
-        }
+        // SAFETY: start..start + items.len() is within 0..len, checked
+        // above; see `elem`.
+        unsafe { copy::store_slice(self.elem(start), items) };
         Ok(())
     }
 
     /// Sets every element to `value`.
     pub fn fill(&self, value: T) {
         for i in 0..self.len {
-            // SAFETY: i < len.
-            unsafe { self.ptr.as_ptr().wrapping_add(i).write_volatile(value) };
+            // SAFETY: i < len; see `elem`.
+            unsafe { copy::store(self.elem(i), value) };
         }
     }
 
     /// A copy of every element.
     pub fn to_vec(&self) -> Vec<T> {
-        (0..self.len)
-            .map(|i| {
-                // SAFETY: i < len.
-                unsafe { self.ptr.as_ptr().wrapping_add(i).read_volatile() }
-            })
-            .collect()
+        self.collect(0..self.len)
     }
 
-    /// Raw pointer to the first element.
+    /// Raw pointer to the first element. Other processes may write the
+    /// elements at any time: access them only atomically (for example with
+    /// [`crate::atomic::copy`]), never through a plain read, write or
+    /// reference.
     pub fn as_ptr(&self) -> *mut T {
         self.ptr.as_ptr()
     }
@@ -307,6 +341,32 @@ mod tests {
         assert_eq!(a.read(1..4).expect("in range"), [0, 7, 8]);
         a.fill(9);
         assert_eq!(a.to_vec(), [9; 4]);
+    }
+
+    /// Bulk writes racing bulk reads and atomic adds: no data race (Miri
+    /// checks), every element read is one some writer wrote, and the atomic
+    /// adds on an element no bulk write touches all count.
+    #[test]
+    fn racing_bulk_copies_and_atomics_are_not_data_races() {
+        const ROUNDS: u64 = if cfg!(miri) { 20 } else { 2_000 };
+        let a = RawArray::<u64>::new(64).expect("create");
+        let writer = {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                for k in 1..=ROUNDS {
+                    a.write(0, &[k; 63]).expect("in range");
+                    a.atomics()[63].fetch_add(1, Relaxed);
+                }
+            })
+        };
+        for _ in 0..ROUNDS {
+            let got = a.to_vec();
+            assert!(got[..63].iter().all(|&w| w <= ROUNDS), "an element nobody wrote");
+            assert!(a.get(5).is_some_and(|w| w <= ROUNDS));
+        }
+        writer.join().expect("writer thread panicked");
+        assert_eq!(a.read(0..63).expect("in range"), vec![ROUNDS; 63]);
+        assert_eq!(a.get(63), Some(ROUNDS), "every atomic add counted");
     }
 
     #[test]

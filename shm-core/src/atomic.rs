@@ -215,7 +215,10 @@ pub mod copy {
     ///
     /// `src` is aligned for `T`, inside a live mapping, valid for reads of
     /// `size_of::<T>()` bytes, and every access others make to those bytes
-    /// is atomic.
+    /// is atomic. The read is an atomic access, which Rust models as
+    /// shared mutable memory: `src` must not be derived from a shared
+    /// reference (`&T`, `slice::as_ptr`) to non-`UnsafeCell` data; a pointer
+    /// from the mapping itself, or from `as_mut_ptr`, is fine.
     #[inline]
     pub unsafe fn load<T: ShmSafe>(src: *const T) -> T {
         let mut out = MaybeUninit::<T>::uninit();
@@ -316,19 +319,26 @@ pub mod copy {
     mod tests {
         use super::*;
 
+        // Each case uses a fresh cell: atomic accesses of different sizes to
+        // the same bytes are what the unit rule avoids (and Miri's weak
+        // memory model refuses them even from one thread).
         #[test]
         fn typed_round_trip_in_each_unit() {
-            let mut cell = [0u64; 4];
-            // SAFETY: `cell` is a local, aligned and large enough for each T.
+            // SAFETY: each `cell` is a fresh local, aligned and large enough
+            // for its T.
             unsafe {
+                let mut cell = [0u64; 4];
                 store(cell.as_mut_ptr().cast::<[u16; 3]>(), [1, 2, 3]);
-                assert_eq!(load(cell.as_ptr().cast::<[u16; 3]>()), [1, 2, 3]);
+                assert_eq!(load(cell.as_mut_ptr().cast::<[u16; 3]>()), [1, 2, 3]);
+                let mut cell = [0u64; 4];
                 store(cell.as_mut_ptr().cast::<u32>(), 0xdead_beef);
-                assert_eq!(load(cell.as_ptr().cast::<u32>()), 0xdead_beef);
+                assert_eq!(load(cell.as_mut_ptr().cast::<u32>()), 0xdead_beef);
+                let mut cell = [0u64; 4];
                 store(cell.as_mut_ptr().cast::<[u64; 3]>(), [7, 8, 9]);
-                assert_eq!(load(cell.as_ptr().cast::<[u64; 3]>()), [7, 8, 9]);
+                assert_eq!(load(cell.as_mut_ptr().cast::<[u64; 3]>()), [7, 8, 9]);
+                let mut cell = [0u64; 4];
                 store(cell.as_mut_ptr().cast::<[u8; 5]>(), *b"hello");
-                assert_eq!(load(cell.as_ptr().cast::<[u8; 5]>()), *b"hello");
+                assert_eq!(load(cell.as_mut_ptr().cast::<[u8; 5]>()), *b"hello");
             }
             assert_eq!(super::unit::<[u8; 8]>(), 1);
             assert_eq!(super::unit::<u64>(), 8);
@@ -337,10 +347,11 @@ pub mod copy {
 
         #[test]
         fn byte_copies_at_every_alignment_and_length() {
-            let mut shared = [0u64; 8];
-            let base = shared.as_mut_ptr().cast::<u8>();
             for off in 0..8 {
                 for len in 0..40 {
+                    // A fresh buffer for each case, as in the test above.
+                    let mut shared = [0u64; 8];
+                    let base = shared.as_mut_ptr().cast::<u8>();
                     let src: Vec<u8> = (0..len).map(|i| (i * 7 + off) as u8 | 1).collect();
                     let mut back = vec![0u8; len];
                     // SAFETY: off + len <= 48 < 64 bytes of `shared`.
@@ -361,7 +372,7 @@ pub mod copy {
             // SAFETY: both sides are locals of 16 u32s.
             unsafe {
                 store_slice(shared.as_mut_ptr(), &src);
-                load_slice(shared.as_ptr(), &mut back);
+                load_slice(shared.as_mut_ptr(), &mut back);
             }
             // SAFETY: `load_slice` wrote every element.
             let back: Vec<u32> = back.iter().map(|v| unsafe { v.assume_init() }).collect();

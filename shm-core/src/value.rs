@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::atomic::{AtomicInteger, ShmSafe};
+use crate::atomic::{AtomicInteger, ShmSafe, copy};
 use crate::error::SegmentError;
 use crate::segment::{Mapped, Segment, SegmentKind, TypeIdentity};
 use crate::sync::shared::Ordering;
@@ -14,9 +14,15 @@ use crate::sync::shared::Ordering;
 ///
 /// Clones share the value; so does a child process that receives it as an
 /// argument (under every start method). `get` and `set` copy the whole value
-/// with volatile accesses: concurrent `set`s from several processes may
-/// interleave (as with Python's `RawValue`), so use the atomic operations of
-/// integer values, or a lock, for read-modify-write.
+/// through relaxed atomic words ([`crate::atomic::copy`]) in the unit of
+/// `T`'s alignment (at most 8 bytes), the same access size as the atomic
+/// operations of integer values, so a racing access from another thread or
+/// process is never a data race. A `T` wider than its unit (a struct, an
+/// array, a `u128`) is not copied in one piece: a `get` racing a `set` may
+/// return a torn mix of old and new words (still a valid `T`, as every bit
+/// pattern is), and concurrent `set`s may interleave (as with Python's
+/// `RawValue`). Use the atomic operations of integer values, or a lock, for
+/// read-modify-write and for wide values that must not tear.
 ///
 /// # Examples
 ///
@@ -36,8 +42,8 @@ pub struct RawValue<T> {
     map: Mapped<T>,
 }
 
-// SAFETY: the value lives in shared memory reached only through volatile or
-// atomic accesses; T: ShmSafe is Send + Sync plain data, and the segment is
+// SAFETY: the value lives in shared memory reached only through atomic
+// accesses (relaxed word copies or the atomic operations); T: ShmSafe is Send + Sync plain data, and the segment is
 // kept alive by the mapping.
 unsafe impl<T: ShmSafe> Send for RawValue<T> {}
 // SAFETY: as above: `&RawValue` never hands out a reference to T, only copies.
@@ -116,21 +122,28 @@ impl<T: ShmSafe> RawValue<T> {
     /// Reads the value.
     #[inline]
     pub fn get(&self) -> T {
-        // SAFETY: ptr is in bounds and aligned (payload is 128-aligned and
-        // holds exactly one T, checked at construction); T accepts any bits,
-        // so a torn read by a racing writer is still a valid T.
-        unsafe { self.map.as_ptr().as_ptr().read_volatile() }
+        // SAFETY: the pointer is in bounds and aligned (the payload is
+        // 128-aligned, T's alignment is at most 128, and it holds exactly one
+        // T, checked at construction) and lives as long as `self.map`. Every
+        // access to the cell is atomic: this crate's copies go through
+        // `copy` in T's unit, the atomic operations use T's own size, and
+        // other processes run the same code. T accepts any bit pattern, so
+        // a torn read is still a valid T.
+        unsafe { copy::load(self.map.as_ptr().as_ptr()) }
     }
 
     /// Writes the value.
     #[inline]
     pub fn set(&self, value: T) {
-        // SAFETY: as in `get`; the memory is shared and writable, and no Rust
-        // reference to it exists.
-        unsafe { self.map.as_ptr().as_ptr().write_volatile(value) }
+        // SAFETY: as in `get` (bounds, alignment, lifetime, every access
+        // atomic); the mapping is writable.
+        unsafe { copy::store(self.map.as_ptr().as_ptr(), value) }
     }
 
-    /// Raw pointer to the shared value.
+    /// Raw pointer to the shared value. Other processes may write it at any
+    /// time: access it only atomically (for example with
+    /// [`crate::atomic::copy`]), never through a plain read, write or
+    /// reference.
     pub fn as_ptr(&self) -> *mut T {
         self.map.as_ptr().as_ptr()
     }
@@ -221,6 +234,32 @@ mod tests {
         assert_eq!(v.compare_exchange(1, 2, SeqCst, Relaxed), Err(100));
         assert_eq!(v.compare_exchange(100, 2, SeqCst, Relaxed), Ok(100));
         assert_eq!(v.clone().get(), 2);
+    }
+
+    /// A writer and a reader on one wide value at once: every read is a
+    /// valid value made of words the writer wrote (torn across words is
+    /// allowed), and under Miri no access is a data race.
+    #[test]
+    fn racing_get_and_set_are_not_data_races() {
+        const ROUNDS: u64 = if cfg!(miri) { 50 } else { 20_000 };
+        let v = RawValue::new([0u64; 4]).expect("create");
+        let writer = {
+            let v = v.clone();
+            std::thread::spawn(move || {
+                for k in 1..=ROUNDS {
+                    v.set([k; 4]);
+                }
+            })
+        };
+        let mut last_seen = 0;
+        for _ in 0..ROUNDS {
+            let got = v.get();
+            assert!(got.iter().all(|&w| w <= ROUNDS), "a word nobody wrote: {got:?}");
+            last_seen = last_seen.max(got[0]);
+        }
+        writer.join().expect("writer thread panicked");
+        assert_eq!(v.get(), [ROUNDS; 4], "the last set is what remains");
+        assert!(last_seen <= ROUNDS);
     }
 
     #[test]

@@ -6,8 +6,12 @@
 //! Python's `value` property does; [`Value::update`] holds it across a
 //! read-modify-write. The lock is an [`RLock`] by default, a given
 //! [`Lock`]/[`RLock`], or none at all ([`SharedLock::None`]: the raw value).
-//! Integer values also offer the atomic operations of `RawValue`, which need
-//! no lock.
+//! Integer values also offer [`Value::fetch_add`] and [`Value::fetch_sub`],
+//! which take the lock too: a lock-free add racing a locked
+//! [`Value::update`] (a read, then a write) would be overwritten by the
+//! update's write and lost. Code that wants lock-free counting uses
+//! [`Value::get_obj`] (a `RawValue`) and its atomic operations, and then
+//! must not mix them with `update` on the same value.
 //!
 //! If a holder of the lock dies mid-update, the next `get`/`set`/`update`
 //! still runs (the data is plain and every bit pattern is valid) and the
@@ -73,8 +77,9 @@ impl SharedLock {
 /// v.update(|x| x * 2.0);
 /// assert_eq!(v.get(), 3.0);
 /// let n = shm_sync::Value::new(0u64)?;
-/// n.fetch_add(2); // atomic, no lock needed
-/// assert_eq!(n.get(), 2);
+/// n.fetch_add(2); // under the lock, so it never races an `update`
+/// n.update(|x| x + 1);
+/// assert_eq!(n.get(), 3);
 /// # Ok::<(), shm_core::SegmentError>(())
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
@@ -146,13 +151,26 @@ impl<T: ShmSafe> Value<T> {
 }
 
 impl<T: AtomicInteger> Value<T> {
-    /// Atomic wrapping add (no lock needed); returns the previous value.
+    /// Wrapping add under the lock; returns the previous value.
+    ///
+    /// The lock is what makes this safe to mix with [`Value::update`] and
+    /// [`Value::set`] from other threads and processes: the add itself is
+    /// atomic, but an `update` reads and writes under the lock only, so a
+    /// lock-free add landing between its read and its write would be lost.
+    /// For a counter touched by nothing but atomic operations, use
+    /// `get_obj().fetch_add(..)`, which skips the lock.
     pub fn fetch_add(&self, v: T) -> T {
+        let _g = self.lock.lock();
+        // AcqRel: as the lock-free form would order it, for code that reads
+        // the value with `get_obj().load(Acquire)` without the lock.
         self.raw.fetch_add(v, std::sync::atomic::Ordering::AcqRel)
     }
 
-    /// Atomic wrapping subtract; returns the previous value.
+    /// Wrapping subtract under the lock; returns the previous value. See
+    /// [`Value::fetch_add`] for why the lock is taken.
     pub fn fetch_sub(&self, v: T) -> T {
+        let _g = self.lock.lock();
+        // AcqRel: as in `fetch_add`.
         self.raw.fetch_sub(v, std::sync::atomic::Ordering::AcqRel)
     }
 }
@@ -262,5 +280,103 @@ impl<T: ShmSafe> Array<T> {
     /// The array without its lock.
     pub fn get_obj(&self) -> &RawArray<T> {
         &self.raw
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// `update` (locked read then write) and `fetch_add`/`fetch_sub` from
+    /// several threads at once: no increment may be lost. Exact count, no
+    /// timing: it fails whenever an add lands inside an update.
+    #[test]
+    fn update_and_fetch_add_mixed_lose_nothing() {
+        const ROUNDS: u64 = 20_000;
+        let v = Value::new(0u64).expect("create");
+        // All four start together, so their loops overlap.
+        let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let workers: Vec<_> = (0..4)
+            .map(|k| {
+                let (v, start) = (v.clone(), std::sync::Arc::clone(&start));
+                std::thread::spawn(move || {
+                    start.wait();
+                    for _ in 0..ROUNDS {
+                        match k {
+                            0 => {
+                                v.update(|x| x + 1);
+                            }
+                            1 => {
+                                v.fetch_add(1);
+                            }
+                            2 => {
+                                v.fetch_add(2);
+                                v.fetch_sub(1);
+                            }
+                            _ => {
+                                v.update(|x| x + 3);
+                                v.update(|x| x - 2);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("worker thread panicked");
+        }
+        assert_eq!(v.get(), 4 * ROUNDS, "an update or an add was lost");
+    }
+
+    /// One interleaving forced by handshakes: an add is started while an
+    /// `update` holds the lock between its read and its write. With the add
+    /// under the lock it waits for the update (the update's bounded wait for
+    /// it runs out, which only slows the test), and both count; a lock-free
+    /// add would land at once and be overwritten.
+    #[test]
+    fn an_add_inside_an_update_is_not_lost() {
+        use std::sync::mpsc::{RecvTimeoutError, channel};
+        use std::time::Duration;
+        const ROUNDS: u64 = 10;
+        let v = Value::new(0u64).expect("create");
+        let (go_tx, go_rx) = channel::<()>();
+        let (done_tx, done_rx) = channel::<()>();
+        let adder = {
+            let v = v.clone();
+            std::thread::spawn(move || {
+                while go_rx.recv().is_ok() {
+                    v.fetch_add(1);
+                    done_tx.send(()).expect("the test thread waits for this");
+                }
+            })
+        };
+        for _ in 0..ROUNDS {
+            let mut added_inside = false;
+            v.update(|x| {
+                go_tx.send(()).expect("adder alive");
+                match done_rx.recv_timeout(Duration::from_millis(20)) {
+                    Ok(()) => added_inside = true,
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => panic!("the adder thread died"),
+                }
+                x + 1
+            });
+            if !added_inside {
+                done_rx
+                    .recv_timeout(Duration::from_secs(30))
+                    .expect("the add finishes once the update releases the lock");
+            }
+        }
+        drop(go_tx);
+        adder.join().expect("adder thread panicked");
+        assert_eq!(v.get(), 2 * ROUNDS, "an add that ran inside an update was lost");
+    }
+
+    #[test]
+    fn fetch_ops_without_a_lock_are_the_raw_atomics() {
+        let v = Value::with_lock(10u32, SharedLock::None).expect("create");
+        assert_eq!(v.fetch_add(5), 10);
+        assert_eq!(v.fetch_sub(3), 15);
+        assert_eq!(v.get(), 12);
     }
 }

@@ -19,15 +19,22 @@
 //! | 72     | `creator_start`  | its start time, to tell it from a later reuse of pid |
 //! | 80     | `type_name`      | the element type's name, truncated, NUL-padded       |
 //!
-//! Readers never trust it: they take one volatile copy after seeing `state`
-//! published and validate every field of that copy ([`RawHeader::validate`]),
-//! so a peer scribbling concurrently can make attach fail but never make it
-//! read out of bounds.
+//! Readers never trust it. Another process may write the header at any
+//! moment, so it is never copied as a whole struct with plain or volatile
+//! accesses (a racing write would make that a data race): every field is
+//! moved through a relaxed atomic of its own width ([`RawHeader::load`],
+//! [`RawHeader::store`]; the state word is only ever touched as an
+//! `AtomicU32`). An attacher loads `state` with Acquire, copies the other
+//! fields after it, and validates that copy together with the state value
+//! it acquired ([`RawHeader::validate`]), so a peer scribbling concurrently
+//! can make attach fail but never make it read out of bounds.
 
 use std::fmt;
 use std::mem::{align_of, offset_of, size_of};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::atomic::copy;
 
 use crate::error::SegmentError;
 
@@ -221,9 +228,89 @@ impl RawHeader {
         }
     }
 
+    /// Copies every field except `state` out of the header at `base`, each
+    /// through a relaxed atomic of the field's own width; `state` is left 0
+    /// (the caller loads it on its own, with Acquire, before this copy).
+    ///
+    /// # Safety
+    ///
+    /// `base` is aligned and valid for reads of [`HEADER_LEN`] bytes of a
+    /// live mapping, and every access others make to the header is atomic
+    /// with the same field widths (this module's `store` and the `AtomicU32`
+    /// state word). As for [`copy::load`], `base` is not derived from a
+    /// shared reference.
+    pub(crate) unsafe fn load(base: *const Self) -> Self {
+        macro_rules! field {
+            ($f:ident: $t:ty) => {
+                // SAFETY: `base` is aligned and in bounds (caller), so the
+                // field place is too (`repr(C)`); the projection makes no
+                // reference; every access to the field is atomic of this
+                // width (caller).
+                unsafe { copy::load::<$t>(&raw const (*base).$f) }
+            };
+        }
+        Self {
+            magic: field!(magic: u64),
+            version: field!(version: u32),
+            state: 0,
+            kind: field!(kind: u32),
+            elem_align: field!(elem_align: u32),
+            elem_size: field!(elem_size: u64),
+            type_hash: field!(type_hash: u64),
+            total_len: field!(total_len: u64),
+            payload_offset: field!(payload_offset: u64),
+            payload_len: field!(payload_len: u64),
+            creator_pid: field!(creator_pid: u32),
+            reserved: field!(reserved: u32),
+            creator_start: field!(creator_start: u64),
+            type_name: field!(type_name: [u8; NAME_LEN]),
+        }
+    }
+
+    /// Writes every field except `state` to the header at `base`, in the
+    /// units [`RawHeader::load`] reads; the caller publishes `state` after
+    /// it with Release.
+    ///
+    /// # Safety
+    ///
+    /// As [`RawHeader::load`], for writes.
+    pub(crate) unsafe fn store(&self, base: *mut Self) {
+        macro_rules! field {
+            ($f:ident: $t:ty) => {
+                // SAFETY: as in `load`, for a write.
+                unsafe { copy::store::<$t>(&raw mut (*base).$f, self.$f) }
+            };
+        }
+        // The creator first and the magic last: `sweep` reads headers that
+        // carry the magic but no READY state yet, and judges them by their
+        // creator.
+        field!(creator_pid: u32);
+        field!(reserved: u32);
+        field!(creator_start: u64);
+        field!(version: u32);
+        field!(kind: u32);
+        field!(elem_align: u32);
+        field!(elem_size: u64);
+        field!(type_hash: u64);
+        field!(total_len: u64);
+        field!(payload_offset: u64);
+        field!(payload_len: u64);
+        field!(type_name: [u8; NAME_LEN]);
+        field!(magic: u64);
+    }
+
     /// Checks every field of this copy against the file it came from
-    /// (`file_len` bytes long) and, if given, the expected type.
+    /// (`file_len` bytes long) and, if given, the expected type. `state` is
+    /// the copy's own field: an attacher puts there the value it loaded
+    /// with Acquire.
+    ///
+    /// An all-zero header (a creator that has not started writing, or died
+    /// first) is [`SegmentError::NotInitialized`]; other wrong magics are
+    /// [`SegmentError::BadMagic`].
     pub(crate) fn validate(&self, file_len: u64, expect: Option<&TypeIdentity>) -> Result<SegmentInfo, SegmentError> {
+        if self.magic == 0 && self.state != STATE_READY {
+            return Err(SegmentError::NotInitialized);
+        }
         if self.magic != MAGIC {
             return Err(SegmentError::BadMagic { found: self.magic });
         }
@@ -290,5 +377,68 @@ impl RawHeader {
             creator_pid: self.creator_pid,
             creator_start: self.creator_start,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready() -> RawHeader {
+        let mut h = RawHeader::new(&TypeIdentity::of::<u64>(SegmentKind::VALUE), 8, 1, 2);
+        h.state = STATE_READY;
+        h
+    }
+
+    const LEN: u64 = HEADER_LEN as u64 + 8;
+
+    #[test]
+    fn a_good_header_validates() {
+        let info = ready()
+            .validate(LEN, Some(&TypeIdentity::of::<u64>(SegmentKind::VALUE)))
+            .expect("valid");
+        assert_eq!(info.payload_len, 8);
+        assert_eq!(info.type_name, "u64");
+    }
+
+    #[test]
+    fn damaged_copies_are_refused() {
+        let zero = RawHeader::read_from_bytes(&[0u8; HEADER_LEN]).expect("header sized");
+        assert!(matches!(zero.validate(LEN, None), Err(SegmentError::NotInitialized)));
+        let mut h = ready();
+        h.magic = u64::from_le_bytes(*b"garbage!");
+        assert!(matches!(h.validate(LEN, None), Err(SegmentError::BadMagic { .. })));
+        h.state = 0;
+        assert!(matches!(h.validate(LEN, None), Err(SegmentError::BadMagic { .. })));
+        let mut h = ready();
+        h.state = 0;
+        assert!(matches!(h.validate(LEN, None), Err(SegmentError::NotInitialized)));
+        assert!(matches!(
+            ready().validate(LEN + 1, None),
+            Err(SegmentError::LengthMismatch {
+                header: LEN,
+                actual
+            }) if actual == LEN + 1
+        ));
+        let mut h = ready();
+        h.version = 9;
+        assert!(matches!(
+            h.validate(LEN, None),
+            Err(SegmentError::VersionMismatch { found: 9, .. })
+        ));
+    }
+
+    #[test]
+    fn store_then_load_round_trips_every_field_but_state() {
+        let mut buf = [0u64; HEADER_LEN / 8];
+        let h = ready();
+        // SAFETY: `buf` is a private, 8-aligned local of HEADER_LEN bytes.
+        unsafe { h.store(buf.as_mut_ptr().cast::<RawHeader>()) };
+        // SAFETY: as above.
+        let back = unsafe { RawHeader::load(buf.as_mut_ptr().cast::<RawHeader>()) };
+        assert_eq!(back.state, 0, "state is published separately");
+        let mut expected = h;
+        expected.state = 0;
+        assert_eq!(back.as_bytes(), expected.as_bytes());
     }
 }

@@ -238,9 +238,11 @@ impl Segment {
             sys::process_start_time(pid).unwrap_or(0),
         );
         // SAFETY: the mapping is at least HEADER_LEN bytes and page-aligned;
-        // until `state` is published nobody else reads it (attachers see
-        // state != READY and refuse).
-        unsafe { base.cast::<RawHeader>().as_ptr().write_volatile(raw) };
+        // every access to a header, here and in any attacher (of a named
+        // segment, possibly racing this), is atomic per field in the widths
+        // `RawHeader::load`/`store` use. Attachers that copy it before
+        // `state` is published refuse it.
+        unsafe { raw.store(base.cast::<RawHeader>().as_ptr()) };
         let info = raw_ready(&raw, total as u64);
         // Release: pairs with Acquire in `attach`; publishes the header fields.
         state_word(base).store(STATE_READY, Release);
@@ -284,13 +286,16 @@ impl Segment {
                 creator_start: 0,
             },
         };
-        // Acquire: pairs with Release in `init`; the header fields written
-        // before READY are visible to the copy below.
-        let _ = state_word(base).load(Acquire);
-        // SAFETY: the mapping holds at least HEADER_LEN bytes (checked above)
-        // and RawHeader accepts any bit pattern; a volatile copy is taken so
-        // later writes by a peer cannot change what is validated.
-        let raw = unsafe { base.cast::<RawHeader>().as_ptr().read_volatile() };
+        // Acquire: pairs with the Release store of READY in `init`; when this
+        // load sees READY, the header fields written before it are visible
+        // to the copy below. The value loaded here is the one validated.
+        let state = state_word(base).load(Acquire);
+        // SAFETY: the page-aligned mapping holds at least HEADER_LEN bytes
+        // (checked above); every access to a header is atomic per field
+        // (see `init`). The copy is private, so a peer writing later cannot
+        // change what is validated.
+        let mut raw = unsafe { RawHeader::load(base.cast::<RawHeader>().as_ptr()) };
+        raw.state = state;
         seg.info = raw.validate(file_len, expect)?;
         Ok(seg)
     }

@@ -268,3 +268,40 @@ fn sweep_removes_segments_of_dead_creators() {
     );
     assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
 }
+
+#[test]
+#[cfg_attr(miri, ignore = "opens a named segment in /dev/shm")]
+fn damaged_headers_are_errors_not_garbage() {
+    // A creator that died before writing anything leaves an all-zero header.
+    assert!(matches!(
+        open_after(|n| poke(n, 0, &[0u8; HEADER_LEN])),
+        SegmentError::NotInitialized
+    ));
+    // Zero magic with the state still READY is not "not yet ready": it is
+    // not a segment of ours.
+    assert!(matches!(
+        open_after(|n| poke(n, 0, &0u64.to_le_bytes())),
+        SegmentError::BadMagic { found: 0 }
+    ));
+    // A wrong magic over a header whose state was never published.
+    assert!(matches!(
+        open_after(|n| {
+            poke(n, 0, b"garbage!");
+            poke(n, 12, &0u32.to_le_bytes());
+        }),
+        SegmentError::BadMagic { .. }
+    ));
+    // The header's length disagrees with the file's.
+    assert!(matches!(
+        open_after(|n| poke(n, 40, &(HEADER_LEN as u64 + 16).to_le_bytes())),
+        SegmentError::LengthMismatch { .. }
+    ));
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "memfd_create and mmap are syscalls")]
+fn anonymous_all_zero_file_is_not_initialized() {
+    let fd = sys::memfd(c"shm-test-zero").expect("memfd");
+    sys::set_len(fd.as_fd(), 4096).expect("ftruncate");
+    assert!(matches!(Segment::from_fd(fd, None), Err(SegmentError::NotInitialized)));
+}
