@@ -21,9 +21,7 @@ fn rounds(n: usize) -> usize {
 }
 
 fn forever(_: ()) {
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    shm_tests::sleep_until_killed();
 }
 
 fn exit_with(code: i32) {

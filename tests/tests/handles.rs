@@ -2,7 +2,6 @@
 //! copied; named segments swept after their creator is killed by `SIGKILL`.
 
 use std::sync::atomic::Ordering::{Relaxed, Release};
-use std::time::Duration;
 
 use libtest_mimic::Trial;
 use shm::{Process, RawArray, RawValue, Segment, StartMethod};
@@ -40,10 +39,9 @@ fn create_named_then_wait((name, ready): (String, RawValue<u32>)) {
     let seg = RawValue::create_named(&name, 1u64).expect("create named segment");
     // Release: pairs with the parent's Acquire; the segment exists before.
     ready.store(1, Release);
-    loop {
-        std::thread::sleep(Duration::from_millis(50));
-        let _ = seg.get();
-    }
+    let _ = seg.get();
+    // The segment stays mapped (and named) until this process is killed.
+    shm_tests::sleep_until_killed();
 }
 
 fn value_and_array(m: StartMethod) -> Result {

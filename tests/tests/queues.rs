@@ -199,9 +199,7 @@ fn killed_consumers_never_duplicate_or_wedge(m: StartMethod) -> Result {
 fn get_one_then_wait((q, ready): (Queue<Msg>, RawValue<u32>)) {
     let _ = q.get();
     ready.store(1, std::sync::atomic::Ordering::Release);
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    shm_tests::sleep_until_killed();
 }
 
 /// A put blocked on a full queue whose only consumer died returns an error
