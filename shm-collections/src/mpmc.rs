@@ -61,6 +61,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use shm_core::atomic::copy;
 use shm_core::sys::{Deadline, FutexWait};
 use shm_core::{Segment, SegmentError, SegmentKind, ShmSafe, TypeIdentity};
 
@@ -74,6 +75,10 @@ pub const MAX_CAPACITY: usize = 1 << 30;
 /// How long a non-blocking call watches one stuck slot before it checks
 /// whether the process holding it died.
 pub const STUCK: Duration = Duration::from_millis(10);
+/// How long a slot may stay claimed by a live process without its position
+/// moving before the claim counts as a scribbled owner word (a legal holder
+/// keeps it for a few instructions, or dies and is taken over).
+pub const CLAIM_BOUND: Duration = Duration::from_secs(1);
 const SLOT_HEADER: usize = 16;
 
 #[repr(C)]
@@ -308,22 +313,79 @@ pub fn ring<T: ShmSafe>(capacity: usize) -> Result<Mpmc<T>, SegmentError> {
 
 enum Step<V> {
     Done(V),
+    /// Someone else made progress: look again.
     Retry,
-    Blocked { slot_seq: u32, pos: u32 },
+    /// The slot of `pos` is claimed by `owner`, who should move on at once.
+    Held {
+        pos: u32,
+        owner: u32,
+    },
+    Blocked {
+        slot_seq: u32,
+        pos: u32,
+    },
+}
+
+/// Watches a claim that another side holds: one that stays put (same
+/// position, same owner, the owner alive) for [`CLAIM_BOUND`] is a scribbled
+/// owner word, and the call returns [`RingError::CorruptedWord`] instead of
+/// spinning on it forever.
+#[derive(Default)]
+struct Stall {
+    pos: u32,
+    owner: u32,
+    since: Option<Instant>,
+}
+
+impl Stall {
+    fn check(&mut self, pos: u32, owner: u32) -> Result<(), RingError> {
+        match self.since {
+            Some(t) if self.pos == pos && self.owner == owner => {
+                // Loom's clock has no time: its models bound the loops.
+                if cfg!(not(loom)) && t.elapsed() >= CLAIM_BOUND {
+                    return Err(RingError::CorruptedWord {
+                        what: "slot owner (a claim that never moves)",
+                        expected: format!("a claim released within {CLAIM_BOUND:?}, or a dead holder"),
+                        found: owner.into(),
+                    });
+                }
+                Ok(())
+            }
+            _ => {
+                *self = Self {
+                    pos,
+                    owner,
+                    since: Some(Instant::now()),
+                };
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The error for a slot sequence number outside what a legal history
+/// allows at `pos`.
+#[cold]
+fn bad_seq(side: &'static str, pos: u32, legal: &[u32], seq: u32) -> RingError {
+    let legal: Vec<String> = legal.iter().map(u32::to_string).collect();
+    RingError::CorruptedWord {
+        what: side,
+        expected: format!("{} (at position {pos})", legal.join(" or ")),
+        found: seq.into(),
+    }
 }
 
 impl<T: ShmSafe> Mpmc<T> {
-    /// Claims the slot of `pos` for this process, taking over a dead claim.
-    fn claim(slot: &Slot, me: u32, check_dead: bool) -> Result<u32, ()> {
+    /// Claims the slot of `pos` for this process, taking over a dead claim;
+    /// on failure, the holder.
+    fn claim(slot: &Slot, me: u32, check_dead: bool) -> Result<u32, u32> {
         // Acquire: orders us after the previous holder's Release of the claim.
         match slot.owner.compare_exchange(0, me, Acquire, Relaxed) {
             Ok(_) => Ok(0),
-            Err(other) if check_dead && other != me && !sync::task_alive(other) => slot
-                .owner
-                .compare_exchange(other, me, Acquire, Relaxed)
-                .map(|_| other)
-                .map_err(|_| ()),
-            Err(_) => Err(()),
+            Err(other) if check_dead && other != me && !sync::task_alive(other) => {
+                slot.owner.compare_exchange(other, me, Acquire, Relaxed).map(|_| other)
+            }
+            Err(other) => Err(other),
         }
     }
 
@@ -342,8 +404,9 @@ impl<T: ShmSafe> Mpmc<T> {
         let d = seq.wrapping_sub(pos).cast_signed();
         if d == 0 {
             let ripe = self.suspect.ripe(pos, force_check);
-            let Ok(previous) = Self::claim(slot, me, ripe) else {
-                return Ok(Step::Retry);
+            let previous = match Self::claim(slot, me, ripe) {
+                Ok(previous) => previous,
+                Err(owner) => return Ok(Step::Held { pos, owner }),
             };
             // Release: pairs with the Acquire load of `enq` above (in others).
             if h.enq
@@ -354,9 +417,11 @@ impl<T: ShmSafe> Mpmc<T> {
                 slot.owner.store(previous, Release);
                 return Ok(Step::Retry);
             }
-            // SAFETY: we hold position `pos` (claimed, enq moved past it);
-            // no consumer reads the value before seq = pos + 1 below.
-            unsafe { ring.value(pos).as_ptr().write(*value) };
+            // SAFETY: the value slot of `pos` is inside the ring (masked), and
+            // we hold position `pos` (claimed, enq moved past it): no
+            // consumer reads it before seq = pos + 1 below; an atomic-word
+            // copy (`copy`), so a peer writing it anyway is no data race.
+            unsafe { copy::store(ring.value(pos).as_ptr(), *value) };
             // Relaxed: published by the Release store of seq below.
             slot.tomb.store(0, Relaxed);
             // Release: publishes the value to the consumer of `pos`.
@@ -378,10 +443,31 @@ impl<T: ShmSafe> Mpmc<T> {
                     return Ok(Step::Retry);
                 }
             }
-            if d < -(cap.cast_signed()) {
-                return Err(RingError::Corrupted("slot sequence more than a lap behind"));
+            // Legal here: the previous lap's producer has not published yet
+            // (pos - cap) or its message waits for its consumer (pos - cap + 1);
+            // the Acquire load of `enq` keeps older values out of sight.
+            if seq != previous && seq != previous.wrapping_add(1) {
+                return Err(bad_seq(
+                    "slot sequence (push side)",
+                    pos,
+                    &[pos, previous, previous.wrapping_add(1)],
+                    seq,
+                ));
             }
             return Ok(Step::Blocked { slot_seq: seq, pos });
+        }
+        // The slot is ahead of `pos`: whoever took `pos` moved `enq` past it
+        // before writing `seq`, and our Acquire load of `seq` orders that
+        // move before the load below. If `enq` still reads `pos`, a peer
+        // wrote over the sequence number (or over `enq`).
+        // Acquire: as the load of `enq` above.
+        if h.enq.load(Acquire) == pos {
+            return Err(bad_seq(
+                "slot sequence (push side, ahead of enq)",
+                pos,
+                &[pos, pos.wrapping_sub(cap), pos.wrapping_sub(cap).wrapping_add(1)],
+                seq,
+            ));
         }
         Ok(Step::Retry)
     }
@@ -399,8 +485,9 @@ impl<T: ShmSafe> Mpmc<T> {
         let d = seq.wrapping_sub(pos.wrapping_add(1)).cast_signed();
         if d == 0 {
             let ripe = self.suspect.ripe(pos, force_check);
-            let Ok(previous) = Self::claim(slot, me, ripe) else {
-                return Ok(Step::Retry);
+            let previous = match Self::claim(slot, me, ripe) {
+                Ok(previous) => previous,
+                Err(owner) => return Ok(Step::Held { pos, owner }),
             };
             // Release: pairs with the Acquire load of `deq` above (in others).
             if h.deq
@@ -410,9 +497,12 @@ impl<T: ShmSafe> Mpmc<T> {
                 slot.owner.store(previous, Release);
                 return Ok(Step::Retry);
             }
-            // SAFETY: position `pos` is published (seq = pos + 1, Acquire)
-            // and ours (claimed, deq moved past it); T accepts any bits.
-            let value = unsafe { ring.value(pos).as_ptr().read() };
+            // SAFETY: the value slot of `pos` is inside the ring (masked);
+            // position `pos` is published (seq = pos + 1, Acquire) and ours
+            // (claimed, deq moved past it); an atomic-word copy (`copy`), so
+            // a peer writing it anyway tears it, no data race; T accepts any
+            // bits.
+            let value = unsafe { copy::load(ring.value(pos).as_ptr()) };
             // Relaxed: ordered by the Acquire load of seq above.
             let tomb = slot.tomb.load(Relaxed) != 0;
             // Release: hands the slot to the producer of the next lap.
@@ -432,10 +522,28 @@ impl<T: ShmSafe> Mpmc<T> {
                     return Ok(Step::Retry);
                 }
             }
-            if d < -(cap.cast_signed()) {
-                return Err(RingError::Corrupted("slot sequence more than a lap behind"));
+            // Legal here: not yet published (pos), or the previous lap's
+            // consumer has not recycled it yet (pos - cap + 1).
+            let previous = pos.wrapping_sub(cap).wrapping_add(1);
+            if seq != pos && seq != previous {
+                return Err(bad_seq(
+                    "slot sequence (pop side)",
+                    pos,
+                    &[pos.wrapping_add(1), pos, previous],
+                    seq,
+                ));
             }
             return Ok(Step::Blocked { slot_seq: seq, pos });
+        }
+        // Ahead of `pos`: as in `push_step`, `deq` must have moved.
+        // Acquire: as the load of `deq` above.
+        if h.deq.load(Acquire) == pos {
+            return Err(bad_seq(
+                "slot sequence (pop side, ahead of deq)",
+                pos,
+                &[pos.wrapping_add(1), pos, pos.wrapping_sub(cap).wrapping_add(1)],
+                seq,
+            ));
         }
         Ok(Step::Retry)
     }
@@ -475,10 +583,17 @@ impl<T: ShmSafe> Mpmc<T> {
     ///
     /// [`RingError::Full`] (value handed back), [`RingError::Corrupted`].
     pub fn try_push(&mut self, value: T) -> Result<(), PushError<T>> {
+        let mut stall = Stall::default();
         loop {
             match self.push_step(&value, false) {
                 Ok(Step::Done(())) => return Ok(()),
                 Ok(Step::Retry) => sync::before_retry(),
+                Ok(Step::Held { pos, owner }) => {
+                    if let Err(kind) = stall.check(pos, owner) {
+                        return Err(PushError { kind, value });
+                    }
+                    sync::before_retry();
+                }
                 Ok(Step::Blocked { .. }) => {
                     return Err(PushError {
                         kind: RingError::Full,
@@ -496,10 +611,15 @@ impl<T: ShmSafe> Mpmc<T> {
     ///
     /// [`RingError::Empty`], [`RingError::Corrupted`].
     pub fn try_pop(&mut self) -> Result<T, RingError> {
+        let mut stall = Stall::default();
         loop {
             match self.pop_step(false)? {
                 Step::Done(v) => return Ok(v),
                 Step::Retry => sync::before_retry(),
+                Step::Held { pos, owner } => {
+                    stall.check(pos, owner)?;
+                    sync::before_retry();
+                }
                 Step::Blocked { .. } => return Err(RingError::Empty),
             }
         }
@@ -514,10 +634,23 @@ impl<T: ShmSafe> Mpmc<T> {
         let deadline = timeout.map(Deadline::after);
         let mut spins = shm_sync::park::spins();
         let mut force = false;
+        let mut stall = Stall::default();
         loop {
             match self.push_step(&value, force) {
                 Ok(Step::Done(())) => return Ok(()),
                 Ok(Step::Retry) => sync::before_retry(),
+                Ok(Step::Held { pos, owner }) => {
+                    if deadline.is_some_and(|d| d.has_passed()) {
+                        return Err(PushError {
+                            kind: RingError::Full,
+                            value,
+                        });
+                    }
+                    if let Err(kind) = stall.check(pos, owner) {
+                        return Err(PushError { kind, value });
+                    }
+                    sync::before_retry();
+                }
                 Err(kind) => return Err(PushError { kind, value }),
                 Ok(Step::Blocked { slot_seq, pos }) => {
                     if spins > 0 {
@@ -550,10 +683,18 @@ impl<T: ShmSafe> Mpmc<T> {
         let deadline = timeout.map(Deadline::after);
         let mut spins = shm_sync::park::spins();
         let mut force = false;
+        let mut stall = Stall::default();
         loop {
             match self.pop_step(force)? {
                 Step::Done(v) => return Ok(v),
                 Step::Retry => sync::before_retry(),
+                Step::Held { pos, owner } => {
+                    if deadline.is_some_and(|d| d.has_passed()) {
+                        return Err(RingError::Empty);
+                    }
+                    stall.check(pos, owner)?;
+                    sync::before_retry();
+                }
                 Step::Blocked { slot_seq, pos } => {
                     if spins > 0 {
                         spins -= 1;
@@ -740,5 +881,111 @@ mod tests {
             .expect("the dead consumer's slot is recycled");
         assert_eq!(q.try_pop(), Ok(2));
         assert_eq!(q.try_pop(), Ok(3));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod scribble_tests {
+    use super::*;
+    use crate::test_util::{Rng, bounded, scribble};
+
+    const T: Option<Duration> = Some(Duration::from_millis(20));
+
+    fn corrupted(r: &Result<u64, RingError>) -> bool {
+        matches!(r, Err(RingError::Corrupted(_) | RingError::CorruptedWord { .. }))
+    }
+
+    /// Slot 0's sequence word set far ahead (100 in a ring of 4): every
+    /// operation reports it instead of spinning forever (issue 9).
+    #[test]
+    fn a_sequence_far_ahead_is_corrupted_not_a_hang() {
+        for op in 0..6 {
+            let mut q = ring::<u64>(4).expect("create");
+            q.ring.slot(0).seq.store(100, Relaxed);
+            let r = bounded("op on a scribbled ring", move || match op {
+                0 => q.try_pop(),
+                1 => q.pop(T),
+                2 => q.pop(None),
+                3 => q.try_push(1).map(|()| 0).map_err(|e| e.kind),
+                4 => q.push(1, T).map(|()| 0).map_err(|e| e.kind),
+                _ => q.push(1, None).map(|()| 0).map_err(|e| e.kind),
+            });
+            assert!(corrupted(&r), "op {op}: {r:?}");
+        }
+    }
+
+    /// A sequence word a little behind (inside the lap, but not a value a
+    /// legal history leaves there) is reported too, not waited on forever.
+    #[test]
+    fn a_sequence_inside_the_lap_is_corrupted() {
+        let mut q = ring::<u64>(4).expect("create");
+        q.ring.slot(0).seq.store(u32::MAX - 1, Relaxed);
+        let r = bounded("pop", move || (q.pop(None), q.push(1, None).map_err(|e| e.kind)));
+        assert!(corrupted(&r.0), "{r:?}");
+        assert!(matches!(r.1, Err(RingError::CorruptedWord { .. })), "{r:?}");
+    }
+
+    /// An owner word naming a live process (ours) that never moves: the
+    /// claim is given up after `CLAIM_BOUND` with an error naming the owner.
+    #[test]
+    fn a_claim_that_never_moves_is_corrupted_not_a_hang() {
+        let mut q = ring::<u64>(4).expect("create");
+        q.ring.slot(0).owner.store(sync::cached_pid(), Relaxed);
+        let r = bounded("try_push", move || q.try_push(7).map_err(|e| e.kind));
+        match r {
+            Err(RingError::CorruptedWord { found, .. }) => assert_eq!(found, u64::from(sync::cached_pid())),
+            other => panic!("expected a stuck claim to be reported, got {other:?}"),
+        }
+    }
+
+    /// Enqueue/dequeue positions scribbled: reported or harmless, never a hang.
+    #[test]
+    fn scribbled_positions_never_hang() {
+        for (enq, deq) in [(0, 3), (1000, 0), (0, 1000), (5, 5), (u32::MAX, 0)] {
+            let mut q = ring::<u64>(4).expect("create");
+            q.try_push(1).expect("room");
+            let h = q.ring.header();
+            h.enq.store(enq, Relaxed);
+            h.deq.store(deq, Relaxed);
+            bounded("ops", move || {
+                let _ = q.try_pop();
+                let _ = q.pop(T);
+                let _ = q.try_push(2);
+                let _ = q.push(3, T);
+            });
+        }
+    }
+
+    /// Random words of the header, the slot words and the values scribbled
+    /// (seeded): every timed or non-blocking operation returns.
+    #[test]
+    fn random_scribbles_never_hang() {
+        let rounds = if cfg!(miri) { 4 } else { 300 };
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..rounds {
+            let mut q = ring::<u64>(4).expect("create");
+            for i in 0..rng.below(5) {
+                q.try_push(i as u64).expect("room");
+            }
+            let _ = q.try_pop();
+            let (base, len) = (q.ring.seg.payload().as_ptr(), q.ring.seg.payload_len());
+            // Header positions, slot words and values: skip the padding.
+            let words = 1 + rng.below(4);
+            // SAFETY: the payload is ours, 128-aligned, `len` bytes, and
+            // every access to it is atomic.
+            unsafe { scribble(base.wrapping_add(HEADER - 256), len - (HEADER - 256), words, &mut rng) };
+            let seed = rng.next();
+            bounded(&format!("round {round}"), move || {
+                let mut r = Rng(seed | 1);
+                for _ in 0..8 {
+                    let _ = match r.below(4) {
+                        0 => q.try_pop(),
+                        1 => q.pop(T),
+                        2 => q.try_push(9).map(|()| 0).map_err(|e| e.kind),
+                        _ => q.push(9, T).map(|()| 0).map_err(|e| e.kind),
+                    };
+                }
+            });
+        }
     }
 }

@@ -41,9 +41,12 @@
 //! are checked: a distance larger than the capacity means a peer scribbled
 //! on the header, and is reported as [`RingError::Corrupted`], never used.
 //!
-//! Slots are copied with plain reads and writes (a `memcpy` for large
-//! types): the index stores and loads order them, and a volatile copy of a
-//! 1 MiB type compiles to a million instructions.
+//! The copying paths (`try_push`, `push_slice`, `try_pop`, `pop_into` and
+//! the blocking calls built on them) move a slot through relaxed atomic
+//! words ([`shm_core::atomic::copy`]): the index stores and loads order
+//! them, and a peer that writes a slot it does not own yields a torn value,
+//! never a data race. Only the loans ([`Producer::reserve`],
+//! [`Consumer::peek`]) form a reference into a slot; see their docs.
 //!
 //! # Memory ordering
 //!
@@ -63,6 +66,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use shm_core::atomic::copy;
 use shm_core::sys::{Deadline, FutexWait};
 use shm_core::{Segment, SegmentError, SegmentKind, ShmSafe, TypeIdentity};
 
@@ -124,6 +128,18 @@ pub enum RingError {
     /// Shared indices are impossible: a peer wrote over the header.
     #[error("corrupted ring: {0}")]
     Corrupted(&'static str),
+    /// A shared word holds a value that no legal history of the ring
+    /// produces (a peer wrote over it): which word, what a legal state
+    /// allows there, and what was found.
+    #[error("corrupted ring: {what}: expected {expected}, found {found}")]
+    CorruptedWord {
+        /// The word.
+        what: &'static str,
+        /// What a legal state allows there.
+        expected: String,
+        /// What it holds.
+        found: u64,
+    },
     /// A byte-ring loan was asked for more than one frame holds (half the
     /// ring), or the message at the head was streamed in parts.
     #[error("the message does not fit in one frame of the ring")]
@@ -619,9 +635,11 @@ impl<T: ShmSafe> Producer<T> {
             Ok(_) => {}
             Err(kind) => return Err(PushError { kind, value }),
         }
-        // SAFETY: the slot at `tail` is free (free >= 1): the consumer does
-        // not read it until `tail` is published below.
-        unsafe { self.slot(self.tail).as_ptr().write(value) };
+        // SAFETY: the slot at `tail` is inside the ring (masked) and free
+        // (free >= 1): the consumer does not read it until `tail` is
+        // published below; a scribbling peer's racing accesses are atomic
+        // too (`copy`), so they tear the value, never race.
+        unsafe { copy::store(self.slot(self.tail).as_ptr(), value) };
         self.publish(1);
         Ok(())
     }
@@ -698,8 +716,9 @@ impl<T: ShmSafe> Producer<T> {
         }
         let mut pos = self.tail;
         for item in items.iter().take(n as usize) {
-            // SAFETY: positions tail..tail+n are free (n <= free).
-            unsafe { self.slot(pos).as_ptr().write(*item) };
+            // SAFETY: positions tail..tail+n are free (n <= free) and in the
+            // ring (masked); atomic-word copy as in `try_push`.
+            unsafe { copy::store(self.slot(pos).as_ptr(), *item) };
             pos = pos.wrapping_add(1);
         }
         if n > 0 {
@@ -711,6 +730,9 @@ impl<T: ShmSafe> Producer<T> {
     /// Lends the next free slot to be written in place (the zero-copy path);
     /// nothing is visible to the consumer until [`WriteSlot::commit`].
     /// `None` when the ring is full.
+    ///
+    /// The loan is a `&mut T` into shared memory, sound because no reader
+    /// looks at the slot until commit; see [`WriteSlot`] for what that trusts.
     pub fn reserve(&mut self) -> Option<WriteSlot<'_, T>> {
         self.claim();
         if self.free_fresh(1).ok()? == 0 {
@@ -834,9 +856,11 @@ impl<T: ShmSafe> Consumer<T> {
                 },
             );
         }
-        // SAFETY: the slot at `head` was published by the producer (head <
-        // tail) and is ours until `head` is released; T accepts any bits.
-        let value = unsafe { self.slot(self.head).as_ptr().read() };
+        // SAFETY: the slot at `head` is inside the ring (masked) and was
+        // published by the producer (head < tail), ours until `head` is
+        // released; the copy goes through atomic words (`copy`), so a peer
+        // writing it anyway tears the value, never races; T accepts any bits.
+        let value = unsafe { copy::load(self.slot(self.head).as_ptr()) };
         self.release(1);
         Ok(value)
     }
@@ -876,8 +900,9 @@ impl<T: ShmSafe> Consumer<T> {
             .min(u32::try_from(out.len()).unwrap_or(u32::MAX));
         let mut pos = self.head;
         for slot in out.iter_mut().take(n as usize) {
-            // SAFETY: positions head..head+n are published and ours.
-            *slot = unsafe { self.slot(pos).as_ptr().read() };
+            // SAFETY: positions head..head+n are published, ours and in the
+            // ring (masked); atomic-word copy as in `try_pop`.
+            *slot = unsafe { copy::load(self.slot(pos).as_ptr()) };
             pos = pos.wrapping_add(1);
         }
         if n > 0 {
@@ -889,6 +914,9 @@ impl<T: ShmSafe> Consumer<T> {
     /// Lends the next element to be read in place (the zero-copy path); the
     /// slot goes back to the producer when the [`ReadSlot`] is dropped.
     /// `None` when the ring is empty.
+    ///
+    /// The `&T` is sound only while the producer keeps the protocol (see
+    /// [`ReadSlot`]); [`Consumer::try_pop`] is the defensive, copying path.
     pub fn peek(&mut self) -> Option<ReadSlot<'_, T>> {
         self.claim();
         if self.available_fresh(1).ok()? == 0 {
@@ -975,6 +1003,13 @@ impl<T: ShmSafe> Receive for Consumer<T> {
 
 /// A free slot lent by [`Producer::reserve`]; write it through `DerefMut`,
 /// then [`WriteSlot::commit`]. Dropped without commit, nothing is published.
+///
+/// The `&T`/`&mut T` it hands out points into shared memory: no reader
+/// looks at the slot until commit (the consumer reads only below the
+/// published `tail`), so the reference is sound while the consumer keeps the
+/// protocol. A consumer that scribbles on a slot it does not own breaks
+/// that; [`Producer::try_push`] (a copy through atomic words) is the path
+/// that stays sound under any peer.
 pub struct WriteSlot<'a, T: ShmSafe> {
     producer: &'a mut Producer<T>,
     slot: NonNull<T>,
@@ -1012,6 +1047,13 @@ impl<T: ShmSafe> fmt::Debug for WriteSlot<'_, T> {
 
 /// A published element lent by [`Consumer::peek`]; read it through `Deref`.
 /// The slot returns to the producer when this is dropped.
+///
+/// This is a zero-copy read loan: the `&T` points into shared memory and is
+/// sound only while the producer keeps the protocol (it does not write a
+/// published slot before the consumer releases it). A buggy or hostile
+/// producer that writes it anyway makes the reference a data race; against
+/// such a peer use [`Consumer::try_pop`], which copies through atomic words
+/// and is sound under any peer (crate `shm`'s trust model).
 pub struct ReadSlot<'a, T: ShmSafe> {
     consumer: &'a mut Consumer<T>,
     slot: NonNull<T>,
