@@ -1313,3 +1313,63 @@ mod tests {
         assert!(channel::<()>(4).is_err());
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod scribble_tests {
+    use super::*;
+    use crate::test_util::{Rng, bounded, scribble};
+
+    /// The header's index words (and the slots) scribbled, seeded: every
+    /// non-blocking or timed operation returns (Ok, Empty/Full,
+    /// Disconnected or Corrupted), none hangs or panics.
+    #[test]
+    fn random_scribbles_never_hang() {
+        let rounds = if cfg!(miri) { 4 } else { 300 };
+        let t = Duration::from_millis(20);
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for round in 0..rounds {
+            let (mut tx, mut rx) = channel::<u64>(4).expect("create");
+            for i in 0..rng.below(5) {
+                tx.try_push(i as u64).expect("room");
+            }
+            let _ = rx.try_pop();
+            let seg = &tx.ring.seg;
+            // The two index lines and the slots (line 0 holds the owner
+            // and sleep words, whose scribbles cost a liveness slice).
+            let (base, len) = (seg.payload().as_ptr().wrapping_add(128), seg.payload_len() - 128);
+            // SAFETY: inside the payload, 128-aligned; every access to it
+            // is atomic.
+            unsafe { scribble(base, len, 1 + rng.below(4), &mut rng) };
+            let seed = rng.next();
+            bounded(&format!("round {round}"), move || {
+                let mut r = Rng(seed | 1);
+                for _ in 0..8 {
+                    let _ = match r.below(5) {
+                        0 => rx.try_pop(),
+                        1 => rx.pop_timeout(t),
+                        2 => tx.try_push(9).map(|()| 0).map_err(|e| e.kind),
+                        3 => tx.push_timeout(9, t).map(|()| 0).map_err(|e| e.kind),
+                        _ => Ok(rx.peek().map_or(0, |v| *v)),
+                    };
+                }
+            });
+        }
+    }
+
+    /// Indices further apart than the ring are reported, not used.
+    #[test]
+    fn indices_apart_by_more_than_the_ring_are_corrupted() {
+        let (mut tx, mut rx) = channel::<u64>(4).expect("create");
+        tx.try_push(1).expect("room");
+        tx.h().tail.store(100, Relaxed);
+        assert!(matches!(rx.try_pop(), Err(RingError::Corrupted(_))));
+        rx.h().head.store(200, Relaxed);
+        // The producer trusts its cached head until the ring looks full.
+        let r = bounded("push", move || {
+            (0..5)
+                .map(|_| tx.push_timeout(1, Duration::from_millis(20)).map_err(|e| e.kind))
+                .find(Result::is_err)
+        });
+        assert!(matches!(r, Some(Err(RingError::Corrupted(_)))), "{r:?}");
+    }
+}
