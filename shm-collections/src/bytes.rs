@@ -116,11 +116,11 @@ pub(crate) struct RingHeader {
     pub(crate) closed: Word,
     pub(crate) writer_sleeping: Word,
     pub(crate) reader_sleeping: Word,
-    _pad0: [u32; 26],
+    _pad0: [Word; 26],
     pub(crate) tail: Word,
-    _pad1: [u32; 31],
+    _pad1: [Word; 31],
     pub(crate) head: Word,
-    _pad2: [u32; 31],
+    _pad2: [Word; 31],
 }
 
 const _: () = assert!(size_of::<RingHeader>() == HEADER);

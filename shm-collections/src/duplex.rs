@@ -126,7 +126,7 @@ struct Mailbox {
     _cells: [AtomicU64; 12],
     /// Per direction: bumped by a sender that wakes the receiver.
     bell: [Word; 2],
-    _pad1: [u32; 30],
+    _pad1: [Word; 30],
 }
 
 /// The count bits of `mailed` and `taken` (counts wrap at 2^31).

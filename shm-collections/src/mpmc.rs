@@ -87,11 +87,11 @@ struct Header {
     capacity: Word,
     push_sleepers: Word,
     pop_sleepers: Word,
-    _pad0: [u32; 29],
+    _pad0: [Word; 29],
     enq: Word,
-    _pad1: [u32; 31],
+    _pad1: [Word; 31],
     deq: Word,
-    _pad2: [u32; 31],
+    _pad2: [Word; 31],
 }
 
 // Loom's atomics are larger: under loom header and slots are heap values.
@@ -110,7 +110,7 @@ struct Slot {
     seq: Word,
     owner: Word,
     tomb: Word,
-    _pad: u32,
+    _pad: Word,
 }
 
 #[cfg(not(loom))]

@@ -86,6 +86,11 @@ const CONSUMER_CLOSED: u32 = 2;
 
 /// Line 0: set up once, then read by both sides; written only on close and
 /// on the rare way to sleep. Lines 1 and 2: one index each.
+///
+/// Every field is an atomic, the padding too: a `&Header` then covers only
+/// interior-mutable bytes, which is what a reference over memory that other
+/// processes write (legally or as a scribble) must cover. The same holds
+/// for the headers of `mpmc`, `bytes`, `duplex` and `queue`.
 #[repr(C)]
 #[cfg_attr(loom, derive(Default))]
 struct Header {
@@ -95,11 +100,11 @@ struct Header {
     closed: Word,
     producer_sleeping: Word,
     consumer_sleeping: Word,
-    _pad0: [u32; 26],
+    _pad0: [Word; 26],
     tail: Word,
-    _pad1: [u32; 31],
+    _pad1: [Word; 31],
     head: Word,
-    _pad2: [u32; 31],
+    _pad2: [Word; 31],
 }
 
 // Loom's atomics are larger: under loom the header is a heap value.
