@@ -231,6 +231,70 @@ fn mpmc_killed_consumers_never_wedge_it(m: StartMethod) -> Result {
     )
 }
 
+/// A third process scribbles on an MPMC ring: slot 0's sequence word set
+/// far ahead (100 in a ring of 4), as in issue 9. The ring's header is 384
+/// bytes and a slot's words 16, sequence first (`mpmc`'s layout).
+fn mpmc_scribble_slot0(q: Mpmc<u64>) -> std::result::Result<(), String> {
+    let (bytes, fds) = shm::handle::encode(&q).map_err(|e| e.to_string())?;
+    let fds = fds
+        .into_iter()
+        // SAFETY: the descriptors belong to `q`'s segment, alive here.
+        .map(|fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let seg: shm::Segment = shm::handle::decode(&bytes, fds).map_err(|e| e.to_string())?;
+    if seg.payload_len() <= 400 {
+        return Err("payload too small".into());
+    }
+    // SAFETY: inside the payload, 4-aligned (the payload is 128-aligned);
+    // every access to the ring's words is atomic.
+    #[allow(clippy::disallowed_types, reason = "a scribble from outside the library")]
+    let word = unsafe { core::sync::atomic::AtomicU32::from_ptr(seg.payload().as_ptr().wrapping_add(384).cast()) };
+    word.store(100, Release);
+    Ok(())
+}
+
+/// Every operation of the scribbled ring, from another process: each
+/// returns the corruption, none spins.
+fn mpmc_ops_report_corruption(mut q: Mpmc<u64>) -> std::result::Result<(), String> {
+    let t = Some(Duration::from_millis(50));
+    let results = [
+        q.try_pop(),
+        q.pop(t),
+        q.pop(None),
+        q.try_push(1).map(|()| 0).map_err(|e| e.kind),
+        q.push(1, t).map(|()| 0).map_err(|e| e.kind),
+        q.push(1, None).map(|()| 0).map_err(|e| e.kind),
+    ];
+    for (i, r) in results.iter().enumerate() {
+        if !matches!(r, Err(RingError::CorruptedWord { .. })) {
+            return Err(format!("op {i}: {r:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Issue 9: an MPMC ring whose sequence word a third process scribbled
+/// makes every operation of a fourth process return `Corrupted` within a
+/// bound, instead of spinning forever.
+fn mpmc_scribbled_sequence_is_reported_across_processes(m: StartMethod) -> Result {
+    let q = mpmc::ring::<u64>(4)?;
+    let scribbler = Process::new(mpmc_scribble_slot0, q.clone()).with_start_method(m);
+    scribbler.start()?;
+    check(
+        scribbler.join_timeout(Duration::from_secs(60))? == Some(0),
+        "the scribbler failed or hung",
+    )?;
+    let user = Process::new(mpmc_ops_report_corruption, q).with_start_method(m);
+    user.start()?;
+    let code = user.join_timeout(Duration::from_secs(60))?;
+    if code.is_none() {
+        user.kill()?;
+        return Err("hung: an operation on the scribbled ring did not return within 60 s".into());
+    }
+    check(code == Some(0), "an operation did not report the corruption")
+}
+
 fn main() {
     shm::init();
     let mut tests = Vec::new();
@@ -258,6 +322,10 @@ fn main() {
         tests.push(Trial::test(
             format!("mpmc_killed_consumers_never_wedge_it_{m}"),
             move || mpmc_killed_consumers_never_wedge_it(m),
+        ));
+        tests.push(Trial::test(
+            format!("mpmc_scribbled_sequence_is_reported_across_processes_{m}"),
+            move || mpmc_scribbled_sequence_is_reported_across_processes(m),
         ));
     }
     run_trials(tests);
