@@ -58,6 +58,13 @@
 //! count that is neither `mailed` nor `mailed - 1`, or a ring position
 //! beyond the ring's, is [`RingError::Corrupted`], never used.
 //!
+//! The peer writes the mailbox line while we read it, so no reference
+//! covers plain bytes of it: the mailbox is reached from the segment's raw
+//! payload pointer, every field of [`Mailbox`] is an atomic (the cells'
+//! bytes included), and a cell's payload is copied in and out through
+//! atomic words ([`shm_core::atomic::copy`]). A scribbled payload is a
+//! wrong value, never a data race.
+//!
 //! # Memory ordering
 //!
 //! A cell's payload is published by the Release store of its word and

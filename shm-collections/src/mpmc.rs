@@ -30,6 +30,27 @@
 //! when a blocking call sleeps, or when a non-blocking call has seen the
 //! same stuck slot for [`STUCK`].
 //!
+//! # Bad input
+//!
+//! A peer may scribble on any word. Every operation therefore checks what
+//! it reads against what a legal history can leave there, and none spins
+//! on a word that cannot move:
+//!
+//! - a slot sequence number behind the position must be exactly a lap
+//!   behind (`p - cap`, or `p - cap + 1`: the previous lap's message, or its
+//!   unfinished publication); anything else is [`RingError::CorruptedWord`];
+//! - a sequence number ahead of the position is legal only once the shared
+//!   position has moved past it (whoever took `p` moved it first); if a
+//!   fresh load still reads `p`, it is [`RingError::CorruptedWord`];
+//! - a slot claimed by a live process (a claim lasts a few instructions)
+//!   that stays claimed, its position unmoved, for [`CLAIM_BOUND`] is
+//!   [`RingError::CorruptedWord`] naming the owner word;
+//! - blocking calls honour their deadline on every path, retries included.
+//!
+//! Values are copied in and out of slots through atomic words
+//! ([`shm_core::atomic::copy`]), so a scribbled value is a wrong value,
+//! never a data race.
+//!
 //! # Sleeping
 //!
 //! As in the SPSC ring: a sleeper counts itself in `push_sleepers` or
