@@ -60,7 +60,7 @@
 //!
 //! The peer writes the mailbox line while we read it, so no reference
 //! covers plain bytes of it: the mailbox is reached from the segment's raw
-//! payload pointer, every field of [`Mailbox`] is an atomic (the cells'
+//! payload pointer, every field of the `Mailbox` is an atomic (the cells'
 //! bytes included), and a cell's payload is copied in and out through
 //! atomic words ([`shm_core::atomic::copy`]). A scribbled payload is a
 //! wrong value, never a data race.
