@@ -949,6 +949,7 @@ mod scribble_tests {
     /// An owner word naming a live process (ours) that never moves: the
     /// claim is given up after `CLAIM_BOUND` with an error naming the owner.
     #[test]
+    #[cfg_attr(miri, ignore = "spins for CLAIM_BOUND (1 s): too slow to interpret")]
     fn a_claim_that_never_moves_is_corrupted_not_a_hang() {
         let mut q = ring::<u64>(4).expect("create");
         q.ring.slot(0).owner.store(sync::cached_pid(), Relaxed);
