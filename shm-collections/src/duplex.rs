@@ -88,14 +88,14 @@ use std::time::Duration;
 
 #[cfg(not(loom))]
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use shm_core::atomic::copy;
 use shm_core::sys::Deadline;
 #[cfg(not(loom))]
 use shm_core::{Segment, SegmentKind, TypeIdentity};
 use shm_core::{SegmentError, ShmSafe};
 
 use crate::spsc::{
-    self, Consumer, Producer, PushError, Receive, RingError, Slept, Word, receive, sleep_on, wake_sleeper,
+    self, Consumer, Producer, PushError, Receive, RingError, Slept, Word, load_slot, receive, sleep_on, store_slot,
+    wake_sleeper,
 };
 use crate::sync::{self, AtomicU64};
 
@@ -463,7 +463,7 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
         // for S; it is free (the peer took the last message in it, Acquire
         // in `mail_free`) and only we write it; an atomic-word copy
         // (`copy`), so a peer writing it anyway is no data race.
-        unsafe { copy::store(self.cell(out, cell).cast::<S>().as_ptr(), value) };
+        unsafe { store_slot(self.cell(out, cell).cast::<S>().as_ptr(), value) };
         self.mailed = self.mailed.wrapping_add(1) & COUNT;
         let word = u64::from(self.mailed) << 32 | u64::from(self.tx.tail());
         // Release: pairs with the peer's Acquire load in `take_cell`.
@@ -608,7 +608,7 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
         // again until we hand it back below; an atomic-word copy (`copy`),
         // so a peer writing it anyway tears the value, no data race; R
         // accepts any bits.
-        let value = unsafe { copy::load(self.cell(inn, cell).cast::<R>().as_ptr()) };
+        let value = unsafe { load_slot(self.cell(inn, cell).cast::<R>().as_ptr()) };
         self.taken = mailed;
         // Release: pairs with the Acquire load in the peer's `mail_free`.
         self.m().taken[inn].store(mailed | self.closed, Release);

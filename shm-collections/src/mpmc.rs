@@ -82,13 +82,12 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use shm_core::atomic::copy;
 use shm_core::sys::{Deadline, FutexWait};
 use shm_core::{Segment, SegmentError, SegmentKind, ShmSafe, TypeIdentity};
 
 #[cfg(not(loom))]
 use crate::spsc::ring_capacity;
-use crate::spsc::{HEADER, PushError, RingError, Word};
+use crate::spsc::{HEADER, PushError, RingError, Word, load_slot, store_slot};
 use crate::sync::{self, Instant};
 
 /// Largest capacity.
@@ -442,7 +441,7 @@ impl<T: ShmSafe> Mpmc<T> {
             // we hold position `pos` (claimed, enq moved past it): no
             // consumer reads it before seq = pos + 1 below; an atomic-word
             // copy (`copy`), so a peer writing it anyway is no data race.
-            unsafe { copy::store(ring.value(pos).as_ptr(), *value) };
+            unsafe { store_slot(ring.value(pos).as_ptr(), *value) };
             // Relaxed: published by the Release store of seq below.
             slot.tomb.store(0, Relaxed);
             // Release: publishes the value to the consumer of `pos`.
@@ -523,7 +522,7 @@ impl<T: ShmSafe> Mpmc<T> {
             // (claimed, deq moved past it); an atomic-word copy (`copy`), so
             // a peer writing it anyway tears it, no data race; T accepts any
             // bits.
-            let value = unsafe { copy::load(ring.value(pos).as_ptr()) };
+            let value = unsafe { load_slot(ring.value(pos).as_ptr()) };
             // Relaxed: ordered by the Acquire load of seq above.
             let tomb = slot.tomb.load(Relaxed) != 0;
             // Release: hands the slot to the producer of the next lap.

@@ -460,6 +460,63 @@ pub fn channel<T: ShmSafe>(capacity: usize) -> Result<(Producer<T>, Consumer<T>)
     Ok((Producer::new(Arc::clone(&ring)), Consumer::new(ring)))
 }
 
+/// Whether slots of `T` are copied as bytes ([`copy::load_bytes`], 8-byte
+/// words over the slot) rather than in `T`'s own unit ([`copy::load`]):
+/// for types of alignment below 8 and 16 bytes or more (byte arrays,
+/// mostly), whose own unit would be a byte or two and a 64 KiB copy tens of
+/// thousands of atomic loads. Ring slots are never the target of atomic
+/// read-modify-writes, and both ends of a ring make this same choice for
+/// the same slot (the alignment pattern of a slot is that of its offset in
+/// the segment), so their accesses to a slot have the same sizes.
+const fn as_bytes<T>() -> bool {
+    align_of::<T>() < 8 && size_of::<T>() >= 16
+}
+
+/// Reads a slot's `T` from shared memory through relaxed atomic words.
+///
+/// # Safety
+///
+/// As [`copy::load`]: `src` aligned, in a live mapping, valid for a `T`, and
+/// every access others make to it atomic.
+#[inline(always)]
+#[allow(clippy::inline_always, reason = "the ring's hot path")]
+pub(crate) unsafe fn load_slot<T: ShmSafe>(src: *const T) -> T {
+    if as_bytes::<T>() {
+        let mut out = std::mem::MaybeUninit::<T>::zeroed();
+        // SAFETY: `out` is private and its bytes are initialised (zeroed),
+        // so a byte slice over them is valid.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), size_of::<T>()) };
+        // SAFETY: the caller's contract for `src`, as bytes.
+        unsafe { copy::load_bytes(src.cast::<u8>(), bytes) };
+        // SAFETY: every byte written; T (FromBytes) accepts any bits.
+        unsafe { out.assume_init() }
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { copy::load(src) }
+    }
+}
+
+/// Writes a slot's `T` to shared memory through relaxed atomic words, in
+/// the units [`load_slot`] reads them in.
+///
+/// # Safety
+///
+/// As [`copy::store`].
+#[inline(always)]
+#[allow(clippy::inline_always, reason = "the ring's hot path")]
+pub(crate) unsafe fn store_slot<T: ShmSafe>(dst: *mut T, value: T) {
+    if as_bytes::<T>() {
+        // SAFETY: `value` is a private local and T (IntoBytes) has no
+        // padding: all its bytes are initialised.
+        let bytes = unsafe { std::slice::from_raw_parts((&raw const value).cast::<u8>(), size_of::<T>()) };
+        // SAFETY: the caller's contract for `dst`, as bytes.
+        unsafe { copy::store_bytes(dst.cast::<u8>(), bytes) };
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { copy::store(dst, value) };
+    }
+}
+
 /// Where a ring lives, as one end caches it.
 struct At<T> {
     header: NonNull<Header>,
@@ -644,7 +701,7 @@ impl<T: ShmSafe> Producer<T> {
         // (free >= 1): the consumer does not read it until `tail` is
         // published below; a scribbling peer's racing accesses are atomic
         // too (`copy`), so they tear the value, never race.
-        unsafe { copy::store(self.slot(self.tail).as_ptr(), value) };
+        unsafe { store_slot(self.slot(self.tail).as_ptr(), value) };
         self.publish(1);
         Ok(())
     }
@@ -723,7 +780,7 @@ impl<T: ShmSafe> Producer<T> {
         for item in items.iter().take(n as usize) {
             // SAFETY: positions tail..tail+n are free (n <= free) and in the
             // ring (masked); atomic-word copy as in `try_push`.
-            unsafe { copy::store(self.slot(pos).as_ptr(), *item) };
+            unsafe { store_slot(self.slot(pos).as_ptr(), *item) };
             pos = pos.wrapping_add(1);
         }
         if n > 0 {
@@ -865,7 +922,7 @@ impl<T: ShmSafe> Consumer<T> {
         // published by the producer (head < tail), ours until `head` is
         // released; the copy goes through atomic words (`copy`), so a peer
         // writing it anyway tears the value, never races; T accepts any bits.
-        let value = unsafe { copy::load(self.slot(self.head).as_ptr()) };
+        let value = unsafe { load_slot(self.slot(self.head).as_ptr()) };
         self.release(1);
         Ok(value)
     }
@@ -907,7 +964,7 @@ impl<T: ShmSafe> Consumer<T> {
         for slot in out.iter_mut().take(n as usize) {
             // SAFETY: positions head..head+n are published, ours and in the
             // ring (masked); atomic-word copy as in `try_pop`.
-            *slot = unsafe { copy::load(self.slot(pos).as_ptr()) };
+            *slot = unsafe { load_slot(self.slot(pos).as_ptr()) };
             pos = pos.wrapping_add(1);
         }
         if n > 0 {
@@ -1358,6 +1415,23 @@ mod scribble_tests {
                     };
                 }
             });
+        }
+    }
+
+    /// Byte arrays (copied as 8-byte words) and odd-sized types keep every
+    /// byte through the atomic-word copies.
+    #[test]
+    #[allow(clippy::cast_possible_truncation, reason = "test patterns")]
+    fn byte_arrays_and_odd_sizes_round_trip() {
+        let (mut tx, mut rx) = channel::<[u8; 100]>(4).expect("create");
+        let (mut tx2, mut rx2) = channel::<[u16; 9]>(4).expect("create");
+        for i in 0..10u8 {
+            let v: [u8; 100] = std::array::from_fn(|j| i.wrapping_mul(31).wrapping_add(j as u8));
+            tx.try_push(v).expect("room");
+            assert_eq!(rx.try_pop(), Ok(v));
+            let w: [u16; 9] = std::array::from_fn(|j| u16::from(i) * 1000 + j as u16);
+            tx2.try_push(w).expect("room");
+            assert_eq!(rx2.try_pop(), Ok(w));
         }
     }
 
