@@ -47,6 +47,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use shm_core::atomic::copy;
 use shm_core::sys::{self, Deadline};
 use shm_core::{Segment, SegmentError, SegmentKind, TypeIdentity};
 
@@ -115,11 +116,11 @@ pub(crate) struct RingHeader {
     pub(crate) closed: Word,
     pub(crate) writer_sleeping: Word,
     pub(crate) reader_sleeping: Word,
-    _pad0: [u32; 26],
+    _pad0: [Word; 26],
     pub(crate) tail: Word,
-    _pad1: [u32; 31],
+    _pad1: [Word; 31],
     pub(crate) head: Word,
-    _pad2: [u32; 31],
+    _pad2: [Word; 31],
 }
 
 const _: () = assert!(size_of::<RingHeader>() == HEADER);
@@ -291,15 +292,23 @@ impl RawRing {
     /// `spot` came from [`Self::spot`] for at least `len` bytes on this
     /// cursor and nothing was committed since: the bytes are the writer's
     /// alone until committed.
+    ///
+    /// This is a write loan over shared memory: sound because no reader
+    /// looks at the bytes before the commit (it reads only below the
+    /// published `tail`). The copying paths use [`Self::payload_ptr`].
     #[allow(
         clippy::mut_from_ref,
         reason = "the ring protocol hands these bytes to the writer alone"
     )]
     pub(crate) unsafe fn payload_mut(&self, spot: Spot, len: u32) -> &mut [u8] {
-        let p = self.at(spot.at + FRAME);
-        // SAFETY: at + FRAME + len <= cap (the spot fits the frame); the
-        // range is not read by the reader before the commit.
-        unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), len as usize) }
+        // SAFETY: at + FRAME + len <= cap (the spot fits the frame, caller);
+        // the range is not read by the reader before the commit.
+        unsafe { std::slice::from_raw_parts_mut(self.payload_ptr(spot).as_ptr(), len as usize) }
+    }
+
+    /// Pointer to the payload of a frame at `spot` (for atomic-word copies).
+    fn payload_ptr(&self, spot: Spot) -> NonNull<u8> {
+        self.at(spot.at + FRAME)
     }
 
     fn put_header(&self, at: u32, len: u32, kind: Kind) {
@@ -311,10 +320,11 @@ impl RawRing {
         let (first, second) = (self.at(at).cast::<u32>(), self.at(at + 4).cast::<u32>());
         // SAFETY: `at` is an 8-aligned offset inside the data area (at most
         // cap - 8, since frames are 8-aligned), owned by the writer until
-        // `tail` moves past it.
-        unsafe { first.write(len) };
+        // `tail` moves past it; an atomic-word store, so a peer racing on it
+        // anyway is no data race.
+        unsafe { copy::store(first.as_ptr(), len) };
         // SAFETY: as above, the header's second word.
-        unsafe { second.write(word) };
+        unsafe { copy::store(second.as_ptr(), word) };
     }
 
     /// Publishes a frame of `len` (at most what `spot` was found for).
@@ -353,10 +363,14 @@ impl RawRing {
                 None => wait(self, c, len, started)?,
             }
         };
-        // SAFETY: the spot was just found for `len` bytes on this cursor.
-        let out = unsafe { self.payload_mut(spot, len) };
-        out[..prefix.len()].copy_from_slice(prefix);
-        out[prefix.len()..].copy_from_slice(body);
+        let out = self.payload_ptr(spot).as_ptr();
+        // SAFETY: the spot was just found for `len` = prefix + body bytes on
+        // this cursor: inside the data area and the writer's until the
+        // commit; atomic-word copies (`copy`), so a peer scribbling there is
+        // no data race.
+        unsafe { copy::store_bytes(out, prefix) };
+        // SAFETY: as above, the bytes after the prefix.
+        unsafe { copy::store_bytes(out.wrapping_add(prefix.len()), body) };
         if matches!(kind, Kind::Whole | Kind::First) {
             mark();
         }
@@ -455,10 +469,12 @@ impl RawRing {
         let (first, second) = (self.at(pos).cast::<u32>(), self.at(pos + 4).cast::<u32>());
         // SAFETY: `pos` is 8-aligned (positions are checked to be multiples
         // of 8) and at most cap - 8, inside the data area; the header was
-        // published (Acquire above). Any bits are a valid u32.
-        let len = unsafe { first.read() };
+        // published (Acquire above); an atomic-word load, so a peer racing
+        // on it is no data race. Any bits are a valid u32 (checked by the
+        // caller before use).
+        let len = unsafe { copy::load(first.as_ptr()) };
         // SAFETY: as above, the header's second word.
-        (len, unsafe { second.read() })
+        (len, unsafe { copy::load(second.as_ptr()) })
     }
 
     /// Whether a frame other than padding is published after `head` (for a
@@ -471,7 +487,23 @@ impl RawRing {
         !matches!(self.peek_frame(&mut c), Ok(None))
     }
 
-    /// The payload of a frame from [`Self::peek_frame`].
+    /// Appends the payload of a frame from [`Self::peek_frame`] to `out`,
+    /// from byte `from` on, copied through atomic words (the defensive path:
+    /// sound whatever a peer writes meanwhile).
+    fn copy_payload(&self, f: &Frame, from: u32, out: &mut Vec<u8>) {
+        let from = from.min(f.len);
+        let n = (f.len - from) as usize;
+        let start = out.len();
+        out.resize(start + n, 0);
+        // SAFETY: peek_frame checked at + len <= cap: the range is inside
+        // the data area; the copy is atomic-word loads into private memory.
+        unsafe { copy::load_bytes(self.at(f.at + from).as_ptr(), &mut out[start..]) };
+    }
+
+    /// The payload of a frame from [`Self::peek_frame`], as a read loan:
+    /// sound only while the writer keeps the protocol (it does not touch a
+    /// published frame before `head` passes it); the copying path
+    /// ([`Self::recv`]) is the defensive one.
     pub(crate) fn payload(&self, f: &Frame) -> &[u8] {
         let p = self.at(f.at);
         // SAFETY: peek_frame checked at + len <= cap and that the frame is
@@ -529,39 +561,42 @@ impl RawRing {
                 }
                 continue;
             };
-            let payload = self.payload(&f);
             match (f.kind, total) {
                 (Kind::Whole, _) => {
                     out.clear();
-                    out.extend_from_slice(payload);
+                    self.copy_payload(&f, 0, out);
                     mark();
                     self.release(c, &f);
                     return Ok(());
                 }
                 (Kind::First, _) => {
-                    let announced = payload
-                        .first_chunk::<8>()
-                        .map(|b| u64::from_le_bytes(*b))
+                    let mut word = [0u8; 8];
+                    if f.len >= 8 {
+                        // SAFETY: at + len <= cap (peek_frame) and len >= 8;
+                        // atomic-word loads into a private array.
+                        unsafe { copy::load_bytes(self.at(f.at).as_ptr(), &mut word) };
+                    }
+                    let announced = Some(u64::from_le_bytes(word))
+                        .filter(|_| f.len >= 8)
                         .filter(|&t| t > u64::from(self.max_payload()) && isize::try_from(t).is_ok())
                         .ok_or(RingError::Corrupted("bad length of a streamed message"))?;
                     out.clear();
                     // Reserve what arrives first; grow as parts come in (the
                     // announced total is a peer's word, not an allocation).
                     out.reserve(usize::try_from(announced).unwrap_or(usize::MAX).min(16 << 20));
-                    out.extend_from_slice(&payload[8..]);
+                    self.copy_payload(&f, 8, out);
                     total = Some(announced);
                     mark();
                     self.release(c, &f);
                 }
                 (Kind::Middle | Kind::Last, Some(t)) => {
-                    if (out.len() + payload.len()) as u64 > t
-                        || (f.kind == Kind::Last && (out.len() + payload.len()) as u64 != t)
-                    {
+                    let len = u64::from(f.len);
+                    if out.len() as u64 + len > t || (f.kind == Kind::Last && out.len() as u64 + len != t) {
                         return Err(
                             RingError::Corrupted("streamed parts do not add up to the announced length").into(),
                         );
                     }
-                    out.extend_from_slice(payload);
+                    self.copy_payload(&f, 0, out);
                     self.release(c, &f);
                     if f.kind == Kind::Last {
                         return Ok(());
@@ -828,8 +863,11 @@ impl ByteProducer {
     /// [`Self::max_frame`] bytes, [`RingError::Disconnected`],
     /// [`RingError::Corrupted`].
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), RingError> {
-        let mut loan = self.reserve(msg.len())?;
-        loan.copy_from_slice(msg);
+        let loan = self.reserve(msg.len())?;
+        let p = loan.producer.ring.raw.payload_ptr(loan.spot).as_ptr();
+        // SAFETY: the spot was found for `msg.len()` bytes and nothing was
+        // committed since: the bytes are ours; atomic-word stores.
+        unsafe { copy::store_bytes(p, msg) };
         loan.commit();
         Ok(())
     }
@@ -971,6 +1009,8 @@ impl ByteConsumer {
 
     /// Lends the next message to be read in place (the zero-copy path); it
     /// is handed back when the [`ByteView`] is dropped.
+    /// The `&[u8]` is sound only while the writer keeps the protocol (see
+    /// [`ByteView`]); [`Self::recv`] is the defensive, copying path.
     ///
     /// # Errors
     ///
@@ -1041,6 +1081,12 @@ impl ByteConsumer {
 
 /// Bytes lent by [`ByteProducer::reserve`]; write them through `DerefMut`,
 /// then [`ByteLoan::commit`]. Dropped without commit, nothing is sent.
+///
+/// The `&mut [u8]` points into shared memory; it is sound because no reader
+/// looks at these bytes until commit (the reader stops at the published
+/// `tail`). A reader that scribbles on them anyway breaks that;
+/// [`ByteProducer::send`] (a copy through atomic words) is sound under any
+/// peer.
 pub struct ByteLoan<'a> {
     producer: &'a mut ByteProducer,
     spot: Spot,
@@ -1091,6 +1137,12 @@ impl fmt::Debug for ByteLoan<'_> {
 
 /// A message lent by [`ByteConsumer::peek`], read in place; handed back to
 /// the writer when dropped.
+///
+/// A zero-copy read loan: the `&[u8]` points into shared memory and is
+/// sound only while the writer keeps the protocol (it does not write a
+/// published frame before the reader hands it back). Against a buggy or
+/// hostile writer use [`ByteConsumer::recv`], which copies through atomic
+/// words and validates every frame header (crate `shm`'s trust model).
 pub struct ByteView<'a> {
     consumer: &'a mut ByteConsumer,
     frame: Frame,
@@ -1305,5 +1357,65 @@ mod tests {
         let mut out = Vec::new();
         rx.try_recv(&mut out).expect("the real message");
         assert_eq!(out, b"real");
+    }
+}
+
+#[cfg(test)]
+mod scribble_tests {
+    use super::*;
+    use crate::test_util::{Rng, bounded, scribble};
+
+    /// A frame header's length word scribbled past the ring: reported, and
+    /// never used as an offset.
+    #[test]
+    fn a_frame_length_past_the_ring_is_corrupted() {
+        for bad in [u32::MAX, 1 << 20, 250, 57] {
+            let (mut tx, mut rx) = channel(256).expect("ring");
+            tx.try_send(&[7; 16]).expect("room");
+            let data = rx.ring.raw.at(0).cast::<u32>().as_ptr();
+            // SAFETY: the first frame header's length word, in the data
+            // area; an atomic store, as every access to it is.
+            unsafe { copy::store(data, bad) };
+            let mut out = Vec::new();
+            let r = rx.try_recv(&mut out);
+            assert!(matches!(r, Err(RingError::Corrupted(_))), "len {bad}: {r:?}");
+            assert!(matches!(rx.peek().map(|v| v.len()), Err(RingError::Corrupted(_))));
+        }
+    }
+
+    /// Index words and frames scribbled, seeded: every non-blocking or
+    /// timed operation returns, none hangs or panics.
+    #[test]
+    fn random_scribbles_never_hang() {
+        let rounds = if cfg!(miri) { 4 } else { 300 };
+        let t = Duration::from_millis(20);
+        let mut rng = Rng(0x5851_f42d_4c95_7f2d);
+        for round in 0..rounds {
+            let (mut tx, mut rx) = channel(128).expect("ring");
+            for i in 0..rng.below(6) {
+                let _ = tx.try_send(&[u8::try_from(i).unwrap_or(0); 9]);
+            }
+            let mut out = Vec::new();
+            let _ = rx.try_recv(&mut out);
+            let seg = &tx.ring.seg;
+            let (base, len) = (seg.payload().as_ptr().wrapping_add(128), seg.payload_len() - 128);
+            // SAFETY: inside the payload (index lines and data), 128-aligned;
+            // every access to it is atomic.
+            unsafe { scribble(base, len, 1 + rng.below(4), &mut rng) };
+            let seed = rng.next();
+            bounded(&format!("round {round}"), move || {
+                let mut r = Rng(seed | 1);
+                let mut out = Vec::new();
+                for _ in 0..8 {
+                    let _ = match r.below(5) {
+                        0 => rx.try_recv(&mut out),
+                        1 => rx.recv_timeout(&mut out, t),
+                        2 => tx.try_send(&[1; 12]),
+                        3 => tx.send_timeout(&[2; 20], t),
+                        _ => rx.peek().map(|v| assert!(v.len() <= 128)),
+                    };
+                }
+            });
+        }
     }
 }

@@ -58,6 +58,13 @@
 //! count that is neither `mailed` nor `mailed - 1`, or a ring position
 //! beyond the ring's, is [`RingError::Corrupted`], never used.
 //!
+//! The peer writes the mailbox line while we read it, so no reference
+//! covers plain bytes of it: the mailbox is reached from the segment's raw
+//! payload pointer, every field of the `Mailbox` is an atomic (the cells'
+//! bytes included), and a cell's payload is copied in and out through
+//! atomic words ([`shm_core::atomic::copy`]). A scribbled payload is a
+//! wrong value, never a data race.
+//!
 //! # Memory ordering
 //!
 //! A cell's payload is published by the Release store of its word and
@@ -87,7 +94,8 @@ use shm_core::{Segment, SegmentKind, TypeIdentity};
 use shm_core::{SegmentError, ShmSafe};
 
 use crate::spsc::{
-    self, Consumer, Producer, PushError, Receive, RingError, Slept, Word, receive, sleep_on, wake_sleeper,
+    self, Consumer, Producer, PushError, Receive, RingError, Slept, Word, load_slot, receive, sleep_on, store_slot,
+    wake_sleeper,
 };
 use crate::sync::{self, AtomicU64};
 
@@ -116,12 +124,16 @@ struct Mailbox {
     /// On this line, which the sender reads anyway after each send.
     sleeping: [Word; 2],
     /// The two payloads, at offsets `CELLS..LINE` (see [`cells`]). Under
-    /// loom they are the two loom cells of [`Mail`] instead.
+    /// loom they are the two loom cells of [`Mail`] instead. Never read or
+    /// written through this field: the cells are copied in and out through
+    /// atomic words at their own offsets (`Duplex::cell`). Declared as
+    /// atomics so that a `&Mailbox` covers interior-mutable bytes only:
+    /// the peer writes these bytes while we hold one.
     #[cfg(not(loom))]
-    _cells: [u8; 96],
+    _cells: [AtomicU64; 12],
     /// Per direction: bumped by a sender that wakes the receiver.
     bell: [Word; 2],
-    _pad1: [u32; 30],
+    _pad1: [Word; 30],
 }
 
 /// The count bits of `mailed` and `taken` (counts wrap at 2^31).
@@ -174,14 +186,6 @@ unsafe impl Send for Mail {}
 unsafe impl Sync for Mail {}
 
 impl Mail {
-    #[cfg(not(loom))]
-    fn header(&self) -> &Mailbox {
-        // SAFETY: the payload is MAIL_LEN bytes, 128-aligned (checked at
-        // create/attach), and a Mailbox is atomics and bytes: any bits are
-        // valid.
-        unsafe { self.seg.payload().cast::<Mailbox>().as_ref() }
-    }
-
     #[cfg(loom)]
     fn header(&self) -> &Mailbox {
         &self.seg.header
@@ -257,9 +261,10 @@ pub struct Duplex<S: ShmSafe, R: ShmSafe> {
     /// 0 for the first end, 1 for the second: our sending direction.
     side: usize,
     mail: Arc<Mail>,
-    /// The mailbox, as `mail` maps it (one load less on every access).
+    /// The mailbox, as `mail` maps it (one load less on every access): the
+    /// segment's raw payload pointer, not one derived from a reference.
     #[cfg(not(loom))]
-    base: NonNull<Mailbox>,
+    base: NonNull<u8>,
     /// The capacity of both rings.
     cap: u32,
     tx: Producer<S>,
@@ -318,7 +323,7 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
         Self {
             side,
             #[cfg(not(loom))]
-            base: NonNull::from(mail.header()),
+            base: mail.seg.payload(),
             mail,
             cap,
             tx,
@@ -338,8 +343,12 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     fn m(&self) -> &Mailbox {
         #[cfg(not(loom))]
         {
-            // SAFETY: `base` is `mail.header()`, mapped while `mail` lives.
-            unsafe { self.base.as_ref() }
+            // SAFETY: `base` is the mailbox segment's payload, MAIL_LEN
+            // bytes, 128-aligned, mapped while `mail` lives; every field of
+            // a Mailbox is an atomic (the cells included), so the reference
+            // covers only interior-mutable bytes that the peer may write
+            // concurrently, and any bits are valid.
+            unsafe { self.base.cast::<Mailbox>().as_ref() }
         }
         #[cfg(loom)]
         {
@@ -355,7 +364,7 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
         #[cfg(not(loom))]
         {
             // SAFETY: offset < LINE < MAIL_LEN, inside the mapped mailbox.
-            unsafe { self.base.cast::<u8>().add(offset) }
+            unsafe { self.base.add(offset) }
         }
         #[cfg(loom)]
         {
@@ -450,10 +459,11 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     #[inline(always)]
     fn mail(&mut self, cell: usize, value: S) {
         let out = self.side;
-        // SAFETY: the cell is free (the peer took the last message in it,
-        // Acquire in `mail_free`) and only we write it; `cells` placed it
-        // inside the mailbox line, aligned for S.
-        unsafe { self.cell(out, cell).cast::<S>().write(value) };
+        // SAFETY: `cells` placed the cell inside the mailbox line, aligned
+        // for S; it is free (the peer took the last message in it, Acquire
+        // in `mail_free`) and only we write it; an atomic-word copy
+        // (`copy`), so a peer writing it anyway is no data race.
+        unsafe { store_slot(self.cell(out, cell).cast::<S>().as_ptr(), value) };
         self.mailed = self.mailed.wrapping_add(1) & COUNT;
         let word = u64::from(self.mailed) << 32 | u64::from(self.tx.tail());
         // Release: pairs with the peer's Acquire load in `take_cell`.
@@ -593,10 +603,12 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
         if before > 0 {
             return Ok(Cell::AfterRing);
         }
-        // SAFETY: the peer published this cell (Acquire above) and does not
-        // write it again until we hand it back below; R accepts any bits;
-        // `cells` placed it inside the mailbox line, aligned for R.
-        let value = unsafe { self.cell(inn, cell).cast::<R>().read() };
+        // SAFETY: `cells` placed the cell inside the mailbox line, aligned
+        // for R; the peer published it (Acquire above) and does not write it
+        // again until we hand it back below; an atomic-word copy (`copy`),
+        // so a peer writing it anyway tears the value, no data race; R
+        // accepts any bits.
+        let value = unsafe { load_slot(self.cell(inn, cell).cast::<R>().as_ptr()) };
         self.taken = mailed;
         // Release: pairs with the Acquire load in the peer's `mail_free`.
         self.m().taken[inn].store(mailed | self.closed, Release);
@@ -869,7 +881,7 @@ mod tests {
     fn scribbled_mailbox_words_are_reported_not_used() {
         let (mut a, mut b) = channel::<u64, u64>(4).expect("create");
         a.try_send(1).expect("room");
-        let m = a.mail.header();
+        let m = a.m();
         m.word[0].store(7 << 32, Relaxed);
         assert!(matches!(b.try_recv(), Err(RingError::Corrupted(_))));
         m.word[0].store(1 << 32 | 0x64, Relaxed);
@@ -900,5 +912,46 @@ mod tests {
         a.try_send(3).expect("room");
         assert_eq!(b.try_recv(), Ok(3));
         assert_eq!(b.try_recv(), Err(RingError::Empty));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod scribble_tests {
+    use super::*;
+    use crate::test_util::{Rng, bounded, scribble};
+
+    /// The mailbox words and cells scribbled, seeded: every non-blocking or
+    /// timed operation of both ends returns, none hangs or panics.
+    #[test]
+    fn random_scribbles_never_hang() {
+        let rounds = if cfg!(miri) { 4 } else { 300 };
+        let t = Duration::from_millis(20);
+        let mut rng = Rng(0x1405_7b7e_f767_814f);
+        for round in 0..rounds {
+            let (mut a, mut b) = channel::<u64, u32>(4).expect("create");
+            for i in 0..rng.below(4) {
+                let _ = a.try_send(i as u64);
+                if i % 2 == 0 {
+                    let _ = b.try_recv();
+                }
+            }
+            // SAFETY: the mailbox's MAIL_LEN bytes, 128-aligned; every
+            // access to them is atomic.
+            unsafe { scribble(a.base.as_ptr(), MAIL_LEN, 1 + rng.below(4), &mut rng) };
+            let seed = rng.next();
+            bounded(&format!("round {round}"), move || {
+                let mut r = Rng(seed | 1);
+                for _ in 0..8 {
+                    let _ = match r.below(6) {
+                        0 => b.try_recv(),
+                        1 => b.recv_timeout(t),
+                        2 => a.try_send(9).map(|()| 0).map_err(|e| e.kind),
+                        3 => a.send_timeout(9, t).map(|()| 0).map_err(|e| e.kind),
+                        4 => a.recv_timeout(t).map(u64::from),
+                        _ => b.try_send(3).map(|()| 0).map_err(|e| e.kind),
+                    };
+                }
+            });
+        }
     }
 }

@@ -31,3 +31,5 @@ pub mod pipe;
 pub mod queue;
 pub mod spsc;
 mod sync;
+#[cfg(all(test, not(loom)))]
+mod test_util;

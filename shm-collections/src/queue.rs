@@ -91,7 +91,7 @@ struct QueueHeader {
     overflow: Word,
     /// Handles serialised for another process and not yet received.
     in_flight: Word,
-    _pad0: [u32; 27],
+    _pad0: [Word; 27],
     // Line 1: producers, under the put lock.
     put_lock: ProcessLock,
     puts: Word,
@@ -99,18 +99,18 @@ struct QueueHeader {
     stream_open: Word,
     put_pending: Word,
     put_pending_tail: Word,
-    _pad1: [u32; 25],
+    _pad1: [Word; 25],
     // Line 2: consumers, under the get lock.
     get_lock: ProcessLock,
     gets: Word,
     get_tail: Word,
     get_pending: Word,
     get_pending_head: Word,
-    _pad2: [u32; 26],
+    _pad2: [Word; 26],
     // Line 3: JoinableQueue.
     unfinished: Word,
     join_waiters: Word,
-    _pad3: [u32; 30],
+    _pad3: [Word; 30],
     // Lines 4-5.
     peers: [Word; MAX_PEERS],
 }
@@ -536,7 +536,11 @@ impl QueueShared {
                 self.raw.spot(&mut c, most).map_err(QueueError::from).map(|spot| {
                     let Some(spot) = spot else { return false };
                     // SAFETY: the spot was just found for `most` bytes on this
-                    // cursor, and nothing was committed since.
+                    // cursor, and nothing was committed since. A write loan
+                    // over shared memory: no reader looks at these bytes
+                    // before the commit (a reader that scribbles on them
+                    // breaks the protocol; the item is then garbage to the
+                    // consumer, which validates it when it deserialises).
                     let room = unsafe { self.raw.payload_mut(spot, most) };
                     let Some(len) = write(room).and_then(|n| u32::try_from(n).ok()).filter(|&n| n <= most) else {
                         return false;

@@ -48,9 +48,12 @@
 //! are checked: a distance larger than the capacity means a peer scribbled
 //! on the header, and is reported as [`RingError::Corrupted`], never used.
 //!
-//! Slots are copied with plain reads and writes (a `memcpy` for large
-//! types): the index stores and loads order them, and a volatile copy of a
-//! 1 MiB type compiles to a million instructions.
+//! The copying paths (`try_push`, `push_slice`, `try_pop`, `pop_into` and
+//! the blocking calls built on them) move a slot through relaxed atomic
+//! words ([`shm_core::atomic::copy`]): the index stores and loads order
+//! them, and a peer that writes a slot it does not own yields a torn value,
+//! never a data race. Only the loans ([`Producer::reserve`],
+//! [`Consumer::peek`]) form a reference into a slot; see their docs.
 //!
 //! # Memory ordering
 //!
@@ -70,6 +73,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use shm_core::atomic::copy;
 use shm_core::sys::{Deadline, FutexWait};
 use shm_core::{Segment, SegmentError, SegmentKind, ShmSafe, TypeIdentity};
 
@@ -89,6 +93,11 @@ const CONSUMER_CLOSED: u32 = 2;
 
 /// Line 0: set up once, then read by both sides; written only on close and
 /// on the rare way to sleep. Lines 1 and 2: one index each.
+///
+/// Every field is an atomic, the padding too: a `&Header` then covers only
+/// interior-mutable bytes, which is what a reference over memory that other
+/// processes write (legally or as a scribble) must cover. The same holds
+/// for the headers of `mpmc`, `bytes`, `duplex` and `queue`.
 #[repr(C)]
 #[cfg_attr(loom, derive(Default))]
 struct Header {
@@ -98,11 +107,11 @@ struct Header {
     closed: Word,
     producer_sleeping: Word,
     consumer_sleeping: Word,
-    _pad0: [u32; 26],
+    _pad0: [Word; 26],
     tail: Word,
-    _pad1: [u32; 31],
+    _pad1: [Word; 31],
     head: Word,
-    _pad2: [u32; 31],
+    _pad2: [Word; 31],
 }
 
 // Loom's atomics are larger: under loom the header is a heap value.
@@ -131,6 +140,18 @@ pub enum RingError {
     /// Shared indices are impossible: a peer wrote over the header.
     #[error("corrupted ring: {0}")]
     Corrupted(&'static str),
+    /// A shared word holds a value that no legal history of the ring
+    /// produces (a peer wrote over it): which word, what a legal state
+    /// allows there, and what was found.
+    #[error("corrupted ring: {what}: expected {expected}, found {found}")]
+    CorruptedWord {
+        /// The word.
+        what: &'static str,
+        /// What a legal state allows there.
+        expected: String,
+        /// What it holds.
+        found: u64,
+    },
     /// A byte-ring loan was asked for more than one frame holds (half the
     /// ring), or the message at the head was streamed in parts.
     #[error("the message does not fit in one frame of the ring")]
@@ -446,6 +467,63 @@ pub fn channel<T: ShmSafe>(capacity: usize) -> Result<(Producer<T>, Consumer<T>)
     Ok((Producer::new(Arc::clone(&ring)), Consumer::new(ring)))
 }
 
+/// Whether slots of `T` are copied as bytes ([`copy::load_bytes`], 8-byte
+/// words over the slot) rather than in `T`'s own unit ([`copy::load`]):
+/// for types of alignment below 8 and 16 bytes or more (byte arrays,
+/// mostly), whose own unit would be a byte or two and a 64 KiB copy tens of
+/// thousands of atomic loads. Ring slots are never the target of atomic
+/// read-modify-writes, and both ends of a ring make this same choice for
+/// the same slot (the alignment pattern of a slot is that of its offset in
+/// the segment), so their accesses to a slot have the same sizes.
+const fn as_bytes<T>() -> bool {
+    align_of::<T>() < 8 && size_of::<T>() >= 16
+}
+
+/// Reads a slot's `T` from shared memory through relaxed atomic words.
+///
+/// # Safety
+///
+/// As [`copy::load`]: `src` aligned, in a live mapping, valid for a `T`, and
+/// every access others make to it atomic.
+#[inline(always)]
+#[allow(clippy::inline_always, reason = "the ring's hot path")]
+pub(crate) unsafe fn load_slot<T: ShmSafe>(src: *const T) -> T {
+    if as_bytes::<T>() {
+        let mut out = std::mem::MaybeUninit::<T>::zeroed();
+        // SAFETY: `out` is private and its bytes are initialised (zeroed),
+        // so a byte slice over them is valid.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), size_of::<T>()) };
+        // SAFETY: the caller's contract for `src`, as bytes.
+        unsafe { copy::load_bytes(src.cast::<u8>(), bytes) };
+        // SAFETY: every byte written; T (FromBytes) accepts any bits.
+        unsafe { out.assume_init() }
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { copy::load(src) }
+    }
+}
+
+/// Writes a slot's `T` to shared memory through relaxed atomic words, in
+/// the units [`load_slot`] reads them in.
+///
+/// # Safety
+///
+/// As [`copy::store`].
+#[inline(always)]
+#[allow(clippy::inline_always, reason = "the ring's hot path")]
+pub(crate) unsafe fn store_slot<T: ShmSafe>(dst: *mut T, value: T) {
+    if as_bytes::<T>() {
+        // SAFETY: `value` is a private local and T (IntoBytes) has no
+        // padding: all its bytes are initialised.
+        let bytes = unsafe { std::slice::from_raw_parts((&raw const value).cast::<u8>(), size_of::<T>()) };
+        // SAFETY: the caller's contract for `dst`, as bytes.
+        unsafe { copy::store_bytes(dst.cast::<u8>(), bytes) };
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { copy::store(dst, value) };
+    }
+}
+
 /// Where a ring lives, as one end caches it.
 struct At<T> {
     header: NonNull<Header>,
@@ -626,9 +704,11 @@ impl<T: ShmSafe> Producer<T> {
             Ok(_) => {}
             Err(kind) => return Err(PushError { kind, value }),
         }
-        // SAFETY: the slot at `tail` is free (free >= 1): the consumer does
-        // not read it until `tail` is published below.
-        unsafe { self.slot(self.tail).as_ptr().write(value) };
+        // SAFETY: the slot at `tail` is inside the ring (masked) and free
+        // (free >= 1): the consumer does not read it until `tail` is
+        // published below; a scribbling peer's racing accesses are atomic
+        // too (`copy`), so they tear the value, never race.
+        unsafe { store_slot(self.slot(self.tail).as_ptr(), value) };
         self.publish(1);
         Ok(())
     }
@@ -705,8 +785,9 @@ impl<T: ShmSafe> Producer<T> {
         }
         let mut pos = self.tail;
         for item in items.iter().take(n as usize) {
-            // SAFETY: positions tail..tail+n are free (n <= free).
-            unsafe { self.slot(pos).as_ptr().write(*item) };
+            // SAFETY: positions tail..tail+n are free (n <= free) and in the
+            // ring (masked); atomic-word copy as in `try_push`.
+            unsafe { store_slot(self.slot(pos).as_ptr(), *item) };
             pos = pos.wrapping_add(1);
         }
         if n > 0 {
@@ -718,6 +799,9 @@ impl<T: ShmSafe> Producer<T> {
     /// Lends the next free slot to be written in place (the zero-copy path);
     /// nothing is visible to the consumer until [`WriteSlot::commit`].
     /// `None` when the ring is full.
+    ///
+    /// The loan is a `&mut T` into shared memory, sound because no reader
+    /// looks at the slot until commit; see [`WriteSlot`] for what that trusts.
     pub fn reserve(&mut self) -> Option<WriteSlot<'_, T>> {
         self.claim();
         if self.free_fresh(1).ok()? == 0 {
@@ -841,9 +925,11 @@ impl<T: ShmSafe> Consumer<T> {
                 },
             );
         }
-        // SAFETY: the slot at `head` was published by the producer (head <
-        // tail) and is ours until `head` is released; T accepts any bits.
-        let value = unsafe { self.slot(self.head).as_ptr().read() };
+        // SAFETY: the slot at `head` is inside the ring (masked) and was
+        // published by the producer (head < tail), ours until `head` is
+        // released; the copy goes through atomic words (`copy`), so a peer
+        // writing it anyway tears the value, never races; T accepts any bits.
+        let value = unsafe { load_slot(self.slot(self.head).as_ptr()) };
         self.release(1);
         Ok(value)
     }
@@ -883,8 +969,9 @@ impl<T: ShmSafe> Consumer<T> {
             .min(u32::try_from(out.len()).unwrap_or(u32::MAX));
         let mut pos = self.head;
         for slot in out.iter_mut().take(n as usize) {
-            // SAFETY: positions head..head+n are published and ours.
-            *slot = unsafe { self.slot(pos).as_ptr().read() };
+            // SAFETY: positions head..head+n are published, ours and in the
+            // ring (masked); atomic-word copy as in `try_pop`.
+            *slot = unsafe { load_slot(self.slot(pos).as_ptr()) };
             pos = pos.wrapping_add(1);
         }
         if n > 0 {
@@ -896,6 +983,9 @@ impl<T: ShmSafe> Consumer<T> {
     /// Lends the next element to be read in place (the zero-copy path); the
     /// slot goes back to the producer when the [`ReadSlot`] is dropped.
     /// `None` when the ring is empty.
+    ///
+    /// The `&T` is sound only while the producer keeps the protocol (see
+    /// [`ReadSlot`]); [`Consumer::try_pop`] is the defensive, copying path.
     pub fn peek(&mut self) -> Option<ReadSlot<'_, T>> {
         self.claim();
         if self.available_fresh(1).ok()? == 0 {
@@ -982,6 +1072,13 @@ impl<T: ShmSafe> Receive for Consumer<T> {
 
 /// A free slot lent by [`Producer::reserve`]; write it through `DerefMut`,
 /// then [`WriteSlot::commit`]. Dropped without commit, nothing is published.
+///
+/// The `&T`/`&mut T` it hands out points into shared memory: no reader
+/// looks at the slot until commit (the consumer reads only below the
+/// published `tail`), so the reference is sound while the consumer keeps the
+/// protocol. A consumer that scribbles on a slot it does not own breaks
+/// that; [`Producer::try_push`] (a copy through atomic words) is the path
+/// that stays sound under any peer.
 pub struct WriteSlot<'a, T: ShmSafe> {
     producer: &'a mut Producer<T>,
     slot: NonNull<T>,
@@ -1019,6 +1116,13 @@ impl<T: ShmSafe> fmt::Debug for WriteSlot<'_, T> {
 
 /// A published element lent by [`Consumer::peek`]; read it through `Deref`.
 /// The slot returns to the producer when this is dropped.
+///
+/// This is a zero-copy read loan: the `&T` points into shared memory and is
+/// sound only while the producer keeps the protocol (it does not write a
+/// published slot before the consumer releases it). A buggy or hostile
+/// producer that writes it anyway makes the reference a data race; against
+/// such a peer use [`Consumer::try_pop`], which copies through atomic words
+/// and is sound under any peer (crate `shm`'s trust model).
 pub struct ReadSlot<'a, T: ShmSafe> {
     consumer: &'a mut Consumer<T>,
     slot: NonNull<T>,
@@ -1276,5 +1380,82 @@ mod tests {
         assert!(channel::<u8>(0).is_err());
         assert!(channel::<u8>(MAX_CAPACITY + 1).is_err());
         assert!(channel::<()>(4).is_err());
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod scribble_tests {
+    use super::*;
+    use crate::test_util::{Rng, bounded, scribble};
+
+    /// The header's index words (and the slots) scribbled, seeded: every
+    /// non-blocking or timed operation returns (Ok, Empty/Full,
+    /// Disconnected or Corrupted), none hangs or panics.
+    #[test]
+    fn random_scribbles_never_hang() {
+        let rounds = if cfg!(miri) { 4 } else { 300 };
+        let t = Duration::from_millis(20);
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for round in 0..rounds {
+            let (mut tx, mut rx) = channel::<u64>(4).expect("create");
+            for i in 0..rng.below(5) {
+                tx.try_push(i as u64).expect("room");
+            }
+            let _ = rx.try_pop();
+            let seg = &tx.ring.seg;
+            // The two index lines and the slots (line 0 holds the owner
+            // and sleep words, whose scribbles cost a liveness slice).
+            let (base, len) = (seg.payload().as_ptr().wrapping_add(128), seg.payload_len() - 128);
+            // SAFETY: inside the payload, 128-aligned; every access to it
+            // is atomic.
+            unsafe { scribble(base, len, 1 + rng.below(4), &mut rng) };
+            let seed = rng.next();
+            bounded(&format!("round {round}"), move || {
+                let mut r = Rng(seed | 1);
+                for _ in 0..8 {
+                    let _ = match r.below(5) {
+                        0 => rx.try_pop(),
+                        1 => rx.pop_timeout(t),
+                        2 => tx.try_push(9).map(|()| 0).map_err(|e| e.kind),
+                        3 => tx.push_timeout(9, t).map(|()| 0).map_err(|e| e.kind),
+                        _ => Ok(rx.peek().map_or(0, |v| *v)),
+                    };
+                }
+            });
+        }
+    }
+
+    /// Byte arrays (copied as 8-byte words) and odd-sized types keep every
+    /// byte through the atomic-word copies.
+    #[test]
+    #[allow(clippy::cast_possible_truncation, reason = "test patterns")]
+    fn byte_arrays_and_odd_sizes_round_trip() {
+        let (mut tx, mut rx) = channel::<[u8; 100]>(4).expect("create");
+        let (mut tx2, mut rx2) = channel::<[u16; 9]>(4).expect("create");
+        for i in 0..10u8 {
+            let v: [u8; 100] = std::array::from_fn(|j| i.wrapping_mul(31).wrapping_add(j as u8));
+            tx.try_push(v).expect("room");
+            assert_eq!(rx.try_pop(), Ok(v));
+            let w: [u16; 9] = std::array::from_fn(|j| u16::from(i) * 1000 + j as u16);
+            tx2.try_push(w).expect("room");
+            assert_eq!(rx2.try_pop(), Ok(w));
+        }
+    }
+
+    /// Indices further apart than the ring are reported, not used.
+    #[test]
+    fn indices_apart_by_more_than_the_ring_are_corrupted() {
+        let (mut tx, mut rx) = channel::<u64>(4).expect("create");
+        tx.try_push(1).expect("room");
+        tx.h().tail.store(100, Relaxed);
+        assert!(matches!(rx.try_pop(), Err(RingError::Corrupted(_))));
+        rx.h().head.store(200, Relaxed);
+        // The producer trusts its cached head until the ring looks full.
+        let r = bounded("push", move || {
+            (0..5)
+                .map(|_| tx.push_timeout(1, Duration::from_millis(20)).map_err(|e| e.kind))
+                .find(Result::is_err)
+        });
+        assert!(matches!(r, Some(Err(RingError::Corrupted(_)))), "{r:?}");
     }
 }
