@@ -13,6 +13,9 @@
 //! - Named objects are a name-to-file map in the same table.
 //! - Thread ids are counted from [`FIRST_TID`]; a thread's id is dead once
 //!   the thread has ended.
+//! - Futex calls go to Miri's own `SYS_futex` emulation with explicit
+//!   pointer arguments (rustix passes integers as pointers, which
+//!   `-Zmiri-strict-provenance` refuses).
 //! - `membarrier` is unavailable: the slow side of the handshake is a
 //!   `SeqCst` fence.
 
@@ -290,6 +293,48 @@ pub fn cached_tid() -> u32 {
 /// Whether `id` is this process or a thread that has not ended.
 pub fn task_alive(id: u32) -> bool {
     id == cached_pid() || table().live_tids.contains(&id)
+}
+
+/// `futex(FUTEX_WAIT_BITSET)` as `linux::futex_wait`, with an absolute
+/// monotonic deadline.
+#[allow(clippy::disallowed_types, reason = "the futex word is shared memory")]
+pub fn futex_wait(
+    word: &core::sync::atomic::AtomicU32,
+    expected: u32,
+    deadline: Option<super::linux::Deadline>,
+) -> super::linux::FutexWait {
+    let ts = deadline.map(|d| libc::timespec {
+        tv_sec: d.ts.tv_sec,
+        tv_nsec: d.ts.tv_nsec,
+    });
+    let tsp = ts.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
+    // SAFETY: `word` is a live atomic, `tsp` null or a live timespec;
+    // FUTEX_WAIT_BITSET reads no second address.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT_BITSET,
+            expected,
+            tsp,
+            std::ptr::null::<u32>(),
+            u32::MAX,
+        )
+    };
+    if rc == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT) {
+        super::linux::FutexWait::TimedOut
+    } else {
+        super::linux::FutexWait::Retry
+    }
+}
+
+/// `futex(FUTEX_WAKE)` as `linux::futex_wake`.
+#[allow(clippy::disallowed_types, reason = "the futex word is shared memory")]
+pub fn futex_wake(word: &core::sync::atomic::AtomicU32, n: u32) -> usize {
+    let n = n.min(i32::MAX.unsigned_abs());
+    // SAFETY: `word` is a live atomic; FUTEX_WAKE reads nothing else.
+    let rc = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
+    usize::try_from(rc).unwrap_or(0)
 }
 
 /// `membarrier` is unavailable under Miri.
