@@ -225,9 +225,11 @@ pub fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<us
     };
     let start = usize::try_from(offset).unwrap_or(usize::MAX).min(len);
     let n = buf.len().min(len - start);
-    // SAFETY: `start + n <= len`, inside the file's allocation; `buf` is a
-    // distinct Rust buffer. Callers read only headers nobody writes at the time.
-    unsafe { std::ptr::copy_nonoverlapping(ptr.as_ptr().add(start), buf.as_mut_ptr(), n) };
+    // SAFETY: `start <= len`: inside the file's allocation or one past it.
+    let from = unsafe { ptr.as_ptr().add(start) };
+    // SAFETY: `start + n <= len`, inside the allocation; `buf` is a distinct
+    // Rust buffer. Callers read only headers nobody writes at the time.
+    unsafe { std::ptr::copy_nonoverlapping(from, buf.as_mut_ptr(), n) };
     Ok(n)
 }
 
@@ -338,8 +340,19 @@ pub fn futex_wake(word: &core::sync::atomic::AtomicU32, n: u32) -> usize {
 }
 
 /// `membarrier` is unavailable under Miri.
+pub fn membarrier_active() -> bool {
+    false
+}
+
+/// `membarrier` is unavailable under Miri.
 pub fn membarrier_register() -> bool {
     false
+}
+
+/// The fast side of the sleep handshake without `membarrier`: a `SeqCst`
+/// fence, paired with [`membarrier_global`]'s.
+pub fn membarrier_light() {
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
 }
 
 /// The slow side of the sleep handshake without `membarrier`: a `SeqCst`
