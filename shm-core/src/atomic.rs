@@ -96,6 +96,11 @@ atomic_integer! {
 /// accesses of different sizes to one location are avoided. The byte
 /// functions move 8-byte words where the shared side is aligned and single
 /// bytes at the ends.
+///
+/// The shared-side pointer of a load must carry write permission (come from
+/// the mapping's raw pointer, or a `*mut`), not from a `&T`/`&[T]`: an atomic
+/// load goes through an `UnsafeCell`, and Miri's aliasing model refuses it
+/// over read-only provenance (there is no `&T` over shared memory anyway).
 pub mod copy {
     use core::mem::MaybeUninit;
 
@@ -316,19 +321,25 @@ pub mod copy {
     mod tests {
         use super::*;
 
+        // Each case uses fresh memory: Miri's weak-memory emulation stops
+        // (an internal error, not a finding) on atomic accesses of different
+        // sizes to one location, even one after the other.
         #[test]
         fn typed_round_trip_in_each_unit() {
-            let mut cell = [0u64; 4];
-            // SAFETY: `cell` is a local, aligned and large enough for each T.
+            let mut a = [0u64; 4];
+            let mut b = [0u64; 4];
+            let mut c = [0u64; 4];
+            let mut d = [0u64; 4];
+            // SAFETY: the cells are locals, aligned and large enough for each T.
             unsafe {
-                store(cell.as_mut_ptr().cast::<[u16; 3]>(), [1, 2, 3]);
-                assert_eq!(load(cell.as_mut_ptr().cast_const().cast::<[u16; 3]>()), [1, 2, 3]);
-                store(cell.as_mut_ptr().cast::<u32>(), 0xdead_beef);
-                assert_eq!(load(cell.as_mut_ptr().cast_const().cast::<u32>()), 0xdead_beef);
-                store(cell.as_mut_ptr().cast::<[u64; 3]>(), [7, 8, 9]);
-                assert_eq!(load(cell.as_mut_ptr().cast_const().cast::<[u64; 3]>()), [7, 8, 9]);
-                store(cell.as_mut_ptr().cast::<[u8; 5]>(), *b"hello");
-                assert_eq!(load(cell.as_mut_ptr().cast_const().cast::<[u8; 5]>()), *b"hello");
+                store(a.as_mut_ptr().cast::<[u16; 3]>(), [1, 2, 3]);
+                assert_eq!(load(a.as_mut_ptr().cast_const().cast::<[u16; 3]>()), [1, 2, 3]);
+                store(b.as_mut_ptr().cast::<u32>(), 0xdead_beef);
+                assert_eq!(load(b.as_mut_ptr().cast_const().cast::<u32>()), 0xdead_beef);
+                store(c.as_mut_ptr().cast::<[u64; 3]>(), [7, 8, 9]);
+                assert_eq!(load(c.as_mut_ptr().cast_const().cast::<[u64; 3]>()), [7, 8, 9]);
+                store(d.as_mut_ptr().cast::<[u8; 5]>(), *b"hello");
+                assert_eq!(load(d.as_mut_ptr().cast_const().cast::<[u8; 5]>()), *b"hello");
             }
             assert_eq!(super::unit::<[u8; 8]>(), 1);
             assert_eq!(super::unit::<u64>(), 8);
@@ -337,10 +348,11 @@ pub mod copy {
 
         #[test]
         fn byte_copies_at_every_alignment_and_length() {
-            let mut shared = [0u64; 8];
-            let base = shared.as_mut_ptr().cast::<u8>();
             for off in 0..8 {
                 for len in 0..40 {
+                    // Fresh memory per case (see `typed_round_trip_in_each_unit`).
+                    let mut shared = [0u64; 8];
+                    let base = shared.as_mut_ptr().cast::<u8>();
                     let src: Vec<u8> = (0..len).map(|i| (i * 7 + off) as u8 | 1).collect();
                     let mut back = vec![0u8; len];
                     // SAFETY: off + len <= 48 < 64 bytes of `shared`.
@@ -361,13 +373,57 @@ pub mod copy {
             // SAFETY: both sides are locals of 16 u32s.
             unsafe {
                 store_slice(shared.as_mut_ptr(), &src);
-                // A pointer with write permission, as a mapping gives:
-                // atomic views of read-only memory are UB (Miri says so).
                 load_slice(shared.as_mut_ptr().cast_const(), &mut back);
             }
             // SAFETY: `load_slice` wrote every element.
             let back: Vec<u32> = back.iter().map(|v| unsafe { v.assume_init() }).collect();
             assert_eq!(back, src);
+        }
+
+        /// Copies racing each other and `fetch_add` on the same cells, as
+        /// `RawValue::get`/`set`/`fetch_add` do across processes: no data
+        /// race (Miri's detector checks it; volatile copies here are
+        /// reported), and a `u64` cell is never torn.
+        #[test]
+        fn racing_copies_and_atomics_are_not_data_races() {
+            /// The shared cells, as a raw pointer a thread may carry.
+            #[derive(Clone, Copy)]
+            struct Cells(*mut [u64; 4]);
+            // SAFETY: the pointee outlives the scope and is only reached
+            // through atomics.
+            unsafe impl Send for Cells {}
+            impl Cells {
+                // A method, so closures capture the whole `Cells` (Send),
+                // not its pointer field.
+                fn ptr(self) -> *mut [u64; 4] {
+                    self.0
+                }
+            }
+            const ROUNDS: u64 = if cfg!(miri) { 30 } else { 10_000 };
+            let cells = Cells(Box::into_raw(Box::new([0u64; 4])));
+            let word = |c: Cells| c.ptr().cast::<u64>();
+            std::thread::scope(|s| {
+                s.spawn(move || {
+                    for k in 1..=ROUNDS {
+                        // SAFETY: live, aligned, every access atomic.
+                        unsafe { store(cells.ptr(), [k << 32; 4]) };
+                    }
+                });
+                s.spawn(move || {
+                    for _ in 0..ROUNDS {
+                        // SAFETY: live, aligned; AtomicU64 over the first cell.
+                        unsafe { AtomicU64::from_ptr(word(cells)) }.fetch_add(1, Relaxed);
+                    }
+                });
+                for _ in 0..ROUNDS {
+                    // SAFETY: live, aligned, every access atomic.
+                    let v = unsafe { load(cells.ptr()) };
+                    assert!(v.iter().all(|&u| u >> 32 <= ROUNDS && u & 0xffff_ffff <= ROUNDS));
+                }
+            });
+            // SAFETY: the threads are joined; this is the only owner.
+            let last = unsafe { Box::from_raw(cells.ptr()) };
+            assert_eq!(last[1..], [ROUNDS << 32; 3]);
         }
     }
 }
