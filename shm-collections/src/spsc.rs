@@ -1246,8 +1246,9 @@ mod tests {
     fn blocking_between_threads_and_timeouts() {
         let (mut tx, mut rx) = channel::<u64>(8).expect("create");
         assert_eq!(rx.pop_timeout(Duration::from_millis(5)), Err(RingError::Empty));
+        let n = if cfg!(miri) { 500 } else { 100_000u64 };
         let t = std::thread::spawn(move || {
-            for i in 0..100_000u64 {
+            for i in 0..n {
                 tx.push(i).expect("consumer alive");
             }
             tx.close();
@@ -1263,7 +1264,7 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
-        assert_eq!(expect, 100_000);
+        assert_eq!(expect, n);
         t.join().expect("thread");
     }
 
@@ -1295,7 +1296,7 @@ mod tests {
     /// exactly 0, 1, 2, ... with nothing lost or repeated.
     #[test]
     fn random_histories_keep_fifo_without_loss_or_duplicates() {
-        const N: u64 = 200_000;
+        const N: u64 = if cfg!(miri) { 500 } else { 200_000 };
         for seed in [1u64, 0x9e37_79b9, 0xdead_beef] {
             let (mut tx, mut rx) = channel::<u64>(8).expect("create");
             let producer = std::thread::spawn(move || {

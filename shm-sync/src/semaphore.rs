@@ -310,6 +310,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "Miri's clock passes the 20 ms deadline while spinning, and acquire resets garbage only before its deadline"
+    )]
     fn a_garbage_count_is_reset_not_spun_on() {
         let s = Semaphore::new(0).expect("create");
         s.shared.get().value.store(u32::MAX, Relaxed);

@@ -246,6 +246,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads the executable's identity and code range from the OS")]
     fn a_good_bootstrap_prepares_the_target() {
         let (got, run) = receive_msg(&message(&encoded())).expect("valid bootstrap");
         assert_eq!(got.method, StartMethod::Spawn);
@@ -254,6 +255,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads the executable's identity and code range from the OS")]
     fn another_executable_is_refused() {
         let mut msg = message(&encoded());
         msg.exe = (1, 2);
@@ -264,6 +266,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads the executable's identity and code range from the OS")]
     fn offsets_outside_the_code_are_refused() {
         let mut msg = message(&encoded());
         msg.target = u64::MAX;
@@ -280,6 +283,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "needs SOCK_SEQPACKET sockets, which Miri lacks")]
     fn malformed_messages_are_refused() {
         assert!(matches!(
             receive_raw(b"\xff\xff\xff").map(|_| ()),
@@ -298,6 +302,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "reads the executable's identity and code range from the OS")]
     fn bad_arguments_are_an_error_for_this_child_only() {
         let mut msg = message(&encoded());
         msg.args = Some(vec![]);

@@ -160,6 +160,7 @@ fn open_after(damage: impl FnOnce(&str)) -> SegmentError {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "writes files in /dev/shm directly")]
 fn corrupted_headers_give_distinct_errors() {
     assert!(matches!(
         open_after(|n| poke(n, 0, b"NOTSHM!!")),
@@ -205,6 +206,7 @@ fn corrupted_headers_give_distinct_errors() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "writes files in /dev/shm directly")]
 fn short_and_grown_files_are_refused() {
     let err = open_after(|n| {
         let f = OpenOptions::new()
@@ -225,6 +227,7 @@ fn short_and_grown_files_are_refused() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "writes files in /dev/shm directly")]
 fn foreign_object_is_not_a_segment() {
     let _alone = sweep_alone();
     let name = unique("foreign");
@@ -254,6 +257,7 @@ fn sweep_keeps_segments_of_live_creators() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "writes files in /dev/shm directly")]
 fn sweep_removes_segments_of_dead_creators() {
     let _alone = sweep_alone();
     let name = unique("dead");

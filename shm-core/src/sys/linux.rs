@@ -582,7 +582,7 @@ pub fn borrow_all(fds: &[OwnedFd]) -> Vec<BorrowedFd<'_>> {
 /// so signals and spurious wake-ups neither shorten nor stretch a timeout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Deadline {
-    ts: Timespec,
+    pub(super) ts: Timespec,
 }
 
 impl Deadline {
