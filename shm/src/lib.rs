@@ -89,8 +89,14 @@
 //! another process, or a hang past the documented bound: every blocking call
 //! honours its timeout, and a call without one re-checks its peers at least
 //! every [`LIVENESS_SLICE`] and returns an error when they are gone or the
-//! words it waits on cannot move. No Rust reference (`&T`, `&[T]`) covers
-//! bytes another process may write, with the one exception below.
+//! words it waits on cannot move. One wait is bounded by a peer's life
+//! rather than by the timeout: once a byte ring, pipe or queue reader has
+//! taken the first part of a message streamed in parts (one larger than half
+//! the ring), it waits for the rest until the writer sends it, closes or
+//! dies, because giving up would drop a real message of a slow writer; a
+//! forged first part from a writer that stays alive and idle holds that
+//! reader as long. No Rust reference (`&T`, `&[T]`) covers bytes another
+//! process may write, with the one exception below.
 //!
 //! **What the zero-copy read loans trust.** A read loan hands out a `&T`
 //! (the SPSC ring's `peek`) or a `&[u8]` (the byte ring's `peek`) that
