@@ -292,7 +292,8 @@ mod tests {
     /// timing: it fails whenever an add lands inside an update.
     #[test]
     fn update_and_fetch_add_mixed_lose_nothing() {
-        const ROUNDS: u64 = 20_000;
+        // Miri interprets: a few rounds still interleave the four threads.
+        const ROUNDS: u64 = if cfg!(miri) { 50 } else { 20_000 };
         let v = Value::new(0u64).expect("create");
         // All four start together, so their loops overlap.
         let start = std::sync::Arc::new(std::sync::Barrier::new(4));
