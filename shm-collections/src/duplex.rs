@@ -782,7 +782,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "UB being fixed in issue 9 item 3 (cell write through &Mailbox)")]
     fn ping_pong_goes_through_the_mailbox_and_keeps_order() {
         let (mut a, mut b) = channel::<u64, u32>(4).expect("create");
         assert!(a.uses_mailbox());
@@ -798,7 +797,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "UB being fixed in issue 9 item 3 (cell write through &Mailbox)")]
     fn bursts_mix_cell_and_ring_in_order() {
         let (mut a, mut b) = channel::<u64, u64>(4).expect("create");
         let mut next = 0u64;
@@ -837,7 +835,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "UB being fixed in issue 9 item 3 (cell write through &Mailbox)")]
     fn close_drains_then_disconnects_both_ways() {
         let (mut a, mut b) = channel::<u64, u64>(4).expect("create");
         a.try_send(1).expect("room");
@@ -851,7 +848,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "UB being fixed in issue 9 item 3 (cell write through &Mailbox)")]
     fn blocking_ping_pong_and_streams_between_threads() {
         const N: u64 = 100_000;
         let (mut a, mut echo) = channel::<u64, u64>(8).expect("create");
@@ -882,7 +878,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "UB being fixed in issue 9 item 3 (cell write through &Mailbox)")]
     fn scribbled_mailbox_words_are_reported_not_used() {
         let (mut a, mut b) = channel::<u64, u64>(4).expect("create");
         a.try_send(1).expect("room");
@@ -899,7 +894,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(miri, ignore = "UB being fixed in issue 9 item 3 (cell write through &Mailbox)")]
     fn an_end_moved_to_another_owner_resumes_its_counts() {
         let (mut a, mut b) = channel::<u64, u64>(4).expect("create");
         a.try_send(1).expect("room");
