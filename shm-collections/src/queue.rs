@@ -99,14 +99,20 @@ struct QueueHeader {
     stream_open: Word,
     put_pending: Word,
     put_pending_tail: Word,
-    _pad1: [Word; 25],
+    /// `puts` before the pending put counted itself: what recovery puts
+    /// back (a holder killed between setting `put_pending` and counting
+    /// must not be taken back twice).
+    put_pending_puts: Word,
+    _pad1: [Word; 24],
     // Line 2: consumers, under the get lock.
     get_lock: ProcessLock,
     gets: Word,
     get_tail: Word,
     get_pending: Word,
     get_pending_head: Word,
-    _pad2: [Word; 26],
+    /// `gets` before the pending get counted itself (as `put_pending_puts`).
+    get_pending_gets: Word,
+    _pad2: [Word; 25],
     // Line 3: JoinableQueue.
     unfinished: Word,
     join_waiters: Word,
@@ -416,8 +422,9 @@ impl QueueShared {
         // after what it released.
         if h.put_pending.load(Relaxed) != 0 {
             if rh.tail.load(Relaxed) == h.put_pending_tail.load(Relaxed) {
-                // Counted but never published: take the count back.
-                h.puts.store(h.puts.load(Relaxed).wrapping_sub(1), Relaxed);
+                // Perhaps counted, never published: the count as it was
+                // before (whether or not the holder got to count).
+                h.puts.store(h.put_pending_puts.load(Relaxed), Relaxed);
                 if self.joinable() {
                     let _ = h.unfinished.fetch_update(SeqCst, SeqCst, |n| Some(n.saturating_sub(1)));
                 }
@@ -436,8 +443,9 @@ impl QueueShared {
         // Relaxed: as in `recover_put`, for the get lock.
         if h.get_pending.load(Relaxed) != 0 {
             if rh.head.load(Relaxed) == h.get_pending_head.load(Relaxed) {
-                // Counted but never handed back: the next get takes it.
-                h.gets.store(h.gets.load(Relaxed).wrapping_sub(1), Relaxed);
+                // Perhaps counted, never handed back: the count as it was
+                // before, and the next get takes the message.
+                h.gets.store(h.get_pending_gets.load(Relaxed), Relaxed);
             }
             h.get_pending.store(0, Relaxed);
         }
@@ -513,11 +521,14 @@ impl QueueShared {
         let mark = || {
             // Relaxed: under the put lock; the publishing Release store of
             // `tail` that follows carries these to consumers.
+            // A load and a store, not a read-modify-write: only put-lock
+            // holders write `puts`. The count before is recorded first, so
+            // a kill anywhere in here is undone exactly by `recover_put`.
+            let puts = h.puts.load(Relaxed);
+            h.put_pending_puts.store(puts, Relaxed);
             h.put_pending_tail.store(rh.tail.load(Relaxed), Relaxed);
             h.put_pending.store(1, Relaxed);
-            // A load and a store, not a read-modify-write: only put-lock
-            // holders write `puts`.
-            h.puts.store(h.puts.load(Relaxed).wrapping_add(1), Relaxed);
+            h.puts.store(puts.wrapping_add(1), Relaxed);
             if joinable {
                 // SeqCst: `join`'s Dekker pair (see `task_done`).
                 h.unfinished.fetch_add(1, SeqCst);
@@ -628,10 +639,13 @@ impl QueueShared {
         let mut mark = || {
             // Relaxed: under the get lock; the Release store of `head` that
             // follows carries these.
+            // Only get-lock holders write `gets`; the count before is
+            // recorded first, as in `put_bytes`.
+            let gets = h.gets.load(Relaxed);
+            h.get_pending_gets.store(gets, Relaxed);
             h.get_pending_head.store(rh.head.load(Relaxed), Relaxed);
             h.get_pending.store(1, Relaxed);
-            // Only get-lock holders write `gets`.
-            h.gets.store(h.gets.load(Relaxed).wrapping_add(1), Relaxed);
+            h.gets.store(gets.wrapping_add(1), Relaxed);
         };
         let result = loop {
             match self.raw.peek_frame(&mut c) {
