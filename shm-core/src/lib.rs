@@ -21,7 +21,10 @@ pub mod value;
 
 pub use array::RawArray;
 pub use atomic::{AtomicInteger, ShmSafe};
-pub use error::{BootstrapError, ContextError, HandleError, OutOfBounds, ProcessError, SegmentError};
+pub use error::{
+    BootstrapError, ContextError, Error, ErrorKind, Fault, HandleError, OutOfBounds, ProcessError, RecvError,
+    RecvTimeoutError, SegmentError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
 pub use log::log_to_stderr;
 pub use process::{
     Context, CurrentProcess, ExitReport, FnRef, ParentProcess, Process, StartMethod, Worker, active_children,

@@ -3,6 +3,12 @@
 
 use std::io;
 
+mod channel;
+mod top;
+
+pub use channel::{Fault, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
+pub use top::{Error, ErrorKind};
+
 /// Creating, attaching or removing a segment failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
