@@ -146,3 +146,40 @@ pub mod prelude {
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// Plain data for shared values, arrays and rings: `#[shm::plain]` derives
+/// what [`ShmSafe`] needs, so a program does not depend on zerocopy itself.
+///
+/// ```
+/// #[shm::plain]
+/// #[derive(Clone, Copy, Debug, PartialEq)]
+/// #[repr(C)]
+/// struct Tick {
+///     ts: u64,
+///     px: f64,
+/// }
+///
+/// let tick = shm::RawValue::new(Tick { ts: 1, px: 2.5 })?;
+/// tick.set(Tick { ts: 2, px: 3.0 });
+/// assert_eq!(tick.get(), Tick { ts: 2, px: 3.0 });
+/// # Ok::<(), shm::SegmentError>(())
+/// ```
+///
+/// A type the compiler cannot prove plain (a pointer field, padding, a
+/// `bool` whose byte could hold 2) is refused at compile time:
+///
+/// ```compile_fail
+/// #[shm::plain]
+/// #[derive(Clone, Copy)]
+/// #[repr(C)]
+/// struct Padded {
+///     a: u8,
+///     b: u64,
+/// }
+/// ```
+pub use shm_macros::plain;
+
+// Hidden: the path `#[shm::plain]` expands to (`shm::zerocopy::FromBytes`,
+// ...); users name the attribute, not zerocopy.
+#[doc(hidden)]
+pub use zerocopy;
