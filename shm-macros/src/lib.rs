@@ -32,13 +32,14 @@ pub fn plain(args: TokenStream, item: TokenStream) -> TokenStream {
         Err(msg) => return compile_error(&msg),
     };
     let zc = format!("{root}::zerocopy");
-    let derive: TokenStream = format!(
+    // `crate_path` admits only `::`-separated identifiers, so the line parses.
+    let Ok(mut out) = format!(
         "#[derive({zc}::FromBytes, {zc}::IntoBytes, {zc}::Immutable, {zc}::KnownLayout)] \
          #[zerocopy(crate = \"{zc}\")]"
     )
-    .parse()
-    .expect("the derive line is valid Rust");
-    let mut out = derive;
+    .parse::<TokenStream>() else {
+        return compile_error(&format!("#[shm::plain]: {zc} is not a path"));
+    };
     out.extend(item);
     out
 }
