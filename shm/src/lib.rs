@@ -19,6 +19,56 @@
 //! }
 //! ```
 //!
+//! # One vocabulary
+//!
+//! Every object speaks the same forms, with Python's names where Python
+//! has the concept: a blocking call, a `try_` call that never waits, and a
+//! `_timeout(Duration)` call. Whatever is acquired comes back as a guard
+//! that releases it when dropped.
+//!
+//! | objects | blocking | never waits | waits at most `d` | errors |
+//! |---|---|---|---|---|
+//! | shared queues: [`Queue`], [`JoinableQueue`], [`SimpleQueue`], [`mpmc::Mpmc`] | `put(v)`, `get()` | `try_put(v)`, `try_get()` | `put_timeout(v, d)`, `get_timeout(d)` | [`SendError`], [`TrySendError`], [`SendTimeoutError`]; [`RecvError`], [`TryRecvError`], [`RecvTimeoutError`] |
+//! | ends of a channel: [`spsc`] producer and consumer, [`bytes`] ends, [`duplex`] ends, [`Connection`] | `send(v)`, `recv()` | `try_send(v)`, `try_recv()` | `send_timeout(v, d)`, `recv_timeout(d)` | the same (a [`Connection`] has Python's [`PipeError`]) |
+//! | zero-copy loans of the rings | `reserve()`, `peek()` | `try_reserve()`, `try_peek()` | `reserve_timeout(d)`, `peek_timeout(d)` | the same, without a value to hand back |
+//! | locks: [`Lock`], [`RLock`], a [`Condition`]'s lock, the lock of a [`Value`] or [`Array`] | `acquire()` → guard | `try_acquire()` | `acquire_timeout(d)` | [`OwnerDied`], [`TryAcquireError`], [`AcquireTimeoutError`] |
+//! | semaphores: [`Semaphore`], [`BoundedSemaphore`] | `acquire()` → guard | `try_acquire()` | `acquire_timeout(d)` | [`TryAcquireError`], [`AcquireTimeoutError`]; `release()` adds a permit |
+//! | waits: [`Event`], [`Barrier`], a condition's guard, [`JoinableQueue::join`], [`Process::join`] | `wait()`, `join()` | `is_set()`, `is_alive()` | `wait_timeout(d)`, `join_timeout(d)` | a flag where Python returns one; [`BarrierError`] |
+//! | values: [`RawValue`], [`RawArray`], [`Value`], [`Array`] | `get()`, `set(v)`, `update(f)` | the same | | [`OutOfBounds`] |
+//! | names: every object above | `X::create_named(name, ...)`, `X::open(name)` | | | [`SegmentError`] |
+//!
+//! A send that fails hands the value back (`Full(v)`, `Timeout(v, d)`,
+//! `Disconnected(v)`, `into_inner()`), so nothing is lost; a timeout is
+//! never confused with a full or empty object, and says how long it waited.
+//! Every error converts into [`Error`], so `?` works in `main` and in
+//! process targets returning `Result<_, shm::Error>` or
+//! `Box<dyn std::error::Error>`:
+//!
+//! ```
+//! use shm::prelude::*;
+//!
+//! fn work((lock, n): (Lock, RawValue<u64>)) -> Result<(), Box<dyn std::error::Error>> {
+//!     let _g = lock.acquire()?;
+//!     n.set(n.get() + 1);
+//!     Ok(())
+//! }
+//!
+//! fn work_too((lock, n): (Lock, RawValue<u64>)) -> Result<(), shm::Error> {
+//!     let _g = lock.acquire()?;
+//!     n.set(n.get() + 1);
+//!     Ok(())
+//! }
+//! # let (lock, n) = (Lock::new()?, RawValue::new(0_u64)?);
+//! # work((lock.clone(), n.clone())).expect("no one died");
+//! # work_too((lock, n.clone()))?;
+//! # assert_eq!(n.get(), 2);
+//! # Ok::<(), shm::Error>(())
+//! ```
+//!
+//! A lock whose holder died is not silently handed over: `acquire` returns
+//! [`OwnerDied`] to everyone until one process calls `recover()`, repairs
+//! what the lock guards, and marks the lock consistent.
+//!
 //! # Start methods and threads
 //!
 //! Children start by `forkserver` (the default), `spawn` or `fork`
