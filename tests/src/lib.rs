@@ -171,3 +171,48 @@ pub fn wait_gone(pid: u32) -> bool {
     }
     true
 }
+
+#[doc(hidden)]
+pub use libtest_mimic;
+
+/// The `main` of an integration test: registers each test under its name
+/// (`name => function`, or just `function`), those in `per_method` once per
+/// start method with the method's name appended (`name_fork`, ...), and runs
+/// them with [`run_trials`] after `shm::init()`.
+///
+/// ```ignore
+/// shm_tests::trials! {
+///     per_method { queue_children_put_parent_gets => children_put_parent_gets }
+///     once { zombie_holder_is_taken_over }
+/// }
+/// ```
+#[macro_export]
+macro_rules! trials {
+    (
+        $(per_method { $($pm:ident $(=> $pmf:ident)?),* $(,)? })?
+        $(once { $($one:ident $(=> $onef:ident)?),* $(,)? })?
+    ) => {
+        fn main() {
+            shm::init();
+            let mut tests: Vec<$crate::libtest_mimic::Trial> = Vec::new();
+            for m in $crate::METHODS {
+                let _ = m;
+                $($(
+                    tests.push($crate::libtest_mimic::Trial::test(
+                        format!("{}_{m}", stringify!($pm)),
+                        move || $crate::trials!(@pick $pm $($pmf)?)(m),
+                    ));
+                )*)?
+            }
+            $($(
+                tests.push($crate::libtest_mimic::Trial::test(
+                    stringify!($one),
+                    $crate::trials!(@pick $one $($onef)?),
+                ));
+            )*)?
+            $crate::run_trials(tests)
+        }
+    };
+    (@pick $name:ident $f:ident) => { $f };
+    (@pick $name:ident) => { $name };
+}
