@@ -12,6 +12,7 @@ pub mod array;
 pub mod atomic;
 pub mod error;
 pub mod handle;
+pub mod liveness;
 pub mod log;
 pub mod process;
 pub mod segment;

@@ -207,6 +207,7 @@ mod tests {
             identity: vec![9],
             daemon: false,
             parent_pid: 1,
+            parent_start: 0,
             parent_name: "MainProcess".into(),
             parent_main_thread: true,
             method: StartMethod::Spawn,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Process, StartMethod};
 use crate::error::ProcessError;
+use crate::liveness::{self, Started};
 use crate::sys;
 
 /// What a child learns about itself from its parent.
@@ -16,6 +17,9 @@ pub(crate) struct ChildInfo {
     pub identity: Vec<u32>,
     pub daemon: bool,
     pub parent_pid: u32,
+    /// The parent's start time (0: unknown), so that a reused pid does not
+    /// pass for it.
+    pub parent_start: u64,
     pub parent_name: String,
     /// Whether the parent started the child from its main thread (so the
     /// kernel's parent-death signal follows the parent process).
@@ -28,7 +32,7 @@ struct Me {
     name: String,
     identity: Vec<u32>,
     daemon: bool,
-    parent: Option<(u32, String)>,
+    parent: Option<(u32, u64, String)>,
     counter: u32,
 }
 
@@ -88,7 +92,7 @@ pub(crate) fn become_child(info: ChildInfo) {
         me.name = info.name;
         me.identity = info.identity;
         me.daemon = info.daemon;
-        me.parent = Some((info.parent_pid, info.parent_name));
+        me.parent = Some((info.parent_pid, info.parent_start, info.parent_name));
         me.counter = 0;
     }
     // Children of the parent are not ours (a fork copied the list). Forget
@@ -163,6 +167,7 @@ pub fn current_process() -> CurrentProcess {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParentProcess {
     pid: u32,
+    start: u64,
     name: String,
 }
 
@@ -179,14 +184,15 @@ impl ParentProcess {
 
     /// Whether it is still running.
     pub fn is_alive(&self) -> bool {
-        sys::process_exists(self.pid) && !sys::is_zombie(self.pid)
+        liveness::is_alive(self.pid, Started::at_or_any(self.start))
     }
 }
 
 /// The parent of this process, or `None` in the main process.
 pub fn parent_process() -> Option<ParentProcess> {
-    me().parent.as_ref().map(|(pid, name)| ParentProcess {
+    me().parent.as_ref().map(|(pid, start, name)| ParentProcess {
         pid: *pid,
+        start: *start,
         name: name.clone(),
     })
 }

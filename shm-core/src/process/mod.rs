@@ -370,6 +370,13 @@ impl Process {
             identity: std::mem::take(&mut st.identity),
             daemon: st.daemon,
             parent_pid: st.creator,
+            // 0 (unknown) in the rare case of a handle started by a process
+            // other than its creator (a fork child of it).
+            parent_start: if st.creator == sys::cached_pid() {
+                crate::liveness::own_start_time()
+            } else {
+                0
+            },
             parent_name: std::mem::take(&mut st.parent_name),
             parent_main_thread: sys::is_main_thread(),
             method,

@@ -231,12 +231,7 @@ impl Segment {
         // built below (or released by its drop if this function fails later).
         let base = unsafe { sys::map_shared(fd.as_fd(), total) }.map_err(SegmentError::io("mmap"))?;
         let pid = sys::getpid();
-        let raw = RawHeader::new(
-            id,
-            (total - HEADER_LEN) as u64,
-            pid,
-            sys::process_start_time(pid).unwrap_or(0),
-        );
+        let raw = RawHeader::new(id, (total - HEADER_LEN) as u64, pid, crate::liveness::own_start_time());
         // SAFETY: the mapping is at least HEADER_LEN bytes and page-aligned;
         // every access to a header, here and in any attacher (of a named
         // segment, possibly racing this), is atomic per field in the widths

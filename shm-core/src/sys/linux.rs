@@ -200,31 +200,45 @@ pub fn thread_count() -> usize {
     }
 }
 
-/// Start time of process `pid` in clock ticks since boot (field 22 of
-/// `/proc/<pid>/stat`); with the pid it names one process across pid reuse.
-pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: skip past the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+/// What `/proc/<id>/stat` says about a task (a process or a thread).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskStat {
+    /// No task has this id.
+    Gone,
+    /// It has ended (a zombie, or dead and not yet gone).
+    Ended,
+    /// It runs. `start` is its start time in clock ticks since boot (field
+    /// 22), `None` when the file exists but cannot be read or parsed (hidepid).
+    Running {
+        /// Start time, ticks since boot.
+        start: Option<u64>,
+    },
 }
 
-/// Whether process `pid` has ended but not been reaped.
-pub fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('Z')))
-        .unwrap_or(false)
-}
-
-/// Whether a process with this id exists (it may be a zombie).
-pub fn process_exists(pid: u32) -> bool {
-    let Ok(raw) = i32::try_from(pid) else {
-        return false;
+/// Reads the state and start time of task `id` from `/proc/<id>/stat` (one
+/// read; the only place that parses it).
+pub fn task_stat(id: u32) -> TaskStat {
+    let stat = match std::fs::read(format!("/proc/{id}/stat")) {
+        Ok(stat) => stat,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return TaskStat::Gone,
+        Err(_) => return TaskStat::Running { start: None },
     };
-    match Pid::from_raw(raw) {
-        Some(p) => rustix::process::test_kill_process(p).is_ok() || process_start_time(pid).is_some(),
-        None => false,
+    // The command name (field 2) may contain spaces and parentheses: skip past the last ')'.
+    let Some(close) = stat.iter().rposition(|&b| b == b')') else {
+        return TaskStat::Running { start: None };
+    };
+    let rest = &stat[close + 1..];
+    let mut fields = rest.split(u8::is_ascii_whitespace).filter(|f| !f.is_empty());
+    match fields.next() {
+        Some([b'Z' | b'X' | b'x']) => TaskStat::Ended,
+        Some(_) => TaskStat::Running {
+            // Field 3 was the state; the start time is field 22, 19 further.
+            start: fields
+                .nth(18)
+                .and_then(|f| std::str::from_utf8(f).ok())
+                .and_then(|f| f.parse().ok()),
+        },
+        None => TaskStat::Running { start: None },
     }
 }
 
@@ -727,18 +741,6 @@ pub fn cached_tid() -> u32 {
     tid
 }
 
-/// Whether the thread (or process) with this id still runs. A zombie, or an
-/// id that names nothing, counts as dead.
-pub fn task_alive(id: u32) -> bool {
-    match std::fs::read(format!("/proc/{id}/stat")) {
-        Ok(stat) => match stat.iter().rposition(|&b| b == b')') {
-            Some(i) => !matches!(stat.get(i + 2), Some(b'Z' | b'X' | b'x')),
-            None => true,
-        },
-        Err(e) => e.kind() != io::ErrorKind::NotFound,
-    }
-}
-
 /// This process's children that still run (zombies left out), read from
 /// `/proc/self/task/*/children`; `None` when that cannot be read.
 pub fn live_children() -> Option<Vec<u32>> {
@@ -748,7 +750,7 @@ pub fn live_children() -> Option<Vec<u32>> {
         live.extend(
             list.split_whitespace()
                 .filter_map(|p| p.parse().ok())
-                .filter(|&p| task_alive(p)),
+                .filter(|&p| matches!(task_stat(p), TaskStat::Running { .. })),
         );
     }
     Some(live)
