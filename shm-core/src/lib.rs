@@ -16,6 +16,7 @@ pub mod liveness;
 pub mod log;
 pub mod process;
 pub mod segment;
+mod start_method;
 pub mod sync;
 pub mod sys;
 pub mod value;
