@@ -11,13 +11,22 @@
 pub mod array;
 pub mod atomic;
 pub mod error;
+// Hidden: used by the sibling crates shm-sync/shm-collections, not API
+// (serialising handles across processes).
+#[doc(hidden)]
 pub mod handle;
+// Hidden: used by the sibling crates shm-sync/shm-collections, not API
+// (the one liveness check, for their owner and peer words).
+#[doc(hidden)]
 pub mod liveness;
-pub mod log;
+mod log;
 pub mod process;
 pub mod segment;
 mod start_method;
-pub mod sync;
+mod sync;
+// Hidden: used by the sibling crates shm-sync/shm-collections, not API
+// (the only place that makes system calls).
+#[doc(hidden)]
 pub mod sys;
 pub mod value;
 

@@ -17,7 +17,7 @@ pub enum StartMethod {
     /// start in a process that runs more than one thread is refused with
     /// [`ProcessError::ForkWithThreads`](crate::ProcessError::ForkWithThreads),
     /// whether fork was chosen for the process, for the program
-    /// (`SHM_START_METHOD=fork`) or by [`Process::from_closure`]: use
+    /// (`SHM_START_METHOD=fork`) or by [`Process::from_closure`](crate::Process::from_closure): use
     /// [`Spawn`](Self::Spawn) or [`ForkServer`](Self::ForkServer) there.
     Fork,
     /// Start this executable again and run the target there (after

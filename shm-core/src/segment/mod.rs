@@ -29,6 +29,8 @@ use std::ptr::NonNull;
 
 pub use header::{HEADER_LEN, LAYOUT_VERSION, MAGIC, MAX_ALIGN, SegmentInfo, SegmentKind, TypeIdentity};
 pub(crate) use header::{RawHeader, STATE_READY};
+// Hidden: used by the sibling crates shm-sync/shm-collections, not API.
+#[doc(hidden)]
 pub use mapped::Mapped;
 pub use sweep::{NamedSegment, SweptSegment, list_named, sweep};
 
