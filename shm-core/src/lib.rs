@@ -41,8 +41,15 @@ pub use process::{
     Context, CurrentProcess, ExitReport, FnRef, ParentProcess, Process, StartMethod, Worker, active_children,
     current_process, get_all_start_methods, get_context, get_start_method, init, parent_process, set_start_method,
 };
-pub use segment::{Segment, SegmentInfo, SegmentKind, TypeIdentity};
+pub use segment::{Segment, SegmentInfo, SegmentKind, SegmentObject, TypeIdentity};
 pub use value::RawValue;
+
+/// What [`segment_object!`] expands to names, so the crates that use it
+/// need not depend on the same serde themselves.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+}
 
 /// How long a sleeper waits before it checks that the process it waits for
 /// is still alive (a lock holder, a ring's peer, a queue's other users): a

@@ -21,6 +21,7 @@
 
 mod header;
 mod mapped;
+mod object;
 mod sweep;
 
 use std::ffi::CString;
@@ -32,6 +33,7 @@ pub(crate) use header::{RawHeader, STATE_READY};
 // Hidden: used by the sibling crates shm-sync/shm-collections, not API.
 #[doc(hidden)]
 pub use mapped::Mapped;
+pub use object::SegmentObject;
 pub use sweep::{NamedSegment, SweptSegment, list_named, sweep};
 
 use crate::error::SegmentError;
