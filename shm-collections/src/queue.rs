@@ -379,7 +379,7 @@ impl QueueShared {
         if !others {
             return true;
         }
-        let server = shm_core::process::fork_server_pid();
+        let server = shm_core::forkserver_pid();
         sys::live_children().is_none_or(|kids| kids.iter().any(|&k| Some(k) != server))
     }
 

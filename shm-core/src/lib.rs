@@ -39,7 +39,8 @@ pub use error::{
 pub use log::log_to_stderr;
 pub use process::{
     Context, CurrentProcess, ExitReport, FnRef, ParentProcess, Process, StartMethod, Worker, active_children,
-    current_process, get_all_start_methods, get_context, get_start_method, init, parent_process, set_start_method,
+    current_process, forkserver_pid, get_all_start_methods, get_context, get_start_method, init, parent_process,
+    set_start_method,
 };
 pub use segment::{Segment, SegmentInfo, SegmentKind, SegmentObject, TypeIdentity};
 pub use value::RawValue;

@@ -26,6 +26,11 @@ pub enum StartMethod {
     /// Ask the fork server, a single-threaded process forked at
     /// `shm::init()`, to fork the child. Safe with threads and nearly as
     /// fast as fork. The default, as in Python 3.14 on Linux.
+    ///
+    /// The server's pid is [`forkserver_pid()`](crate::forkserver_pid)
+    /// (`None` before it is started); the children it forks are its own
+    /// children in the kernel's eyes, yet joined, reaped and reported to the
+    /// process that started them as with the other methods.
     ForkServer,
 }
 

@@ -1,7 +1,9 @@
 //! Who this process is (name, identity, daemon flag, parent) and which
 //! children it has started.
 
+use std::os::fd::AsFd;
 use std::sync::{Mutex, MutexGuard, Once};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -185,6 +187,48 @@ impl ParentProcess {
     /// Whether it is still running.
     pub fn is_alive(&self) -> bool {
         liveness::is_alive(self.pid, Started::at_or_any(self.start))
+    }
+
+    /// Waits until it ends (Python's `parent_process().join()`).
+    ///
+    /// Returns at once if it has ended (or the pid now names another
+    /// process: the start time is checked).
+    pub fn join(&self) {
+        self.wait(None);
+    }
+
+    /// Waits at most `timeout` for it to end; whether it ended.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.wait(Some(timeout))
+    }
+
+    fn wait(&self, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        // A pidfd names the process, not the number. Opened before the
+        // liveness check: if that check finds our parent, the pidfd is
+        // its, and no later reuse of the pid can fool the wait.
+        let pidfd = sys::pidfd_open(self.pid);
+        if !self.is_alive() {
+            return true;
+        }
+        if let Ok(fd) = pidfd {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            // A pidfd polls readable once its process has ended.
+            if let Ok(ready) = sys::poll_readable(&[fd.as_fd()], left) {
+                return ready.first().copied().unwrap_or(false) || !self.is_alive();
+            }
+        }
+        // No pidfd (an old kernel, a sandbox): look every liveness slice.
+        loop {
+            if !self.is_alive() {
+                return true;
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return false;
+            }
+            std::thread::sleep(left.map_or(crate::LIVENESS_SLICE, |l| l.min(crate::LIVENESS_SLICE)));
+        }
     }
 }
 

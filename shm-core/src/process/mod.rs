@@ -34,7 +34,7 @@ pub use context::{
     Context, StartMethod, UnknownStartMethod, get_all_start_methods, get_context, get_start_method, set_start_method,
 };
 pub use current::{CurrentProcess, ParentProcess, active_children, current_process, parent_process};
-pub use forkserver::server_pid as fork_server_pid;
+pub use forkserver::server_pid as forkserver_pid;
 pub use target::{ExitReport, FnRef};
 
 use crate::sync::shared::AtomicU8;
