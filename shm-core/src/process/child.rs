@@ -9,11 +9,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::context::{StartMethod, get_start_method};
-use super::target::ExitReport;
-
 use super::current::ChildInfo;
 use super::launch::{install_panic_hook, single_threaded, start_fork, start_forkserver, start_spawn};
 use super::popen::{Outcome, Popen, Reaper};
+use super::target::ExitReport;
 use super::target::{ClosureJob, FnJob, Job};
 use super::{MISSING_INIT, Worker, bootstrap, current, run_worker};
 use crate::error::{BootstrapError, ProcessError};

@@ -7,9 +7,8 @@ use std::sync::Once;
 use std::time::Duration;
 
 use super::context::StartMethod;
-use super::current::current_process;
-
 use super::current::ChildInfo;
+use super::current::current_process;
 use super::popen::{Outcome, Popen, Reaper};
 use super::target::Job;
 use super::{bootstrap, current, forkserver, init_completed};

@@ -1,7 +1,7 @@
 //! Shared memory: memfd, seals, mmap, POSIX shm objects in `/dev/shm`.
 
 use std::ffi::CStr;
-use std::io::{self};
+use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 

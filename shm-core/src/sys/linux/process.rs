@@ -1,13 +1,11 @@
 //! Processes and threads: ids, `/proc` reads, fork, spawn, pidfd, signals.
 
 use std::ffi::{CStr, CString, OsString};
-use std::io::{self};
+use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 
 /// This process's id.
@@ -244,26 +242,6 @@ pub fn try_reap_pid(pid: u32) -> io::Result<Option<i32>> {
     match rustix::process::waitid(WaitId::Pid(pid), WaitIdOptions::EXITED | WaitIdOptions::NOHANG) {
         Ok(s) => Ok(s.map(|s| exit_code_of(&s))),
         Err(e) => Err(e.into()),
-    }
-}
-
-/// Waits until any of `fds` is readable (or hung up), or the timeout passes.
-/// Returns one flag per descriptor. `None` waits forever. Restarts after
-/// signals with the time that is left.
-pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
-        let mut pfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let ts = left.map(|l| Timespec {
-            tv_sec: i64::try_from(l.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(l.subsec_nanos()),
-        });
-        match rustix::event::poll(&mut pfds, ts.as_ref()) {
-            Ok(_) => return Ok(pfds.iter().map(|p| !p.revents().is_empty()).collect()),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
     }
 }
 
