@@ -347,7 +347,7 @@ impl QueueShared {
                 .any(|p| p.compare_exchange(0, me, Relaxed, Relaxed).is_ok())
             || h.peers.iter().any(|p| {
                 let pid = p.load(Relaxed);
-                pid != 0 && !sys::task_alive(pid) && p.compare_exchange(pid, me, Relaxed, Relaxed).is_ok()
+                pid != 0 && !crate::sync::task_alive(pid) && p.compare_exchange(pid, me, Relaxed, Relaxed).is_ok()
             });
         if !placed {
             h.overflow.store(1, Relaxed);
@@ -371,7 +371,7 @@ impl QueueShared {
             let pid = p.load(Relaxed);
             if pid != 0 && pid != me {
                 others = true;
-                if sys::task_alive(pid) {
+                if crate::sync::task_alive(pid) {
                     return true;
                 }
             }
@@ -379,7 +379,7 @@ impl QueueShared {
         if !others {
             return true;
         }
-        let server = shm_core::process::fork_server_pid();
+        let server = shm_core::forkserver_pid();
         sys::live_children().is_none_or(|kids| kids.iter().any(|&k| Some(k) != server))
     }
 
@@ -410,7 +410,7 @@ impl QueueShared {
         // the Release of its unlock, so the frames it published before
         // unlocking are seen by the caller's next look.
         fence(Acquire);
-        holder.is_none_or(|pid| pid != sys::cached_pid() && !sys::task_alive(pid))
+        holder.is_none_or(|pid| pid != sys::cached_pid() && !crate::sync::task_alive(pid))
     }
 
     /// Repairs what a producer killed under the put lock left.

@@ -22,9 +22,14 @@ pub(crate) type AtomicU64 = core::sync::atomic::AtomicU64;
 pub(crate) type AtomicU64 = loom::sync::atomic::AtomicU64;
 
 #[cfg(not(loom))]
-pub(crate) use shm_core::sys::{
-    cached_pid, futex_wait, futex_wake, membarrier_global, membarrier_register, task_alive,
-};
+pub(crate) use shm_core::sys::{cached_pid, futex_wait, futex_wake, membarrier_global, membarrier_register};
+
+/// Whether process `pid` still runs (pid only: the words that name a ring's
+/// peer have no room for a start time).
+#[cfg(not(loom))]
+pub(crate) fn task_alive(pid: u32) -> bool {
+    shm_core::liveness::is_alive(pid, shm_core::liveness::Started::Any)
+}
 #[cfg(not(loom))]
 pub(crate) use std::time::Instant;
 

@@ -6,11 +6,9 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::ptr::NonNull;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use crate::atomic::{AtomicInteger, ShmSafe, copy};
 use crate::error::{OutOfBounds, SegmentError};
-use crate::segment::{Mapped, Segment, SegmentKind, TypeIdentity};
+use crate::segment::{Mapped, Segment, SegmentKind, SegmentObject, TypeIdentity};
 
 /// A fixed-length array of `T` in its own shared segment.
 ///
@@ -45,11 +43,28 @@ pub struct RawArray<T> {
 }
 
 // SAFETY: elements are only reached through atomic accesses (relaxed word
-// copies or `atomics()`); T is
-// Send + Sync plain data; `map` keeps the mapping alive.
-unsafe impl<T: ShmSafe> Send for RawArray<T> {}
-// SAFETY: as above; `&RawArray` hands out copies, or atomics which are Sync.
-unsafe impl<T: ShmSafe> Sync for RawArray<T> {}
+// copies or `atomics()`); T is Send + Sync plain data; `map` keeps the
+// mapping alive. `&RawArray` hands out copies, or atomics which are Sync.
+crate::segment_object!(unsafe Send + Sync, [T: ShmSafe] RawArray<T>);
+
+impl<T: ShmSafe> SegmentObject for RawArray<T> {
+    fn identity() -> TypeIdentity {
+        TypeIdentity::of::<T>(SegmentKind::ARRAY)
+    }
+
+    fn attach(seg: Segment) -> Result<Self, SegmentError> {
+        let (map, len) = Mapped::with_count(seg, &Self::identity(), None)?;
+        Ok(Self {
+            len,
+            ptr: map.as_ptr(),
+            map,
+        })
+    }
+
+    fn segment(&self) -> &Segment {
+        self.map.segment()
+    }
+}
 
 impl<T> Clone for RawArray<T> {
     fn clone(&self) -> Self {
@@ -68,10 +83,6 @@ impl<T: ShmSafe + fmt::Debug> fmt::Debug for RawArray<T> {
 }
 
 impl<T: ShmSafe> RawArray<T> {
-    fn identity() -> TypeIdentity {
-        TypeIdentity::of::<T>(SegmentKind::ARRAY)
-    }
-
     fn bytes_for(len: usize) -> Result<usize, SegmentError> {
         len.checked_mul(size_of::<T>()).ok_or(SegmentError::InvalidSize {
             requested: u64::MAX,
@@ -85,7 +96,7 @@ impl<T: ShmSafe> RawArray<T> {
     ///
     /// [`SegmentError::InvalidSize`] when `len` is zero or too large.
     pub fn new(len: usize) -> Result<Self, SegmentError> {
-        Self::from_segment(Segment::create(&Self::identity(), Self::bytes_for(len)?)?)
+        Self::create(Self::bytes_for(len)?)
     }
 
     /// A new array holding a copy of `items`.
@@ -94,17 +105,16 @@ impl<T: ShmSafe> RawArray<T> {
     ///
     /// As [`RawArray::new`].
     pub fn from_slice(items: &[T]) -> Result<Self, SegmentError> {
-        let a = Self::new(items.len())?;
-        a.copy_in(items);
-        Ok(a)
+        Ok(Self::new(items.len())?.with(items))
     }
 
-    /// Copies `items` (exactly `len` of them) into the array.
-    fn copy_in(&self, items: &[T]) {
+    /// Copies `items` (exactly `len` of them) into a new array.
+    fn with(self, items: &[T]) -> Self {
         debug_assert_eq!(items.len(), self.len);
         let n = items.len().min(self.len);
         // SAFETY: the first n <= len elements are in bounds; see `elem`.
         unsafe { copy::store_slice(self.ptr.as_ptr(), &items[..n]) };
+        self
     }
 
     /// Pointer to element `i`. Every pointer this type dereferences comes
@@ -150,13 +160,7 @@ impl<T: ShmSafe> RawArray<T> {
     ///
     /// As [`Segment::create_named`].
     pub fn create_named(name: &str, items: &[T]) -> Result<Self, SegmentError> {
-        let a = Self::from_segment(Segment::create_named(
-            name,
-            &Self::identity(),
-            Self::bytes_for(items.len())?,
-        )?)?;
-        a.copy_in(items);
-        Ok(a)
+        Ok(Self::create_named_in(name, Self::bytes_for(items.len())?)?.with(items))
     }
 
     /// Opens the named array `name`, checking that it holds `T`s.
@@ -165,7 +169,7 @@ impl<T: ShmSafe> RawArray<T> {
     ///
     /// As [`Segment::open_named`], including [`SegmentError::TypeMismatch`].
     pub fn open(name: &str) -> Result<Self, SegmentError> {
-        Self::from_segment(Segment::open_named(name, Some(&Self::identity()))?)
+        Self::open_named(name)
     }
 
     /// Wraps a segment, checking that it holds a whole number of `T`s.
@@ -174,22 +178,7 @@ impl<T: ShmSafe> RawArray<T> {
     ///
     /// [`SegmentError::TypeMismatch`] or [`SegmentError::BadPayload`].
     pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        Self::from_mapped(Mapped::new(seg, &Self::identity())?)
-    }
-
-    fn from_mapped(map: Mapped<T>) -> Result<Self, SegmentError> {
-        let bytes = map.segment().payload_len();
-        if size_of::<T>() == 0 || !bytes.is_multiple_of(size_of::<T>()) {
-            return Err(SegmentError::BadPayload {
-                len: bytes as u64,
-                elem_size: size_of::<T>() as u64,
-            });
-        }
-        Ok(Self {
-            len: bytes / size_of::<T>(),
-            ptr: map.as_ptr(),
-            map,
-        })
+        Self::attach(seg)
     }
 
     /// Number of elements.
@@ -295,19 +284,6 @@ impl<T: AtomicInteger> RawArray<T> {
         // len elements are in bounds and live as long as `self.map`; shared
         // atomics may alias across processes by design.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<T::Atomic>(), self.len) }
-    }
-}
-
-impl<T: ShmSafe> Serialize for RawArray<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.map.serialize(serializer)
-    }
-}
-
-impl<'de, T: ShmSafe> Deserialize<'de> for RawArray<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let map = Mapped::deserialize_as(deserializer, &Self::identity())?;
-        Self::from_mapped(map).map_err(crate::handle::decode_error)
     }
 }
 

@@ -96,6 +96,9 @@ atomic_integer! {
 /// accesses of different sizes to one location are avoided. The byte
 /// functions move 8-byte words where the shared side is aligned and single
 /// bytes at the ends.
+// Hidden: used by the sibling crates shm-sync/shm-collections, not API
+// (they copy values in and out of rings and queues).
+#[doc(hidden)]
 pub mod copy {
     use core::mem::MaybeUninit;
 

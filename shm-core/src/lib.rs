@@ -11,11 +11,22 @@
 pub mod array;
 pub mod atomic;
 pub mod error;
+// Hidden: used by the sibling crates shm-sync/shm-collections, not API
+// (serialising handles across processes).
+#[doc(hidden)]
 pub mod handle;
-pub mod log;
+// Hidden: used by the sibling crates shm-sync/shm-collections, not API
+// (the one liveness check, for their owner and peer words).
+#[doc(hidden)]
+pub mod liveness;
+mod log;
 pub mod process;
 pub mod segment;
-pub mod sync;
+mod start_method;
+mod sync;
+// Hidden: used by the sibling crates shm-sync/shm-collections, not API
+// (the only place that makes system calls).
+#[doc(hidden)]
 pub mod sys;
 pub mod value;
 
@@ -28,10 +39,18 @@ pub use error::{
 pub use log::log_to_stderr;
 pub use process::{
     Context, CurrentProcess, ExitReport, FnRef, ParentProcess, Process, StartMethod, Worker, active_children,
-    current_process, get_all_start_methods, get_context, get_start_method, init, parent_process, set_start_method,
+    current_process, forkserver_pid, get_all_start_methods, get_context, get_start_method, init, parent_process,
+    set_start_method,
 };
-pub use segment::{Segment, SegmentInfo, SegmentKind, TypeIdentity};
+pub use segment::{Segment, SegmentInfo, SegmentKind, SegmentObject, TypeIdentity};
 pub use value::RawValue;
+
+/// What [`segment_object!`] expands to names, so the crates that use it
+/// need not depend on the same serde themselves.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+}
 
 /// How long a sleeper waits before it checks that the process it waits for
 /// is still alive (a lock holder, a ring's peer, a queue's other users): a

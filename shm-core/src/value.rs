@@ -3,11 +3,9 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use crate::atomic::{AtomicInteger, ShmSafe, copy};
 use crate::error::SegmentError;
-use crate::segment::{Mapped, Segment, SegmentKind, TypeIdentity};
+use crate::segment::{Mapped, Segment, SegmentKind, SegmentObject, TypeIdentity};
 use crate::sync::shared::Ordering;
 
 /// One value of type `T` in its own shared segment.
@@ -43,11 +41,25 @@ pub struct RawValue<T> {
 }
 
 // SAFETY: the value lives in shared memory reached only through atomic
-// accesses (relaxed word copies or the atomic operations); T: ShmSafe is Send + Sync plain data, and the segment is
-// kept alive by the mapping.
-unsafe impl<T: ShmSafe> Send for RawValue<T> {}
-// SAFETY: as above: `&RawValue` never hands out a reference to T, only copies.
-unsafe impl<T: ShmSafe> Sync for RawValue<T> {}
+// accesses (relaxed word copies or the atomic operations); T: ShmSafe is
+// Send + Sync plain data, and the segment is kept alive by the mapping.
+// `&RawValue` never hands out a reference to T, only copies.
+crate::segment_object!(unsafe Send + Sync, [T: ShmSafe] RawValue<T>);
+
+impl<T: ShmSafe> SegmentObject for RawValue<T> {
+    fn identity() -> TypeIdentity {
+        TypeIdentity::of::<T>(SegmentKind::VALUE)
+    }
+
+    fn attach(seg: Segment) -> Result<Self, SegmentError> {
+        let (map, _) = Mapped::with_count(seg, &Self::identity(), Some(1))?;
+        Ok(Self { map })
+    }
+
+    fn segment(&self) -> &Segment {
+        self.map.segment()
+    }
+}
 
 impl<T> Clone for RawValue<T> {
     fn clone(&self) -> Self {
@@ -62,10 +74,6 @@ impl<T: ShmSafe + fmt::Debug> fmt::Debug for RawValue<T> {
 }
 
 impl<T: ShmSafe> RawValue<T> {
-    fn identity() -> TypeIdentity {
-        TypeIdentity::of::<T>(SegmentKind::VALUE)
-    }
-
     /// Puts `value` in a new anonymous segment.
     ///
     /// # Errors
@@ -73,9 +81,7 @@ impl<T: ShmSafe> RawValue<T> {
     /// [`SegmentError`] if the segment cannot be made (zero-sized `T`
     /// included).
     pub fn new(value: T) -> Result<Self, SegmentError> {
-        let v = Self::from_segment(Segment::create(&Self::identity(), size_of::<T>())?)?;
-        v.set(value);
-        Ok(v)
+        Ok(Self::create(size_of::<T>())?.with(value))
     }
 
     /// Puts `value` in a new named segment that other programs can open with
@@ -85,9 +91,13 @@ impl<T: ShmSafe> RawValue<T> {
     ///
     /// As [`Segment::create_named`].
     pub fn create_named(name: &str, value: T) -> Result<Self, SegmentError> {
-        let v = Self::from_segment(Segment::create_named(name, &Self::identity(), size_of::<T>())?)?;
-        v.set(value);
-        Ok(v)
+        Ok(Self::create_named_in(name, size_of::<T>())?.with(value))
+    }
+
+    /// Sets the first value of a new segment.
+    fn with(self, value: T) -> Self {
+        self.set(value);
+        self
     }
 
     /// Opens the named value `name`, checking that it holds a `T`.
@@ -96,7 +106,7 @@ impl<T: ShmSafe> RawValue<T> {
     ///
     /// As [`Segment::open_named`], including [`SegmentError::TypeMismatch`].
     pub fn open(name: &str) -> Result<Self, SegmentError> {
-        Self::from_segment(Segment::open_named(name, Some(&Self::identity()))?)
+        Self::open_named(name)
     }
 
     /// Wraps a segment, checking that it holds a `T`.
@@ -105,18 +115,7 @@ impl<T: ShmSafe> RawValue<T> {
     ///
     /// [`SegmentError::TypeMismatch`] or [`SegmentError::BadPayload`].
     pub fn from_segment(seg: Segment) -> Result<Self, SegmentError> {
-        Self::from_mapped(Mapped::new(seg, &Self::identity())?)
-    }
-
-    fn from_mapped(map: Mapped<T>) -> Result<Self, SegmentError> {
-        let len = map.segment().payload_len();
-        if len != size_of::<T>() {
-            return Err(SegmentError::BadPayload {
-                len: len as u64,
-                elem_size: size_of::<T>() as u64,
-            });
-        }
-        Ok(Self { map })
+        Self::attach(seg)
     }
 
     /// Reads the value.
@@ -201,19 +200,6 @@ impl<T: AtomicInteger> RawValue<T> {
     #[inline]
     pub fn compare_exchange(&self, current: T, new: T, success: Ordering, failure: Ordering) -> Result<T, T> {
         T::compare_exchange(self.atomic(), current, new, success, failure)
-    }
-}
-
-impl<T: ShmSafe> Serialize for RawValue<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.map.serialize(serializer)
-    }
-}
-
-impl<'de, T: ShmSafe> Deserialize<'de> for RawValue<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let map = Mapped::deserialize_as(deserializer, &Self::identity())?;
-        Self::from_mapped(map).map_err(crate::handle::decode_error)
     }
 }
 

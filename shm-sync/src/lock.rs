@@ -522,7 +522,7 @@ pub(crate) mod tests {
 
     /// The owner id `task` would write, and one with the wrong tag.
     pub(crate) fn ids_of(task: u32) -> (u32, u32) {
-        let start = shm_core::sys::process_start_time(task).expect("a live task has a start time");
+        let start = shm_core::liveness::start_time(task).expect("a live task has a start time");
         let right = crate::park::owner_id(task, start);
         let mut wrong = right;
         let mut other = start;
@@ -611,7 +611,7 @@ pub(crate) mod tests {
             assert_eq!(id & WAITERS, 0);
             assert_ne!(id >> crate::park::TASK_BITS, 0, "the tag is never 0");
         }
-        assert_ne!(crate::park::start_tag(100), crate::park::start_tag(101));
+        assert_ne!(shm_core::liveness::start_tag(100), shm_core::liveness::start_tag(101));
     }
 
     #[test]

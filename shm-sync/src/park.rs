@@ -5,6 +5,7 @@
 //! `strategy/` does the same): [`Futex`] is the real implementation,
 //! `Spin` the loom one.
 
+use shm_core::liveness;
 use shm_core::sys::{Deadline, FutexWait};
 
 use crate::sync::AtomicU32;
@@ -52,25 +53,16 @@ pub fn spins() -> u32 {
 pub(crate) const TASK_BITS: u32 = 22;
 /// The task id of an owner id.
 pub(crate) const TASK_MASK: u32 = (1 << TASK_BITS) - 1;
-/// The start-time tag of an owner id, above the task id (bits 22..=30; bit
-/// 31 stays free for a lock's `WAITERS` flag).
-const TAG_MASK: u32 = 0x1ff;
-
-/// The tag of a task that started `start` clock ticks after boot: 1..=511,
-/// never 0, so that a word with no tag (a bare pid, garbage, a stale word of
-/// an older layout) never names a holder. Consecutive ticks get unrelated
-/// tags (a multiplicative hash).
-#[inline]
-pub(crate) fn start_tag(start: u64) -> u32 {
-    let h = (start.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as u32;
-    1 + h % TAG_MASK
-}
+/// The start-time tag of an owner id sits above the task id (bits 22..=30;
+/// bit 31 stays free for a lock's `WAITERS` flag).
+const TAG_MASK: u32 = liveness::TAG_MASK;
+const _: () = assert!(TAG_MASK << TASK_BITS < 1 << 31);
 
 /// The owner id of task `task` that started at `start`: the id in the low
 /// [`TASK_BITS`], its start tag above.
 #[inline]
 pub(crate) fn owner_id(task: u32, start: u64) -> u32 {
-    (task & TASK_MASK) | start_tag(start) << TASK_BITS
+    (task & TASK_MASK) | liveness::start_tag(start) << TASK_BITS
 }
 
 /// The task id (pid or tid) named by an owner id.
@@ -81,23 +73,16 @@ pub fn task_of(owner: u32) -> u32 {
 
 /// Whether the owner id `owner` names a task that runs now **and** is the
 /// one that wrote the id: the task exists, is not a zombie, and its start
-/// time has the tag recorded in the id. A reused id (another task with the
-/// same pid) or a word no owner wrote (tag 0, id 0, a live task whose start
-/// time has another tag) reads as dead.
+/// time has the tag recorded in the id ([`shm_core::liveness::is_alive`]
+/// with [`Started::Tag`](liveness::Started::Tag)). A reused id (another task with the same pid) or a
+/// word no owner wrote (tag 0, id 0, a live task whose start time has
+/// another tag) reads as dead.
 ///
 /// When `/proc` does not let us read the start time of a task that exists
 /// (hidepid), the task counts as the owner, as before owner ids had tags.
 #[cfg(not(loom))]
 pub fn owner_alive(owner: u32) -> bool {
-    let (task, tag) = (task_of(owner), (owner >> TASK_BITS) & TAG_MASK);
-    if task == 0 || tag == 0 || !shm_core::sys::task_alive(task) {
-        return false;
-    }
-    match shm_core::sys::process_start_time(task) {
-        Some(start) => start_tag(start) == tag,
-        // Gone between the two reads (dead), or hidden from us (assume the owner).
-        None => shm_core::sys::task_alive(task),
-    }
+    liveness::is_alive(task_of(owner), liveness::Started::Tag((owner >> TASK_BITS) & TAG_MASK))
 }
 
 /// This task's owner id, computed once per `(process, thread)` and cached
@@ -119,7 +104,7 @@ fn compute_owner_id(task: u32) -> (u32, u64) {
     #[cfg(miri)]
     let start = 0;
     #[cfg(not(miri))]
-    let start = shm_core::sys::process_start_time(task).unwrap_or(0);
+    let start = liveness::start_time(task).unwrap_or(0);
     let id = owner_id(task, start);
     (id, u64::from(task) << 32 | u64::from(id))
 }

@@ -48,7 +48,7 @@ fn child_killed_at_random_points(m: StartMethod) -> Result {
 fn fork_server_killed_while_starting() -> Result {
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     for i in 0..rounds(10) {
-        let server = shm::process::fork_server_pid().ok_or("no fork server")?;
+        let server = shm::forkserver_pid().ok_or("no fork server")?;
         let killer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_micros(next_random(&mut { seed }) % 2000));
             shm::sys::kill_pid(server, 9);

@@ -136,10 +136,10 @@ fn fork_with_threads_is_refused() -> Result {
 
 /// Calls `init()` twice: it must return, and start no fork server of its own.
 fn call_init(_: ()) -> std::result::Result<(), String> {
-    let before = shm::process::fork_server_pid();
+    let before = shm::forkserver_pid();
     shm::init();
     shm::init();
-    let after = shm::process::fork_server_pid();
+    let after = shm::forkserver_pid();
     if after == before {
         Ok(())
     } else {
@@ -158,13 +158,13 @@ fn init_returns_in_children(m: StartMethod) -> Result {
 /// The same from a fork server restarted by spawning this executable (whose
 /// children once inherited its private environment).
 fn init_returns_in_children_of_a_respawned_server() -> Result {
-    let pid = shm::process::fork_server_pid().ok_or("no fork server after init()")?;
+    let pid = shm::forkserver_pid().ok_or("no fork server after init()")?;
     shm::sys::kill_pid(pid, 9);
     check(wait_gone(pid), "fork server did not die")?;
     for _ in 0..2 {
         init_returns_in_children(StartMethod::ForkServer)?;
     }
-    let again = shm::process::fork_server_pid().ok_or("no server")?;
+    let again = shm::forkserver_pid().ok_or("no server")?;
     check(again != pid && is_running(again), "server not replaced")
 }
 

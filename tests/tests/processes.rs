@@ -87,6 +87,40 @@ fn checksum(data: Vec<u8>) -> std::result::Result<(), String> {
     }
 }
 
+/// Started by [`starts_orphan`]: checks that its parent is alive, lets the
+/// test kill it, then waits for it to end with `ParentProcess::join_timeout`.
+/// Writes its verdict in `result` (100: all held).
+fn waits_for_parent((flag, result): (RawValue<u32>, RawValue<u32>)) {
+    let verdict = (|| -> std::result::Result<u32, u32> {
+        let parent = shm::parent_process().ok_or(4_u32)?;
+        if parent.join_timeout(Duration::ZERO) || !parent.is_alive() {
+            return Err(1); // the parent waits for `flag`: it must be alive
+        }
+        // Release: pairs with the test's Acquire in `wait_flag`.
+        flag.store(1, Release);
+        if !parent.join_timeout(shm_tests::HANG_GUARD) {
+            return Err(2);
+        }
+        parent.join(); // ended: returns at once
+        if parent.is_alive() {
+            return Err(3);
+        }
+        Ok(100)
+    })();
+    // Release: pairs with the test's Acquire load.
+    result.store(verdict.unwrap_or_else(|e| e), Release);
+}
+
+/// Starts [`waits_for_parent`] and waits to be killed.
+fn starts_orphan((flag, result, m): (RawValue<u32>, RawValue<u32>, StartMethod)) {
+    let p = Process::new(waits_for_parent, (flag.clone(), result.clone())).with_start_method(m);
+    if p.start().is_err() {
+        result.store(5, Release);
+        flag.store(1, Release);
+    }
+    shm_tests::sleep_until_killed();
+}
+
 // ----- tests -----
 
 fn lifecycle(m: StartMethod) -> Result {
@@ -185,6 +219,24 @@ fn family(m: StartMethod) -> Result {
     Ok(())
 }
 
+/// A child's `parent_process().join_timeout(d)` is false while the parent
+/// runs and true once it was killed (across real processes).
+fn parent_join_sees_the_parent_end(m: StartMethod) -> Result {
+    let (flag, result) = (RawValue::new(0u32)?, RawValue::new(0u32)?);
+    let middle = Process::new(starts_orphan, (flag.clone(), result.clone(), m)).with_start_method(m);
+    middle.start()?;
+    shm_tests::wait_flag(&flag);
+    middle.kill()?;
+    check(middle.join()? == -9, "the middle process was not killed")?;
+    // Acquire: pairs with the orphan's Release store.
+    shm_tests::wait_until("the orphan's verdict", || result.load(Acquire) != 0);
+    let verdict = result.load(Acquire);
+    check(
+        verdict == 100,
+        format!("the orphan's parent join failed: code {verdict}"),
+    )
+}
+
 fn reaps_dropped_children(m: StartMethod) -> Result {
     let p = Process::new(noop, ()).with_start_method(m);
     p.start()?;
@@ -267,14 +319,36 @@ fn start_method_is_set_once() -> Result {
     check(shm::cpu_count() >= 1, "cpu_count")
 }
 
+/// `forkserver_pid()` names the running fork server: a live process other
+/// than this one, which starts forkserver children and is their parent.
+fn forkserver_pid_names_the_server() -> Result {
+    let p = Process::new(exit_with, 4).with_start_method(StartMethod::ForkServer);
+    p.start()?;
+    let server = shm::forkserver_pid().ok_or("no fork server pid after a forkserver start")?;
+    check(
+        server != std::process::id() && is_running(server),
+        "the fork server pid names no live server",
+    )?;
+    let child = p.pid().ok_or("pid")?;
+    let ppid = std::fs::read_to_string(format!("/proc/{child}/stat"))
+        .ok()
+        .and_then(|s| s[s.rfind(')')? + 1..].split_whitespace().nth(1)?.parse::<u32>().ok());
+    // The child may already be reaped; while it exists, its parent is the server.
+    check(
+        ppid.is_none_or(|pp| pp == server),
+        format!("child's parent {ppid:?}, server {server}"),
+    )?;
+    check(p.join()? == 4, "child of the server")
+}
+
 fn fork_server_restarts() -> Result {
-    let pid = shm::process::fork_server_pid().ok_or("no fork server after init()")?;
+    let pid = shm::forkserver_pid().ok_or("no fork server after init()")?;
     shm::sys::kill_pid(pid, 9);
     check(wait_gone(pid), "fork server did not die")?;
     let p = Process::new(exit_with, 5).with_start_method(StartMethod::ForkServer);
     p.start()?;
     check(p.join()? == 5, "child of the restarted server")?;
-    let again = shm::process::fork_server_pid().ok_or("no server")?;
+    let again = shm::forkserver_pid().ok_or("no server")?;
     check(again != pid && is_running(again), "server not replaced")
 }
 
@@ -282,7 +356,7 @@ fn fork_server_death_is_reported_not_hung() -> Result {
     let gate = RawValue::new(0u32)?;
     let p = Process::new(wait_for_gate, gate.clone()).with_start_method(StartMethod::ForkServer);
     p.start()?;
-    let server = shm::process::fork_server_pid().ok_or("no fork server")?;
+    let server = shm::forkserver_pid().ok_or("no fork server")?;
     shm::sys::kill_pid(server, 9);
     check(wait_gone(server), "fork server did not die")?;
     gate.store(1, Release);
@@ -332,11 +406,18 @@ fn main() {
             reaps_dropped_children(m)
         }));
         tests.push(Trial::test(format!("large_arguments_{m}"), move || large_arguments(m)));
+        tests.push(Trial::test(format!("parent_join_sees_the_parent_end_{m}"), move || {
+            parent_join_sees_the_parent_end(m)
+        }));
     }
     tests.push(Trial::test("closures_need_fork", closures_need_fork));
     tests.push(Trial::test("only_the_parent_joins", only_the_parent_joins));
     tests.push(Trial::test("start_method_is_set_once", start_method_is_set_once));
     tests.push(Trial::test("fork_server_restarts", fork_server_restarts));
+    tests.push(Trial::test(
+        "forkserver_pid_names_the_server",
+        forkserver_pid_names_the_server,
+    ));
     tests.push(Trial::test(
         "fork_server_death_is_reported_not_hung",
         fork_server_death_is_reported_not_hung,

@@ -58,10 +58,12 @@ pub enum SegmentError {
         min: u64,
     },
     /// The object is not an shm segment.
-    #[error("not an shm segment: magic {found:#018x}, expected {:#018x}", crate::segment::MAGIC)]
+    #[error("not an shm segment: magic {found:#018x}, expected {expected:#018x}")]
     BadMagic {
         /// The first eight bytes found.
         found: u64,
+        /// The magic of every shm segment.
+        expected: u64,
     },
     /// The segment was made by a build with another header layout.
     #[error("segment layout version {found}, this build reads version {expected}")]
@@ -167,7 +169,7 @@ pub enum HandleError {
 #[error("the start method is already set to {current:?}; pass force = true to change it")]
 pub struct ContextError {
     /// The method in force.
-    pub current: crate::process::StartMethod,
+    pub current: crate::start_method::StartMethod,
 }
 
 /// A spawned or forkserver child could not run its target. Reported to the

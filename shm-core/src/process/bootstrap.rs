@@ -100,7 +100,7 @@ pub(crate) fn run_child(sock: OwnedFd, confirm: bool) -> ! {
                 report(sock.as_fd(), &Report::Started);
             }
             drop(sock);
-            super::child_main(start, run)
+            super::launch::child_main(start, run)
         }
         Err(e) => {
             report(sock.as_fd(), &Report::Failed(e.clone()));
@@ -110,7 +110,7 @@ pub(crate) fn run_child(sock: OwnedFd, confirm: bool) -> ! {
     }
 }
 
-type Prepared = (super::ChildStart, Box<dyn FnOnce() -> i32>);
+type Prepared = (super::launch::ChildStart, Box<dyn FnOnce() -> i32>);
 
 fn receive(sock: BorrowedFd<'_>) -> Result<Prepared, BootstrapError> {
     let (bytes, mut fds) =
@@ -145,8 +145,8 @@ fn receive(sock: BorrowedFd<'_>) -> Result<Prepared, BootstrapError> {
     if let Some(level) = msg.info.log_level {
         log::init_child_logging(level);
     }
-    super::install_panic_hook();
-    let start = super::ChildStart::of(&msg.info);
+    super::launch::install_panic_hook();
+    let start = super::launch::ChildStart::of(&msg.info);
     current::become_child(msg.info);
     let _ = BOOTSTRAPPED.set(());
     // The target may call `init()` again (libraries do, defensively): it
@@ -207,6 +207,7 @@ mod tests {
             identity: vec![9],
             daemon: false,
             parent_pid: 1,
+            parent_start: 0,
             parent_name: "MainProcess".into(),
             parent_main_thread: true,
             method: StartMethod::Spawn,

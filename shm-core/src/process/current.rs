@@ -1,12 +1,15 @@
 //! Who this process is (name, identity, daemon flag, parent) and which
 //! children it has started.
 
+use std::os::fd::AsFd;
 use std::sync::{Mutex, MutexGuard, Once};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::{Process, StartMethod};
 use crate::error::ProcessError;
+use crate::liveness::{self, Started};
 use crate::sys;
 
 /// What a child learns about itself from its parent.
@@ -16,6 +19,9 @@ pub(crate) struct ChildInfo {
     pub identity: Vec<u32>,
     pub daemon: bool,
     pub parent_pid: u32,
+    /// The parent's start time (0: unknown), so that a reused pid does not
+    /// pass for it.
+    pub parent_start: u64,
     pub parent_name: String,
     /// Whether the parent started the child from its main thread (so the
     /// kernel's parent-death signal follows the parent process).
@@ -28,7 +34,7 @@ struct Me {
     name: String,
     identity: Vec<u32>,
     daemon: bool,
-    parent: Option<(u32, String)>,
+    parent: Option<(u32, u64, String)>,
     counter: u32,
 }
 
@@ -88,7 +94,7 @@ pub(crate) fn become_child(info: ChildInfo) {
         me.name = info.name;
         me.identity = info.identity;
         me.daemon = info.daemon;
-        me.parent = Some((info.parent_pid, info.parent_name));
+        me.parent = Some((info.parent_pid, info.parent_start, info.parent_name));
         me.counter = 0;
     }
     // Children of the parent are not ours (a fork copied the list). Forget
@@ -163,6 +169,7 @@ pub fn current_process() -> CurrentProcess {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParentProcess {
     pid: u32,
+    start: u64,
     name: String,
 }
 
@@ -179,14 +186,57 @@ impl ParentProcess {
 
     /// Whether it is still running.
     pub fn is_alive(&self) -> bool {
-        sys::process_exists(self.pid) && !sys::is_zombie(self.pid)
+        liveness::is_alive(self.pid, Started::at_or_any(self.start))
+    }
+
+    /// Waits until it ends (Python's `parent_process().join()`).
+    ///
+    /// Returns at once if it has ended (or the pid now names another
+    /// process: the start time is checked).
+    pub fn join(&self) {
+        self.wait(None);
+    }
+
+    /// Waits at most `timeout` for it to end; whether it ended.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.wait(Some(timeout))
+    }
+
+    fn wait(&self, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        // A pidfd names the process, not the number. Opened before the
+        // liveness check: if that check finds our parent, the pidfd is
+        // its, and no later reuse of the pid can fool the wait.
+        let pidfd = sys::pidfd_open(self.pid);
+        if !self.is_alive() {
+            return true;
+        }
+        if let Ok(fd) = pidfd {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            // A pidfd polls readable once its process has ended.
+            if let Ok(ready) = sys::poll_readable(&[fd.as_fd()], left) {
+                return ready.first().copied().unwrap_or(false) || !self.is_alive();
+            }
+        }
+        // No pidfd (an old kernel, a sandbox): look every liveness slice.
+        loop {
+            if !self.is_alive() {
+                return true;
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return false;
+            }
+            std::thread::sleep(left.map_or(crate::LIVENESS_SLICE, |l| l.min(crate::LIVENESS_SLICE)));
+        }
     }
 }
 
 /// The parent of this process, or `None` in the main process.
 pub fn parent_process() -> Option<ParentProcess> {
-    me().parent.as_ref().map(|(pid, name)| ParentProcess {
+    me().parent.as_ref().map(|(pid, start, name)| ParentProcess {
         pid: *pid,
+        start: *start,
         name: name.clone(),
     })
 }

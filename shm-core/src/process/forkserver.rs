@@ -52,7 +52,11 @@ pub(crate) fn is_running() -> bool {
     CLIENT.lock().is_ok_and(|c| c.is_some())
 }
 
-/// The pid of the fork server this process talks to, if one was started.
+/// The pid of the fork server this process talks to
+/// ([`StartMethod::ForkServer`](crate::StartMethod::ForkServer)), or `None`
+/// if none was started yet (`init()` starts it in the main process when
+/// forkserver is the start method; the first forkserver start otherwise).
+/// A fork server that died is replaced at the next start, under a new pid.
 pub fn server_pid() -> Option<u32> {
     CLIENT.lock().ok().and_then(|c| c.as_ref().map(|c| c.server_pid))
 }

@@ -312,7 +312,10 @@ impl RawHeader {
             return Err(SegmentError::NotInitialized);
         }
         if self.magic != MAGIC {
-            return Err(SegmentError::BadMagic { found: self.magic });
+            return Err(SegmentError::BadMagic {
+                found: self.magic,
+                expected: MAGIC,
+            });
         }
         if self.version != LAYOUT_VERSION {
             return Err(SegmentError::VersionMismatch {

@@ -21,6 +21,7 @@
 
 mod header;
 mod mapped;
+mod object;
 mod sweep;
 
 use std::ffi::CString;
@@ -29,7 +30,10 @@ use std::ptr::NonNull;
 
 pub use header::{HEADER_LEN, LAYOUT_VERSION, MAGIC, MAX_ALIGN, SegmentInfo, SegmentKind, TypeIdentity};
 pub(crate) use header::{RawHeader, STATE_READY};
+// Hidden: used by the sibling crates shm-sync/shm-collections, not API.
+#[doc(hidden)]
 pub use mapped::Mapped;
+pub use object::SegmentObject;
 pub use sweep::{NamedSegment, SweptSegment, list_named, sweep};
 
 use crate::error::SegmentError;
@@ -231,12 +235,7 @@ impl Segment {
         // built below (or released by its drop if this function fails later).
         let base = unsafe { sys::map_shared(fd.as_fd(), total) }.map_err(SegmentError::io("mmap"))?;
         let pid = sys::getpid();
-        let raw = RawHeader::new(
-            id,
-            (total - HEADER_LEN) as u64,
-            pid,
-            sys::process_start_time(pid).unwrap_or(0),
-        );
+        let raw = RawHeader::new(id, (total - HEADER_LEN) as u64, pid, crate::liveness::own_start_time());
         // SAFETY: the mapping is at least HEADER_LEN bytes and page-aligned;
         // every access to a header, here and in any attacher (of a named
         // segment, possibly racing this), is atomic per field in the widths

@@ -14,6 +14,7 @@ use zerocopy::FromBytes;
 use super::header::{HEADER_LEN, MAGIC, RawHeader};
 use super::{SegmentInfo, object_path};
 use crate::error::SegmentError;
+use crate::liveness::{self, Started};
 use crate::sys;
 
 /// A named segment found in `/dev/shm`.
@@ -109,13 +110,7 @@ fn inspect(name: &str) -> Option<NamedSegment> {
 }
 
 /// Whether the process `pid` that started at `start` is still running (a
-/// zombie counts as dead).
+/// zombie counts as dead; start 0: unknown when it was created).
 fn creator_alive(pid: u32, start: u64) -> bool {
-    if pid == 0 {
-        return false;
-    }
-    match sys::process_start_time(pid) {
-        Some(now) => (start == 0 || now == start) && !sys::is_zombie(pid),
-        None => false,
-    }
+    liveness::is_alive(pid, Started::at_or_any(start))
 }

@@ -285,7 +285,7 @@ fn damaged_headers_are_errors_not_garbage() {
     // not a segment of ours.
     assert!(matches!(
         open_after(|n| poke(n, 0, &0u64.to_le_bytes())),
-        SegmentError::BadMagic { found: 0 }
+        SegmentError::BadMagic { found: 0, .. }
     ));
     // A wrong magic over a header whose state was never published.
     assert!(matches!(

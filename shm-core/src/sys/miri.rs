@@ -238,19 +238,17 @@ pub fn memory_size() -> u64 {
     16 << 30
 }
 
-/// 0 for this process (the one process Miri runs), `None` for any other.
-pub fn process_start_time(pid: u32) -> Option<u64> {
-    (pid == cached_pid()).then_some(0)
-}
-
-/// No zombies under Miri.
-pub fn is_zombie(_pid: u32) -> bool {
-    false
-}
-
-/// Only this process exists under Miri.
-pub fn process_exists(pid: u32) -> bool {
-    pid == cached_pid()
+/// This process (start time 0) and the threads that have not ended (start
+/// unknown) run; any other id names nothing.
+pub fn task_stat(id: u32) -> super::linux::TaskStat {
+    use super::linux::TaskStat;
+    if id == cached_pid() {
+        TaskStat::Running { start: Some(0) }
+    } else if table().live_tids.contains(&id) {
+        TaskStat::Running { start: None }
+    } else {
+        TaskStat::Gone
+    }
 }
 
 /// One thread.
@@ -290,11 +288,6 @@ thread_local! {
 /// A fake id for the calling thread, alive until the thread ends.
 pub fn cached_tid() -> u32 {
     TID.with(|g| g.0)
-}
-
-/// Whether `id` is this process or a thread that has not ended.
-pub fn task_alive(id: u32) -> bool {
-    id == cached_pid() || table().live_tids.contains(&id)
 }
 
 /// `futex(FUTEX_WAIT_BITSET)` as `linux::futex_wait`, with an absolute
