@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use shm_core::sys::{Deadline, FutexWait};
 use shm_core::{FnRef, SegmentError, SegmentKind};
 
-use crate::error::SyncError;
+use crate::error::BarrierError;
 #[cfg(not(loom))]
 use crate::park::Futex;
 use crate::park::Park;
@@ -81,16 +81,12 @@ impl RawBarrier {
         })
     }
 
-    fn parties(&self) -> Result<u32, SyncError> {
+    fn parties(&self) -> Result<u32, BarrierError> {
         // Relaxed: set once before the barrier is shared. Checked, since
-        // a peer may have scribbled on it.
+        // a peer may have scribbled on it: out of range, it is broken.
         match self.parties.load(Relaxed) {
             p @ 1..=MAX_PARTIES => Ok(p),
-            p => Err(SyncError::OutOfRange {
-                what: "barrier parties",
-                bound: "between 1 and 1024",
-                got: u64::from(p),
-            }),
+            _ => Err(BarrierError::Broken),
         }
     }
 
@@ -103,31 +99,31 @@ impl RawBarrier {
     pub(crate) fn wait<P: Park>(
         &self,
         me: u32,
-        action: Option<FnRef>,
+        action: Option<&dyn Fn()>,
         deadline: Option<Deadline>,
-    ) -> Result<u32, SyncError> {
+    ) -> Result<u32, BarrierError> {
         let parties = self.parties()?;
         // Acquire: pairs with the epoch bump of `reset`.
         let epoch = self.epoch.load(Acquire);
         // AcqRel: the arrival publishes our writes and sees earlier ones.
         let old = self.word.fetch_add(1, AcqRel);
         if old & BROKEN != 0 {
-            return Err(SyncError::BrokenBarrier);
+            return Err(BarrierError::Broken);
         }
         let index = old & COUNT;
         if index >= parties {
             // More arrivals than parties: the words were damaged.
             self.break_it::<P>();
-            return Err(SyncError::BrokenBarrier);
+            return Err(BarrierError::Broken);
         }
         let round = generation(old);
         self.arrivals[index as usize].store(me, Relaxed);
         if index + 1 == parties {
             if let Some(action) = action
-                && std::panic::catch_unwind(|| action.call()).is_err()
+                && std::panic::catch_unwind(std::panic::AssertUnwindSafe(action)).is_err()
             {
                 self.break_it::<P>();
-                return Err(SyncError::BrokenBarrier);
+                return Err(BarrierError::Broken);
             }
             // Forget this round's arrivals before the next can begin: a slot
             // reads 0 ("unknown, alive") until its next arrival fills it.
@@ -142,14 +138,15 @@ impl RawBarrier {
             // Acquire: pairs with the release store of the last arrival.
             let word = self.word.load(Acquire);
             if word & BROKEN != 0 || self.epoch.load(Acquire) != epoch {
-                return Err(SyncError::BrokenBarrier);
+                return Err(BarrierError::Broken);
             }
             if generation(word) != round {
                 return Ok(index);
             }
             if P::passed(deadline) {
                 self.break_it::<P>();
-                return Err(SyncError::BrokenBarrier);
+                // The caller knows how long it waited.
+                return Err(BarrierError::Timeout(Duration::ZERO));
             }
             if spins > 0 {
                 spins -= 1;
@@ -158,7 +155,7 @@ impl RawBarrier {
             }
             if P::wait(&self.word, word, P::slice(deadline)) == FutexWait::TimedOut && self.a_party_died::<P>(word) {
                 self.break_it::<P>();
-                return Err(SyncError::BrokenBarrier);
+                return Err(BarrierError::Broken);
             }
         }
     }
@@ -191,8 +188,77 @@ impl RawBarrier {
     }
 }
 
+/// A function and its arguments, run by the last party to arrive. It
+/// travels to children as a process target does: the functions as
+/// [`FnRef`]s (an index into the code the child's bootstrap resolved, under
+/// spawn; the same address under fork), the arguments encoded.
 #[cfg(not(loom))]
-/// A barrier in shared memory.
+#[derive(Clone, Serialize, Deserialize)]
+struct Action {
+    /// `run::<A>`, which decodes the arguments and calls `f`.
+    run: FnRef,
+    /// The user's `fn(A)`, its type erased to `fn()`; called only by `run::<A>`.
+    f: FnRef,
+    /// The arguments, postcard-encoded.
+    args: Vec<u8>,
+}
+
+/// The function and encoded arguments of the action being run.
+#[cfg(not(loom))]
+type Running = Option<(fn(), Vec<u8>)>;
+
+#[cfg(not(loom))]
+thread_local! {
+    /// The action `run` is called for (its function and arguments).
+    static RUNNING: std::cell::RefCell<Running> = const { std::cell::RefCell::new(None) };
+}
+
+// `FnRef` is one `fn()`: with the same size, that field sits at offset 0
+// and its bytes are the whole struct's.
+#[cfg(not(loom))]
+const _: () = assert!(size_of::<FnRef>() == size_of::<fn()>());
+
+#[cfg(not(loom))]
+fn fn_of(r: FnRef) -> fn() {
+    // SAFETY: FnRef holds exactly one `fn()` and has its size (asserted
+    // above), so its bytes are a valid `fn()`; a copy is taken, nothing moves.
+    unsafe { std::mem::transmute_copy::<FnRef, fn()>(&r) }
+}
+
+/// Decodes the arguments of the running action and calls its function.
+#[cfg(not(loom))]
+fn run<A: serde::de::DeserializeOwned>() {
+    let (f, args) = RUNNING
+        .with(|r| r.borrow_mut().take())
+        .expect("Barrier action: called only through Action::call");
+    let args: A =
+        postcard::from_bytes(&args).expect("Barrier action: arguments that do not decode as its argument type");
+    // SAFETY: `f` was made from an `fn(A)` by `Barrier::with_action`, which
+    // paired it with this very `run::<A>`: the same type is restored.
+    let f = unsafe { std::mem::transmute::<fn(), fn(A)>(f) };
+    f(args);
+}
+
+/// `f` with its argument type erased, for `run::<A>` to restore.
+#[cfg(not(loom))]
+fn erase<A>(f: fn(A)) -> fn() {
+    // SAFETY: fn pointers have one size and layout; only the type is
+    // erased, and `run::<A>` turns it back into `fn(A)` before calling it.
+    unsafe { std::mem::transmute::<fn(A), fn()>(f) }
+}
+
+#[cfg(not(loom))]
+impl Action {
+    fn call(&self) {
+        RUNNING.with(|r| *r.borrow_mut() = Some((fn_of(self.f), self.args.clone())));
+        fn_of(self.run)();
+        // A `run` that panicked before taking them leaves nothing behind.
+        RUNNING.with(|r| r.borrow_mut().take());
+    }
+}
+
+#[cfg(not(loom))]
+/// A barrier in shared memory (Python's `Barrier`).
 ///
 /// # Examples
 ///
@@ -203,13 +269,12 @@ impl RawBarrier {
 /// assert!(b.broken() && b.wait().is_err());
 /// b.reset();
 /// assert_eq!(b.wait(), Ok(0));
-/// # Ok::<(), shm_core::SegmentError>(())
+/// # Ok::<(), shm_core::Error>(())
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Barrier {
     shared: Shared<RawBarrier>,
-    action: Option<FnRef>,
-    timeout: Option<Duration>,
+    action: Option<Action>,
 }
 
 #[cfg(not(loom))]
@@ -225,6 +290,23 @@ impl fmt::Debug for Barrier {
 
 #[cfg(not(loom))]
 impl Barrier {
+    fn check(parties: u32) -> Result<(), SegmentError> {
+        if (1..=MAX_PARTIES).contains(&parties) {
+            Ok(())
+        } else {
+            Err(SegmentError::InvalidSize {
+                requested: u64::from(parties),
+                reason: "a barrier takes 1 to 1024 parties",
+            })
+        }
+    }
+
+    fn make(shared: Shared<RawBarrier>, parties: u32) -> Self {
+        // Relaxed: set before the barrier is shared with anyone.
+        shared.get().parties.store(parties, Relaxed);
+        Self { shared, action: None }
+    }
+
     /// A barrier for `parties` (1 to [`MAX_PARTIES`]).
     ///
     /// # Errors
@@ -232,35 +314,60 @@ impl Barrier {
     /// [`SegmentError::InvalidSize`] for a count out of range, or if the
     /// segment cannot be made.
     pub fn new(parties: u32) -> Result<Self, SegmentError> {
-        if !(1..=MAX_PARTIES).contains(&parties) {
-            return Err(SegmentError::InvalidSize {
-                requested: u64::from(parties),
-                reason: "a barrier takes 1 to 1024 parties",
-            });
-        }
-        let shared: Shared<RawBarrier> = Shared::create()?;
-        // Relaxed: set before the barrier is shared with anyone.
-        shared.get().parties.store(parties, Relaxed);
-        Ok(Self {
-            shared,
-            action: None,
-            timeout: None,
-        })
+        Self::check(parties)?;
+        Ok(Self::make(Shared::create()?, parties))
     }
 
-    /// Runs `action` once per round, in the last party to arrive, before
-    /// any party leaves. A panicking action breaks the barrier.
-    #[must_use]
-    pub fn with_action(mut self, action: fn()) -> Self {
-        self.action = Some(FnRef::new(action));
-        self
+    /// A barrier for `parties` in a segment named `name`, which any process
+    /// may [`Barrier::open`] (without an action).
+    ///
+    /// # Errors
+    ///
+    /// As [`Barrier::new`], and if the name is taken or invalid.
+    pub fn create_named(name: &str, parties: u32) -> Result<Self, SegmentError> {
+        Self::check(parties)?;
+        Ok(Self::make(Shared::create_named(name)?, parties))
     }
 
-    /// The timeout `wait` uses (Python's `timeout` argument).
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
+    /// Opens the barrier named `name` (type, header and party count checked).
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if there is none, it holds another type, or its
+    /// party count is out of range.
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        let shared: Shared<RawBarrier> = Shared::open(name)?;
+        // Relaxed: set once at creation.
+        Self::check(shared.get().parties.load(Relaxed))?;
+        Ok(Self { shared, action: None })
+    }
+
+    /// A barrier for `parties` that runs `action(args)` once per round, in
+    /// the last party to arrive, before any party leaves (Python's
+    /// `action`). The action travels with the barrier to children as a
+    /// process target does, under fork and spawn alike; `args` must be
+    /// plain serde data (no shared objects). A panicking action breaks the
+    /// barrier.
+    ///
+    /// # Errors
+    ///
+    /// As [`Barrier::new`]; [`shm_core::ErrorKind::Serialization`] if `args`
+    /// do not encode.
+    pub fn with_action<A: Serialize + serde::de::DeserializeOwned + 'static>(
+        parties: u32,
+        action: fn(A),
+        args: A,
+    ) -> Result<Self, shm_core::Error> {
+        let args =
+            postcard::to_allocvec(&args).map_err(|e| shm_core::Error::new(shm_core::ErrorKind::Serialization, e))?;
+        let mut b = Self::new(parties)?;
+        let f = erase(action);
+        b.action = Some(Action {
+            run: FnRef::new(run::<A>),
+            f: FnRef::new(f),
+            args,
+        });
+        Ok(b)
     }
 
     /// Waits for all parties; returns this party's index (0 to parties - 1,
@@ -268,26 +375,30 @@ impl Barrier {
     ///
     /// # Errors
     ///
-    /// [`SyncError::BrokenBarrier`] after a timeout, `abort`, a dead party
-    /// or a panicking action.
-    pub fn wait(&self) -> Result<u32, SyncError> {
-        self.wait_until(self.timeout.map(Deadline::after))
+    /// [`BarrierError::Broken`] after another party's timeout, `abort`, a
+    /// dead party, a panicking action, or damaged shared words.
+    pub fn wait(&self) -> Result<u32, BarrierError> {
+        self.wait_until(None)
     }
 
-    /// As [`Barrier::wait`] with its own timeout, which breaks the barrier
-    /// when it passes.
+    /// As [`Barrier::wait`], giving up after `timeout`, which breaks the
+    /// barrier for every party (as in Python).
     ///
     /// # Errors
     ///
-    /// As [`Barrier::wait`].
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, SyncError> {
-        self.wait_until(Some(Deadline::after(timeout)))
+    /// [`BarrierError::Timeout`] when this wait ran out, else as [`Barrier::wait`].
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BarrierError> {
+        self.wait_until(Some(Deadline::after(timeout))).map_err(|e| match e {
+            BarrierError::Timeout(_) => BarrierError::Timeout(timeout),
+            e @ BarrierError::Broken => e,
+        })
     }
 
-    fn wait_until(&self, deadline: Option<Deadline>) -> Result<u32, SyncError> {
+    fn wait_until(&self, deadline: Option<Deadline>) -> Result<u32, BarrierError> {
+        let call = self.action.as_ref().map(|a| move || a.call());
         self.shared
             .get()
-            .wait::<Futex>(Futex::thread_id(), self.action, deadline)
+            .wait::<Futex>(Futex::thread_id(), call.as_ref().map(|c| c as &dyn Fn()), deadline)
     }
 
     /// Breaks the barrier: current and later waiters fail until `reset`.
@@ -345,9 +456,12 @@ mod tests {
     #[test]
     fn timeout_breaks_it_for_everyone() {
         let b = Barrier::new(2).expect("create");
-        assert_eq!(b.wait_timeout(Duration::from_millis(10)), Err(SyncError::BrokenBarrier));
+        assert_eq!(
+            b.wait_timeout(Duration::from_millis(10)),
+            Err(BarrierError::Timeout(Duration::from_millis(10)))
+        );
         assert!(b.broken());
-        assert_eq!(b.wait(), Err(SyncError::BrokenBarrier));
+        assert_eq!(b.wait(), Err(BarrierError::Broken));
         b.reset();
         assert!(!b.broken() && b.n_waiting() == 0);
         assert!(Barrier::new(0).is_err() && Barrier::new(MAX_PARTIES + 1).is_err());

@@ -84,7 +84,7 @@ use serde::{Deserialize, Serialize};
 use shm_core::sys::{Deadline, FutexWait};
 use shm_core::{SegmentError, SegmentKind};
 
-use crate::error::{LockResult, OwnerDied, SyncError, TryLockError, TryLockResult};
+use crate::error::{AcquireTimeoutError, OwnerDied, TryAcquireError};
 #[cfg(not(loom))]
 use crate::park::Futex;
 use crate::park::Park;
@@ -96,6 +96,11 @@ use crate::sync::Ordering::{Acquire, Relaxed, Release};
 pub(crate) const WAITERS: u32 = 1 << 31;
 /// The holder's owner id in `state` (task id and start tag, `park`).
 pub(crate) const OWNER: u32 = !WAITERS;
+/// The owner field of a lock that is free but inconsistent: task 0 (no
+/// process has it) with a start tag of all ones. The fast path's
+/// compare-and-swap from 0 fails on it, so the hot path pays nothing for
+/// the check; the slow path hands it out as [`Taken::OwnerDied`].
+pub(crate) const POISONED: u32 = (OWNER >> crate::park::TASK_BITS) << crate::park::TASK_BITS;
 
 #[inline]
 fn owner(state: u32) -> u32 {
@@ -166,6 +171,17 @@ impl RawLock {
                     }
                 }
             }
+            if owner(state) == POISONED {
+                // Free but inconsistent: taken, and reported as such.
+                // Acquire: pairs with the Release swap in `unlock_poisoned`.
+                match self.state.compare_exchange(state, me | WAITERS, Acquire, Relaxed) {
+                    Ok(_) => return Some(Taken::OwnerDied),
+                    Err(s) => {
+                        state = s;
+                        continue;
+                    }
+                }
+            }
             if P::passed(deadline) {
                 return None;
             }
@@ -197,8 +213,9 @@ impl RawLock {
         // Acquire: pairs with whatever Release the dead holder managed; the
         // data may still be half-written, which OwnerDied says.
         self.state.compare_exchange(seen, me | WAITERS, Acquire, Relaxed).ok()?;
-        // Relaxed: read only by the holder, or after an Acquire take.
-        self.inconsistent.store(1, Relaxed);
+        // Relaxed: read only by the holder, or after an Acquire take. The
+        // dead holder's id, never 0 (checked above), for `OwnerDied`.
+        self.inconsistent.store(owner(seen), Relaxed);
         Some(Taken::OwnerDied)
     }
 
@@ -229,6 +246,42 @@ impl RawLock {
         true
     }
 
+    /// One attempt that also takes a free but inconsistent lock (reported as
+    /// [`Taken::OwnerDied`]). `None` when someone holds it.
+    #[inline]
+    pub(crate) fn try_take(&self, me: u32) -> Option<Taken> {
+        if self.try_lock(me) {
+            return Some(Taken::Clean);
+        }
+        // Relaxed: a look; the take below is Acquire.
+        let state = self.state.load(Relaxed);
+        // Acquire: pairs with the Release swap in `unlock_poisoned`.
+        (owner(state) == POISONED
+            && self
+                .state
+                .compare_exchange(state, me | (state & WAITERS), Acquire, Relaxed)
+                .is_ok())
+        .then_some(Taken::OwnerDied)
+    }
+
+    /// Releases, leaving the lock free but inconsistent: every later
+    /// acquirer gets `OwnerDied` until a recovered holder marks it
+    /// consistent. Wakes every sleeper, each of which must hear it.
+    #[cold]
+    pub(crate) fn unlock_poisoned<P: Park>(&self) {
+        // Release: pairs with the Acquire of the next take.
+        let state = self.state.swap(POISONED, Release);
+        if has_waiters(state) {
+            P::wake(&self.state, u32::MAX);
+        }
+    }
+
+    /// The task id of the holder that died (0 when unknown), for `OwnerDied`.
+    pub(crate) fn dead_task(&self) -> u32 {
+        // Relaxed: read by the holder; its Acquire take ordered it.
+        crate::park::task_of(self.inconsistent.load(Relaxed))
+    }
+
     /// If the lock's holder is dead, takes it over for `me` without waiting
     /// (the same compare-and-swap as a waiter whose slice ran out).
     pub(crate) fn take_if_holder_dead<P: Park>(&self, me: u32) -> bool {
@@ -237,10 +290,13 @@ impl RawLock {
         self.take_from_dead::<P>(seen, me).is_some()
     }
 
-    /// The holder's owner id (task id and start tag), 0 when unlocked.
+    /// The holder's owner id (task id and start tag), 0 when unlocked
+    /// (also when free but inconsistent).
     pub(crate) fn holder(&self) -> u32 {
         // Relaxed: a snapshot for display and checks.
-        owner(self.state.load(Relaxed))
+        Some(owner(self.state.load(Relaxed)))
+            .filter(|&o| o != POISONED)
+            .unwrap_or(0)
     }
 
     /// The holder's task id (pid or tid), 0 when unlocked.
@@ -266,12 +322,144 @@ impl RawLock {
     }
 }
 
+/// The public face every lock handle shares (`Lock`, `RLock`): the guard
+/// type, `acquire`/`try_acquire`/`acquire_timeout`/`recover` and the
+/// owner-died rules, written once. The handle provides `me()`, `word()`,
+/// `take(me, deadline)`, `try_take(me)`, `unlock_level()` and
+/// `unlock_poisoned()`.
+macro_rules! lock_api {
+    ($Lock:ident, $Guard:ident, $marker:ty, $what:literal) => {
+        #[doc = concat!("Holds a [`", stringify!($Lock), "`] (one level) until dropped.")]
+        #[must_use = "the lock is released when the guard is dropped"]
+        pub struct $Guard<'a> {
+            pub(crate) lock: &'a $Lock,
+            /// From `recover`: dropped unmarked, the lock stays inconsistent.
+            recovering: bool,
+            _marker: std::marker::PhantomData<$marker>,
+        }
+
+        impl fmt::Debug for $Guard<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($Guard))
+                    .field("recovering", &self.recovering)
+                    .finish()
+            }
+        }
+
+        impl Drop for $Guard<'_> {
+            #[inline]
+            fn drop(&mut self) {
+                if self.recovering && self.lock.word().inconsistent() {
+                    self.lock.unlock_poisoned();
+                } else {
+                    self.lock.unlock_level();
+                }
+            }
+        }
+
+        impl $Guard<'_> {
+            /// Declares the data the lock guards repaired: after this guard
+            /// drops, acquires succeed again. Call it on the guard of
+            #[doc = concat!("[`", stringify!($Lock), "::recover`]; on any other guard it does nothing harmful.")]
+            pub fn mark_consistent(&self) {
+                self.lock.word().mark_consistent();
+            }
+        }
+
+        impl $Lock {
+            #[inline]
+            fn guard(&self, recovering: bool) -> $Guard<'_> {
+                $Guard {
+                    lock: self,
+                    recovering,
+                    _marker: std::marker::PhantomData,
+                }
+            }
+
+            /// The guard for a take, or the lock released again (left
+            /// inconsistent) with the error when its holder had died.
+            fn taken(&self, taken: Taken) -> Result<$Guard<'_>, OwnerDied> {
+                match taken {
+                    Taken::Clean => Ok(self.guard(false)),
+                    Taken::OwnerDied => Err(self.poison()),
+                }
+            }
+
+            #[cold]
+            fn poison(&self) -> OwnerDied {
+                let pid = self.word().dead_task();
+                self.unlock_poisoned();
+                OwnerDied { pid }
+            }
+
+            #[doc = concat!("Blocks until the ", $what, " is held.")]
+            ///
+            /// # Errors
+            ///
+            /// [`OwnerDied`] when its holder died holding it, or it was left
+            /// inconsistent since: the lock is **not** held then, and every
+            /// acquire fails the same way until someone calls
+            #[doc = concat!("[`", stringify!($Lock), "::recover`] and marks it consistent.")]
+            #[inline]
+            pub fn acquire(&self) -> Result<$Guard<'_>, OwnerDied> {
+                let taken = self.take(Self::me(), None).unwrap_or(Taken::Clean); // without a deadline the wait ends only with the lock held
+                self.taken(taken)
+            }
+
+            #[doc = concat!("Takes the ", $what, " if that needs no waiting.")]
+            ///
+            /// # Errors
+            ///
+            /// [`TryAcquireError::WouldBlock`] when someone holds it,
+            /// [`TryAcquireError::OwnerDied`] as for `acquire`.
+            #[inline]
+            pub fn try_acquire(&self) -> Result<$Guard<'_>, TryAcquireError> {
+                match self.try_take(Self::me()) {
+                    None => Err(TryAcquireError::WouldBlock),
+                    Some(taken) => Ok(self.taken(taken)?),
+                }
+            }
+
+            #[doc = concat!("Waits up to `timeout` for the ", $what, ".")]
+            ///
+            /// # Errors
+            ///
+            /// [`AcquireTimeoutError::Timeout`] when it is still held then,
+            /// [`AcquireTimeoutError::OwnerDied`] as for `acquire`.
+            pub fn acquire_timeout(&self, timeout: Duration) -> Result<$Guard<'_>, AcquireTimeoutError> {
+                match self.take(Self::me(), Some(Deadline::after(timeout))) {
+                    None => Err(AcquireTimeoutError::Timeout(timeout)),
+                    Some(taken) => Ok(self.taken(taken)?),
+                }
+            }
+
+            #[doc = concat!("Takes the ", $what, " whatever its state (blocking), to repair what it guards:")]
+            /// call [`mark_consistent`](Self::is_inconsistent) on the guard
+            /// before dropping it, or the lock stays inconsistent and every
+            /// acquire keeps failing with [`OwnerDied`].
+            pub fn recover(&self) -> $Guard<'_> {
+                // A take from a dead holder marks it inconsistent; the guard
+                // decides at drop.
+                let _ = self.take(Self::me(), None);
+                self.guard(true)
+            }
+
+            /// Whether a holder died holding it and nobody has marked it
+            /// consistent since: the data it guards may be half-updated.
+            pub fn is_inconsistent(&self) -> bool {
+                self.word().inconsistent()
+            }
+        }
+    };
+}
+
 /// A lock in shared memory (Python's `multiprocessing.Lock`).
 ///
 /// Not recursive: the process holding it blocks if it acquires it again.
-/// Any thread or process may release it, as in Python. If the holder dies,
-/// the next blocking (or timed) acquirer gets the lock within about
-/// [`LIVENESS_SLICE`](crate::park::LIVENESS_SLICE) together with [`OwnerDied`].
+/// The guard releases it. If a holder dies holding it, the next acquirer
+/// (within about [`LIVENESS_SLICE`](crate::park::LIVENESS_SLICE)) and every
+/// one after it get [`OwnerDied`] until someone calls [`Lock::recover`] and
+/// marks the guarded data consistent.
 ///
 /// Clones are the same lock; so is a child's copy passed as an argument.
 ///
@@ -280,13 +468,12 @@ impl RawLock {
 /// ```
 /// let lock = shm_sync::Lock::new()?;
 /// {
-///     let _guard = lock.lock().expect("nobody died");
+///     let _guard = lock.acquire()?;
 ///     assert!(lock.is_locked());
-///     assert!(lock.try_lock().is_err());
+///     assert!(lock.try_acquire().is_err());
 /// }
 /// assert!(!lock.is_locked());
-/// assert!(lock.release().is_err(), "releasing an unlocked lock is an error");
-/// # Ok::<(), shm_core::SegmentError>(())
+/// # Ok::<(), shm_core::Error>(())
 /// ```
 #[cfg(not(loom))]
 #[derive(Clone, Serialize, Deserialize)]
@@ -303,26 +490,8 @@ impl fmt::Debug for Lock {
     }
 }
 
-/// Holds a [`Lock`] until dropped.
 #[cfg(not(loom))]
-#[must_use = "the lock is released when the guard is dropped"]
-pub struct LockGuard<'a> {
-    lock: &'a Lock,
-}
-
-#[cfg(not(loom))]
-impl fmt::Debug for LockGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("LockGuard")
-    }
-}
-
-#[cfg(not(loom))]
-impl Drop for LockGuard<'_> {
-    fn drop(&mut self) {
-        self.lock.raw().unlock::<Futex>();
-    }
-}
+lock_api!(Lock, LockGuard, (), "lock");
 
 #[cfg(not(loom))]
 impl Lock {
@@ -337,94 +506,59 @@ impl Lock {
         })
     }
 
+    /// A new, unlocked lock in a segment named `name`, which any process
+    /// may [`Lock::open`].
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if the name is taken or invalid.
+    pub fn create_named(name: &str) -> Result<Self, SegmentError> {
+        Ok(Self {
+            shared: Shared::create_named(name)?,
+        })
+    }
+
+    /// Opens the lock named `name` (type and header checked).
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if there is none, or it holds another type.
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        Ok(Self {
+            shared: Shared::open(name)?,
+        })
+    }
+
     pub(crate) fn raw(&self) -> &RawLock {
         self.shared.get()
     }
 
-    fn guard(&self, taken: Taken) -> LockResult<LockGuard<'_>> {
-        let guard = LockGuard { lock: self };
-        match taken {
-            Taken::Clean => Ok(guard),
-            Taken::OwnerDied => Err(OwnerDied::new(guard)),
-        }
+    #[inline]
+    fn me() -> u32 {
+        Futex::process_id()
     }
 
-    /// Blocks until the lock is held.
-    ///
-    /// # Errors
-    ///
-    /// [`OwnerDied`] (with the guard) when the previous holder died holding it.
-    ///
-    /// # Panics
-    ///
-    /// Never: without a deadline the wait ends only with the lock held.
-    pub fn lock(&self) -> LockResult<LockGuard<'_>> {
-        let taken = self
-            .raw()
-            .lock::<Futex>(Futex::process_id(), None)
-            .expect("no deadline");
-        self.guard(taken)
+    fn word(&self) -> &RawLock {
+        self.raw()
     }
 
-    /// Takes the lock if it is free, without waiting.
-    ///
-    /// # Errors
-    ///
-    /// [`TryLockError::WouldBlock`] when it is held.
-    pub fn try_lock(&self) -> TryLockResult<LockGuard<'_>> {
-        if self.raw().try_lock(Futex::process_id()) {
-            Ok(LockGuard { lock: self })
-        } else {
-            Err(TryLockError::WouldBlock)
-        }
+    #[inline]
+    fn take(&self, me: u32, deadline: Option<Deadline>) -> Option<Taken> {
+        self.raw().lock::<Futex>(me, deadline)
     }
 
-    /// Waits up to `timeout` for the lock.
-    ///
-    /// # Errors
-    ///
-    /// [`TryLockError::WouldBlock`] on timeout, [`TryLockError::OwnerDied`]
-    /// (with the guard) when the previous holder died holding it.
-    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
-        match self
-            .raw()
-            .lock::<Futex>(Futex::process_id(), Some(Deadline::after(timeout)))
-        {
-            None => Err(TryLockError::WouldBlock),
-            Some(taken) => self.guard(taken).map_err(TryLockError::OwnerDied),
-        }
+    #[inline]
+    fn try_take(&self, me: u32) -> Option<Taken> {
+        self.raw().try_take(me)
     }
 
-    /// Python's `acquire(block, timeout)`: returns whether the lock is now
-    /// held; release it with [`Lock::release`].
-    ///
-    /// # Errors
-    ///
-    /// [`OwnerDied`] when the lock **is now held** but its previous holder
-    /// died holding it.
-    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<bool, OwnerDied<()>> {
-        let me = Futex::process_id();
-        if !block {
-            return Ok(self.raw().try_lock(me));
-        }
-        match self.raw().lock::<Futex>(me, timeout.map(Deadline::after)) {
-            None => Ok(false),
-            Some(Taken::Clean) => Ok(true),
-            Some(Taken::OwnerDied) => Err(OwnerDied::new(())),
-        }
+    #[inline]
+    fn unlock_level(&self) {
+        self.raw().unlock::<Futex>();
     }
 
-    /// Python's `release()`.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::NotLocked`] if the lock is not held.
-    pub fn release(&self) -> Result<(), SyncError> {
-        if self.raw().unlock::<Futex>() {
-            Ok(())
-        } else {
-            Err(SyncError::NotLocked)
-        }
+    fn unlock_poisoned(&self) {
+        self.raw().unlock_poisoned::<Futex>();
     }
 
     /// Whether someone holds the lock.
@@ -436,17 +570,6 @@ impl Lock {
     pub fn holder(&self) -> Option<u32> {
         Some(self.raw().holder_task()).filter(|&h| h != 0)
     }
-
-    /// Whether the lock was taken over from a dead holder since the last
-    /// [`Lock::mark_consistent`]: the data it guards may be half-updated.
-    pub fn is_inconsistent(&self) -> bool {
-        self.raw().inconsistent()
-    }
-
-    /// Declares the guarded data repaired.
-    pub fn mark_consistent(&self) {
-        self.raw().mark_consistent();
-    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -455,34 +578,54 @@ pub(crate) mod tests {
     use crate::park::LIVENESS_SLICE;
 
     #[test]
-    fn lock_unlock_and_errors() {
+    fn acquire_try_and_timeout() {
         let lock = Lock::new().expect("create");
         assert!(!lock.is_locked());
-        assert_eq!(lock.release(), Err(SyncError::NotLocked));
-        assert_eq!(lock.acquire(true, None).ok(), Some(true));
+        let g = lock.acquire().expect("free");
         assert_eq!(lock.holder(), Some(std::process::id()));
-        assert_eq!(lock.acquire(false, None).ok(), Some(false));
-        assert_eq!(lock.acquire(true, Some(Duration::from_millis(10))).ok(), Some(false));
-        assert!(matches!(
-            lock.lock_timeout(Duration::from_millis(1)),
-            Err(TryLockError::WouldBlock)
-        ));
-        lock.release().expect("held");
-        drop(lock.lock().expect("free"));
+        assert!(matches!(lock.try_acquire(), Err(TryAcquireError::WouldBlock)));
+        let d = Duration::from_millis(1);
+        assert!(matches!(lock.acquire_timeout(d), Err(AcquireTimeoutError::Timeout(t)) if t == d));
+        drop(g);
         assert!(!lock.is_locked());
+        drop(lock.try_acquire().expect("free again"));
     }
 
     #[test]
-    fn a_dead_holder_is_taken_over() {
+    fn a_dead_holder_is_reported_to_every_acquirer_until_recovered() {
         let lock = Lock::new().expect("create");
         // A holder that does not exist (pid_max is far below this).
         lock.raw().state.store(0x3fff_fff0, Relaxed);
-        let err = lock.lock().expect_err("the holder is dead");
-        assert!(lock.is_inconsistent());
-        assert_eq!(lock.holder(), Some(std::process::id()));
-        drop(err.into_guard());
-        lock.mark_consistent();
+        let err = lock.acquire().expect_err("the holder is dead");
+        assert_eq!(err.pid, task_of_word(0x3fff_fff0));
+        assert!(
+            lock.is_inconsistent() && !lock.is_locked(),
+            "released, still inconsistent"
+        );
+        assert_eq!(lock.acquire().expect_err("again"), err);
+        assert!(matches!(lock.try_acquire(), Err(TryAcquireError::OwnerDied(e)) if e == err));
+        assert!(matches!(
+            lock.acquire_timeout(LIVENESS_SLICE),
+            Err(AcquireTimeoutError::OwnerDied(_))
+        ));
+        drop(lock.recover());
+        assert!(
+            lock.acquire().is_err(),
+            "a recover guard dropped unmarked keeps it inconsistent"
+        );
+        {
+            let g = lock.recover();
+            assert!(lock.is_locked());
+            g.mark_consistent();
+        }
         assert!(!lock.is_inconsistent() && !lock.is_locked());
+        drop(lock.acquire().expect("consistent again"));
+        drop(lock.recover()); // on a healthy lock: a plain take and release
+        drop(lock.acquire().expect("still consistent"));
+    }
+
+    fn task_of_word(word: u32) -> u32 {
+        crate::park::task_of(word & OWNER)
     }
 
     #[test]
@@ -490,9 +633,84 @@ pub(crate) mod tests {
         let lock = Lock::new().expect("create");
         lock.raw().state.store(u32::MAX, Relaxed);
         assert!(matches!(
-            lock.lock_timeout(LIVENESS_SLICE * 3),
-            Err(TryLockError::OwnerDied(_))
+            lock.acquire_timeout(LIVENESS_SLICE * 3),
+            Err(AcquireTimeoutError::OwnerDied(_))
         ));
+    }
+
+    /// The issue's snippet compiles: `OwnerDied` goes through `?` into
+    /// `Box<dyn Error>` and into `shm_core::Error`.
+    #[test]
+    fn question_mark_works_into_boxed_and_library_errors() {
+        use shm_core::RawValue;
+        fn work((lock, n): (Lock, RawValue<u64>)) -> Result<(), Box<dyn std::error::Error>> {
+            let _g = lock.acquire()?;
+            n.set(n.get() + 1);
+            Ok(())
+        }
+        fn work2((lock, n): (Lock, RawValue<u64>)) -> Result<(), shm_core::Error> {
+            let _g = lock.acquire()?;
+            n.set(n.get() + 1);
+            Ok(())
+        }
+        let (lock, n) = (Lock::new().expect("lock"), RawValue::new(0u64).expect("value"));
+        work((lock.clone(), n.clone())).expect("fine");
+        work2((lock.clone(), n.clone())).expect("fine");
+        assert_eq!(n.get(), 2);
+        lock.raw().state.store(0x3fff_fff0, Relaxed);
+        let e = work2((lock.clone(), n.clone())).expect_err("owner died");
+        assert_eq!(e.kind(), shm_core::ErrorKind::OwnerDied);
+        assert!(work((lock, n.clone())).is_err());
+        assert_eq!(n.get(), 2, "no update under an inconsistent lock");
+    }
+
+    /// Runs this test binary again as an unrelated process that runs only
+    /// the test `name`, with `SHM_SYNC_CHILD` set to `arg`.
+    pub(crate) fn rerun(name: &str, arg: &str) -> std::process::Child {
+        std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env("SHM_SYNC_CHILD", arg)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start the test binary again")
+    }
+
+    /// In the re-run child only: takes the named lock and holds it until killed.
+    #[test]
+    fn child_takes_the_named_lock_and_hangs() {
+        let Ok(name) = std::env::var("SHM_SYNC_CHILD") else {
+            return;
+        };
+        let lock = Lock::open(&name).expect("the parent made it");
+        std::mem::forget(lock.acquire().expect("free"));
+        // Held until the parent kills us; bounded all the same.
+        std::thread::sleep(Duration::from_secs(120));
+        std::process::exit(3);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "starts a process, opens a named segment")]
+    fn a_killed_holder_process_gives_owner_died_until_recovered() {
+        let name = format!("shm-sync-test-ownerdied-{}", std::process::id());
+        let lock = Lock::create_named(&name).expect("create");
+        let mut child = rerun("lock::tests::child_takes_the_named_lock_and_hangs", &name);
+        let pid = child.id();
+        let start = std::time::Instant::now();
+        while lock.holder() != Some(pid) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the child never took the lock"
+            );
+            assert!(child.try_wait().expect("wait").is_none(), "the child ended early");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child.kill().expect("kill");
+        child.wait().expect("reap");
+        assert_eq!(lock.acquire().expect_err("the holder was killed"), OwnerDied { pid });
+        assert_eq!(lock.acquire().expect_err("still inconsistent"), OwnerDied { pid });
+        lock.recover().mark_consistent();
+        drop(lock.acquire().expect("recovered"));
+        shm_core::Segment::unlink(&name).expect("unlink");
     }
 
     /// A process that never takes any lock: `sleep`, killed on drop.
@@ -540,10 +758,10 @@ pub(crate) mod tests {
         lock.raw().scribble(word);
         // Generous: a non-holder is noticed after one slice; only a hang
         // (the bug) runs into this bound.
-        match lock.lock_timeout(LIVENESS_SLICE * 100) {
-            Err(TryLockError::OwnerDied(e)) => drop(e.into_guard()),
+        match lock.acquire_timeout(LIVENESS_SLICE * 100) {
+            Err(AcquireTimeoutError::OwnerDied(_)) => {}
             Ok(_) => panic!("{what}: taken as if free"),
-            Err(TryLockError::WouldBlock) => panic!("{what}: {word:#x} was taken for a live holder"),
+            Err(AcquireTimeoutError::Timeout(_)) => panic!("{what}: {word:#x} was taken for a live holder"),
         }
         assert!(lock.is_inconsistent() && !lock.is_locked(), "{what}");
     }
@@ -564,7 +782,10 @@ pub(crate) mod tests {
         taken_over(shm_core::sys::getppid(), "our parent's bare pid");
         let free = Lock::new().expect("create");
         free.raw().scribble(WAITERS);
-        assert!(free.lock_timeout(LIVENESS_SLICE).is_ok(), "pid 0 with WAITERS is free");
+        assert!(
+            free.acquire_timeout(LIVENESS_SLICE).is_ok(),
+            "pid 0 with WAITERS is free"
+        );
         taken_over(0x7fff_ffff, "every bit but WAITERS");
 
         // The check is not "always dead": the word that process would write
@@ -572,15 +793,15 @@ pub(crate) mod tests {
         let lock = Lock::new().expect("create");
         lock.raw().scribble(right);
         assert!(matches!(
-            lock.lock_timeout(LIVENESS_SLICE * 3),
-            Err(TryLockError::WouldBlock)
+            lock.acquire_timeout(LIVENESS_SLICE * 3),
+            Err(AcquireTimeoutError::Timeout(_))
         ));
         assert_eq!(lock.holder(), Some(pid));
         drop(bystander);
         // ... until it ends.
         assert!(matches!(
-            lock.lock_timeout(LIVENESS_SLICE * 100),
-            Err(TryLockError::OwnerDied(_))
+            lock.acquire_timeout(LIVENESS_SLICE * 100),
+            Err(AcquireTimeoutError::OwnerDied(_))
         ));
     }
 
@@ -593,7 +814,7 @@ pub(crate) mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let l = lock.clone();
         let t = std::thread::spawn(move || {
-            let got = l.lock().map(drop).map_err(|e| drop(e.into_guard()));
+            let got = l.acquire().map(drop);
             let _ = tx.send(got.is_err());
         });
         let owner_died = rx
@@ -623,7 +844,7 @@ pub(crate) mod tests {
             let (lock, count) = (lock.clone(), std::sync::Arc::clone(&count));
             handles.push(std::thread::spawn(move || {
                 for _ in 0..1000 {
-                    let _g = lock.lock().expect("nobody dies");
+                    let _g = lock.acquire().expect("nobody dies");
                     let mut c = count.try_lock().expect("the shm lock excludes");
                     *c += 1;
                 }

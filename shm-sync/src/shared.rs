@@ -54,6 +54,25 @@ impl<S: SharedState> Shared<S> {
         )?)
     }
 
+    /// A fresh, zeroed state in a new segment named `name`, which other
+    /// processes (ours or not) may [`Shared::open`].
+    pub(crate) fn create_named(name: &str) -> Result<Self, SegmentError> {
+        Self::from_mapped(Mapped::new(
+            Segment::create_named(name, &Self::identity(), size_of::<S>())?,
+            &Self::identity(),
+        )?)
+    }
+
+    /// The state in the segment named `name`: its header says it holds an
+    /// `S` of this kind ([`SegmentError::TypeMismatch`] names both types
+    /// otherwise) and its payload is exactly one `S`.
+    pub(crate) fn open(name: &str) -> Result<Self, SegmentError> {
+        Self::from_mapped(Mapped::new(
+            Segment::open_named(name, Some(&Self::identity()))?,
+            &Self::identity(),
+        )?)
+    }
+
     /// Checks that the mapping holds exactly one `S`.
     fn from_mapped(map: Mapped<S>) -> Result<Self, SegmentError> {
         let len = map.segment().payload_len();
