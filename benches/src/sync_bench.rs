@@ -237,8 +237,8 @@ fn python_value(mode: Mode, ops: u32, report: &mut Report) -> Option<(Measured, 
 /// Rows 1: uncontended lock+unlock against the futex floor and pthread.
 fn uncontended_rows(mode: Mode, lock: &Lock, peers: &Peers, report: &mut Report, chart: Chart) -> Chart {
     let names = [
-        "shm Lock, lock()+drop",
-        "shm Lock, acquire()+release()",
+        "shm Lock, acquire()+drop",
+        "shm Lock, try_acquire()+drop",
         "futex mutex (raw, std's algorithm)",
         "pthread mutex, process-shared",
         "pthread mutex, process-shared robust",
