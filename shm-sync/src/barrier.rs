@@ -29,8 +29,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shm_core::sys::{Deadline, FutexWait};
-use shm_core::{FnRef, SegmentError, SegmentKind};
+use shm_core::{SegmentError, SegmentKind};
 
+#[cfg(not(loom))]
+use crate::action::Action;
 use crate::error::BarrierError;
 #[cfg(not(loom))]
 use crate::park::Futex;
@@ -188,75 +190,6 @@ impl RawBarrier {
     }
 }
 
-/// A function and its arguments, run by the last party to arrive. It
-/// travels to children as a process target does: the functions as
-/// [`FnRef`]s (an index into the code the child's bootstrap resolved, under
-/// spawn; the same address under fork), the arguments encoded.
-#[cfg(not(loom))]
-#[derive(Clone, Serialize, Deserialize)]
-struct Action {
-    /// `run::<A>`, which decodes the arguments and calls `f`.
-    run: FnRef,
-    /// The user's `fn(A)`, its type erased to `fn()`; called only by `run::<A>`.
-    f: FnRef,
-    /// The arguments, postcard-encoded.
-    args: Vec<u8>,
-}
-
-/// The function and encoded arguments of the action being run.
-#[cfg(not(loom))]
-type Running = Option<(fn(), Vec<u8>)>;
-
-#[cfg(not(loom))]
-thread_local! {
-    /// The action `run` is called for (its function and arguments).
-    static RUNNING: std::cell::RefCell<Running> = const { std::cell::RefCell::new(None) };
-}
-
-// `FnRef` is one `fn()`: with the same size, that field sits at offset 0
-// and its bytes are the whole struct's.
-#[cfg(not(loom))]
-const _: () = assert!(size_of::<FnRef>() == size_of::<fn()>());
-
-#[cfg(not(loom))]
-fn fn_of(r: FnRef) -> fn() {
-    // SAFETY: FnRef holds exactly one `fn()` and has its size (asserted
-    // above), so its bytes are a valid `fn()`; a copy is taken, nothing moves.
-    unsafe { std::mem::transmute_copy::<FnRef, fn()>(&r) }
-}
-
-/// Decodes the arguments of the running action and calls its function.
-#[cfg(not(loom))]
-fn run<A: serde::de::DeserializeOwned>() {
-    let (f, args) = RUNNING
-        .with(|r| r.borrow_mut().take())
-        .expect("Barrier action: called only through Action::call");
-    let args: A =
-        postcard::from_bytes(&args).expect("Barrier action: arguments that do not decode as its argument type");
-    // SAFETY: `f` was made from an `fn(A)` by `Barrier::with_action`, which
-    // paired it with this very `run::<A>`: the same type is restored.
-    let f = unsafe { std::mem::transmute::<fn(), fn(A)>(f) };
-    f(args);
-}
-
-/// `f` with its argument type erased, for `run::<A>` to restore.
-#[cfg(not(loom))]
-fn erase<A>(f: fn(A)) -> fn() {
-    // SAFETY: fn pointers have one size and layout; only the type is
-    // erased, and `run::<A>` turns it back into `fn(A)` before calling it.
-    unsafe { std::mem::transmute::<fn(A), fn()>(f) }
-}
-
-#[cfg(not(loom))]
-impl Action {
-    fn call(&self) {
-        RUNNING.with(|r| *r.borrow_mut() = Some((fn_of(self.f), self.args.clone())));
-        fn_of(self.run)();
-        // A `run` that panicked before taking them leaves nothing behind.
-        RUNNING.with(|r| r.borrow_mut().take());
-    }
-}
-
 #[cfg(not(loom))]
 /// A barrier in shared memory (Python's `Barrier`).
 ///
@@ -345,28 +278,19 @@ impl Barrier {
     /// A barrier for `parties` that runs `action(args)` once per round, in
     /// the last party to arrive, before any party leaves (Python's
     /// `action`). The action travels with the barrier to children as a
-    /// process target does, under fork and spawn alike; `args` must be
-    /// plain serde data (no shared objects). A panicking action breaks the
-    /// barrier.
+    /// process target does, under every start method; `args` may hold
+    /// shared objects, as a target's arguments may. A panicking action
+    /// breaks the barrier.
     ///
     /// # Errors
     ///
-    /// As [`Barrier::new`]; [`shm_core::ErrorKind::Serialization`] if `args`
-    /// do not encode.
-    pub fn with_action<A: Serialize + serde::de::DeserializeOwned + 'static>(
-        parties: u32,
-        action: fn(A),
-        args: A,
-    ) -> Result<Self, shm_core::Error> {
-        let args =
-            postcard::to_allocvec(&args).map_err(|e| shm_core::Error::new(shm_core::ErrorKind::Serialization, e))?;
+    /// As [`Barrier::new`].
+    pub fn with_action<A>(parties: u32, action: fn(A), args: A) -> Result<Self, SegmentError>
+    where
+        A: Clone + Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
         let mut b = Self::new(parties)?;
-        let f = erase(action);
-        b.action = Some(Action {
-            run: FnRef::new(run::<A>),
-            f: FnRef::new(f),
-            args,
-        });
+        b.action = Some(Action::new(action, args));
         Ok(b)
     }
 
@@ -465,5 +389,40 @@ mod tests {
         b.reset();
         assert!(!b.broken() && b.n_waiting() == 0);
         assert!(Barrier::new(0).is_err() && Barrier::new(MAX_PARTIES + 1).is_err());
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod action_tests {
+    use super::*;
+
+    fn add((counter, n): (shm_core::RawValue<u64>, u64)) {
+        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn explode(_: ()) {
+        panic!("the action fails");
+    }
+
+    #[test]
+    fn the_action_runs_once_per_round_with_its_arguments() {
+        let counter = shm_core::RawValue::new(0u64).expect("value");
+        let b = Barrier::with_action(2, add, (counter.clone(), 5)).expect("create");
+        for _ in 0..3 {
+            let other = {
+                let b = b.clone();
+                std::thread::spawn(move || b.wait_timeout(Duration::from_secs(60)))
+            };
+            b.wait_timeout(Duration::from_secs(60)).expect("this party");
+            other.join().expect("thread").expect("that party");
+        }
+        assert_eq!(counter.get(), 15, "3 rounds, 5 each");
+    }
+
+    #[test]
+    fn a_panicking_action_breaks_the_barrier() {
+        let b = Barrier::with_action(1, explode, ()).expect("create");
+        assert_eq!(b.wait(), Err(BarrierError::Broken));
+        assert!(b.broken());
     }
 }

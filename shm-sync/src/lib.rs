@@ -17,6 +17,8 @@
 // Under loom only the algorithms are built, not the shared-memory handles.
 #![cfg_attr(loom, allow(unused_imports, dead_code))]
 
+#[cfg(not(loom))]
+mod action;
 mod barrier;
 mod condition;
 pub mod error;

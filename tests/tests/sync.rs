@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering::{Acquire, Release};
 use std::time::Duration;
 
 use libtest_mimic::Trial;
-use std::sync::OnceLock;
 
 use shm::{
     AcquireTimeoutError, Barrier, BarrierError, Condition, ConditionError, Event, Lock, OwnerDied, Process, RLock,
@@ -289,13 +288,10 @@ fn condition_notify_n_wakes_exactly_n(m: StartMethod) -> Result {
     Ok(())
 }
 
-/// The barrier's action: counts a round in the value named `name` (its
-/// argument travels with the barrier to every child, under every start method).
-fn count_round(name: String) {
-    static COUNTER: OnceLock<RawValue<u64>> = OnceLock::new();
-    COUNTER
-        .get_or_init(|| RawValue::open(&name).expect("the test made it"))
-        .fetch_add(1, Release);
+/// The barrier's action: counts a round in its argument, a shared value
+/// that travels with the barrier to every child, under every start method.
+fn count_round(done: RawValue<u64>) {
+    done.fetch_add(1, Release);
 }
 
 fn barrier_party((b, index_sum, rounds): (Barrier, RawValue<u64>, u64)) -> std::result::Result<(), String> {
@@ -312,16 +308,13 @@ fn barrier_rounds(m: StartMethod) -> Result {
     } else {
         1000
     };
-    let name = format!("shm-tests-barrier-rounds-{}-{m}", std::process::id());
-    let done = RawValue::create_named(&name, 0u64)?;
-    let b = Barrier::with_action(3, count_round, name.clone())?;
+    let done = RawValue::new(0u64)?;
+    let b = Barrier::with_action(3, count_round, done.clone())?;
     let sum = RawValue::new(0u64)?;
     let procs: Vec<Process> = (0..3)
         .map(|_| Process::new(barrier_party, (b.clone(), sum.clone(), rounds)).with_start_method(m))
         .collect();
-    let ran = run_all(&procs);
-    shm::Segment::unlink(&name)?;
-    ran?;
+    run_all(&procs)?;
     check(
         done.get() == rounds,
         format!("the action ran {} times in {rounds} rounds", done.get()),
