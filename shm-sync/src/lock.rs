@@ -11,14 +11,28 @@
 //! | `0`                 | unlocked                                       |
 //! | `id`                | held by owner `id`, nobody sleeps              |
 //! | `id \| WAITERS`     | held by `id`, someone may sleep on the word    |
+//! | `POISONED`          | free, but a holder died: see "Owner died"      |
 //!
 //! Locking is one compare-and-swap `0 -> id`; unlocking one swap to `0`,
 //! plus a futex wake only when `WAITERS` was set. A waiter spins briefly,
 //! then sets `WAITERS` and sleeps in slices of [`LIVENESS_SLICE`](crate::park::LIVENESS_SLICE); after
 //! each slice it checks that the holder still runs, and if not takes the
 //! lock over with one compare-and-swap from the exact word it judged, so
-//! two survivors never both win. The taker gets [`OwnerDied`] and the lock's
-//! `inconsistent` flag is set until [`Lock::mark_consistent`].
+//! two survivors never both win.
+//!
+//! # Owner died
+//!
+//! The taker records the dead holder's id in the `inconsistent` word and
+//! releases the lock into the *poisoned* state: `state` holds the owner
+//! field [`POISONED`] (task 0, a tag of all ones: no process), so it is free
+//! but the fast path's `0 -> id` fails on it and costs nothing more. A slow
+//! path that finds it takes it (one compare-and-swap, as a free lock), and
+//! the handle releases it poisoned again and returns [`OwnerDied`] with the
+//! recorded pid: every acquirer hears it. [`Lock::recover`] takes it the
+//! same way but keeps it; its guard's `mark_consistent` clears the word,
+//! after which the guard's drop is a plain unlock (unmarked, it releases
+//! poisoned again). Sleepers are all woken by a poisoned release, since
+//! each must hear the error.
 //!
 //! # Owner identity
 //!
@@ -327,6 +341,7 @@ impl RawLock {
 /// owner-died rules, written once. The handle provides `me()`, `word()`,
 /// `take(me, deadline)`, `try_take(me)`, `unlock_level()` and
 /// `unlock_poisoned()`.
+#[cfg(not(loom))]
 macro_rules! lock_api {
     ($Lock:ident, $Guard:ident, $marker:ty, $what:literal) => {
         #[doc = concat!("Holds a [`", stringify!($Lock), "`] (one level) until dropped.")]
