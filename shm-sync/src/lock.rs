@@ -339,8 +339,8 @@ impl RawLock {
 /// The public face every lock handle shares (`Lock`, `RLock`): the guard
 /// type, `acquire`/`try_acquire`/`acquire_timeout`/`recover` and the
 /// owner-died rules, written once. The handle provides `me()`, `word()`,
-/// `take(me, deadline)`, `try_take(me)`, `unlock_level()` and
-/// `unlock_poisoned()`.
+/// `take_fast(me)` (the uncontended take, clean only), `take(me, deadline)`,
+/// `try_take(me)`, `unlock_level()` and `unlock_poisoned()`.
 #[cfg(not(loom))]
 macro_rules! lock_api {
     ($Lock:ident, $Guard:ident, $marker:ty, $what:literal) => {
@@ -417,7 +417,17 @@ macro_rules! lock_api {
             #[doc = concat!("[`", stringify!($Lock), "::recover`] and marks it consistent.")]
             #[inline]
             pub fn acquire(&self) -> Result<$Guard<'_>, OwnerDied> {
-                let taken = self.take(Self::me(), None).unwrap_or(Taken::Clean); // without a deadline the wait ends only with the lock held
+                let me = Self::me();
+                if self.take_fast(me) {
+                    return Ok(self.guard(false));
+                }
+                self.acquire_slow(me)
+            }
+
+            #[cold]
+            fn acquire_slow(&self, me: u32) -> Result<$Guard<'_>, OwnerDied> {
+                // Without a deadline the wait ends only with the lock held.
+                let taken = self.take(me, None).unwrap_or(Taken::Clean);
                 self.taken(taken)
             }
 
@@ -560,6 +570,12 @@ impl Lock {
     #[inline]
     fn take(&self, me: u32, deadline: Option<Deadline>) -> Option<Taken> {
         self.raw().lock::<Futex>(me, deadline)
+    }
+
+    /// The uncontended take: one compare-and-swap `0 -> me`.
+    #[inline]
+    fn take_fast(&self, me: u32) -> bool {
+        self.raw().try_lock(me)
     }
 
     #[inline]

@@ -76,6 +76,22 @@ impl RawRLock {
         Some(taken)
     }
 
+    /// Re-entry, or a take of a free lock with one compare-and-swap; false
+    /// otherwise (held elsewhere, or free but inconsistent).
+    #[inline]
+    pub(crate) fn try_acquire_clean(&self, me: u32) -> bool {
+        if self.lock.holder() == me {
+            let c = self.count.load(Relaxed);
+            self.count.store(c.saturating_add(1), Relaxed);
+            return true;
+        }
+        if !self.lock.try_lock(me) {
+            return false;
+        }
+        self.count.store(1, Relaxed);
+        true
+    }
+
     /// Releases every level, leaving the lock free but inconsistent.
     pub(crate) fn release_poisoned<P: Park>(&self) {
         self.count.store(0, Relaxed);
@@ -216,6 +232,12 @@ impl RLock {
     #[inline]
     fn take(&self, me: u32, deadline: Option<Deadline>) -> Option<Taken> {
         self.raw().acquire::<Futex>(me, deadline)
+    }
+
+    /// Re-entry, or the uncontended take: clean only.
+    #[inline]
+    fn take_fast(&self, me: u32) -> bool {
+        self.raw().try_acquire_clean(me)
     }
 
     #[inline]
