@@ -355,6 +355,24 @@ impl Condition {
         }))
     }
 
+    /// Takes the lock whatever its state, as the lock's `recover`: mark the
+    /// guarded data repaired with [`ConditionGuard::mark_consistent`].
+    pub fn recover(&self) -> ConditionGuard<'_> {
+        self.guard(match &self.lock {
+            Inner::RLock(l) => Held::RLock(l.recover()),
+            Inner::Lock(l) => Held::Lock(l.recover()),
+        })
+    }
+
+    /// Whether its lock's holder died holding it and nobody has marked it
+    /// consistent since.
+    pub fn is_inconsistent(&self) -> bool {
+        match &self.lock {
+            Inner::RLock(l) => l.is_inconsistent(),
+            Inner::Lock(l) => l.is_inconsistent(),
+        }
+    }
+
     /// How many wait now.
     pub fn waiting(&self) -> u32 {
         self.shared.get().waiting()
@@ -465,6 +483,16 @@ impl ConditionGuard<'_> {
             return Err(e.into());
         }
         Ok(notified)
+    }
+
+    /// Declares the data the lock guards repaired (on the guard of
+    /// [`Condition::recover`]; see the lock's `mark_consistent`).
+    pub fn mark_consistent(&self) {
+        match &self.held {
+            Ok(Held::RLock(g)) => g.mark_consistent(),
+            Ok(Held::Lock(g)) => g.mark_consistent(),
+            Err(_) => {}
+        }
     }
 
     /// Wakes up to `n` waiters. Returns how many.

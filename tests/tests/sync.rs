@@ -397,6 +397,8 @@ fn condition_lock_holder_death_is_reported(m: StartMethod) -> Result {
     )?;
     drop(g);
     check(cond.acquire().is_err(), "the lock stays inconsistent until recovered")?;
+    cond.recover().mark_consistent();
+    check(cond.acquire().is_ok(), "usable again once recovered")?;
     check(p.join()? == -9, "killed")
 }
 
