@@ -435,8 +435,9 @@ macro_rules! lock_api {
             ///
             /// # Errors
             ///
-            /// [`TryAcquireError::WouldBlock`] when someone holds it,
-            /// [`TryAcquireError::OwnerDied`] as for `acquire`.
+            /// [`TryAcquireError::WouldBlock`] when someone holds it (a dead
+            /// holder too: only waiting acquirers check liveness),
+            /// [`TryAcquireError::OwnerDied`] when it was left inconsistent.
             #[inline]
             pub fn try_acquire(&self) -> Result<$Guard<'_>, TryAcquireError> {
                 match self.try_take(Self::me()) {
