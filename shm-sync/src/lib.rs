@@ -24,6 +24,7 @@ mod condition;
 pub mod error;
 mod event;
 #[macro_use]
+mod lock_api;
 mod lock;
 #[cfg(all(test, loom))]
 mod loom_tests;
