@@ -92,16 +92,13 @@ fn batch<'a>(n: usize, warmup: usize, op: impl Fn() + 'a) -> Case<'a> {
     })
 }
 
-/// Uncontended lock+unlock, seconds per pair: ours (guard, then Python's
-/// acquire/release), the futex floor, pthread, robust pthread.
+/// Uncontended lock+unlock, seconds per pair: ours (`acquire`'s guard, then
+/// `try_acquire`'s), the futex floor, pthread, robust pthread.
 fn uncontended(mode: Mode, lock: &Lock, p: &Peers) -> Vec<Stats> {
     let (n, w) = (mode.scale(500), mode.warmup(50));
     let mut cases = [
-        batch(n, w, || drop(lock.lock().expect("no holder dies"))),
-        batch(n, w, || {
-            assert!(lock.acquire(true, None).expect("no holder dies"));
-            lock.release().expect("held");
-        }),
+        batch(n, w, || drop(lock.acquire().expect("no holder dies"))),
+        batch(n, w, || drop(lock.try_acquire().expect("uncontended"))),
         batch(n, w, || {
             p.futex.lock();
             p.futex.unlock();
@@ -155,7 +152,7 @@ fn contended(mode: Mode, setup: &Contended<'_>) -> Vec<(Stats, f64)> {
         setup.case(
             mode,
             |p, l| {
-                let _g = l.lock().expect("no holder dies");
+                let _g = l.acquire().expect("no holder dies");
                 p.bump();
             },
             f0,
@@ -203,7 +200,7 @@ fn locked_value(mode: Mode, contention: &Contention, lock: &Lock, ops: u32) -> (
         value.set(0);
         let (lock, v) = (lock.clone(), value.clone());
         let run = contention.run(ops, move || {
-            let _g = lock.lock().expect("no holder dies");
+            let _g = lock.acquire().expect("no holder dies");
             v.set(v.get() + 1);
         });
         assert_eq!(value.get(), 2 * u64::from(ops), "the lock let an increment slip");
@@ -240,8 +237,8 @@ fn python_value(mode: Mode, ops: u32, report: &mut Report) -> Option<(Measured, 
 /// Rows 1: uncontended lock+unlock against the futex floor and pthread.
 fn uncontended_rows(mode: Mode, lock: &Lock, peers: &Peers, report: &mut Report, chart: Chart) -> Chart {
     let names = [
-        "shm Lock, lock()+drop",
-        "shm Lock, acquire()+release()",
+        "shm Lock, acquire()+drop",
+        "shm Lock, try_acquire()+drop",
         "futex mutex (raw, std's algorithm)",
         "pthread mutex, process-shared",
         "pthread mutex, process-shared robust",
@@ -268,7 +265,7 @@ fn uncontended_rows(mode: Mode, lock: &Lock, peers: &Peers, report: &mut Report,
     }
     let bars = [
         ("1 proc: shm Lock, guard", Kind::Ours),
-        ("1 proc: shm Lock, acquire/release", Kind::Ours),
+        ("1 proc: shm Lock, try_acquire", Kind::Ours),
         ("1 proc: futex mutex (raw)", Kind::Floor),
         ("1 proc: pthread pshared", Kind::Peer),
         ("1 proc: pthread pshared robust", Kind::Peer),

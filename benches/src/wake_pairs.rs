@@ -89,12 +89,11 @@ impl Pair {
                 e.pong.clear();
             }
             Self::Condition(t) => {
-                let taken = t.cond.acquire(true, Some(ABANDONED));
-                assert!(matches!(taken, Ok(true)), "Condition lock not taken: {taken:?}");
+                let mut g = t.cond.acquire_timeout(ABANDONED).expect("Condition lock not taken");
                 t.turn.set(2 * i - 1);
-                t.cond.notify(1).expect("the lock is held");
-                let answered = t.cond.wait_for(|| t.turn.get() == 2 * i, Some(ABANDONED));
-                t.cond.release().expect("the lock is held");
+                g.notify(1);
+                let answered = g.wait_for_timeout(|| t.turn.get() == 2 * i, ABANDONED);
+                drop(g);
                 assert_eq!(answered, Ok(true), "Condition child stopped answering");
             }
         }
@@ -113,15 +112,14 @@ impl Pair {
                 true
             }
             Self::Condition(t) => {
-                if !matches!(t.cond.acquire(true, Some(ABANDONED)), Ok(true)) {
+                let Ok(mut g) = t.cond.acquire_timeout(ABANDONED) else {
                     return false;
-                }
-                let asked = t.cond.wait_for(|| t.turn.get() == 2 * i - 1, Some(ABANDONED)) == Ok(true);
+                };
+                let asked = g.wait_for_timeout(|| t.turn.get() == 2 * i - 1, ABANDONED) == Ok(true);
                 if asked {
                     t.turn.set(2 * i);
-                    t.cond.notify(1).expect("the lock is held");
+                    g.notify(1);
                 }
-                t.cond.release().expect("the lock is held");
                 asked
             }
         }

@@ -29,9 +29,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shm_core::sys::{Deadline, FutexWait};
-use shm_core::{FnRef, SegmentError, SegmentKind};
+use shm_core::{SegmentError, SegmentKind};
 
-use crate::error::SyncError;
+#[cfg(not(loom))]
+use crate::action::Action;
+use crate::error::BarrierError;
 #[cfg(not(loom))]
 use crate::park::Futex;
 use crate::park::Park;
@@ -81,16 +83,12 @@ impl RawBarrier {
         })
     }
 
-    fn parties(&self) -> Result<u32, SyncError> {
+    fn parties(&self) -> Result<u32, BarrierError> {
         // Relaxed: set once before the barrier is shared. Checked, since
-        // a peer may have scribbled on it.
+        // a peer may have scribbled on it: out of range, it is broken.
         match self.parties.load(Relaxed) {
             p @ 1..=MAX_PARTIES => Ok(p),
-            p => Err(SyncError::OutOfRange {
-                what: "barrier parties",
-                bound: "between 1 and 1024",
-                got: u64::from(p),
-            }),
+            _ => Err(BarrierError::Broken),
         }
     }
 
@@ -103,31 +101,31 @@ impl RawBarrier {
     pub(crate) fn wait<P: Park>(
         &self,
         me: u32,
-        action: Option<FnRef>,
+        action: Option<&dyn Fn()>,
         deadline: Option<Deadline>,
-    ) -> Result<u32, SyncError> {
+    ) -> Result<u32, BarrierError> {
         let parties = self.parties()?;
         // Acquire: pairs with the epoch bump of `reset`.
         let epoch = self.epoch.load(Acquire);
         // AcqRel: the arrival publishes our writes and sees earlier ones.
         let old = self.word.fetch_add(1, AcqRel);
         if old & BROKEN != 0 {
-            return Err(SyncError::BrokenBarrier);
+            return Err(BarrierError::Broken);
         }
         let index = old & COUNT;
         if index >= parties {
             // More arrivals than parties: the words were damaged.
             self.break_it::<P>();
-            return Err(SyncError::BrokenBarrier);
+            return Err(BarrierError::Broken);
         }
         let round = generation(old);
         self.arrivals[index as usize].store(me, Relaxed);
         if index + 1 == parties {
             if let Some(action) = action
-                && std::panic::catch_unwind(|| action.call()).is_err()
+                && std::panic::catch_unwind(std::panic::AssertUnwindSafe(action)).is_err()
             {
                 self.break_it::<P>();
-                return Err(SyncError::BrokenBarrier);
+                return Err(BarrierError::Broken);
             }
             // Forget this round's arrivals before the next can begin: a slot
             // reads 0 ("unknown, alive") until its next arrival fills it.
@@ -142,14 +140,15 @@ impl RawBarrier {
             // Acquire: pairs with the release store of the last arrival.
             let word = self.word.load(Acquire);
             if word & BROKEN != 0 || self.epoch.load(Acquire) != epoch {
-                return Err(SyncError::BrokenBarrier);
+                return Err(BarrierError::Broken);
             }
             if generation(word) != round {
                 return Ok(index);
             }
             if P::passed(deadline) {
                 self.break_it::<P>();
-                return Err(SyncError::BrokenBarrier);
+                // The caller knows how long it waited.
+                return Err(BarrierError::Timeout(Duration::ZERO));
             }
             if spins > 0 {
                 spins -= 1;
@@ -158,7 +157,7 @@ impl RawBarrier {
             }
             if P::wait(&self.word, word, P::slice(deadline)) == FutexWait::TimedOut && self.a_party_died::<P>(word) {
                 self.break_it::<P>();
-                return Err(SyncError::BrokenBarrier);
+                return Err(BarrierError::Broken);
             }
         }
     }
@@ -192,7 +191,7 @@ impl RawBarrier {
 }
 
 #[cfg(not(loom))]
-/// A barrier in shared memory.
+/// A barrier in shared memory (Python's `Barrier`).
 ///
 /// # Examples
 ///
@@ -203,13 +202,12 @@ impl RawBarrier {
 /// assert!(b.broken() && b.wait().is_err());
 /// b.reset();
 /// assert_eq!(b.wait(), Ok(0));
-/// # Ok::<(), shm_core::SegmentError>(())
+/// # Ok::<(), shm_core::Error>(())
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Barrier {
     shared: Shared<RawBarrier>,
-    action: Option<FnRef>,
-    timeout: Option<Duration>,
+    action: Option<Action>,
 }
 
 #[cfg(not(loom))]
@@ -225,6 +223,23 @@ impl fmt::Debug for Barrier {
 
 #[cfg(not(loom))]
 impl Barrier {
+    fn check(parties: u32) -> Result<(), SegmentError> {
+        if (1..=MAX_PARTIES).contains(&parties) {
+            Ok(())
+        } else {
+            Err(SegmentError::InvalidSize {
+                requested: u64::from(parties),
+                reason: "a barrier takes 1 to 1024 parties",
+            })
+        }
+    }
+
+    fn make(shared: Shared<RawBarrier>, parties: u32) -> Self {
+        // Relaxed: set before the barrier is shared with anyone.
+        shared.get().parties.store(parties, Relaxed);
+        Self { shared, action: None }
+    }
+
     /// A barrier for `parties` (1 to [`MAX_PARTIES`]).
     ///
     /// # Errors
@@ -232,35 +247,51 @@ impl Barrier {
     /// [`SegmentError::InvalidSize`] for a count out of range, or if the
     /// segment cannot be made.
     pub fn new(parties: u32) -> Result<Self, SegmentError> {
-        if !(1..=MAX_PARTIES).contains(&parties) {
-            return Err(SegmentError::InvalidSize {
-                requested: u64::from(parties),
-                reason: "a barrier takes 1 to 1024 parties",
-            });
-        }
-        let shared: Shared<RawBarrier> = Shared::create()?;
-        // Relaxed: set before the barrier is shared with anyone.
-        shared.get().parties.store(parties, Relaxed);
-        Ok(Self {
-            shared,
-            action: None,
-            timeout: None,
-        })
+        Self::check(parties)?;
+        Ok(Self::make(Shared::create()?, parties))
     }
 
-    /// Runs `action` once per round, in the last party to arrive, before
-    /// any party leaves. A panicking action breaks the barrier.
-    #[must_use]
-    pub fn with_action(mut self, action: fn()) -> Self {
-        self.action = Some(FnRef::new(action));
-        self
+    /// A barrier for `parties` in a segment named `name`, which any process
+    /// may [`Barrier::open`] (without an action).
+    ///
+    /// # Errors
+    ///
+    /// As [`Barrier::new`], and if the name is taken or invalid.
+    pub fn create_named(name: &str, parties: u32) -> Result<Self, SegmentError> {
+        Self::check(parties)?;
+        Ok(Self::make(Shared::create_named(name)?, parties))
     }
 
-    /// The timeout `wait` uses (Python's `timeout` argument).
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
+    /// Opens the barrier named `name` (type, header and party count checked).
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if there is none, it holds another type, or its
+    /// party count is out of range.
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        let shared: Shared<RawBarrier> = Shared::open(name)?;
+        // Relaxed: set once at creation.
+        Self::check(shared.get().parties.load(Relaxed))?;
+        Ok(Self { shared, action: None })
+    }
+
+    /// A barrier for `parties` that runs `action(args)` once per round, in
+    /// the last party to arrive, before any party leaves (Python's
+    /// `action`). The action travels with the barrier to children as a
+    /// process target does, under every start method; `args` may hold
+    /// shared objects, as a target's arguments may. A panicking action
+    /// breaks the barrier.
+    ///
+    /// # Errors
+    ///
+    /// As [`Barrier::new`].
+    pub fn with_action<A>(parties: u32, action: fn(A), args: A) -> Result<Self, SegmentError>
+    where
+        A: Clone + Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        let mut b = Self::new(parties)?;
+        b.action = Some(Action::new(action, args));
+        Ok(b)
     }
 
     /// Waits for all parties; returns this party's index (0 to parties - 1,
@@ -268,26 +299,30 @@ impl Barrier {
     ///
     /// # Errors
     ///
-    /// [`SyncError::BrokenBarrier`] after a timeout, `abort`, a dead party
-    /// or a panicking action.
-    pub fn wait(&self) -> Result<u32, SyncError> {
-        self.wait_until(self.timeout.map(Deadline::after))
+    /// [`BarrierError::Broken`] after another party's timeout, `abort`, a
+    /// dead party, a panicking action, or damaged shared words.
+    pub fn wait(&self) -> Result<u32, BarrierError> {
+        self.wait_until(None)
     }
 
-    /// As [`Barrier::wait`] with its own timeout, which breaks the barrier
-    /// when it passes.
+    /// As [`Barrier::wait`], giving up after `timeout`, which breaks the
+    /// barrier for every party (as in Python).
     ///
     /// # Errors
     ///
-    /// As [`Barrier::wait`].
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, SyncError> {
-        self.wait_until(Some(Deadline::after(timeout)))
+    /// [`BarrierError::Timeout`] when this wait ran out, else as [`Barrier::wait`].
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BarrierError> {
+        self.wait_until(Some(Deadline::after(timeout))).map_err(|e| match e {
+            BarrierError::Timeout(_) => BarrierError::Timeout(timeout),
+            e @ BarrierError::Broken => e,
+        })
     }
 
-    fn wait_until(&self, deadline: Option<Deadline>) -> Result<u32, SyncError> {
+    fn wait_until(&self, deadline: Option<Deadline>) -> Result<u32, BarrierError> {
+        let call = self.action.as_ref().map(|a| move || a.call());
         self.shared
             .get()
-            .wait::<Futex>(Futex::thread_id(), self.action, deadline)
+            .wait::<Futex>(Futex::thread_id(), call.as_ref().map(|c| c as &dyn Fn()), deadline)
     }
 
     /// Breaks the barrier: current and later waiters fail until `reset`.
@@ -345,11 +380,49 @@ mod tests {
     #[test]
     fn timeout_breaks_it_for_everyone() {
         let b = Barrier::new(2).expect("create");
-        assert_eq!(b.wait_timeout(Duration::from_millis(10)), Err(SyncError::BrokenBarrier));
+        assert_eq!(
+            b.wait_timeout(Duration::from_millis(10)),
+            Err(BarrierError::Timeout(Duration::from_millis(10)))
+        );
         assert!(b.broken());
-        assert_eq!(b.wait(), Err(SyncError::BrokenBarrier));
+        assert_eq!(b.wait(), Err(BarrierError::Broken));
         b.reset();
         assert!(!b.broken() && b.n_waiting() == 0);
         assert!(Barrier::new(0).is_err() && Barrier::new(MAX_PARTIES + 1).is_err());
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod action_tests {
+    use super::*;
+
+    fn add((counter, n): (shm_core::RawValue<u64>, u64)) {
+        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn explode(_: ()) {
+        panic!("the action fails");
+    }
+
+    #[test]
+    fn the_action_runs_once_per_round_with_its_arguments() {
+        let counter = shm_core::RawValue::new(0u64).expect("value");
+        let b = Barrier::with_action(2, add, (counter.clone(), 5)).expect("create");
+        for _ in 0..3 {
+            let other = {
+                let b = b.clone();
+                std::thread::spawn(move || b.wait_timeout(Duration::from_secs(60)))
+            };
+            b.wait_timeout(Duration::from_secs(60)).expect("this party");
+            other.join().expect("thread").expect("that party");
+        }
+        assert_eq!(counter.get(), 15, "3 rounds, 5 each");
+    }
+
+    #[test]
+    fn a_panicking_action_breaks_the_barrier() {
+        let b = Barrier::with_action(1, explode, ()).expect("create");
+        assert_eq!(b.wait(), Err(BarrierError::Broken));
+        assert!(b.broken());
     }
 }

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use shm_core::sys::{Deadline, FutexWait};
 use shm_core::{SegmentError, SegmentKind};
 
-use crate::error::SyncError;
+use crate::error::{AcquireTimeoutError, ConditionError, OwnerDied, TryAcquireError};
 use crate::lock::Taken;
 #[cfg(not(loom))]
 use crate::park::Futex;
@@ -52,7 +52,7 @@ use crate::shared::SharedState;
 use crate::sync::AtomicU32;
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
 #[cfg(not(loom))]
-use crate::{Lock, RLock};
+use crate::{Lock, LockGuard, RLock, RLockGuard};
 
 /// Most processes and threads that may wait on one condition at once.
 pub const MAX_WAITERS: u32 = 1024;
@@ -93,11 +93,11 @@ impl RawCondition {
     }
 
     /// Registers a waiter (lock held). Returns its ticket.
-    pub(crate) fn register(&self, id: u32) -> Result<u32, SyncError> {
+    pub(crate) fn register(&self, id: u32) -> Result<u32, ConditionError> {
         // Relaxed: ring indices change only under the condition's lock.
         let (head, tail) = (self.head.load(Relaxed), self.tail.load(Relaxed));
         if tail.wrapping_sub(head) as usize >= CAP {
-            return Err(SyncError::TooManyWaiters { max: MAX_WAITERS });
+            return Err(ConditionError::TooManyWaiters { max: MAX_WAITERS });
         }
         self.slot(tail).store(WAITING | id << 2, Relaxed);
         self.tail.store(tail.wrapping_add(1), Relaxed);
@@ -200,18 +200,17 @@ enum Inner {
 }
 
 #[cfg(not(loom))]
-/// A condition variable in shared memory.
+/// A condition variable in shared memory (Python's `Condition`): take its
+/// lock with [`Condition::acquire`], then wait and notify on the guard.
 ///
 /// # Examples
 ///
 /// ```
 /// let cond = shm_sync::Condition::new()?;
-/// cond.acquire(true, None).expect("free");
-/// assert_eq!(cond.wait_timeout(std::time::Duration::from_millis(1)), Ok(false));
-/// cond.notify_all().expect("held");
-/// cond.release().expect("held");
-/// assert!(cond.notify(1).is_err(), "notify needs the lock");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// let mut guard = cond.acquire()?;
+/// assert!(!guard.wait_timeout(std::time::Duration::from_millis(1))?);
+/// assert_eq!(guard.notify_all(), 0);
+/// # Ok::<(), shm_core::Error>(())
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Condition {
@@ -225,6 +224,30 @@ impl fmt::Debug for Condition {
         f.debug_struct("Condition")
             .field("waiting", &self.shared.get().waiting())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(not(loom))]
+enum Held<'a> {
+    RLock(RLockGuard<'a>),
+    Lock(LockGuard<'a>),
+}
+
+/// Holds a [`Condition`]'s lock until dropped; waits and notifies.
+#[cfg(not(loom))]
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct ConditionGuard<'a> {
+    cond: &'a Condition,
+    /// The lock's guard, or the error that took the lock from us in a wait.
+    held: Result<Held<'a>, OwnerDied>,
+}
+
+#[cfg(not(loom))]
+impl fmt::Debug for ConditionGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConditionGuard")
+            .field("held", &self.held.is_ok())
+            .finish()
     }
 }
 
@@ -263,94 +286,132 @@ impl Condition {
         })
     }
 
-    /// Acquires the underlying lock (Python's `cond.acquire(block, timeout)`).
+    /// A condition over a new [`RLock`], both named: the condition `name`,
+    /// its lock `name.lock`; any process may [`Condition::open`] it.
     ///
     /// # Errors
     ///
-    /// [`crate::OwnerDied`] when the lock is now held but its holder died.
-    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<bool, crate::OwnerDied<()>> {
+    /// [`SegmentError`] if a name is taken or invalid.
+    pub fn create_named(name: &str) -> Result<Self, SegmentError> {
+        let lock = RLock::create_named(&format!("{name}.lock"))?;
+        Ok(Self {
+            shared: Shared::create_named(name)?,
+            lock: Inner::RLock(lock),
+        })
+    }
+
+    /// Opens the condition named `name` and its lock (types and headers checked).
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if either is missing or holds another type.
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        Ok(Self {
+            shared: Shared::open(name)?,
+            lock: Inner::RLock(RLock::open(&format!("{name}.lock"))?),
+        })
+    }
+
+    fn guard<'a>(&'a self, held: Held<'a>) -> ConditionGuard<'a> {
+        ConditionGuard {
+            cond: self,
+            held: Ok(held),
+        }
+    }
+
+    /// Takes the lock, waiting as long as needed.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`], as the lock's `acquire`.
+    pub fn acquire(&self) -> Result<ConditionGuard<'_>, OwnerDied> {
+        Ok(self.guard(match &self.lock {
+            Inner::RLock(l) => Held::RLock(l.acquire()?),
+            Inner::Lock(l) => Held::Lock(l.acquire()?),
+        }))
+    }
+
+    /// Takes the lock if that needs no waiting.
+    ///
+    /// # Errors
+    ///
+    /// As the lock's `try_acquire`.
+    pub fn try_acquire(&self) -> Result<ConditionGuard<'_>, TryAcquireError> {
+        Ok(self.guard(match &self.lock {
+            Inner::RLock(l) => Held::RLock(l.try_acquire()?),
+            Inner::Lock(l) => Held::Lock(l.try_acquire()?),
+        }))
+    }
+
+    /// Waits up to `timeout` for the lock.
+    ///
+    /// # Errors
+    ///
+    /// As the lock's `acquire_timeout`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>, AcquireTimeoutError> {
+        Ok(self.guard(match &self.lock {
+            Inner::RLock(l) => Held::RLock(l.acquire_timeout(timeout)?),
+            Inner::Lock(l) => Held::Lock(l.acquire_timeout(timeout)?),
+        }))
+    }
+
+    /// Takes the lock whatever its state, as the lock's `recover`: mark the
+    /// guarded data repaired with [`ConditionGuard::mark_consistent`].
+    pub fn recover(&self) -> ConditionGuard<'_> {
+        self.guard(match &self.lock {
+            Inner::RLock(l) => Held::RLock(l.recover()),
+            Inner::Lock(l) => Held::Lock(l.recover()),
+        })
+    }
+
+    /// Whether its lock's holder died holding it and nobody has marked it
+    /// consistent since.
+    pub fn is_inconsistent(&self) -> bool {
         match &self.lock {
-            Inner::RLock(l) => l.acquire(block, timeout),
-            Inner::Lock(l) => l.acquire(block, timeout),
+            Inner::RLock(l) => l.is_inconsistent(),
+            Inner::Lock(l) => l.is_inconsistent(),
         }
     }
 
-    /// Releases the underlying lock.
+    /// How many wait now.
+    pub fn waiting(&self) -> u32 {
+        self.shared.get().waiting()
+    }
+}
+
+#[cfg(not(loom))]
+impl ConditionGuard<'_> {
+    /// Releases the lock, waits until notified, and takes the lock back.
     ///
     /// # Errors
     ///
-    /// As the lock's `release`.
-    pub fn release(&self) -> Result<(), SyncError> {
-        match &self.lock {
-            Inner::RLock(l) => l.release(),
-            Inner::Lock(l) => l.release(),
-        }
+    /// [`ConditionError::TooManyWaiters`]; [`ConditionError::OwnerDied`]
+    /// when taking the lock back found its holder dead: the guard does not
+    /// hold the lock any more then, and every later wait says so again.
+    pub fn wait(&mut self) -> Result<(), ConditionError> {
+        self.wait_until(None).map(drop)
     }
 
-    fn me(&self) -> u32 {
-        match &self.lock {
-            Inner::RLock(_) => Futex::thread_id(),
-            Inner::Lock(_) => Futex::process_id(),
-        }
-    }
-
-    fn check_held(&self, what: &'static str) -> Result<u32, SyncError> {
-        let me = self.me();
-        let holder = match &self.lock {
-            Inner::RLock(l) => l.raw().holder(),
-            Inner::Lock(l) => l.raw().holder(),
-        };
-        if holder == me {
-            Ok(me)
-        } else {
-            Err(SyncError::LockNotHeld { what })
-        }
-    }
-
-    /// Waits until notified (the lock must be held; it is released while
-    /// waiting and held again on return). Returns true.
+    /// As [`ConditionGuard::wait`], giving up after `timeout`: returns
+    /// whether it was notified (the lock is held again either way).
     ///
     /// # Errors
     ///
-    /// [`SyncError::LockNotHeld`], [`SyncError::TooManyWaiters`],
-    /// [`SyncError::LockOwnerDied`] (the lock is held again; its holder died).
-    pub fn wait(&self) -> Result<bool, SyncError> {
-        self.wait_until(None)
-    }
-
-    /// As [`Condition::wait`], giving up after `timeout`: returns false then.
-    ///
-    /// # Errors
-    ///
-    /// As [`Condition::wait`].
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, SyncError> {
+    /// As [`ConditionGuard::wait`].
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool, ConditionError> {
         self.wait_until(Some(Deadline::after(timeout)))
     }
 
-    fn wait_until(&self, deadline: Option<Deadline>) -> Result<bool, SyncError> {
-        let me = self.check_held("wait")?;
-        let raw = self.shared.get();
-        let ticket = raw.register(me)?;
-        let taken = match &self.lock {
-            Inner::RLock(l) => {
-                let depth = l.raw().release_all::<Futex>(me)?;
-                raw.sleep::<Futex>(ticket, deadline);
-                l.raw().reacquire::<Futex>(me, depth)
-            }
-            Inner::Lock(l) => {
-                l.release()?;
-                raw.sleep::<Futex>(ticket, deadline);
-                match l.acquire(true, None) {
-                    Ok(_) => Taken::Clean,
-                    Err(_) => Taken::OwnerDied,
-                }
-            }
-        };
-        let notified = raw.finish(ticket);
-        match taken {
-            Taken::Clean => Ok(notified),
-            Taken::OwnerDied => Err(SyncError::LockOwnerDied),
+    /// Waits until `predicate()` (called with the lock held) is true.
+    ///
+    /// # Errors
+    ///
+    /// As [`ConditionGuard::wait`].
+    pub fn wait_for(&mut self, mut predicate: impl FnMut() -> bool) -> Result<(), ConditionError> {
+        while !predicate() {
+            self.wait_until(None)?;
         }
+        Ok(())
     }
 
     /// Waits until `predicate()` is true or `timeout` passes; returns the
@@ -358,42 +419,93 @@ impl Condition {
     ///
     /// # Errors
     ///
-    /// As [`Condition::wait`].
-    pub fn wait_for(&self, mut predicate: impl FnMut() -> bool, timeout: Option<Duration>) -> Result<bool, SyncError> {
-        let deadline = timeout.map(Deadline::after);
+    /// As [`ConditionGuard::wait`].
+    pub fn wait_for_timeout(
+        &mut self,
+        mut predicate: impl FnMut() -> bool,
+        timeout: Duration,
+    ) -> Result<bool, ConditionError> {
+        let deadline = Deadline::after(timeout);
         loop {
             if predicate() {
                 return Ok(true);
             }
-            if deadline.is_some_and(|d| d.has_passed()) {
+            if deadline.has_passed() {
                 return Ok(false);
             }
-            self.wait_until(deadline)?;
+            self.wait_until(Some(deadline))?;
         }
     }
 
-    /// Wakes up to `n` waiters (the lock must be held). Returns how many.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::LockNotHeld`].
-    pub fn notify(&self, n: u32) -> Result<u32, SyncError> {
-        self.check_held("notify")?;
-        Ok(self.shared.get().notify::<Futex>(n))
+    fn wait_until(&mut self, deadline: Option<Deadline>) -> Result<bool, ConditionError> {
+        let raw = self.cond.shared.get();
+        let (taken, notified) = match &self.held {
+            Err(e) => return Err((*e).into()),
+            Ok(Held::RLock(g)) => {
+                let (lock, me) = (g.lock.raw(), Futex::thread_id());
+                let ticket = raw.register(me)?;
+                let Ok(depth) = lock.release_all::<Futex>(me) else {
+                    // The word no longer names us (scribbled): nothing to wait under.
+                    return Ok(raw.finish(ticket));
+                };
+                raw.sleep::<Futex>(ticket, deadline);
+                let taken = lock.reacquire::<Futex>(me, depth);
+                (taken, raw.finish(ticket))
+            }
+            Ok(Held::Lock(g)) => {
+                let (lock, me) = (g.lock.raw(), Futex::process_id());
+                let ticket = raw.register(me)?;
+                lock.unlock::<Futex>();
+                raw.sleep::<Futex>(ticket, deadline);
+                let taken = lock.lock::<Futex>(me, None).unwrap_or(Taken::Clean);
+                (taken, raw.finish(ticket))
+            }
+        };
+        if taken == Taken::OwnerDied {
+            let e = match std::mem::replace(&mut self.held, Err(OwnerDied { pid: 0 })) {
+                Ok(Held::RLock(g)) => {
+                    let lock = g.lock.raw();
+                    std::mem::forget(g);
+                    let pid = lock.raw().dead_task();
+                    lock.release_poisoned::<Futex>();
+                    OwnerDied { pid }
+                }
+                Ok(Held::Lock(g)) => {
+                    let lock = g.lock.raw();
+                    std::mem::forget(g);
+                    let pid = lock.dead_task();
+                    lock.unlock_poisoned::<Futex>();
+                    OwnerDied { pid }
+                }
+                Err(e) => e,
+            };
+            self.held = Err(e);
+            return Err(e.into());
+        }
+        Ok(notified)
     }
 
-    /// Wakes every waiter (the lock must be held). Returns how many.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::LockNotHeld`].
-    pub fn notify_all(&self) -> Result<u32, SyncError> {
+    /// Declares the data the lock guards repaired (on the guard of
+    /// [`Condition::recover`]; see the lock's `mark_consistent`).
+    pub fn mark_consistent(&self) {
+        match &self.held {
+            Ok(Held::RLock(g)) => g.mark_consistent(),
+            Ok(Held::Lock(g)) => g.mark_consistent(),
+            Err(_) => {}
+        }
+    }
+
+    /// Wakes up to `n` waiters. Returns how many.
+    pub fn notify(&self, n: u32) -> u32 {
+        if self.held.is_err() {
+            return 0;
+        }
+        self.cond.shared.get().notify::<Futex>(n)
+    }
+
+    /// Wakes every waiter. Returns how many.
+    pub fn notify_all(&self) -> u32 {
         self.notify(u32::MAX)
-    }
-
-    /// How many wait now.
-    pub fn waiting(&self) -> u32 {
-        self.shared.get().waiting()
     }
 }
 
@@ -419,23 +531,18 @@ mod tests {
             .map(|_| {
                 let (cond, woken) = (cond.clone(), std::sync::Arc::clone(&woken));
                 std::thread::spawn(move || {
-                    cond.acquire(true, None).expect("lock");
-                    let got = cond.wait_timeout(Duration::from_secs(60)).expect("wait");
+                    let mut g = cond.acquire().expect("lock");
+                    let got = g.wait_timeout(Duration::from_secs(60)).expect("wait");
                     *woken.lock().expect("m") += 1;
-                    cond.release().expect("held");
                     got
                 })
             })
             .collect();
         bounded_wait("5 waiters", || cond.waiting() == 5);
-        cond.acquire(true, None).expect("lock");
-        assert_eq!(cond.notify(2), Ok(2));
-        cond.release().expect("held");
+        assert_eq!(cond.acquire().expect("lock").notify(2), 2);
         bounded_wait("2 woken threads", || *woken.lock().expect("m") >= 2);
         assert_eq!(cond.waiting(), 3, "exactly two left");
-        cond.acquire(true, None).expect("lock");
-        assert_eq!(cond.notify_all(), Ok(3));
-        cond.release().expect("held");
+        assert_eq!(cond.acquire().expect("lock").notify_all(), 3);
         assert!(threads.into_iter().all(|t| t.join().expect("thread")));
     }
 
@@ -443,27 +550,20 @@ mod tests {
     fn damaged_ring_indices_give_errors_not_endless_loops() {
         let cond = Condition::new().expect("create");
         cond.shared.get().tail.store(u32::MAX / 2, Relaxed);
-        cond.acquire(true, None).expect("lock");
-        assert_eq!(cond.wait(), Err(SyncError::TooManyWaiters { max: MAX_WAITERS }));
-        assert_eq!(cond.notify_all(), Ok(0));
-        cond.release().expect("held");
+        let mut g = cond.acquire().expect("lock");
+        assert_eq!(g.wait(), Err(ConditionError::TooManyWaiters { max: MAX_WAITERS }));
+        assert_eq!(g.notify_all(), 0);
     }
 
     #[test]
-    fn wait_needs_the_lock() {
+    fn wait_for_over_a_plain_lock() {
         let cond = Condition::with_lock(Lock::new().expect("lock")).expect("create");
-        assert_eq!(cond.wait(), Err(SyncError::LockNotHeld { what: "wait" }));
-        assert_eq!(cond.notify(1), Err(SyncError::LockNotHeld { what: "notify" }));
-        cond.acquire(true, None).expect("lock");
-        let mut calls = 0;
-        let got = cond.wait_for(
-            || {
-                calls += 1;
-                calls > 2
-            },
-            Some(Duration::from_millis(30)),
-        );
-        assert!(got.is_ok());
-        cond.release().expect("held");
+        let mut g = cond.acquire().expect("lock");
+        g.wait_for(|| true).expect("true at once: no wait");
+        assert_eq!(g.wait_for_timeout(|| true, Duration::ZERO), Ok(true));
+        let got = g.wait_for_timeout(|| false, Duration::from_millis(5));
+        assert_eq!(got, Ok(false));
+        drop(g);
+        assert!(cond.try_acquire().is_ok(), "the guard released the lock");
     }
 }

@@ -115,7 +115,8 @@ impl RawEvent {
 /// let e = shm_sync::Event::new()?;
 /// assert!(!e.wait_timeout(std::time::Duration::from_millis(1)));
 /// e.set();
-/// assert!(e.is_set() && e.wait());
+/// e.wait();
+/// assert!(e.is_set());
 /// # Ok::<(), shm_core::SegmentError>(())
 /// ```
 #[cfg(not(loom))]
@@ -144,6 +145,29 @@ impl Event {
         })
     }
 
+    /// A new, clear event in a segment named `name`, which any process may
+    /// [`Event::open`].
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if the name is taken or invalid.
+    pub fn create_named(name: &str) -> Result<Self, SegmentError> {
+        Ok(Self {
+            shared: Shared::create_named(name)?,
+        })
+    }
+
+    /// Opens the event named `name` (type and header checked).
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if there is none, or it holds another type.
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        Ok(Self {
+            shared: Shared::open(name)?,
+        })
+    }
+
     /// Whether the flag is set.
     pub fn is_set(&self) -> bool {
         self.shared.get().is_set()
@@ -168,9 +192,9 @@ impl Event {
         self.shared.get().clear();
     }
 
-    /// Waits until the flag is set; returns true.
-    pub fn wait(&self) -> bool {
-        self.shared.get().wait::<Futex>(None)
+    /// Waits until the flag is set.
+    pub fn wait(&self) {
+        self.shared.get().wait::<Futex>(None);
     }
 
     /// Waits up to `timeout`; returns whether the flag is set.

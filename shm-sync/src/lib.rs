@@ -4,10 +4,12 @@
 //!
 //! Each is a few `u32` words in a shared segment, driven by the futex system
 //! call without the private flag. Uncontended operations are one atomic
-//! instruction; a wake is a system call made only when someone sleeps. Every
-//! wait takes an optional timeout, kept as an absolute monotonic deadline.
-//! A lock whose holder dies is handed to the next acquirer with an explicit
-//! [`OwnerDied`], never left locked forever.
+//! instruction; a wake is a system call made only when someone sleeps. Each
+//! operation comes blocking (`acquire`, `wait`), non-blocking (`try_acquire`)
+//! and timed (`acquire_timeout`, `wait_timeout`). A lock whose holder dies
+//! is released and reported with [`OwnerDied`] to every acquirer until
+//! someone `recover`s it, never left locked forever. Every object can be
+//! created under a name (`create_named`) and `open`ed by any process.
 //!
 //! The algorithms take their waiting and waking as a parameter ([`park`]),
 //! so the same code is model-checked under loom (`RUSTFLAGS="--cfg loom"`).
@@ -15,10 +17,14 @@
 // Under loom only the algorithms are built, not the shared-memory handles.
 #![cfg_attr(loom, allow(unused_imports, dead_code))]
 
+#[cfg(not(loom))]
+mod action;
 mod barrier;
 mod condition;
 pub mod error;
 mod event;
+#[macro_use]
+mod lock_api;
 mod lock;
 #[cfg(all(test, loom))]
 mod loom_tests;
@@ -33,8 +39,8 @@ mod value;
 #[cfg(not(loom))]
 pub use barrier::{Barrier, MAX_PARTIES};
 #[cfg(not(loom))]
-pub use condition::{Condition, MAX_WAITERS};
-pub use error::{LockResult, OwnerDied, SyncError, TryLockError, TryLockResult};
+pub use condition::{Condition, ConditionGuard, MAX_WAITERS};
+pub use error::{AcquireTimeoutError, BarrierError, ConditionError, OwnerDied, SyncError, TryAcquireError};
 #[cfg(not(loom))]
 pub use event::Event;
 #[cfg(not(loom))]
@@ -42,6 +48,6 @@ pub use lock::{Lock, LockGuard, ProcessLock};
 #[cfg(not(loom))]
 pub use rlock::{RLock, RLockGuard};
 #[cfg(not(loom))]
-pub use semaphore::{BoundedSemaphore, SEM_VALUE_MAX, Semaphore};
+pub use semaphore::{BoundedSemaphore, SEM_VALUE_MAX, Semaphore, SemaphoreGuard};
 #[cfg(not(loom))]
 pub use value::{Array, SharedLock, SharedLockGuard, Value};

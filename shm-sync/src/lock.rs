@@ -11,14 +11,28 @@
 //! | `0`                 | unlocked                                       |
 //! | `id`                | held by owner `id`, nobody sleeps              |
 //! | `id \| WAITERS`     | held by `id`, someone may sleep on the word    |
+//! | `POISONED`          | free, but a holder died: see "Owner died"      |
 //!
 //! Locking is one compare-and-swap `0 -> id`; unlocking one swap to `0`,
 //! plus a futex wake only when `WAITERS` was set. A waiter spins briefly,
 //! then sets `WAITERS` and sleeps in slices of [`LIVENESS_SLICE`](crate::park::LIVENESS_SLICE); after
 //! each slice it checks that the holder still runs, and if not takes the
 //! lock over with one compare-and-swap from the exact word it judged, so
-//! two survivors never both win. The taker gets [`OwnerDied`] and the lock's
-//! `inconsistent` flag is set until [`Lock::mark_consistent`].
+//! two survivors never both win.
+//!
+//! # Owner died
+//!
+//! The taker records the dead holder's id in the `inconsistent` word and
+//! releases the lock into the *poisoned* state: `state` holds the owner
+//! field [`POISONED`] (task 0, a tag of all ones: no process), so it is free
+//! but the fast path's `0 -> id` fails on it and costs nothing more. A slow
+//! path that finds it takes it (one compare-and-swap, as a free lock), and
+//! the handle releases it poisoned again and returns [`OwnerDied`] with the
+//! recorded pid: every acquirer hears it. [`Lock::recover`] takes it the
+//! same way but keeps it; its guard's `mark_consistent` clears the word,
+//! after which the guard's drop is a plain unlock (unmarked, it releases
+//! poisoned again). Sleepers are all woken by a poisoned release, since
+//! each must hear the error.
 //!
 //! # Owner identity
 //!
@@ -84,7 +98,7 @@ use serde::{Deserialize, Serialize};
 use shm_core::sys::{Deadline, FutexWait};
 use shm_core::{SegmentError, SegmentKind};
 
-use crate::error::{LockResult, OwnerDied, SyncError, TryLockError, TryLockResult};
+use crate::error::{AcquireTimeoutError, OwnerDied, TryAcquireError};
 #[cfg(not(loom))]
 use crate::park::Futex;
 use crate::park::Park;
@@ -96,6 +110,11 @@ use crate::sync::Ordering::{Acquire, Relaxed, Release};
 pub(crate) const WAITERS: u32 = 1 << 31;
 /// The holder's owner id in `state` (task id and start tag, `park`).
 pub(crate) const OWNER: u32 = !WAITERS;
+/// The owner field of a lock that is free but inconsistent: task 0 (no
+/// process has it) with a start tag of all ones. The fast path's
+/// compare-and-swap from 0 fails on it, so the hot path pays nothing for
+/// the check; the slow path hands it out as [`Taken::OwnerDied`].
+pub(crate) const POISONED: u32 = (OWNER >> crate::park::TASK_BITS) << crate::park::TASK_BITS;
 
 #[inline]
 fn owner(state: u32) -> u32 {
@@ -166,6 +185,17 @@ impl RawLock {
                     }
                 }
             }
+            if owner(state) == POISONED {
+                // Free but inconsistent: taken, and reported as such.
+                // Acquire: pairs with the Release swap in `unlock_poisoned`.
+                match self.state.compare_exchange(state, me | WAITERS, Acquire, Relaxed) {
+                    Ok(_) => return Some(Taken::OwnerDied),
+                    Err(s) => {
+                        state = s;
+                        continue;
+                    }
+                }
+            }
             if P::passed(deadline) {
                 return None;
             }
@@ -197,8 +227,9 @@ impl RawLock {
         // Acquire: pairs with whatever Release the dead holder managed; the
         // data may still be half-written, which OwnerDied says.
         self.state.compare_exchange(seen, me | WAITERS, Acquire, Relaxed).ok()?;
-        // Relaxed: read only by the holder, or after an Acquire take.
-        self.inconsistent.store(1, Relaxed);
+        // Relaxed: read only by the holder, or after an Acquire take. The
+        // dead holder's id, never 0 (checked above), for `OwnerDied`.
+        self.inconsistent.store(owner(seen), Relaxed);
         Some(Taken::OwnerDied)
     }
 
@@ -229,6 +260,42 @@ impl RawLock {
         true
     }
 
+    /// One attempt that also takes a free but inconsistent lock (reported as
+    /// [`Taken::OwnerDied`]). `None` when someone holds it.
+    #[inline]
+    pub(crate) fn try_take(&self, me: u32) -> Option<Taken> {
+        if self.try_lock(me) {
+            return Some(Taken::Clean);
+        }
+        // Relaxed: a look; the take below is Acquire.
+        let state = self.state.load(Relaxed);
+        // Acquire: pairs with the Release swap in `unlock_poisoned`.
+        (owner(state) == POISONED
+            && self
+                .state
+                .compare_exchange(state, me | (state & WAITERS), Acquire, Relaxed)
+                .is_ok())
+        .then_some(Taken::OwnerDied)
+    }
+
+    /// Releases, leaving the lock free but inconsistent: every later
+    /// acquirer gets `OwnerDied` until a recovered holder marks it
+    /// consistent. Wakes every sleeper, each of which must hear it.
+    #[cold]
+    pub(crate) fn unlock_poisoned<P: Park>(&self) {
+        // Release: pairs with the Acquire of the next take.
+        let state = self.state.swap(POISONED, Release);
+        if has_waiters(state) {
+            P::wake(&self.state, u32::MAX);
+        }
+    }
+
+    /// The task id of the holder that died (0 when unknown), for `OwnerDied`.
+    pub(crate) fn dead_task(&self) -> u32 {
+        // Relaxed: read by the holder; its Acquire take ordered it.
+        crate::park::task_of(self.inconsistent.load(Relaxed))
+    }
+
     /// If the lock's holder is dead, takes it over for `me` without waiting
     /// (the same compare-and-swap as a waiter whose slice ran out).
     pub(crate) fn take_if_holder_dead<P: Park>(&self, me: u32) -> bool {
@@ -237,10 +304,13 @@ impl RawLock {
         self.take_from_dead::<P>(seen, me).is_some()
     }
 
-    /// The holder's owner id (task id and start tag), 0 when unlocked.
+    /// The holder's owner id (task id and start tag), 0 when unlocked
+    /// (also when free but inconsistent).
     pub(crate) fn holder(&self) -> u32 {
         // Relaxed: a snapshot for display and checks.
-        owner(self.state.load(Relaxed))
+        Some(owner(self.state.load(Relaxed)))
+            .filter(|&o| o != POISONED)
+            .unwrap_or(0)
     }
 
     /// The holder's task id (pid or tid), 0 when unlocked.
@@ -269,9 +339,10 @@ impl RawLock {
 /// A lock in shared memory (Python's `multiprocessing.Lock`).
 ///
 /// Not recursive: the process holding it blocks if it acquires it again.
-/// Any thread or process may release it, as in Python. If the holder dies,
-/// the next blocking (or timed) acquirer gets the lock within about
-/// [`LIVENESS_SLICE`](crate::park::LIVENESS_SLICE) together with [`OwnerDied`].
+/// The guard releases it. If a holder dies holding it, the next acquirer
+/// (within about [`LIVENESS_SLICE`](crate::park::LIVENESS_SLICE)) and every
+/// one after it get [`OwnerDied`] until someone calls [`Lock::recover`] and
+/// marks the guarded data consistent.
 ///
 /// Clones are the same lock; so is a child's copy passed as an argument.
 ///
@@ -280,13 +351,12 @@ impl RawLock {
 /// ```
 /// let lock = shm_sync::Lock::new()?;
 /// {
-///     let _guard = lock.lock().expect("nobody died");
+///     let _guard = lock.acquire()?;
 ///     assert!(lock.is_locked());
-///     assert!(lock.try_lock().is_err());
+///     assert!(lock.try_acquire().is_err());
 /// }
 /// assert!(!lock.is_locked());
-/// assert!(lock.release().is_err(), "releasing an unlocked lock is an error");
-/// # Ok::<(), shm_core::SegmentError>(())
+/// # Ok::<(), shm_core::Error>(())
 /// ```
 #[cfg(not(loom))]
 #[derive(Clone, Serialize, Deserialize)]
@@ -303,26 +373,8 @@ impl fmt::Debug for Lock {
     }
 }
 
-/// Holds a [`Lock`] until dropped.
 #[cfg(not(loom))]
-#[must_use = "the lock is released when the guard is dropped"]
-pub struct LockGuard<'a> {
-    lock: &'a Lock,
-}
-
-#[cfg(not(loom))]
-impl fmt::Debug for LockGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("LockGuard")
-    }
-}
-
-#[cfg(not(loom))]
-impl Drop for LockGuard<'_> {
-    fn drop(&mut self) {
-        self.lock.raw().unlock::<Futex>();
-    }
-}
+lock_api!(Lock, LockGuard, (), "lock");
 
 #[cfg(not(loom))]
 impl Lock {
@@ -337,94 +389,65 @@ impl Lock {
         })
     }
 
+    /// A new, unlocked lock in a segment named `name`, which any process
+    /// may [`Lock::open`].
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if the name is taken or invalid.
+    pub fn create_named(name: &str) -> Result<Self, SegmentError> {
+        Ok(Self {
+            shared: Shared::create_named(name)?,
+        })
+    }
+
+    /// Opens the lock named `name` (type and header checked).
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if there is none, or it holds another type.
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        Ok(Self {
+            shared: Shared::open(name)?,
+        })
+    }
+
     pub(crate) fn raw(&self) -> &RawLock {
         self.shared.get()
     }
 
-    fn guard(&self, taken: Taken) -> LockResult<LockGuard<'_>> {
-        let guard = LockGuard { lock: self };
-        match taken {
-            Taken::Clean => Ok(guard),
-            Taken::OwnerDied => Err(OwnerDied::new(guard)),
-        }
+    #[inline]
+    fn me() -> u32 {
+        Futex::process_id()
     }
 
-    /// Blocks until the lock is held.
-    ///
-    /// # Errors
-    ///
-    /// [`OwnerDied`] (with the guard) when the previous holder died holding it.
-    ///
-    /// # Panics
-    ///
-    /// Never: without a deadline the wait ends only with the lock held.
-    pub fn lock(&self) -> LockResult<LockGuard<'_>> {
-        let taken = self
-            .raw()
-            .lock::<Futex>(Futex::process_id(), None)
-            .expect("no deadline");
-        self.guard(taken)
+    fn word(&self) -> &RawLock {
+        self.raw()
     }
 
-    /// Takes the lock if it is free, without waiting.
-    ///
-    /// # Errors
-    ///
-    /// [`TryLockError::WouldBlock`] when it is held.
-    pub fn try_lock(&self) -> TryLockResult<LockGuard<'_>> {
-        if self.raw().try_lock(Futex::process_id()) {
-            Ok(LockGuard { lock: self })
-        } else {
-            Err(TryLockError::WouldBlock)
-        }
+    #[inline]
+    fn take(&self, me: u32, deadline: Option<Deadline>) -> Option<Taken> {
+        self.raw().lock::<Futex>(me, deadline)
     }
 
-    /// Waits up to `timeout` for the lock.
-    ///
-    /// # Errors
-    ///
-    /// [`TryLockError::WouldBlock`] on timeout, [`TryLockError::OwnerDied`]
-    /// (with the guard) when the previous holder died holding it.
-    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
-        match self
-            .raw()
-            .lock::<Futex>(Futex::process_id(), Some(Deadline::after(timeout)))
-        {
-            None => Err(TryLockError::WouldBlock),
-            Some(taken) => self.guard(taken).map_err(TryLockError::OwnerDied),
-        }
+    /// The uncontended take: one compare-and-swap `0 -> me`.
+    #[inline]
+    fn take_fast(&self, me: u32) -> bool {
+        self.raw().try_lock(me)
     }
 
-    /// Python's `acquire(block, timeout)`: returns whether the lock is now
-    /// held; release it with [`Lock::release`].
-    ///
-    /// # Errors
-    ///
-    /// [`OwnerDied`] when the lock **is now held** but its previous holder
-    /// died holding it.
-    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<bool, OwnerDied<()>> {
-        let me = Futex::process_id();
-        if !block {
-            return Ok(self.raw().try_lock(me));
-        }
-        match self.raw().lock::<Futex>(me, timeout.map(Deadline::after)) {
-            None => Ok(false),
-            Some(Taken::Clean) => Ok(true),
-            Some(Taken::OwnerDied) => Err(OwnerDied::new(())),
-        }
+    #[inline]
+    fn try_take(&self, me: u32) -> Option<Taken> {
+        self.raw().try_take(me)
     }
 
-    /// Python's `release()`.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::NotLocked`] if the lock is not held.
-    pub fn release(&self) -> Result<(), SyncError> {
-        if self.raw().unlock::<Futex>() {
-            Ok(())
-        } else {
-            Err(SyncError::NotLocked)
-        }
+    #[inline]
+    fn unlock_level(&self) {
+        self.raw().unlock::<Futex>();
+    }
+
+    fn unlock_poisoned(&self) {
+        self.raw().unlock_poisoned::<Futex>();
     }
 
     /// Whether someone holds the lock.
@@ -436,205 +459,11 @@ impl Lock {
     pub fn holder(&self) -> Option<u32> {
         Some(self.raw().holder_task()).filter(|&h| h != 0)
     }
-
-    /// Whether the lock was taken over from a dead holder since the last
-    /// [`Lock::mark_consistent`]: the data it guards may be half-updated.
-    pub fn is_inconsistent(&self) -> bool {
-        self.raw().inconsistent()
-    }
-
-    /// Declares the guarded data repaired.
-    pub fn mark_consistent(&self) {
-        self.raw().mark_consistent();
-    }
 }
 
 #[cfg(all(test, not(loom)))]
-pub(crate) mod tests {
-    use super::*;
-    use crate::park::LIVENESS_SLICE;
-
-    #[test]
-    fn lock_unlock_and_errors() {
-        let lock = Lock::new().expect("create");
-        assert!(!lock.is_locked());
-        assert_eq!(lock.release(), Err(SyncError::NotLocked));
-        assert_eq!(lock.acquire(true, None).ok(), Some(true));
-        assert_eq!(lock.holder(), Some(std::process::id()));
-        assert_eq!(lock.acquire(false, None).ok(), Some(false));
-        assert_eq!(lock.acquire(true, Some(Duration::from_millis(10))).ok(), Some(false));
-        assert!(matches!(
-            lock.lock_timeout(Duration::from_millis(1)),
-            Err(TryLockError::WouldBlock)
-        ));
-        lock.release().expect("held");
-        drop(lock.lock().expect("free"));
-        assert!(!lock.is_locked());
-    }
-
-    #[test]
-    fn a_dead_holder_is_taken_over() {
-        let lock = Lock::new().expect("create");
-        // A holder that does not exist (pid_max is far below this).
-        lock.raw().state.store(0x3fff_fff0, Relaxed);
-        let err = lock.lock().expect_err("the holder is dead");
-        assert!(lock.is_inconsistent());
-        assert_eq!(lock.holder(), Some(std::process::id()));
-        drop(err.into_guard());
-        lock.mark_consistent();
-        assert!(!lock.is_inconsistent() && !lock.is_locked());
-    }
-
-    #[test]
-    fn garbage_is_recovered_by_a_timed_acquire() {
-        let lock = Lock::new().expect("create");
-        lock.raw().state.store(u32::MAX, Relaxed);
-        assert!(matches!(
-            lock.lock_timeout(LIVENESS_SLICE * 3),
-            Err(TryLockError::OwnerDied(_))
-        ));
-    }
-
-    /// A process that never takes any lock: `sleep`, killed on drop.
-    pub(crate) struct Bystander(std::process::Child);
-
-    impl Bystander {
-        pub(crate) fn start() -> Self {
-            Self(
-                std::process::Command::new("sleep")
-                    .arg("600")
-                    .spawn()
-                    .expect("start sleep"),
-            )
-        }
-
-        pub(crate) fn pid(&self) -> u32 {
-            self.0.id()
-        }
-    }
-
-    impl Drop for Bystander {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    /// The owner id `task` would write, and one with the wrong tag.
-    pub(crate) fn ids_of(task: u32) -> (u32, u32) {
-        let start = shm_core::liveness::start_time(task).expect("a live task has a start time");
-        let right = crate::park::owner_id(task, start);
-        let mut wrong = right;
-        let mut other = start;
-        while wrong == right {
-            other += 1;
-            wrong = crate::park::owner_id(task, other);
-        }
-        (right, wrong)
-    }
-
-    /// A timed acquire of a lock whose word is `word` must end with the
-    /// lock taken from a non-holder: `OwnerDied`, not a timeout.
-    fn taken_over(word: u32, what: &str) {
-        let lock = Lock::new().expect("create");
-        lock.raw().scribble(word);
-        // Generous: a non-holder is noticed after one slice; only a hang
-        // (the bug) runs into this bound.
-        match lock.lock_timeout(LIVENESS_SLICE * 100) {
-            Err(TryLockError::OwnerDied(e)) => drop(e.into_guard()),
-            Ok(_) => panic!("{what}: taken as if free"),
-            Err(TryLockError::WouldBlock) => panic!("{what}: {word:#x} was taken for a live holder"),
-        }
-        assert!(lock.is_inconsistent() && !lock.is_locked(), "{what}");
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "starts a process and reads /proc")]
-    fn a_word_naming_a_live_process_that_never_took_it_is_taken_over() {
-        let bystander = Bystander::start();
-        let pid = bystander.pid();
-        let (right, wrong) = ids_of(pid);
-        taken_over(pid, "a bare live pid");
-        taken_over(pid | WAITERS, "a bare live pid with waiters");
-        taken_over(wrong, "a live pid with another start tag");
-        taken_over(wrong | WAITERS, "the same with waiters");
-        let me = std::process::id();
-        taken_over(me, "our own bare pid");
-        taken_over(ids_of(me).1, "our own pid with another start tag");
-        taken_over(shm_core::sys::getppid(), "our parent's bare pid");
-        let free = Lock::new().expect("create");
-        free.raw().scribble(WAITERS);
-        assert!(free.lock_timeout(LIVENESS_SLICE).is_ok(), "pid 0 with WAITERS is free");
-        taken_over(0x7fff_ffff, "every bit but WAITERS");
-
-        // The check is not "always dead": the word that process would write
-        // is a live holder.
-        let lock = Lock::new().expect("create");
-        lock.raw().scribble(right);
-        assert!(matches!(
-            lock.lock_timeout(LIVENESS_SLICE * 3),
-            Err(TryLockError::WouldBlock)
-        ));
-        assert_eq!(lock.holder(), Some(pid));
-        drop(bystander);
-        // ... until it ends.
-        assert!(matches!(
-            lock.lock_timeout(LIVENESS_SLICE * 100),
-            Err(TryLockError::OwnerDied(_))
-        ));
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "starts a process and reads /proc")]
-    fn an_untimed_lock_does_not_hang_on_a_live_non_holder() {
-        let bystander = Bystander::start();
-        let lock = Lock::new().expect("create");
-        lock.raw().scribble(bystander.pid() | WAITERS);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let l = lock.clone();
-        let t = std::thread::spawn(move || {
-            let got = l.lock().map(drop).map_err(|e| drop(e.into_guard()));
-            let _ = tx.send(got.is_err());
-        });
-        let owner_died = rx
-            .recv_timeout(LIVENESS_SLICE * 100)
-            .expect("lock() hung on a word naming a live process that never took it");
-        assert!(owner_died, "the take-over is reported as OwnerDied");
-        t.join().expect("thread");
-    }
-
-    #[test]
-    fn owner_ids_keep_pid_and_waiters_apart() {
-        for start in [0, 1, 2, 99, u64::MAX] {
-            let id = crate::park::owner_id(0x3f_ffff, start);
-            assert_eq!(crate::park::task_of(id), 0x3f_ffff);
-            assert_eq!(id & WAITERS, 0);
-            assert_ne!(id >> crate::park::TASK_BITS, 0, "the tag is never 0");
-        }
-        assert_ne!(shm_core::liveness::start_tag(100), shm_core::liveness::start_tag(101));
-    }
-
-    #[test]
-    fn threads_exclude_each_other() {
-        let lock = Lock::new().expect("create");
-        let count = std::sync::Arc::new(std::sync::Mutex::new(0u64));
-        let mut handles = Vec::new();
-        for _ in 0..4 {
-            let (lock, count) = (lock.clone(), std::sync::Arc::clone(&count));
-            handles.push(std::thread::spawn(move || {
-                for _ in 0..1000 {
-                    let _g = lock.lock().expect("nobody dies");
-                    let mut c = count.try_lock().expect("the shm lock excludes");
-                    *c += 1;
-                }
-            }));
-        }
-        for h in handles {
-            h.join().expect("thread");
-        }
-        assert_eq!(*count.lock().expect("lock"), 4000);
-    }
-}
+#[path = "lock_tests.rs"]
+pub(crate) mod tests;
 
 /// A [`Lock`]'s two words, to embed in a shared layout of one's own (the
 /// queues put theirs beside their rings).

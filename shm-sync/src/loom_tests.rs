@@ -37,6 +37,44 @@ fn loom_lock_excludes() {
     });
 }
 
+/// A holder that releases the lock poisoned (its data half-updated, the
+/// way `Lock` releases after taking it from a dead holder): a contender
+/// either takes it before, cleanly, or after, and then hears `OwnerDied`,
+/// whichever path (fast, spin, sleep) it is on; the holder's writes are
+/// visible to it either way.
+#[test]
+fn loom_a_poisoned_release_is_heard() {
+    loom::model(|| {
+        let lock = Arc::new(RawLock::default());
+        let data = Arc::new(UnsafeCell::new(0u32));
+        let holder = {
+            let (lock, data) = (Arc::clone(&lock), Arc::clone(&data));
+            thread::spawn(move || {
+                let me = Spin::thread_id();
+                let first = lock.lock::<Spin>(me, None) == Some(Taken::Clean);
+                // SAFETY: the lock is held: nobody else touches `data`.
+                data.with_mut(|d| unsafe { *d += 1 });
+                lock.unlock_poisoned::<Spin>();
+                first
+            })
+        };
+        let me = Spin::thread_id();
+        let taken = lock.lock::<Spin>(me, None).expect("no deadline");
+        // SAFETY: the lock is held: nobody else touches `data`.
+        let seen = data.with_mut(|d| unsafe {
+            *d += 1;
+            *d
+        });
+        assert!(lock.unlock::<Spin>());
+        let holder_first = holder.join().expect("thread");
+        if taken == Taken::OwnerDied {
+            assert!(holder_first && seen == 2, "poisoned only after the holder's update");
+        } else {
+            assert_eq!(seen, 1, "taken cleanly only before the holder");
+        }
+    });
+}
+
 #[test]
 fn loom_event_set_is_seen() {
     loom::model(|| {

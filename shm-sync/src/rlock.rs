@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use shm_core::sys::Deadline;
 use shm_core::{SegmentError, SegmentKind};
 
-use crate::error::{LockResult, OwnerDied, SyncError, TryLockError, TryLockResult};
+use crate::error::{AcquireTimeoutError, OwnerDied, SyncError, TryAcquireError};
 use crate::lock::{RawLock, Taken};
 #[cfg(not(loom))]
 use crate::park::Futex;
@@ -65,18 +65,37 @@ impl RawRLock {
         Some(taken)
     }
 
-    pub(crate) fn try_acquire(&self, me: u32) -> bool {
+    pub(crate) fn try_acquire(&self, me: u32) -> Option<Taken> {
+        if self.lock.holder() == me {
+            let c = self.count.load(Relaxed);
+            self.count.store(c.saturating_add(1), Relaxed);
+            return Some(Taken::Clean);
+        }
+        let taken = self.lock.try_take(me)?;
+        self.count.store(1, Relaxed);
+        Some(taken)
+    }
+
+    /// Re-entry, or a take of a free lock with one compare-and-swap; false
+    /// otherwise (held elsewhere, or free but inconsistent).
+    #[inline]
+    pub(crate) fn try_acquire_clean(&self, me: u32) -> bool {
         if self.lock.holder() == me {
             let c = self.count.load(Relaxed);
             self.count.store(c.saturating_add(1), Relaxed);
             return true;
         }
-        if self.lock.try_lock(me) {
-            self.count.store(1, Relaxed);
-            true
-        } else {
-            false
+        if !self.lock.try_lock(me) {
+            return false;
         }
+        self.count.store(1, Relaxed);
+        true
+    }
+
+    /// Releases every level, leaving the lock free but inconsistent.
+    pub(crate) fn release_poisoned<P: Park>(&self) {
+        self.count.store(0, Relaxed);
+        self.lock.unlock_poisoned::<P>();
     }
 
     pub(crate) fn release<P: Park>(&self, me: u32) -> Result<(), SyncError> {
@@ -125,32 +144,26 @@ impl RawRLock {
     }
 }
 
-/// A recursive lock in shared memory.
+/// A recursive lock in shared memory (Python's `multiprocessing.RLock`):
+/// the thread holding it may acquire it again; each guard releases one level.
+///
+/// Owner-died rules as for [`Lock`](crate::Lock).
 ///
 /// # Examples
 ///
 /// ```
 /// let r = shm_sync::RLock::new()?;
-/// let a = r.lock().expect("free");
-/// let b = r.lock().expect("the holder may re-enter");
+/// let a = r.acquire()?;
+/// let b = r.acquire()?; // the holder may re-enter
 /// assert_eq!(r.depth(), 2);
 /// drop((b, a));
-/// assert!(r.release().is_err(), "not held");
-/// # Ok::<(), shm_core::SegmentError>(())
+/// assert!(!r.is_owned());
+/// # Ok::<(), shm_core::Error>(())
 /// ```
 #[cfg(not(loom))]
 #[derive(Clone, Serialize, Deserialize)]
 pub struct RLock {
     shared: Shared<RawRLock>,
-}
-
-/// Holds one level of an [`RLock`] until dropped.
-#[cfg(not(loom))]
-#[must_use = "the level is released when the guard is dropped"]
-pub struct RLockGuard<'a> {
-    lock: &'a RLock,
-    // Guards belong to the thread that holds the lock.
-    _not_send: std::marker::PhantomData<*const ()>,
 }
 
 #[cfg(not(loom))]
@@ -163,19 +176,9 @@ impl fmt::Debug for RLock {
     }
 }
 
+// Guards belong to the thread that holds the lock: not Send.
 #[cfg(not(loom))]
-impl fmt::Debug for RLockGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RLockGuard")
-    }
-}
-
-#[cfg(not(loom))]
-impl Drop for RLockGuard<'_> {
-    fn drop(&mut self) {
-        let _ = self.lock.shared.get().release::<Futex>(Futex::thread_id());
-    }
-}
+lock_api!(RLock, RLockGuard, *const (), "recursive lock (one level)");
 
 #[cfg(not(loom))]
 impl RLock {
@@ -190,91 +193,65 @@ impl RLock {
         })
     }
 
+    /// A new, free recursive lock in a segment named `name`, which any
+    /// process may [`RLock::open`].
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if the name is taken or invalid.
+    pub fn create_named(name: &str) -> Result<Self, SegmentError> {
+        Ok(Self {
+            shared: Shared::create_named(name)?,
+        })
+    }
+
+    /// Opens the recursive lock named `name` (type and header checked).
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if there is none, or it holds another type.
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        Ok(Self {
+            shared: Shared::open(name)?,
+        })
+    }
+
     pub(crate) fn raw(&self) -> &RawRLock {
         self.shared.get()
     }
 
-    fn guard(&self, taken: Taken) -> LockResult<RLockGuard<'_>> {
-        let guard = RLockGuard {
-            lock: self,
-            _not_send: std::marker::PhantomData,
-        };
-        match taken {
-            Taken::Clean => Ok(guard),
-            Taken::OwnerDied => Err(OwnerDied::new(guard)),
-        }
+    #[inline]
+    fn me() -> u32 {
+        Futex::thread_id()
     }
 
-    /// Takes one level, waiting as long as needed.
-    ///
-    /// # Errors
-    ///
-    /// [`OwnerDied`] (with the guard) when the previous holder died holding it.
-    ///
-    /// # Panics
-    ///
-    /// Never: without a deadline the wait ends only with the lock held.
-    pub fn lock(&self) -> LockResult<RLockGuard<'_>> {
-        let taken = self
-            .raw()
-            .acquire::<Futex>(Futex::thread_id(), None)
-            .expect("no deadline");
-        self.guard(taken)
+    fn word(&self) -> &RawLock {
+        self.raw().raw()
     }
 
-    /// Takes one level if the lock is free or already ours.
-    ///
-    /// # Errors
-    ///
-    /// [`TryLockError::WouldBlock`] when another thread holds it.
-    pub fn try_lock(&self) -> TryLockResult<RLockGuard<'_>> {
-        if self.raw().try_acquire(Futex::thread_id()) {
-            self.guard(Taken::Clean).map_err(TryLockError::OwnerDied)
-        } else {
-            Err(TryLockError::WouldBlock)
-        }
+    #[inline]
+    fn take(&self, me: u32, deadline: Option<Deadline>) -> Option<Taken> {
+        self.raw().acquire::<Futex>(me, deadline)
     }
 
-    /// Waits up to `timeout` for one level.
-    ///
-    /// # Errors
-    ///
-    /// [`TryLockError::WouldBlock`] on timeout, [`TryLockError::OwnerDied`]
-    /// when the previous holder died holding it.
-    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<RLockGuard<'_>> {
-        match self
-            .raw()
-            .acquire::<Futex>(Futex::thread_id(), Some(Deadline::after(timeout)))
-        {
-            None => Err(TryLockError::WouldBlock),
-            Some(taken) => self.guard(taken).map_err(TryLockError::OwnerDied),
-        }
+    /// Re-entry, or the uncontended take: clean only.
+    #[inline]
+    fn take_fast(&self, me: u32) -> bool {
+        self.raw().try_acquire_clean(me)
     }
 
-    /// Python's `acquire(block, timeout)`; release with [`RLock::release`].
-    ///
-    /// # Errors
-    ///
-    /// [`OwnerDied`] when the lock **is now held** but its previous holder died.
-    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<bool, OwnerDied<()>> {
-        let me = Futex::thread_id();
-        if !block {
-            return Ok(self.raw().try_acquire(me));
-        }
-        match self.raw().acquire::<Futex>(me, timeout.map(Deadline::after)) {
-            None => Ok(false),
-            Some(Taken::Clean) => Ok(true),
-            Some(Taken::OwnerDied) => Err(OwnerDied::new(())),
-        }
+    #[inline]
+    fn try_take(&self, me: u32) -> Option<Taken> {
+        self.raw().try_acquire(me)
     }
 
-    /// Python's `release()`: one level.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::NotOwner`] when the calling thread does not hold it.
-    pub fn release(&self) -> Result<(), SyncError> {
-        self.raw().release::<Futex>(Futex::thread_id())
+    #[inline]
+    fn unlock_level(&self) {
+        let _ = self.raw().release::<Futex>(Self::me());
+    }
+
+    fn unlock_poisoned(&self) {
+        self.raw().release_poisoned::<Futex>();
     }
 
     /// Whether the calling thread holds it.
@@ -286,17 +263,6 @@ impl RLock {
     pub fn depth(&self) -> u32 {
         self.raw().depth()
     }
-
-    /// Whether it was taken over from a dead holder since the last
-    /// [`RLock::mark_consistent`].
-    pub fn is_inconsistent(&self) -> bool {
-        self.raw().raw().inconsistent()
-    }
-
-    /// Declares the guarded data repaired.
-    pub fn mark_consistent(&self) {
-        self.raw().raw().mark_consistent();
-    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -306,19 +272,22 @@ mod tests {
     #[test]
     fn recursion_and_ownership() {
         let r = RLock::new().expect("create");
-        assert_eq!(r.acquire(true, None).ok(), Some(true));
-        assert_eq!(r.acquire(false, None).ok(), Some(true));
+        let a = r.acquire().expect("free");
+        let b = r.try_acquire().expect("ours: re-entered");
         assert_eq!(r.depth(), 2);
         let other = {
             let r = r.clone();
-            std::thread::spawn(move || (r.acquire(false, None).ok(), r.release()))
+            std::thread::spawn(move || matches!(r.try_acquire(), Err(TryAcquireError::WouldBlock)))
         };
-        let (got, release) = other.join().expect("thread");
-        assert_eq!(got, Some(false));
-        assert!(matches!(release, Err(SyncError::NotOwner { .. })));
-        r.release().expect("level 2");
-        r.release().expect("level 1");
-        assert!(matches!(r.release(), Err(SyncError::NotOwner { holder: 0, .. })));
+        assert!(other.join().expect("thread"), "another thread must not get it");
+        drop(b);
+        assert_eq!(r.depth(), 1);
+        drop(a);
+        assert!(!r.is_owned() && r.depth() == 0);
+        assert!(matches!(
+            r.raw().release::<Futex>(Futex::thread_id()),
+            Err(SyncError::NotOwner { holder: 0, .. })
+        ));
     }
 
     #[test]
@@ -338,8 +307,14 @@ mod tests {
         for (word, what) in [(tid, "a bare tid"), (wrong | WAITERS, "a tid with another start tag")] {
             let r = RLock::new().expect("create");
             r.raw().raw().scribble(word);
-            match r.lock_timeout(crate::park::LIVENESS_SLICE * 100) {
-                Err(TryLockError::OwnerDied(e)) => assert_eq!(r.depth(), 1, "{what}: {e:?}"),
+            match r.acquire_timeout(crate::park::LIVENESS_SLICE * 100) {
+                Err(AcquireTimeoutError::OwnerDied(e)) => {
+                    assert_eq!(e.pid, crate::park::task_of(word), "{what}");
+                    assert!(
+                        r.is_inconsistent() && r.depth() == 0 && !r.is_owned(),
+                        "{what}: released"
+                    );
+                }
                 other => panic!("{what}: {:?}", other.map(drop)),
             }
         }
@@ -347,29 +322,33 @@ mod tests {
         r.raw().raw().scribble(right);
         assert!(
             matches!(
-                r.lock_timeout(crate::park::LIVENESS_SLICE * 3),
-                Err(TryLockError::WouldBlock)
+                r.acquire_timeout(crate::park::LIVENESS_SLICE * 3),
+                Err(AcquireTimeoutError::Timeout(_))
             ),
             "the word that thread would write is a live holder"
         );
-        assert!(matches!(r.release(), Err(SyncError::NotOwner { holder, .. }) if holder == tid));
         drop(stop_tx);
         bystander.join().expect("thread");
     }
 
     #[test]
-    fn a_dead_thread_holder_is_taken_over() {
+    fn a_dead_thread_holder_is_taken_over_and_recovered() {
         let r = RLock::new().expect("create");
         let t = {
             let r = r.clone();
             std::thread::spawn(move || {
-                let g = r.lock().expect("free");
+                let g = r.acquire().expect("free");
                 std::mem::forget(g);
             })
         };
         t.join().expect("thread");
-        let got = r.lock();
-        assert!(got.is_err(), "the holder thread ended while holding");
-        drop(got);
+        assert!(r.acquire().is_err(), "the holder thread ended while holding");
+        assert!(r.try_acquire().is_err(), "still inconsistent");
+        {
+            let g = r.recover();
+            assert_eq!(r.depth(), 1);
+            g.mark_consistent();
+        }
+        drop(r.acquire().expect("consistent again"));
     }
 }

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use shm_core::sys::{Deadline, FutexWait};
 use shm_core::{SegmentError, SegmentKind};
 
-use crate::error::SyncError;
+use crate::error::{AcquireTimeoutError, SyncError, TryAcquireError};
 #[cfg(not(loom))]
 use crate::park::Futex;
 use crate::park::Park;
@@ -124,11 +124,16 @@ impl RawSemaphore {
             let limit = if bound == 0 { SEM_VALUE_MAX } else { bound };
             let new = match v.checked_add(n) {
                 Some(new) if new <= limit => new,
-                _ if bound != 0 => return Err(SyncError::TooManyReleases { initial: bound }),
+                _ if bound != 0 => {
+                    return Err(SyncError::TooManyReleases {
+                        initial: bound,
+                        found: u64::from(v) + u64::from(n),
+                    });
+                }
                 _ => {
                     return Err(SyncError::OutOfRange {
-                        what: "semaphore value",
-                        bound: "at most 2147483647",
+                        what: "Semaphore release",
+                        bound: "a value of at most 2147483647",
                         got: u64::from(v) + u64::from(n),
                     });
                 }
@@ -152,8 +157,23 @@ impl RawSemaphore {
     }
 }
 
-/// A counting semaphore in shared memory. `release` may raise the value
-/// past its start (Python's `Semaphore`).
+/// A counting semaphore in shared memory (Python's `Semaphore`):
+/// [`Semaphore::release`] may raise the value past its start.
+///
+/// # Examples
+///
+/// ```
+/// let s = shm_sync::Semaphore::new(1)?;
+/// {
+///     let _permit = s.acquire();
+///     assert!(s.try_acquire().is_err());
+/// }
+/// s.try_acquire()?.forget(); // keep the permit taken
+/// assert_eq!(s.value(), 0);
+/// s.release()?;
+/// assert_eq!(s.value(), 1);
+/// # Ok::<(), shm_core::Error>(())
+/// ```
 #[cfg(not(loom))]
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Semaphore {
@@ -166,6 +186,38 @@ pub struct Semaphore {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct BoundedSemaphore {
     inner: Semaphore,
+}
+
+/// One permit of a [`Semaphore`] or [`BoundedSemaphore`], given back when
+/// dropped (or kept taken with [`SemaphoreGuard::forget`]).
+#[cfg(not(loom))]
+#[must_use = "the permit is given back when the guard is dropped"]
+pub struct SemaphoreGuard<'a> {
+    sem: &'a RawSemaphore,
+}
+
+#[cfg(not(loom))]
+impl fmt::Debug for SemaphoreGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SemaphoreGuard")
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for SemaphoreGuard<'_> {
+    fn drop(&mut self) {
+        // Gives back the permit this guard took: never past the bound, as
+        // long as nobody released permits they did not take.
+        let _ = self.sem.release::<Futex>(1);
+    }
+}
+
+#[cfg(not(loom))]
+impl SemaphoreGuard<'_> {
+    /// Keeps the permit taken (Python's acquire without a release).
+    pub fn forget(self) {
+        std::mem::forget(self);
+    }
 }
 
 #[cfg(not(loom))]
@@ -186,16 +238,19 @@ impl fmt::Debug for BoundedSemaphore {
 
 #[cfg(not(loom))]
 impl Semaphore {
-    fn make(value: u32, bounded: bool) -> Result<Self, SegmentError> {
+    fn check(value: u32) -> Result<(), SegmentError> {
         if value > SEM_VALUE_MAX {
             return Err(SegmentError::InvalidSize {
                 requested: u64::from(value),
                 reason: "a semaphore value is at most 2147483647",
             });
         }
-        let shared: Shared<RawSemaphore> = Shared::create()?;
+        Ok(())
+    }
+
+    fn make(shared: Shared<RawSemaphore>, value: u32, bounded: bool) -> Self {
         shared.get().init(value, bounded);
-        Ok(Self { shared })
+        Self { shared }
     }
 
     /// A semaphore holding `value` permits.
@@ -205,25 +260,69 @@ impl Semaphore {
     /// [`SegmentError`] if the segment cannot be made or `value` exceeds
     /// [`SEM_VALUE_MAX`].
     pub fn new(value: u32) -> Result<Self, SegmentError> {
-        Self::make(value, false)
+        Self::check(value)?;
+        Ok(Self::make(Shared::create()?, value, false))
     }
 
-    /// Takes a permit, waiting as long as needed; returns true.
-    pub fn acquire(&self) -> bool {
-        self.shared.get().acquire::<Futex>(None)
+    /// A semaphore holding `value` permits in a segment named `name`,
+    /// which any process may [`Semaphore::open`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Semaphore::new`], and if the name is taken or invalid.
+    pub fn create_named(name: &str, value: u32) -> Result<Self, SegmentError> {
+        Self::check(value)?;
+        Ok(Self::make(Shared::create_named(name)?, value, false))
     }
 
-    /// Takes a permit if one is free; returns whether it did.
-    pub fn try_acquire(&self) -> bool {
-        self.shared.get().try_take()
+    /// Opens the semaphore named `name` (type and header checked).
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if there is none, or it holds another type.
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        Ok(Self {
+            shared: Shared::open(name)?,
+        })
     }
 
-    /// Waits up to `timeout` for a permit; returns whether it got one.
-    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-        self.shared.get().acquire::<Futex>(Some(Deadline::after(timeout)))
+    fn guard(&self) -> SemaphoreGuard<'_> {
+        SemaphoreGuard { sem: self.shared.get() }
     }
 
-    /// Gives back one permit.
+    /// Takes a permit, waiting as long as needed.
+    pub fn acquire(&self) -> SemaphoreGuard<'_> {
+        self.shared.get().acquire::<Futex>(None);
+        self.guard()
+    }
+
+    /// Takes a permit if one is free, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryAcquireError::WouldBlock`] when none is free.
+    pub fn try_acquire(&self) -> Result<SemaphoreGuard<'_>, TryAcquireError> {
+        if self.shared.get().try_take() {
+            Ok(self.guard())
+        } else {
+            Err(TryAcquireError::WouldBlock)
+        }
+    }
+
+    /// Waits up to `timeout` for a permit.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireTimeoutError::Timeout`] when none came.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphoreGuard<'_>, AcquireTimeoutError> {
+        if self.shared.get().acquire::<Futex>(Some(Deadline::after(timeout))) {
+            Ok(self.guard())
+        } else {
+            Err(AcquireTimeoutError::Timeout(timeout))
+        }
+    }
+
+    /// Adds one permit.
     ///
     /// # Errors
     ///
@@ -232,7 +331,7 @@ impl Semaphore {
         self.shared.get().release::<Futex>(1)
     }
 
-    /// Gives back `n` permits.
+    /// Adds `n` permits.
     ///
     /// # Errors
     ///
@@ -255,33 +354,81 @@ impl BoundedSemaphore {
     ///
     /// As [`Semaphore::new`].
     pub fn new(value: u32) -> Result<Self, SegmentError> {
+        Semaphore::check(value)?;
         Ok(Self {
-            inner: Semaphore::make(value, true)?,
+            inner: Semaphore::make(Shared::create()?, value, true),
         })
     }
 
+    /// A bounded semaphore in a segment named `name` (see [`Semaphore::create_named`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Semaphore::create_named`].
+    pub fn create_named(name: &str, value: u32) -> Result<Self, SegmentError> {
+        Semaphore::check(value)?;
+        Ok(Self {
+            inner: Semaphore::make(Shared::create_named(name)?, value, true),
+        })
+    }
+
+    /// Opens the bounded semaphore named `name`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Semaphore::open`]; [`SegmentError::BadPayload`] when the
+    /// semaphore there is not bounded.
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        let inner = Semaphore::open(name)?;
+        // Relaxed: set once at creation.
+        if inner.shared.get().bound.load(Relaxed) == 0 {
+            return Err(SegmentError::TypeMismatch {
+                expected: "BoundedSemaphore".into(),
+                found: "Semaphore".into(),
+            });
+        }
+        Ok(Self { inner })
+    }
+
     /// See [`Semaphore::acquire`].
-    pub fn acquire(&self) -> bool {
+    pub fn acquire(&self) -> SemaphoreGuard<'_> {
         self.inner.acquire()
     }
 
     /// See [`Semaphore::try_acquire`].
-    pub fn try_acquire(&self) -> bool {
+    ///
+    /// # Errors
+    ///
+    /// As [`Semaphore::try_acquire`].
+    pub fn try_acquire(&self) -> Result<SemaphoreGuard<'_>, TryAcquireError> {
         self.inner.try_acquire()
     }
 
     /// See [`Semaphore::acquire_timeout`].
-    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+    ///
+    /// # Errors
+    ///
+    /// As [`Semaphore::acquire_timeout`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphoreGuard<'_>, AcquireTimeoutError> {
         self.inner.acquire_timeout(timeout)
     }
 
-    /// Gives back one permit.
+    /// Adds one permit.
     ///
     /// # Errors
     ///
     /// [`SyncError::TooManyReleases`] past the initial value.
     pub fn release(&self) -> Result<(), SyncError> {
         self.inner.release()
+    }
+
+    /// Adds `n` permits.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::TooManyReleases`] past the initial value.
+    pub fn release_n(&self, n: u32) -> Result<(), SyncError> {
+        self.inner.release_n(n)
     }
 
     /// The number of free permits now.
@@ -297,15 +444,23 @@ mod tests {
     #[test]
     fn counts_and_bounds() {
         let s = Semaphore::new(2).expect("create");
-        assert!(s.acquire() && s.try_acquire() && !s.try_acquire());
-        assert!(!s.acquire_timeout(Duration::from_millis(5)));
+        let a = s.acquire();
+        let b = s.try_acquire().expect("one left");
+        assert!(matches!(s.try_acquire(), Err(TryAcquireError::WouldBlock)));
+        assert!(matches!(
+            s.acquire_timeout(Duration::from_millis(5)),
+            Err(AcquireTimeoutError::Timeout(_))
+        ));
+        drop(a);
+        assert_eq!(s.value(), 1);
+        b.forget();
+        assert_eq!(s.value(), 1, "a forgotten permit stays taken");
         s.release_n(3).expect("may exceed the start value");
-        assert_eq!(s.value(), 3);
+        assert_eq!(s.value(), 4);
         let b = BoundedSemaphore::new(1).expect("create");
-        assert_eq!(b.release(), Err(SyncError::TooManyReleases { initial: 1 }));
-        assert!(b.acquire());
-        b.release().expect("back to 1");
-        assert_eq!(b.value(), 1);
+        assert_eq!(b.release(), Err(SyncError::TooManyReleases { initial: 1, found: 2 }));
+        drop(b.acquire());
+        assert_eq!(b.value(), 1, "the guard gave it back");
         assert!(Semaphore::new(u32::MAX).is_err());
     }
 
@@ -322,7 +477,11 @@ mod tests {
         // only be woken by a real release. The bounds only catch a hang.
         let t = {
             let s = s.clone();
-            std::thread::spawn(move || s.acquire_timeout(Duration::from_secs(60)))
+            std::thread::spawn(move || {
+                s.acquire_timeout(Duration::from_secs(60))
+                    .map(SemaphoreGuard::forget)
+                    .is_ok()
+            })
         };
         let start = std::time::Instant::now();
         // Relaxed: polling a counter for a test.
@@ -334,13 +493,13 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert!(!s.try_acquire(), "0 permits after the repair");
+        assert!(s.try_acquire().is_err(), "0 permits after the repair");
         s.release().expect("release");
         assert!(t.join().expect("thread"), "the release reached the waiter");
         assert_eq!(s.value(), 0, "the waiter took the one permit");
         // Timed, with the garbage left for it alone: gives up cleanly.
         s.shared.get().value.store(u32::MAX - 1, Relaxed);
-        assert!(!s.acquire_timeout(Duration::from_millis(1)));
+        assert!(s.acquire_timeout(Duration::from_millis(1)).is_err());
     }
 
     #[test]
@@ -348,7 +507,11 @@ mod tests {
         let s = Semaphore::new(0).expect("create");
         let t = {
             let s = s.clone();
-            std::thread::spawn(move || s.acquire_timeout(Duration::from_secs(30)))
+            std::thread::spawn(move || {
+                s.acquire_timeout(Duration::from_secs(30))
+                    .map(SemaphoreGuard::forget)
+                    .is_ok()
+            })
         };
         s.release().expect("release");
         assert!(t.join().expect("thread"));

@@ -54,6 +54,25 @@ impl<S: SharedState> Shared<S> {
         )?)
     }
 
+    /// A fresh, zeroed state in a new segment named `name`, which other
+    /// processes (ours or not) may [`Shared::open`].
+    pub(crate) fn create_named(name: &str) -> Result<Self, SegmentError> {
+        Self::from_mapped(Mapped::new(
+            Segment::create_named(name, &Self::identity(), size_of::<S>())?,
+            &Self::identity(),
+        )?)
+    }
+
+    /// The state in the segment named `name`: its header says it holds an
+    /// `S` of this kind ([`SegmentError::TypeMismatch`] names both types
+    /// otherwise) and its payload is exactly one `S`.
+    pub(crate) fn open(name: &str) -> Result<Self, SegmentError> {
+        Self::from_mapped(Mapped::new(
+            Segment::open_named(name, Some(&Self::identity()))?,
+            &Self::identity(),
+        )?)
+    }
+
     /// Checks that the mapping holds exactly one `S`.
     fn from_mapped(map: Mapped<S>) -> Result<Self, SegmentError> {
         let len = map.segment().payload_len();
@@ -86,5 +105,98 @@ impl<'de, S: SharedState> Deserialize<'de> for Shared<S> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let map = Mapped::deserialize_as(deserializer, &Self::identity())?;
         Self::from_mapped(map).map_err(shm_core::handle::decode_error)
+    }
+}
+
+/// Every object by name, from an unrelated process (this test binary run
+/// again), and a name opened as the wrong type.
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::time::Duration;
+
+    use crate::lock::tests::rerun;
+    use crate::{Array, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, Value};
+
+    fn names(base: &str) -> [String; 9] {
+        [
+            "lock", "rlock", "sem", "bsem", "cond", "event", "barrier", "value", "array",
+        ]
+        .map(|k| format!("{base}-{k}"))
+    }
+
+    /// In the re-run child only: opens every object by name and leaves a
+    /// mark on each that the parent checks.
+    #[test]
+    fn child_opens_every_object_by_name() {
+        let Ok(base) = std::env::var("SHM_SYNC_CHILD") else {
+            return;
+        };
+        let [lock, rlock, sem, bsem, cond, event, barrier, value, array] = names(&base);
+        drop(Lock::open(&lock).expect("lock").acquire().expect("free"));
+        drop(RLock::open(&rlock).expect("rlock").acquire().expect("free"));
+        Semaphore::open(&sem).expect("sem").acquire().forget();
+        BoundedSemaphore::open(&bsem).expect("bsem").acquire().forget();
+        let cond = Condition::open(&cond).expect("cond");
+        assert_eq!(cond.acquire().expect("free").notify_all(), 0, "nobody waits");
+        Value::<u64>::open(&value).expect("value").set(42);
+        Array::<u32>::open(&array).expect("array").set(1, 7).expect("in range");
+        Event::open(&event).expect("event").set();
+        Barrier::open(&barrier)
+            .expect("barrier")
+            .wait_timeout(Duration::from_secs(60))
+            .expect("the parent waits too");
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "starts a process, opens named segments")]
+    fn every_object_opens_by_name_in_an_unrelated_process() {
+        let base = format!("shm-sync-test-named-{}", std::process::id());
+        let n = names(&base);
+        let lock = Lock::create_named(&n[0]).expect("lock");
+        let rlock = RLock::create_named(&n[1]).expect("rlock");
+        let sem = Semaphore::create_named(&n[2], 3).expect("sem");
+        let bsem = BoundedSemaphore::create_named(&n[3], 2).expect("bsem");
+        let cond = Condition::create_named(&n[4]).expect("cond");
+        let event = Event::create_named(&n[5]).expect("event");
+        let barrier = Barrier::create_named(&n[6], 2).expect("barrier");
+        let value = Value::create_named(&n[7], 0u64).expect("value");
+        let array = Array::<u32>::create_named(&n[8], 3).expect("array");
+        let mut child = rerun("shared::tests::child_opens_every_object_by_name", &base);
+        let met = barrier.wait_timeout(Duration::from_secs(60));
+        let status = child.wait().expect("reap");
+        let mut all = n.to_vec();
+        all.extend([&n[4], &n[7], &n[8]].map(|x| format!("{x}.lock")));
+        for name in &all {
+            shm_core::Segment::unlink(name).expect("unlink");
+        }
+        assert!(status.success(), "the child failed: {status}");
+        assert!(met.is_ok(), "the barrier: {met:?}");
+        assert!(!lock.is_locked() && !rlock.is_owned() && cond.try_acquire().is_ok());
+        assert_eq!((sem.value(), bsem.value()), (2, 1), "each gave a permit away");
+        assert!(event.is_set());
+        assert_eq!(value.get(), 42);
+        assert_eq!(array.to_vec(), [0, 7, 0]);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "opens named segments")]
+    fn opening_as_the_wrong_type_names_both() {
+        let name = format!("shm-sync-test-wrongtype-{}", std::process::id());
+        let _event = Event::create_named(&name).expect("event");
+        let as_lock = Lock::open(&name).map(drop);
+        let as_bounded = BoundedSemaphore::open(&name).map(drop);
+        shm_core::Segment::unlink(&name).expect("unlink");
+        let msg = as_lock.expect_err("an event is not a lock").to_string();
+        assert!(msg.contains("RawLock") && msg.contains("RawEvent"), "{msg}");
+        assert!(as_bounded.is_err());
+        let name = format!("shm-sync-test-unbounded-{}", std::process::id());
+        let _sem = Semaphore::create_named(&name, 1).expect("sem");
+        let got = BoundedSemaphore::open(&name).map(drop);
+        shm_core::Segment::unlink(&name).expect("unlink");
+        let msg = got.expect_err("not bounded").to_string();
+        assert!(
+            msg.contains("BoundedSemaphore") && msg.contains("found Semaphore"),
+            "{msg}"
+        );
     }
 }

@@ -22,6 +22,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use shm_core::{AtomicInteger, OutOfBounds, RawArray, RawValue, SegmentError, ShmSafe};
 
+use std::time::Duration;
+
+use crate::error::{AcquireTimeoutError, OwnerDied, TryAcquireError};
 use crate::{Lock, RLock};
 
 /// The lock of a [`Value`] or [`Array`].
@@ -47,13 +50,64 @@ pub enum SharedLockGuard<'a> {
     None,
 }
 
-impl SharedLock {
-    /// Takes the lock (a dead holder's lock is taken over; see the lock's
-    /// `is_inconsistent`).
-    pub fn lock(&self) -> SharedLockGuard<'_> {
+impl SharedLockGuard<'_> {
+    /// See [`LockGuard::mark_consistent`](crate::LockGuard::mark_consistent).
+    pub fn mark_consistent(&self) {
         match self {
-            Self::RLock(l) => SharedLockGuard::RLock(l.lock().unwrap_or_else(crate::OwnerDied::into_guard)),
-            Self::Lock(l) => SharedLockGuard::Lock(l.lock().unwrap_or_else(crate::OwnerDied::into_guard)),
+            Self::RLock(g) => g.mark_consistent(),
+            Self::Lock(g) => g.mark_consistent(),
+            Self::None => {}
+        }
+    }
+}
+
+impl SharedLock {
+    /// Takes the lock, as [`Lock::acquire`] (always succeeds for [`SharedLock::None`]).
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`], as [`Lock::acquire`].
+    pub fn acquire(&self) -> Result<SharedLockGuard<'_>, OwnerDied> {
+        Ok(match self {
+            Self::RLock(l) => SharedLockGuard::RLock(l.acquire()?),
+            Self::Lock(l) => SharedLockGuard::Lock(l.acquire()?),
+            Self::None => SharedLockGuard::None,
+        })
+    }
+
+    /// As [`Lock::try_acquire`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::try_acquire`].
+    pub fn try_acquire(&self) -> Result<SharedLockGuard<'_>, TryAcquireError> {
+        Ok(match self {
+            Self::RLock(l) => SharedLockGuard::RLock(l.try_acquire()?),
+            Self::Lock(l) => SharedLockGuard::Lock(l.try_acquire()?),
+            Self::None => SharedLockGuard::None,
+        })
+    }
+
+    /// As [`Lock::acquire_timeout`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::acquire_timeout`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<SharedLockGuard<'_>, AcquireTimeoutError> {
+        Ok(match self {
+            Self::RLock(l) => SharedLockGuard::RLock(l.acquire_timeout(timeout)?),
+            Self::Lock(l) => SharedLockGuard::Lock(l.acquire_timeout(timeout)?),
+            Self::None => SharedLockGuard::None,
+        })
+    }
+
+    /// As [`Lock::recover`]: takes it whatever its state. The value's own
+    /// `get`/`set`/`update` take it this way (plain data has no invalid
+    /// state), leaving an inconsistent lock inconsistent.
+    pub fn recover(&self) -> SharedLockGuard<'_> {
+        match self {
+            Self::RLock(l) => SharedLockGuard::RLock(l.recover()),
+            Self::Lock(l) => SharedLockGuard::Lock(l.recover()),
             Self::None => SharedLockGuard::None,
         }
     }
@@ -107,6 +161,31 @@ impl<T: ShmSafe> Value<T> {
         Self::with_lock(value, SharedLock::RLock(RLock::new()?))
     }
 
+    /// A value with a new [`RLock`], both named: the value `name`, its lock
+    /// `name.lock`; any process may [`Value::open`] it.
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if a name is taken or invalid.
+    pub fn create_named(name: &str, value: T) -> Result<Self, SegmentError> {
+        Ok(Self {
+            raw: RawValue::create_named(name, value)?,
+            lock: SharedLock::RLock(RLock::create_named(&format!("{name}.lock"))?),
+        })
+    }
+
+    /// Opens the value named `name` and its lock (types and headers checked).
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if either is missing or holds another type.
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        Ok(Self {
+            raw: RawValue::open(name)?,
+            lock: SharedLock::RLock(RLock::open(&format!("{name}.lock"))?),
+        })
+    }
+
     /// A value guarded by `lock` (or unguarded with [`SharedLock::None`]).
     ///
     /// # Errors
@@ -126,19 +205,19 @@ impl<T: ShmSafe> Value<T> {
 
     /// Reads the value under the lock.
     pub fn get(&self) -> T {
-        let _g = self.lock.lock();
+        let _g = self.lock.recover();
         self.raw.get()
     }
 
     /// Writes the value under the lock.
     pub fn set(&self, value: T) {
-        let _g = self.lock.lock();
+        let _g = self.lock.recover();
         self.raw.set(value);
     }
 
     /// Replaces the value with `f(value)` under the lock; returns the new value.
     pub fn update(&self, f: impl FnOnce(T) -> T) -> T {
-        let _g = self.lock.lock();
+        let _g = self.lock.recover();
         let new = f(self.raw.get());
         self.raw.set(new);
         new
@@ -160,7 +239,7 @@ impl<T: AtomicInteger> Value<T> {
     /// For a counter touched by nothing but atomic operations, use
     /// `get_obj().fetch_add(..)`, which skips the lock.
     pub fn fetch_add(&self, v: T) -> T {
-        let _g = self.lock.lock();
+        let _g = self.lock.recover();
         // AcqRel: as the lock-free form would order it, for code that reads
         // the value with `get_obj().load(Acquire)` without the lock.
         self.raw.fetch_add(v, std::sync::atomic::Ordering::AcqRel)
@@ -169,7 +248,7 @@ impl<T: AtomicInteger> Value<T> {
     /// Wrapping subtract under the lock; returns the previous value. See
     /// [`Value::fetch_add`] for why the lock is taken.
     pub fn fetch_sub(&self, v: T) -> T {
-        let _g = self.lock.lock();
+        let _g = self.lock.recover();
         // AcqRel: as in `fetch_add`.
         self.raw.fetch_sub(v, std::sync::atomic::Ordering::AcqRel)
     }
@@ -213,6 +292,32 @@ impl<T: ShmSafe> Array<T> {
         })
     }
 
+    /// `len` zeroed elements with a new [`RLock`], both named: the array
+    /// `name`, its lock `name.lock`; any process may [`Array::open`] it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Array::new`], and if a name is taken or invalid.
+    pub fn create_named(name: &str, len: usize) -> Result<Self, SegmentError> {
+        let zeros = vec![<T as zerocopy::FromZeros>::new_zeroed(); len];
+        Ok(Self {
+            raw: RawArray::create_named(name, &zeros)?,
+            lock: SharedLock::RLock(RLock::create_named(&format!("{name}.lock"))?),
+        })
+    }
+
+    /// Opens the array named `name` and its lock (types and headers checked).
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if either is missing or holds another type.
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        Ok(Self {
+            raw: RawArray::open(name)?,
+            lock: SharedLock::RLock(RLock::open(&format!("{name}.lock"))?),
+        })
+    }
+
     /// A copy of `items` with a new [`RLock`].
     ///
     /// # Errors
@@ -251,7 +356,7 @@ impl<T: ShmSafe> Array<T> {
 
     /// Element `i` under the lock.
     pub fn get(&self, i: usize) -> Option<T> {
-        let _g = self.lock.lock();
+        let _g = self.lock.recover();
         self.raw.get(i)
     }
 
@@ -261,19 +366,19 @@ impl<T: ShmSafe> Array<T> {
     ///
     /// [`OutOfBounds`] past the end.
     pub fn set(&self, i: usize, v: T) -> Result<(), OutOfBounds> {
-        let _g = self.lock.lock();
+        let _g = self.lock.recover();
         self.raw.set(i, v)
     }
 
     /// A copy of every element, taken under the lock.
     pub fn to_vec(&self) -> Vec<T> {
-        let _g = self.lock.lock();
+        let _g = self.lock.recover();
         self.raw.to_vec()
     }
 
     /// Runs `f` on the whole array under the lock.
     pub fn with<R>(&self, f: impl FnOnce(&RawArray<T>) -> R) -> R {
-        let _g = self.lock.lock();
+        let _g = self.lock.recover();
         f(&self.raw)
     }
 

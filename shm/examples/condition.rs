@@ -6,22 +6,20 @@ use shm::prelude::*;
 
 fn stage_1((cond, done): (Condition, RawValue<u32>)) {
     println!("stage 1 working in {}", current_process().name());
-    cond.acquire(true, None).expect("lock");
+    let guard = cond.acquire().expect("no holder dies here");
     done.set(1);
     println!("stage 1 done; notifying all");
-    cond.notify_all().expect("we hold the lock");
-    cond.release().expect("we hold the lock");
+    guard.notify_all();
 }
 
 fn stage_2((cond, done): (Condition, RawValue<u32>)) {
-    cond.acquire(true, None).expect("lock");
-    cond.wait_for(|| done.get() == 1, None).expect("we hold the lock");
+    let mut guard = cond.acquire().expect("no holder dies here");
+    guard.wait_for(|| done.get() == 1).expect("no holder dies here");
     println!(
         "stage 2 running in {} after stage 1 (done = {})",
         current_process().name(),
         done.get()
     );
-    cond.release().expect("we hold the lock");
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -8,8 +8,12 @@ use shm::prelude::*;
 
 fn wait_forever(e: Event) {
     let t = Instant::now();
-    let set = e.wait();
-    println!("waiter without timeout: {set} after {:.1} s", t.elapsed().as_secs_f64());
+    e.wait();
+    println!(
+        "waiter without timeout: {} after {:.1} s",
+        e.is_set(),
+        t.elapsed().as_secs_f64()
+    );
 }
 
 fn wait_two_seconds(e: Event) {

@@ -1,5 +1,5 @@
 //! S12: five processes each add 1 to a shared counter 1000 times under one
-//! `Lock`; some use the guard, some Python's explicit acquire/release. The
+//! `Lock`; some block in `acquire`, some retry `try_acquire`. The
 //! total is exactly 5000. Then the same without the lock, to show the
 //! updates it loses.
 
@@ -7,16 +7,21 @@ use shm::prelude::*;
 
 fn with_guard((lock, counter): (Lock, RawValue<u64>)) {
     for _ in 0..1000 {
-        let _guard = lock.lock().expect("no holder dies here");
+        let _guard = lock.acquire().expect("no holder dies here");
         counter.set(counter.get() + 1);
     }
 }
 
-fn with_acquire_release((lock, counter): (Lock, RawValue<u64>)) {
+fn with_try_acquire((lock, counter): (Lock, RawValue<u64>)) {
     for _ in 0..1000 {
-        lock.acquire(true, None).expect("no holder dies here");
+        let _guard = loop {
+            match lock.try_acquire() {
+                Ok(guard) => break guard,
+                Err(shm::TryAcquireError::WouldBlock) => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        };
         counter.set(counter.get() + 1);
-        lock.release().expect("we hold it");
     }
 }
 
@@ -37,7 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let counter = RawValue::new(0u64)?;
     let procs: Vec<Process> = (0..5)
         .map(|i| {
-            let target = if i % 2 == 0 { with_guard } else { with_acquire_release };
+            let target = if i % 2 == 0 { with_guard } else { with_try_acquire };
             Process::new(target, (lock.clone(), counter.clone()))
         })
         .collect();

@@ -16,9 +16,9 @@ struct Shared {
 }
 
 fn worker((n, s): (u32, Shared)) {
-    s.sem.acquire();
+    let _permit = s.sem.acquire();
     {
-        let _g = s.lock.lock().expect("no holder dies here");
+        let _g = s.lock.acquire().expect("no holder dies here");
         let free = (0..s.active.len())
             .find(|&i| s.active.get(i) == Some(0))
             .expect("10 slots for 10 workers");
@@ -36,13 +36,12 @@ fn worker((n, s): (u32, Shared)) {
     }
     std::thread::sleep(Duration::from_millis(20));
     {
-        let _g = s.lock.lock().expect("no holder dies here");
+        let _g = s.lock.acquire().expect("no holder dies here");
         let mine = (0..s.active.len())
             .find(|&i| s.active.get(i) == Some(n))
             .expect("we are listed");
         s.active.set(mine, 0).expect("in range");
     }
-    s.sem.release().expect("we hold a permit");
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -177,8 +177,9 @@ pub use shm_collections::{bytes, duplex, mpmc, pipe, queue, spsc};
 pub use shm_core::*;
 pub use shm_sync::park;
 pub use shm_sync::{
-    Array, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, LockResult, OwnerDied, RLock, RLockGuard,
-    Semaphore, SharedLock, SharedLockGuard, SyncError, TryLockError, TryLockResult, Value,
+    AcquireTimeoutError, Array, Barrier, BarrierError, BoundedSemaphore, Condition, ConditionError, ConditionGuard,
+    Event, Lock, LockGuard, OwnerDied, RLock, RLockGuard, Semaphore, SemaphoreGuard, SharedLock, SharedLockGuard,
+    SyncError, TryAcquireError, Value,
 };
 
 /// The names most programs use.

@@ -53,7 +53,7 @@ fn fn_ref_from_forged_bytes_is_an_error(m: StartMethod) -> Result {
     // decoder never yields one.
     let q: Queue<FnRef> = Queue::new(4)?;
     check(
-        q.put(FnRef::new(action)).is_err(),
+        q.put(FnRef::new(action_unit)).is_err(),
         "a queue carried a function reference",
     )?;
     let forged = postcard::to_allocvec(&0u32)?;
@@ -63,9 +63,13 @@ fn fn_ref_from_forged_bytes_is_an_error(m: StartMethod) -> Result {
 
 static ACTION_RAN: AtomicU8 = AtomicU8::new(0);
 
-fn action() {
+fn action(mark: u8) {
     // Relaxed: read by this same thread after the barrier returns.
-    ACTION_RAN.store(1, Relaxed);
+    ACTION_RAN.store(mark, Relaxed);
+}
+
+fn action_unit() {
+    action(1);
 }
 
 /// Exits 0 if the barrier's action ran here, in the child.
@@ -80,7 +84,7 @@ fn wait_at_barrier(b: Barrier) -> std::result::Result<(), String> {
 }
 
 fn barrier_action_travels_by_bootstrap(m: StartMethod) -> Result {
-    let b = Barrier::new(1)?.with_action(action);
+    let b = Barrier::with_action(1, action, 1u8)?;
     let p = Process::new(wait_at_barrier, b).with_start_method(m);
     p.start()?;
     check(
@@ -205,7 +209,7 @@ fn join_releases_descriptors(m: StartMethod) -> Result {
 // ----- item 9: errors crossing the bootstrap keep their cause -----
 
 fn take_lock(l: Lock) {
-    drop(l.lock());
+    drop(l.acquire());
 }
 
 fn put_one(q: Queue<u32>) {

@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering::{Acquire, Release};
 use std::time::Duration;
 
 use libtest_mimic::Trial;
-use std::sync::OnceLock;
 
 use shm::{
-    Barrier, Condition, Event, Lock, Process, RLock, RawValue, Semaphore, StartMethod, SyncError, TryLockError, Value,
+    AcquireTimeoutError, Barrier, BarrierError, Condition, ConditionError, Event, Lock, OwnerDied, Process, RLock,
+    RawValue, Semaphore, StartMethod, TryAcquireError, Value,
 };
 use shm_tests::{
     HANG_GUARD, METHODS, check, next_random, process_state, run_all, run_trials, sleep_until_killed, wait_flag,
@@ -30,23 +30,22 @@ fn rounds(n: usize) -> usize {
 /// Increments a plain (non-atomic) shared counter under the lock.
 fn locked_increments((lock, counter, n): (Lock, RawValue<u64>, u64)) {
     for _ in 0..n {
-        let _g = lock.lock().expect("nobody dies in this test");
+        let _g = lock.acquire().expect("nobody dies in this test");
         counter.set(counter.get() + 1);
     }
 }
 
-/// The same with Python's explicit acquire/release.
-fn acquire_release_increments((lock, counter, n): (Lock, RawValue<u64>, u64)) {
+/// The same with timed acquires.
+fn acquire_timeout_increments((lock, counter, n): (Lock, RawValue<u64>, u64)) {
     for _ in 0..n {
-        assert_eq!(lock.acquire(true, None).ok(), Some(true));
+        let _g = lock.acquire_timeout(HANG_GUARD).expect("nobody dies, nobody hangs");
         counter.set(counter.get() + 1);
-        lock.release().expect("held");
     }
 }
 
 /// Holds the lock forever once `ready` is set.
 fn hold_forever((lock, ready): (Lock, RawValue<u32>)) {
-    let _g = lock.lock().expect("first holder");
+    let _g = lock.acquire().expect("first holder");
     ready.store(1, Release);
     sleep_until_killed();
 }
@@ -57,15 +56,13 @@ fn hold_forever((lock, ready): (Lock, RawValue<u32>)) {
 fn churn((lock, counter, dirty): (Lock, RawValue<u64>, RawValue<u32>)) {
     let start = std::time::Instant::now();
     while start.elapsed() < HANG_GUARD {
-        let g = match lock.lock() {
-            Ok(g) => g,
-            Err(died) => {
-                // Repair: the dead holder may have left `dirty` set.
-                dirty.set(0);
-                lock.mark_consistent();
-                died.into_guard()
-            }
-        };
+        let g = lock.acquire().unwrap_or_else(|OwnerDied { .. }| {
+            // Repair: the dead holder may have left `dirty` set.
+            let g = lock.recover();
+            dirty.set(0);
+            g.mark_consistent();
+            g
+        });
         dirty.set(1);
         counter.set(counter.get() + 1);
         dirty.set(0);
@@ -78,7 +75,7 @@ fn counts_exactly(m: StartMethod) -> Result {
     let lock = Lock::new()?;
     let counter = RawValue::new(0u64)?;
     let a = Process::new(locked_increments, (lock.clone(), counter.clone(), INCREMENTS)).with_start_method(m);
-    let b = Process::new(acquire_release_increments, (lock.clone(), counter.clone(), INCREMENTS)).with_start_method(m);
+    let b = Process::new(acquire_timeout_increments, (lock.clone(), counter.clone(), INCREMENTS)).with_start_method(m);
     a.start()?;
     b.start()?;
     check(a.join()? == 0 && b.join()? == 0, "a child failed")?;
@@ -97,19 +94,23 @@ fn dead_holder_is_taken_over(m: StartMethod) -> Result {
     wait_flag(&ready);
     check(lock.holder() == p.pid(), "the child holds the lock")?;
     check(
-        matches!(lock.try_lock(), Err(TryLockError::WouldBlock)),
+        matches!(lock.try_acquire(), Err(TryAcquireError::WouldBlock)),
         "held by a live child",
     )?;
     p.kill()?;
     check(p.join()? == -9, "killed")?;
     // Within a bounded time (the test's hang guard is generous).
-    match lock.lock_timeout(Duration::from_secs(30)) {
-        Err(TryLockError::OwnerDied(died)) => drop(died.into_guard()),
+    match lock.acquire_timeout(Duration::from_secs(30)) {
+        Err(AcquireTimeoutError::OwnerDied(died)) => check(Some(died.pid) == p.pid(), "the dead holder's pid")?,
         other => return Err(format!("expected OwnerDied, got {other:?}").into()),
     }
-    check(lock.is_inconsistent(), "not flagged inconsistent")?;
-    lock.mark_consistent();
-    check(lock.lock().is_ok(), "clean afterwards")
+    check(
+        lock.is_inconsistent() && !lock.is_locked(),
+        "not flagged inconsistent, or left held",
+    )?;
+    check(lock.acquire().is_err(), "every acquirer hears it until recovered")?;
+    lock.recover().mark_consistent();
+    check(lock.acquire().is_ok(), "clean afterwards")
 }
 
 /// A zombie holder (dead, not yet reaped by its parent) counts as dead.
@@ -121,9 +122,9 @@ fn zombie_holder_is_taken_over() -> Result {
     wait_flag(&ready);
     p.kill()?;
     // Not joined: the child stays a zombie while we wait for its lock.
-    let got = lock.lock_timeout(Duration::from_secs(30));
+    let got = lock.acquire_timeout(Duration::from_secs(30));
     check(
-        matches!(got, Err(TryLockError::OwnerDied(_))),
+        matches!(got, Err(AcquireTimeoutError::OwnerDied(_))),
         format!("zombie holder: {got:?}"),
     )?;
     drop(got);
@@ -144,14 +145,15 @@ fn sigkill_at_random_points_never_hangs(m: StartMethod) -> Result {
         p.kill()?;
         p.join()?;
         let before = counter.get();
-        let g = match lock.lock_timeout(Duration::from_secs(30)) {
+        let g = match lock.acquire_timeout(Duration::from_secs(30)) {
             Ok(g) => g,
-            Err(TryLockError::OwnerDied(died)) => {
+            Err(AcquireTimeoutError::OwnerDied(_)) => {
+                let g = lock.recover();
                 dirty.set(0);
-                lock.mark_consistent();
-                died.into_guard()
+                g.mark_consistent();
+                g
             }
-            Err(TryLockError::WouldBlock) => return Err(format!("round {round}: survivor hung").into()),
+            Err(AcquireTimeoutError::Timeout(_)) => return Err(format!("round {round}: survivor hung").into()),
         };
         check(dirty.get() == 0, "dirty after repair")?;
         counter.set(counter.get() + 1);
@@ -201,13 +203,13 @@ fn event_wakes_every_waiting_process(m: StartMethod) -> Result {
 }
 
 fn limited((sem, active, most): (Semaphore, RawValue<u32>, RawValue<u32>)) {
-    sem.acquire();
+    let permit = sem.acquire();
     let now = active.fetch_add(1, Acquire) + 1;
     most.atomic().fetch_max(now, Release);
     // Widens the overlap the check looks for; the check holds at any speed.
     std::thread::sleep(Duration::from_millis(5));
     active.fetch_sub(1, Release);
-    sem.release().expect("we hold a permit");
+    drop(permit);
 }
 
 fn semaphore_limits_concurrency(m: StartMethod) -> Result {
@@ -225,24 +227,27 @@ fn semaphore_limits_concurrency(m: StartMethod) -> Result {
 }
 
 fn rlock_child((r, step): (RLock, RawValue<u32>)) -> std::result::Result<(), String> {
-    if r.acquire(false, None).ok() != Some(false) {
+    if !matches!(r.try_acquire(), Err(TryAcquireError::WouldBlock)) || r.is_owned() {
         return Err("took an RLock the parent holds".into());
     }
-    if r.release().is_ok() {
-        return Err("released an RLock the parent holds".into());
-    }
     step.store(1, Release);
-    if r.acquire(true, Some(Duration::from_secs(30))).ok() != Some(true) || r.acquire(true, None).ok() != Some(true) {
-        return Err("could not take it twice".into());
+    let a = r.acquire_timeout(Duration::from_secs(30)).map_err(|e| e.to_string())?;
+    let b = r.acquire().map_err(|e| e.to_string())?;
+    if r.depth() != 2 {
+        return Err(format!("depth {} after taking it twice", r.depth()));
     }
-    r.release().map_err(|e| e.to_string())?;
-    r.release().map_err(|e| e.to_string())
+    drop((b, a));
+    if r.depth() == 0 {
+        Ok(())
+    } else {
+        Err("left held".into())
+    }
 }
 
 fn rlock_belongs_to_one_thread_of_one_process(m: StartMethod) -> Result {
     let r = RLock::new()?;
     let step = RawValue::new(0u32)?;
-    let g = r.lock().map_err(|_| "fresh lock")?;
+    let g = r.acquire()?;
     let p = Process::new(rlock_child, (r.clone(), step.clone())).with_start_method(m);
     p.start()?;
     wait_flag(&step);
@@ -252,10 +257,10 @@ fn rlock_belongs_to_one_thread_of_one_process(m: StartMethod) -> Result {
 }
 
 fn cond_waiter((cond, woken): (Condition, RawValue<u32>)) -> std::result::Result<(), String> {
-    cond.acquire(true, None).map_err(|_| "lock")?;
-    let notified = cond.wait_timeout(Duration::from_secs(60)).map_err(|e| e.to_string())?;
+    let mut g = cond.acquire().map_err(|e| e.to_string())?;
+    let notified = g.wait_timeout(Duration::from_secs(60)).map_err(|e| e.to_string())?;
     woken.fetch_add(1, Release);
-    cond.release().map_err(|e| e.to_string())?;
+    drop(g);
     if notified { Ok(()) } else { Err("timed out".into()) }
 }
 
@@ -269,38 +274,29 @@ fn condition_notify_n_wakes_exactly_n(m: StartMethod) -> Result {
         p.start()?;
     }
     wait_until("4 processes to wait on the condition", || cond.waiting() == 4);
-    cond.acquire(true, None).map_err(|_| "lock")?;
-    check(cond.notify(2)? == 2, "notify(2)")?;
-    cond.release()?;
+    check(cond.acquire()?.notify(2) == 2, "notify(2)")?;
     wait_until("2 notified waiters to count themselves", || woken.load(Acquire) >= 2);
     // The other two can only leave by notification (their timeout is 60 s).
     check(
         cond.waiting() == 2 && woken.load(Acquire) == 2,
         "notify(2) woke more than two",
     )?;
-    cond.acquire(true, None).map_err(|_| "lock")?;
-    check(cond.notify_all()? == 2, "notify_all")?;
-    cond.release()?;
+    check(cond.acquire()?.notify_all() == 2, "notify_all")?;
     for p in &procs {
         check(p.join()? == 0, "a waiter was not notified")?;
     }
     Ok(())
 }
 
-static ROUNDS_DONE: OnceLock<RawValue<u64>> = OnceLock::new();
-
-fn count_round() {
-    if let Some(v) = ROUNDS_DONE.get() {
-        v.fetch_add(1, Release);
-    }
+/// The barrier's action: counts a round in its argument, a shared value
+/// that travels with the barrier to every child, under every start method.
+fn count_round(done: RawValue<u64>) {
+    done.fetch_add(1, Release);
 }
 
-fn barrier_party(
-    (b, rounds_done, index_sum, rounds): (Barrier, RawValue<u64>, RawValue<u64>, u64),
-) -> std::result::Result<(), String> {
-    let _ = ROUNDS_DONE.set(rounds_done);
+fn barrier_party((b, index_sum, rounds): (Barrier, RawValue<u64>, u64)) -> std::result::Result<(), String> {
     for _ in 0..rounds {
-        let i = b.wait().map_err(|e| e.to_string())?;
+        let i = b.wait_timeout(Duration::from_secs(60)).map_err(|e| e.to_string())?;
         index_sum.fetch_add(u64::from(i), Release);
     }
     Ok(())
@@ -312,12 +308,11 @@ fn barrier_rounds(m: StartMethod) -> Result {
     } else {
         1000
     };
-    let b = Barrier::new(3)?
-        .with_action(count_round)
-        .with_timeout(Duration::from_secs(60));
-    let (done, sum) = (RawValue::new(0u64)?, RawValue::new(0u64)?);
+    let done = RawValue::new(0u64)?;
+    let b = Barrier::with_action(3, count_round, done.clone())?;
+    let sum = RawValue::new(0u64)?;
     let procs: Vec<Process> = (0..3)
-        .map(|_| Process::new(barrier_party, (b.clone(), done.clone(), sum.clone(), rounds)).with_start_method(m))
+        .map(|_| Process::new(barrier_party, (b.clone(), sum.clone(), rounds)).with_start_method(m))
         .collect();
     run_all(&procs)?;
     check(
@@ -333,7 +328,7 @@ fn barrier_rounds(m: StartMethod) -> Result {
 
 fn barrier_wait_once(b: Barrier) -> std::result::Result<(), String> {
     match b.wait() {
-        Err(SyncError::BrokenBarrier) => Ok(()),
+        Err(BarrierError::Broken) => Ok(()),
         other => Err(format!("{other:?}")),
     }
 }
@@ -372,18 +367,19 @@ fn value_with_lock_counts_exactly(m: StartMethod) -> Result {
 }
 
 fn notify_then_hold((cond, ready): (Condition, RawValue<u32>)) {
-    cond.acquire(true, None).expect("lock");
-    cond.notify_all().expect("held");
+    let g = cond.acquire().expect("lock");
+    g.notify_all();
+    std::mem::forget(g);
     ready.store(1, Release);
     sleep_until_killed();
 }
 
 /// A waiter whose condition lock is held by a process that dies gets the
-/// lock back with the owner-died error, as a lock's acquirer does.
+/// owner-died error, as a lock's acquirer does, and no longer holds the lock.
 fn condition_lock_holder_death_is_reported(m: StartMethod) -> Result {
     let cond = Condition::new()?;
     let ready = RawValue::new(0u32)?;
-    cond.acquire(true, None).map_err(|_| "lock")?;
+    let mut g = cond.acquire()?;
     let p = Process::new(notify_then_hold, (cond.clone(), ready.clone())).with_start_method(m);
     p.start()?;
     let killer = {
@@ -393,10 +389,16 @@ fn condition_lock_holder_death_is_reported(m: StartMethod) -> Result {
             p.kill()
         })
     };
-    let got = cond.wait_timeout(Duration::from_secs(60));
+    let got = g.wait_timeout(Duration::from_secs(60));
     killer.join().map_err(|_| "killer")??;
-    check(got == Err(SyncError::LockOwnerDied), format!("wait gave {got:?}"))?;
-    cond.release()?;
+    check(
+        matches!(got, Err(ConditionError::OwnerDied(OwnerDied { pid })) if Some(pid) == p.pid()),
+        format!("wait gave {got:?}"),
+    )?;
+    drop(g);
+    check(cond.acquire().is_err(), "the lock stays inconsistent until recovered")?;
+    cond.recover().mark_consistent();
+    check(cond.acquire().is_ok(), "usable again once recovered")?;
     check(p.join()? == -9, "killed")
 }
 
