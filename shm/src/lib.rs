@@ -174,7 +174,23 @@
 pub use shm_collections::pipe::{Connection, Pipe, PipeError};
 pub use shm_collections::queue::{JoinableQueue, PutError, Queue, QueueError, SimpleQueue};
 pub use shm_collections::{bytes, duplex, mpmc, pipe, queue, spsc};
-pub use shm_core::*;
+pub use shm_core::{
+    AtomicInteger, BootstrapError, Context, ContextError, CurrentProcess, Error, ErrorKind, ExitReport, Fault, FnRef,
+    HandleError, LIVENESS_SLICE, OutOfBounds, ParentProcess, Process, ProcessError, RawArray, RawValue, RecvError,
+    RecvTimeoutError, Segment, SegmentError, SegmentInfo, SegmentKind, SegmentObject, SendError, SendTimeoutError,
+    ShmSafe, StartMethod, TryRecvError, TrySendError, TypeIdentity, Worker, active_children, cpu_count,
+    current_process, forkserver_pid, get_all_start_methods, get_context, get_start_method, init, log_to_stderr,
+    parent_process, set_start_method,
+};
+// Hidden: how sibling crates give a segment-backed object its serde impls.
+#[doc(hidden)]
+pub use shm_core::segment_object;
+// Hidden: the platform layer, the handle codec, liveness and the sleeper's
+// spin tuning are the floor the objects stand on, not API; they stay
+// reachable for this workspace's tests, benches and command.
+#[doc(hidden)]
+pub use shm_core::{array, atomic, handle, liveness, process, segment, sys, value};
+#[doc(hidden)]
 pub use shm_sync::park;
 pub use shm_sync::{
     AcquireTimeoutError, Array, Barrier, BarrierError, BoundedSemaphore, Condition, ConditionError, ConditionGuard,
@@ -182,15 +198,21 @@ pub use shm_sync::{
     SyncError, TryAcquireError, Value,
 };
 
-/// The names most programs use.
+/// The names the tour and the day-one programs use: `use shm::prelude::*;`.
 pub mod prelude {
+    pub use crate::plain;
     pub use shm_collections::pipe::{Connection, Pipe, PipeError};
     pub use shm_collections::queue::{JoinableQueue, Queue, QueueError, SimpleQueue};
+    pub use shm_collections::{bytes, duplex, mpmc, spsc};
     pub use shm_core::{
-        Process, RawArray, RawValue, StartMethod, Worker, active_children, cpu_count, current_process, get_context,
-        parent_process,
+        Error, ErrorKind, Process, RawArray, RawValue, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
+        ShmSafe, StartMethod, TryRecvError, TrySendError, Worker, active_children, cpu_count, current_process,
+        get_context, parent_process,
     };
-    pub use shm_sync::{Array, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, Value};
+    pub use shm_sync::{
+        AcquireTimeoutError, Array, Barrier, BarrierError, BoundedSemaphore, Condition, Event, Lock, OwnerDied, RLock,
+        Semaphore, TryAcquireError, Value,
+    };
 }
 
 /// The README's code, compiled as a doctest so it cannot rot.
