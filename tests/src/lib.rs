@@ -176,9 +176,10 @@ pub fn wait_gone(pid: u32) -> bool {
 pub use libtest_mimic;
 
 /// The `main` of an integration test: registers each test under its name
-/// (`name => function`, or just `function`), those in `per_method` once per
-/// start method with the method's name appended (`name_fork`, ...), and runs
-/// them with [`run_trials`] after `shm::init()`.
+/// (`name => function`, or just `function`): those in `per_method` once per
+/// start method, those in `spawned` for spawn and forkserver only (each with
+/// the method's name appended: `name_fork`, ...), those in `once` once; then
+/// runs them with [`run_trials`] after `shm::init()`.
 ///
 /// ```ignore
 /// shm_tests::trials! {
@@ -190,6 +191,7 @@ pub use libtest_mimic;
 macro_rules! trials {
     (
         $(per_method { $($pm:ident $(=> $pmf:ident)?),* $(,)? })?
+        $(spawned { $($sp:ident $(=> $spf:ident)?),* $(,)? })?
         $(once { $($one:ident $(=> $onef:ident)?),* $(,)? })?
     ) => {
         fn main() {
@@ -201,6 +203,15 @@ macro_rules! trials {
                     tests.push($crate::libtest_mimic::Trial::test(
                         format!("{}_{m}", stringify!($pm)),
                         move || $crate::trials!(@pick $pm $($pmf)?)(m),
+                    ));
+                )*)?
+            }
+            for m in [$crate::StartMethod::Spawn, $crate::StartMethod::ForkServer] {
+                let _ = m;
+                $($(
+                    tests.push($crate::libtest_mimic::Trial::test(
+                        format!("{}_{m}", stringify!($sp)),
+                        move || $crate::trials!(@pick $sp $($spf)?)(m),
                     ));
                 )*)?
             }

@@ -3,9 +3,8 @@
 
 use std::sync::atomic::Ordering::{Relaxed, Release};
 
-use libtest_mimic::Trial;
 use shm::{Process, RawArray, RawValue, Segment, StartMethod};
-use shm_tests::{METHODS, check, run_all, run_trials, wait_flag};
+use shm_tests::{check, run_all, wait_flag};
 
 type Result = shm_tests::TestResult;
 
@@ -127,23 +126,13 @@ fn objects_refuse_plain_serialisation() -> Result {
     Ok(())
 }
 
-fn main() {
-    shm::init();
-    let mut tests = Vec::new();
-    for m in METHODS {
-        tests.push(Trial::test(format!("value_and_array_shared_{m}"), move || {
-            value_and_array(m)
-        }));
-        tests.push(Trial::test(format!("named_segment_keeps_its_name_{m}"), move || {
-            named_segment_keeps_its_name(m)
-        }));
-        tests.push(Trial::test(format!("sweep_after_sigkill_{m}"), move || {
-            sweep_after_sigkill(m)
-        }));
+shm_tests::trials! {
+    per_method {
+        value_and_array_shared => value_and_array,
+        named_segment_keeps_its_name,
+        sweep_after_sigkill,
     }
-    tests.push(Trial::test(
-        "objects_refuse_plain_serialisation",
+    once {
         objects_refuse_plain_serialisation,
-    ));
-    run_trials(tests);
+    }
 }

@@ -10,10 +10,9 @@ use std::os::unix::fs::FileExt as _;
 use std::sync::atomic::AtomicU8;
 use std::sync::atomic::Ordering::Relaxed;
 
-use libtest_mimic::Trial;
 use shm::prelude::*;
 use shm::{BootstrapError, FnRef, ProcessError};
-use shm_tests::{HANG_GUARD, METHODS, check, is_running, run_trials, wait_gone};
+use shm_tests::{HANG_GUARD, check, is_running, wait_gone};
 
 type Result = shm_tests::TestResult;
 
@@ -280,40 +279,19 @@ fn fd_names() -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn main() {
-    shm::init();
-    let mut tests = Vec::new();
-    for m in METHODS {
-        tests.push(Trial::test(
-            format!("fn_ref_from_forged_bytes_is_an_error_{m}"),
-            move || fn_ref_from_forged_bytes_is_an_error(m),
-        ));
-        tests.push(Trial::test(
-            format!("barrier_action_travels_by_bootstrap_{m}"),
-            move || barrier_action_travels_by_bootstrap(m),
-        ));
-        tests.push(Trial::test(format!("init_returns_in_children_{m}"), move || {
-            init_returns_in_children(m)
-        }));
-        tests.push(Trial::test(format!("join_releases_descriptors_{m}"), move || {
-            join_releases_descriptors(m)
-        }));
+shm_tests::trials! {
+    per_method {
+        fn_ref_from_forged_bytes_is_an_error,
+        barrier_action_travels_by_bootstrap,
+        init_returns_in_children,
+        join_releases_descriptors,
     }
-    for m in [StartMethod::Spawn, StartMethod::ForkServer] {
-        tests.push(Trial::test(format!("damaged_lock_reports_bad_magic_{m}"), move || {
-            damaged_lock_reports_bad_magic(m)
-        }));
-        tests.push(Trial::test(format!("damaged_queue_reports_bad_magic_{m}"), move || {
-            damaged_queue_reports_bad_magic(m)
-        }));
+    spawned {
+        damaged_lock_reports_bad_magic,
+        damaged_queue_reports_bad_magic,
     }
-    tests.push(Trial::test(
-        "fork_with_threads_is_refused",
+    once {
         fork_with_threads_is_refused,
-    ));
-    tests.push(Trial::test(
-        "init_returns_in_children_of_a_respawned_server",
         init_returns_in_children_of_a_respawned_server,
-    ));
-    run_trials(tests);
+    }
 }

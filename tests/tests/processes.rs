@@ -7,9 +7,8 @@
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::Duration;
 
-use libtest_mimic::Trial;
 use shm::{Process, ProcessError, RawValue, StartMethod};
-use shm_tests::{METHODS, check, is_running, run_trials, wait_gone};
+use shm_tests::{check, is_running, wait_gone};
 
 type Result = shm_tests::TestResult;
 
@@ -395,38 +394,24 @@ fn threads_start_children_concurrently(m: StartMethod) -> Result {
     check(shm::active_children().is_empty(), "children left running")
 }
 
-fn main() {
-    shm::init();
-    let mut tests = Vec::new();
-    for m in METHODS {
-        tests.push(Trial::test(format!("lifecycle_{m}"), move || lifecycle(m)));
-        tests.push(Trial::test(format!("exit_codes_{m}"), move || exit_codes(m)));
-        tests.push(Trial::test(format!("family_and_names_{m}"), move || family(m)));
-        tests.push(Trial::test(format!("reaps_dropped_children_{m}"), move || {
-            reaps_dropped_children(m)
-        }));
-        tests.push(Trial::test(format!("large_arguments_{m}"), move || large_arguments(m)));
-        tests.push(Trial::test(format!("parent_join_sees_the_parent_end_{m}"), move || {
-            parent_join_sees_the_parent_end(m)
-        }));
+shm_tests::trials! {
+    per_method {
+        lifecycle,
+        exit_codes,
+        family_and_names => family,
+        reaps_dropped_children,
+        large_arguments,
+        parent_join_sees_the_parent_end,
     }
-    tests.push(Trial::test("closures_need_fork", closures_need_fork));
-    tests.push(Trial::test("only_the_parent_joins", only_the_parent_joins));
-    tests.push(Trial::test("start_method_is_set_once", start_method_is_set_once));
-    tests.push(Trial::test("fork_server_restarts", fork_server_restarts));
-    tests.push(Trial::test(
-        "forkserver_pid_names_the_server",
+    spawned {
+        threads_start_children_concurrently,
+    }
+    once {
+        closures_need_fork,
+        only_the_parent_joins,
+        start_method_is_set_once,
+        fork_server_restarts,
         forkserver_pid_names_the_server,
-    ));
-    tests.push(Trial::test(
-        "fork_server_death_is_reported_not_hung",
         fork_server_death_is_reported_not_hung,
-    ));
-    for m in [StartMethod::Spawn, StartMethod::ForkServer] {
-        tests.push(Trial::test(
-            format!("threads_start_children_concurrently_{m}"),
-            move || threads_start_children_concurrently(m),
-        ));
     }
-    run_trials(tests);
 }

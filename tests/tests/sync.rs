@@ -4,16 +4,11 @@
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::time::Duration;
 
-use libtest_mimic::Trial;
-
 use shm::{
     AcquireTimeoutError, Barrier, BarrierError, Condition, ConditionError, Event, Lock, OwnerDied, Process, RLock,
     RawValue, Semaphore, StartMethod, TryAcquireError, Value,
 };
-use shm_tests::{
-    HANG_GUARD, METHODS, check, next_random, process_state, run_all, run_trials, sleep_until_killed, wait_flag,
-    wait_until,
-};
+use shm_tests::{HANG_GUARD, check, next_random, process_state, run_all, sleep_until_killed, wait_flag, wait_until};
 
 type Result = shm_tests::TestResult;
 
@@ -402,52 +397,21 @@ fn condition_lock_holder_death_is_reported(m: StartMethod) -> Result {
     check(p.join()? == -9, "killed")
 }
 
-fn main() {
-    shm::init();
-    let mut tests = Vec::new();
-    for m in METHODS {
-        tests.push(Trial::test(format!("lock_counts_exactly_{m}"), move || {
-            counts_exactly(m)
-        }));
-        tests.push(Trial::test(format!("lock_dead_holder_is_taken_over_{m}"), move || {
-            dead_holder_is_taken_over(m)
-        }));
-        tests.push(Trial::test(
-            format!("lock_sigkill_at_random_points_never_hangs_{m}"),
-            move || sigkill_at_random_points_never_hangs(m),
-        ));
+shm_tests::trials! {
+    per_method {
+        lock_counts_exactly => counts_exactly,
+        lock_dead_holder_is_taken_over => dead_holder_is_taken_over,
+        lock_sigkill_at_random_points_never_hangs => sigkill_at_random_points_never_hangs,
+        event_wakes_every_waiting_process,
+        semaphore_limits_concurrency,
+        rlock_belongs_to_one_thread_of_one_process,
+        condition_notify_n_wakes_exactly_n,
+        barrier_rounds,
+        condition_lock_holder_death_is_reported,
+        barrier_party_death_breaks_it,
+        value_with_lock_counts_exactly,
     }
-    tests.push(Trial::test(
-        "lock_zombie_holder_is_taken_over",
-        zombie_holder_is_taken_over,
-    ));
-    for m in METHODS {
-        tests.push(Trial::test(
-            format!("event_wakes_every_waiting_process_{m}"),
-            move || event_wakes_every_waiting_process(m),
-        ));
-        tests.push(Trial::test(format!("semaphore_limits_concurrency_{m}"), move || {
-            semaphore_limits_concurrency(m)
-        }));
-        tests.push(Trial::test(
-            format!("rlock_belongs_to_one_thread_of_one_process_{m}"),
-            move || rlock_belongs_to_one_thread_of_one_process(m),
-        ));
-        tests.push(Trial::test(
-            format!("condition_notify_n_wakes_exactly_n_{m}"),
-            move || condition_notify_n_wakes_exactly_n(m),
-        ));
-        tests.push(Trial::test(format!("barrier_rounds_{m}"), move || barrier_rounds(m)));
-        tests.push(Trial::test(
-            format!("condition_lock_holder_death_is_reported_{m}"),
-            move || condition_lock_holder_death_is_reported(m),
-        ));
-        tests.push(Trial::test(format!("barrier_party_death_breaks_it_{m}"), move || {
-            barrier_party_death_breaks_it(m)
-        }));
-        tests.push(Trial::test(format!("value_with_lock_counts_exactly_{m}"), move || {
-            value_with_lock_counts_exactly(m)
-        }));
+    once {
+        lock_zombie_holder_is_taken_over => zombie_holder_is_taken_over,
     }
-    run_trials(tests);
 }
