@@ -485,6 +485,12 @@ impl ConditionGuard<'_> {
         Ok(notified)
     }
 
+    /// Python's `release()`: releases the lock now (as dropping the guard
+    /// does).
+    pub fn release(self) {
+        drop(self);
+    }
+
     /// Declares the data the lock guards repaired (on the guard of
     /// [`Condition::recover`]; see the lock's `mark_consistent`).
     pub fn mark_consistent(&self) {

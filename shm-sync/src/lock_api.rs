@@ -38,6 +38,13 @@ macro_rules! lock_api {
         }
 
         impl $Guard<'_> {
+            /// Python's `release()`: releases the lock now (as dropping the
+            /// guard does), for code that reads as acquire ... release.
+            #[inline]
+            pub fn release(self) {
+                drop(self);
+            }
+
             /// Declares the data the lock guards repaired: after this guard
             /// drops, acquires succeed again. Call it on the guard of
             #[doc = concat!("[`", stringify!($Lock), "::recover`]; on any other guard it does nothing harmful.")]

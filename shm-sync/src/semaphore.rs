@@ -214,6 +214,12 @@ impl Drop for SemaphoreGuard<'_> {
 
 #[cfg(not(loom))]
 impl SemaphoreGuard<'_> {
+    /// Python's `release()`: gives the permit back now (as dropping the
+    /// guard does).
+    pub fn release(self) {
+        drop(self);
+    }
+
     /// Keeps the permit taken (Python's acquire without a release).
     pub fn forget(self) {
         std::mem::forget(self);

@@ -1,5 +1,6 @@
 //! S12: five processes each add 1 to a shared counter 1000 times under one
-//! `Lock`; some block in `acquire`, some retry `try_acquire`. The
+//! `Lock`; some hold a guard, some call `acquire` and `release` as Python
+//! code does, some retry `try_acquire`. The
 //! total is exactly 5000. Then the same without the lock, to show the
 //! updates it loses.
 
@@ -10,6 +11,16 @@ fn with_guard((lock, counter): (Lock, RawValue<u64>)) {
         let _guard = lock.acquire().expect("no holder dies here");
         counter.set(counter.get() + 1);
     }
+}
+
+/// Python's explicit style: `acquire()`, the update, `release()`.
+fn with_acquire_release((lock, counter): (Lock, RawValue<u64>)) -> Result<(), shm::Error> {
+    for _ in 0..1000 {
+        let held = lock.acquire()?;
+        counter.set(counter.get() + 1);
+        held.release();
+    }
+    Ok(())
 }
 
 fn with_try_acquire((lock, counter): (Lock, RawValue<u64>)) {
@@ -42,8 +53,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let counter = RawValue::new(0u64)?;
     let procs: Vec<Process> = (0..5)
         .map(|i| {
-            let target = if i % 2 == 0 { with_guard } else { with_try_acquire };
-            Process::new(target, (lock.clone(), counter.clone()))
+            let args = (lock.clone(), counter.clone());
+            match i % 3 {
+                0 => Process::new(with_guard, args),
+                1 => Process::new(with_acquire_release, args),
+                _ => Process::new(with_try_acquire, args),
+            }
         })
         .collect();
     for p in &procs {
