@@ -1,0 +1,87 @@
+//! Python's `SimpleQueue`.
+
+#[allow(clippy::wildcard_imports, reason = "a part of the parent module")]
+use super::*;
+
+/// An unbounded queue with only `put`, `get`, `empty` and `close` (Python's
+/// `multiprocessing.SimpleQueue`).
+///
+/// # Examples
+///
+/// ```
+/// let q = shm_collections::queue::SimpleQueue::<(u8, String)>::new()?;
+/// q.put((1, "one".into())).expect("room");
+/// assert!(!q.empty());
+/// assert_eq!(q.get()?, (1, "one".into()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SimpleQueue<T> {
+    queue: Queue<T>,
+}
+
+impl<T> Clone for SimpleQueue<T> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for SimpleQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SimpleQueue").field(&self.queue).finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
+    /// A new empty queue.
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError`] if the segment cannot be made.
+    pub fn new() -> Result<Self, SegmentError> {
+        Ok(Self { queue: Queue::new(0)? })
+    }
+
+    /// Puts an item, waiting for room in the ring if needed.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Queue::put`].
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        self.queue.put(item)
+    }
+
+    /// Gets the oldest item, waiting as long as needed.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Queue::get`].
+    pub fn get(&self) -> Result<T, QueueError> {
+        self.queue.get()
+    }
+
+    /// Whether the queue is empty (a snapshot).
+    pub fn empty(&self) -> bool {
+        self.queue.empty()
+    }
+
+    /// Closes the queue (see [`Queue::close`]).
+    pub fn close(&self) {
+        self.queue.close();
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Serialize for SimpleQueue<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.queue.serialize(serializer)
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for SimpleQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self {
+            queue: Queue::deserialize(deserializer)?,
+        })
+    }
+}

@@ -1,0 +1,178 @@
+#[allow(clippy::cast_possible_truncation, reason = "test byte patterns")]
+mod basics {
+    use super::super::shared::*;
+    use super::super::*;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    struct Job {
+        id: u64,
+        name: String,
+    }
+
+    #[test]
+    fn fifo_maxsize_and_counts() {
+        let q = Queue::<Job>::new(3).expect("queue");
+        assert!(q.empty() && !q.full());
+        for id in 0..3 {
+            q.put(Job {
+                id,
+                name: format!("job {id}"),
+            })
+            .expect("room");
+        }
+        assert!(q.full());
+        assert_eq!(q.qsize(), 3);
+        let e = q
+            .put_timeout(
+                Job {
+                    id: 9,
+                    name: String::new(),
+                },
+                Duration::from_millis(20),
+            )
+            .unwrap_err();
+        assert_eq!(e.kind, QueueError::Full);
+        assert_eq!(e.item.id, 9, "the item comes back");
+        for id in 0..3 {
+            assert_eq!(q.get().expect("item").id, id);
+        }
+        assert_eq!(q.get_timeout(Duration::from_millis(20)), Err(QueueError::Empty));
+    }
+
+    #[test]
+    fn items_that_cannot_be_serialised_fail_at_put() {
+        struct Bad;
+        impl Serialize for Bad {
+            fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("no"))
+            }
+        }
+        impl<'de> Deserialize<'de> for Bad {
+            fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+                Ok(Bad)
+            }
+        }
+        let q = Queue::<Bad>::new(0).expect("queue");
+        assert!(matches!(q.put(Bad).unwrap_err().kind, QueueError::Serialize(_)));
+        assert_eq!(q.qsize(), 0, "nothing was sent");
+    }
+
+    #[test]
+    fn a_message_that_does_not_deserialise_is_an_error_for_it_alone() {
+        let q = Queue::<u8>::new(0).expect("queue");
+        q.shared.put_bytes(Payload::Bytes(&[]), None).expect("raw");
+        q.shared.put_bytes(Payload::Bytes(&[1, 2]), None).expect("raw");
+        q.put(7).expect("room");
+        assert!(matches!(q.get(), Err(QueueError::Deserialize(_))), "too short");
+        assert!(matches!(q.get(), Err(QueueError::Deserialize(_))), "too long");
+        assert_eq!(q.get(), Ok(7));
+    }
+
+    #[test]
+    fn large_items_stream_through_a_small_ring() {
+        let q = Queue::<Vec<u8>>::with_capacity(0, 4096).expect("queue");
+        let big: Vec<u8> = (0..if cfg!(miri) { 20_000 } else { 16usize << 20 })
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::thread::scope(|s| {
+            let q2 = q.clone();
+            let big2 = big.clone();
+            s.spawn(move || {
+                q2.put(vec![1, 2, 3]).expect("small");
+                q2.put(big2).expect("big");
+                q2.put(vec![4]).expect("small");
+            });
+            assert_eq!(q.get().expect("small"), [1, 2, 3]);
+            assert!(q.get().expect("big") == big, "16 MiB intact");
+            assert_eq!(q.get().expect("small"), [4]);
+        });
+    }
+
+    #[test]
+    fn many_threads_put_and_get_everything_once() {
+        let q = Queue::<(u32, u32)>::with_capacity(16, 256).expect("queue");
+        let per = if cfg!(miri) { 200 } else { 5000u32 };
+        let got = std::thread::scope(|s| {
+            for p in 0..3 {
+                let q = q.clone();
+                s.spawn(move || (0..per).for_each(|i| q.put((p, i)).expect("put")));
+            }
+            let consumers: Vec<_> = (0..2)
+                .map(|_| {
+                    let q = q.clone();
+                    s.spawn(move || {
+                        let mut seen = Vec::new();
+                        while let Ok(x) = q.get_timeout(Duration::from_secs(2)) {
+                            seen.push(x);
+                        }
+                        seen
+                    })
+                })
+                .collect();
+            consumers
+                .into_iter()
+                .map(|c| c.join().expect("consumer"))
+                .collect::<Vec<_>>()
+        });
+        for seen in &got {
+            for p in 0..3 {
+                let mine: Vec<u32> = seen.iter().filter(|x| x.0 == p).map(|x| x.1).collect();
+                assert!(mine.windows(2).all(|w| w[0] < w[1]), "FIFO per producer");
+            }
+        }
+        let mut all: Vec<_> = got.into_iter().flatten().collect();
+        all.sort_unstable();
+        assert_eq!(all.len(), 3 * per as usize);
+        all.dedup();
+        assert_eq!(all.len(), 3 * per as usize, "no duplicates");
+    }
+
+    #[test]
+    fn joinable_counts_tasks() {
+        let q = JoinableQueue::<u32>::new(0).expect("queue");
+        for i in 0..4 {
+            q.put(i).expect("room");
+        }
+        assert_eq!(q.unfinished(), 4);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while let Ok(_item) = q.get_timeout(Duration::from_millis(200)) {
+                    q.task_done().expect("one per item");
+                }
+            });
+            q.join();
+        });
+        assert_eq!(q.unfinished(), 0);
+        assert_eq!(q.task_done(), Err(QueueError::TooManyTaskDone));
+    }
+
+    #[test]
+    fn a_scribbled_ring_is_an_error_not_a_crash() {
+        let q = Queue::<u64>::with_capacity(0, 256).expect("queue");
+        // Scribbled caches are not trusted: nothing is lost.
+        q.shared.header().put_head.store(0xdead_beef, Relaxed);
+        q.shared.header().get_tail.store(0xdead_beef, Relaxed);
+        q.put(4).expect("room");
+        assert_eq!(q.get(), Ok(4));
+        // Scribbled counts are clamped.
+        q.shared.header().gets.store(77, Relaxed);
+        assert_eq!(q.qsize(), 0);
+        q.shared
+            .header()
+            .gets
+            .store(q.shared.header().puts.load(Relaxed), Relaxed);
+        q.put(5).expect("room");
+        q.shared.raw.header().tail.store(1 << 20, Relaxed);
+        assert!(matches!(q.get(), Err(QueueError::Corrupted(_))));
+    }
+
+    #[test]
+    fn a_received_queue_of_another_type_or_size_is_refused() {
+        let q = Queue::<u64>::new(0).expect("queue");
+        let seg = q.shared.seg.try_clone().expect("clone");
+        assert!(QueueShared::attach(seg, &Queue::<String>::identity()).is_err());
+        let seg = q.shared.seg.try_clone().expect("clone");
+        q.shared.raw.header().capacity.store(12345, Relaxed);
+        assert!(QueueShared::attach(seg, &Queue::<u64>::identity()).is_err());
+    }
+}
