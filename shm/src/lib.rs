@@ -122,7 +122,7 @@
 //! inconsistent), and never wedges the others.
 
 pub use shm_collections::pipe::{Connection, Pipe, PipeError};
-pub use shm_collections::queue::{JoinableQueue, PutError, Queue, QueueError, SimpleQueue};
+pub use shm_collections::queue::{JoinableQueue, Queue, SimpleQueue, TaskDoneError};
 pub use shm_collections::{bytes, duplex, mpmc, pipe, queue, spsc};
 pub use shm_core::*;
 pub use shm_sync::park;
@@ -134,7 +134,7 @@ pub use shm_sync::{
 /// The names most programs use.
 pub mod prelude {
     pub use shm_collections::pipe::{Connection, Pipe, PipeError};
-    pub use shm_collections::queue::{JoinableQueue, Queue, QueueError, SimpleQueue};
+    pub use shm_collections::queue::{JoinableQueue, Queue, SimpleQueue};
     pub use shm_core::{
         Process, RawArray, RawValue, StartMethod, Worker, active_children, cpu_count, current_process, get_context,
         parent_process,

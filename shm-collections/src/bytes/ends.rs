@@ -10,10 +10,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use shm_core::Segment;
 use shm_core::atomic::copy;
 use shm_core::sys::{self, Deadline};
+use shm_core::{Fault, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
 
+use super::Fail;
 use super::frame::{Frame, Kind, ReadCursor, Spot, Stop, WriteCursor, wait_until};
 use super::{ByteRing, READER_CLOSED, WRITER_CLOSED};
-use crate::spsc::{RingError, claim};
+use crate::spsc::{Word, claim};
 
 /// The writing end of a byte ring. `Send`, not `Sync`.
 pub struct ByteProducer {
@@ -45,6 +47,32 @@ impl fmt::Debug for ByteConsumer {
     }
 }
 
+/// Makes this process the holder of `role` on its first use in a process;
+/// true when it just did, and the caller reloads its cursor from the
+/// shared positions (the reader and writer ends share this).
+#[inline]
+fn claim_role(claimed: &mut u32, role: &Word) -> bool {
+    let me = sys::cached_pid();
+    if *claimed == me {
+        return false;
+    }
+    claim(role);
+    *claimed = me;
+    true
+}
+
+/// How long an end may wait (private: the public API has one method per
+/// form).
+#[derive(Clone, Copy, Debug)]
+enum Until {
+    /// Not at all (`try_*`).
+    Now,
+    /// Until the deadline (`*_timeout`).
+    Deadline(Deadline),
+    /// As long as needed.
+    Forever,
+}
+
 impl ByteProducer {
     pub(crate) fn new(ring: Arc<ByteRing>) -> Self {
         Self {
@@ -57,22 +85,21 @@ impl ByteProducer {
     /// Makes this process the writer (on first use in a process).
     #[inline]
     pub(crate) fn claim(&mut self) {
-        let me = sys::cached_pid();
-        if self.claimed != me {
-            let h = self.ring.raw.header();
-            claim(&h.writer);
-            // Relaxed: our own index, last published by this end.
-            self.c.tail = h.tail.load(Relaxed);
-            // Acquire: as in `RawRing::spot`.
-            self.c.cached_head = h.head.load(Acquire);
-            self.claimed = me;
+        let h = self.ring.raw.header();
+        if claim_role(&mut self.claimed, &h.writer) {
+            self.c = WriteCursor {
+                // Relaxed: our own index, last published by this end.
+                tail: h.tail.load(Relaxed),
+                // Acquire: as in `RawRing::spot`.
+                cached_head: h.head.load(Acquire),
+            };
         }
     }
 
-    fn send_until(&mut self, msg: &[u8], deadline: Option<Deadline>) -> Result<(), RingError> {
+    pub(crate) fn send_until(&mut self, msg: &[u8], deadline: Option<Deadline>) -> Result<(), Fail> {
         self.claim();
         if self.ring.closed() & READER_CLOSED != 0 {
-            return Err(RingError::Disconnected);
+            return Err(Fail::Disconnected);
         }
         let ring = &*self.ring;
         ring.raw.send(
@@ -92,8 +119,8 @@ impl ByteProducer {
                     |slice_over| ring.reader_gone(slice_over),
                 )
                 .map_err(|stop| match stop {
-                    Stop::Timeout => RingError::Full,
-                    Stop::Gone => RingError::Disconnected,
+                    Stop::Timeout => Fail::Full,
+                    Stop::Gone => Fail::Disconnected,
                 })
             },
             || {},
@@ -105,10 +132,10 @@ impl ByteProducer {
     ///
     /// # Errors
     ///
-    /// [`RingError::Disconnected`] when the reader closed or died,
-    /// [`RingError::Corrupted`].
-    pub fn send(&mut self, msg: &[u8]) -> Result<(), RingError> {
-        self.send_until(msg, None)
+    /// [`SendError::Disconnected`] when the reader closed or died,
+    /// [`SendError::Fault`] for a corrupted ring.
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError<()>> {
+        self.send_until(msg, None).map_err(|e| e.send(()))
     }
 
     /// Sends, waiting for room up to `timeout` before the first byte goes
@@ -116,20 +143,21 @@ impl ByteProducer {
     ///
     /// # Errors
     ///
-    /// [`RingError::Full`] on timeout, as for [`Self::send`] otherwise.
-    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), RingError> {
+    /// [`SendTimeoutError::Timeout`], as for [`Self::send`] otherwise.
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError<()>> {
         self.send_until(msg, Some(Deadline::after(timeout)))
+            .map_err(|e| e.send_timeout((), timeout))
     }
 
     /// Sends a message that fits in one frame, without waiting.
     ///
     /// # Errors
     ///
-    /// [`RingError::Full`], [`RingError::TooLarge`] for more than
-    /// [`Self::max_frame`] bytes, [`RingError::Disconnected`],
-    /// [`RingError::Corrupted`].
-    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), RingError> {
-        let loan = self.reserve(msg.len())?;
+    /// [`TrySendError::Full`], [`TrySendError::Disconnected`],
+    /// [`TrySendError::Fault`] with [`Fault::TooLarge`] for more than
+    /// [`Self::max_frame`] bytes, or a corrupted ring.
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError<()>> {
+        let loan = self.try_reserve(msg.len())?;
         let p = loan.producer.ring.raw.payload_ptr(loan.spot).as_ptr();
         // SAFETY: the spot was found for `msg.len()` bytes and nothing was
         // committed since: the bytes are ours; atomic-word stores.
@@ -138,29 +166,85 @@ impl ByteProducer {
         Ok(())
     }
 
-    /// Lends `len` bytes of the ring to be written in place (the zero-copy
-    /// path); nothing is visible to the reader until [`ByteLoan::commit`].
-    ///
-    /// # Errors
-    ///
-    /// [`RingError::Full`] when there is no room now,
-    /// [`RingError::TooLarge`] for more than [`Self::max_frame`],
-    /// [`RingError::Disconnected`], [`RingError::Corrupted`].
-    pub fn reserve(&mut self, len: usize) -> Result<ByteLoan<'_>, RingError> {
+    /// Finds room for a frame of `len` bytes, waiting as `until` says.
+    fn reserve_until(&mut self, len: usize, until: Until) -> Result<(Spot, u32), Fail> {
         self.claim();
+        let max = self.ring.raw.max_payload();
         let len = u32::try_from(len)
             .ok()
-            .filter(|&l| l <= self.ring.raw.max_payload())
-            .ok_or(RingError::TooLarge)?;
-        if self.ring.closed() & READER_CLOSED != 0 {
-            return Err(RingError::Disconnected);
+            .filter(|&l| l <= max)
+            .ok_or(Fail::Fault(Fault::TooLarge { len, max: max as usize }))?;
+        loop {
+            if self.ring.closed() & READER_CLOSED != 0 {
+                return Err(Fail::Disconnected);
+            }
+            if let Some(spot) = self.ring.raw.spot(&mut self.c, len)? {
+                return Ok((spot, len));
+            }
+            let deadline = match until {
+                Until::Now => return Err(Fail::Full),
+                Until::Deadline(d) => Some(d),
+                Until::Forever => None,
+            };
+            let (ring, tail) = (&*self.ring, self.c.tail);
+            let h = ring.raw.header();
+            wait_until(
+                &h.head,
+                &h.writer_sleeping,
+                deadline,
+                || ring.raw.has_room(tail, len),
+                |slice_over| ring.reader_gone(slice_over),
+            )
+            .map_err(|stop| match stop {
+                Stop::Timeout => Fail::Full,
+                Stop::Gone => Fail::Disconnected,
+            })?;
         }
-        let spot = self.ring.raw.spot(&mut self.c, len)?.ok_or(RingError::Full)?;
-        Ok(ByteLoan {
+    }
+
+    fn loan(&mut self, (spot, len): (Spot, u32)) -> SendLoan<'_> {
+        SendLoan {
             producer: self,
             spot,
             len,
-        })
+        }
+    }
+
+    /// Lends `len` bytes of the ring to be written in place (the zero-copy
+    /// path), waiting for room as long as needed; nothing is visible to
+    /// the reader until [`SendLoan::commit`].
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Disconnected`], [`SendError::Fault`] with
+    /// [`Fault::TooLarge`] for more than [`Self::max_frame`], or a
+    /// corrupted ring.
+    pub fn reserve(&mut self, len: usize) -> Result<SendLoan<'_>, SendError<()>> {
+        let found = self.reserve_until(len, Until::Forever).map_err(|e| e.send(()))?;
+        Ok(self.loan(found))
+    }
+
+    /// [`Self::reserve`] without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] when there is no room now, as for
+    /// [`Self::reserve`] otherwise.
+    pub fn try_reserve(&mut self, len: usize) -> Result<SendLoan<'_>, TrySendError<()>> {
+        let found = self.reserve_until(len, Until::Now).map_err(|e| e.try_send(()))?;
+        Ok(self.loan(found))
+    }
+
+    /// [`Self::reserve`], waiting up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`SendTimeoutError::Timeout`], as for [`Self::reserve`] otherwise.
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<SendLoan<'_>, SendTimeoutError<()>> {
+        let found = self
+            .reserve_until(len, Until::Deadline(Deadline::after(timeout)))
+            .map_err(|e| e.send_timeout((), timeout))?;
+        Ok(self.loan(found))
     }
 
     /// The largest message that goes in one frame (and one loan).
@@ -174,7 +258,7 @@ impl ByteProducer {
     }
 
     /// Marks this end closed: the reader drains what is left, then gets
-    /// [`RingError::Disconnected`].
+    /// [`RecvError::Disconnected`].
     pub fn close(&mut self) {
         self.ring.close_side(WRITER_CLOSED);
     }
@@ -197,20 +281,20 @@ impl ByteConsumer {
     /// Makes this process the reader (on first use in a process).
     #[inline]
     pub(crate) fn claim(&mut self) {
-        let me = sys::cached_pid();
-        if self.claimed != me {
-            let h = self.ring.raw.header();
-            claim(&h.reader);
-            // Relaxed: our own index.
-            self.c.head = h.head.load(Relaxed);
-            // Acquire: as in `RawRing::peek_frame`.
-            self.c.cached_tail = h.tail.load(Acquire);
-            self.claimed = me;
+        let h = self.ring.raw.header();
+        if claim_role(&mut self.claimed, &h.reader) {
+            self.c = ReadCursor {
+                // Relaxed: our own index.
+                head: h.head.load(Relaxed),
+                // Acquire: as in `RawRing::peek_frame`.
+                cached_tail: h.tail.load(Acquire),
+            };
         }
     }
 
-    /// Receives a message into `out`, waiting until `deadline`.
-    fn recv_until(&mut self, out: &mut Vec<u8>, deadline: Option<Deadline>) -> Result<(), RingError> {
+    /// Receives a message into `out`, waiting until `deadline` (an already
+    /// passed one: not at all, unless a streamed message has started).
+    pub(crate) fn recv_until(&mut self, out: &mut Vec<u8>, deadline: Option<Deadline>) -> Result<(), Fail> {
         self.claim();
         let ring = &*self.ring;
         let result = ring.raw.recv(
@@ -229,10 +313,10 @@ impl ByteConsumer {
                 );
                 match waited {
                     Ok(()) => Ok(true),
-                    Err(Stop::Timeout) => Err(RingError::Empty),
+                    Err(Stop::Timeout) => Err(Fail::Empty),
                     // Whatever was published before the end is still read.
                     Err(Stop::Gone) if raw.has_frame(head) => Ok(true),
-                    Err(Stop::Gone) => Err(RingError::Disconnected),
+                    Err(Stop::Gone) => Err(Fail::Disconnected),
                 }
             },
             || {},
@@ -248,79 +332,122 @@ impl ByteConsumer {
     ///
     /// # Errors
     ///
-    /// [`RingError::Disconnected`] once the writer closed or died and
+    /// [`RecvError::Disconnected`] once the writer closed or died and
     /// everything it sent was read (a message it was streaming when it died
-    /// is dropped), [`RingError::Corrupted`].
-    pub fn recv(&mut self, out: &mut Vec<u8>) -> Result<(), RingError> {
-        self.recv_until(out, None)
+    /// is dropped), [`RecvError::Fault`] for a corrupted ring.
+    pub fn recv(&mut self, out: &mut Vec<u8>) -> Result<(), RecvError> {
+        self.recv_until(out, None).map_err(Fail::recv)
     }
 
     /// Receives, waiting up to `timeout` for a message to start.
     ///
     /// # Errors
     ///
-    /// [`RingError::Empty`] on timeout, as for [`Self::recv`] otherwise.
-    pub fn recv_timeout(&mut self, out: &mut Vec<u8>, timeout: Duration) -> Result<(), RingError> {
+    /// [`RecvTimeoutError::Timeout`], as for [`Self::recv`] otherwise.
+    pub fn recv_timeout(&mut self, out: &mut Vec<u8>, timeout: Duration) -> Result<(), RecvTimeoutError> {
         self.recv_until(out, Some(Deadline::after(timeout)))
+            .map_err(|e| e.recv_timeout(timeout))
     }
 
-    /// Receives without waiting for a message to start.
+    /// Receives without waiting for a message to start (the rest of a
+    /// streamed message, once started, is waited for).
     ///
     /// # Errors
     ///
-    /// [`RingError::Empty`], as for [`Self::recv`] otherwise.
-    pub fn try_recv(&mut self, out: &mut Vec<u8>) -> Result<(), RingError> {
+    /// [`TryRecvError::Empty`], as for [`Self::recv`] otherwise.
+    pub fn try_recv(&mut self, out: &mut Vec<u8>) -> Result<(), TryRecvError> {
         self.recv_until(out, Some(Deadline::after(Duration::ZERO)))
+            .map_err(Fail::try_recv)
     }
 
-    /// Lends the next message to be read in place (the zero-copy path); it
-    /// is handed back when the [`ByteView`] is dropped.
-    /// The `&[u8]` is sound only while the writer keeps the protocol (see
-    /// [`ByteView`]); [`Self::recv`] is the defensive, copying path.
-    ///
-    /// # Errors
-    ///
-    /// [`RingError::Empty`], [`RingError::TooLarge`] when the next message
-    /// was streamed in parts (read it with [`Self::recv`]),
-    /// [`RingError::Disconnected`] once the writer closed and everything
-    /// was read, [`RingError::Corrupted`].
-    pub fn peek(&mut self) -> Result<ByteView<'_>, RingError> {
+    /// Finds the next whole message, waiting as `until` says.
+    fn peek_until(&mut self, until: Until) -> Result<Frame, Fail> {
         self.claim();
         loop {
             let Some(f) = self.ring.raw.peek_frame(&mut self.c)? else {
                 self.ring.raw.release_padding(&mut self.c);
-                return Err(
-                    if self.ring.writer_gone(false) && !self.ring.raw.has_frame(self.c.head) {
-                        RingError::Disconnected
-                    } else {
-                        RingError::Empty
-                    },
-                );
+                if self.ring.writer_gone(false) && !self.ring.raw.has_frame(self.c.head) {
+                    return Err(Fail::Disconnected);
+                }
+                let deadline = match until {
+                    Until::Now => return Err(Fail::Empty),
+                    Until::Deadline(d) => Some(d),
+                    Until::Forever => None,
+                };
+                if !self.readable(deadline) {
+                    return Err(Fail::Empty);
+                }
+                continue;
             };
             match f.kind {
-                Kind::Whole => {
-                    return Ok(ByteView {
-                        consumer: self,
-                        frame: f,
-                    });
+                Kind::Whole => return Ok(f),
+                Kind::First => {
+                    // A streamed message is larger than a frame (its exact
+                    // length is a peer's word, checked only by `recv`).
+                    return Err(Fail::Fault(Fault::TooLarge {
+                        len: self.ring.raw.max_payload() as usize + 1,
+                        max: self.ring.raw.max_payload() as usize,
+                    }));
                 }
-                Kind::First => return Err(RingError::TooLarge),
                 // Remnants of a dead writer's or reader's message.
                 _ => self.ring.raw.release(&mut self.c, &f),
             }
         }
     }
 
-    /// Whether a message can be read now, waiting up to `timeout` (forever
-    /// with `None`); also true when the writer closed or died, so that the
-    /// next receive reports it. Consumes nothing.
-    pub fn poll(&mut self, timeout: Option<Duration>) -> bool {
+    fn loan(&mut self, frame: Frame) -> RecvLoan<'_> {
+        RecvLoan { consumer: self, frame }
+    }
+
+    /// Lends the next message to be read in place (the zero-copy path),
+    /// waiting as long as needed; it is handed back when the [`RecvLoan`]
+    /// is dropped. The `&[u8]` is sound only while the writer keeps the
+    /// protocol (see [`RecvLoan`]); [`Self::recv`] is the defensive,
+    /// copying path.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Disconnected`] once the writer closed and everything
+    /// was read, [`RecvError::Fault`] with [`Fault::TooLarge`] when the
+    /// next message was streamed in parts (read it with [`Self::recv`]), or
+    /// for a corrupted ring.
+    pub fn peek(&mut self) -> Result<RecvLoan<'_>, RecvError> {
+        let f = self.peek_until(Until::Forever).map_err(Fail::recv)?;
+        Ok(self.loan(f))
+    }
+
+    /// [`Self::peek`] without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`], as for [`Self::peek`] otherwise.
+    pub fn try_peek(&mut self) -> Result<RecvLoan<'_>, TryRecvError> {
+        let f = self.peek_until(Until::Now).map_err(Fail::try_recv)?;
+        Ok(self.loan(f))
+    }
+
+    /// [`Self::peek`], waiting up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`], as for [`Self::peek`] otherwise.
+    pub fn peek_timeout(&mut self, timeout: Duration) -> Result<RecvLoan<'_>, RecvTimeoutError> {
+        let f = self
+            .peek_until(Until::Deadline(Deadline::after(timeout)))
+            .map_err(|e| e.recv_timeout(timeout))?;
+        Ok(self.loan(f))
+    }
+
+    /// Whether a message can be read, waiting until `deadline` (forever
+    /// with `None`; an already passed one: not at all); also true when the
+    /// writer closed or died, so that the next receive reports it.
+    /// Consumes nothing.
+    pub(crate) fn readable(&mut self, deadline: Option<Deadline>) -> bool {
         self.claim();
         let h = self.ring.raw.header();
         let head = self.c.head;
         let raw = self.ring.raw;
         let ring = &self.ring;
-        let deadline = timeout.map(Deadline::after);
         match wait_until(
             &h.tail,
             &h.reader_sleeping,
@@ -329,7 +456,9 @@ impl ByteConsumer {
             |slice_over| ring.writer_gone(slice_over),
         ) {
             Ok(()) | Err(Stop::Gone) => true,
-            Err(Stop::Timeout) => false,
+            // A timed-out look still reports a dead writer (a non-blocking
+            // one never gets to the wait's liveness checks).
+            Err(Stop::Timeout) => ring.writer_gone(true),
         }
     }
 
@@ -339,27 +468,27 @@ impl ByteConsumer {
     }
 
     /// Marks this end closed: a blocked or later send fails with
-    /// [`RingError::Disconnected`].
+    /// [`SendError::Disconnected`].
     pub fn close(&mut self) {
         self.ring.close_side(READER_CLOSED);
     }
 }
 
 /// Bytes lent by [`ByteProducer::reserve`]; write them through `DerefMut`,
-/// then [`ByteLoan::commit`]. Dropped without commit, nothing is sent.
+/// then [`SendLoan::commit`]. Dropped without commit, nothing is sent.
 ///
 /// The `&mut [u8]` points into shared memory; it is sound because no reader
 /// looks at these bytes until commit (the reader stops at the published
 /// `tail`). A reader that scribbles on them anyway breaks that;
 /// [`ByteProducer::send`] (a copy through atomic words) is sound under any
 /// peer.
-pub struct ByteLoan<'a> {
+pub struct SendLoan<'a> {
     producer: &'a mut ByteProducer,
     spot: Spot,
     len: u32,
 }
 
-impl ByteLoan<'_> {
+impl SendLoan<'_> {
     /// Sends the whole loan as one message.
     pub fn commit(self) {
         let len = self.len;
@@ -379,7 +508,7 @@ impl ByteLoan<'_> {
     }
 }
 
-impl Deref for ByteLoan<'_> {
+impl Deref for SendLoan<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         // SAFETY: the spot was found for `len` bytes and nothing was
@@ -388,49 +517,49 @@ impl Deref for ByteLoan<'_> {
     }
 }
 
-impl DerefMut for ByteLoan<'_> {
+impl DerefMut for SendLoan<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`.
         unsafe { self.producer.ring.raw.payload_mut(self.spot, self.len) }
     }
 }
 
-impl fmt::Debug for ByteLoan<'_> {
+impl fmt::Debug for SendLoan<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ByteLoan").field("len", &self.len).finish()
+        f.debug_struct("SendLoan").field("len", &self.len).finish()
     }
 }
 
 /// A message lent by [`ByteConsumer::peek`], read in place; handed back to
-/// the writer when dropped.
+/// the writer (consumed) when dropped.
 ///
 /// A zero-copy read loan: the `&[u8]` points into shared memory and is
 /// sound only while the writer keeps the protocol (it does not write a
 /// published frame before the reader hands it back). Against a buggy or
 /// hostile writer use [`ByteConsumer::recv`], which copies through atomic
 /// words and validates every frame header (crate `shm`'s trust model).
-pub struct ByteView<'a> {
+pub struct RecvLoan<'a> {
     consumer: &'a mut ByteConsumer,
     frame: Frame,
 }
 
-impl Deref for ByteView<'_> {
+impl Deref for RecvLoan<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         self.consumer.ring.raw.payload(&self.frame)
     }
 }
 
-impl Drop for ByteView<'_> {
+impl Drop for RecvLoan<'_> {
     fn drop(&mut self) {
         let c = &mut *self.consumer;
         c.ring.raw.release(&mut c.c, &self.frame);
     }
 }
 
-impl fmt::Debug for ByteView<'_> {
+impl fmt::Debug for RecvLoan<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ByteView").field("len", &self.frame.len).finish()
+        f.debug_struct("RecvLoan").field("len", &self.frame.len).finish()
     }
 }
 

@@ -7,8 +7,12 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use shm_core::atomic::copy;
 use shm_core::sys::Deadline;
 
+use super::Fail;
 use super::{FRAME, RingHeader, TAG, valid_capacity};
-use crate::spsc::{RingError, Slept, Word, sleep_on, wake_if_sleeping};
+use crate::spsc::{Slept, Word, sleep_on, wake_if_sleeping};
+
+/// The object corruption reports name.
+const OBJECT: &str = "byte ring";
 
 /// What a frame holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,11 +149,14 @@ impl RawRing {
         unsafe { self.data.add(off as usize) }
     }
 
-    fn used(&self, tail: u32, head: u32) -> Result<u32, RingError> {
+    fn used(&self, tail: u32, head: u32) -> Result<u32, Fail> {
         let used = tail.wrapping_sub(head);
         if used > self.cap || !used.is_multiple_of(FRAME) {
-            return Err(RingError::Corrupted(
-                "positions further apart than the ring, or unaligned",
+            return Err(Fail::corrupted(
+                OBJECT,
+                "tail - head",
+                format_args!("a multiple of {FRAME} up to {}", self.cap),
+                used,
             ));
         }
         Ok(used)
@@ -158,7 +165,7 @@ impl RawRing {
     // ---- writer ----
 
     /// Room for a frame of `len` payload bytes now? `None` when full.
-    pub(crate) fn spot(&self, c: &mut WriteCursor, len: u32) -> Result<Option<Spot>, RingError> {
+    pub(crate) fn spot(&self, c: &mut WriteCursor, len: u32) -> Result<Option<Spot>, Fail> {
         debug_assert!(len <= self.max_payload());
         let size = frame_size(len);
         let pos = c.tail & (self.cap - 1);
@@ -260,7 +267,7 @@ impl RawRing {
         started: bool,
     ) -> Result<(), E>
     where
-        E: From<RingError>,
+        E: From<Fail>,
     {
         let len = u32::try_from(prefix.len() + body.len()).expect("at most half the ring");
         let spot = loop {
@@ -298,7 +305,7 @@ impl RawRing {
         mut mark: impl FnMut(),
     ) -> Result<(), E>
     where
-        E: From<RingError>,
+        E: From<Fail>,
     {
         let max = self.max_payload() as usize;
         if msg.len() <= max {
@@ -323,7 +330,7 @@ impl RawRing {
         mut wait: impl FnMut(&RawRing, &mut WriteCursor, u32, bool) -> Result<(), E>,
     ) -> Result<(), E>
     where
-        E: From<RingError>,
+        E: From<Fail>,
     {
         self.put_frame(c, Kind::Abort, &[], &[], &mut wait, &mut || {}, true)
     }
@@ -332,7 +339,7 @@ impl RawRing {
 
     /// The next frame that is not padding, if one is published; `c.head`
     /// moves past padding (not yet handed back).
-    pub(crate) fn peek_frame(&self, c: &mut ReadCursor) -> Result<Option<Frame>, RingError> {
+    pub(crate) fn peek_frame(&self, c: &mut ReadCursor) -> Result<Option<Frame>, Fail> {
         loop {
             let mut avail = self.used(c.cached_tail, c.head)?;
             if avail == 0 {
@@ -345,18 +352,35 @@ impl RawRing {
             }
             let pos = c.head & (self.cap - 1);
             let (len, word) = self.read_header(pos);
-            let kind = Kind::from_word(word).ok_or(RingError::Corrupted("bad frame tag"))?;
+            let kind = Kind::from_word(word).ok_or_else(|| {
+                Fail::corrupted(
+                    OBJECT,
+                    "frame tag",
+                    format_args!("{TAG:#x} | 1..=6"),
+                    format_args!("{word:#x}"),
+                )
+            })?;
             let to_end = self.cap - pos;
             if len > self.cap {
-                return Err(RingError::Corrupted("frame longer than the ring"));
+                return Err(Fail::corrupted(
+                    OBJECT,
+                    "frame length",
+                    format_args!("at most {}", self.cap),
+                    len,
+                ));
             }
             let size = frame_size(len);
             if size > to_end || size > avail {
-                return Err(RingError::Corrupted("frame overruns the ring or the published bytes"));
+                return Err(Fail::corrupted(
+                    OBJECT,
+                    "frame size",
+                    format_args!("at most {}", to_end.min(avail)),
+                    size,
+                ));
             }
             if kind == Kind::Pad {
                 if size != to_end {
-                    return Err(RingError::Corrupted("padding that does not reach the end of the ring"));
+                    return Err(Fail::corrupted(OBJECT, "padding frame size", to_end, size));
                 }
                 c.head = c.head.wrapping_add(size);
                 continue;
@@ -454,7 +478,7 @@ impl RawRing {
         mut mark: impl FnMut(),
     ) -> Result<(), E>
     where
-        E: From<RingError>,
+        E: From<Fail>,
     {
         out.clear();
         let mut total: Option<u64> = None;
@@ -482,10 +506,18 @@ impl RawRing {
                         // atomic-word loads into a private array.
                         unsafe { copy::load_bytes(self.at(f.at).as_ptr(), &mut word) };
                     }
-                    let announced = Some(u64::from_le_bytes(word))
+                    let found = u64::from_le_bytes(word);
+                    let announced = Some(found)
                         .filter(|_| f.len >= 8)
                         .filter(|&t| t > u64::from(self.max_payload()) && isize::try_from(t).is_ok())
-                        .ok_or(RingError::Corrupted("bad length of a streamed message"))?;
+                        .ok_or_else(|| {
+                            Fail::corrupted(
+                                OBJECT,
+                                "streamed message length",
+                                format_args!("more than {} in a first frame of 8 bytes or more", self.max_payload()),
+                                format_args!("{found} in a frame of {}", f.len),
+                            )
+                        })?;
                     out.clear();
                     // Reserve what arrives first; grow as parts come in (the
                     // announced total is a peer's word, not an allocation).
@@ -498,9 +530,13 @@ impl RawRing {
                 (Kind::Middle | Kind::Last, Some(t)) => {
                     let len = u64::from(f.len);
                     if out.len() as u64 + len > t || (f.kind == Kind::Last && out.len() as u64 + len != t) {
-                        return Err(
-                            RingError::Corrupted("streamed parts do not add up to the announced length").into(),
-                        );
+                        return Err(Fail::corrupted(
+                            OBJECT,
+                            "streamed parts",
+                            format_args!("{t} bytes in all"),
+                            format_args!("{} so far", out.len() as u64 + len),
+                        )
+                        .into());
                     }
                     self.copy_payload(&f, 0, out);
                     self.release(c, &f);
@@ -521,7 +557,7 @@ impl RawRing {
     }
 }
 
-/// Waits for `ready()`: spins, then sleeps on `word` in liveness slices
+/// Waits for `ready()` (not at all past `deadline`): spins, then sleeps on `word` in liveness slices
 /// after raising `flag`; `gone(slice_over)` is asked before each sleep.
 pub(crate) fn wait_until(
     word: &Word,
@@ -530,6 +566,10 @@ pub(crate) fn wait_until(
     ready: impl Fn() -> bool,
     mut gone: impl FnMut(bool) -> bool,
 ) -> Result<(), Stop> {
+    // A deadline already passed (`try_*`): one look, no spinning.
+    if deadline.is_some_and(|d| d.has_passed()) {
+        return if ready() { Ok(()) } else { Err(Stop::Timeout) };
+    }
     let mut spins = shm_sync::park::spins();
     let mut slice_over = false;
     loop {

@@ -29,7 +29,7 @@
 //! Every frame header is checked before use: its tag and kind, its length
 //! against the bytes published and against the end of the ring, a `Pad`
 //! against the exact distance to the end, a stream's parts against its
-//! announced total. Anything else is [`RingError::Corrupted`], reported
+//! announced total. Anything else is [`Fault::Corrupted`](shm_core::Fault::Corrupted), reported
 //! without moving `head` (nothing is lost or half-consumed).
 //!
 //! # Memory ordering
@@ -47,13 +47,16 @@ use shm_core::sys;
 use shm_core::{Segment, SegmentError, SegmentKind, TypeIdentity};
 
 use crate::spsc::{HEADER, MAX_CAPACITY, Word, peer_gone};
+use crate::sync;
 
 mod ends;
+mod fail;
 mod frame;
 #[cfg(test)]
 mod tests;
 
-pub use ends::{ByteConsumer, ByteLoan, ByteProducer, ByteView};
+pub use ends::{ByteConsumer, ByteProducer, RecvLoan, SendLoan};
+pub(crate) use fail::{Fail, relabel};
 pub(crate) use frame::{Kind, RawRing, ReadCursor, Stop, WriteCursor, wait_until};
 
 /// Smallest ring, in bytes.
@@ -171,8 +174,8 @@ impl ByteRing {
         let h = self.raw.header();
         // Release: everything sent before the close is visible with it.
         h.closed.fetch_or(bit, Release);
-        sys::futex_wake(&h.tail, u32::MAX);
-        sys::futex_wake(&h.head, u32::MAX);
+        sync::futex_wake(&h.tail, u32::MAX);
+        sync::futex_wake(&h.head, u32::MAX);
     }
 }
 

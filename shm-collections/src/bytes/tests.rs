@@ -2,7 +2,8 @@
 mod basics {
     use super::super::frame::*;
     use super::super::*;
-    use crate::spsc::RingError;
+    use shm_core::sys::Deadline;
+    use shm_core::{Fault, RecvError, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
     use std::sync::atomic::Ordering::Relaxed;
     use std::time::Duration;
 
@@ -27,22 +28,30 @@ mod basics {
                 assert!(out.is_empty());
             }
         }
-        assert_eq!(rx.try_recv(&mut out), Err(RingError::Empty));
+        assert_eq!(rx.try_recv(&mut out), Err(TryRecvError::Empty));
     }
 
     #[test]
     fn full_too_large_and_loans() {
         let (mut tx, mut rx) = channel(64).expect("ring");
         assert_eq!(tx.max_frame(), 24);
-        assert_eq!(tx.try_send(&[0; 25]), Err(RingError::TooLarge));
+        assert!(matches!(
+            tx.try_send(&[0; 25]),
+            Err(TrySendError::Fault((), Fault::TooLarge { len: 25, max: 24 }))
+        ));
         tx.try_send(&[1; 24]).expect("one frame");
         tx.try_send(&[2; 24]).expect("two frames fill 64 bytes");
-        assert_eq!(tx.try_send(&[]), Err(RingError::Full));
+        assert!(matches!(tx.try_send(&[]), Err(TrySendError::Full(()))));
+        assert!(tx.try_reserve(1).is_err_and(|e| e.is_full()));
+        assert!(
+            tx.reserve_timeout(1, Duration::from_millis(5))
+                .is_err_and(|e| e.is_timeout())
+        );
         {
-            let view = rx.peek().expect("in place");
+            let view = rx.try_peek().expect("in place");
             assert_eq!(&*view, &[1; 24]);
         }
-        let mut loan = tx.reserve(16).expect("room again");
+        let mut loan = tx.try_reserve(16).expect("room again");
         loan[..3].copy_from_slice(b"abc");
         loan.commit_len(3);
         let mut out = Vec::new();
@@ -51,9 +60,9 @@ mod basics {
         rx.recv(&mut out).expect("loaned");
         assert_eq!(out, b"abc");
         {
-            let _loan = tx.reserve(8).expect("a loan dropped without commit sends nothing");
+            let _loan = tx.try_reserve(8).expect("a loan dropped without commit sends nothing");
         }
-        assert_eq!(rx.try_recv(&mut out), Err(RingError::Empty));
+        assert_eq!(rx.try_recv(&mut out), Err(TryRecvError::Empty));
     }
 
     #[test]
@@ -78,7 +87,7 @@ mod basics {
                 assert_eq!(out.len(), n);
                 assert!(out == bytes_of(i, n), "message {i} intact");
             }
-            assert_eq!(rx.recv(&mut out), Err(RingError::Disconnected));
+            assert_eq!(rx.recv(&mut out), Err(RecvError::Disconnected));
         });
     }
 
@@ -88,25 +97,29 @@ mod basics {
         let mut out = Vec::new();
         assert_eq!(
             rx.recv_timeout(&mut out, Duration::from_millis(20)),
-            Err(RingError::Empty)
+            Err(RecvTimeoutError::Timeout(Duration::from_millis(20)))
         );
-        assert!(!rx.poll(Some(Duration::from_millis(10))));
-        tx.send(b"x").expect("send");
-        assert!(rx.poll(Some(Duration::ZERO)));
-        assert!(rx.poll(None), "poll consumes nothing");
-        tx.send(&[0; 24]).expect("fill");
+        assert!(!rx.readable(Some(Deadline::after(Duration::from_millis(10)))));
         assert_eq!(
-            tx.send_timeout(&[0; 24], Duration::from_millis(20)),
-            Err(RingError::Full)
+            rx.peek_timeout(Duration::from_millis(5)).map(|l| l.len()),
+            Err(RecvTimeoutError::Timeout(Duration::from_millis(5)))
         );
+        tx.send(b"x").expect("send");
+        assert!(rx.readable(Some(Deadline::after(Duration::ZERO))));
+        assert!(rx.readable(None), "readable consumes nothing");
+        tx.send(&[0; 24]).expect("fill");
+        assert!(matches!(
+            tx.send_timeout(&[0; 24], Duration::from_millis(20)),
+            Err(SendTimeoutError::Timeout((), d)) if d == Duration::from_millis(20)
+        ));
         tx.close();
-        rx.recv(&mut out).expect("drains after close");
-        assert_eq!(out, b"x");
-        rx.recv(&mut out).expect("drains after close");
-        assert_eq!(rx.recv(&mut out), Err(RingError::Disconnected));
-        assert!(rx.poll(None), "a closed peer polls true");
+        assert_eq!(rx.peek().map(|l| l.to_vec()), Ok(b"x".to_vec()), "drains after close");
+        rx.recv(&mut out).expect("a dropped RecvLoan consumed the first");
+        assert_eq!(out, [0; 24]);
+        assert_eq!(rx.recv(&mut out), Err(RecvError::Disconnected));
+        assert!(rx.readable(None), "a closed peer reads as readable");
         rx.close();
-        assert_eq!(tx.try_send(b"y"), Err(RingError::Disconnected));
+        assert!(matches!(tx.try_send(b"y"), Err(TrySendError::Disconnected(()))));
     }
 
     #[test]
@@ -118,22 +131,34 @@ mod basics {
         let scribble = |len: u32, word: u32| raw.put_header_words(0, len, word);
         scribble(1000, TAG | Kind::Whole as u32);
         let mut out = Vec::new();
-        assert!(matches!(rx.try_recv(&mut out), Err(RingError::Corrupted(_))));
+        assert!(matches!(
+            rx.try_recv(&mut out),
+            Err(TryRecvError::Fault(Fault::Corrupted { .. }))
+        ));
         assert!(
-            matches!(rx.try_recv(&mut out), Err(RingError::Corrupted(_))),
+            matches!(rx.try_recv(&mut out), Err(TryRecvError::Fault(Fault::Corrupted { .. }))),
             "still there"
         );
         scribble(5, 0xdead_beef);
-        assert!(matches!(rx.try_recv(&mut out), Err(RingError::Corrupted(_))));
+        assert!(matches!(
+            rx.try_recv(&mut out),
+            Err(TryRecvError::Fault(Fault::Corrupted { .. }))
+        ));
         scribble(5, TAG | 0x4d);
-        assert!(matches!(rx.try_recv(&mut out), Err(RingError::Corrupted(_))));
+        assert!(matches!(
+            rx.try_recv(&mut out),
+            Err(TryRecvError::Fault(Fault::Corrupted { .. }))
+        ));
         // Restore: the message is intact.
         scribble(5, TAG | Kind::Whole as u32);
         rx.try_recv(&mut out).expect("intact");
         assert_eq!(out, b"hello");
         // A tail beyond the ring.
         raw.header().tail.store(4096, Relaxed);
-        assert!(matches!(rx.try_recv(&mut out), Err(RingError::Corrupted(_))));
+        assert!(matches!(
+            rx.try_recv(&mut out),
+            Err(TryRecvError::Fault(Fault::Corrupted { .. }))
+        ));
     }
 
     #[test]
@@ -142,8 +167,7 @@ mod basics {
         let raw = tx.ring.raw;
         tx.claim();
         let mut c = tx.c;
-        let never =
-            |_: &RawRing, _: &mut WriteCursor, _: u32, _: bool| -> Result<(), RingError> { Err(RingError::Full) };
+        let never = |_: &RawRing, _: &mut WriteCursor, _: u32, _: bool| -> Result<(), Fail> { Err(Fail::Full) };
         raw.put_frame(&mut c, Kind::Middle, &[], b"left", &mut { never }, &mut || {}, true)
             .expect("room");
         raw.put_frame(&mut c, Kind::Last, &[], b"over", &mut { never }, &mut || {}, true)
@@ -171,8 +195,8 @@ mod basics {
 #[cfg(test)]
 mod scribble_tests {
     use super::super::*;
-    use crate::spsc::RingError;
     use crate::test_util::{Rng, bounded, scribble};
+    use shm_core::{Fault, TryRecvError};
     use std::time::Duration;
 
     /// A frame header's length word scribbled past the ring: reported, and
@@ -188,8 +212,14 @@ mod scribble_tests {
             unsafe { shm_core::atomic::copy::store(data, bad) };
             let mut out = Vec::new();
             let r = rx.try_recv(&mut out);
-            assert!(matches!(r, Err(RingError::Corrupted(_))), "len {bad}: {r:?}");
-            assert!(matches!(rx.peek().map(|v| v.len()), Err(RingError::Corrupted(_))));
+            assert!(
+                matches!(r, Err(TryRecvError::Fault(Fault::Corrupted { .. }))),
+                "len {bad}: {r:?}"
+            );
+            assert!(matches!(
+                rx.try_peek().map(|v| v.len()),
+                Err(TryRecvError::Fault(Fault::Corrupted { .. }))
+            ));
         }
     }
 
@@ -218,11 +248,11 @@ mod scribble_tests {
                 let mut out = Vec::new();
                 for _ in 0..8 {
                     let _ = match r.below(5) {
-                        0 => rx.try_recv(&mut out),
-                        1 => rx.recv_timeout(&mut out, t),
-                        2 => tx.try_send(&[1; 12]),
-                        3 => tx.send_timeout(&[2; 20], t),
-                        _ => rx.peek().map(|v| assert!(v.len() <= 128)),
+                        0 => rx.try_recv(&mut out).is_ok(),
+                        1 => rx.recv_timeout(&mut out, t).is_ok(),
+                        2 => tx.try_send(&[1; 12]).is_ok(),
+                        3 => tx.send_timeout(&[2; 20], t).is_ok(),
+                        _ => rx.try_peek().map(|v| assert!(v.len() <= 128)).is_ok(),
                     };
                 }
             });

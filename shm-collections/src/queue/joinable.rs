@@ -75,9 +75,8 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// # Errors
     ///
-    /// [`QueueError::TooManyTaskDone`] when called more times than items
-    /// were put.
-    pub fn task_done(&self) -> Result<(), QueueError> {
+    /// [`TaskDoneError`] when called more times than items were put.
+    pub fn task_done(&self) -> Result<(), TaskDoneError> {
         let h = self.queue.shared.header();
         // SeqCst: a Dekker pair with `join` (it raises `join_waiters`, then
         // reads `unfinished`; we lower `unfinished`, then read
@@ -85,9 +84,9 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         let before = h
             .unfinished
             .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
-            .map_err(|_| QueueError::TooManyTaskDone)?;
+            .map_err(|_| TaskDoneError)?;
         if before == 1 && h.join_waiters.load(SeqCst) != 0 {
-            sys::futex_wake(&h.unfinished, u32::MAX);
+            sync::futex_wake(&h.unfinished, u32::MAX);
         }
         Ok(())
     }
@@ -106,7 +105,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
                 break false;
             }
             let slice = Deadline::after(shm_sync::park::LIVENESS_SLICE);
-            sys::futex_wait(&h.unfinished, n, Some(deadline.map_or(slice, |d| d.min(slice))));
+            sync::futex_wait(&h.unfinished, n, Some(deadline.map_or(slice, |d| d.min(slice))));
         };
         // SeqCst: see `task_done`.
         h.join_waiters.fetch_sub(1, SeqCst);

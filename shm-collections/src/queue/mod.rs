@@ -40,7 +40,7 @@
 //!   was serialised and not yet received) or while the caller has running
 //!   children (a forked child may not have used the queue yet). Otherwise,
 //!   when every other registered process is dead, the call returns
-//!   [`QueueError::Disconnected`]. A queue used only by the threads of one
+//!   `Disconnected`. A queue used only by the threads of one
 //!   process is never disconnected; threads of a process whose peer
 //!   processes all died are (the queue cannot tell threads apart).
 //!
@@ -57,12 +57,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::Duration;
 
+use crate::sync;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use shm_core::sys::{self, Deadline};
+use shm_core::sys::Deadline;
 use shm_core::{SegmentError, SegmentKind, TypeIdentity};
 
-use crate::spsc::RingError;
+use shm_core::{Fault, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
+
+use crate::bytes::Fail;
 
 mod joinable;
 mod shared;
@@ -74,83 +77,26 @@ pub use joinable::JoinableQueue;
 use shared::{Payload, QueueShared};
 pub use simple::SimpleQueue;
 
+/// The object corruption reports name.
+const OBJECT: &str = "queue";
+
 /// Bytes of ring a queue gets unless told otherwise (pages are only used
 /// as messages reach them).
 pub const DEFAULT_CAPACITY: usize = 1 << 20;
 /// Processes a queue remembers for its liveness checks; past that, blocked
 /// calls can no longer tell that every peer died and only time out.
 pub const MAX_PEERS: usize = 64;
-/// How long a non-blocking call waits for another process's put or get in
-/// progress before it reports `Full`/`Empty`.
-pub const NOWAIT_LOCK: Duration = Duration::from_millis(10);
+/// `task_done` was called more times than items were put (Python's
+/// `ValueError` of `JoinableQueue.task_done`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("task_done() called more times than items were put on the joinable queue")]
+pub struct TaskDoneError;
 
-/// Why a queue operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum QueueError {
-    /// No room (non-blocking put, or the timeout passed): Python's `queue.Full`.
-    #[error("the queue is full")]
-    Full,
-    /// Nothing to get (non-blocking get, or the timeout passed): Python's `queue.Empty`.
-    #[error("the queue is empty")]
-    Empty,
-    /// The queue was closed (put), or closed and drained (get).
-    #[error("the queue is closed")]
-    Closed,
-    /// Every other process that used the queue died, and nothing is left
-    /// to get (or no one is left to make room).
-    #[error("every other process using the queue has died")]
-    Disconnected,
-    /// The item could not be serialised; nothing was sent.
-    #[error("the item could not be serialised: {0}")]
-    Serialize(String),
-    /// The message could not be deserialised into the item type; it was
-    /// taken off the queue.
-    #[error("a message could not be deserialised: {0}")]
-    Deserialize(String),
-    /// `task_done` was called more times than items were put.
-    #[error("task_done() called too many times")]
-    TooManyTaskDone,
-    /// The shared state is impossible: a peer wrote over it.
-    #[error("corrupted queue: {0}")]
-    Corrupted(&'static str),
-}
-
-impl From<RingError> for QueueError {
-    fn from(e: RingError) -> Self {
-        match e {
-            RingError::Full => Self::Full,
-            RingError::Empty => Self::Empty,
-            RingError::Disconnected => Self::Disconnected,
-            RingError::Corrupted(what) => Self::Corrupted(what),
-            _ => Self::Corrupted("unexpected ring state"),
-        }
+impl From<TaskDoneError> for shm_core::Error {
+    fn from(e: TaskDoneError) -> Self {
+        Self::new(shm_core::ErrorKind::Usage, e)
     }
 }
-
-/// A put that failed, with the item handed back.
-pub struct PutError<T> {
-    /// Why.
-    pub kind: QueueError,
-    /// The item that was not put.
-    pub item: T,
-}
-
-impl<T> fmt::Debug for PutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PutError")
-            .field("kind", &self.kind)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T> fmt::Display for PutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.kind.fmt(f)
-    }
-}
-
-impl<T> std::error::Error for PutError<T> {}
 
 thread_local! {
     /// Serialised bytes of the item being put (reused between calls).
@@ -171,19 +117,20 @@ thread_local! {
 /// # Examples
 ///
 /// ```
-/// use shm_collections::queue::{Queue, QueueError};
+/// use shm_collections::queue::Queue;
+/// use shm_core::{RecvError, TryRecvError, TrySendError};
 ///
 /// let q = Queue::<String>::new(2)?;
-/// q.put("a".into()).expect("room");
-/// q.put_nowait("b".into()).expect("room");
-/// assert_eq!(q.put_nowait("c".into()).unwrap_err().kind, QueueError::Full);
+/// q.put("a".into())?;
+/// q.try_put("b".into())?;
+/// assert!(matches!(q.try_put("c".into()), Err(TrySendError::Full(c)) if c == "c"));
 /// assert_eq!(q.qsize(), 2);
 /// assert_eq!(q.get()?, "a");
-/// assert_eq!(q.get_nowait()?, "b");
-/// assert_eq!(q.get_nowait(), Err(QueueError::Empty));
+/// assert_eq!(q.try_get()?, "b");
+/// assert_eq!(q.try_get(), Err(TryRecvError::Empty));
 /// q.close();
-/// assert_eq!(q.put("d".into()).unwrap_err().kind, QueueError::Closed);
-/// assert_eq!(q.get(), Err(QueueError::Closed));
+/// assert!(q.put("d".into()).unwrap_err().is_disconnected());
+/// assert_eq!(q.get(), Err(RecvError::Disconnected));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Queue<T> {
@@ -210,18 +157,18 @@ impl<T> fmt::Debug for Queue<T> {
     }
 }
 
-fn ser<T: Serialize>(item: &T) -> Result<Vec<u8>, QueueError> {
+fn ser<T: Serialize>(item: &T) -> Result<Vec<u8>, Fail> {
     let mut buf = OUT.take();
     buf.clear();
-    postcard::to_extend(item, buf).map_err(|e| QueueError::Serialize(e.to_string()))
+    postcard::to_extend(item, buf).map_err(|e| Fail::Fault(Fault::Encode(e.to_string())))
 }
 
 /// Deserialises a whole message: bytes left over mean another type.
-pub(crate) fn de<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, QueueError> {
+pub(crate) fn de<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Fault> {
     match postcard::take_from_bytes(bytes) {
         Ok((item, [])) => Ok(item),
-        Ok((_, rest)) => Err(QueueError::Deserialize(format!("{} bytes left over", rest.len()))),
-        Err(e) => Err(QueueError::Deserialize(e.to_string())),
+        Ok((_, rest)) => Err(Fault::Decode(format!("{} bytes left over", rest.len()))),
+        Err(e) => Err(Fault::Decode(e.to_string())),
     }
 }
 
@@ -260,34 +207,34 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         })
     }
 
-    fn put_until(&self, item: T, deadline: Option<Deadline>) -> Result<(), PutError<T>> {
+    fn put_until(&self, item: T, deadline: Option<Deadline>) -> Result<(), (T, Fail)> {
         // Small items are serialised straight into the ring (postcard's
         // slice writer is also several times faster than its Vec one).
         let mut in_place = |room: &mut [u8]| postcard::to_slice(&item, room).ok().map(|b| b.len());
         match self.shared.put_bytes(Payload::InPlace(&mut in_place), deadline) {
             Ok(true) => return Ok(()),
             Ok(false) => {}
-            Err(kind) => return Err(PutError { kind, item }),
+            Err(e) => return Err((item, e.of(OBJECT))),
         }
         let bytes = match ser(&item) {
             Ok(b) => b,
-            Err(kind) => return Err(PutError { kind, item }),
+            Err(e) => return Err((item, e)),
         };
         let result = self.shared.put_bytes(Payload::Bytes(&bytes), deadline);
         OUT.set(bytes);
-        result.map(drop).map_err(|kind| PutError { kind, item })
+        result.map(drop).map_err(|e| (item, e.of(OBJECT)))
     }
 
     /// Puts an item, waiting for room as long as needed.
     ///
     /// # Errors
     ///
-    /// [`QueueError::Closed`], [`QueueError::Serialize`] (nothing sent),
-    /// [`QueueError::Disconnected`] when the queue is full and every other
-    /// process using it died, [`QueueError::Corrupted`]; the item is handed
-    /// back.
-    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_until(item, None)
+    /// [`SendError::Disconnected`] when the queue is closed, or full and
+    /// every other process using it died; [`SendError::Fault`] with
+    /// [`Fault::Encode`] (nothing sent) or [`Fault::Corrupted`]. The item
+    /// is handed back.
+    pub fn put(&self, item: T) -> Result<(), SendError<T>> {
+        self.put_until(item, None).map_err(|(v, e)| e.send(v))
     }
 
     /// Puts an item, waiting for room up to `timeout` (an item streamed in
@@ -295,26 +242,32 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`QueueError::Full`] on timeout, as for [`Queue::put`] otherwise.
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+    /// [`SendTimeoutError::Timeout`] (Python's `queue.Full`), as for
+    /// [`Queue::put`] otherwise.
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
         self.put_until(item, Some(Deadline::after(timeout)))
+            .map_err(|(v, e)| e.send_timeout(v, timeout))
     }
 
-    /// Puts an item if there is room now (waiting at most [`NOWAIT_LOCK`]
-    /// for another process's put in progress).
+    /// Puts an item if there is room now, without waiting at all (Python's
+    /// `put_nowait`); a put another process is making at this instant
+    /// holds the put lock, and then this one reports `Full` too.
     ///
     /// # Errors
     ///
-    /// [`QueueError::Full`], as for [`Queue::put`] otherwise.
-    pub fn put_nowait(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_until(item, Some(Deadline::after(NOWAIT_LOCK)))
+    /// [`TrySendError::Full`], as for [`Queue::put`] otherwise.
+    pub fn try_put(&self, item: T) -> Result<(), TrySendError<T>> {
+        self.put_until(item, Some(Deadline::after(Duration::ZERO)))
+            .map_err(|(v, e)| e.try_send(v))
     }
 
-    fn get_until(&self, deadline: Option<Deadline>) -> Result<T, QueueError> {
+    fn get_until(&self, deadline: Option<Deadline>) -> Result<T, Fail> {
         let mut buf = IN.take();
-        let result = self.shared.get_with(&mut buf, deadline, de::<T>);
+        let result = self
+            .shared
+            .get_with(&mut buf, deadline, |b| de::<T>(b).map_err(Fail::Fault));
         IN.set(buf);
-        result
+        result.map_err(|e| e.of(OBJECT))
     }
 
     /// Gets the oldest item, waiting as long as needed.
@@ -326,30 +279,35 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`QueueError::Closed`] once the queue is closed and drained,
-    /// [`QueueError::Disconnected`] when it is empty and every other
-    /// process using it died, [`QueueError::Deserialize`] (that message is
-    /// gone), [`QueueError::Corrupted`].
-    pub fn get(&self) -> Result<T, QueueError> {
-        self.get_until(None)
+    /// [`RecvError::Disconnected`] once the queue is closed and drained,
+    /// or when it is empty and every other process using it died;
+    /// [`RecvError::Fault`] with [`Fault::Decode`] (that message is gone)
+    /// or [`Fault::Corrupted`].
+    pub fn get(&self) -> Result<T, RecvError> {
+        self.get_until(None).map_err(Fail::recv)
     }
 
     /// Gets an item, waiting up to `timeout`.
     ///
     /// # Errors
     ///
-    /// [`QueueError::Empty`] on timeout, as for [`Queue::get`] otherwise.
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
+    /// [`RecvTimeoutError::Timeout`] (Python's `queue.Empty`), as for
+    /// [`Queue::get`] otherwise.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         self.get_until(Some(Deadline::after(timeout)))
+            .map_err(|e| e.recv_timeout(timeout))
     }
 
-    /// Gets an item if one is there now.
+    /// Gets an item if one is there now, without waiting at all (Python's
+    /// `get_nowait`); a get another process is making at this instant
+    /// holds the get lock, and then this one reports `Empty` too.
     ///
     /// # Errors
     ///
-    /// [`QueueError::Empty`], as for [`Queue::get`] otherwise.
-    pub fn get_nowait(&self) -> Result<T, QueueError> {
-        self.get_until(Some(Deadline::after(NOWAIT_LOCK)))
+    /// [`TryRecvError::Empty`], as for [`Queue::get`] otherwise.
+    pub fn try_get(&self) -> Result<T, TryRecvError> {
+        self.get_until(Some(Deadline::after(Duration::ZERO)))
+            .map_err(Fail::try_recv)
     }
 
     /// Items in the queue (a snapshot: others may be putting and getting).
@@ -380,7 +338,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Closes the queue for every process: later puts fail with
-    /// [`QueueError::Closed`]; gets drain what is left, then fail with it.
+    /// `Disconnected`; gets drain what is left, then fail with it.
     pub fn close(&self) {
         self.shared.close();
     }

@@ -13,7 +13,9 @@ use shm_sync::ProcessLock;
 use crate::bytes::{Kind, RawRing, ReadCursor, Stop, WriteCursor, round_capacity, valid_capacity, wait_until};
 use crate::spsc::{HEADER, Word};
 
-use super::{MAX_PEERS, QueueError};
+use super::MAX_PEERS;
+use crate::bytes::Fail;
+use crate::sync;
 
 /// Words of one process-local flag (not shared memory).
 #[allow(clippy::disallowed_types, reason = "a process-local cache, not shared memory")]
@@ -94,6 +96,20 @@ pub(super) struct QueueShared {
 unsafe impl Send for QueueShared {}
 // SAFETY: as above.
 unsafe impl Sync for QueueShared {}
+
+/// Takes `lock` for this process, waiting until `deadline` (forever with
+/// `None`; a passed one, as for `try_*`: not at all, so a lock another
+/// process holds at this instant reads as no room or no item). `None` when
+/// not taken; `Some(true)` when taken from a holder that died holding it.
+fn take(lock: &ProcessLock, deadline: Option<Deadline>) -> Option<bool> {
+    if deadline.is_some_and(|d| d.has_passed()) {
+        if lock.try_lock() {
+            return Some(false);
+        }
+        return lock.take_if_holder_dead().then_some(true);
+    }
+    lock.lock_until(deadline)
+}
 
 /// Unlocks a [`ProcessLock`] when dropped.
 struct Unlock<'a>(&'a ProcessLock);
@@ -331,13 +347,13 @@ impl QueueShared {
 
     /// Puts a message; false when a [`Payload::InPlace`] did not fit (or
     /// found no room at once) and nothing was sent.
-    pub(super) fn put_bytes(&self, msg: Payload<'_>, deadline: Option<Deadline>) -> Result<bool, QueueError> {
+    pub(super) fn put_bytes(&self, msg: Payload<'_>, deadline: Option<Deadline>) -> Result<bool, Fail> {
         self.register();
         if self.closed() {
-            return Err(QueueError::Closed);
+            return Err(Fail::Disconnected);
         }
         let h = self.header();
-        let died = h.put_lock.lock_until(deadline).ok_or(QueueError::Full)?;
+        let died = take(&h.put_lock, deadline).ok_or(Fail::Full)?;
         let _unlock = Unlock(&h.put_lock);
         if died {
             self.recover_put();
@@ -345,9 +361,8 @@ impl QueueShared {
         let rh = self.raw.header();
         let gone = |slice_over: bool| self.closed() || (slice_over && !self.others_alive());
         let stop = |stop: Stop| match stop {
-            Stop::Timeout => QueueError::Full,
-            Stop::Gone if self.closed() => QueueError::Closed,
-            Stop::Gone => QueueError::Disconnected,
+            Stop::Timeout => Fail::Full,
+            Stop::Gone => Fail::Disconnected,
         };
         let maxsize = self.maxsize();
         if maxsize != 0 {
@@ -411,7 +426,7 @@ impl QueueShared {
             Payload::InPlace(_) if stream_open => Ok(false),
             Payload::InPlace(write) => {
                 let most = IN_PLACE.min(self.raw.max_payload());
-                self.raw.spot(&mut c, most).map_err(QueueError::from).map(|spot| {
+                self.raw.spot(&mut c, most).map(|spot| {
                     let Some(spot) = spot else { return false };
                     // SAFETY: the spot was just found for `most` bytes on this
                     // cursor, and nothing was committed since. A write loan
@@ -459,15 +474,15 @@ impl QueueShared {
         &self,
         out: &mut Vec<u8>,
         deadline: Option<Deadline>,
-        decode: impl FnOnce(&[u8]) -> Result<R, QueueError>,
-    ) -> Result<R, QueueError> {
+        decode: impl FnOnce(&[u8]) -> Result<R, Fail>,
+    ) -> Result<R, Fail> {
         self.register();
         let h = self.header();
-        let Some(died) = h.get_lock.lock_until(deadline) else {
+        let Some(died) = take(&h.get_lock, deadline) else {
             return Err(if self.closed() && self.qsize() == 0 {
-                QueueError::Closed
+                Fail::Disconnected
             } else {
-                QueueError::Empty
+                Fail::Empty
             });
         };
         let _unlock = Unlock(&h.get_lock);
@@ -497,9 +512,8 @@ impl QueueShared {
             match wait_until(&rh.tail, &rh.reader_sleeping, deadline, ready, gone) {
                 Ok(()) => Ok(true),
                 Err(_) if raw.has_frame(head) => Ok(true),
-                Err(Stop::Timeout) => Err(QueueError::Empty),
-                Err(Stop::Gone) if self.closed() => Err(QueueError::Closed),
-                Err(Stop::Gone) => Err(QueueError::Disconnected),
+                Err(Stop::Timeout) => Err(Fail::Empty),
+                Err(Stop::Gone) => Err(Fail::Disconnected),
             }
         };
         let mut wait = wait;
@@ -516,7 +530,7 @@ impl QueueShared {
         };
         let result = loop {
             match self.raw.peek_frame(&mut c) {
-                Err(e) => break Err(e.into()),
+                Err(e) => break Err(e),
                 Ok(Some(f)) if f.kind == Kind::Whole => {
                     // Copy, decode, then commit: the order that makes a
                     // kill before the `head` store harmless.
@@ -554,7 +568,7 @@ impl QueueShared {
         // Release: pairs with the Acquire in `closed`.
         self.header().closed.store(1, Release);
         let rh = self.raw.header();
-        sys::futex_wake(&rh.tail, u32::MAX);
-        sys::futex_wake(&rh.head, u32::MAX);
+        sync::futex_wake(&rh.tail, u32::MAX);
+        sync::futex_wake(&rh.head, u32::MAX);
     }
 }

@@ -48,8 +48,26 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// # Errors
     ///
     /// As for [`Queue::put`].
-    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+    pub fn put(&self, item: T) -> Result<(), SendError<T>> {
         self.queue.put(item)
+    }
+
+    /// Puts an item if there is room in the ring now, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Queue::try_put`].
+    pub fn try_put(&self, item: T) -> Result<(), TrySendError<T>> {
+        self.queue.try_put(item)
+    }
+
+    /// Puts an item, waiting for room up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Queue::put_timeout`].
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.queue.put_timeout(item, timeout)
     }
 
     /// Gets the oldest item, waiting as long as needed.
@@ -57,8 +75,26 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// # Errors
     ///
     /// As for [`Queue::get`].
-    pub fn get(&self) -> Result<T, QueueError> {
+    pub fn get(&self) -> Result<T, RecvError> {
         self.queue.get()
+    }
+
+    /// Gets an item if one is there now, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Queue::try_get`].
+    pub fn try_get(&self) -> Result<T, TryRecvError> {
+        self.queue.try_get()
+    }
+
+    /// Gets an item, waiting up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Queue::get_timeout`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.queue.get_timeout(timeout)
     }
 
     /// Whether the queue is empty (a snapshot).

@@ -2,6 +2,7 @@
 mod basics {
     use super::super::shared::*;
     use super::super::*;
+    use shm_core::{RecvError, RecvTimeoutError, SendError, TryRecvError};
 
     #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
     struct Job {
@@ -31,12 +32,24 @@ mod basics {
                 Duration::from_millis(20),
             )
             .unwrap_err();
-        assert_eq!(e.kind, QueueError::Full);
-        assert_eq!(e.item.id, 9, "the item comes back");
+        assert!(e.is_timeout());
+        assert_eq!(e.into_inner().id, 9, "the item comes back");
+        let e = q
+            .try_put(Job {
+                id: 10,
+                name: String::new(),
+            })
+            .unwrap_err();
+        assert!(e.is_full());
+        assert_eq!(e.into_inner().id, 10, "the item comes back");
         for id in 0..3 {
             assert_eq!(q.get().expect("item").id, id);
         }
-        assert_eq!(q.get_timeout(Duration::from_millis(20)), Err(QueueError::Empty));
+        assert_eq!(
+            q.get_timeout(Duration::from_millis(20)),
+            Err(RecvTimeoutError::Timeout(Duration::from_millis(20)))
+        );
+        assert_eq!(q.try_get(), Err(TryRecvError::Empty));
     }
 
     #[test]
@@ -53,7 +66,7 @@ mod basics {
             }
         }
         let q = Queue::<Bad>::new(0).expect("queue");
-        assert!(matches!(q.put(Bad).unwrap_err().kind, QueueError::Serialize(_)));
+        assert!(matches!(q.put(Bad), Err(SendError::Fault(Bad, Fault::Encode(_)))));
         assert_eq!(q.qsize(), 0, "nothing was sent");
     }
 
@@ -63,8 +76,8 @@ mod basics {
         q.shared.put_bytes(Payload::Bytes(&[]), None).expect("raw");
         q.shared.put_bytes(Payload::Bytes(&[1, 2]), None).expect("raw");
         q.put(7).expect("room");
-        assert!(matches!(q.get(), Err(QueueError::Deserialize(_))), "too short");
-        assert!(matches!(q.get(), Err(QueueError::Deserialize(_))), "too long");
+        assert!(matches!(q.get(), Err(RecvError::Fault(Fault::Decode(_)))), "too short");
+        assert!(matches!(q.get(), Err(RecvError::Fault(Fault::Decode(_)))), "too long");
         assert_eq!(q.get(), Ok(7));
     }
 
@@ -143,7 +156,8 @@ mod basics {
             q.join();
         });
         assert_eq!(q.unfinished(), 0);
-        assert_eq!(q.task_done(), Err(QueueError::TooManyTaskDone));
+        assert_eq!(q.task_done(), Err(TaskDoneError));
+        assert_eq!(shm_core::Error::from(TaskDoneError).kind(), shm_core::ErrorKind::Usage);
     }
 
     #[test]
@@ -163,7 +177,10 @@ mod basics {
             .store(q.shared.header().puts.load(Relaxed), Relaxed);
         q.put(5).expect("room");
         q.shared.raw.header().tail.store(1 << 20, Relaxed);
-        assert!(matches!(q.get(), Err(QueueError::Corrupted(_))));
+        assert!(matches!(
+            q.get(),
+            Err(RecvError::Fault(Fault::Corrupted { object: "queue", .. }))
+        ));
     }
 
     #[test]
