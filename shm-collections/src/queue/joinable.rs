@@ -67,8 +67,36 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// As for [`Queue::with_capacity`].
     pub fn with_capacity(maxsize: usize, bytes: usize) -> Result<Self, SegmentError> {
         Ok(Self {
-            queue: Queue::make(maxsize, bytes, true)?,
+            queue: Queue::make(None, maxsize, bytes, true)?,
         })
+    }
+
+    /// A new joinable queue in a named segment (see [`Queue::create_named`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Queue::create_named`].
+    pub fn create_named(name: &str, maxsize: usize) -> Result<Self, SegmentError> {
+        Ok(Self {
+            queue: Queue::make(Some(name), maxsize, DEFAULT_CAPACITY, true)?,
+        })
+    }
+
+    /// Opens the joinable queue named `name`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Queue::open`], and [`SegmentError::TypeMismatch`] for a
+    /// queue that is not joinable.
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        let queue = Queue::open(name)?;
+        if !queue.shared.joinable() {
+            return Err(SegmentError::TypeMismatch {
+                expected: format!("JoinableQueue<{}>", std::any::type_name::<T>()),
+                found: format!("Queue<{}> (not joinable)", std::any::type_name::<T>()),
+            });
+        }
+        Ok(Self { queue })
     }
 
     /// Says that a task taken from the queue is finished.

@@ -195,11 +195,40 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// As for [`Queue::new`], and for a zero or too large `bytes`.
     pub fn with_capacity(maxsize: usize, bytes: usize) -> Result<Self, SegmentError> {
-        Self::make(maxsize, bytes, false)
+        Self::make(None, maxsize, bytes, false)
     }
 
-    fn make(maxsize: usize, bytes: usize, joinable: bool) -> Result<Self, SegmentError> {
-        let shared = QueueShared::create(&Self::identity(), maxsize, bytes, joinable)?;
+    /// A new empty queue as [`Queue::new`], in a named segment that any
+    /// process (not only our children) can open with [`Queue::open`].
+    /// The name stays until [`Segment::unlink`](shm_core::Segment::unlink)
+    /// (the segment itself lives while a process maps it).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Queue::new`], and [`SegmentError::InvalidName`],
+    /// [`SegmentError::AlreadyExists`].
+    pub fn create_named(name: &str, maxsize: usize) -> Result<Self, SegmentError> {
+        Self::make(Some(name), maxsize, DEFAULT_CAPACITY, false)
+    }
+
+    /// Opens the queue named `name` (made by [`Queue::create_named`] or
+    /// [`JoinableQueue::create_named`]), checking that it holds `T`s and
+    /// that its headers are sound.
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError::NotFound`], [`SegmentError::TypeMismatch`] (naming
+    /// both types) for a queue of another item type or another object,
+    /// [`SegmentError::BadPayload`] for impossible headers.
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        Ok(Self {
+            shared: Arc::new(QueueShared::open(name, &Self::identity())?),
+            _t: PhantomData,
+        })
+    }
+
+    fn make(name: Option<&str>, maxsize: usize, bytes: usize, joinable: bool) -> Result<Self, SegmentError> {
+        let shared = QueueShared::create(name, &Self::identity(), maxsize, bytes, joinable)?;
         shared.register();
         Ok(Self {
             shared: Arc::new(shared),

@@ -121,7 +121,9 @@ impl Drop for Unlock<'_> {
 }
 
 impl QueueShared {
+    /// A new queue, in a named segment when `name` is given.
     pub(super) fn create(
+        name: Option<&str>,
         id: &TypeIdentity,
         maxsize: usize,
         capacity: usize,
@@ -136,7 +138,11 @@ impl QueueShared {
                     requested: maxsize as u64,
                     reason: "maxsize is below 2^31 (0: unbounded)",
                 })?;
-        let seg = Segment::create(id, QUEUE_HEADER + HEADER + cap as usize)?;
+        let len = QUEUE_HEADER + HEADER + cap as usize;
+        let seg = match name {
+            Some(name) => Segment::create_named(name, id, len)?,
+            None => Segment::create(id, len)?,
+        };
         let q = Self::map(seg, cap);
         let h = q.header();
         // Relaxed: the segment is not shared with anyone yet.
@@ -264,6 +270,14 @@ impl QueueShared {
         }
         let server = shm_core::process::fork_server_pid();
         sys::live_children().is_none_or(|kids| kids.iter().any(|&k| Some(k) != server))
+    }
+
+    /// Opens the named queue `name`, its type and headers checked, and
+    /// registers this process in it.
+    pub(super) fn open(name: &str, id: &TypeIdentity) -> Result<Self, SegmentError> {
+        let shared = Self::attach(Segment::open_named(name, Some(id))?, id)?;
+        shared.register();
+        Ok(shared)
     }
 
     pub(super) fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -43,6 +43,28 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
         Ok(Self { queue: Queue::new(0)? })
     }
 
+    /// A new queue in a named segment (see [`Queue::create_named`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Queue::create_named`].
+    pub fn create_named(name: &str) -> Result<Self, SegmentError> {
+        Ok(Self {
+            queue: Queue::create_named(name, 0)?,
+        })
+    }
+
+    /// Opens the queue named `name` (see [`Queue::open`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Queue::open`].
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        Ok(Self {
+            queue: Queue::open(name)?,
+        })
+    }
+
     /// Puts an item, waiting for room in the ring if needed.
     ///
     /// # Errors

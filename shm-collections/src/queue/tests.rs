@@ -193,3 +193,76 @@ mod basics {
         assert!(QueueShared::attach(seg, &Queue::<u64>::identity()).is_err());
     }
 }
+
+/// The child half of [`named_queue_opens_in_an_unrelated_process`]: run
+/// by the parent as a new process of this test binary, given only the
+/// queues' names (in the environment). Does nothing when run alone.
+#[test]
+#[ignore = "run by named_queue_opens_in_an_unrelated_process"]
+fn named_queue_child() {
+    use std::time::Duration;
+
+    use super::{Queue, SimpleQueue};
+
+    let Ok(name) = std::env::var("SHM_TEST_NAMED_QUEUE") else {
+        return;
+    };
+    let requests = Queue::<String>::open(&name).expect("open the request queue");
+    let replies = SimpleQueue::<String>::open(&format!("{name}-reply")).expect("open the reply queue");
+    for _ in 0..3 {
+        let word = requests.get_timeout(Duration::from_secs(60)).expect("a request");
+        replies.put(word.to_uppercase()).expect("reply");
+    }
+}
+
+/// A queue made by name is opened by a process we did not start as a
+/// `Process` (a fresh run of this test binary, given only the name), and
+/// items go both ways; opening it as another type or kind fails, naming
+/// both.
+#[test]
+#[cfg_attr(miri, ignore = "spawns a process and opens named segments in /dev/shm")]
+fn named_queue_opens_in_an_unrelated_process() {
+    use std::time::Duration;
+
+    use shm_core::{Segment, SegmentError};
+
+    use super::{JoinableQueue, Queue, SimpleQueue};
+
+    let name = format!("shm-collections-test-queue-{}", std::process::id());
+    let reply_name = format!("{name}-reply");
+    let requests = Queue::<String>::create_named(&name, 0).expect("named queue");
+    let replies = SimpleQueue::<String>::create_named(&reply_name).expect("named reply queue");
+    let wrong = Queue::<u32>::open(&name).expect_err("a queue of Strings is not one of u32");
+    let message = wrong.to_string();
+    assert!(
+        matches!(wrong, SegmentError::TypeMismatch { .. }) && message.contains("u32") && message.contains("String"),
+        "{message}"
+    );
+    let not_joinable = JoinableQueue::<String>::open(&name).expect_err("not joinable");
+    assert!(
+        matches!(not_joinable, SegmentError::TypeMismatch { .. }),
+        "{not_joinable}"
+    );
+    for word in ["one", "two", "three"] {
+        requests.put(word.into()).expect("room");
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "queue::tests::named_queue_child",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env("SHM_TEST_NAMED_QUEUE", &name)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the child");
+    let got: Vec<String> = (0..3)
+        .map(|_| replies.get_timeout(Duration::from_secs(60)).expect("a reply"))
+        .collect();
+    assert_eq!(got, ["ONE", "TWO", "THREE"]);
+    // The child's gets are bounded (60 s each): this wait ends.
+    assert!(child.wait().expect("child status").success(), "the child failed");
+    Segment::unlink(&name).expect("unlink");
+    Segment::unlink(&reply_name).expect("unlink");
+}
