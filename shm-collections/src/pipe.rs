@@ -25,7 +25,7 @@ use shm_core::sys::Deadline;
 use shm_core::{Fault, SegmentError};
 
 use crate::bytes::{ByteConsumer, ByteProducer, ByteRing};
-use crate::bytes::{Fail, relabel};
+use crate::bytes::{Fail, OpenError, relabel};
 use crate::queue::de;
 
 /// Bytes of ring per direction unless told otherwise (pages are only used
@@ -174,25 +174,80 @@ impl Pipe {
         Self::with_capacity(duplex, DEFAULT_CAPACITY)
     }
 
+    /// As [`Pipe::new`], in named segments (`name`, and `name.back` for
+    /// the second direction of a duplex pipe), so that any process (not
+    /// only our children) can take an end with [`Connection::open`]. The
+    /// ends returned are taken only when first used. The names stay until
+    /// [`Pipe::unlink`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`Pipe::new`], and [`SegmentError::InvalidName`],
+    /// [`SegmentError::AlreadyExists`].
+    pub fn create_named(name: &str, duplex: bool) -> Result<(Connection, Connection), SegmentError> {
+        Self::make(Some(name), duplex, DEFAULT_CAPACITY)
+    }
+
+    /// Removes a named pipe's names (the rings live on while mapped).
+    ///
+    /// # Errors
+    ///
+    /// As for [`shm_core::Segment::unlink`] of the first ring.
+    pub fn unlink(name: &str) -> Result<(), SegmentError> {
+        shm_core::Segment::unlink(name)?;
+        // A one-way pipe has no second ring.
+        let _ = shm_core::Segment::unlink(&back_name(name));
+        Ok(())
+    }
+
     /// As [`Pipe::new`], with rings of `bytes` bytes per direction.
     ///
     /// # Errors
     ///
     /// As for [`Pipe::new`], and for a zero or too large `bytes`.
     pub fn with_capacity(duplex: bool, bytes: usize) -> Result<(Connection, Connection), SegmentError> {
+        Self::make(None, duplex, bytes)
+    }
+
+    fn make(name: Option<&str>, duplex: bool, bytes: usize) -> Result<(Connection, Connection), SegmentError> {
         shm_core::sys::membarrier_register();
-        let one = Arc::new(ByteRing::create(bytes)?);
+        let one = Arc::new(ByteRing::create(name, bytes)?);
         let (tx1, rx2) = (ByteProducer::new(Arc::clone(&one)), ByteConsumer::new(one));
         if !duplex {
             return Ok((Connection::new(None, Some(rx2)), Connection::new(Some(tx1), None)));
         }
-        let two = Arc::new(ByteRing::create(bytes)?);
+        let back = name.map(back_name);
+        let two = match ByteRing::create(back.as_deref(), bytes) {
+            Ok(two) => Arc::new(two),
+            Err(e) => {
+                if let Some(name) = name {
+                    // Leave no half-made pipe behind.
+                    let _ = shm_core::Segment::unlink(name);
+                }
+                return Err(e);
+            }
+        };
         let (tx2, rx1) = (ByteProducer::new(Arc::clone(&two)), ByteConsumer::new(two));
         Ok((
             Connection::new(Some(tx1), Some(rx1)),
             Connection::new(Some(tx2), Some(rx2)),
         ))
     }
+}
+
+/// Which end of a named pipe [`Connection::open`] takes: the first or the
+/// second of the pair [`Pipe::create_named`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipeEnd {
+    /// The first connection (the receiving one of a one-way pipe).
+    First,
+    /// The second connection (the sending one of a one-way pipe).
+    Second,
+}
+
+/// The name of a named pipe's second ring (second end to first).
+fn back_name(name: &str) -> String {
+    format!("{name}.back")
 }
 
 /// One end of a [`Pipe`]. Pass it to a child process as an argument.
@@ -224,6 +279,30 @@ impl Connection {
             closed: false,
             buf: Vec::new(),
         }
+    }
+
+    /// Takes `end` of the pipe named `name` (made by
+    /// [`Pipe::create_named`]) for this process: its ring ends, each
+    /// refused while a live process holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::Held`] when a live process holds this end,
+    /// [`OpenError::Segment`] when there is no such pipe (or another
+    /// object by that name: [`SegmentError::TypeMismatch`], naming both).
+    pub fn open(name: &str, end: PipeEnd) -> Result<Self, OpenError> {
+        let back = back_name(name);
+        let duplex = match shm_core::Segment::open_named(&back, None) {
+            Ok(_) => true,
+            Err(SegmentError::NotFound { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(match (end, duplex) {
+            (PipeEnd::First, false) => Self::new(None, Some(ByteConsumer::open(name)?)),
+            (PipeEnd::Second, false) => Self::new(Some(ByteProducer::open(name)?), None),
+            (PipeEnd::First, true) => Self::new(Some(ByteProducer::open(name)?), Some(ByteConsumer::open(&back)?)),
+            (PipeEnd::Second, true) => Self::new(Some(ByteProducer::open(&back)?), Some(ByteConsumer::open(name)?)),
+        })
     }
 
     /// Names this process as the user of both of this connection's ring
@@ -594,5 +673,25 @@ mod tests {
         }
         assert_eq!(got, [0, 1, 2]);
         assert_eq!(b.send(&1u8), Err(PipeError::BrokenPipe));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "opens named segments in /dev/shm")]
+    fn named_pipes_open_by_end() {
+        let name = format!("shm-collections-test-pipe-{}", std::process::id());
+        let (first, second) = Pipe::create_named(&name, true).expect("named pipe");
+        drop((first, second));
+        let mut a = Connection::open(&name, PipeEnd::First).expect("first end");
+        let mut b = Connection::open(&name, PipeEnd::Second).expect("second end");
+        a.send(&1u32).expect("send");
+        assert_eq!(b.recv::<u32>(), Ok(1));
+        b.send(&2u32).expect("send back");
+        assert_eq!(a.recv::<u32>(), Ok(2));
+        Pipe::unlink(&name).expect("unlink");
+        let one_way = format!("{name}-one-way");
+        drop(Pipe::create_named(&one_way, false).expect("one-way"));
+        let rx = Connection::open(&one_way, PipeEnd::First).expect("receiving end");
+        assert!(rx.readable() && !rx.writable());
+        Pipe::unlink(&one_way).expect("unlink");
     }
 }

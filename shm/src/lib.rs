@@ -121,7 +121,7 @@
 //! in, or flags it (`OwnerDied`: the data the lock guards may be
 //! inconsistent), and never wedges the others.
 
-pub use shm_collections::pipe::{Connection, Pipe, PipeError};
+pub use shm_collections::pipe::{Connection, Pipe, PipeEnd, PipeError};
 pub use shm_collections::queue::{JoinableQueue, Queue, SimpleQueue, TaskDoneError};
 pub use shm_collections::{bytes, duplex, mpmc, pipe, queue, spsc};
 pub use shm_core::*;

@@ -14,7 +14,7 @@ use shm_core::{Fault, RecvError, RecvTimeoutError, SendError, SendTimeoutError, 
 
 use super::Fail;
 use super::frame::{Frame, Kind, ReadCursor, Spot, Stop, WriteCursor, wait_until};
-use super::{ByteRing, READER_CLOSED, WRITER_CLOSED};
+use super::{ByteRing, OpenError, READER_CLOSED, WRITER_CLOSED};
 use crate::spsc::{Word, claim};
 
 /// The writing end of a byte ring. `Send`, not `Sync`.
@@ -80,6 +80,21 @@ impl ByteProducer {
             c: WriteCursor::default(),
             claimed: 0,
         }
+    }
+
+    /// Takes the writing end of the byte ring named `name` (made by
+    /// [`create_named`](super::create_named)) for this process.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::Held`] when a live process holds the writing end,
+    /// [`OpenError::Segment`] when there is no such byte ring (another
+    /// object's type is [`SegmentError::TypeMismatch`](shm_core::SegmentError::TypeMismatch),
+    /// naming both) or its headers are impossible.
+    pub fn open(name: &str) -> Result<Self, OpenError> {
+        let mut end = Self::new(ByteRing::open_end(name, "writing", |h| &h.writer)?);
+        end.claim();
+        Ok(end)
     }
 
     /// Makes this process the writer (on first use in a process).
@@ -276,6 +291,18 @@ impl ByteConsumer {
             c: ReadCursor::default(),
             claimed: 0,
         }
+    }
+
+    /// Takes the reading end of the byte ring named `name` for this
+    /// process.
+    ///
+    /// # Errors
+    ///
+    /// As for [`ByteProducer::open`], for the reading end.
+    pub fn open(name: &str) -> Result<Self, OpenError> {
+        let mut end = Self::new(ByteRing::open_end(name, "reading", |h| &h.reader)?);
+        end.claim();
+        Ok(end)
     }
 
     /// Makes this process the reader (on first use in a process).

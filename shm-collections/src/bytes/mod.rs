@@ -46,7 +46,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use shm_core::sys;
 use shm_core::{Segment, SegmentError, SegmentKind, TypeIdentity};
 
-use crate::spsc::{HEADER, MAX_CAPACITY, Word, peer_gone};
+use crate::spsc::{HEADER, MAX_CAPACITY, Word, peer_gone, ring_capacity};
 use crate::sync;
 
 mod ends;
@@ -129,9 +129,14 @@ impl ByteRing {
         TypeIdentity::of::<u8>(SegmentKind::RING_BYTES)
     }
 
-    pub(crate) fn create(capacity: usize) -> Result<Self, SegmentError> {
+    /// A new ring, in a named segment when `name` is given.
+    pub(crate) fn create(name: Option<&str>, capacity: usize) -> Result<Self, SegmentError> {
         let cap = round_capacity(capacity)?;
-        let seg = Segment::create(&Self::identity(), HEADER + cap as usize)?;
+        let len = HEADER + cap as usize;
+        let seg = match name {
+            Some(name) => Segment::create_named(name, &Self::identity(), len)?,
+            None => Segment::create(&Self::identity(), len)?,
+        };
         let raw = Self::map(&seg, cap);
         // Relaxed: not shared with anyone yet.
         raw.header().capacity.store(cap, Relaxed);
@@ -139,7 +144,7 @@ impl ByteRing {
     }
 
     pub(crate) fn attach(seg: Segment) -> Result<Self, SegmentError> {
-        let cap = crate::spsc::ring_capacity::<u8>(&seg, &Self::identity(), 64, |cap| cap.checked_add(HEADER))?;
+        let cap = ring_capacity::<u8>(&seg, &Self::identity(), 64, |cap| cap.checked_add(HEADER))?;
         let raw = Self::map(&seg, cap);
         Ok(Self { seg, raw })
     }
@@ -207,6 +212,83 @@ impl ByteRing {
 /// ```
 pub fn channel(capacity: usize) -> Result<(ByteProducer, ByteConsumer), SegmentError> {
     sys::membarrier_register();
-    let ring = Arc::new(ByteRing::create(capacity)?);
+    let ring = Arc::new(ByteRing::create(None, capacity)?);
     Ok((ByteProducer::new(Arc::clone(&ring)), ByteConsumer::new(ring)))
+}
+
+/// As [`channel`], in a named segment: any process (not only our
+/// children) can take either end with [`ByteProducer::open`] or
+/// [`ByteConsumer::open`]. An end is held by the process that last used
+/// it; the ends returned here are taken only when first used, so the
+/// creator can keep one and leave the other to be opened. The name stays
+/// until [`Segment::unlink`].
+///
+/// # Errors
+///
+/// As for [`channel`], and [`SegmentError::InvalidName`],
+/// [`SegmentError::AlreadyExists`].
+pub fn create_named(name: &str, capacity: usize) -> Result<(ByteProducer, ByteConsumer), SegmentError> {
+    sys::membarrier_register();
+    let ring = Arc::new(ByteRing::create(Some(name), capacity)?);
+    Ok((ByteProducer::new(Arc::clone(&ring)), ByteConsumer::new(ring)))
+}
+
+/// Why a named byte ring's end could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// No such ring, not a byte ring, or impossible headers.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// A live process holds that end.
+    #[error("the {end} end of byte ring {name:?} is held by live process {pid}")]
+    Held {
+        /// `"writing"` or `"reading"`.
+        end: &'static str,
+        /// The ring's name.
+        name: String,
+        /// The holder.
+        pid: u32,
+    },
+}
+
+impl From<OpenError> for shm_core::Error {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Segment(e) => e.into(),
+            held @ OpenError::Held { .. } => Self::new(shm_core::ErrorKind::WouldBlock, held),
+        }
+    }
+}
+
+impl ByteRing {
+    /// Opens the ring named `name` and takes the end whose holder word is
+    /// `role` (of `end`'s name) for this process, unless a live process
+    /// other than this one holds it.
+    pub(crate) fn open_end(
+        name: &str,
+        end: &'static str,
+        role: impl Fn(&RingHeader) -> &Word,
+    ) -> Result<Arc<Self>, OpenError> {
+        let ring = Self::attach(Segment::open_named(name, Some(&Self::identity()))?)?;
+        sys::membarrier_register();
+        let me = sync::cached_pid();
+        let word = role(ring.raw.header());
+        // Relaxed: an owner id for liveness checks, as in `claim`.
+        let mut seen = word.load(Relaxed);
+        loop {
+            if seen != 0 && seen != me && sync::task_alive(seen) {
+                return Err(OpenError::Held {
+                    end,
+                    name: name.to_owned(),
+                    pid: seen,
+                });
+            }
+            // Relaxed: as above; the compare makes two openers race fairly.
+            match word.compare_exchange(seen, me, Relaxed, Relaxed) {
+                Ok(_) => return Ok(Arc::new(ring)),
+                Err(now) => seen = now,
+            }
+        }
+    }
 }

@@ -259,3 +259,44 @@ mod scribble_tests {
         }
     }
 }
+
+/// A named ring's ends are opened by name, each refused while another
+/// live process holds it; another object's name is a type mismatch.
+#[test]
+#[cfg_attr(miri, ignore = "opens named segments in /dev/shm")]
+fn named_ends_are_taken_by_name_and_refused_while_held() {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use shm_core::{RawValue, Segment, SegmentError};
+
+    use super::{ByteConsumer, ByteProducer, OpenError, create_named};
+
+    let name = format!("shm-collections-test-bytes-{}", std::process::id());
+    let (unused, held) = create_named(&name, 256).expect("named ring");
+    drop(unused);
+    let mut tx = ByteProducer::open(&name).expect("the writing end was never used");
+    tx.send(b"hi").expect("send");
+    // A live process other than ours holds the reading end (our parent
+    // stands in for one).
+    let parent = std::os::unix::process::parent_id();
+    held.ring.raw.header().reader.store(parent, Relaxed);
+    match ByteConsumer::open(&name) {
+        Err(OpenError::Held {
+            end: "reading", pid, ..
+        }) => assert_eq!(pid, parent),
+        other => panic!("{other:?}"),
+    }
+    held.ring.raw.header().reader.store(0, Relaxed);
+    let mut rx = ByteConsumer::open(&name).expect("free again");
+    let mut out = Vec::new();
+    rx.recv(&mut out).expect("the message");
+    assert_eq!(out, b"hi");
+    let other = format!("{name}-value");
+    let _value = RawValue::<u64>::create_named(&other, 1).expect("value");
+    match ByteConsumer::open(&other) {
+        Err(OpenError::Segment(SegmentError::TypeMismatch { .. })) => {}
+        other => panic!("{other:?}"),
+    }
+    Segment::unlink(&name).expect("unlink");
+    Segment::unlink(&other).expect("unlink");
+}
