@@ -52,12 +52,14 @@ use crate::sync;
 mod ends;
 mod fail;
 mod frame;
+mod loan;
 #[cfg(test)]
 mod tests;
 
-pub use ends::{ByteConsumer, ByteProducer, RecvLoan, SendLoan};
+pub use ends::{ByteConsumer, ByteProducer};
 pub(crate) use fail::{Fail, relabel};
 pub(crate) use frame::{Kind, RawRing, ReadCursor, Stop, WriteCursor, wait_until};
+pub use loan::{RecvLoan, SendLoan};
 
 /// Smallest ring, in bytes.
 pub const MIN_CAPACITY: usize = 64;

@@ -5,7 +5,7 @@
 //! # Design
 //!
 //! One segment holds a [byte ring](crate::bytes) of framed messages and two
-//! [`ProcessLock`]s: producers take the put lock to write a message, and
+//! [`ProcessLock`](shm_sync::ProcessLock)s: producers take the put lock to write a message, and
 //! consumers the get lock to read one (Michael and Scott's two-lock queue
 //! on a ring). Producers and consumers never wait for each other's lock,
 //! only for room or for messages, and a put is one lock, one copy of the
@@ -17,7 +17,7 @@
 //! # Dead processes
 //!
 //! - A process killed while holding a lock: the next taker gets the lock
-//!   within a liveness slice ([`ProcessLock`]) and repairs what the dead
+//!   within a liveness slice ([`ProcessLock`](shm_sync::ProcessLock)) and repairs what the dead
 //!   holder left. A message is published by one index store, so a producer
 //!   killed while writing never publishes half a message; a message whose
 //!   streaming it had started is ended by an `Abort` frame, and readers
