@@ -188,7 +188,7 @@ impl ByteProducer {
         let len = u32::try_from(len)
             .ok()
             .filter(|&l| l <= max)
-            .ok_or(Fail::Fault(Fault::TooLarge { len, max: max as usize }))?;
+            .ok_or_else(|| Fail::fault(Fault::TooLarge { len, max: max as usize }))?;
         loop {
             if self.ring.closed() & READER_CLOSED != 0 {
                 return Err(Fail::Disconnected);
@@ -411,7 +411,7 @@ impl ByteConsumer {
                 Kind::First => {
                     // A streamed message is larger than a frame (its exact
                     // length is a peer's word, checked only by `recv`).
-                    return Err(Fail::Fault(Fault::TooLarge {
+                    return Err(Fail::fault(Fault::TooLarge {
                         len: self.ring.raw.max_payload() as usize + 1,
                         max: self.ring.raw.max_payload() as usize,
                     }));

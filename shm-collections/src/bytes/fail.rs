@@ -15,9 +15,13 @@ pub(crate) enum Fail {
     Empty,
     /// The other side closed or died (a closed queue too).
     Disconnected,
-    /// Anything else: corruption, too large, (de)serialisation.
-    Fault(Fault),
+    /// Anything else: corruption, too large, (de)serialisation. Boxed, so
+    /// that the results of the hot paths stay two words.
+    Fault(Box<Fault>),
 }
+
+// The hot paths return `Result<_, Fail>`: keep it as small as `RingError` was.
+const _: () = assert!(size_of::<Fail>() <= 16);
 
 impl Fail {
     /// A [`Fault::Corrupted`] of `object`.
@@ -28,13 +32,19 @@ impl Fail {
         expected: impl std::fmt::Display,
         found: impl std::fmt::Display,
     ) -> Self {
-        Self::Fault(Fault::corrupted(object, what, expected, found))
+        Self::fault(Fault::corrupted(object, what, expected, found))
+    }
+
+    /// A [`Fail::Fault`].
+    #[cold]
+    pub(crate) fn fault(f: Fault) -> Self {
+        Self::Fault(Box::new(f))
     }
 
     /// The same, reported as `object` (a queue's ring says "queue").
     pub(crate) fn of(self, object: &'static str) -> Self {
         match self {
-            Self::Fault(f) => Self::Fault(relabel(f, object)),
+            Self::Fault(f) => Self::fault(relabel(*f, object)),
             other => other,
         }
     }
@@ -43,7 +53,7 @@ impl Fail {
     /// deadline, and read as a disconnection if they ever were.
     pub(crate) fn send<T>(self, v: T) -> SendError<T> {
         match self {
-            Self::Fault(f) => SendError::Fault(v, f),
+            Self::Fault(f) => SendError::Fault(v, *f),
             Self::Full | Self::Empty | Self::Disconnected => SendError::Disconnected(v),
         }
     }
@@ -53,7 +63,7 @@ impl Fail {
         match self {
             Self::Full | Self::Empty => TrySendError::Full(v),
             Self::Disconnected => TrySendError::Disconnected(v),
-            Self::Fault(f) => TrySendError::Fault(v, f),
+            Self::Fault(f) => TrySendError::Fault(v, *f),
         }
     }
 
@@ -62,14 +72,14 @@ impl Fail {
         match self {
             Self::Full | Self::Empty => SendTimeoutError::Timeout(v, d),
             Self::Disconnected => SendTimeoutError::Disconnected(v),
-            Self::Fault(f) => SendTimeoutError::Fault(v, f),
+            Self::Fault(f) => SendTimeoutError::Fault(v, *f),
         }
     }
 
     /// For a blocking receive (see [`Self::send`]).
     pub(crate) fn recv(self) -> RecvError {
         match self {
-            Self::Fault(f) => RecvError::Fault(f),
+            Self::Fault(f) => RecvError::Fault(*f),
             Self::Full | Self::Empty | Self::Disconnected => RecvError::Disconnected,
         }
     }
@@ -79,7 +89,7 @@ impl Fail {
         match self {
             Self::Full | Self::Empty => TryRecvError::Empty,
             Self::Disconnected => TryRecvError::Disconnected,
-            Self::Fault(f) => TryRecvError::Fault(f),
+            Self::Fault(f) => TryRecvError::Fault(*f),
         }
     }
 
@@ -88,7 +98,7 @@ impl Fail {
         match self {
             Self::Full | Self::Empty => RecvTimeoutError::Timeout(d),
             Self::Disconnected => RecvTimeoutError::Disconnected,
-            Self::Fault(f) => RecvTimeoutError::Fault(f),
+            Self::Fault(f) => RecvTimeoutError::Fault(*f),
         }
     }
 }

@@ -128,7 +128,7 @@ impl Form {
 
     fn error(self, e: Fail) -> PipeError {
         match (e, self) {
-            (Fail::Fault(f), _) => PipeError::Fault(relabel(f, "pipe")),
+            (Fail::Fault(f), _) => PipeError::Fault(relabel(*f, "pipe")),
             (Fail::Empty | Fail::Full, Self::Try) => PipeError::Empty,
             (Fail::Empty | Fail::Full, Self::Timed(d)) => PipeError::Timeout(d),
             _ => PipeError::Eof,
@@ -138,7 +138,7 @@ impl Form {
 
 fn send_error(e: Fail) -> PipeError {
     match e {
-        Fail::Fault(f) => PipeError::Fault(relabel(f, "pipe")),
+        Fail::Fault(f) => PipeError::Fault(relabel(*f, "pipe")),
         _ => PipeError::BrokenPipe,
     }
 }

@@ -160,7 +160,7 @@ impl<T> fmt::Debug for Queue<T> {
 fn ser<T: Serialize>(item: &T) -> Result<Vec<u8>, Fail> {
     let mut buf = OUT.take();
     buf.clear();
-    postcard::to_extend(item, buf).map_err(|e| Fail::Fault(Fault::Encode(e.to_string())))
+    postcard::to_extend(item, buf).map_err(|e| Fail::fault(Fault::Encode(e.to_string())))
 }
 
 /// Deserialises a whole message: bytes left over mean another type.
@@ -294,7 +294,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut buf = IN.take();
         let result = self
             .shared
-            .get_with(&mut buf, deadline, |b| de::<T>(b).map_err(Fail::Fault));
+            .get_with(&mut buf, deadline, |b| de::<T>(b).map_err(Fail::fault));
         IN.set(buf);
         result.map_err(|e| e.of(OBJECT))
     }

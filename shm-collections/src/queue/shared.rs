@@ -101,6 +101,7 @@ unsafe impl Sync for QueueShared {}
 /// `None`; a passed one, as for `try_*`: not at all, so a lock another
 /// process holds at this instant reads as no room or no item). `None` when
 /// not taken; `Some(true)` when taken from a holder that died holding it.
+#[inline]
 fn take(lock: &ProcessLock, deadline: Option<Deadline>) -> Option<bool> {
     if deadline.is_some_and(|d| d.has_passed()) {
         if lock.try_lock() {
