@@ -24,7 +24,7 @@ struct QueueEnd(Queue<u64>);
 
 impl Word for QueueEnd {
     fn put(&mut self, v: u64) {
-        self.0.put(v).unwrap_or_else(|e| panic!("Queue::put: {:?}", e.kind));
+        self.0.put(v).unwrap_or_else(|e| panic!("Queue::put: {e}"));
     }
 
     fn take(&mut self) -> u64 {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use shm_collections::bytes;
-use shm_collections::queue::{Queue, QueueError};
-use shm_collections::spsc::RingError;
+use shm_collections::queue::Queue;
+use shm_core::{Fault, RecvTimeoutError, TryRecvError, TrySendError};
 
 /// One step of a single-threaded byte-ring history.
 #[derive(Clone, Debug)]
@@ -63,12 +63,12 @@ proptest! {
                     let msg = message(n, len);
                     match tx.try_send(&msg) {
                         Ok(()) => { model.push_back(msg); n += 1; }
-                        Err(RingError::Full) => prop_assert!(len <= max),
-                        Err(RingError::TooLarge) => prop_assert!(len > max),
+                        Err(TrySendError::Full(())) => prop_assert!(len <= max),
+                        Err(TrySendError::Fault((), Fault::TooLarge { .. })) => prop_assert!(len > max),
                         Err(e) => prop_assert!(false, "send: {e}"),
                     }
                 }
-                Op::Loan(len, keep) => match tx.reserve(len) {
+                Op::Loan(len, keep) => match tx.try_reserve(len) {
                     Ok(mut loan) => {
                         let msg = message(n, len);
                         loan.copy_from_slice(&msg);
@@ -78,8 +78,8 @@ proptest! {
                             n += 1;
                         }
                     }
-                    Err(RingError::Full) => prop_assert!(len <= max),
-                    Err(RingError::TooLarge) => prop_assert!(len > max),
+                    Err(TrySendError::Full(())) => prop_assert!(len <= max),
+                    Err(TrySendError::Fault((), Fault::TooLarge { .. })) => prop_assert!(len > max),
                     Err(e) => prop_assert!(false, "reserve: {e}"),
                 },
                 Op::Recv => match rx.try_recv(&mut out) {
@@ -87,15 +87,15 @@ proptest! {
                         let want = model.pop_front();
                         prop_assert_eq!(Some(&out), want.as_ref());
                     }
-                    Err(RingError::Empty) => prop_assert!(model.is_empty()),
+                    Err(TryRecvError::Empty) => prop_assert!(model.is_empty()),
                     Err(e) => prop_assert!(false, "recv: {e}"),
                 },
-                Op::Peek => match rx.peek() {
+                Op::Peek => match rx.try_peek() {
                     Ok(view) => {
                         let want = model.pop_front();
                         prop_assert_eq!(Some(&*view), want.as_deref());
                     }
-                    Err(RingError::Empty) => prop_assert!(model.is_empty()),
+                    Err(TryRecvError::Empty) => prop_assert!(model.is_empty()),
                     Err(e) => prop_assert!(false, "peek: {e}"),
                 },
             }
@@ -105,7 +105,7 @@ proptest! {
             rx.try_recv(&mut out).expect("a message the model still holds");
             prop_assert_eq!(&out, &want);
         }
-        prop_assert_eq!(rx.try_recv(&mut out), Err(RingError::Empty));
+        prop_assert_eq!(rx.try_recv(&mut out), Err(TryRecvError::Empty));
     }
 
     /// Producers and consumers on threads, items of mixed sizes (some
@@ -145,7 +145,7 @@ proptest! {
                         loop {
                             match q.get_timeout(Duration::from_secs(60)) {
                                 Ok(item) => got.push(item),
-                                Err(QueueError::Closed) => return got,
+                                Err(RecvTimeoutError::Disconnected) => return got,
                                 Err(e) => panic!("get: {e}"),
                             }
                         }

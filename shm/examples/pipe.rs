@@ -17,7 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut rx, tx) = Pipe::new(false)?;
     let p = Process::new(producer, tx);
     p.start()?;
-    while rx.poll(None)? {
+    loop {
+        rx.wait_readable()?;
         match rx.recv::<String>() {
             Ok(msg) => println!("received: {msg}"),
             Err(PipeError::Eof) => {

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use shm::TryRecvError;
 use shm::prelude::*;
 
 fn writer(q: Queue<u32>) {
@@ -16,9 +17,9 @@ fn writer(q: Queue<u32>) {
 fn reader(q: Queue<u32>) {
     // The writer pauses, so the reader may well stop early.
     while !q.empty() {
-        match q.get_nowait() {
+        match q.try_get() {
             Ok(i) => println!("reader got {i}"),
-            Err(QueueError::Empty) => break,
+            Err(TryRecvError::Empty) => break,
             Err(e) => panic!("{e}"),
         }
     }
@@ -35,9 +36,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     w.join()?;
     r.join()?;
     loop {
-        match q.get_nowait() {
+        match q.try_get() {
             Ok(i) => println!("parent drained {i}"),
-            Err(QueueError::Empty) => break,
+            Err(TryRecvError::Empty) => break,
             Err(e) => return Err(e.into()),
         }
     }

@@ -171,8 +171,8 @@
 //! in, or flags it (`OwnerDied`: the data the lock guards may be
 //! inconsistent), and never wedges the others.
 
-pub use shm_collections::pipe::{Connection, Pipe, PipeError};
-pub use shm_collections::queue::{JoinableQueue, PutError, Queue, QueueError, SimpleQueue};
+pub use shm_collections::pipe::{Connection, Pipe, PipeEnd, PipeError};
+pub use shm_collections::queue::{JoinableQueue, Queue, SimpleQueue, TaskDoneError};
 pub use shm_collections::{bytes, duplex, mpmc, pipe, queue, spsc};
 pub use shm_core::{
     AtomicInteger, BootstrapError, Context, ContextError, CurrentProcess, Error, ErrorKind, ExitReport, Fault, FnRef,
@@ -202,7 +202,7 @@ pub use shm_sync::{
 pub mod prelude {
     pub use crate::plain;
     pub use shm_collections::pipe::{Connection, Pipe, PipeError};
-    pub use shm_collections::queue::{JoinableQueue, Queue, QueueError, SimpleQueue};
+    pub use shm_collections::queue::{JoinableQueue, Queue, SimpleQueue};
     pub use shm_collections::{bytes, duplex, mpmc, spsc};
     pub use shm_core::{
         Error, ErrorKind, Process, RawArray, RawValue, RecvError, RecvTimeoutError, SendError, SendTimeoutError,

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::Trial;
 use serde::{Deserialize, Serialize};
-use shm::{Connection, Pipe, PipeError, Process, Queue, QueueError, RawArray, RawValue, StartMethod};
+use shm::{
+    Connection, Pipe, PipeError, Process, Queue, RawArray, RawValue, RecvError, RecvTimeoutError, SendError,
+    StartMethod,
+};
 use shm_tests::{METHODS, check, next_random, run_trials, wait_flag};
 
 type Result = shm_tests::TestResult;
@@ -94,7 +97,7 @@ fn children_put_parent_gets(m: StartMethod) -> Result {
     let t = Instant::now();
     let after = q.get();
     check(
-        after == Err(QueueError::Disconnected),
+        after == Err(RecvError::Disconnected),
         format!("a get with every producer dead: {after:?}"),
     )?;
     check(t.elapsed() < Duration::from_secs(30), "noticed within the guard")
@@ -123,7 +126,7 @@ fn killed_producers_lose_and_duplicate_nothing(m: StartMethod) -> Result {
     loop {
         match q.get_timeout(Duration::from_millis(300)) {
             Ok(msg) => take(&mut next, &msg)?,
-            Err(QueueError::Empty | QueueError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout(_) | RecvTimeoutError::Disconnected) => break,
             Err(e) => return Err(e.to_string().into()),
         }
     }
@@ -218,10 +221,13 @@ fn blocked_put_sees_dead_consumers(m: StartMethod) -> Result {
     let t = Instant::now();
     let blocked = q.put(msg(0, 3));
     check(
-        blocked.as_ref().is_err_and(|e| e.kind == QueueError::Disconnected),
+        blocked.as_ref().is_err_and(SendError::is_disconnected),
         format!("{blocked:?}"),
     )?;
-    check(blocked.is_err_and(|e| e.item == msg(0, 3)), "the item comes back")?;
+    check(
+        blocked.is_err_and(|e| e.into_inner() == msg(0, 3)),
+        "the item comes back",
+    )?;
     check(t.elapsed() < Duration::from_secs(30), "noticed within the guard")
 }
 
@@ -245,12 +251,13 @@ fn pipe_round_trips_any_size_then_eof(m: StartMethod) -> Result {
         check(ours.recv_bytes()? == msg, format!("{len} bytes damaged"))?;
     }
     ours.send_bytes(b"last")?;
-    check(ours.poll(Some(Duration::from_secs(60)))?, "echo")?;
+    check(ours.poll_timeout(Duration::from_secs(60))?, "echo")?;
     check(ours.recv_bytes()? == b"last", "last")?;
     p.kill()?;
     p.join()?;
     let t = Instant::now();
-    check(ours.poll(None)?, "a dead peer polls true")?;
+    ours.wait_readable()?;
+    check(ours.poll()?, "a dead peer polls true")?;
     check(
         ours.recv_bytes() == Err(PipeError::Eof),
         "end of stream after the peer died",
@@ -354,8 +361,8 @@ fn consume_and_count((q, delivered, pending, self_killed, done, (incarnation, ki
                 None => std::process::exit(5),
             },
             // Acquire: pairs with the parent's Release store of `done`.
-            Err(QueueError::Empty) if done.load(std::sync::atomic::Ordering::Acquire) == 1 => return,
-            Err(QueueError::Empty) => {}
+            Err(RecvTimeoutError::Timeout(_)) if done.load(std::sync::atomic::Ordering::Acquire) == 1 => return,
+            Err(RecvTimeoutError::Timeout(_)) => {}
             Err(e) => {
                 eprintln!("consumer: {e}");
                 std::process::exit(3);
@@ -402,7 +409,7 @@ fn drain_into(producers: &[Process], q: &Queue<Tracked>, delivered: &RawArray<u3
                 let count = delivered.atomics().get(t.id as usize).ok_or("an unknown id")?;
                 count.fetch_add(1, Relaxed);
             }
-            Err(QueueError::Empty | QueueError::Disconnected) => return Ok(()),
+            Err(RecvTimeoutError::Timeout(_) | RecvTimeoutError::Disconnected) => return Ok(()),
             Err(e) => return Err(e.to_string().into()),
         }
     }

@@ -21,11 +21,12 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use shm_core::SegmentError;
+use shm_core::sys::Deadline;
+use shm_core::{Fault, SegmentError};
 
 use crate::bytes::{ByteConsumer, ByteProducer, ByteRing};
-use crate::queue::{QueueError, de};
-use crate::spsc::RingError;
+use crate::bytes::{Fail, OpenError, relabel};
+use crate::queue::de;
 
 /// Bytes of ring per direction unless told otherwise (pages are only used
 /// as messages reach them).
@@ -75,27 +76,69 @@ pub enum PipeError {
         /// The buffer's length.
         len: usize,
     },
-    /// The object could not be serialised; nothing was sent.
-    #[error("the object could not be serialised: {0}")]
-    Serialize(String),
-    /// The message could not be deserialised; it was taken off the pipe.
-    #[error("a message could not be deserialised: {0}")]
-    Deserialize(String),
-    /// The ring's shared state is impossible: a peer wrote over it.
-    #[error("corrupted pipe: {0}")]
-    Corrupted(&'static str),
+    /// No message now (`try_recv*`).
+    #[error("no message in the pipe now")]
+    Empty,
+    /// No message came in the time given (`recv*_timeout`).
+    #[error("no message in the pipe after waiting {0:?}")]
+    Timeout(Duration),
+    /// The object could not be serialised ([`Fault::Encode`]; nothing was
+    /// sent), a message could not be deserialised ([`Fault::Decode`]; it
+    /// was taken off the pipe), or the ring's shared state is impossible
+    /// ([`Fault::Corrupted`]: a peer wrote over it).
+    #[error(transparent)]
+    Fault(Fault),
 }
 
-fn recv_error(e: RingError) -> PipeError {
-    match e {
-        RingError::Corrupted(what) => PipeError::Corrupted(what),
-        _ => PipeError::Eof,
+impl From<PipeError> for shm_core::Error {
+    fn from(e: PipeError) -> Self {
+        use shm_core::ErrorKind;
+        let kind = match &e {
+            PipeError::Eof | PipeError::BrokenPipe => ErrorKind::Disconnected,
+            PipeError::Empty => ErrorKind::Empty,
+            PipeError::Timeout(_) => ErrorKind::Timeout,
+            PipeError::Closed
+            | PipeError::NotReadable
+            | PipeError::NotWritable
+            | PipeError::BufferTooShort(_)
+            | PipeError::TooLong { .. }
+            | PipeError::OutOfRange { .. } => ErrorKind::Usage,
+            PipeError::Fault(f) => shm_core::Error::from(f.clone()).kind(),
+        };
+        Self::new(kind, e)
     }
 }
 
-fn send_error(e: RingError) -> PipeError {
+/// How long a receive may wait for a message to start.
+#[derive(Clone, Copy, Debug)]
+enum Form {
+    Block,
+    Try,
+    Timed(Duration),
+}
+
+impl Form {
+    fn deadline(self) -> Option<Deadline> {
+        match self {
+            Self::Block => None,
+            Self::Try => Some(Deadline::after(Duration::ZERO)),
+            Self::Timed(d) => Some(Deadline::after(d)),
+        }
+    }
+
+    fn error(self, e: Fail) -> PipeError {
+        match (e, self) {
+            (Fail::Fault(f), _) => PipeError::Fault(relabel(*f, "pipe")),
+            (Fail::Empty | Fail::Full, Self::Try) => PipeError::Empty,
+            (Fail::Empty | Fail::Full, Self::Timed(d)) => PipeError::Timeout(d),
+            _ => PipeError::Eof,
+        }
+    }
+}
+
+fn send_error(e: Fail) -> PipeError {
     match e {
-        RingError::Corrupted(what) => PipeError::Corrupted(what),
+        Fail::Fault(f) => PipeError::Fault(relabel(*f, "pipe")),
         _ => PipeError::BrokenPipe,
     }
 }
@@ -131,25 +174,80 @@ impl Pipe {
         Self::with_capacity(duplex, DEFAULT_CAPACITY)
     }
 
+    /// As [`Pipe::new`], in named segments (`name`, and `name.back` for
+    /// the second direction of a duplex pipe), so that any process (not
+    /// only our children) can take an end with [`Connection::open`]. The
+    /// ends returned are taken only when first used. The names stay until
+    /// [`Pipe::unlink`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`Pipe::new`], and [`SegmentError::InvalidName`],
+    /// [`SegmentError::AlreadyExists`].
+    pub fn create_named(name: &str, duplex: bool) -> Result<(Connection, Connection), SegmentError> {
+        Self::make(Some(name), duplex, DEFAULT_CAPACITY)
+    }
+
+    /// Removes a named pipe's names (the rings live on while mapped).
+    ///
+    /// # Errors
+    ///
+    /// As for [`shm_core::Segment::unlink`] of the first ring.
+    pub fn unlink(name: &str) -> Result<(), SegmentError> {
+        shm_core::Segment::unlink(name)?;
+        // A one-way pipe has no second ring.
+        let _ = shm_core::Segment::unlink(&back_name(name));
+        Ok(())
+    }
+
     /// As [`Pipe::new`], with rings of `bytes` bytes per direction.
     ///
     /// # Errors
     ///
     /// As for [`Pipe::new`], and for a zero or too large `bytes`.
     pub fn with_capacity(duplex: bool, bytes: usize) -> Result<(Connection, Connection), SegmentError> {
+        Self::make(None, duplex, bytes)
+    }
+
+    fn make(name: Option<&str>, duplex: bool, bytes: usize) -> Result<(Connection, Connection), SegmentError> {
         shm_core::sys::membarrier_register();
-        let one = Arc::new(ByteRing::create(bytes)?);
+        let one = Arc::new(ByteRing::create(name, bytes)?);
         let (tx1, rx2) = (ByteProducer::new(Arc::clone(&one)), ByteConsumer::new(one));
         if !duplex {
             return Ok((Connection::new(None, Some(rx2)), Connection::new(Some(tx1), None)));
         }
-        let two = Arc::new(ByteRing::create(bytes)?);
+        let back = name.map(back_name);
+        let two = match ByteRing::create(back.as_deref(), bytes) {
+            Ok(two) => Arc::new(two),
+            Err(e) => {
+                if let Some(name) = name {
+                    // Leave no half-made pipe behind.
+                    let _ = shm_core::Segment::unlink(name);
+                }
+                return Err(e);
+            }
+        };
         let (tx2, rx1) = (ByteProducer::new(Arc::clone(&two)), ByteConsumer::new(two));
         Ok((
             Connection::new(Some(tx1), Some(rx1)),
             Connection::new(Some(tx2), Some(rx2)),
         ))
     }
+}
+
+/// Which end of a named pipe [`Connection::open`] takes: the first or the
+/// second of the pair [`Pipe::create_named`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipeEnd {
+    /// The first connection (the receiving one of a one-way pipe).
+    First,
+    /// The second connection (the sending one of a one-way pipe).
+    Second,
+}
+
+/// The name of a named pipe's second ring (second end to first).
+fn back_name(name: &str) -> String {
+    format!("{name}.back")
 }
 
 /// One end of a [`Pipe`]. Pass it to a child process as an argument.
@@ -181,6 +279,30 @@ impl Connection {
             closed: false,
             buf: Vec::new(),
         }
+    }
+
+    /// Takes `end` of the pipe named `name` (made by
+    /// [`Pipe::create_named`]) for this process: its ring ends, each
+    /// refused while a live process holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::Held`] when a live process holds this end,
+    /// [`OpenError::Segment`] when there is no such pipe (or another
+    /// object by that name: [`SegmentError::TypeMismatch`], naming both).
+    pub fn open(name: &str, end: PipeEnd) -> Result<Self, OpenError> {
+        let back = back_name(name);
+        let duplex = match shm_core::Segment::open_named(&back, None) {
+            Ok(_) => true,
+            Err(SegmentError::NotFound { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(match (end, duplex) {
+            (PipeEnd::First, false) => Self::new(None, Some(ByteConsumer::open(name)?)),
+            (PipeEnd::Second, false) => Self::new(Some(ByteProducer::open(name)?), None),
+            (PipeEnd::First, true) => Self::new(Some(ByteProducer::open(name)?), Some(ByteConsumer::open(&back)?)),
+            (PipeEnd::Second, true) => Self::new(Some(ByteProducer::open(&back)?), Some(ByteConsumer::open(name)?)),
+        })
     }
 
     /// Names this process as the user of both of this connection's ring
@@ -215,7 +337,7 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// [`PipeError::Serialize`] (nothing sent), [`PipeError::BrokenPipe`],
+    /// [`PipeError::Fault`] with [`Fault::Encode`] (nothing sent), [`PipeError::BrokenPipe`],
     /// [`PipeError::Closed`], [`PipeError::NotWritable`].
     pub fn send<T: Serialize + ?Sized>(&mut self, obj: &T) -> Result<(), PipeError> {
         let mut buf = std::mem::take(&mut self.buf);
@@ -226,7 +348,7 @@ impl Connection {
                 self.buf = bytes;
                 sent
             }
-            Err(e) => Err(PipeError::Serialize(e.to_string())),
+            Err(e) => Err(PipeError::Fault(Fault::Encode(e.to_string()))),
         }
     }
 
@@ -235,18 +357,38 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// [`PipeError::Eof`], [`PipeError::Deserialize`] (that message is
-    /// gone), [`PipeError::Closed`], [`PipeError::NotReadable`],
-    /// [`PipeError::Corrupted`].
+    /// [`PipeError::Eof`], [`PipeError::Fault`] ([`Fault::Decode`]: that
+    /// message is gone, or [`Fault::Corrupted`]), [`PipeError::Closed`],
+    /// [`PipeError::NotReadable`].
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T, PipeError> {
+        self.recv_form(Form::Block)
+    }
+
+    /// Receives an object if a message is there now, without waiting for
+    /// one to start.
+    ///
+    /// # Errors
+    ///
+    /// [`PipeError::Empty`], as for [`Connection::recv`] otherwise.
+    pub fn try_recv<T: DeserializeOwned>(&mut self) -> Result<T, PipeError> {
+        self.recv_form(Form::Try)
+    }
+
+    /// Receives an object, waiting up to `timeout` for a message to start.
+    ///
+    /// # Errors
+    ///
+    /// [`PipeError::Timeout`], as for [`Connection::recv`] otherwise.
+    pub fn recv_timeout<T: DeserializeOwned>(&mut self, timeout: Duration) -> Result<T, PipeError> {
+        self.recv_form(Form::Timed(timeout))
+    }
+
+    fn recv_form<T: DeserializeOwned>(&mut self, form: Form) -> Result<T, PipeError> {
         let mut buf = std::mem::take(&mut self.buf);
-        let got = self.reader().and_then(|rx| rx.recv(&mut buf).map_err(recv_error));
-        let result = got.and_then(|()| {
-            de(&buf).map_err(|e| match e {
-                QueueError::Deserialize(what) => PipeError::Deserialize(what),
-                _ => PipeError::Deserialize(e.to_string()),
-            })
-        });
+        let got = self
+            .reader()
+            .and_then(|rx| rx.recv_until(&mut buf, form.deadline()).map_err(|e| form.error(e)));
+        let result = got.and_then(|()| de(&buf).map_err(PipeError::Fault));
         self.buf = buf;
         result
     }
@@ -256,9 +398,9 @@ impl Connection {
     /// # Errors
     ///
     /// [`PipeError::BrokenPipe`], [`PipeError::Closed`],
-    /// [`PipeError::NotWritable`], [`PipeError::Corrupted`].
+    /// [`PipeError::NotWritable`], [`PipeError::Fault`].
     pub fn send_bytes(&mut self, buf: &[u8]) -> Result<(), PipeError> {
-        self.writer()?.send(buf).map_err(send_error)
+        self.writer()?.send_until(buf, None).map_err(send_error)
     }
 
     /// Sends `size` bytes of `buf` from `offset` (all the rest with `None`)
@@ -286,10 +428,35 @@ impl Connection {
     /// # Errors
     ///
     /// [`PipeError::Eof`], [`PipeError::Closed`], [`PipeError::NotReadable`],
-    /// [`PipeError::Corrupted`].
+    /// [`PipeError::Fault`].
     pub fn recv_bytes(&mut self) -> Result<Vec<u8>, PipeError> {
+        self.recv_bytes_form(Form::Block)
+    }
+
+    /// Receives one message's bytes if one is there now.
+    ///
+    /// # Errors
+    ///
+    /// [`PipeError::Empty`], as for [`Connection::recv_bytes`] otherwise.
+    pub fn try_recv_bytes(&mut self) -> Result<Vec<u8>, PipeError> {
+        self.recv_bytes_form(Form::Try)
+    }
+
+    /// Receives one message's bytes, waiting up to `timeout` for it to
+    /// start.
+    ///
+    /// # Errors
+    ///
+    /// [`PipeError::Timeout`], as for [`Connection::recv_bytes`] otherwise.
+    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, PipeError> {
+        self.recv_bytes_form(Form::Timed(timeout))
+    }
+
+    fn recv_bytes_form(&mut self, form: Form) -> Result<Vec<u8>, PipeError> {
         let mut out = Vec::new();
-        self.reader()?.recv(&mut out).map_err(recv_error)?;
+        self.reader()?
+            .recv_until(&mut out, form.deadline())
+            .map_err(|e| form.error(e))?;
         Ok(out)
     }
 
@@ -323,7 +490,9 @@ impl Connection {
             .get_mut(offset..)
             .ok_or(PipeError::OutOfRange { offset, size: 0, len })?;
         let mut msg = std::mem::take(&mut self.buf);
-        let got = self.reader().and_then(|rx| rx.recv(&mut msg).map_err(recv_error));
+        let got = self
+            .reader()
+            .and_then(|rx| rx.recv_until(&mut msg, None).map_err(|e| Form::Block.error(e)));
         let result = got.and_then(|()| match room.get_mut(..msg.len()) {
             Some(dst) => {
                 dst.copy_from_slice(&msg);
@@ -336,16 +505,36 @@ impl Connection {
         result
     }
 
-    /// Whether a message can be received now, waiting up to `timeout`
-    /// (forever with `None`; Python's default is `Some(Duration::ZERO)`).
-    /// True also when the other end is closed or dead, so that the next
-    /// receive reports it. Consumes nothing.
+    /// Whether a message can be received now, without waiting (Python's
+    /// `poll()`). True also when the other end is closed or dead, so that
+    /// the next receive reports it. Consumes nothing.
     ///
     /// # Errors
     ///
     /// [`PipeError::Closed`], [`PipeError::NotReadable`].
-    pub fn poll(&mut self, timeout: Option<Duration>) -> Result<bool, PipeError> {
-        Ok(self.reader()?.poll(timeout))
+    pub fn poll(&mut self) -> Result<bool, PipeError> {
+        Ok(self.reader()?.readable(Some(Deadline::after(Duration::ZERO))))
+    }
+
+    /// As [`Connection::poll`], waiting up to `timeout` for a message
+    /// (Python's `poll(timeout)`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Connection::poll`].
+    pub fn poll_timeout(&mut self, timeout: Duration) -> Result<bool, PipeError> {
+        Ok(self.reader()?.readable(Some(Deadline::after(timeout))))
+    }
+
+    /// Waits as long as needed for a message (or the end of the stream);
+    /// Python's `poll(None)`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Connection::poll`].
+    pub fn wait_readable(&mut self) -> Result<(), PipeError> {
+        self.reader()?.readable(None);
+        Ok(())
     }
 
     /// Closes this connection: the other end reads what was sent, then
@@ -382,101 +571,4 @@ impl Connection {
 }
 
 #[cfg(test)]
-#[allow(clippy::cast_possible_truncation, reason = "test byte patterns")]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn duplex_both_ways_with_boundaries() {
-        let (mut a, mut b) = Pipe::with_capacity(true, 256).expect("pipe");
-        a.send_bytes(b"one").expect("send");
-        a.send_bytes(b"").expect("empty");
-        a.send_bytes_range(b"0123456789", 2, Some(3)).expect("range");
-        a.send_bytes_range(b"0123456789", 7, None).expect("rest");
-        assert!(matches!(
-            a.send_bytes_range(b"abc", 2, Some(2)),
-            Err(PipeError::OutOfRange { .. })
-        ));
-        assert!(matches!(
-            a.send_bytes_range(b"abc", 4, None),
-            Err(PipeError::OutOfRange { .. })
-        ));
-        assert_eq!(b.recv_bytes().expect("one"), b"one");
-        assert_eq!(b.recv_bytes().expect("empty"), b"");
-        assert_eq!(b.recv_bytes().expect("range"), b"234");
-        assert_eq!(b.recv_bytes().expect("rest"), b"789");
-        b.send(&vec![1u16, 2, 3]).expect("send");
-        assert_eq!(a.recv::<Vec<u16>>().expect("recv"), [1, 2, 3]);
-    }
-
-    #[test]
-    fn one_way_pipes_refuse_the_other_direction() {
-        let (mut r, mut w) = Pipe::new(false).expect("pipe");
-        assert!(r.readable() && !r.writable() && w.writable() && !w.readable());
-        assert_eq!(r.send_bytes(b"x"), Err(PipeError::NotWritable));
-        assert_eq!(w.recv_bytes(), Err(PipeError::NotReadable));
-        assert_eq!(w.poll(None), Err(PipeError::NotReadable));
-        w.send_bytes(b"x").expect("send");
-        assert_eq!(r.recv_bytes().expect("recv"), b"x");
-    }
-
-    #[test]
-    fn short_buffers_long_messages_and_poll() {
-        let (mut a, mut b) = Pipe::new(true).expect("pipe");
-        assert_eq!(b.poll(Some(Duration::ZERO)), Ok(false));
-        a.send_bytes(b"hello world").expect("send");
-        assert_eq!(b.poll(Some(Duration::ZERO)), Ok(true));
-        let mut small = [0u8; 4];
-        assert_eq!(
-            b.recv_bytes_into(&mut small, 0),
-            Err(PipeError::BufferTooShort(b"hello world".to_vec())),
-            "the message is handed over"
-        );
-        a.send_bytes(b"hi").expect("send");
-        assert_eq!(b.recv_bytes_into(&mut small, 2), Ok(2));
-        assert_eq!(&small[2..], b"hi");
-        a.send_bytes(&[0; 100]).expect("send");
-        assert_eq!(b.recv_bytes_max(10), Err(PipeError::TooLong { len: 100, max: 10 }));
-        a.send_bytes(&[1; 10]).expect("send");
-        assert_eq!(b.recv_bytes_max(10).expect("fits"), [1; 10]);
-        a.send(&1u8).expect("send");
-        assert!(matches!(b.recv::<String>(), Err(PipeError::Deserialize(_))));
-    }
-
-    #[test]
-    fn large_messages_round_trip_through_small_rings() {
-        let (mut a, mut b) = Pipe::with_capacity(true, 4096).expect("pipe");
-        let big: Vec<u8> = (0..if cfg!(miri) { 20_000 } else { 16usize << 20 })
-            .map(|i| (i * 7 % 256) as u8)
-            .collect();
-        std::thread::scope(|s| {
-            s.spawn(move || {
-                let echo = b.recv_bytes().expect("recv");
-                b.send_bytes(&echo).expect("echo");
-            });
-            a.send_bytes(&big).expect("send");
-            assert!(a.recv_bytes().expect("echo") == big, "16 MiB intact both ways");
-        });
-    }
-
-    #[test]
-    fn close_ends_the_stream_after_what_was_sent() {
-        let (mut a, mut b) = Pipe::new(true).expect("pipe");
-        for i in 0..3u8 {
-            a.send(&i).expect("send");
-        }
-        a.close();
-        assert!(a.closed());
-        assert_eq!(a.send(&9u8), Err(PipeError::Closed));
-        let mut got = Vec::new();
-        while b.poll(None).expect("readable") {
-            match b.recv::<u8>() {
-                Ok(x) => got.push(x),
-                Err(PipeError::Eof) => break,
-                Err(e) => panic!("{e}"),
-            }
-        }
-        assert_eq!(got, [0, 1, 2]);
-        assert_eq!(b.send(&1u8), Err(PipeError::BrokenPipe));
-    }
-}
+mod tests;
