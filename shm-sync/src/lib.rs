@@ -44,7 +44,10 @@ pub use error::{AcquireTimeoutError, BarrierError, ConditionError, OwnerDied, Sy
 #[cfg(not(loom))]
 pub use event::Event;
 #[cfg(not(loom))]
-pub use lock::{Lock, LockGuard, ProcessLock};
+pub use lock::{Lock, LockGuard};
+// Hidden: the raw lock word the queues embed in their own headers; not API.
+#[doc(hidden)]
+pub use lock::ProcessLock;
 #[cfg(not(loom))]
 pub use rlock::{RLock, RLockGuard};
 #[cfg(not(loom))]
