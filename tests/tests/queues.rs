@@ -7,13 +7,12 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use libtest_mimic::Trial;
 use serde::{Deserialize, Serialize};
 use shm::{
     Connection, Pipe, PipeError, Process, Queue, RawArray, RawValue, RecvError, RecvTimeoutError, SendError,
     StartMethod,
 };
-use shm_tests::{METHODS, check, next_random, run_trials, wait_flag};
+use shm_tests::{check, next_random, wait_flag};
 
 type Result = shm_tests::TestResult;
 
@@ -586,33 +585,13 @@ fn queue_killed_consumers_lose_only_what_they_returned(m: StartMethod) -> Result
     check(q.qsize() == 0, format!("qsize {} at the end", q.qsize()))
 }
 
-fn main() {
-    shm::init();
-    let mut tests = Vec::new();
-    for m in METHODS {
-        tests.push(Trial::test(format!("queue_children_put_parent_gets_{m}"), move || {
-            children_put_parent_gets(m)
-        }));
-        tests.push(Trial::test(
-            format!("queue_killed_producers_lose_and_duplicate_nothing_{m}"),
-            move || killed_producers_lose_and_duplicate_nothing(m),
-        ));
-        tests.push(Trial::test(
-            format!("queue_killed_consumers_never_duplicate_or_wedge_{m}"),
-            move || killed_consumers_never_duplicate_or_wedge(m),
-        ));
-        tests.push(Trial::test(
-            format!("queue_killed_consumers_lose_only_what_they_returned_{m}"),
-            move || queue_killed_consumers_lose_only_what_they_returned(m),
-        ));
-        tests.push(Trial::test(
-            format!("queue_blocked_put_sees_dead_consumers_{m}"),
-            move || blocked_put_sees_dead_consumers(m),
-        ));
-        tests.push(Trial::test(
-            format!("pipe_round_trips_any_size_then_eof_{m}"),
-            move || pipe_round_trips_any_size_then_eof(m),
-        ));
+shm_tests::trials! {
+    per_method {
+        queue_children_put_parent_gets => children_put_parent_gets,
+        queue_killed_producers_lose_and_duplicate_nothing => killed_producers_lose_and_duplicate_nothing,
+        queue_killed_consumers_never_duplicate_or_wedge => killed_consumers_never_duplicate_or_wedge,
+        queue_killed_consumers_lose_only_what_they_returned,
+        queue_blocked_put_sees_dead_consumers => blocked_put_sees_dead_consumers,
+        pipe_round_trips_any_size_then_eof,
     }
-    run_trials(tests);
 }
