@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shm_core::sys::{Deadline, FutexWait};
-use shm_core::{SegmentError, SegmentKind};
+use shm_core::SegmentKind;
 
 #[cfg(not(loom))]
 use crate::park::Futex;
@@ -132,42 +132,10 @@ impl fmt::Debug for Event {
     }
 }
 
+crate::shared::shared_constructors!(Event, "clear event");
+
 #[cfg(not(loom))]
 impl Event {
-    /// A new, clear event in its own shared segment.
-    ///
-    /// # Errors
-    ///
-    /// [`SegmentError`] if the segment cannot be made.
-    pub fn new() -> Result<Self, SegmentError> {
-        Ok(Self {
-            shared: Shared::create()?,
-        })
-    }
-
-    /// A new, clear event in a segment named `name`, which any process may
-    /// [`Event::open`].
-    ///
-    /// # Errors
-    ///
-    /// [`SegmentError`] if the name is taken or invalid.
-    pub fn create_named(name: &str) -> Result<Self, SegmentError> {
-        Ok(Self {
-            shared: Shared::create_named(name)?,
-        })
-    }
-
-    /// Opens the event named `name` (type and header checked).
-    ///
-    /// # Errors
-    ///
-    /// [`SegmentError`] if there is none, or it holds another type.
-    pub fn open(name: &str) -> Result<Self, SegmentError> {
-        Ok(Self {
-            shared: Shared::open(name)?,
-        })
-    }
-
     /// Whether the flag is set.
     pub fn is_set(&self) -> bool {
         self.shared.get().is_set()

@@ -96,7 +96,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shm_core::sys::{Deadline, FutexWait};
-use shm_core::{SegmentError, SegmentKind};
+use shm_core::SegmentKind;
 
 use crate::error::{AcquireTimeoutError, OwnerDied, TryAcquireError};
 #[cfg(not(loom))]
@@ -376,42 +376,10 @@ impl fmt::Debug for Lock {
 #[cfg(not(loom))]
 lock_api!(Lock, LockGuard, (), "lock");
 
+crate::shared::shared_constructors!(Lock, "unlocked lock");
+
 #[cfg(not(loom))]
 impl Lock {
-    /// A new, unlocked lock in its own shared segment.
-    ///
-    /// # Errors
-    ///
-    /// [`SegmentError`] if the segment cannot be made.
-    pub fn new() -> Result<Self, SegmentError> {
-        Ok(Self {
-            shared: Shared::create()?,
-        })
-    }
-
-    /// A new, unlocked lock in a segment named `name`, which any process
-    /// may [`Lock::open`].
-    ///
-    /// # Errors
-    ///
-    /// [`SegmentError`] if the name is taken or invalid.
-    pub fn create_named(name: &str) -> Result<Self, SegmentError> {
-        Ok(Self {
-            shared: Shared::create_named(name)?,
-        })
-    }
-
-    /// Opens the lock named `name` (type and header checked).
-    ///
-    /// # Errors
-    ///
-    /// [`SegmentError`] if there is none, or it holds another type.
-    pub fn open(name: &str) -> Result<Self, SegmentError> {
-        Ok(Self {
-            shared: Shared::open(name)?,
-        })
-    }
-
     pub(crate) fn raw(&self) -> &RawLock {
         self.shared.get()
     }

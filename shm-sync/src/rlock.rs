@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shm_core::sys::Deadline;
-use shm_core::{SegmentError, SegmentKind};
+use shm_core::SegmentKind;
 
 use crate::error::{AcquireTimeoutError, OwnerDied, SyncError, TryAcquireError};
 use crate::lock::{RawLock, Taken};
@@ -180,42 +180,10 @@ impl fmt::Debug for RLock {
 #[cfg(not(loom))]
 lock_api!(RLock, RLockGuard, *const (), "recursive lock (one level)");
 
+crate::shared::shared_constructors!(RLock, "free recursive lock");
+
 #[cfg(not(loom))]
 impl RLock {
-    /// A new, free recursive lock in its own shared segment.
-    ///
-    /// # Errors
-    ///
-    /// [`SegmentError`] if the segment cannot be made.
-    pub fn new() -> Result<Self, SegmentError> {
-        Ok(Self {
-            shared: Shared::create()?,
-        })
-    }
-
-    /// A new, free recursive lock in a segment named `name`, which any
-    /// process may [`RLock::open`].
-    ///
-    /// # Errors
-    ///
-    /// [`SegmentError`] if the name is taken or invalid.
-    pub fn create_named(name: &str) -> Result<Self, SegmentError> {
-        Ok(Self {
-            shared: Shared::create_named(name)?,
-        })
-    }
-
-    /// Opens the recursive lock named `name` (type and header checked).
-    ///
-    /// # Errors
-    ///
-    /// [`SegmentError`] if there is none, or it holds another type.
-    pub fn open(name: &str) -> Result<Self, SegmentError> {
-        Ok(Self {
-            shared: Shared::open(name)?,
-        })
-    }
-
     pub(crate) fn raw(&self) -> &RawRLock {
         self.shared.get()
     }

@@ -110,6 +110,50 @@ impl<'de, S: SharedState> Deserialize<'de> for Shared<S> {
 
 /// Every object by name, from an unrelated process (this test binary run
 /// again), and a name opened as the wrong type.
+/// `new`, `create_named` and `open` of a handle whose one field is
+/// `shared: Shared<_>`: `what` is how the docs name a new one ("an unlocked
+/// lock").
+macro_rules! shared_constructors {
+    ($T:ident, $what:literal) => {
+        #[cfg(not(loom))]
+        impl $T {
+            #[doc = concat!("A new ", $what, " in its own shared segment.")]
+            ///
+            /// # Errors
+            ///
+            /// [`SegmentError`](shm_core::SegmentError) if the segment cannot be made.
+            pub fn new() -> Result<Self, shm_core::SegmentError> {
+                Ok(Self {
+                    shared: $crate::shared::Shared::create()?,
+                })
+            }
+
+            #[doc = concat!("A new ", $what, " in a segment named `name`, which any process may [`", stringify!($T), "::open`].")]
+            ///
+            /// # Errors
+            ///
+            /// [`SegmentError`](shm_core::SegmentError) if the name is taken or invalid.
+            pub fn create_named(name: &str) -> Result<Self, shm_core::SegmentError> {
+                Ok(Self {
+                    shared: $crate::shared::Shared::create_named(name)?,
+                })
+            }
+
+            #[doc = concat!("Opens the `", stringify!($T), "` named `name` (type and header checked).")]
+            ///
+            /// # Errors
+            ///
+            /// [`SegmentError`](shm_core::SegmentError) if there is none, or it holds another type.
+            pub fn open(name: &str) -> Result<Self, shm_core::SegmentError> {
+                Ok(Self {
+                    shared: $crate::shared::Shared::open(name)?,
+                })
+            }
+        }
+    };
+}
+pub(crate) use shared_constructors;
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use std::time::Duration;
