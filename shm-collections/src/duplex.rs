@@ -56,7 +56,7 @@
 //! killed mid-write publishes nothing. Words read from the mailbox are
 //! checked: a cell count that is neither `taken` nor `taken + 1`, a taken
 //! count that is neither `mailed` nor `mailed - 1`, or a ring position
-//! beyond the ring's, is [`RingError::Corrupted`], never used.
+//! beyond the ring's, is [`Fault::Corrupted`], never used.
 //!
 //! The peer writes the mailbox line while we read it, so no reference
 //! covers plain bytes of it: the mailbox is reached from the segment's raw
@@ -89,13 +89,15 @@ use std::time::Duration;
 #[cfg(not(loom))]
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use shm_core::sys::Deadline;
+use shm_core::{
+    Fault, RecvError, RecvTimeoutError, SegmentError, SendError, SendTimeoutError, ShmSafe, TryRecvError, TrySendError,
+};
 #[cfg(not(loom))]
 use shm_core::{Segment, SegmentKind, TypeIdentity};
-use shm_core::{SegmentError, ShmSafe};
 
+use crate::ring::{Stop, full_or_stop};
 use crate::spsc::{
-    self, Consumer, Producer, PushError, Receive, RingError, Slept, Word, load_slot, receive, sleep_on, store_slot,
-    wake_sleeper,
+    self, Consumer, Producer, Receive, Slept, Word, load_slot, receive, sleep_on, store_slot, wake_sleeper,
 };
 use crate::sync::{self, AtomicU64};
 
@@ -249,6 +251,12 @@ fn split(word: u64) -> (u32, u32) {
 #[cfg(not(loom))]
 fn identity<A, B>() -> TypeIdentity {
     TypeIdentity::of::<(A, B)>(SegmentKind::DUPLEX)
+}
+
+/// A mailbox word no legal history produces.
+#[cold]
+fn corrupted(what: &'static str, expected: impl fmt::Display, found: impl fmt::Display) -> Fault {
+    Fault::corrupted("duplex channel", what, expected, found)
 }
 
 /// One end of a duplex channel: sends `S`, receives `R`. `Send`, not
@@ -408,14 +416,16 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     ///
     /// # Errors
     ///
-    /// [`RingError::Full`] (value handed back), [`RingError::Disconnected`]
-    /// once the peer closed, [`RingError::Corrupted`].
+    /// [`TrySendError::Full`] (value handed back),
+    /// [`TrySendError::Disconnected`] once the peer closed,
+    /// [`TrySendError::Fault`] ([`Fault::Corrupted`]).
     #[inline(always)]
-    pub fn try_send(&mut self, value: S) -> Result<(), PushError<S>> {
+    pub fn try_send(&mut self, value: S) -> Result<(), TrySendError<S>> {
         self.claim();
         let free = match self.mail_free() {
             Ok(free) => free,
-            Err(kind) => return Err(PushError { kind, value }),
+            Err(None) => return Err(TrySendError::Disconnected(value)),
+            Err(Some(f)) => return Err(TrySendError::Fault(value, f)),
         };
         if free
             && let Some((cell, _)) = self.cells
@@ -424,7 +434,7 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
             self.mail(cell, value);
             return Ok(());
         }
-        self.tx.try_push(value)?;
+        self.tx.try_send(value)?;
         self.since_refresh += 1;
         if self.since_refresh >= REFRESH_EVERY {
             self.since_refresh = 0;
@@ -434,24 +444,27 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
         Ok(())
     }
 
-    /// Whether the peer took our last cell message; `Disconnected` once
-    /// either end closed.
+    /// Whether the peer took our last cell message; `Err(None)`
+    /// (disconnected) once either end closed, `Err(Some(_))` for a count no
+    /// legal history produces.
     #[inline(always)]
-    fn mail_free(&self) -> Result<bool, RingError> {
+    fn mail_free(&self) -> Result<bool, Option<Fault>> {
         // Acquire: pairs with the Release store of `taken` in `take_cell`
         // (the peer is done reading the payload we are about to
         // overwrite) and in `close`.
         let taken = self.m().taken[self.side].load(Acquire);
         if (taken | self.closed) & CLOSED != 0 {
-            Err(RingError::Disconnected)
+            Err(None)
         } else if taken == self.mailed {
             Ok(true)
         } else if taken == self.mailed.wrapping_sub(1) & COUNT {
             Ok(false)
         } else {
-            Err(RingError::Corrupted(
-                "mailbox taken count is neither ours nor one behind",
-            ))
+            Err(Some(corrupted(
+                "mailbox taken count",
+                format_args!("{} or one behind it", self.mailed),
+                taken,
+            )))
         }
     }
 
@@ -491,33 +504,31 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     ///
     /// # Errors
     ///
-    /// [`RingError::Disconnected`] when the peer closed or died.
-    pub fn send(&mut self, value: S) -> Result<(), PushError<S>> {
-        self.send_until(value, None)
+    /// [`SendError::Disconnected`] when the peer closed or died,
+    /// [`SendError::Fault`]; the value is handed back.
+    pub fn send(&mut self, value: S) -> Result<(), SendError<S>> {
+        let value = match self.try_send(value) {
+            Ok(()) => return Ok(()),
+            Err(e) => full_or_stop(e).map_err(|(v, stop)| stop.send(v))?,
+        };
+        // Full means the ring is full: wait for room as its producer does.
+        self.tx.send(value)?;
+        self.ring_bell(self.side);
+        Ok(())
     }
 
     /// Sends, waiting for room up to `timeout`.
     ///
     /// # Errors
     ///
-    /// [`RingError::Full`] on timeout, [`RingError::Disconnected`].
-    pub fn send_timeout(&mut self, value: S, timeout: Duration) -> Result<(), PushError<S>> {
-        self.send_until(value, Some(timeout))
-    }
-
-    fn send_until(&mut self, value: S, timeout: Option<Duration>) -> Result<(), PushError<S>> {
+    /// [`SendTimeoutError::Timeout`] (with `timeout`),
+    /// [`SendTimeoutError::Disconnected`], [`SendTimeoutError::Fault`].
+    pub fn send_timeout(&mut self, value: S, timeout: Duration) -> Result<(), SendTimeoutError<S>> {
         let value = match self.try_send(value) {
-            Err(PushError {
-                kind: RingError::Full,
-                value,
-            }) => value,
-            other => return other,
+            Ok(()) => return Ok(()),
+            Err(e) => full_or_stop(e).map_err(|(v, stop)| stop.send_timeout(v, timeout))?,
         };
-        // Full means the ring is full: wait for room as its producer does.
-        match timeout {
-            None => self.tx.push(value)?,
-            Some(t) => self.tx.push_timeout(value, t)?,
-        }
+        self.tx.send_timeout(value, timeout)?;
         self.ring_bell(self.side);
         Ok(())
     }
@@ -526,24 +537,25 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     ///
     /// # Errors
     ///
-    /// [`RingError::Empty`], [`RingError::Disconnected`] once the peer
-    /// closed and everything it sent was received, [`RingError::Corrupted`].
+    /// [`TryRecvError::Empty`], [`TryRecvError::Disconnected`] once the
+    /// peer closed and everything it sent was received,
+    /// [`TryRecvError::Fault`] ([`Fault::Corrupted`]).
     #[inline(always)]
-    pub fn try_recv(&mut self) -> Result<R, RingError> {
+    pub fn try_recv(&mut self) -> Result<R, TryRecvError> {
         self.claim();
         if self.closed != 0 {
-            return Err(RingError::Disconnected);
+            return Err(TryRecvError::Disconnected);
         }
         let first = self.take_cell()?;
         if let Cell::Took(v) = first {
             return Ok(v);
         }
-        if self.rx.ready()? > 0 {
+        if self.rx.ready().map_err(TryRecvError::Fault)? > 0 {
             // Look again: a cell message sent before the ring message we
             // now see is visible now, and comes first.
             return match self.take_cell()? {
                 Cell::Took(v) => Ok(v),
-                Cell::Nothing(_) | Cell::AfterRing => self.rx.try_pop(),
+                Cell::Nothing(_) | Cell::AfterRing => self.rx.try_recv(),
             };
         }
         self.try_recv_empty(&first)
@@ -552,17 +564,19 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     /// The rest of `try_recv` when the ring is empty and the cell holds
     /// nothing to take (`first`: what it held before we looked at the ring).
     #[cold]
-    fn try_recv_empty(&mut self, first: &Cell<R>) -> Result<R, RingError> {
+    fn try_recv_empty(&mut self, first: &Cell<R>) -> Result<R, TryRecvError> {
         match first {
             // The ring messages before the cell's were pushed before the
             // cell's word was stored: our Acquire of the word and the
             // fresh read of `tail` in `ready` must have seen them.
-            Cell::AfterRing => Err(RingError::Corrupted(
-                "mailbox message after ring messages that are not there",
-            )),
+            Cell::AfterRing => Err(TryRecvError::Fault(corrupted(
+                "mailbox message",
+                "after the ring messages before it",
+                "ring messages that are not there",
+            ))),
             // The close was stored after everything the peer sent (the
             // word's Release, our Acquire), and nothing is left of it.
-            Cell::Nothing(true) => Err(RingError::Disconnected),
+            Cell::Nothing(true) => Err(TryRecvError::Disconnected),
             // (`Took` was returned before the ring was looked at.)
             Cell::Nothing(false) | Cell::Took(_) => {
                 // Idle: a good time to see whether our own ring drained,
@@ -570,14 +584,14 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
                 if !self.tx.drained() {
                     self.tx.refresh_head();
                 }
-                Err(RingError::Empty)
+                Err(TryRecvError::Empty)
             }
         }
     }
 
     /// Takes the message in the receiving cell if it is the next one.
     #[inline(always)]
-    fn take_cell(&mut self) -> Result<Cell<R>, RingError> {
+    fn take_cell(&mut self) -> Result<Cell<R>, TryRecvError> {
         let inn = 1 - self.side;
         let m = self.m();
         // Acquire: pairs with the Release stores in the peer's `mail` and
@@ -591,14 +605,26 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
             return Ok(Cell::Nothing(closed));
         }
         let Some((_, cell)) = self.cells else {
-            return Err(RingError::Corrupted("mailbox message in a channel without cells"));
+            return Err(TryRecvError::Fault(corrupted(
+                "mailbox count",
+                format_args!("{} (a channel without cells)", self.taken),
+                mailed,
+            )));
         };
         if mailed != self.taken.wrapping_add(1) & COUNT {
-            return Err(RingError::Corrupted("mailbox count is neither taken nor next"));
+            return Err(TryRecvError::Fault(corrupted(
+                "mailbox count",
+                format_args!("{} or the next", self.taken),
+                mailed,
+            )));
         }
         let before = tail.wrapping_sub(self.rx.head());
         if before > self.cap {
-            return Err(RingError::Corrupted("mailbox message placed beyond the ring"));
+            return Err(TryRecvError::Fault(corrupted(
+                "mailbox message position",
+                format_args!("at most {} ahead of the ring's head", self.cap),
+                before,
+            )));
         }
         if before > 0 {
             return Ok(Cell::AfterRing);
@@ -619,27 +645,24 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
     ///
     /// # Errors
     ///
-    /// [`RingError::Disconnected`] when the peer closed or died and
-    /// everything it sent was received.
-    pub fn recv(&mut self) -> Result<R, RingError> {
-        self.recv_until(None)
+    /// [`RecvError::Disconnected`] when the peer closed or died and
+    /// everything it sent was received, [`RecvError::Fault`].
+    pub fn recv(&mut self) -> Result<R, RecvError> {
+        receive(self, None, Self::try_recv).map_err(Stop::recv)
     }
 
     /// Receives, waiting up to `timeout`.
     ///
     /// # Errors
     ///
-    /// [`RingError::Empty`] on timeout, [`RingError::Disconnected`].
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<R, RingError> {
-        self.recv_until(Some(Deadline::after(timeout)))
-    }
-
-    fn recv_until(&mut self, deadline: Option<Deadline>) -> Result<R, RingError> {
-        receive(self, deadline)
+    /// [`RecvTimeoutError::Timeout`] (with `timeout`),
+    /// [`RecvTimeoutError::Disconnected`], [`RecvTimeoutError::Fault`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<R, RecvTimeoutError> {
+        receive(self, Some(Deadline::after(timeout)), Self::try_recv).map_err(|stop| stop.recv_timeout(timeout))
     }
 
     /// Closes the channel both ways: the peer receives what was sent, then
-    /// gets [`RingError::Disconnected`]; its sends fail with it. This end's
+    /// gets [`RecvError::Disconnected`]; its sends fail with it. This end's
     /// own sends and receives fail with it from now on (what the peer sent
     /// and this end did not receive is dropped, as with a closed Python
     /// `Connection`).
@@ -680,12 +703,6 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
 }
 
 impl<S: ShmSafe, R: ShmSafe> Receive for Duplex<S, R> {
-    type Item = R;
-
-    fn attempt(&mut self) -> Result<R, RingError> {
-        self.try_recv()
-    }
-
     fn sender_gone(&self, check_alive: bool) -> bool {
         self.rx.producer_gone(check_alive)
     }
@@ -793,7 +810,7 @@ mod tests {
         }
         assert_eq!(a.mailed, 100, "every request went through the cell");
         assert_eq!(a.tx.tail(), 0, "and none through the ring");
-        assert_eq!(a.try_recv(), Err(RingError::Empty));
+        assert_eq!(a.try_recv(), Err(TryRecvError::Empty));
     }
 
     #[test]
@@ -809,7 +826,7 @@ mod tests {
                         next += 1;
                         sent += 1;
                     }
-                    Err(e) if e.kind == RingError::Full => break,
+                    Err(TrySendError::Full(_)) => break,
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -819,19 +836,19 @@ mod tests {
                         assert_eq!(v, expect);
                         expect += 1;
                     }
-                    Err(RingError::Empty) => break,
+                    Err(TryRecvError::Empty) => break,
                     Err(e) => panic!("{e}"),
                 }
             }
             // The sender idles: it sees its ring drained again.
-            assert_eq!(a.try_recv(), Err(RingError::Empty));
+            assert_eq!(a.try_recv(), Err(TryRecvError::Empty));
         }
         assert_eq!(expect, next);
         // At most the ring's 4 plus the cell's 1 fit at once.
         for i in 0..5 {
             a.try_send(i).expect("room");
         }
-        assert_eq!(a.try_send(9).map_err(|e| e.kind), Err(RingError::Full));
+        assert!(matches!(a.try_send(9), Err(TrySendError::Full(9))));
     }
 
     #[test]
@@ -842,9 +859,11 @@ mod tests {
         a.close();
         assert_eq!(b.recv(), Ok(1));
         assert_eq!(b.recv(), Ok(2));
-        assert_eq!(b.recv(), Err(RingError::Disconnected));
-        assert_eq!(b.try_send(3).map_err(|e| e.kind), Err(RingError::Disconnected));
-        assert_eq!(b.send(3).map_err(|e| e.kind), Err(RingError::Disconnected));
+        assert_eq!(b.recv(), Err(RecvError::Disconnected));
+        assert!(matches!(b.try_send(3), Err(TrySendError::Disconnected(3))));
+        assert!(matches!(b.send(3), Err(SendError::Disconnected(3))));
+        let t = Duration::from_millis(5);
+        assert!(matches!(b.send_timeout(3, t), Err(SendTimeoutError::Disconnected(3))));
     }
 
     #[test]
@@ -852,13 +871,14 @@ mod tests {
         // Miri interprets: a few hundred still cross every batch size.
         const N: u64 = if cfg!(miri) { 300 } else { 100_000 };
         let (mut a, mut echo) = channel::<u64, u64>(8).expect("create");
-        assert_eq!(a.recv_timeout(Duration::from_millis(5)), Err(RingError::Empty));
+        let t = Duration::from_millis(5);
+        assert_eq!(a.recv_timeout(t), Err(RecvTimeoutError::Timeout(t)));
         let thread = std::thread::spawn(move || {
             // Echo, sometimes answering a batch at once.
             loop {
                 match echo.recv() {
                     Ok(v) => echo.send(v + 1).expect("peer alive"),
-                    Err(RingError::Disconnected) => break,
+                    Err(RecvError::Disconnected) => break,
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -884,13 +904,20 @@ mod tests {
         a.try_send(1).expect("room");
         let m = a.m();
         m.word[0].store(7 << 32, Relaxed);
-        assert!(matches!(b.try_recv(), Err(RingError::Corrupted(_))));
+        let e = b.try_recv().expect_err("corrupted");
+        assert!(
+            matches!(&e, TryRecvError::Fault(Fault::Corrupted { object: "duplex channel", found, .. }) if found == "7"),
+            "{e:?}"
+        );
         m.word[0].store(1 << 32 | 0x64, Relaxed);
-        assert!(matches!(b.try_recv(), Err(RingError::Corrupted(_))));
+        assert!(matches!(
+            b.try_recv(),
+            Err(TryRecvError::Fault(Fault::Corrupted { .. }))
+        ));
         m.taken[0].store(50, Relaxed);
         assert!(matches!(
-            a.try_send(2).map_err(|e| e.kind),
-            Err(RingError::Corrupted(_))
+            a.try_send(2),
+            Err(TrySendError::Fault(2, Fault::Corrupted { .. }))
         ));
     }
 
@@ -912,7 +939,7 @@ mod tests {
         assert_eq!(b.try_recv(), Ok(2));
         a.try_send(3).expect("room");
         assert_eq!(b.try_recv(), Ok(3));
-        assert_eq!(b.try_recv(), Err(RingError::Empty));
+        assert_eq!(b.try_recv(), Err(TryRecvError::Empty));
     }
 }
 
@@ -944,12 +971,12 @@ mod scribble_tests {
                 let mut r = Rng(seed | 1);
                 for _ in 0..8 {
                     let _ = match r.below(6) {
-                        0 => b.try_recv(),
-                        1 => b.recv_timeout(t),
-                        2 => a.try_send(9).map(|()| 0).map_err(|e| e.kind),
-                        3 => a.send_timeout(9, t).map(|()| 0).map_err(|e| e.kind),
-                        4 => a.recv_timeout(t).map(u64::from),
-                        _ => b.try_send(3).map(|()| 0).map_err(|e| e.kind),
+                        0 => b.try_recv().map_err(|e| e.to_string()),
+                        1 => b.recv_timeout(t).map_err(|e| e.to_string()),
+                        2 => a.try_send(9).map(|()| 0).map_err(|e| e.to_string()),
+                        3 => a.send_timeout(9, t).map(|()| 0).map_err(|e| e.to_string()),
+                        4 => a.recv_timeout(t).map(u64::from).map_err(|e| e.to_string()),
+                        _ => b.try_send(3).map(|()| 0).map_err(|e| e.to_string()),
                     };
                 }
             });

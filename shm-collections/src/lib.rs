@@ -29,6 +29,7 @@ pub mod mpmc;
 pub mod pipe;
 #[cfg(not(loom))]
 pub mod queue;
+mod ring;
 pub mod spsc;
 mod sync;
 #[cfg(all(test, not(loom)))]

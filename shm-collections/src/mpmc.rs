@@ -38,13 +38,13 @@
 //!
 //! - a slot sequence number behind the position must be exactly a lap
 //!   behind (`p - cap`, or `p - cap + 1`: the previous lap's message, or its
-//!   unfinished publication); anything else is [`RingError::CorruptedWord`];
+//!   unfinished publication); anything else is [`Fault::Corrupted`];
 //! - a sequence number ahead of the position is legal only once the shared
 //!   position has moved past it (whoever took `p` moved it first); if a
-//!   fresh load still reads `p`, it is [`RingError::CorruptedWord`];
+//!   fresh load still reads `p`, it is [`Fault::Corrupted`];
 //! - a slot claimed by a live process (a claim lasts a few instructions)
 //!   that stays claimed, its position unmoved, for [`CLAIM_BOUND`] is
-//!   [`RingError::CorruptedWord`] naming the owner word;
+//!   [`Fault::Corrupted`] naming the owner word;
 //! - blocking calls honour their deadline on every path, retries included.
 //!
 //! Values are copied in and out of slots through atomic words
@@ -83,11 +83,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use shm_core::sys::{Deadline, FutexWait};
-use shm_core::{Segment, SegmentError, SegmentKind, ShmSafe, TypeIdentity};
+use shm_core::{
+    Fault, RecvError, RecvTimeoutError, Segment, SegmentError, SegmentKind, SendError, SendTimeoutError, ShmSafe,
+    TryRecvError, TrySendError, TypeIdentity,
+};
 
+use crate::ring::Stop;
 #[cfg(not(loom))]
 use crate::spsc::ring_capacity;
-use crate::spsc::{HEADER, PushError, RingError, Word, load_slot, store_slot};
+use crate::spsc::{HEADER, Word, load_slot, store_slot};
 use crate::sync::{self, Instant};
 
 /// Largest capacity.
@@ -100,6 +104,8 @@ pub const STUCK: Duration = Duration::from_millis(10);
 /// keeps it for a few instructions, or dies and is taken over).
 pub const CLAIM_BOUND: Duration = Duration::from_secs(1);
 const SLOT_HEADER: usize = 16;
+/// The object named in this ring's faults.
+const OBJECT: &str = "mpmc ring";
 
 #[repr(C)]
 #[cfg_attr(loom, derive(Default))]
@@ -318,9 +324,9 @@ impl<T: ShmSafe> fmt::Debug for Mpmc<T> {
 /// ```
 /// let q = shm_collections::mpmc::ring::<u32>(4)?;
 /// let mut a = q.clone();
-/// a.try_push(1).expect("room");
+/// a.try_put(1).expect("room");
 /// let mut b = q.clone();
-/// assert_eq!(b.try_pop(), Ok(1));
+/// assert_eq!(b.try_get(), Ok(1));
 /// # Ok::<(), shm_core::SegmentError>(())
 /// ```
 pub fn ring<T: ShmSafe>(capacity: usize) -> Result<Mpmc<T>, SegmentError> {
@@ -348,7 +354,7 @@ enum Step<V> {
 
 /// Watches a claim that another side holds: one that stays put (same
 /// position, same owner, the owner alive) for [`CLAIM_BOUND`] is a scribbled
-/// owner word, and the call returns [`RingError::CorruptedWord`] instead of
+/// owner word, and the call returns [`Fault::Stalled`] instead of
 /// spinning on it forever.
 #[derive(Default)]
 struct Stall {
@@ -358,15 +364,16 @@ struct Stall {
 }
 
 impl Stall {
-    fn check(&mut self, pos: u32, owner: u32) -> Result<(), RingError> {
+    fn check(&mut self, pos: u32, owner: u32) -> Result<(), Fault> {
         match self.since {
             Some(t) if self.pos == pos && self.owner == owner => {
                 // Loom's clock has no time: its models bound the loops.
-                if cfg!(not(loom)) && t.elapsed() >= CLAIM_BOUND {
-                    return Err(RingError::CorruptedWord {
-                        what: "slot owner (a claim that never moves)",
-                        expected: format!("a claim released within {CLAIM_BOUND:?}, or a dead holder"),
-                        found: owner.into(),
+                let waited = t.elapsed();
+                if cfg!(not(loom)) && waited >= CLAIM_BOUND {
+                    return Err(Fault::Stalled {
+                        object: OBJECT,
+                        pid: owner,
+                        waited,
                     });
                 }
                 Ok(())
@@ -386,13 +393,14 @@ impl Stall {
 /// The error for a slot sequence number outside what a legal history
 /// allows at `pos`.
 #[cold]
-fn bad_seq(side: &'static str, pos: u32, legal: &[u32], seq: u32) -> RingError {
+fn bad_seq(side: &'static str, pos: u32, legal: &[u32], seq: u32) -> Fault {
     let legal: Vec<String> = legal.iter().map(u32::to_string).collect();
-    RingError::CorruptedWord {
-        what: side,
-        expected: format!("{} (at position {pos})", legal.join(" or ")),
-        found: seq.into(),
-    }
+    Fault::corrupted(
+        OBJECT,
+        side,
+        format_args!("{} (at position {pos})", legal.join(" or ")),
+        seq,
+    )
 }
 
 impl<T: ShmSafe> Mpmc<T> {
@@ -409,7 +417,7 @@ impl<T: ShmSafe> Mpmc<T> {
         }
     }
 
-    fn push_step(&mut self, value: &T, force_check: bool) -> Result<Step<()>, RingError> {
+    fn push_step(&mut self, value: &T, force_check: bool) -> Result<Step<()>, Fault> {
         let ring = &*self.ring;
         let h = ring.header();
         let cap = ring.capacity;
@@ -492,7 +500,7 @@ impl<T: ShmSafe> Mpmc<T> {
         Ok(Step::Retry)
     }
 
-    fn pop_step(&mut self, force_check: bool) -> Result<Step<T>, RingError> {
+    fn pop_step(&mut self, force_check: bool) -> Result<Step<T>, Fault> {
         let ring = &*self.ring;
         let h = ring.header();
         let cap = ring.capacity;
@@ -597,61 +605,75 @@ impl<T: ShmSafe> Mpmc<T> {
         wake_sleepers(&slot.seq, &self.ring.header().pop_sleepers);
     }
 
-    /// Pushes without waiting.
+    /// Puts without waiting (it retries a moment only while another
+    /// process is between the steps of its own put or get).
     ///
     /// # Errors
     ///
-    /// [`RingError::Full`] (value handed back), [`RingError::Corrupted`].
-    pub fn try_push(&mut self, value: T) -> Result<(), PushError<T>> {
+    /// [`TrySendError::Full`] (value handed back), [`TrySendError::Fault`]:
+    /// [`Fault::Corrupted`] for a slot word no legal history produces,
+    /// [`Fault::Stalled`] for a live claimant that never moves.
+    pub fn try_put(&mut self, value: T) -> Result<(), TrySendError<T>> {
         let mut stall = Stall::default();
         loop {
             match self.push_step(&value, false) {
                 Ok(Step::Done(())) => return Ok(()),
                 Ok(Step::Retry) => sync::before_retry(),
                 Ok(Step::Held { pos, owner }) => {
-                    if let Err(kind) = stall.check(pos, owner) {
-                        return Err(PushError { kind, value });
+                    if let Err(f) = stall.check(pos, owner) {
+                        return Err(TrySendError::Fault(value, f));
                     }
                     sync::before_retry();
                 }
-                Ok(Step::Blocked { .. }) => {
-                    return Err(PushError {
-                        kind: RingError::Full,
-                        value,
-                    });
-                }
-                Err(kind) => return Err(PushError { kind, value }),
+                Ok(Step::Blocked { .. }) => return Err(TrySendError::Full(value)),
+                Err(f) => return Err(TrySendError::Fault(value, f)),
             }
         }
     }
 
-    /// Pops without waiting.
+    /// Gets without waiting (see [`Mpmc::try_put`]).
     ///
     /// # Errors
     ///
-    /// [`RingError::Empty`], [`RingError::Corrupted`].
-    pub fn try_pop(&mut self) -> Result<T, RingError> {
+    /// [`TryRecvError::Empty`], [`TryRecvError::Fault`] (as in
+    /// [`Mpmc::try_put`]).
+    pub fn try_get(&mut self) -> Result<T, TryRecvError> {
         let mut stall = Stall::default();
         loop {
-            match self.pop_step(false)? {
+            match self.pop_step(false).map_err(TryRecvError::Fault)? {
                 Step::Done(v) => return Ok(v),
                 Step::Retry => sync::before_retry(),
                 Step::Held { pos, owner } => {
-                    stall.check(pos, owner)?;
+                    stall.check(pos, owner).map_err(TryRecvError::Fault)?;
                     sync::before_retry();
                 }
-                Step::Blocked { .. } => return Err(RingError::Empty),
+                Step::Blocked { .. } => return Err(TryRecvError::Empty),
             }
         }
     }
 
-    /// Pushes, waiting for room (up to `timeout` if given).
+    /// Puts, waiting for room as long as needed.
     ///
     /// # Errors
     ///
-    /// [`RingError::Full`] on timeout, [`RingError::Corrupted`].
-    pub fn push(&mut self, value: T, timeout: Option<Duration>) -> Result<(), PushError<T>> {
-        let deadline = timeout.map(Deadline::after);
+    /// [`SendError::Fault`] (as in [`Mpmc::try_put`]); an MPMC ring is
+    /// never disconnected.
+    pub fn put(&mut self, value: T) -> Result<(), SendError<T>> {
+        self.put_until(value, None).map_err(|(v, stop)| stop.send(v))
+    }
+
+    /// Puts, waiting for room up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`SendTimeoutError::Timeout`] (with `timeout`),
+    /// [`SendTimeoutError::Fault`].
+    pub fn put_timeout(&mut self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.put_until(value, Some(Deadline::after(timeout)))
+            .map_err(|(v, stop)| stop.send_timeout(v, timeout))
+    }
+
+    fn put_until(&mut self, value: T, deadline: Option<Deadline>) -> Result<(), (T, Stop)> {
         let mut spins = shm_sync::park::spins();
         let mut force = false;
         let mut stall = Stall::default();
@@ -661,17 +683,14 @@ impl<T: ShmSafe> Mpmc<T> {
                 Ok(Step::Retry) => sync::before_retry(),
                 Ok(Step::Held { pos, owner }) => {
                     if deadline.is_some_and(|d| d.has_passed()) {
-                        return Err(PushError {
-                            kind: RingError::Full,
-                            value,
-                        });
+                        return Err((value, Stop::Timeout));
                     }
-                    if let Err(kind) = stall.check(pos, owner) {
-                        return Err(PushError { kind, value });
+                    if let Err(f) = stall.check(pos, owner) {
+                        return Err((value, Stop::Fault(f)));
                     }
                     sync::before_retry();
                 }
-                Err(kind) => return Err(PushError { kind, value }),
+                Err(f) => return Err((value, Stop::Fault(f))),
                 Ok(Step::Blocked { slot_seq, pos }) => {
                     if spins > 0 {
                         spins -= 1;
@@ -680,12 +699,8 @@ impl<T: ShmSafe> Mpmc<T> {
                     }
                     let ring = &*self.ring;
                     let slot = ring.slot(pos);
-                    let timed_out = sleep_counted(&slot.seq, slot_seq, &ring.header().push_sleepers, deadline);
-                    if timed_out {
-                        return Err(PushError {
-                            kind: RingError::Full,
-                            value,
-                        });
+                    if sleep_counted(&slot.seq, slot_seq, &ring.header().push_sleepers, deadline) {
+                        return Err((value, Stop::Timeout));
                     }
                     // After a sleep slice, look for a dead holder at once.
                     force = true;
@@ -694,25 +709,39 @@ impl<T: ShmSafe> Mpmc<T> {
         }
     }
 
-    /// Pops, waiting for a message (up to `timeout` if given).
+    /// Gets, waiting for a message as long as needed.
     ///
     /// # Errors
     ///
-    /// [`RingError::Empty`] on timeout, [`RingError::Corrupted`].
-    pub fn pop(&mut self, timeout: Option<Duration>) -> Result<T, RingError> {
-        let deadline = timeout.map(Deadline::after);
+    /// [`RecvError::Fault`] (as in [`Mpmc::try_put`]).
+    pub fn get(&mut self) -> Result<T, RecvError> {
+        self.get_until(None).map_err(Stop::recv)
+    }
+
+    /// Gets, waiting for a message up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] (with `timeout`),
+    /// [`RecvTimeoutError::Fault`].
+    pub fn get_timeout(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.get_until(Some(Deadline::after(timeout)))
+            .map_err(|stop| stop.recv_timeout(timeout))
+    }
+
+    fn get_until(&mut self, deadline: Option<Deadline>) -> Result<T, Stop> {
         let mut spins = shm_sync::park::spins();
         let mut force = false;
         let mut stall = Stall::default();
         loop {
-            match self.pop_step(force)? {
+            match self.pop_step(force).map_err(Stop::Fault)? {
                 Step::Done(v) => return Ok(v),
                 Step::Retry => sync::before_retry(),
                 Step::Held { pos, owner } => {
                     if deadline.is_some_and(|d| d.has_passed()) {
-                        return Err(RingError::Empty);
+                        return Err(Stop::Timeout);
                     }
-                    stall.check(pos, owner)?;
+                    stall.check(pos, owner).map_err(Stop::Fault)?;
                     sync::before_retry();
                 }
                 Step::Blocked { slot_seq, pos } => {
@@ -724,7 +753,7 @@ impl<T: ShmSafe> Mpmc<T> {
                     let ring = &*self.ring;
                     let slot = ring.slot(pos);
                     if sleep_counted(&slot.seq, slot_seq, &ring.header().pop_sleepers, deadline) {
-                        return Err(RingError::Empty);
+                        return Err(Stop::Timeout);
                     }
                     force = true;
                 }
@@ -819,16 +848,16 @@ mod tests {
         let mut q = ring::<u32>(3).expect("create");
         assert_eq!(q.capacity(), 4);
         for i in 0..4 {
-            q.try_push(i).expect("room");
+            q.try_put(i).expect("room");
         }
-        assert_eq!(q.try_push(9).map_err(|e| (e.kind, e.value)), Err((RingError::Full, 9)));
+        assert!(matches!(q.try_put(9), Err(TrySendError::Full(9))));
         for i in 0..4 {
-            assert_eq!(q.try_pop(), Ok(i));
+            assert_eq!(q.try_get(), Ok(i));
         }
-        assert_eq!(q.try_pop(), Err(RingError::Empty));
+        assert_eq!(q.try_get(), Err(TryRecvError::Empty));
         for i in 0..if cfg!(miri) { 100 } else { 10_000 } {
-            q.try_push(i).expect("room");
-            assert_eq!(q.try_pop(), Ok(i));
+            q.try_put(i).expect("room");
+            assert_eq!(q.try_get(), Ok(i));
         }
         assert!(ring::<u8>(1).is_err() && ring::<u8>(MAX_CAPACITY + 1).is_err());
     }
@@ -842,7 +871,7 @@ mod tests {
                 let mut q = q.clone();
                 std::thread::spawn(move || {
                     for i in 0..PER {
-                        q.push(p << 32 | i, None).expect("room eventually");
+                        q.put(p << 32 | i).expect("room eventually");
                     }
                 })
             })
@@ -852,7 +881,7 @@ mod tests {
                 let mut q = q.clone();
                 std::thread::spawn(move || {
                     let mut got = Vec::new();
-                    while let Ok(v) = q.pop(Some(Duration::from_millis(500))) {
+                    while let Ok(v) = q.get_timeout(Duration::from_millis(500)) {
                         got.push(v);
                     }
                     got
@@ -876,31 +905,31 @@ mod tests {
     #[test]
     fn a_dead_producers_unpublished_slot_becomes_a_skipped_tombstone() {
         let mut q = ring::<u32>(4).expect("create");
-        q.try_push(1).expect("room");
+        q.try_put(1).expect("room");
         // Simulate a producer that claimed position 1 and died before
         // publishing: enq moved past it, owner names a process that is gone.
         let h = q.ring.header();
         h.enq.store(2, Relaxed);
         q.ring.slot(1).owner.store(0x3fff_fff0, Relaxed);
-        q.try_push(3).expect("room");
-        assert_eq!(q.try_pop(), Ok(1));
+        q.try_put(3).expect("room");
+        assert_eq!(q.try_get(), Ok(1));
         // Non-blocking pops watch the stuck slot for STUCK before checking.
-        assert_eq!(q.pop(Some(Duration::from_secs(5))), Ok(3));
-        assert_eq!(q.try_pop(), Err(RingError::Empty));
+        assert_eq!(q.get_timeout(Duration::from_secs(5)), Ok(3));
+        assert_eq!(q.try_get(), Err(TryRecvError::Empty));
     }
 
     #[test]
     fn a_dead_consumers_slot_is_recycled() {
         let mut q = ring::<u32>(2).expect("create");
-        q.try_push(1).expect("room");
-        q.try_push(2).expect("room");
+        q.try_put(1).expect("room");
+        q.try_put(2).expect("room");
         // A consumer took position 0 (deq moved) and died before recycling.
         q.ring.header().deq.store(1, Relaxed);
         q.ring.slot(0).owner.store(0x3fff_fff0, Relaxed);
-        q.push(3, Some(Duration::from_secs(5)))
+        q.put_timeout(3, Duration::from_secs(5))
             .expect("the dead consumer's slot is recycled");
-        assert_eq!(q.try_pop(), Ok(2));
-        assert_eq!(q.try_pop(), Ok(3));
+        assert_eq!(q.try_get(), Ok(2));
+        assert_eq!(q.try_get(), Ok(3));
     }
 }
 
@@ -909,10 +938,34 @@ mod scribble_tests {
     use super::*;
     use crate::test_util::{Rng, bounded, scribble};
 
-    const T: Option<Duration> = Some(Duration::from_millis(20));
+    const T: Duration = Duration::from_millis(20);
 
-    fn corrupted(r: &Result<u64, RingError>) -> bool {
-        matches!(r, Err(RingError::Corrupted(_) | RingError::CorruptedWord { .. }))
+    fn corrupted(r: &Result<u64, Option<Fault>>) -> bool {
+        matches!(r, Err(Some(Fault::Corrupted { .. })))
+    }
+
+    fn fault(e: &RecvError) -> Option<Fault> {
+        if let RecvError::Fault(f) = e {
+            Some(f.clone())
+        } else {
+            None
+        }
+    }
+
+    fn try_fault(e: &TryRecvError) -> Option<Fault> {
+        if let TryRecvError::Fault(f) = e {
+            Some(f.clone())
+        } else {
+            None
+        }
+    }
+
+    fn timeout_fault(e: &RecvTimeoutError) -> Option<Fault> {
+        if let RecvTimeoutError::Fault(f) = e {
+            Some(f.clone())
+        } else {
+            None
+        }
     }
 
     /// Slot 0's sequence word set far ahead (100 in a ring of 4): every
@@ -923,12 +976,12 @@ mod scribble_tests {
             let mut q = ring::<u64>(4).expect("create");
             q.ring.slot(0).seq.store(100, Relaxed);
             let r = bounded("op on a scribbled ring", move || match op {
-                0 => q.try_pop(),
-                1 => q.pop(T),
-                2 => q.pop(None),
-                3 => q.try_push(1).map(|()| 0).map_err(|e| e.kind),
-                4 => q.push(1, T).map(|()| 0).map_err(|e| e.kind),
-                _ => q.push(1, None).map(|()| 0).map_err(|e| e.kind),
+                0 => q.try_get().map_err(|e| try_fault(&e)),
+                1 => q.get_timeout(T).map_err(|e| timeout_fault(&e)),
+                2 => q.get().map_err(|e| fault(&e)),
+                3 => q.try_put(1).map(|()| 0).map_err(|e| e.fault().cloned()),
+                4 => q.put_timeout(1, T).map(|()| 0).map_err(|e| e.fault().cloned()),
+                _ => q.put(1).map(|()| 0).map_err(|e| e.fault().cloned()),
             });
             assert!(corrupted(&r), "op {op}: {r:?}");
         }
@@ -940,9 +993,11 @@ mod scribble_tests {
     fn a_sequence_inside_the_lap_is_corrupted() {
         let mut q = ring::<u64>(4).expect("create");
         q.ring.slot(0).seq.store(u32::MAX - 1, Relaxed);
-        let r = bounded("pop", move || (q.pop(None), q.push(1, None).map_err(|e| e.kind)));
+        let r = bounded("get", move || {
+            (q.get().map_err(|e| fault(&e)), q.put(1).map_err(|e| e.fault().cloned()))
+        });
         assert!(corrupted(&r.0), "{r:?}");
-        assert!(matches!(r.1, Err(RingError::CorruptedWord { .. })), "{r:?}");
+        assert!(matches!(r.1, Err(Some(Fault::Corrupted { .. }))), "{r:?}");
     }
 
     /// An owner word naming a live process (ours) that never moves: the
@@ -952,9 +1007,12 @@ mod scribble_tests {
     fn a_claim_that_never_moves_is_corrupted_not_a_hang() {
         let mut q = ring::<u64>(4).expect("create");
         q.ring.slot(0).owner.store(sync::cached_pid(), Relaxed);
-        let r = bounded("try_push", move || q.try_push(7).map_err(|e| e.kind));
+        let r = bounded("try_put", move || q.try_put(7).map_err(|e| e.fault().cloned()));
         match r {
-            Err(RingError::CorruptedWord { found, .. }) => assert_eq!(found, u64::from(sync::cached_pid())),
+            Err(Some(Fault::Stalled { pid, waited, .. })) => {
+                assert_eq!(pid, sync::cached_pid());
+                assert!(waited >= CLAIM_BOUND, "{waited:?}");
+            }
             other => panic!("expected a stuck claim to be reported, got {other:?}"),
         }
     }
@@ -964,15 +1022,15 @@ mod scribble_tests {
     fn scribbled_positions_never_hang() {
         for (enq, deq) in [(0, 3), (1000, 0), (0, 1000), (5, 5), (u32::MAX, 0)] {
             let mut q = ring::<u64>(4).expect("create");
-            q.try_push(1).expect("room");
+            q.try_put(1).expect("room");
             let h = q.ring.header();
             h.enq.store(enq, Relaxed);
             h.deq.store(deq, Relaxed);
             bounded("ops", move || {
-                let _ = q.try_pop();
-                let _ = q.pop(T);
-                let _ = q.try_push(2);
-                let _ = q.push(3, T);
+                let _ = q.try_get();
+                let _ = q.get_timeout(T);
+                let _ = q.try_put(2);
+                let _ = q.put_timeout(3, T);
             });
         }
     }
@@ -986,9 +1044,9 @@ mod scribble_tests {
         for round in 0..rounds {
             let mut q = ring::<u64>(4).expect("create");
             for i in 0..rng.below(5) {
-                q.try_push(i as u64).expect("room");
+                q.try_put(i as u64).expect("room");
             }
-            let _ = q.try_pop();
+            let _ = q.try_get();
             let (base, len) = (q.ring.seg.payload().as_ptr(), q.ring.seg.payload_len());
             // Header positions, slot words and values: skip the padding.
             let words = 1 + rng.below(4);
@@ -1000,10 +1058,10 @@ mod scribble_tests {
                 let mut r = Rng(seed | 1);
                 for _ in 0..8 {
                     let _ = match r.below(4) {
-                        0 => q.try_pop(),
-                        1 => q.pop(T),
-                        2 => q.try_push(9).map(|()| 0).map_err(|e| e.kind),
-                        _ => q.push(9, T).map(|()| 0).map_err(|e| e.kind),
+                        0 => q.try_get().map_err(|e| e.to_string()),
+                        1 => q.get_timeout(T).map_err(|e| e.to_string()),
+                        2 => q.try_put(9).map(|()| 0).map_err(|e| e.to_string()),
+                        _ => q.put_timeout(9, T).map(|()| 0).map_err(|e| e.to_string()),
                     };
                 }
             });

@@ -1,7 +1,8 @@
 //! A bounded single-producer single-consumer ring of plain data in shared
-//! memory: wait-free `try_push`/`try_pop`, batches, loans (write a slot in
-//! place, then commit; read a slot in place, then release), and blocking
-//! `push`/`pop` with optional timeouts.
+//! memory: wait-free `try_send`/`try_recv`, batches (`try_send_slice`,
+//! `try_recv_slice`), loans (`reserve`: write a slot in place, then commit;
+//! `peek`: read a slot in place, then release), and blocking `send`/`recv`
+//! and timed `send_timeout`/`recv_timeout`, with `shm_core`'s error family.
 //!
 //! # Algorithm
 //!
@@ -41,14 +42,14 @@
 //! Each side records its process when it first acts in a process. A
 //! sleeper checks every [`LIVENESS_SLICE`](shm_core::LIVENESS_SLICE)
 //! (100 ms) that its peer still runs; if the peer closed
-//! its end or died, a blocked `push` hands the value back and a blocked
-//! `pop` drains what is left and then reports the disconnection. A message
+//! its end or died, a blocked `send` hands the value back and a blocked
+//! `recv` drains what is left and then reports the disconnection. A message
 //! is published only after it is completely written, so a producer killed
 //! mid-write never publishes half a message. Indices read from shared memory
 //! are checked: a distance larger than the capacity means a peer scribbled
-//! on the header, and is reported as [`RingError::Corrupted`], never used.
+//! on the header, and is reported as [`Fault::Corrupted`], never used.
 //!
-//! The copying paths (`try_push`, `push_slice`, `try_pop`, `pop_into` and
+//! The copying paths (`try_send`, `try_send_slice`, `try_recv`, `try_recv_slice` and
 //! the blocking calls built on them) move a slot through relaxed atomic
 //! words ([`shm_core::atomic::copy`]): the index stores and loads order
 //! them, and a peer that writes a slot it does not own yields a torn value,
@@ -75,8 +76,13 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use shm_core::atomic::copy;
 use shm_core::sys::{Deadline, FutexWait};
-use shm_core::{Segment, SegmentError, SegmentKind, ShmSafe, TypeIdentity};
+use shm_core::{
+    Fault, RecvError, RecvTimeoutError, Segment, SegmentError, SegmentKind, SendError, SendTimeoutError, ShmSafe,
+    TryRecvError, TrySendError, TypeIdentity,
+};
 
+pub(crate) use crate::ring::RingError;
+use crate::ring::{Stop, full_or_stop};
 use crate::sync;
 
 /// An `AtomicU32` of the shared header (shared memory: `core`'s type; under
@@ -123,64 +129,6 @@ const _: () = {
     assert!(std::mem::offset_of!(Header, tail) == 128);
     assert!(std::mem::offset_of!(Header, head) == 256);
 };
-
-/// Why a ring operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RingError {
-    /// The ring is full (non-blocking push, or the timeout passed).
-    #[error("the ring is full")]
-    Full,
-    /// The ring is empty (non-blocking pop, or the timeout passed).
-    #[error("the ring is empty")]
-    Empty,
-    /// The other end was closed or its process died.
-    #[error("the other end of the ring is closed or its process died")]
-    Disconnected,
-    /// Shared indices are impossible: a peer wrote over the header.
-    #[error("corrupted ring: {0}")]
-    Corrupted(&'static str),
-    /// A shared word holds a value that no legal history of the ring
-    /// produces (a peer wrote over it): which word, what a legal state
-    /// allows there, and what was found.
-    #[error("corrupted ring: {what}: expected {expected}, found {found}")]
-    CorruptedWord {
-        /// The word.
-        what: &'static str,
-        /// What a legal state allows there.
-        expected: String,
-        /// What it holds.
-        found: u64,
-    },
-    /// A byte-ring loan was asked for more than one frame holds (half the
-    /// ring), or the message at the head was streamed in parts.
-    #[error("the message does not fit in one frame of the ring")]
-    TooLarge,
-}
-
-/// A push that failed, with the value handed back.
-pub struct PushError<T> {
-    /// Why.
-    pub kind: RingError,
-    /// The value that was not pushed.
-    pub value: T,
-}
-
-impl<T> fmt::Debug for PushError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PushError")
-            .field("kind", &self.kind)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T> fmt::Display for PushError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.kind.fmt(f)
-    }
-}
-
-impl<T> std::error::Error for PushError<T> {}
 
 /// The mapped ring, shared by both ends in one process.
 struct Ring<T> {
@@ -388,9 +336,6 @@ pub(crate) fn wake_sleeper(word: &Word, flag: &Word, up: u32) {
 /// A receiving end that can wait: what the blocking loop of [`receive`]
 /// needs from it.
 pub(crate) trait Receive {
-    type Item;
-    /// One attempt that does not wait.
-    fn attempt(&mut self) -> Result<Self::Item, RingError>;
     /// Whether the sender closed its end or (when `check_alive`) died.
     fn sender_gone(&self, check_alive: bool) -> bool;
     /// Sleeps until something may have come, one liveness slice at most.
@@ -399,13 +344,18 @@ pub(crate) trait Receive {
 
 /// The blocking receive: spin a while, then sleep in liveness slices; a
 /// sender that closed or died ends the wait once what it sent is received.
-pub(crate) fn receive<E: Receive>(end: &mut E, deadline: Option<Deadline>) -> Result<E::Item, RingError> {
+/// `attempt` is one try that does not wait.
+pub(crate) fn receive<E: Receive, R>(
+    end: &mut E,
+    deadline: Option<Deadline>,
+    mut attempt: impl FnMut(&mut E) -> Result<R, TryRecvError>,
+) -> Result<R, Stop> {
     let mut spins = shm_sync::park::spins();
     let mut slice_over = false;
     loop {
-        match end.attempt() {
-            Err(RingError::Empty) => {}
-            other => return other,
+        match attempt(end) {
+            Err(TryRecvError::Empty) => {}
+            other => return other.map_err(recv_stop),
         }
         if spins > 0 {
             spins -= 1;
@@ -414,15 +364,23 @@ pub(crate) fn receive<E: Receive>(end: &mut E, deadline: Option<Deadline>) -> Re
         }
         if end.sender_gone(slice_over) {
             // Whatever it sent before dying is still delivered.
-            return match end.attempt() {
-                Err(RingError::Empty) => Err(RingError::Disconnected),
-                other => other,
+            return match attempt(end) {
+                Err(TryRecvError::Empty) => Err(Stop::Disconnected),
+                other => other.map_err(recv_stop),
             };
         }
         match end.sleep(deadline) {
-            Slept::DeadlinePassed => return Err(RingError::Empty),
+            Slept::DeadlinePassed => return Err(Stop::Timeout),
             slept => slice_over = slept == Slept::SliceOver,
         }
+    }
+}
+
+/// A failed non-blocking receive that is not `Empty`, as a stop.
+fn recv_stop(e: TryRecvError) -> Stop {
+    match e {
+        TryRecvError::Fault(f) => Stop::Fault(f),
+        _ => Stop::Disconnected,
     }
 }
 
@@ -456,9 +414,9 @@ pub(crate) fn peer_gone(closed: u32, bit: u32, peer: &Word, check_alive: bool) -
 ///
 /// ```
 /// let (mut tx, mut rx) = shm_collections::spsc::channel::<u64>(4)?;
-/// tx.try_push(7).expect("room");
-/// assert_eq!(rx.try_pop(), Ok(7));
-/// assert_eq!(rx.try_pop(), Err(shm_collections::spsc::RingError::Empty));
+/// tx.try_send(7).expect("room");
+/// assert_eq!(rx.try_recv(), Ok(7));
+/// assert_eq!(rx.try_recv(), Err(shm_core::TryRecvError::Empty));
 /// # Ok::<(), shm_core::SegmentError>(())
 /// ```
 pub fn channel<T: ShmSafe>(capacity: usize) -> Result<(Producer<T>, Consumer<T>), SegmentError> {
@@ -625,6 +583,27 @@ impl<T: ShmSafe> fmt::Debug for Consumer<T> {
     }
 }
 
+/// A distance between the two indices larger than the ring: a peer wrote
+/// over the header.
+#[cold]
+fn corrupted_distance(what: &'static str, capacity: u32, found: u32) -> Fault {
+    Fault::corrupted(
+        "spsc ring",
+        what,
+        format_args!("at most the capacity, {capacity}"),
+        found,
+    )
+}
+
+/// A send error without a value, with `value` put in.
+fn with_value<T>(e: TrySendError<()>, value: T) -> TrySendError<T> {
+    match e {
+        TrySendError::Full(()) => TrySendError::Full(value),
+        TrySendError::Fault((), f) => TrySendError::Fault(value, f),
+        _ => TrySendError::Disconnected(value),
+    }
+}
+
 impl<T: ShmSafe> Producer<T> {
     cached_ring!();
 
@@ -653,17 +632,17 @@ impl<T: ShmSafe> Producer<T> {
     }
 
     /// Free slots as last seen (a lower bound).
-    fn free(&mut self) -> Result<u32, RingError> {
+    fn free(&mut self) -> Result<u32, Fault> {
         let used = self.tail.wrapping_sub(self.cached_head);
         if used > self.at.capacity {
-            return Err(RingError::Corrupted("head ahead of tail or beyond capacity"));
+            return Err(corrupted_distance("tail - head", self.at.capacity, used));
         }
         Ok(self.at.capacity - used)
     }
 
     /// Free slots, re-reading the consumer's index if the cache says none.
     #[inline]
-    fn free_fresh(&mut self, want: u32) -> Result<u32, RingError> {
+    fn free_fresh(&mut self, want: u32) -> Result<u32, Fault> {
         let free = self.free()?;
         if free >= want {
             return Ok(free);
@@ -672,6 +651,19 @@ impl<T: ShmSafe> Producer<T> {
         // the slots it handed back are ours to overwrite.
         self.cached_head = self.h().head.load(Acquire);
         self.free()
+    }
+
+    /// Whether a slot is free now: `Full` or `Disconnected` (when the
+    /// consumer closed) when not.
+    #[inline]
+    fn room(&mut self) -> Result<(), TrySendError<()>> {
+        self.claim();
+        match self.free_fresh(1) {
+            Ok(0) if self.closed_bits() & CONSUMER_CLOSED != 0 => Err(TrySendError::Disconnected(())),
+            Ok(0) => Err(TrySendError::Full(())),
+            Ok(_) => Ok(()),
+            Err(f) => Err(TrySendError::Fault((), f)),
+        }
     }
 
     #[inline]
@@ -683,29 +675,20 @@ impl<T: ShmSafe> Producer<T> {
         wake_if_sleeping(&h.tail, &h.consumer_sleeping);
     }
 
-    /// Pushes without waiting.
+    /// Sends without waiting.
     ///
     /// # Errors
     ///
-    /// [`RingError::Full`] (value handed back), [`RingError::Disconnected`]
-    /// once the consumer closed, [`RingError::Corrupted`].
+    /// [`TrySendError::Full`] (value handed back),
+    /// [`TrySendError::Disconnected`] once the consumer closed,
+    /// [`TrySendError::Fault`] ([`Fault::Corrupted`]) for impossible indices.
     #[inline]
-    pub fn try_push(&mut self, value: T) -> Result<(), PushError<T>> {
-        self.claim();
-        match self.free_fresh(1) {
-            Ok(0) => {
-                let kind = if self.closed_bits() & CONSUMER_CLOSED != 0 {
-                    RingError::Disconnected
-                } else {
-                    RingError::Full
-                };
-                return Err(PushError { kind, value });
-            }
-            Ok(_) => {}
-            Err(kind) => return Err(PushError { kind, value }),
+    pub fn try_send(&mut self, value: T) -> Result<(), TrySendError<T>> {
+        if let Err(e) = self.room() {
+            return Err(with_value(e, value));
         }
         // SAFETY: the slot at `tail` is inside the ring (masked) and free
-        // (free >= 1): the consumer does not read it until `tail` is
+        // (`room`): the consumer does not read it until `tail` is
         // published below; a scribbling peer's racing accesses are atomic
         // too (`copy`), so they tear the value, never race.
         unsafe { store_slot(self.slot(self.tail).as_ptr(), value) };
@@ -713,34 +696,53 @@ impl<T: ShmSafe> Producer<T> {
         Ok(())
     }
 
-    /// Pushes, waiting for room as long as needed.
+    /// Sends, waiting for room as long as needed.
     ///
     /// # Errors
     ///
-    /// [`RingError::Disconnected`] when the consumer closed or died.
-    pub fn push(&mut self, value: T) -> Result<(), PushError<T>> {
-        self.push_until(value, None)
+    /// [`SendError::Disconnected`] when the consumer closed or died,
+    /// [`SendError::Fault`]; the value is handed back.
+    pub fn send(&mut self, value: T) -> Result<(), SendError<T>> {
+        match self.try_send(value) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let value = full_or_stop(e).map_err(|(v, stop)| stop.send(v))?;
+                self.send_until(value, None).map_err(|(v, stop)| stop.send(v))
+            }
+        }
     }
 
-    /// Pushes, waiting for room up to `timeout`.
+    /// Sends, waiting for room up to `timeout`.
     ///
     /// # Errors
     ///
-    /// [`RingError::Full`] on timeout, [`RingError::Disconnected`].
-    pub fn push_timeout(&mut self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
-        self.push_until(value, Some(Deadline::after(timeout)))
+    /// [`SendTimeoutError::Timeout`] (with `timeout`),
+    /// [`SendTimeoutError::Disconnected`], [`SendTimeoutError::Fault`]; the
+    /// value is handed back.
+    pub fn send_timeout(&mut self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.send_until(value, Some(Deadline::after(timeout)))
+            .map_err(|(v, stop)| stop.send_timeout(v, timeout))
     }
 
-    fn push_until(&mut self, mut value: T, deadline: Option<Deadline>) -> Result<(), PushError<T>> {
+    fn send_until(&mut self, value: T, deadline: Option<Deadline>) -> Result<(), (T, Stop)> {
+        self.wait_room(deadline).map_err(|stop| (value, stop))?;
+        match self.try_send(value) {
+            Ok(()) => Ok(()),
+            // Only this end fills the ring: room seen stays room.
+            Err(e) => Err(full_or_stop(e).map_or_else(|stop| stop, |v| (v, Stop::Disconnected))),
+        }
+    }
+
+    /// Waits until a slot is free: spin a while, then sleep in liveness
+    /// slices; a consumer that closed or died ends the wait.
+    fn wait_room(&mut self, deadline: Option<Deadline>) -> Result<(), Stop> {
         let mut spins = shm_sync::park::spins();
         let mut slice_over = false;
         loop {
-            match self.try_push(value) {
-                Err(PushError {
-                    kind: RingError::Full,
-                    value: v,
-                }) => value = v,
-                other => return other,
+            match self.room() {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(())) => {}
+                Err(e) => return Err(full_or_stop(e).map_or_else(|((), stop)| stop, |()| Stop::Disconnected)),
             }
             if spins > 0 {
                 spins -= 1;
@@ -749,10 +751,7 @@ impl<T: ShmSafe> Producer<T> {
             }
             let h = self.h();
             if peer_gone(self.closed_bits(), CONSUMER_CLOSED, &h.consumer, slice_over) {
-                return Err(PushError {
-                    kind: RingError::Disconnected,
-                    value,
-                });
+                return Err(Stop::Disconnected);
             }
             let seen = self.cached_head;
             let cap = self.at.capacity;
@@ -760,59 +759,85 @@ impl<T: ShmSafe> Producer<T> {
             // Acquire: as in `free_fresh`.
             let room = || tail.wrapping_sub(h.head.load(Acquire)) < cap;
             match sleep_on(&h.head, seen, &h.producer_sleeping, deadline, room) {
-                Slept::DeadlinePassed => {
-                    return Err(PushError {
-                        kind: RingError::Full,
-                        value,
-                    });
-                }
+                Slept::DeadlinePassed => return Err(Stop::Timeout),
                 slept => slice_over = slept == Slept::SliceOver,
             }
         }
     }
 
-    /// Pushes as many of `items` as fit, in one publication; returns how many.
+    /// Sends as many of `items` as fit, in one publication; returns how
+    /// many (at least one).
     ///
     /// # Errors
     ///
-    /// [`RingError::Disconnected`], [`RingError::Corrupted`].
-    pub fn push_slice(&mut self, items: &[T]) -> Result<usize, RingError> {
+    /// [`TrySendError::Full`] when none fit (or `items` is empty),
+    /// [`TrySendError::Disconnected`] once the consumer closed,
+    /// [`TrySendError::Fault`].
+    pub fn try_send_slice(&mut self, items: &[T]) -> Result<usize, TrySendError<()>> {
         self.claim();
         let want = u32::try_from(items.len()).unwrap_or(u32::MAX);
-        let n = self.free_fresh(want)?.min(want);
-        if n == 0 && self.closed_bits() & CONSUMER_CLOSED != 0 {
-            return Err(RingError::Disconnected);
+        let n = self.free_fresh(want).map_err(|f| TrySendError::Fault((), f))?.min(want);
+        if n == 0 {
+            return Err(if self.closed_bits() & CONSUMER_CLOSED != 0 {
+                TrySendError::Disconnected(())
+            } else {
+                TrySendError::Full(())
+            });
         }
         let mut pos = self.tail;
         for item in items.iter().take(n as usize) {
             // SAFETY: positions tail..tail+n are free (n <= free) and in the
-            // ring (masked); atomic-word copy as in `try_push`.
+            // ring (masked); atomic-word copy as in `try_send`.
             unsafe { store_slot(self.slot(pos).as_ptr(), *item) };
             pos = pos.wrapping_add(1);
         }
-        if n > 0 {
-            self.publish(n);
-        }
+        self.publish(n);
         Ok(n as usize)
     }
 
     /// Lends the next free slot to be written in place (the zero-copy path);
-    /// nothing is visible to the consumer until [`WriteSlot::commit`].
-    /// `None` when the ring is full.
+    /// nothing is visible to the consumer until [`SendLoan::commit`].
     ///
     /// The loan is a `&mut T` into shared memory, sound because no reader
-    /// looks at the slot until commit; see [`WriteSlot`] for what that trusts.
-    pub fn reserve(&mut self) -> Option<WriteSlot<'_, T>> {
-        self.claim();
-        if self.free_fresh(1).ok()? == 0 {
-            return None;
-        }
+    /// looks at the slot until commit; see [`SendLoan`] for what that trusts.
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::try_send`].
+    pub fn try_reserve(&mut self) -> Result<SendLoan<'_, T>, TrySendError<()>> {
+        self.room()?;
+        Ok(self.loan())
+    }
+
+    /// Lends the next free slot, waiting for one as long as needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::send`].
+    pub fn reserve(&mut self) -> Result<SendLoan<'_, T>, SendError<()>> {
+        self.wait_room(None).map_err(|stop| stop.send(()))?;
+        Ok(self.loan())
+    }
+
+    /// Lends the next free slot, waiting for one up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::send_timeout`].
+    pub fn reserve_timeout(&mut self, timeout: Duration) -> Result<SendLoan<'_, T>, SendTimeoutError<()>> {
+        self.wait_room(Some(Deadline::after(timeout)))
+            .map_err(|stop| stop.send_timeout((), timeout))?;
+        Ok(self.loan())
+    }
+
+    /// The loan of the slot at `tail`, known free.
+    fn loan(&mut self) -> SendLoan<'_, T> {
         let slot = self.slot(self.tail);
-        Some(WriteSlot { producer: self, slot })
+        SendLoan { producer: self, slot }
     }
 
     /// Marks this end closed: the consumer drains what is left, then gets
-    /// [`RingError::Disconnected`].
+    /// [`RecvError::Disconnected`].
     pub fn close(&mut self) {
         let h = self.h();
         // Release: everything pushed before is visible with the close.
@@ -877,10 +902,10 @@ impl<T: ShmSafe> Consumer<T> {
         }
     }
 
-    fn available(&mut self) -> Result<u32, RingError> {
+    fn available(&mut self) -> Result<u32, Fault> {
         let n = self.cached_tail.wrapping_sub(self.head);
         if n > self.at.capacity {
-            return Err(RingError::Corrupted("tail ahead of head by more than the capacity"));
+            return Err(corrupted_distance("tail - head", self.at.capacity, n));
         }
         Ok(n)
     }
@@ -888,7 +913,7 @@ impl<T: ShmSafe> Consumer<T> {
     /// Elements ready, re-reading the producer's index if the cache holds
     /// fewer than `want`.
     #[inline]
-    fn available_fresh(&mut self, want: u32) -> Result<u32, RingError> {
+    fn available_fresh(&mut self, want: u32) -> Result<u32, Fault> {
         let n = self.available()?;
         if n >= want {
             return Ok(n);
@@ -896,6 +921,26 @@ impl<T: ShmSafe> Consumer<T> {
         // Acquire: pairs with the producer's Release store of `tail`.
         self.cached_tail = self.h().tail.load(Acquire);
         self.available()
+    }
+
+    /// At least `want` (>= 1) elements ready, or why not: `Empty`, or
+    /// `Disconnected` once the producer closed and nothing is left.
+    #[inline]
+    fn ready_at_least(&mut self, want: u32) -> Result<u32, TryRecvError> {
+        self.claim();
+        let n = self.available_fresh(want).map_err(TryRecvError::Fault)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        let closed = self.closed_bits() & PRODUCER_CLOSED != 0;
+        // A close is seen after everything sent before it: look once more.
+        if closed && self.available_fresh(1).map_err(TryRecvError::Fault)? == 0 {
+            Err(TryRecvError::Disconnected)
+        } else if closed {
+            self.available_fresh(want).map_err(TryRecvError::Fault)
+        } else {
+            Err(TryRecvError::Empty)
+        }
     }
 
     #[inline]
@@ -907,24 +952,16 @@ impl<T: ShmSafe> Consumer<T> {
         wake_if_sleeping(&h.head, &h.producer_sleeping);
     }
 
-    /// Pops without waiting.
+    /// Receives without waiting.
     ///
     /// # Errors
     ///
-    /// [`RingError::Empty`], [`RingError::Disconnected`] once the producer
-    /// closed and everything was read, [`RingError::Corrupted`].
+    /// [`TryRecvError::Empty`], [`TryRecvError::Disconnected`] once the
+    /// producer closed and everything was read, [`TryRecvError::Fault`]
+    /// ([`Fault::Corrupted`]) for impossible indices.
     #[inline]
-    pub fn try_pop(&mut self) -> Result<T, RingError> {
-        self.claim();
-        if self.available_fresh(1)? == 0 {
-            return Err(
-                if self.closed_bits() & PRODUCER_CLOSED != 0 && self.available_fresh(1)? == 0 {
-                    RingError::Disconnected
-                } else {
-                    RingError::Empty
-                },
-            );
-        }
+    pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        self.ready_at_least(1)?;
         // SAFETY: the slot at `head` is inside the ring (masked) and was
         // published by the producer (head < tail), ours until `head` is
         // released; the copy goes through atomic words (`copy`), so a peer
@@ -934,65 +971,89 @@ impl<T: ShmSafe> Consumer<T> {
         Ok(value)
     }
 
-    /// Pops, waiting as long as needed.
+    /// Receives, waiting as long as needed.
     ///
     /// # Errors
     ///
-    /// [`RingError::Disconnected`] when the producer closed or died and
-    /// everything it published was read.
-    pub fn pop(&mut self) -> Result<T, RingError> {
-        self.pop_until(None)
+    /// [`RecvError::Disconnected`] when the producer closed or died and
+    /// everything it published was read, [`RecvError::Fault`].
+    pub fn recv(&mut self) -> Result<T, RecvError> {
+        receive(self, None, Self::try_recv).map_err(Stop::recv)
     }
 
-    /// Pops, waiting up to `timeout`.
+    /// Receives, waiting up to `timeout`.
     ///
     /// # Errors
     ///
-    /// [`RingError::Empty`] on timeout, [`RingError::Disconnected`].
-    pub fn pop_timeout(&mut self, timeout: Duration) -> Result<T, RingError> {
-        self.pop_until(Some(Deadline::after(timeout)))
+    /// [`RecvTimeoutError::Timeout`] (with `timeout`),
+    /// [`RecvTimeoutError::Disconnected`], [`RecvTimeoutError::Fault`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        receive(self, Some(Deadline::after(timeout)), Self::try_recv).map_err(|stop| stop.recv_timeout(timeout))
     }
 
-    fn pop_until(&mut self, deadline: Option<Deadline>) -> Result<T, RingError> {
-        receive(self, deadline)
-    }
-
-    /// Pops up to `out.len()` elements in one release; returns how many.
+    /// Receives up to `out.len()` elements in one release; returns how many
+    /// (at least one).
     ///
     /// # Errors
     ///
-    /// [`RingError::Corrupted`].
-    pub fn pop_into(&mut self, out: &mut [T]) -> Result<usize, RingError> {
-        self.claim();
-        let n = self
-            .available_fresh(u32::try_from(out.len()).unwrap_or(u32::MAX))?
-            .min(u32::try_from(out.len()).unwrap_or(u32::MAX));
+    /// [`TryRecvError::Empty`] when none is ready (or `out` is empty),
+    /// [`TryRecvError::Disconnected`], [`TryRecvError::Fault`].
+    pub fn try_recv_slice(&mut self, out: &mut [T]) -> Result<usize, TryRecvError> {
+        let want = u32::try_from(out.len()).unwrap_or(u32::MAX);
+        if want == 0 {
+            return Err(TryRecvError::Empty);
+        }
+        let n = self.ready_at_least(want)?.min(want);
         let mut pos = self.head;
         for slot in out.iter_mut().take(n as usize) {
             // SAFETY: positions head..head+n are published, ours and in the
-            // ring (masked); atomic-word copy as in `try_pop`.
+            // ring (masked); atomic-word copy as in `try_recv`.
             *slot = unsafe { load_slot(self.slot(pos).as_ptr()) };
             pos = pos.wrapping_add(1);
         }
-        if n > 0 {
-            self.release(n);
-        }
+        self.release(n);
         Ok(n as usize)
     }
 
     /// Lends the next element to be read in place (the zero-copy path); the
-    /// slot goes back to the producer when the [`ReadSlot`] is dropped.
-    /// `None` when the ring is empty.
+    /// slot goes back to the producer when the [`RecvLoan`] is dropped.
     ///
     /// The `&T` is sound only while the producer keeps the protocol (see
-    /// [`ReadSlot`]); [`Consumer::try_pop`] is the defensive, copying path.
-    pub fn peek(&mut self) -> Option<ReadSlot<'_, T>> {
-        self.claim();
-        if self.available_fresh(1).ok()? == 0 {
-            return None;
-        }
+    /// [`RecvLoan`]); [`Consumer::try_recv`] is the defensive, copying path.
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumer::try_recv`].
+    pub fn try_peek(&mut self) -> Result<RecvLoan<'_, T>, TryRecvError> {
+        self.ready_at_least(1)?;
+        Ok(self.loan())
+    }
+
+    /// Lends the next element, waiting for one as long as needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumer::recv`].
+    pub fn peek(&mut self) -> Result<RecvLoan<'_, T>, RecvError> {
+        receive(self, None, |c| c.ready_at_least(1)).map_err(Stop::recv)?;
+        Ok(self.loan())
+    }
+
+    /// Lends the next element, waiting for one up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumer::recv_timeout`].
+    pub fn peek_timeout(&mut self, timeout: Duration) -> Result<RecvLoan<'_, T>, RecvTimeoutError> {
+        receive(self, Some(Deadline::after(timeout)), |c| c.ready_at_least(1))
+            .map_err(|stop| stop.recv_timeout(timeout))?;
+        Ok(self.loan())
+    }
+
+    /// The loan of the slot at `head`, known published.
+    fn loan(&mut self) -> RecvLoan<'_, T> {
         let slot = self.slot(self.head);
-        Some(ReadSlot { consumer: self, slot })
+        RecvLoan { consumer: self, slot }
     }
 
     /// Elements ready to read now.
@@ -1005,8 +1066,8 @@ impl<T: ShmSafe> Consumer<T> {
         self.len() == 0
     }
 
-    /// Marks this end closed: a blocked or later push fails with
-    /// [`RingError::Disconnected`].
+    /// Marks this end closed: a blocked or later send fails with
+    /// [`SendError::Disconnected`].
     pub fn close(&mut self) {
         let h = self.h();
         // Release: pairs with the producer's Acquire load in `closed`.
@@ -1034,7 +1095,7 @@ impl<T: ShmSafe> Consumer<T> {
     /// Messages ready, re-reading the producer's index if the cache has
     /// none.
     #[inline]
-    pub(crate) fn ready(&mut self) -> Result<u32, RingError> {
+    pub(crate) fn ready(&mut self) -> Result<u32, Fault> {
         self.available_fresh(1)
     }
 
@@ -1051,12 +1112,6 @@ impl<T: ShmSafe> Consumer<T> {
 }
 
 impl<T: ShmSafe> Receive for Consumer<T> {
-    type Item = T;
-
-    fn attempt(&mut self) -> Result<T, RingError> {
-        self.try_pop()
-    }
-
     fn sender_gone(&self, check_alive: bool) -> bool {
         self.producer_gone(check_alive)
     }
@@ -1071,27 +1126,27 @@ impl<T: ShmSafe> Receive for Consumer<T> {
 }
 
 /// A free slot lent by [`Producer::reserve`]; write it through `DerefMut`,
-/// then [`WriteSlot::commit`]. Dropped without commit, nothing is published.
+/// then [`SendLoan::commit`]. Dropped without commit, nothing is published.
 ///
 /// The `&T`/`&mut T` it hands out points into shared memory: no reader
 /// looks at the slot until commit (the consumer reads only below the
 /// published `tail`), so the reference is sound while the consumer keeps the
 /// protocol. A consumer that scribbles on a slot it does not own breaks
-/// that; [`Producer::try_push`] (a copy through atomic words) is the path
+/// that; [`Producer::try_send`] (a copy through atomic words) is the path
 /// that stays sound under any peer.
-pub struct WriteSlot<'a, T: ShmSafe> {
+pub struct SendLoan<'a, T: ShmSafe> {
     producer: &'a mut Producer<T>,
     slot: NonNull<T>,
 }
 
-impl<T: ShmSafe> WriteSlot<'_, T> {
+impl<T: ShmSafe> SendLoan<'_, T> {
     /// Publishes the slot to the consumer.
     pub fn commit(self) {
         self.producer.publish(1);
     }
 }
 
-impl<T: ShmSafe> Deref for WriteSlot<'_, T> {
+impl<T: ShmSafe> Deref for SendLoan<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: the slot is free and lent to us alone until commit (the
@@ -1101,16 +1156,16 @@ impl<T: ShmSafe> Deref for WriteSlot<'_, T> {
     }
 }
 
-impl<T: ShmSafe> DerefMut for WriteSlot<'_, T> {
+impl<T: ShmSafe> DerefMut for SendLoan<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference.
         unsafe { self.slot.as_mut() }
     }
 }
 
-impl<T: ShmSafe> fmt::Debug for WriteSlot<'_, T> {
+impl<T: ShmSafe> fmt::Debug for SendLoan<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("WriteSlot")
+        f.write_str("SendLoan")
     }
 }
 
@@ -1121,14 +1176,14 @@ impl<T: ShmSafe> fmt::Debug for WriteSlot<'_, T> {
 /// sound only while the producer keeps the protocol (it does not write a
 /// published slot before the consumer releases it). A buggy or hostile
 /// producer that writes it anyway makes the reference a data race; against
-/// such a peer use [`Consumer::try_pop`], which copies through atomic words
+/// such a peer use [`Consumer::try_recv`], which copies through atomic words
 /// and is sound under any peer (crate `shm`'s trust model).
-pub struct ReadSlot<'a, T: ShmSafe> {
+pub struct RecvLoan<'a, T: ShmSafe> {
     consumer: &'a mut Consumer<T>,
     slot: NonNull<T>,
 }
 
-impl<T: ShmSafe> Deref for ReadSlot<'_, T> {
+impl<T: ShmSafe> Deref for RecvLoan<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: the slot was published (Acquire) and the producer does not
@@ -1137,15 +1192,15 @@ impl<T: ShmSafe> Deref for ReadSlot<'_, T> {
     }
 }
 
-impl<T: ShmSafe> Drop for ReadSlot<'_, T> {
+impl<T: ShmSafe> Drop for RecvLoan<'_, T> {
     fn drop(&mut self) {
         self.consumer.release(1);
     }
 }
 
-impl<T: ShmSafe> fmt::Debug for ReadSlot<'_, T> {
+impl<T: ShmSafe> fmt::Debug for RecvLoan<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ReadSlot")
+        f.write_str("RecvLoan")
     }
 }
 
@@ -1191,21 +1246,23 @@ mod tests {
         let (mut tx, mut rx) = channel::<u32>(3).expect("create");
         assert_eq!(tx.capacity(), 4, "rounded up to a power of two");
         for i in 0..4 {
-            tx.try_push(i).expect("room");
+            tx.try_send(i).expect("room");
         }
-        let err = tx.try_push(9).expect_err("full");
-        assert_eq!((err.kind, err.value), (RingError::Full, 9));
+        let err = tx.try_send(9).expect_err("full");
+        assert!(matches!(err, TrySendError::Full(9)), "{err:?}");
         assert_eq!(rx.len(), 4);
-        assert_eq!(rx.try_pop(), Ok(0));
-        assert_eq!(tx.push_slice(&[10, 11, 12]), Ok(1));
+        assert_eq!(rx.try_recv(), Ok(0));
+        assert_eq!(tx.try_send_slice(&[10, 11, 12]).ok(), Some(1));
+        assert!(matches!(tx.try_send_slice(&[13]), Err(TrySendError::Full(()))));
         let mut out = [0u32; 8];
-        assert_eq!(rx.pop_into(&mut out), Ok(4));
+        assert_eq!(rx.try_recv_slice(&mut out), Ok(4));
         assert_eq!(out[..4], [1, 2, 3, 10]);
-        assert_eq!(rx.try_pop(), Err(RingError::Empty));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        assert_eq!(rx.try_recv_slice(&mut out), Err(TryRecvError::Empty));
         // Wrap around many times.
         for i in 0..1000u32 {
-            tx.try_push(i).expect("room");
-            assert_eq!(rx.try_pop(), Ok(i));
+            tx.try_send(i).expect("room");
+            assert_eq!(rx.try_recv(), Ok(i));
         }
     }
 
@@ -1213,7 +1270,7 @@ mod tests {
     fn loans_write_and_read_in_place() {
         let (mut tx, mut rx) = channel::<[u64; 4]>(2).expect("create");
         {
-            let mut slot = tx.reserve().expect("room");
+            let mut slot = tx.try_reserve().expect("room");
             slot[0] = 1;
             slot[3] = 4;
             slot[1] = 0;
@@ -1221,46 +1278,60 @@ mod tests {
             slot.commit();
         }
         // Reserved but never committed: nothing is published.
-        assert!(tx.reserve().is_some());
+        assert!(tx.try_reserve().is_ok());
         {
-            let msg = rx.peek().expect("one message");
+            let msg = rx.try_peek().expect("one message");
             assert_eq!(*msg, [1, 0, 0, 4]);
         }
-        assert!(rx.peek().is_none());
+        assert!(matches!(rx.try_peek(), Err(TryRecvError::Empty)));
+        // The blocking and timed loans.
+        tx.reserve().expect("room").commit();
+        assert_eq!(*rx.peek().expect("one message"), [0, 0, 0, 0]);
+        let t = Duration::from_millis(5);
+        assert_eq!(rx.peek_timeout(t).map(|_| ()), Err(RecvTimeoutError::Timeout(t)));
+        tx.reserve_timeout(t).expect("room").commit();
+        tx.reserve_timeout(t).expect("room").commit();
+        assert!(matches!(tx.reserve_timeout(t), Err(SendTimeoutError::Timeout((), d)) if d == t));
+        rx.close();
+        assert!(matches!(tx.reserve(), Err(SendError::Disconnected(()))));
     }
 
     #[test]
     fn close_lets_the_consumer_drain_then_disconnects() {
         let (mut tx, mut rx) = channel::<u8>(4).expect("create");
-        tx.try_push(1).expect("room");
+        tx.try_send(1).expect("room");
         tx.close();
-        assert_eq!(rx.pop(), Ok(1));
-        assert_eq!(rx.pop(), Err(RingError::Disconnected));
+        assert_eq!(rx.recv(), Ok(1));
+        assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+        assert!(matches!(rx.peek(), Err(RecvError::Disconnected)));
         let (mut tx, mut rx) = channel::<u8>(1).expect("create");
-        tx.try_push(1).expect("room");
+        tx.try_send(1).expect("room");
         rx.close();
-        assert_eq!(tx.push(2).map_err(|e| e.kind), Err(RingError::Disconnected));
+        assert!(matches!(tx.send(2), Err(SendError::Disconnected(2))));
+        assert!(matches!(tx.try_send_slice(&[2]), Err(TrySendError::Disconnected(()))));
     }
 
     #[test]
     fn blocking_between_threads_and_timeouts() {
         let (mut tx, mut rx) = channel::<u64>(8).expect("create");
-        assert_eq!(rx.pop_timeout(Duration::from_millis(5)), Err(RingError::Empty));
+        let t = Duration::from_millis(5);
+        assert_eq!(rx.recv_timeout(t), Err(RecvTimeoutError::Timeout(t)));
         let n = if cfg!(miri) { 500 } else { 100_000u64 };
         let t = std::thread::spawn(move || {
             for i in 0..n {
-                tx.push(i).expect("consumer alive");
+                tx.send(i).expect("consumer alive");
             }
             tx.close();
         });
         let mut expect = 0;
         loop {
-            match rx.pop() {
+            match rx.recv() {
                 Ok(v) => {
                     assert_eq!(v, expect);
                     expect += 1;
                 }
-                Err(RingError::Disconnected) => break,
+                Err(RecvError::Disconnected) => break,
                 Err(e) => panic!("{e}"),
             }
         }
@@ -1271,16 +1342,20 @@ mod tests {
     #[test]
     fn scribbled_indices_are_reported_not_used() {
         let (mut tx, mut rx) = channel::<u32>(4).expect("create");
-        tx.try_push(1).expect("room");
+        tx.try_send(1).expect("room");
         rx.ring.header().tail.store(1_000_000, Relaxed);
         rx.cached_tail = 0;
-        assert!(matches!(rx.try_pop(), Err(RingError::Corrupted(_))));
+        let e = rx.try_recv().expect_err("corrupted");
+        assert!(
+            matches!(&e, TryRecvError::Fault(Fault::Corrupted { object: "spsc ring", found, .. }) if found == "1000000"),
+            "{e:?}"
+        );
         rx.ring.header().head.store(u32::MAX / 2, Relaxed);
         tx.cached_head = 0;
         tx.tail = 100;
         assert!(matches!(
-            tx.try_push(1).map_err(|e| e.kind),
-            Err(RingError::Corrupted(_))
+            tx.try_send(1),
+            Err(TrySendError::Fault(1, Fault::Corrupted { .. }))
         ));
     }
 
@@ -1304,17 +1379,21 @@ mod tests {
                 while next < N {
                     match xorshift(&mut s) % 3 {
                         0 => {
-                            if tx.try_push(next).is_ok() {
+                            if tx.try_send(next).is_ok() {
                                 next += 1;
                             }
                         }
                         1 => {
                             let k = (xorshift(&mut s) % 5 + 1).min(N - next);
                             let batch: Vec<u64> = (next..next + k).collect();
-                            next += tx.push_slice(&batch).expect("consumer alive") as u64;
+                            match tx.try_send_slice(&batch) {
+                                Ok(n) => next += n as u64,
+                                Err(TrySendError::Full(())) => {}
+                                Err(e) => panic!("{e}"),
+                            }
                         }
                         _ => {
-                            if let Some(mut slot) = tx.reserve() {
+                            if let Ok(mut slot) = tx.try_reserve() {
                                 *slot = next;
                                 slot.commit();
                                 next += 1;
@@ -1328,24 +1407,29 @@ mod tests {
             let mut buf = [0u64; 6];
             loop {
                 match xorshift(&mut s) % 3 {
-                    0 => match rx.try_pop() {
+                    0 => match rx.try_recv() {
                         Ok(v) => {
                             assert_eq!(v, expect);
                             expect += 1;
                         }
-                        Err(RingError::Empty) => {}
-                        Err(RingError::Disconnected) => break,
+                        Err(TryRecvError::Empty) => {}
+                        Err(TryRecvError::Disconnected) => break,
                         Err(e) => panic!("{e}"),
                     },
                     1 => {
-                        let n = rx.pop_into(&mut buf).expect("valid ring");
+                        let n = match rx.try_recv_slice(&mut buf) {
+                            Ok(n) => n,
+                            Err(TryRecvError::Empty) => 0,
+                            Err(TryRecvError::Disconnected) => break,
+                            Err(e) => panic!("{e}"),
+                        };
                         for v in &buf[..n] {
                             assert_eq!(*v, expect);
                             expect += 1;
                         }
                     }
                     _ => {
-                        if let Some(v) = rx.peek() {
+                        if let Ok(v) = rx.try_peek() {
                             assert_eq!(*v, expect);
                             expect += 1;
                         }
@@ -1400,9 +1484,9 @@ mod scribble_tests {
         for round in 0..rounds {
             let (mut tx, mut rx) = channel::<u64>(4).expect("create");
             for i in 0..rng.below(5) {
-                tx.try_push(i as u64).expect("room");
+                tx.try_send(i as u64).expect("room");
             }
-            let _ = rx.try_pop();
+            let _ = rx.try_recv();
             let seg = &tx.ring.seg;
             // The two index lines and the slots (line 0 holds the owner
             // and sleep words, whose scribbles cost a liveness slice).
@@ -1415,11 +1499,11 @@ mod scribble_tests {
                 let mut r = Rng(seed | 1);
                 for _ in 0..8 {
                     let _ = match r.below(5) {
-                        0 => rx.try_pop(),
-                        1 => rx.pop_timeout(t),
-                        2 => tx.try_push(9).map(|()| 0).map_err(|e| e.kind),
-                        3 => tx.push_timeout(9, t).map(|()| 0).map_err(|e| e.kind),
-                        _ => Ok(rx.peek().map_or(0, |v| *v)),
+                        0 => rx.try_recv().map_err(|e| e.to_string()),
+                        1 => rx.recv_timeout(t).map_err(|e| e.to_string()),
+                        2 => tx.try_send(9).map(|()| 0).map_err(|e| e.to_string()),
+                        3 => tx.send_timeout(9, t).map(|()| 0).map_err(|e| e.to_string()),
+                        _ => Ok(rx.try_peek().map_or(0, |v| *v)),
                     };
                 }
             });
@@ -1435,11 +1519,11 @@ mod scribble_tests {
         let (mut tx2, mut rx2) = channel::<[u16; 9]>(4).expect("create");
         for i in 0..10u8 {
             let v: [u8; 100] = std::array::from_fn(|j| i.wrapping_mul(31).wrapping_add(j as u8));
-            tx.try_push(v).expect("room");
-            assert_eq!(rx.try_pop(), Ok(v));
+            tx.try_send(v).expect("room");
+            assert_eq!(rx.try_recv(), Ok(v));
             let w: [u16; 9] = std::array::from_fn(|j| u16::from(i) * 1000 + j as u16);
-            tx2.try_push(w).expect("room");
-            assert_eq!(rx2.try_pop(), Ok(w));
+            tx2.try_send(w).expect("room");
+            assert_eq!(rx2.try_recv(), Ok(w));
         }
     }
 
@@ -1447,16 +1531,22 @@ mod scribble_tests {
     #[test]
     fn indices_apart_by_more_than_the_ring_are_corrupted() {
         let (mut tx, mut rx) = channel::<u64>(4).expect("create");
-        tx.try_push(1).expect("room");
+        tx.try_send(1).expect("room");
         tx.h().tail.store(100, Relaxed);
-        assert!(matches!(rx.try_pop(), Err(RingError::Corrupted(_))));
+        assert!(matches!(
+            rx.try_recv(),
+            Err(TryRecvError::Fault(Fault::Corrupted { .. }))
+        ));
         rx.h().head.store(200, Relaxed);
         // The producer trusts its cached head until the ring looks full.
         let r = bounded("push", move || {
             (0..5)
-                .map(|_| tx.push_timeout(1, Duration::from_millis(20)).map_err(|e| e.kind))
+                .map(|_| {
+                    tx.send_timeout(1, Duration::from_millis(20))
+                        .map_err(|e| e.fault().cloned())
+                })
                 .find(Result::is_err)
         });
-        assert!(matches!(r, Some(Err(RingError::Corrupted(_)))), "{r:?}");
+        assert!(matches!(r, Some(Err(Some(Fault::Corrupted { .. })))), "{r:?}");
     }
 }

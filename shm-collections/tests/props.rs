@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use shm_collections::bytes;
+use shm_collections::bytes::RingError;
 use shm_collections::queue::{Queue, QueueError};
-use shm_collections::spsc::RingError;
 
 /// One step of a single-threaded byte-ring history.
 #[derive(Clone, Debug)]

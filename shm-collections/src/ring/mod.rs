@@ -1,0 +1,105 @@
+//! What the rings share: the stop reasons of their waiting loops and how
+//! they become the public error family of `shm_core`.
+
+use std::time::Duration;
+
+use shm_core::{Fault, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TrySendError};
+
+/// Why a waiting loop of a ring stopped without its item.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// The caller's deadline passed.
+    Timeout,
+    /// The peer closed its end or died (and, receiving, nothing is left).
+    Disconnected,
+    /// See [`Fault`].
+    Fault(Fault),
+}
+
+impl Stop {
+    /// As the error of an untimed send, handing `v` back.
+    pub(crate) fn send<T>(self, v: T) -> SendError<T> {
+        match self {
+            // An untimed wait has no deadline to pass; reported as
+            // disconnected rather than a panic should that ever change.
+            Self::Timeout | Self::Disconnected => SendError::Disconnected(v),
+            Self::Fault(f) => SendError::Fault(v, f),
+        }
+    }
+
+    /// As the error of a timed send of `timeout`, handing `v` back.
+    pub(crate) fn send_timeout<T>(self, v: T, timeout: Duration) -> SendTimeoutError<T> {
+        match self {
+            Self::Timeout => SendTimeoutError::Timeout(v, timeout),
+            Self::Disconnected => SendTimeoutError::Disconnected(v),
+            Self::Fault(f) => SendTimeoutError::Fault(v, f),
+        }
+    }
+
+    /// As the error of an untimed receive.
+    pub(crate) fn recv(self) -> RecvError {
+        match self {
+            Self::Timeout | Self::Disconnected => RecvError::Disconnected,
+            Self::Fault(f) => RecvError::Fault(f),
+        }
+    }
+
+    /// As the error of a timed receive of `timeout`.
+    pub(crate) fn recv_timeout(self, timeout: Duration) -> RecvTimeoutError {
+        match self {
+            Self::Timeout => RecvTimeoutError::Timeout(timeout),
+            Self::Disconnected => RecvTimeoutError::Disconnected,
+            Self::Fault(f) => RecvTimeoutError::Fault(f),
+        }
+    }
+}
+
+/// What a failed non-blocking send says about waiting: `Ok(v)` when full
+/// (wait and try again), else why to stop.
+pub(crate) fn full_or_stop<T>(e: TrySendError<T>) -> Result<T, (T, Stop)> {
+    match e {
+        TrySendError::Full(v) => Ok(v),
+        TrySendError::Disconnected(v) => Err((v, Stop::Disconnected)),
+        TrySendError::Fault(v, f) => Err((v, Stop::Fault(f))),
+        // The family is non-exhaustive; a new kind is no reason to wait.
+        other => Err((other.into_inner(), Stop::Disconnected)),
+    }
+}
+
+/// The old error of the byte ring, the queue and the pipe (`bytes.rs`,
+/// `queue.rs`, `pipe.rs`), kept only until they move to `shm_core`'s
+/// family; the typed rings and the duplex channel no longer use it.
+/// Declared `pub` in this private module so that `bytes`' public methods
+/// may still return it, but it is no public path of the crate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RingError {
+    /// The ring is full (non-blocking push, or the timeout passed).
+    #[error("the ring is full")]
+    Full,
+    /// The ring is empty (non-blocking pop, or the timeout passed).
+    #[error("the ring is empty")]
+    Empty,
+    /// The other end was closed or its process died.
+    #[error("the other end of the ring is closed or its process died")]
+    Disconnected,
+    /// Shared indices are impossible: a peer wrote over the header.
+    #[error("corrupted ring: {0}")]
+    Corrupted(&'static str),
+    /// A shared word holds a value that no legal history of the ring
+    /// produces (a peer wrote over it): which word, what a legal state
+    /// allows there, and what was found.
+    #[error("corrupted ring: {what}: expected {expected}, found {found}")]
+    CorruptedWord {
+        /// The word.
+        what: &'static str,
+        /// What a legal state allows there.
+        expected: String,
+        /// What it holds.
+        found: u64,
+    },
+    /// A byte-ring loan was asked for more than one frame holds (half the
+    /// ring), or the message at the head was streamed in parts.
+    #[error("the message does not fit in one frame of the ring")]
+    TooLarge,
+}
