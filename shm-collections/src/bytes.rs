@@ -51,7 +51,7 @@ use shm_core::atomic::copy;
 use shm_core::sys::{self, Deadline};
 use shm_core::{Segment, SegmentError, SegmentKind, TypeIdentity};
 
-use crate::spsc::{HEADER, MAX_CAPACITY, Slept, Word, claim, peer_gone, sleep_on, wake_if_sleeping};
+use crate::ring::{HEADER, MAX_CAPACITY, Slept, Word, claim, peer_gone, sleep_on, wake_if_sleeping};
 // Shim (issue 10, RINGS): the byte ring's error until it moves to
 // `shm_core`'s family; hidden, only for the tests that name it.
 #[doc(hidden)]
@@ -681,7 +681,7 @@ impl ByteRing {
     }
 
     pub(crate) fn attach(seg: Segment) -> Result<Self, SegmentError> {
-        let cap = crate::spsc::ring_capacity::<u8>(&seg, &Self::identity(), 64, |cap| cap.checked_add(HEADER))?;
+        let cap = crate::ring::ring_capacity::<u8>(&seg, &Self::identity(), 64, |cap| cap.checked_add(HEADER))?;
         let raw = Self::map(&seg, cap);
         Ok(Self { seg, raw })
     }

@@ -21,16 +21,14 @@
 
 #[cfg(not(loom))]
 pub mod bytes;
-pub mod duplex;
 #[cfg(all(test, loom))]
 mod loom_tests;
-pub mod mpmc;
 #[cfg(not(loom))]
 pub mod pipe;
 #[cfg(not(loom))]
 pub mod queue;
 mod ring;
-pub mod spsc;
+pub use ring::{duplex, mpmc, spsc};
 mod sync;
 #[cfg(all(test, not(loom)))]
 mod test_util;

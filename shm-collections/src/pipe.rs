@@ -25,7 +25,7 @@ use shm_core::SegmentError;
 
 use crate::bytes::{ByteConsumer, ByteProducer, ByteRing};
 use crate::queue::{QueueError, de};
-use crate::spsc::RingError;
+use crate::ring::RingError;
 
 /// Bytes of ring per direction unless told otherwise (pages are only used
 /// as messages reach them).

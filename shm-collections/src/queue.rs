@@ -66,7 +66,7 @@ use shm_core::{Segment, SegmentError, SegmentKind, TypeIdentity};
 use shm_sync::ProcessLock;
 
 use crate::bytes::{Kind, RawRing, ReadCursor, Stop, WriteCursor, round_capacity, valid_capacity, wait_until};
-use crate::spsc::{HEADER, RingError, Word};
+use crate::ring::{HEADER, RingError, Word};
 
 /// Bytes of ring a queue gets unless told otherwise (pages are only used
 /// as messages reach them).

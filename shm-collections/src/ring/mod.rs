@@ -1,9 +1,84 @@
-//! What the rings share: the stop reasons of their waiting loops and how
-//! they become the public error family of `shm_core`.
+//! The rings and what they share: the header layout constants and the
+//! capacity check ([`ring_capacity`]), the sleep/wake handshake
+//! (`handshake.rs`), peer liveness (`liveness.rs`), the atomic-word slot
+//! copies (`slot.rs`), and the stop reasons of the waiting loops with how
+//! they become `shm_core`'s error family. The typed rings live in
+//! `spsc/`, `mpmc.rs` and `duplex.rs`; the crate re-exports them as
+//! `shm_collections::{spsc, mpmc, duplex}`.
 
+#[cfg(not(loom))]
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+#[cfg(not(loom))]
+use shm_core::{Segment, SegmentError, TypeIdentity};
+
 use shm_core::{Fault, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TrySendError};
+
+pub mod duplex;
+mod handshake;
+mod liveness;
+pub mod mpmc;
+mod slot;
+pub mod spsc;
+
+pub(crate) use handshake::{Receive, receive, sleep_on, wake_if_sleeping, wake_sleeper};
+pub(crate) use liveness::{claim, peer_gone};
+pub(crate) use slot::{load_slot, store_slot};
+
+use crate::sync;
+
+/// An `AtomicU32` of the shared header (shared memory: `core`'s type; under
+/// loom, loom's, and the header is heap memory).
+pub(crate) type Word = sync::AtomicU32;
+
+/// Bytes of the header before the first slot: three 128-byte lines.
+pub(crate) const HEADER: usize = 384;
+/// Largest capacity.
+pub const MAX_CAPACITY: usize = 1 << 30;
+
+/// How a sleep ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slept {
+    /// Woken, or the condition already held: look again.
+    Woken,
+    /// A liveness slice passed: look again, and check the peer is alive.
+    SliceOver,
+    /// The caller's deadline passed.
+    DeadlinePassed,
+}
+
+/// Checks a received ring segment: its type, and a capacity (the first
+/// header word) that is a power of two from `min` to [`MAX_CAPACITY`] and
+/// for which `total(capacity)` is exactly the payload length.
+#[cfg(not(loom))]
+pub(crate) fn ring_capacity<T>(
+    seg: &Segment,
+    id: &TypeIdentity,
+    min: u32,
+    total: impl Fn(usize) -> Option<usize>,
+) -> Result<u32, SegmentError> {
+    seg.check_type(id)?;
+    let payload = seg.payload_len();
+    let bad = SegmentError::BadPayload {
+        len: payload as u64,
+        elem_size: size_of::<T>() as u64,
+    };
+    if payload < HEADER {
+        return Err(bad);
+    }
+    // SAFETY: the payload holds at least a header (checked above) and is
+    // 128-aligned; both ring headers start with their capacity word, and an
+    // atomic accepts any bits.
+    let word = unsafe { seg.payload().cast::<Word>().as_ref() };
+    // Relaxed: written once before the ring was shared.
+    let capacity = word.load(Relaxed);
+    let fits = capacity.is_power_of_two()
+        && capacity >= min
+        && capacity as usize <= MAX_CAPACITY
+        && total(capacity as usize) == Some(payload);
+    if fits { Ok(capacity) } else { Err(bad) }
+}
 
 /// Why a waiting loop of a ring stopped without its item.
 #[derive(Debug)]
