@@ -54,7 +54,8 @@ use loom::thread;
 
 use crate::duplex;
 use crate::mpmc::{self, Mpmc};
-use crate::spsc::{self, Word};
+use crate::ring::Word;
+use crate::spsc;
 use crate::sync::{AtomicU32, DEAD};
 use shm_core::{RecvError, TryRecvError, TrySendError};
 

@@ -176,8 +176,11 @@ impl<T: ShmSafe> Ring<T> {
         Some((values, total))
     }
 
-    #[cfg_attr(loom, allow(unused_variables, reason = "no segment: `total` is not needed"))]
-    fn create(capacity: usize) -> Result<Self, SegmentError> {
+    #[cfg_attr(
+        loom,
+        allow(unused_variables, reason = "no segment: `total` and `name` are not needed")
+    )]
+    fn create(capacity: usize, name: Option<&str>) -> Result<Self, SegmentError> {
         if !(2..=MAX_CAPACITY).contains(&capacity) || size_of::<T>() == 0 {
             return Err(SegmentError::InvalidSize {
                 requested: capacity as u64,
@@ -190,7 +193,10 @@ impl<T: ShmSafe> Ring<T> {
             reason: "ring size overflows",
         })?;
         #[cfg(not(loom))]
-        let seg = Segment::create(&Self::identity(), total)?;
+        let seg = match name {
+            Some(name) => Segment::create_named(name, &Self::identity(), total)?,
+            None => Segment::create(&Self::identity(), total)?,
+        };
         #[cfg(loom)]
         let seg = sync::Heap::new(
             (Header::default(), (0..capacity).map(|_| Slot::default()).collect()),
@@ -332,9 +338,43 @@ impl<T: ShmSafe> fmt::Debug for Mpmc<T> {
 pub fn ring<T: ShmSafe>(capacity: usize) -> Result<Mpmc<T>, SegmentError> {
     sync::membarrier_register();
     Ok(Mpmc {
-        ring: Arc::new(Ring::create(capacity)?),
+        ring: Arc::new(Ring::create(capacity, None)?),
         suspect: Suspect::default(),
     })
+}
+
+#[cfg(not(loom))]
+impl<T: ShmSafe> Mpmc<T> {
+    /// Creates a ring as [`ring`] does, in a named segment that any process
+    /// (not only one started by us) can open with [`Mpmc::open`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ring`], and as [`Segment::create_named`] (a bad or taken name).
+    pub fn create_named(name: &str, capacity: usize) -> Result<Self, SegmentError> {
+        sync::membarrier_register();
+        Ok(Self {
+            ring: Arc::new(Ring::create(capacity, Some(name))?),
+            suspect: Suspect::default(),
+        })
+    }
+
+    /// Opens the named ring `name`, checking its segment, its element type
+    /// and its layout as a received handle is checked.
+    ///
+    /// # Errors
+    ///
+    /// As [`Segment::open_named`]; [`SegmentError::TypeMismatch`] for
+    /// another element type, [`SegmentError::BadPayload`] for a layout that
+    /// is not an MPMC ring's.
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        let seg = Segment::open_named(name, Some(&Ring::<T>::identity()))?;
+        sync::membarrier_register();
+        Ok(Self {
+            ring: Arc::new(Ring::attach(seg)?),
+            suspect: Suspect::default(),
+        })
+    }
 }
 
 enum Step<V> {

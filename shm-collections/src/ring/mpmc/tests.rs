@@ -91,6 +91,27 @@ fn a_dead_consumers_slot_is_recycled() {
     assert_eq!(q.try_get(), Ok(3));
 }
 
+#[test]
+#[cfg_attr(miri, ignore = "opens a named segment")]
+fn a_named_ring_is_opened_by_name_with_its_type_checked() {
+    let name = format!("shm-mpmc-test-named-{}", std::process::id());
+    let mut a = Mpmc::<u64>::create_named(&name, 4).expect("create");
+    assert!(matches!(
+        Mpmc::<u64>::create_named(&name, 4),
+        Err(SegmentError::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        Mpmc::<u32>::open(&name),
+        Err(SegmentError::TypeMismatch { .. })
+    ));
+    let mut b = Mpmc::<u64>::open(&name).expect("open");
+    a.try_put(5).expect("room");
+    assert_eq!(b.try_get(), Ok(5));
+    assert_eq!(a.try_get(), Err(TryRecvError::Empty));
+    Segment::unlink(&name).expect("unlink");
+    assert!(matches!(Mpmc::<u64>::open(&name), Err(SegmentError::NotFound { .. })));
+}
+
 mod scribble_tests {
     use super::super::*;
     use crate::test_util::{Rng, bounded, scribble};

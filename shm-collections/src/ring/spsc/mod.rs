@@ -148,8 +148,11 @@ impl<T: ShmSafe> Ring<T> {
         TypeIdentity::of::<T>(SegmentKind::RING_SPSC)
     }
 
-    #[cfg_attr(loom, allow(unused_variables, reason = "no segment: `bytes` is not needed"))]
-    fn create(capacity: usize) -> Result<Self, SegmentError> {
+    #[cfg_attr(
+        loom,
+        allow(unused_variables, reason = "no segment: `bytes` and `name` are not needed")
+    )]
+    fn create(capacity: usize, name: Option<&str>) -> Result<Self, SegmentError> {
         if capacity == 0 || capacity > MAX_CAPACITY || size_of::<T>() == 0 {
             return Err(SegmentError::InvalidSize {
                 requested: capacity as u64,
@@ -165,7 +168,10 @@ impl<T: ShmSafe> Ring<T> {
                 reason: "ring size overflows",
             })?;
         #[cfg(not(loom))]
-        let seg = Segment::create(&Self::identity(), bytes)?;
+        let seg = match name {
+            Some(name) => Segment::create_named(name, &Self::identity(), bytes)?,
+            None => Segment::create(&Self::identity(), bytes)?,
+        };
         #[cfg(loom)]
         let seg = sync::Heap::new(Header::default(), capacity);
         let ring = Self {
@@ -236,7 +242,7 @@ impl<T: ShmSafe> Ring<T> {
 /// ```
 pub fn channel<T: ShmSafe>(capacity: usize) -> Result<(Producer<T>, Consumer<T>), SegmentError> {
     sync::membarrier_register();
-    let ring = Arc::new(Ring::<T>::create(capacity)?);
+    let ring = Arc::new(Ring::<T>::create(capacity, None)?);
     Ok((Producer::new(Arc::clone(&ring)), Consumer::new(ring)))
 }
 
@@ -397,6 +403,11 @@ impl<'de, T: ShmSafe> Deserialize<'de> for Consumer<T> {
 // After `cached_ring!`, which they use.
 mod ends;
 mod loan;
+#[cfg(not(loom))]
+mod named;
+
+#[cfg(not(loom))]
+pub use named::{OpenError, create_named};
 
 // Segments and real threads: not under loom (see `loom_tests.rs`).
 #[cfg(all(test, not(loom)))]

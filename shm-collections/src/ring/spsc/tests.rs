@@ -228,6 +228,84 @@ fn zero_and_absurd_capacities_are_refused() {
     assert!(channel::<()>(4).is_err());
 }
 
+/// Runs this test binary again as an unrelated process (not started
+/// through `shm`) that runs only the test `name`, with `SHM_RING_CHILD` set
+/// to `arg`.
+fn rerun(name: &str, arg: &str) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env("SHM_RING_CHILD", arg)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start the test binary again")
+}
+
+/// In the re-run child only: opens the consumer of the named ring, checks
+/// it receives 0..100 then the producer's close; exits 0 if so, 1 if not.
+#[test]
+fn child_consumes_the_named_ring() {
+    let Ok(name) = std::env::var("SHM_RING_CHILD") else {
+        return;
+    };
+    let wait = Duration::from_secs(60);
+    let ok = (|| {
+        let mut rx = Consumer::<u64>::open(&name).ok()?;
+        for i in 0..100u64 {
+            if rx.recv_timeout(wait).ok()? != i {
+                return None;
+            }
+        }
+        matches!(rx.recv_timeout(wait), Err(RecvTimeoutError::Disconnected)).then_some(())
+    })();
+    std::process::exit(i32::from(ok.is_none()));
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "starts a process, opens a named segment")]
+fn an_unrelated_process_opens_an_end_by_name() {
+    let name = format!("shm-ring-test-named-{}", std::process::id());
+    let (mut tx, rx) = create_named::<u64>(&name, 4).expect("create");
+    // Unused, so that the child may claim it.
+    drop(rx);
+    assert!(matches!(
+        create_named::<u64>(&name, 4),
+        Err(SegmentError::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        Consumer::<u32>::open(&name),
+        Err(OpenError::Segment(SegmentError::TypeMismatch { .. }))
+    ));
+    let mut child = rerun("ring::spsc::tests::child_consumes_the_named_ring", &name);
+    let pid = child.id();
+    for i in 0..100u64 {
+        tx.send_timeout(i, Duration::from_secs(60))
+            .expect("the child opens the consumer and receives");
+    }
+    // 100 messages went through 4 slots: the child holds the consumer.
+    match Consumer::<u64>::open(&name) {
+        Err(OpenError::Held { end, pid: p, .. }) => assert_eq!((end, p), ("consumer", pid)),
+        other => panic!("expected the consumer held by the child, got {other:?}"),
+    }
+    // We sent: the producer is held by this (live) process.
+    assert!(matches!(Producer::<u64>::open(&name), Err(OpenError::Held { .. })));
+    tx.close();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            child.kill().expect("kill");
+            panic!("the child did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert_eq!(status.code(), Some(0), "the child saw 0..100, then the close");
+    // The child is gone: its end may be claimed again.
+    assert!(Consumer::<u64>::open(&name).is_ok());
+    Segment::unlink(&name).expect("unlink");
+}
+
 mod scribble_tests {
     use super::super::*;
     use crate::test_util::{Rng, bounded, scribble};
