@@ -782,6 +782,14 @@ impl<'de, S: ShmSafe, R: ShmSafe> Deserialize<'de> for Duplex<S, R> {
     }
 }
 
+#[cfg(not(loom))]
+mod named;
+
+#[cfg(not(loom))]
+pub use crate::ring::spsc::OpenError;
+#[cfg(not(loom))]
+pub use named::{create_named, unlink};
+
 // Segments and real threads: not under loom (see `loom_tests.rs`).
 #[cfg(all(test, not(loom)))]
 mod tests;

@@ -156,6 +156,33 @@ fn an_end_moved_to_another_owner_resumes_its_counts() {
     assert_eq!(b.try_recv(), Err(TryRecvError::Empty));
 }
 
+#[test]
+#[cfg_attr(miri, ignore = "opens named segments")]
+fn a_named_channel_end_is_opened_by_name_and_claimed() {
+    let name = format!("shm-duplex-test-named-{}", std::process::id());
+    let (mut first, second) = create_named::<u32, u64>(&name, 4).expect("create");
+    assert!(create_named::<u32, u64>(&name, 4).is_err(), "the name is taken");
+    // Unused, so that it may be opened (by another program, or here).
+    drop(second);
+    assert!(matches!(
+        Duplex::<u8, u8>::open(&name),
+        Err(OpenError::Segment(SegmentError::TypeMismatch { .. }))
+    ));
+    let mut second = Duplex::<u64, u32>::open(&name).expect("the second end is free");
+    first.try_send(7).expect("room");
+    assert_eq!(second.try_recv(), Ok(7));
+    second.try_send(8).expect("room");
+    assert_eq!(first.try_recv(), Ok(8));
+    // Both ends are held by this live process now.
+    assert!(matches!(Duplex::<u64, u32>::open(&name), Err(OpenError::Held { .. })));
+    assert!(matches!(Duplex::<u32, u64>::open(&name), Err(OpenError::Held { .. })));
+    unlink(&name).expect("unlink");
+    assert!(matches!(
+        Duplex::<u64, u32>::open(&name),
+        Err(OpenError::Segment(SegmentError::NotFound { .. }))
+    ));
+}
+
 mod scribble_tests {
     use super::super::*;
     use crate::test_util::{Rng, bounded, scribble};

@@ -23,7 +23,7 @@ pub enum OpenError {
     #[error(transparent)]
     Segment(#[from] SegmentError),
     /// A live process holds that end.
-    #[error("the {end} of the spsc ring {name:?} is held by live process {pid}")]
+    #[error("the {end} of the ring {name:?} is held by live process {pid}")]
     Held {
         /// The ring's name.
         name: String,
@@ -102,6 +102,18 @@ impl<T: ShmSafe> Producer<T> {
     /// holds the producer.
     pub fn open(name: &str) -> Result<Self, OpenError> {
         open_end(name, "producer", |r: &Ring<T>| &r.header().producer).map(Self::new)
+    }
+}
+
+impl<T: ShmSafe> Producer<T> {
+    /// Gives up the claim [`Producer::open`] made (for an open of several
+    /// ends that failed part way).
+    pub(crate) fn release_claim(&self) {
+        // Relaxed: an owner id, as in `open_end`; only ours is taken down.
+        let _ = self
+            .h()
+            .producer
+            .compare_exchange(sync::cached_pid(), 0, Relaxed, Relaxed);
     }
 }
 
