@@ -122,7 +122,7 @@
 //!   chance in 511: a timed call then times out, an untimed one waits for
 //!   that process to end). Ring and queue claims name a bare pid: a claim
 //!   held by a live process is waited on within the call's timeout, and an
-//!   untimed MPMC call reports `Corrupted` after `mpmc::CLAIM_BOUND`.
+//!   untimed MPMC call reports `Fault::Stalled` after `mpmc::CLAIM_BOUND`.
 //!
 //! **What a scribbling peer can cause**, in the objects it scribbles on and
 //! only there:

@@ -44,7 +44,7 @@
 //!   fresh load still reads `p`, it is [`Fault::Corrupted`];
 //! - a slot claimed by a live process (a claim lasts a few instructions)
 //!   that stays claimed, its position unmoved, for [`CLAIM_BOUND`] is
-//!   [`Fault::Corrupted`] naming the owner word;
+//!   [`Fault::Stalled`] naming the owner;
 //! - blocking calls honour their deadline on every path, retries included.
 //!
 //! Values are copied in and out of slots through atomic words
