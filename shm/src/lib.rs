@@ -155,7 +155,7 @@
 //! this protocol: a peer that writes a slot it has published, while you hold
 //! the loan, is a data race in your process. Use the loans between processes
 //! that run your own code; where the writer is not trusted, use the copying
-//! path (`try_pop`/`pop`, `recv`, `recv_bytes`, `Queue::get`), which copies
+//! path (`try_recv`/`recv`, `recv_bytes`, `Queue::get`), which copies
 //! the slot through atomic words and validates it before use. Write loans
 //! (`reserve`) lend slots no reader looks at until they are committed.
 //!
