@@ -178,7 +178,7 @@ impl Echo for Floor {
     }
 }
 
-/// A `u64` over our ring: busy-polling `try_push`/`try_pop`, or the
+/// A `u64` over our ring: busy-polling `try_send`/`try_recv`, or the
 /// blocking `push`/`pop` (spin, then sleep).
 #[derive(Debug)]
 pub struct Ring {
@@ -191,7 +191,7 @@ impl Word for Ring {
     fn put(&mut self, v: u64) {
         let tx = self.tx.as_mut().expect("a sending end");
         if self.blocking {
-            tx.push(v).unwrap_or_else(|e| panic!("push: {e}"));
+            tx.send(v).unwrap_or_else(|e| panic!("send: {e}"));
         } else {
             push_ours(tx, v);
         }
@@ -200,7 +200,7 @@ impl Word for Ring {
     fn take(&mut self) -> u64 {
         let rx = self.rx.as_mut().expect("a receiving end");
         if self.blocking {
-            rx.pop().unwrap_or_else(|e| panic!("pop: {e}"))
+            rx.recv().unwrap_or_else(|e| panic!("recv: {e}"))
         } else {
             pop_ours(rx)
         }
@@ -304,7 +304,7 @@ where
         let tx = self.tx.as_mut().expect("a sending end");
         for s in from..from + count {
             spin_until(|| {
-                tx.reserve().map(|mut slot| {
+                tx.try_reserve().ok().map(|mut slot| {
                     slot.fill(s);
                     slot.commit();
                 })
@@ -319,7 +319,7 @@ where
 {
     fn receive(&mut self, from: u64, count: u64) -> u64 {
         let rx = self.rx.as_mut().expect("a receiving end");
-        let mut ok = |s| spin_until(|| rx.peek().map(|slot| intact(slot.iter().copied(), s)));
+        let mut ok = |s| spin_until(|| rx.try_peek().ok().map(|slot| intact(slot.iter().copied(), s)));
         (from..from + count).map(|s| u64::from(!ok(s))).sum()
     }
 }

@@ -1,7 +1,7 @@
 //! One-way `u64` throughput from a producer process to a consumer process,
 //! pinned one per CPU: `shm::spsc` one message at a time
-//! (`try_push`/`try_pop`, spinning on full/empty) and in batches of
-//! [`BATCH`] (`push_slice`/`pop_into`, one publication per batch), against
+//! (`try_send`/`try_recv`, spinning on full/empty) and in batches of
+//! [`BATCH`] (`try_send_slice`/`try_recv_slice`, one publication per batch), against
 //! the hand-tuned ring ([`crate::hand_ring`]) doing the same; and
 //! `shm::mpmc` one message at a time beside them (one producer, one
 //! consumer: what its per-slot sequence numbers and claims cost).
@@ -15,7 +15,8 @@
 use std::time::{Duration, Instant};
 
 use shm::mpmc::{self, Mpmc};
-use shm::spsc::{self, Consumer, Producer, RingError};
+use shm::spsc::{self, Consumer, Producer};
+use shm::{TryRecvError, TrySendError};
 
 use crate::Mode;
 use crate::hand_ring::{self, CAP, HandRx, HandTx, spin_until};
@@ -33,7 +34,7 @@ pub enum Flow {
     Ours,
     /// The hand-tuned ring, one message per publication.
     Hand,
-    /// Ours, `push_slice`/`pop_into` of up to [`BATCH`].
+    /// Ours, `try_send_slice`/`try_recv_slice` of up to [`BATCH`].
     OursBatched,
     /// The hand-tuned ring, one publication per batch of up to [`BATCH`].
     HandBatched,
@@ -94,9 +95,9 @@ impl Tx {
             Flow::Ours => (from..end).for_each(|v| push_ours(&mut self.ours, v)),
             Flow::Hand => (from..end).for_each(|v| spin_until(|| self.hand.try_push(v).then_some(()))),
             Flow::Mpmc => (from..end).for_each(|v| {
-                spin_until(|| match self.mpmc.try_push(v) {
+                spin_until(|| match self.mpmc.try_put(v) {
                     Ok(()) => Some(()),
-                    Err(e) if e.kind == RingError::Full => None,
+                    Err(TrySendError::Full(_)) => None,
                     Err(e) => panic!("mpmc push: {e}"),
                 });
             }),
@@ -110,9 +111,10 @@ impl Tx {
                     }
                     let sent = spin_until(|| {
                         let sent = if flow == Flow::OursBatched {
-                            match self.ours_batched.push_slice(&buf[..len]) {
+                            match self.ours_batched.try_send_slice(&buf[..len]) {
                                 Ok(sent) => sent,
-                                Err(e) => panic!("push_slice: {e}"),
+                                Err(TrySendError::Full(())) => 0,
+                                Err(e) => panic!("try_send_slice: {e}"),
                             }
                         } else {
                             self.hand_batched.push_slice(&buf[..len])
@@ -137,9 +139,9 @@ impl Rx {
             Flow::Ours => (0..count).for_each(|_| sum = sum.wrapping_add(pop_ours(&mut self.ours))),
             Flow::Hand => (0..count).for_each(|_| sum = sum.wrapping_add(spin_until(|| self.hand.try_pop()))),
             Flow::Mpmc => (0..count).for_each(|_| {
-                let v = spin_until(|| match self.mpmc.try_pop() {
+                let v = spin_until(|| match self.mpmc.try_get() {
                     Ok(v) => Some(v),
-                    Err(RingError::Empty) => None,
+                    Err(TryRecvError::Empty) => None,
                     Err(e) => panic!("mpmc pop: {e}"),
                 });
                 sum = sum.wrapping_add(v);
@@ -151,9 +153,10 @@ impl Rx {
                     let want = usize::try_from(left.min(BATCH as u64)).expect("at most BATCH");
                     let got = spin_until(|| {
                         let got = if flow == Flow::OursBatched {
-                            match self.ours_batched.pop_into(&mut buf[..want]) {
+                            match self.ours_batched.try_recv_slice(&mut buf[..want]) {
                                 Ok(got) => got,
-                                Err(e) => panic!("pop_into: {e}"),
+                                Err(TryRecvError::Empty) => 0,
+                                Err(e) => panic!("try_recv_slice: {e}"),
                             }
                         } else {
                             self.hand_batched.pop_into(&mut buf[..want])

@@ -3,11 +3,11 @@
 //! payloads of 64 B, 4 KiB, 64 KiB and 1 MiB (`[u64; K]`, ring capacity
 //! [`SLOTS`]), by four paths:
 //!
-//! - loan, untouched: `reserve()` + `commit()`, `peek()` + drop;
+//! - loan, untouched: `try_reserve()` + `commit()`, `try_peek()` + drop;
 //! - loan, write+read: the producer writes every word of the lent slot,
 //!   the consumer adds up every word of the slot it peeks;
 //! - copy, write+read: the producer writes every word of a private buffer
-//!   and `try_push`es a copy of it, the consumer `try_pop`s a copy and adds
+//!   and `try_send`s a copy of it, the consumer `try_recv`s a copy and adds
 //!   it up: the by-value path of the API, the copy path of the comparison;
 //! - memcpy copy, write+read: the same through loans with plain copies
 //!   (`*slot = *buf`, `*buf = *slot`): the least a copy in and out costs.
@@ -21,7 +21,8 @@
 use std::time::{Duration, Instant};
 
 use shm::ShmSafe;
-use shm::spsc::{self, Consumer, Producer, RingError};
+use shm::spsc::{self, Consumer, Producer};
+use shm::{TryRecvError, TrySendError};
 
 use crate::Mode;
 use crate::hand_ring::spin_until;
@@ -35,7 +36,7 @@ pub const STACK: usize = 64 << 20;
 /// Payload sizes in bytes, in report order.
 pub const SIZES: [usize; 4] = [64, 4096, 64 << 10, 1 << 20];
 
-/// Largest payload sent by value (`try_push`/`try_pop`): all of them.
+/// Largest payload sent by value (`try_send`/`try_recv`): all of them.
 pub const BY_VALUE_MAX: usize = 1 << 20;
 
 /// How a message travels.
@@ -45,7 +46,7 @@ pub enum Path {
     LoanBare,
     /// Loans, every word written and read.
     LoanTouched,
-    /// `try_push`/`try_pop` by value, every word written and read.
+    /// `try_send`/`try_recv` by value, every word written and read.
     Copy,
     /// Loans with a plain copy in and out, every word written and read.
     Memcpy,
@@ -101,9 +102,9 @@ fn push_copy<const K: usize>(ring: &mut Producer<[u64; K]>, msg: &[u64; K]) -> b
 where
     [u64; K]: ShmSafe,
 {
-    match ring.try_push(*msg) {
+    match ring.try_send(*msg) {
         Ok(()) => true,
-        Err(e) if e.kind == RingError::Full => false,
+        Err(TrySendError::Full(_)) => false,
         Err(e) => panic!("push: {e}"),
     }
 }
@@ -112,9 +113,9 @@ fn pop_copy<const K: usize>(ring: &mut Consumer<[u64; K]>) -> Option<u64>
 where
     [u64; K]: ShmSafe,
 {
-    match ring.try_pop() {
+    match ring.try_recv() {
         Ok(msg) => Some(sum(&msg)),
-        Err(RingError::Empty) => None,
+        Err(TryRecvError::Empty) => None,
         Err(e) => panic!("pop: {e}"),
     }
 }
@@ -126,9 +127,9 @@ where
     fn send(&mut self, path: Path, m: u64) {
         for s in self.next..self.next + m {
             match path {
-                Path::LoanBare => spin_until(|| self.ring.reserve().map(shm::spsc::WriteSlot::commit)),
+                Path::LoanBare => spin_until(|| self.ring.try_reserve().ok().map(shm::spsc::SendLoan::commit)),
                 Path::LoanTouched => spin_until(|| {
-                    self.ring.reserve().map(|mut slot| {
+                    self.ring.try_reserve().ok().map(|mut slot| {
                         slot.fill(s);
                         slot.commit();
                     })
@@ -141,7 +142,7 @@ where
                 Path::Memcpy => {
                     self.buf.fill(s);
                     spin_until(|| {
-                        self.ring.reserve().map(|mut slot| {
+                        self.ring.try_reserve().ok().map(|mut slot| {
                             *slot = *self.buf;
                             slot.commit();
                         })
@@ -163,16 +164,16 @@ where
         for s in self.next..self.next + m {
             let got = match path {
                 Path::LoanBare => {
-                    spin_until(|| self.ring.peek().map(drop));
+                    spin_until(|| self.ring.try_peek().ok().map(drop));
                     continue;
                 }
-                Path::LoanTouched => spin_until(|| self.ring.peek().map(|slot| sum(&*slot))),
+                Path::LoanTouched => spin_until(|| self.ring.try_peek().ok().map(|slot| sum(&*slot))),
                 Path::Copy => {
                     let pop = self.pop_copy.expect("a size sent by value");
                     spin_until(|| pop(&mut self.ring))
                 }
                 Path::Memcpy => {
-                    spin_until(|| self.ring.peek().map(|slot| *self.buf = *slot));
+                    spin_until(|| self.ring.try_peek().ok().map(|slot| *self.buf = *slot));
                     sum(&*self.buf)
                 }
             };
@@ -187,7 +188,7 @@ where
 
 /// A ring of `[u64; K]` and its two ends, boxed for the plan; `copy` is
 /// the by-value path, if this size has one (named at the call site so that
-/// `try_pop` is instantiated only for the sizes that have it).
+/// `try_recv` is instantiated only for the sizes that have it).
 fn ends<const K: usize>(copy: Option<(PushCopy<K>, PopCopy<K>)>) -> (Box<dyn Feed>, Box<dyn Drain>)
 where
     [u64; K]: ShmSafe,

@@ -69,9 +69,9 @@ fn pair(spins: u32, cpu: usize, turns: u64, board: &Arc<SharedMap<[AtomicU64; 2]
         park::set_spins(spins);
         let before = voluntary_switches();
         for _ in 0..turns {
-            // A parent that fails is seen as gone: `pop` then disconnects.
-            let v = child_rx.pop().expect("the parent is alive");
-            child_tx.push(v).expect("the parent is alive");
+            // A parent that fails is seen as gone: `recv` then disconnects.
+            let v = child_rx.recv().expect("the parent is alive");
+            child_tx.send(v).expect("the parent is alive");
         }
         // Relaxed: read by the parent after waitpid.
         board[slot].store(voluntary_switches() - before, Relaxed);
@@ -119,8 +119,8 @@ pub fn measure(mode: Mode, cpus: (usize, usize)) -> Sleeps {
                 park::set_spins(spins);
                 let switches = voluntary_switches();
                 let t = Instant::now();
-                p.tx.push(v).expect("the child is alive");
-                let got = p.rx.pop().expect("the child is alive");
+                p.tx.send(v).expect("the child is alive");
+                let got = p.rx.recv().expect("the child is alive");
                 let dt = t.elapsed();
                 slept += voluntary_switches() - switches;
                 assert_eq!(got, v, "the child echoed something else");

@@ -3,8 +3,8 @@
 //! turn, then flips it), the same with one word per direction on lines of
 //! their own (what a ring's index costs at least), a `u64` over a
 //! `shm::duplex` channel (`try_send`, then spin on `try_recv`; the child
-//! echoes), the same over two `shm::spsc` rings (`try_push` on one, spin
-//! on `try_pop` of the other), and over two hand-tuned rings
+//! echoes), the same over two `shm::spsc` rings (`try_send` on one, spin
+//! on `try_recv` of the other), and over two hand-tuned rings
 //! ([`crate::hand_ring`]).
 //!
 //! One child, forked once, runs the same plan of blocks as the parent:
@@ -22,7 +22,8 @@ use std::sync::atomic::Ordering::{Acquire, Release};
 use std::time::{Duration, Instant};
 
 use shm::duplex::{self, Duplex};
-use shm::spsc::{self, Consumer, Producer, RingError};
+use shm::spsc::{self, Consumer, Producer};
+use shm::{TryRecvError, TrySendError};
 
 use crate::Mode;
 use crate::hand_ring::{self, HandRx, HandTx, spin_until};
@@ -88,9 +89,9 @@ fn plan(n: usize, w: usize) -> Vec<(Trip, Bucket)> {
 /// [`crate::ping_pong::ABANDONED`].
 #[inline]
 pub fn push_ours(tx: &mut Producer<u64>, v: u64) {
-    spin_until(|| match tx.try_push(v) {
+    spin_until(|| match tx.try_send(v) {
         Ok(()) => Some(()),
-        Err(e) if e.kind == RingError::Full => None,
+        Err(TrySendError::Full(_)) => None,
         Err(e) => panic!("push: {e}"),
     });
 }
@@ -103,9 +104,9 @@ pub fn push_ours(tx: &mut Producer<u64>, v: u64) {
 /// [`crate::ping_pong::ABANDONED`].
 #[inline]
 pub fn pop_ours(rx: &mut Consumer<u64>) -> u64 {
-    spin_until(|| match rx.try_pop() {
+    spin_until(|| match rx.try_recv() {
         Ok(v) => Some(v),
-        Err(RingError::Empty) => None,
+        Err(TryRecvError::Empty) => None,
         Err(e) => panic!("pop: {e}"),
     })
 }
@@ -120,7 +121,7 @@ pub fn pop_ours(rx: &mut Consumer<u64>) -> u64 {
 pub fn send_duplex(end: &mut Duplex<u64, u64>, v: u64) {
     spin_until(|| match end.try_send(v) {
         Ok(()) => Some(()),
-        Err(e) if e.kind == RingError::Full => None,
+        Err(TrySendError::Full(_)) => None,
         Err(e) => panic!("send: {e}"),
     });
 }
@@ -135,7 +136,7 @@ pub fn send_duplex(end: &mut Duplex<u64, u64>, v: u64) {
 pub fn recv_duplex(end: &mut Duplex<u64, u64>) -> u64 {
     spin_until(|| match end.try_recv() {
         Ok(v) => Some(v),
-        Err(RingError::Empty) => None,
+        Err(TryRecvError::Empty) => None,
         Err(e) => panic!("recv: {e}"),
     })
 }

@@ -21,15 +21,14 @@
 
 #[cfg(not(loom))]
 pub mod bytes;
-pub mod duplex;
 #[cfg(all(test, loom))]
 mod loom_tests;
-pub mod mpmc;
 #[cfg(not(loom))]
 pub mod pipe;
 #[cfg(not(loom))]
 pub mod queue;
-pub mod spsc;
+mod ring;
+pub use ring::{duplex, mpmc, spsc};
 mod sync;
 #[cfg(all(test, not(loom)))]
 mod test_util;

@@ -54,8 +54,10 @@ use loom::thread;
 
 use crate::duplex;
 use crate::mpmc::{self, Mpmc};
-use crate::spsc::{self, RingError, Word};
+use crate::ring::Word;
+use crate::spsc;
 use crate::sync::{AtomicU32, DEAD};
+use shm_core::{RecvError, TryRecvError, TrySendError};
 
 #[test]
 fn loom_spsc_blocking_push_pop_wrap_around() {
@@ -63,11 +65,11 @@ fn loom_spsc_blocking_push_pop_wrap_around() {
         let (mut tx, mut rx) = spsc::channel::<u32>(2).expect("heap ring");
         let producer = thread::spawn(move || {
             for i in 0..3 {
-                tx.push(i).expect("the consumer is alive");
+                tx.send(i).expect("the consumer is alive");
             }
         });
         for i in 0..3 {
-            assert_eq!(rx.pop(), Ok(i));
+            assert_eq!(rx.recv(), Ok(i));
         }
         producer.join().expect("producer");
     });
@@ -79,7 +81,7 @@ fn loom_spsc_batches_and_loans_wrap_around() {
         let (mut tx, mut rx) = spsc::channel::<u32>(2).expect("heap ring");
         let producer = thread::spawn(move || {
             loop {
-                if let Some(mut slot) = tx.reserve() {
+                if let Ok(mut slot) = tx.try_reserve() {
                     *slot = 0;
                     slot.commit();
                     break;
@@ -89,7 +91,11 @@ fn loom_spsc_batches_and_loans_wrap_around() {
             let items = [1, 2, 3];
             let mut sent = 0;
             while sent < items.len() {
-                let n = tx.push_slice(&items[sent..]).expect("the consumer is alive");
+                let n = match tx.try_send_slice(&items[sent..]) {
+                    Ok(n) => n,
+                    Err(TrySendError::Full(())) => 0,
+                    Err(e) => panic!("{e}"),
+                };
                 sent += n;
                 if n == 0 {
                     thread::yield_now();
@@ -98,7 +104,7 @@ fn loom_spsc_batches_and_loans_wrap_around() {
         });
         let mut got = Vec::new();
         loop {
-            if let Some(v) = rx.peek() {
+            if let Ok(v) = rx.try_peek() {
                 got.push(*v);
                 break;
             }
@@ -106,7 +112,11 @@ fn loom_spsc_batches_and_loans_wrap_around() {
         }
         let mut buf = [0u32; 2];
         while got.len() < 4 {
-            let n = rx.pop_into(&mut buf).expect("valid ring");
+            let n = match rx.try_recv_slice(&mut buf) {
+                Ok(n) => n,
+                Err(TryRecvError::Empty) => 0,
+                Err(e) => panic!("{e}"),
+            };
             got.extend_from_slice(&buf[..n]);
             if n == 0 {
                 thread::yield_now();
@@ -143,15 +153,15 @@ fn loom_mpmc_two_producers_one_consumer() {
         let mut q = mpmc::ring::<u32>(2).expect("heap ring");
         let (_, a) = spawn_on(&q, |q| {
             for v in [10, 11] {
-                q.push(v, None).expect("room eventually");
+                q.put(v).expect("room eventually");
             }
         });
         let (mut mine, mut got) = (Some(20), Vec::new());
         while got.len() < 3 {
             // Full only while the ring holds a message, so the pop below
             // cannot wait forever.
-            mine = mine.filter(|&v| q.try_push(v).is_err());
-            got.push(q.pop(None).expect("a message"));
+            mine = mine.filter(|&v| q.try_put(v).is_err());
+            got.push(q.get().expect("a message"));
         }
         a.join().expect("producer");
         check_histories(&[got], &[10, 11, 20]);
@@ -165,12 +175,12 @@ fn loom_mpmc_two_producers_one_consumer() {
 fn loom_mpmc_one_producer_two_consumers() {
     loom::model(|| {
         let mut q = mpmc::ring::<u32>(2).expect("heap ring");
-        let (_, b) = spawn_on(&q, |q| vec![q.pop(None).expect("a message")]);
+        let (_, b) = spawn_on(&q, |q| vec![q.get().expect("a message")]);
         let mut mine = Vec::new();
         for v in [10, 11, 12] {
-            q.push(v, None).expect("room");
+            q.put(v).expect("room");
             if v > 10 {
-                mine.push(q.pop(None).expect("a message"));
+                mine.push(q.get().expect("a message"));
             }
         }
         let theirs = b.join().expect("consumer");
@@ -182,16 +192,16 @@ fn loom_mpmc_one_producer_two_consumers() {
 // blocking one would wait on a slot the dead process holds, and the
 // model's futex has no liveness slice to end that wait.
 
-/// Pushes with `try_push`, yielding while it fails.
+/// Pushes with `try_put`, yielding while it fails.
 fn push_all(q: &mut Mpmc<u32>, values: &[u32]) {
     for &v in values {
-        while q.try_push(v).is_err() {
+        while q.try_put(v).is_err() {
             thread::yield_now();
         }
     }
 }
 
-/// Pops with `try_pop` until, after `done` was set, the ring looked empty
+/// Pops with `try_get` until, after `done` was set, the ring looked empty
 /// twice in a row (a stuck slot is checked on the second look).
 fn pop_all(q: &mut Mpmc<u32>, done: &AtomicU32) -> Vec<u32> {
     let (mut got, mut empty_after_done) = (Vec::new(), 0);
@@ -199,7 +209,7 @@ fn pop_all(q: &mut Mpmc<u32>, done: &AtomicU32) -> Vec<u32> {
         // Acquire: pairs with the Release in `spawn_on`, so that what was
         // pushed before is seen by the looks that follow.
         let finished = done.load(Acquire) != 0;
-        if let Ok(v) = q.try_pop() {
+        if let Ok(v) = q.try_get() {
             got.push(v);
             empty_after_done = 0;
         } else {
@@ -216,7 +226,7 @@ fn pop_all(q: &mut Mpmc<u32>, done: &AtomicU32) -> Vec<u32> {
 fn crashed(values: &[u32], stage: impl FnOnce([&Word; 4])) -> Mpmc<u32> {
     let mut q = mpmc::ring::<u32>(2).expect("heap ring");
     for &v in values {
-        q.try_push(v).expect("room");
+        q.try_put(v).expect("room");
     }
     stage(q.words(0));
     q
@@ -272,7 +282,7 @@ fn loom_mpmc_dead_producers_slot_is_skipped_once() {
             push_all(q, &[10]);
             let got: Vec<u32> = (0..2)
                 .filter_map(|_| {
-                    let v = q.try_pop().ok();
+                    let v = q.try_get().ok();
                     thread::yield_now();
                     v
                 })
@@ -298,7 +308,7 @@ fn loom_mpmc_dead_consumers_slot_is_recycled_once() {
             owner.store(DEAD, Relaxed);
         });
         let (done, a) = spawn_on(&q, |q| push_all(q, &[10]));
-        assert_eq!(q.try_pop(), Ok(2), "the oldest message first");
+        assert_eq!(q.try_get(), Ok(2), "the oldest message first");
         push_all(&mut q, &[20]);
         let got = pop_all(&mut q, &done);
         a.join().expect("producer");
@@ -325,7 +335,7 @@ fn try_recv_n(end: &mut duplex::Duplex<u32, u32>, n: usize) -> Vec<u32> {
     while got.len() < n {
         match end.try_recv() {
             Ok(v) => got.push(v),
-            Err(RingError::Empty) => thread::yield_now(),
+            Err(TryRecvError::Empty) => thread::yield_now(),
             Err(e) => panic!("{e}"),
         }
     }
@@ -338,7 +348,7 @@ fn try_send_all(end: &mut duplex::Duplex<u32, u32>, values: &[u32]) {
         loop {
             match end.try_send(v) {
                 Ok(()) => break,
-                Err(e) if e.kind == RingError::Full => v = e.value,
+                Err(TrySendError::Full(back)) => v = back,
                 Err(e) => panic!("{e}"),
             }
             thread::yield_now();
@@ -357,7 +367,7 @@ fn loom_duplex_cell_and_ring_keep_fifo() {
         let (mut tx, mut rx) = duplex::channel::<u32, u32>(2).expect("heap duplex");
         let sender = thread::spawn(move || {
             try_send_all(&mut tx, &[0, 1, 2]);
-            assert_eq!(tx.try_recv(), Err(RingError::Empty), "nothing comes back");
+            assert_eq!(tx.try_recv(), Err(TryRecvError::Empty), "nothing comes back");
             try_send_all(&mut tx, &[3]);
         });
         assert_eq!(try_recv_n(&mut rx, 4), [0, 1, 2, 3]);
@@ -419,7 +429,7 @@ fn loom_duplex_close_after_sends_drains_then_disconnects() {
         });
         assert_eq!(rx.recv(), Ok(1));
         assert_eq!(rx.recv(), Ok(2));
-        assert_eq!(rx.recv(), Err(RingError::Disconnected));
+        assert_eq!(rx.recv(), Err(RecvError::Disconnected));
         sender.join().expect("sender");
     });
 }

@@ -11,20 +11,21 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use shm_collections::mpmc;
-use shm_collections::spsc::{self, RingError};
+use shm_collections::spsc;
+use shm_core::{TryRecvError, TrySendError};
 
 /// One step of a single-threaded history.
 #[derive(Clone, Debug)]
 enum Op {
-    /// `try_push` of the next value.
+    /// `try_send` of the next value.
     Push,
-    /// `push_slice` of the next `n` values.
+    /// `try_send_slice` of the next `n` values.
     PushSlice(usize),
     /// `reserve`, write the next value, then `commit` (or drop when false).
     Reserve(bool),
-    /// `try_pop`.
+    /// `try_recv`.
     Pop,
-    /// `pop_into` a buffer of `n`.
+    /// `try_recv_slice` a buffer of `n`.
     PopInto(usize),
     /// `peek`, then release.
     Peek,
@@ -41,7 +42,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// The MPMC ring has no batches or loans: only `try_push` and `try_pop`.
+/// The MPMC ring has no batches or loans: only `try_put` and `try_get`.
 fn mpmc_op() -> impl Strategy<Value = Op> {
     prop_oneof![Just(Op::Push), Just(Op::Pop)]
 }
@@ -84,23 +85,27 @@ proptest! {
         for op in ops {
             let room = cap - model.len();
             match op {
-                Op::Push => match tx.try_push(next) {
+                Op::Push => match tx.try_send(next) {
                     Ok(()) => {
                         prop_assert!(room > 0);
                         model.push_back(next);
                         next += 1;
                     }
-                    Err(e) => prop_assert!(room == 0 && e.kind == RingError::Full && e.value == next),
+                    Err(e) => prop_assert!(room == 0 && matches!(e, TrySendError::Full(v) if v == next)),
                 },
                 Op::PushSlice(n) => {
                     let items: Vec<u64> = (next..next + n as u64).collect();
-                    let sent = tx.push_slice(&items).expect("valid ring");
+                    let sent = match tx.try_send_slice(&items) {
+                        Ok(sent) => sent,
+                        Err(TrySendError::Full(())) => 0,
+                        Err(e) => return Err(TestCaseError::fail(format!("try_send_slice: {e}"))),
+                    };
                     prop_assert_eq!(sent, n.min(room));
                     model.extend(&items[..sent]);
                     next += sent as u64;
                 }
                 Op::Reserve(commit) => {
-                    if let Some(mut slot) = tx.reserve() {
+                    if let Ok(mut slot) = tx.try_reserve() {
                         prop_assert!(room > 0);
                         *slot = next;
                         if commit {
@@ -112,27 +117,31 @@ proptest! {
                         prop_assert_eq!(room, 0);
                     }
                 }
-                Op::Pop => match rx.try_pop() {
+                Op::Pop => match rx.try_recv() {
                     Ok(v) => prop_assert_eq!(Some(v), model.pop_front()),
-                    Err(e) => prop_assert!(model.is_empty() && e == RingError::Empty),
+                    Err(e) => prop_assert!(model.is_empty() && e == TryRecvError::Empty),
                 },
                 Op::PopInto(n) => {
-                    let got = rx.pop_into(&mut buf[..n]).expect("valid ring");
+                    let got = match rx.try_recv_slice(&mut buf[..n]) {
+                        Ok(got) => got,
+                        Err(TryRecvError::Empty) => 0,
+                        Err(e) => return Err(TestCaseError::fail(format!("try_recv_slice: {e}"))),
+                    };
                     prop_assert_eq!(got, n.min(model.len()));
                     let want: Vec<u64> = model.drain(..got).collect();
                     prop_assert_eq!(&buf[..got], &want[..]);
                 }
-                Op::Peek => match rx.peek() {
-                    Some(v) => prop_assert_eq!(Some(*v), model.pop_front()),
-                    None => prop_assert!(model.is_empty()),
+                Op::Peek => match rx.try_peek() {
+                    Ok(v) => prop_assert_eq!(Some(*v), model.pop_front()),
+                    Err(e) => prop_assert!(model.is_empty() && e == TryRecvError::Empty),
                 },
             }
             prop_assert_eq!(rx.len(), model.len());
         }
         while let Some(want) = model.pop_front() {
-            prop_assert_eq!(rx.try_pop(), Ok(want));
+            prop_assert_eq!(rx.try_recv(), Ok(want));
         }
-        prop_assert_eq!(rx.try_pop(), Err(RingError::Empty));
+        prop_assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
     }
 
     /// The same for the MPMC ring, through two handles.
@@ -145,18 +154,18 @@ proptest! {
         let mut next = 0u64;
         for op in ops {
             if let Op::Push = op {
-                match tx.try_push(next) {
+                match tx.try_put(next) {
                     Ok(()) => {
                         prop_assert!(model.len() < cap);
                         model.push_back(next);
                         next += 1;
                     }
-                    Err(e) => prop_assert!(model.len() == cap && e.kind == RingError::Full && e.value == next),
+                    Err(e) => prop_assert!(model.len() == cap && matches!(e, TrySendError::Full(v) if v == next)),
                 }
             } else {
-                match rx.try_pop() {
+                match rx.try_get() {
                     Ok(v) => prop_assert_eq!(Some(v), model.pop_front()),
-                    Err(e) => prop_assert!(model.is_empty() && e == RingError::Empty),
+                    Err(e) => prop_assert!(model.is_empty() && e == TryRecvError::Empty),
                 }
             }
             prop_assert_eq!(rx.len(), model.len());
@@ -185,13 +194,17 @@ proptest! {
                 // then a blocking push (as the consumer below does).
                 let op = if idle > 10_000 { &Op::Pop } else { op };
                 match *op {
-                    Op::Push => next += u64::from(tx.try_push(next).is_ok()),
+                    Op::Push => next += u64::from(tx.try_send(next).is_ok()),
                     Op::PushSlice(k) => {
                         let items: Vec<u64> = (next..n.min(next + k as u64)).collect();
-                        next += tx.push_slice(&items).expect("consumer alive") as u64;
+                        match tx.try_send_slice(&items) {
+                            Ok(sent) => next += sent as u64,
+                            Err(TrySendError::Full(())) => {}
+                            Err(e) => panic!("try_send_slice: {e}"),
+                        }
                     }
                     Op::Reserve(_) => {
-                        if let Some(mut slot) = tx.reserve() {
+                        if let Ok(mut slot) = tx.try_reserve() {
                             *slot = next;
                             slot.commit();
                             next += 1;
@@ -199,7 +212,7 @@ proptest! {
                     }
                     // The consumer's steps stand for a blocking push here.
                     _ => {
-                        tx.push(next).expect("consumer alive");
+                        tx.send(next).expect("consumer alive");
                         next += 1;
                     }
                 }
@@ -216,22 +229,23 @@ proptest! {
             // producer's close once everything was read.
             let op = if idle > 10_000 { &Op::Push } else { op };
             match *op {
-                Op::Pop => match rx.try_pop() {
+                Op::Pop => match rx.try_recv() {
                     Ok(v) => got.push(v),
-                    Err(RingError::Empty) => {}
+                    Err(TryRecvError::Empty) => {}
                     Err(_) => break,
                 },
-                Op::PopInto(k) => {
-                    let m = rx.pop_into(&mut buf[..k]).expect("valid ring");
-                    got.extend_from_slice(&buf[..m]);
-                }
+                Op::PopInto(k) => match rx.try_recv_slice(&mut buf[..k]) {
+                    Ok(m) => got.extend_from_slice(&buf[..m]),
+                    Err(TryRecvError::Empty) => {}
+                    Err(_) => break,
+                },
                 Op::Peek => {
-                    if let Some(v) = rx.peek() {
+                    if let Ok(v) = rx.try_peek() {
                         got.push(*v);
                     }
                 }
                 // The producer's steps stand for a blocking pop here.
-                _ => match rx.pop() {
+                _ => match rx.recv() {
                     Ok(v) => got.push(v),
                     Err(_) => break,
                 },
@@ -267,9 +281,9 @@ proptest! {
                 s.spawn(move || {
                     for i in 0..per {
                         if block {
-                            q.push(tag(p, i), None).expect("room eventually");
+                            q.put(tag(p, i)).expect("room eventually");
                         } else {
-                            while q.try_push(tag(p, i)).is_err() {
+                            while q.try_put(tag(p, i)).is_err() {
                                 std::thread::yield_now();
                             }
                         }
@@ -283,9 +297,9 @@ proptest! {
                         let mut got = Vec::new();
                         while *taken.lock().expect("no panic") < total {
                             let v = if block {
-                                q.pop(Some(Duration::from_millis(10))).ok()
+                                q.get_timeout(Duration::from_millis(10)).ok()
                             } else {
-                                q.try_pop().ok()
+                                q.try_get().ok()
                             };
                             match v {
                                 Some(v) => {

@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use shm::duplex::{self, Duplex};
 use shm::prelude::*;
-use shm::spsc::{self, Producer, RingError};
+use shm::spsc::{self, Producer};
+use shm::{RecvError, TryRecvError, TrySendError};
 
 /// A message: sequence number, send time (monotonic ns), payload.
 type Msg = [u64; 3];
@@ -26,7 +27,11 @@ fn produce((mut out, n): (Producer<Msg>, u64)) -> Result<(), String> {
         batch.extend((seq..n.min(seq + 64)).map(|s| [s, now, s * 3]));
         let mut sent = 0;
         while sent < batch.len() {
-            sent += out.push_slice(&batch[sent..]).map_err(|e| e.to_string())?;
+            sent += match out.try_send_slice(&batch[sent..]) {
+                Ok(n) => n,
+                Err(TrySendError::Full(())) => 0,
+                Err(e) => return Err(e.to_string()),
+            };
         }
         seq += batch.len() as u64;
     }
@@ -38,7 +43,7 @@ fn echo(mut end: Duplex<u64, u64>) -> Result<(), String> {
     loop {
         match end.recv() {
             Ok(i) => end.send(i + 1).map_err(|e| e.to_string())?,
-            Err(RingError::Disconnected) => return Ok(()),
+            Err(RecvError::Disconnected) => return Ok(()),
             Err(e) => return Err(e.to_string()),
         }
     }
@@ -58,14 +63,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     producer.start()?;
     let (mut expect, mut buf) = (0u64, vec![[0u64; 3]; 256]);
     loop {
-        let got = rx.pop_into(&mut buf)?;
+        let got = match rx.try_recv_slice(&mut buf) {
+            Ok(n) => n,
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => 0,
+            Err(e) => return Err(e.into()),
+        };
         if got == 0 {
-            match rx.pop() {
+            match rx.recv() {
                 Ok(m) => {
                     buf[0] = m;
                     check(&buf[..1], &mut expect)?;
                 }
-                Err(RingError::Disconnected) => break,
+                Err(RecvError::Disconnected) => break,
                 Err(e) => return Err(e.into()),
             }
             continue;

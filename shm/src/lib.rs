@@ -122,7 +122,7 @@
 //!   chance in 511: a timed call then times out, an untimed one waits for
 //!   that process to end). Ring and queue claims name a bare pid: a claim
 //!   held by a live process is waited on within the call's timeout, and an
-//!   untimed MPMC call reports `Corrupted` after `mpmc::CLAIM_BOUND`.
+//!   untimed MPMC call reports `Fault::Stalled` after `mpmc::CLAIM_BOUND`.
 //!
 //! **What a scribbling peer can cause**, in the objects it scribbles on and
 //! only there:
@@ -155,7 +155,7 @@
 //! this protocol: a peer that writes a slot it has published, while you hold
 //! the loan, is a data race in your process. Use the loans between processes
 //! that run your own code; where the writer is not trusted, use the copying
-//! path (`try_pop`/`pop`, `recv`, `recv_bytes`, `Queue::get`), which copies
+//! path (`try_recv`/`recv`, `recv_bytes`, `Queue::get`), which copies
 //! the slot through atomic words and validates it before use. Write loans
 //! (`reserve`) lend slots no reader looks at until they are committed.
 //!

@@ -7,8 +7,7 @@ use std::sync::atomic::Ordering::Release;
 
 use libtest_mimic::Trial;
 use shm::duplex::{self, Duplex};
-use shm::spsc::RingError;
-use shm::{Process, RawValue, StartMethod};
+use shm::{Process, RawValue, RecvError, SendError, StartMethod};
 use shm_tests::{METHODS, check, next_random, run_trials, wait_flag};
 
 type Result = shm_tests::TestResult;
@@ -18,7 +17,7 @@ fn echo(mut end: Duplex<u64, u64>) -> std::result::Result<(), String> {
     loop {
         match end.recv() {
             Ok(v) => end.send(3 * v + 1).map_err(|e| e.to_string())?,
-            Err(RingError::Disconnected) => return Ok(()),
+            Err(RecvError::Disconnected) => return Ok(()),
             Err(e) => return Err(e.to_string()),
         }
     }
@@ -113,7 +112,7 @@ fn killed_sender_loses_nothing_published(m: StartMethod) -> Result {
                     )?;
                     next += 1;
                 }
-                Err(RingError::Disconnected) => break,
+                Err(RecvError::Disconnected) => break,
                 Err(e) => return Err(format!("round {round}: after the sender died: {e}").into()),
             }
         }
@@ -134,17 +133,17 @@ fn dead_peer_is_reported(m: StartMethod) -> Result {
     p.kill()?;
     check(p.join()? == -9, "killed")?;
     // Nothing answers: a blocked receive learns the peer died.
-    check(me.recv() == Err(RingError::Disconnected), "recv after the peer died")?;
+    check(me.recv() == Err(RecvError::Disconnected), "recv after the peer died")?;
     // Sends land until cell and ring are full; then a blocked send learns it.
     let mut last = Ok(());
     for i in 0..10 {
-        last = me.send(i).map_err(|e| e.kind);
+        last = me.send(i);
         if last.is_err() {
             break;
         }
     }
     check(
-        last == Err(RingError::Disconnected),
+        matches!(last, Err(SendError::Disconnected(_))),
         format!("send to a dead peer: {last:?}"),
     )
 }

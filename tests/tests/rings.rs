@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use libtest_mimic::Trial;
 use shm::mpmc::{self, Mpmc};
-use shm::spsc::{self, Consumer, Producer, RingError};
+use shm::spsc::{self, Consumer, Producer};
+use shm::{Fault, RecvError, RecvTimeoutError, SendError};
 use shm::{Process, RawValue, StartMethod};
 use shm_tests::{METHODS, check, next_random, run_trials, wait_flag};
 
@@ -14,7 +15,7 @@ type Result = shm_tests::TestResult;
 
 fn produce((mut tx, n): (Producer<u64>, u64)) -> std::result::Result<(), String> {
     for i in 0..n {
-        tx.push(i).map_err(|e| e.to_string())?;
+        tx.send(i).map_err(|e| e.to_string())?;
     }
     tx.close();
     Ok(())
@@ -22,13 +23,13 @@ fn produce((mut tx, n): (Producer<u64>, u64)) -> std::result::Result<(), String>
 
 fn consume((mut rx, n): (Consumer<u64>, u64)) -> std::result::Result<(), String> {
     for i in 0..n {
-        let v = rx.pop().map_err(|e| e.to_string())?;
+        let v = rx.recv().map_err(|e| e.to_string())?;
         if v != i {
             return Err(format!("got {v}, expected {i}"));
         }
     }
-    match rx.pop() {
-        Err(RingError::Disconnected) => Ok(()),
+    match rx.recv() {
+        Err(RecvError::Disconnected) => Ok(()),
         other => Err(format!("after the last message: {other:?}")),
     }
 }
@@ -36,7 +37,7 @@ fn consume((mut rx, n): (Consumer<u64>, u64)) -> std::result::Result<(), String>
 fn produce_forever(mut tx: Producer<u64>) {
     let mut i = 0u64;
     loop {
-        if tx.push(i).is_err() {
+        if tx.send(i).is_err() {
             return;
         }
         i += 1;
@@ -45,7 +46,7 @@ fn produce_forever(mut tx: Producer<u64>) {
 
 fn consume_a_few((mut rx, ready): (Consumer<u64>, RawValue<u32>)) {
     for _ in 0..3 {
-        let _ = rx.pop();
+        let _ = rx.recv();
     }
     ready.store(1, Release);
     loop {
@@ -78,7 +79,7 @@ fn killed_producer_loses_nothing_published(m: StartMethod) -> Result {
     p.start()?;
     let mut next = 0u64;
     while next < 10_000 {
-        let v = rx.pop()?;
+        let v = rx.recv()?;
         check(v == next, format!("got {v}, expected {next}"))?;
         next += 1;
     }
@@ -86,12 +87,12 @@ fn killed_producer_loses_nothing_published(m: StartMethod) -> Result {
     check(p.join()? == -9, "killed")?;
     // Everything it published is still delivered, in order, then the end.
     loop {
-        match rx.pop() {
+        match rx.recv() {
             Ok(v) => {
                 check(v == next, format!("got {v}, expected {next}"))?;
                 next += 1;
             }
-            Err(RingError::Disconnected) => break,
+            Err(RecvError::Disconnected) => break,
             Err(e) => return Err(format!("after the producer died: {e}").into()),
         }
     }
@@ -104,16 +105,16 @@ fn blocked_push_sees_a_dead_consumer(m: StartMethod) -> Result {
     let p = Process::new(consume_a_few, (rx, ready.clone())).with_start_method(m);
     p.start()?;
     for i in 0..3 {
-        tx.push(i).map_err(|e| e.to_string())?;
+        tx.send(i).map_err(|e| e.to_string())?;
     }
     wait_flag(&ready);
     for i in 0..4 {
-        tx.push(i).map_err(|e| e.to_string())?;
+        tx.send(i).map_err(|e| e.to_string())?;
     }
     p.kill()?;
-    let pushed = tx.push(99);
+    let pushed = tx.send(99);
     check(
-        matches!(&pushed, Err(e) if e.kind == RingError::Disconnected && e.value == 99),
+        matches!(&pushed, Err(SendError::Disconnected(99))),
         format!("push into a ring whose consumer died: {pushed:?}"),
     )?;
     check(p.join()? == -9, "killed")
@@ -122,7 +123,7 @@ fn blocked_push_sees_a_dead_consumer(m: StartMethod) -> Result {
 fn mpmc_produce_forever((mut q, id): (Mpmc<u64>, u64)) {
     let mut i = 0u64;
     loop {
-        if q.push(id << 32 | i, None).is_err() {
+        if q.put(id << 32 | i).is_err() {
             return;
         }
         i += 1;
@@ -156,7 +157,7 @@ fn mpmc_killed_producers_lose_and_duplicate_nothing(m: StartMethod) -> Result {
     };
     for victim in &procs {
         for _ in 0..5_000 {
-            let v = q.pop(Some(Duration::from_secs(30)))?;
+            let v = q.get_timeout(Duration::from_secs(30))?;
             take(&mut next, v)?;
         }
         next_random(&mut seed);
@@ -166,23 +167,23 @@ fn mpmc_killed_producers_lose_and_duplicate_nothing(m: StartMethod) -> Result {
     }
     // Drain: whatever was published arrives; tombstones are skipped.
     loop {
-        match q.pop(Some(Duration::from_millis(500))) {
+        match q.get_timeout(Duration::from_millis(500)) {
             Ok(v) => take(&mut next, v)?,
-            Err(RingError::Empty) => break,
+            Err(RecvTimeoutError::Timeout(_)) => break,
             Err(e) => return Err(e.to_string().into()),
         }
     }
     drop(procs);
     // The ring is whole again: a new producer's messages go through.
-    q.try_push(7 << 32).map_err(|e| e.to_string())?;
+    q.try_put(7 << 32).map_err(|e| e.to_string())?;
     check(
-        q.pop(Some(Duration::from_secs(30)))? == 7 << 32,
+        q.get_timeout(Duration::from_secs(30))? == 7 << 32,
         "ring wedged after the kills",
     )
 }
 
 fn mpmc_consume_forever((mut q, seen): (Mpmc<u64>, RawValue<u64>)) {
-    while let Ok(v) = q.pop(None) {
+    while let Ok(v) = q.get() {
         // Relaxed: a tally the parent reads after this process is gone.
         seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = v;
@@ -202,7 +203,7 @@ fn mpmc_killed_consumers_never_wedge_it(m: StartMethod) -> Result {
         let c = Process::new(mpmc_consume_forever, (q.clone(), tally.clone())).with_start_method(m);
         c.start()?;
         for _ in 0..2_000 {
-            q.push(pushed, Some(Duration::from_secs(30)))
+            q.put_timeout(pushed, Duration::from_secs(30))
                 .map_err(|e| format!("round {round}: {e}"))?;
             pushed += 1;
         }
@@ -214,7 +215,7 @@ fn mpmc_killed_consumers_never_wedge_it(m: StartMethod) -> Result {
     // With no consumer left, fill the ring: it must take a full ring's worth
     // (slots a dead consumer held are recycled), then report full.
     let mut filled = 0;
-    while q.push(u64::MAX, Some(Duration::from_millis(300))).is_ok() {
+    while q.put_timeout(u64::MAX, Duration::from_millis(300)).is_ok() {
         filled += 1;
         check(filled <= q.capacity(), "more room than slots")?;
     }
@@ -257,17 +258,26 @@ fn mpmc_scribble_slot0(q: Mpmc<u64>) -> std::result::Result<(), String> {
 /// Every operation of the scribbled ring, from another process: each
 /// returns the corruption, none spins.
 fn mpmc_ops_report_corruption(mut q: Mpmc<u64>) -> std::result::Result<(), String> {
-    let t = Some(Duration::from_millis(50));
-    let results = [
-        q.try_pop(),
-        q.pop(t),
-        q.pop(None),
-        q.try_push(1).map(|()| 0).map_err(|e| e.kind),
-        q.push(1, t).map(|()| 0).map_err(|e| e.kind),
-        q.push(1, None).map(|()| 0).map_err(|e| e.kind),
+    let t = Duration::from_millis(50);
+    let results: [std::result::Result<u64, Option<Fault>>; 6] = [
+        q.try_get().map_err(|e| match e {
+            shm::TryRecvError::Fault(f) => Some(f),
+            _ => None,
+        }),
+        q.get_timeout(t).map_err(|e| match e {
+            RecvTimeoutError::Fault(f) => Some(f),
+            _ => None,
+        }),
+        q.get().map_err(|e| match e {
+            RecvError::Fault(f) => Some(f),
+            _ => None,
+        }),
+        q.try_put(1).map(|()| 0).map_err(|e| e.fault().cloned()),
+        q.put_timeout(1, t).map(|()| 0).map_err(|e| e.fault().cloned()),
+        q.put(1).map(|()| 0).map_err(|e| e.fault().cloned()),
     ];
     for (i, r) in results.iter().enumerate() {
-        if !matches!(r, Err(RingError::CorruptedWord { .. })) {
+        if !matches!(r, Err(Some(Fault::Corrupted { .. }))) {
             return Err(format!("op {i}: {r:?}"));
         }
     }

@@ -15,7 +15,7 @@ use super::Fail;
 use super::frame::{Frame, Kind, ReadCursor, Spot, Stop, WriteCursor, wait_until};
 use super::loan::{RecvLoan, SendLoan};
 use super::{ByteRing, OpenError, READER_CLOSED, WRITER_CLOSED};
-use crate::spsc::{Word, claim};
+use crate::ring::{Word, claim};
 
 /// The writing end of a byte ring. `Send`, not `Sync`.
 pub struct ByteProducer {

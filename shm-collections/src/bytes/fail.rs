@@ -20,7 +20,7 @@ pub(crate) enum Fail {
     Fault(Box<Fault>),
 }
 
-// The hot paths return `Result<_, Fail>`: keep it as small as `RingError` was.
+// The hot paths return `Result<_, Fail>`: keep it two words.
 const _: () = assert!(size_of::<Fail>() <= 16);
 
 impl Fail {

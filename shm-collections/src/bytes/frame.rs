@@ -9,7 +9,7 @@ use shm_core::sys::Deadline;
 
 use super::Fail;
 use super::{FRAME, RingHeader, TAG, valid_capacity};
-use crate::spsc::{Slept, Word, sleep_on, wake_if_sleeping};
+use crate::ring::{Slept, Word, sleep_on, wake_if_sleeping};
 
 /// The object corruption reports name.
 const OBJECT: &str = "byte ring";

@@ -46,7 +46,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use shm_core::sys;
 use shm_core::{Segment, SegmentError, SegmentKind, TypeIdentity};
 
-use crate::spsc::{HEADER, MAX_CAPACITY, Word, peer_gone, ring_capacity};
+use crate::ring::{HEADER, MAX_CAPACITY, Word, peer_gone, ring_capacity};
 use crate::sync;
 
 mod ends;

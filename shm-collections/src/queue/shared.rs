@@ -11,7 +11,7 @@ use shm_core::{Segment, SegmentError, TypeIdentity};
 use shm_sync::ProcessLock;
 
 use crate::bytes::{Kind, RawRing, ReadCursor, Stop, WriteCursor, round_capacity, valid_capacity, wait_until};
-use crate::spsc::{HEADER, Word};
+use crate::ring::{HEADER, Word};
 
 use super::MAX_PEERS;
 use crate::bytes::Fail;
