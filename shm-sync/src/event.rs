@@ -20,8 +20,8 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shm_core::sys::{Deadline, FutexWait};
 use shm_core::SegmentKind;
+use shm_core::sys::{Deadline, FutexWait};
 
 #[cfg(not(loom))]
 use crate::park::Futex;

@@ -95,8 +95,8 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shm_core::sys::{Deadline, FutexWait};
 use shm_core::SegmentKind;
+use shm_core::sys::{Deadline, FutexWait};
 
 use crate::error::{AcquireTimeoutError, OwnerDied, TryAcquireError};
 #[cfg(not(loom))]

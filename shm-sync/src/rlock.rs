@@ -14,8 +14,8 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shm_core::sys::Deadline;
 use shm_core::SegmentKind;
+use shm_core::sys::Deadline;
 
 use crate::error::{AcquireTimeoutError, OwnerDied, SyncError, TryAcquireError};
 use crate::lock::{RawLock, Taken};
