@@ -5,10 +5,9 @@
 
 use std::sync::atomic::Ordering::Release;
 
-use libtest_mimic::Trial;
 use shm::duplex::{self, Duplex};
 use shm::{Process, RawValue, RecvError, SendError, StartMethod};
-use shm_tests::{METHODS, check, next_random, run_trials, wait_flag};
+use shm_tests::{check, next_random, wait_flag};
 
 type Result = shm_tests::TestResult;
 
@@ -148,20 +147,10 @@ fn dead_peer_is_reported(m: StartMethod) -> Result {
     )
 }
 
-fn main() {
-    shm::init();
-    let mut tests = Vec::new();
-    for m in METHODS {
-        tests.push(Trial::test(format!("duplex_requests_in_bursts_{m}"), move || {
-            requests_in_bursts(m)
-        }));
-        tests.push(Trial::test(
-            format!("duplex_killed_sender_loses_nothing_published_{m}"),
-            move || killed_sender_loses_nothing_published(m),
-        ));
-        tests.push(Trial::test(format!("duplex_dead_peer_is_reported_{m}"), move || {
-            dead_peer_is_reported(m)
-        }));
+shm_tests::trials! {
+    per_method {
+        duplex_requests_in_bursts => requests_in_bursts,
+        duplex_killed_sender_loses_nothing_published => killed_sender_loses_nothing_published,
+        duplex_dead_peer_is_reported => dead_peer_is_reported,
     }
-    run_trials(tests);
 }

@@ -6,9 +6,8 @@
 
 use std::time::Duration;
 
-use libtest_mimic::Trial;
 use shm::{Process, ProcessError, StartMethod};
-use shm_tests::{METHODS, check, next_random, run_trials, wait_gone};
+use shm_tests::{check, next_random, wait_gone};
 
 type Result = shm_tests::TestResult;
 
@@ -76,17 +75,11 @@ fn fork_server_killed_while_starting() -> Result {
     check(p.join()? == 7, "after the storm")
 }
 
-fn main() {
-    shm::init();
-    let mut tests = Vec::new();
-    for m in METHODS {
-        tests.push(Trial::test(format!("child_killed_at_random_points_{m}"), move || {
-            child_killed_at_random_points(m)
-        }));
+shm_tests::trials! {
+    per_method {
+        child_killed_at_random_points,
     }
-    tests.push(Trial::test(
-        "fork_server_killed_while_starting",
+    once {
         fork_server_killed_while_starting,
-    ));
-    run_trials(tests);
+    }
 }

@@ -4,12 +4,11 @@
 use std::sync::atomic::Ordering::Release;
 use std::time::Duration;
 
-use libtest_mimic::Trial;
 use shm::mpmc::{self, Mpmc};
 use shm::spsc::{self, Consumer, Producer};
 use shm::{Fault, RecvError, RecvTimeoutError, SendError};
 use shm::{Process, RawValue, StartMethod};
-use shm_tests::{METHODS, check, next_random, run_trials, wait_flag};
+use shm_tests::{check, next_random, wait_flag};
 
 type Result = shm_tests::TestResult;
 
@@ -305,38 +304,14 @@ fn mpmc_scribbled_sequence_is_reported_across_processes(m: StartMethod) -> Resul
     check(code == Some(0), "an operation did not report the corruption")
 }
 
-fn main() {
-    shm::init();
-    let mut tests = Vec::new();
-    for m in METHODS {
-        tests.push(Trial::test(format!("spsc_child_produces_in_order_{m}"), move || {
-            child_produces_in_order(m)
-        }));
-        tests.push(Trial::test(format!("spsc_child_consumes_in_order_{m}"), move || {
-            child_consumes_in_order(m)
-        }));
-        tests.push(Trial::test(
-            format!("spsc_killed_producer_loses_nothing_published_{m}"),
-            move || killed_producer_loses_nothing_published(m),
-        ));
-        tests.push(Trial::test(
-            format!("spsc_blocked_push_sees_a_dead_consumer_{m}"),
-            move || blocked_push_sees_a_dead_consumer(m),
-        ));
+shm_tests::trials! {
+    per_method {
+        spsc_child_produces_in_order => child_produces_in_order,
+        spsc_child_consumes_in_order => child_consumes_in_order,
+        spsc_killed_producer_loses_nothing_published => killed_producer_loses_nothing_published,
+        spsc_blocked_push_sees_a_dead_consumer => blocked_push_sees_a_dead_consumer,
+        mpmc_killed_producers_lose_and_duplicate_nothing,
+        mpmc_killed_consumers_never_wedge_it,
+        mpmc_scribbled_sequence_is_reported_across_processes,
     }
-    for m in METHODS {
-        tests.push(Trial::test(
-            format!("mpmc_killed_producers_lose_and_duplicate_nothing_{m}"),
-            move || mpmc_killed_producers_lose_and_duplicate_nothing(m),
-        ));
-        tests.push(Trial::test(
-            format!("mpmc_killed_consumers_never_wedge_it_{m}"),
-            move || mpmc_killed_consumers_never_wedge_it(m),
-        ));
-        tests.push(Trial::test(
-            format!("mpmc_scribbled_sequence_is_reported_across_processes_{m}"),
-            move || mpmc_scribbled_sequence_is_reported_across_processes(m),
-        ));
-    }
-    run_trials(tests);
 }
