@@ -436,6 +436,7 @@ impl<T: ShmSafe> Mpmc<T> {
 }
 
 mod ops;
+pub use ops::TRY_HELD_SPINS;
 
 // Segments and real threads: not under loom (see `loom_tests.rs`).
 #[cfg(all(test, not(loom)))]
