@@ -241,7 +241,7 @@ impl<S: ShmSafe, R: ShmSafe> Duplex<S, R> {
         if let Cell::Took(v) = first {
             return Ok(v);
         }
-        if self.rx.ready().map_err(TryRecvError::Fault)? > 0 {
+        if self.rx.ready().map_err(|d| TryRecvError::Fault(d.into()))? > 0 {
             // Look again: a cell message sent before the ring message we
             // now see is visible now, and comes first.
             return match self.take_cell()? {

@@ -35,17 +35,21 @@ impl<T: ShmSafe> Producer<T> {
     }
 
     /// Free slots as last seen (a lower bound).
-    fn free(&mut self) -> Result<u32, Fault> {
+    #[inline]
+    fn free(&mut self) -> Result<u32, BadDistance> {
         let used = self.tail.wrapping_sub(self.cached_head);
         if used > self.at.capacity {
-            return Err(corrupted_distance("tail - head", self.at.capacity, used));
+            return Err(BadDistance {
+                capacity: self.at.capacity,
+                found: used,
+            });
         }
         Ok(self.at.capacity - used)
     }
 
     /// Free slots, re-reading the consumer's index if the cache says none.
     #[inline]
-    fn free_fresh(&mut self, want: u32) -> Result<u32, Fault> {
+    fn free_fresh(&mut self, want: u32) -> Result<u32, BadDistance> {
         let free = self.free()?;
         if free >= want {
             return Ok(free);
@@ -65,7 +69,7 @@ impl<T: ShmSafe> Producer<T> {
             Ok(0) if self.closed_bits() & CONSUMER_CLOSED != 0 => Err(TrySendError::Disconnected(())),
             Ok(0) => Err(TrySendError::Full(())),
             Ok(_) => Ok(()),
-            Err(f) => Err(TrySendError::Fault((), f)),
+            Err(d) => Err(TrySendError::Fault((), d.into())),
         }
     }
 
@@ -179,7 +183,10 @@ impl<T: ShmSafe> Producer<T> {
     pub fn try_send_slice(&mut self, items: &[T]) -> Result<usize, TrySendError<()>> {
         self.claim();
         let want = u32::try_from(items.len()).unwrap_or(u32::MAX);
-        let n = self.free_fresh(want).map_err(|f| TrySendError::Fault((), f))?.min(want);
+        let n = self
+            .free_fresh(want)
+            .map_err(|d| TrySendError::Fault((), d.into()))?
+            .min(want);
         if n == 0 {
             return Err(if self.closed_bits() & CONSUMER_CLOSED != 0 {
                 TrySendError::Disconnected(())
@@ -305,10 +312,14 @@ impl<T: ShmSafe> Consumer<T> {
         }
     }
 
-    fn available(&mut self) -> Result<u32, Fault> {
+    #[inline]
+    fn available(&mut self) -> Result<u32, BadDistance> {
         let n = self.cached_tail.wrapping_sub(self.head);
         if n > self.at.capacity {
-            return Err(corrupted_distance("tail - head", self.at.capacity, n));
+            return Err(BadDistance {
+                capacity: self.at.capacity,
+                found: n,
+            });
         }
         Ok(n)
     }
@@ -316,7 +327,7 @@ impl<T: ShmSafe> Consumer<T> {
     /// Elements ready, re-reading the producer's index if the cache holds
     /// fewer than `want`.
     #[inline]
-    fn available_fresh(&mut self, want: u32) -> Result<u32, Fault> {
+    fn available_fresh(&mut self, want: u32) -> Result<u32, BadDistance> {
         let n = self.available()?;
         if n >= want {
             return Ok(n);
@@ -331,16 +342,16 @@ impl<T: ShmSafe> Consumer<T> {
     #[inline]
     fn ready_at_least(&mut self, want: u32) -> Result<u32, TryRecvError> {
         self.claim();
-        let n = self.available_fresh(want).map_err(TryRecvError::Fault)?;
+        let n = self.available_fresh(want).map_err(|d| TryRecvError::Fault(d.into()))?;
         if n > 0 {
             return Ok(n);
         }
         let closed = self.closed_bits() & PRODUCER_CLOSED != 0;
         // A close is seen after everything sent before it: look once more.
-        if closed && self.available_fresh(1).map_err(TryRecvError::Fault)? == 0 {
+        if closed && self.available_fresh(1).map_err(|d| TryRecvError::Fault(d.into()))? == 0 {
             Err(TryRecvError::Disconnected)
         } else if closed {
-            self.available_fresh(want).map_err(TryRecvError::Fault)
+            self.available_fresh(want).map_err(|d| TryRecvError::Fault(d.into()))
         } else {
             Err(TryRecvError::Empty)
         }
@@ -498,7 +509,7 @@ impl<T: ShmSafe> Consumer<T> {
     /// Messages ready, re-reading the producer's index if the cache has
     /// none.
     #[inline]
-    pub(crate) fn ready(&mut self) -> Result<u32, Fault> {
+    pub(crate) fn ready(&mut self) -> Result<u32, BadDistance> {
         self.available_fresh(1)
     }
 

@@ -347,16 +347,26 @@ impl<T: ShmSafe> fmt::Debug for Consumer<T> {
     }
 }
 
-/// A distance between the two indices larger than the ring: a peer wrote
-/// over the header.
-#[cold]
-fn corrupted_distance(what: &'static str, capacity: u32, found: u32) -> Fault {
-    Fault::corrupted(
-        "spsc ring",
-        what,
-        format_args!("at most the capacity, {capacity}"),
-        found,
-    )
+/// An index distance past the capacity: a peer wrote over `head` or
+/// `tail`. Two words, so the hot paths' `Result` stays small; it becomes a
+/// [`Fault`] only on the (cold) error path.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BadDistance {
+    pub(crate) capacity: u32,
+    pub(crate) found: u32,
+}
+
+impl From<BadDistance> for Fault {
+    #[cold]
+    #[inline(never)]
+    fn from(d: BadDistance) -> Self {
+        Fault::corrupted(
+            "spsc ring",
+            "tail - head",
+            format_args!("at most the capacity, {}", d.capacity),
+            d.found,
+        )
+    }
 }
 
 /// A send error without a value, with `value` put in.
