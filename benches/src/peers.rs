@@ -233,7 +233,7 @@ fn flow_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) {
     };
     let r = flows(Peer::Process, cpus, cases, mode.scale(30), mode.warmup(2));
     let names = [
-        "shm spsc u64 one way, try_push/try_pop, alternating with the peers".to_owned(),
+        "shm spsc u64 one way, try_send/try_recv, alternating with the peers".to_owned(),
         format!("{ICEORYX2} u64 one way, send_copy/receive"),
         "pipe 8 B messages one way, a write and a read each (raw)".to_owned(),
         "socketpair(AF_UNIX, SOCK_STREAM) 8 B messages one way, a write and a read each (raw)".to_owned(),
@@ -382,7 +382,7 @@ fn thread_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) {
         (
             format!("u64 round trip, busy-poll, {THREADS}"),
             m(
-                format!("shm spsc u64 round trip, try_push/try_pop, {THREADS}"),
+                format!("shm spsc u64 round trip, try_send/try_recv, {THREADS}"),
                 t[0].mean,
             ),
             m(

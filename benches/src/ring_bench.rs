@@ -143,11 +143,11 @@ fn flow_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) {
         ring_trips::floor_probe(mode, cpus),
     );
     let names = [
-        "shm spsc u64 one way, try_push/try_pop".to_owned(),
+        "shm spsc u64 one way, try_send/try_recv".to_owned(),
         "hand-tuned SPSC u64 one way (raw), publish per message".to_owned(),
-        format!("shm spsc u64 one way, push_slice/pop_into ×{BATCH}"),
+        format!("shm spsc u64 one way, try_send_slice/try_recv_slice ×{BATCH}"),
         format!("hand-tuned SPSC u64 one way (raw), publish per batch ≤{BATCH}"),
-        "shm mpmc u64 one way, try_push/try_pop".to_owned(),
+        "shm mpmc u64 one way, try_put/try_get".to_owned(),
     ];
     let m: Vec<Measured> = (names.iter().zip(&rates))
         .map(|(name, s)| report.measure(Measured::new(name, *s)))
@@ -233,7 +233,7 @@ fn path_name(p: Path) -> &'static str {
     match p {
         Path::LoanBare => "loan (reserve/peek), payload untouched",
         Path::LoanTouched => "loan (reserve/peek), every byte written and read",
-        Path::Copy => "copy (try_push/try_pop), every byte written and read",
+        Path::Copy => "copy (try_send/try_recv), every byte written and read",
         Path::Memcpy => "memcpy copy through loans, every byte written and read",
     }
 }
@@ -289,7 +289,7 @@ fn size_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) -> Chart {
             )
         };
         bandwidth.push(format!(
-            "{size}: loan {}, try_push/try_pop {}, memcpy {}",
+            "{size}: loan {}, try_send/try_recv {}, memcpy {}",
             gbs(&m[1]),
             gbs(&m[2]),
             gbs(&m[3])
@@ -303,7 +303,7 @@ fn size_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) -> Chart {
             let label = match p {
                 Path::LoanBare => "loan, untouched",
                 Path::LoanTouched => "loan, write+read",
-                Path::Copy => "try_push/try_pop, write+read",
+                Path::Copy => "try_send/try_recv, write+read",
                 Path::Memcpy => "memcpy copy, write+read",
             };
             if let Some(s) = s {
@@ -320,7 +320,7 @@ fn size_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) -> Chart {
     }
     report.notes.push(format!(
         "spsc payload sweep, {WHERE}: rings of {SLOTS} slots; the child produces, the parent consumes and checks \
-         every sum; the copy path is try_push of a copy of the producer's buffer and try_pop by value (what the \
+         every sum; the copy path is try_send of a copy of the producer's buffer and try_recv by value (what the \
          API does without loans); the memcpy copy is `*slot = *buf` into a reserved slot and `*buf = *slot` out \
          of a peeked one, the least a copy in and out costs; payload bytes per second with every byte \
          written and read: {}; {probed}.",
