@@ -24,18 +24,43 @@ pub(crate) type AtomicU64 = loom::sync::atomic::AtomicU64;
 #[cfg(not(loom))]
 pub(crate) use shm_core::sys::{cached_pid, futex_wait, futex_wake, membarrier_global, membarrier_register};
 
-/// Whether process `pid` still runs (pid only: the words that name a ring's
-/// peer have no room for a start time).
+/// Whether process `pid` still runs, by pid alone (for a pid from a
+/// `ProcessLock`'s holder, which carries no start tag).
 #[cfg(not(loom))]
 pub(crate) fn task_alive(pid: u32) -> bool {
     shm_core::liveness::is_alive(pid, shm_core::liveness::Started::Any)
+}
+
+/// This process as the shared words that name a ring end's holder, a queue
+/// user or an MPMC slot's claimant record it: its pid with a tag of its
+/// start time (a lock's owner id), so that a reused pid or a scribbled word
+/// naming some other live process does not pass for the process that wrote
+/// it.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn owner_id() -> u32 {
+    shm_sync::park::process_owner_id()
+}
+
+/// Whether the owner id `id` (see [`owner_id`]) names the live process that
+/// wrote it.
+#[cfg(not(loom))]
+pub(crate) fn owner_alive(id: u32) -> bool {
+    shm_sync::park::owner_alive(id)
+}
+
+/// The pid an owner id names (for messages).
+#[cfg(not(loom))]
+pub(crate) fn pid_of(id: u32) -> u32 {
+    shm_sync::park::task_of(id)
 }
 #[cfg(not(loom))]
 pub(crate) use std::time::Instant;
 
 #[cfg(loom)]
 pub(crate) use model::{
-    DEAD, Heap, Instant, cached_pid, futex_wait, futex_wake, membarrier_global, membarrier_register, task_alive,
+    DEAD, Heap, Instant, cached_pid, futex_wait, futex_wake, membarrier_global, membarrier_register, owner_alive,
+    owner_id, pid_of, task_alive,
 };
 
 /// The barrier of the side of a sleep handshake that never sleeps: a
@@ -129,6 +154,19 @@ mod model {
 
     pub(crate) fn task_alive(pid: u32) -> bool {
         pid != DEAD
+    }
+
+    /// Owner ids are the modelled thread's id (no start tags under loom).
+    pub(crate) fn owner_id() -> u32 {
+        cached_pid()
+    }
+
+    pub(crate) fn owner_alive(id: u32) -> bool {
+        task_alive(id)
+    }
+
+    pub(crate) fn pid_of(id: u32) -> u32 {
+        id
     }
 
     /// Loom's stand-in for a clock: a slot that looks stuck looks stuck long

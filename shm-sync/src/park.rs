@@ -118,6 +118,14 @@ thread_local! {
     static THREAD_OWNER: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
 }
 
+/// The owner id of the running task `task` (its id with the tag of its
+/// start time), as that task would record it; `None` when its start time
+/// cannot be read (it is gone).
+#[cfg(not(loom))]
+pub fn owner_id_of(task: u32) -> Option<u32> {
+    liveness::start_time(task).map(|start| owner_id(task, start))
+}
+
 /// This process's owner id: its pid with a tag of its start time, as a
 /// [`Lock`](crate::Lock) records its holder. For other shared words that
 /// name a process and are checked with [`owner_alive`], so that a reused pid

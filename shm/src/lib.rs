@@ -120,9 +120,12 @@
 //!   pid or a word that names a live process that never took the lock is
 //!   taken over as `OwnerDied`, except when the tag happens to match (one
 //!   chance in 511: a timed call then times out, an untimed one waits for
-//!   that process to end). Ring and queue claims name a bare pid: a claim
-//!   held by a live process is waited on within the call's timeout, and an
-//!   untimed MPMC call reports `Fault::Stalled` after `mpmc::CLAIM_BOUND`.
+//!   that process to end). The words that name a ring end's holder, a
+//!   queue's users and an MPMC slot's claimant hold the same owner ids, so
+//!   a reused pid reads as dead there too; a claim held by a live process
+//!   is waited on within the call's timeout, a `try_` call does not wait
+//!   for it, and an untimed MPMC call reports `Fault::Stalled` after
+//!   `mpmc::CLAIM_BOUND`.
 //!
 //! **What a scribbling peer can cause**, in the objects it scribbles on and
 //! only there:

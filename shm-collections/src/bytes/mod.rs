@@ -274,16 +274,16 @@ impl ByteRing {
     ) -> Result<Arc<Self>, OpenError> {
         let ring = Self::attach(Segment::open_named(name, Some(&Self::identity()))?)?;
         sys::membarrier_register();
-        let me = sync::cached_pid();
+        let me = sync::owner_id();
         let word = role(ring.raw.header());
         // Relaxed: an owner id for liveness checks, as in `claim`.
         let mut seen = word.load(Relaxed);
         loop {
-            if seen != 0 && seen != me && sync::task_alive(seen) {
+            if seen != 0 && seen != me && sync::owner_alive(seen) {
                 return Err(OpenError::Held {
                     end,
                     name: name.to_owned(),
-                    pid: seen,
+                    pid: sync::pid_of(seen),
                 });
             }
             // Relaxed: as above; the compare makes two openers race fairly.

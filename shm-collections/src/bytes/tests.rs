@@ -278,8 +278,10 @@ fn named_ends_are_taken_by_name_and_refused_while_held() {
     tx.send(b"hi").expect("send");
     // A live process other than ours holds the reading end (our parent
     // stands in for one).
+    // The word holds an owner id: the pid with a tag of its start time.
     let parent = std::os::unix::process::parent_id();
-    held.ring.raw.header().reader.store(parent, Relaxed);
+    let parent_id = shm_sync::park::owner_id_of(parent).expect("the parent runs");
+    held.ring.raw.header().reader.store(parent_id, Relaxed);
     match ByteConsumer::open(&name) {
         Err(OpenError::Held {
             end: "reading", pid, ..

@@ -218,8 +218,8 @@ impl QueueShared {
     /// Names this process in the peer table (once per process).
     #[inline]
     pub(super) fn register(&self) {
-        let me = sys::cached_pid();
-        // Relaxed: a process-local cache.
+        // Relaxed: a process-local cache (of the owner id below).
+        let me = crate::sync::owner_id();
         if self.registered.load(Relaxed) != me {
             self.register_slow(me);
         }
@@ -229,7 +229,7 @@ impl QueueShared {
     pub(super) fn register_slow(&self, me: u32) {
         sys::membarrier_register();
         let h = self.header();
-        // Relaxed throughout: pids for liveness checks only.
+        // Relaxed throughout: owner ids for liveness checks only.
         let known = h.peers.iter().any(|p| p.load(Relaxed) == me);
         let placed = known
             || h.peers
@@ -237,7 +237,7 @@ impl QueueShared {
                 .any(|p| p.compare_exchange(0, me, Relaxed, Relaxed).is_ok())
             || h.peers.iter().any(|p| {
                 let pid = p.load(Relaxed);
-                pid != 0 && !crate::sync::task_alive(pid) && p.compare_exchange(pid, me, Relaxed, Relaxed).is_ok()
+                pid != 0 && !crate::sync::owner_alive(pid) && p.compare_exchange(pid, me, Relaxed, Relaxed).is_ok()
             });
         if !placed {
             h.overflow.store(1, Relaxed);
@@ -250,7 +250,7 @@ impl QueueShared {
     /// child of ours (other than the fork server), a full table, or a queue
     /// no other process ever used. Reads `/proc`.
     pub(super) fn others_alive(&self) -> bool {
-        let me = sys::cached_pid();
+        let me = crate::sync::owner_id();
         let h = self.header();
         // Relaxed: counts, pids and a flag for liveness checks.
         if h.overflow.load(Relaxed) != 0 || h.in_flight.load(Relaxed) != 0 {
@@ -261,7 +261,7 @@ impl QueueShared {
             let pid = p.load(Relaxed);
             if pid != 0 && pid != me {
                 others = true;
-                if crate::sync::task_alive(pid) {
+                if crate::sync::owner_alive(pid) {
                     return true;
                 }
             }

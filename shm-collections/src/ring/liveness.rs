@@ -8,7 +8,7 @@ use crate::sync;
 /// Makes `role` name this process, registering it for the membarrier
 /// handshake the first time.
 pub(crate) fn claim(role: &Word) {
-    let me = sync::cached_pid();
+    let me = sync::owner_id();
     // Relaxed: an owner id for liveness checks only.
     if role.load(Relaxed) != me {
         role.store(me, Relaxed);
@@ -20,6 +20,6 @@ pub(crate) fn claim(role: &Word) {
 /// reads `/proc`) its process died.
 pub(crate) fn peer_gone(closed: u32, bit: u32, peer: &Word, check_alive: bool) -> bool {
     // Relaxed: an owner id for a liveness check.
-    let pid = peer.load(Relaxed);
-    closed & bit != 0 || (check_alive && pid != 0 && !sync::task_alive(pid))
+    let owner = peer.load(Relaxed);
+    closed & bit != 0 || (check_alive && owner != 0 && !sync::owner_alive(owner))
 }

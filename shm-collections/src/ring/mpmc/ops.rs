@@ -47,7 +47,7 @@ impl Stall {
                 if cfg!(not(loom)) && waited >= CLAIM_BOUND {
                     return Err(Fault::Stalled {
                         object: OBJECT,
-                        pid: owner,
+                        pid: sync::pid_of(owner),
                         waited,
                     });
                 }
@@ -85,7 +85,7 @@ impl<T: ShmSafe> Mpmc<T> {
         // Acquire: orders us after the previous holder's Release of the claim.
         match slot.owner.compare_exchange(0, me, Acquire, Relaxed) {
             Ok(_) => Ok(0),
-            Err(other) if check_dead && other != me && !sync::task_alive(other) => {
+            Err(other) if check_dead && other != me && !sync::owner_alive(other) => {
                 slot.owner.compare_exchange(other, me, Acquire, Relaxed).map(|_| other)
             }
             Err(other) => Err(other),
@@ -96,7 +96,7 @@ impl<T: ShmSafe> Mpmc<T> {
         let ring = &*self.ring;
         let h = ring.header();
         let cap = ring.capacity;
-        let me = sync::cached_pid();
+        let me = sync::owner_id();
         // Acquire: pairs with the Release of the CAS that moved `enq` here,
         // so that the slot's sequence number reads at least as new as the
         // previous lap's (a staler one would look like a corrupted slot).
@@ -139,7 +139,7 @@ impl<T: ShmSafe> Mpmc<T> {
             let previous = pos.wrapping_sub(cap);
             if seq == previous.wrapping_add(1) && h.deq.load(Relaxed).wrapping_sub(previous).cast_signed() > 0 {
                 let owner = slot.owner.load(Relaxed);
-                if owner != 0 && self.suspect.ripe(pos, force_check) && !sync::task_alive(owner) {
+                if owner != 0 && self.suspect.ripe(pos, force_check) && !sync::owner_alive(owner) {
                     if slot.seq.compare_exchange(seq, pos, Release, Relaxed).is_ok() {
                         let _ = slot.owner.compare_exchange(owner, 0, Release, Relaxed);
                     }
@@ -179,7 +179,7 @@ impl<T: ShmSafe> Mpmc<T> {
         let ring = &*self.ring;
         let h = ring.header();
         let cap = ring.capacity;
-        let me = sync::cached_pid();
+        let me = sync::owner_id();
         // Acquire: as in `push_step`, with the Release CAS of `deq`.
         let pos = h.deq.load(Acquire);
         let slot = ring.slot(pos);
@@ -220,7 +220,7 @@ impl<T: ShmSafe> Mpmc<T> {
             // and died before publishing, publish a tombstone instead.
             if seq == pos && h.enq.load(Relaxed).wrapping_sub(pos).cast_signed() > 0 {
                 let owner = slot.owner.load(Relaxed);
-                if owner != 0 && self.suspect.ripe(pos, force_check) && !sync::task_alive(owner) {
+                if owner != 0 && self.suspect.ripe(pos, force_check) && !sync::owner_alive(owner) {
                     self.tombstone(slot, pos, owner);
                     return Ok(Step::Retry);
                 }
@@ -261,7 +261,7 @@ impl<T: ShmSafe> Mpmc<T> {
         // Acquire: orders us after the previous holder's Release of the claim.
         if slot
             .owner
-            .compare_exchange(dead, sync::cached_pid(), Acquire, Relaxed)
+            .compare_exchange(dead, sync::owner_id(), Acquire, Relaxed)
             .is_err()
         {
             return;

@@ -186,16 +186,16 @@ mod scribble_tests {
     #[cfg_attr(miri, ignore = "spins for CLAIM_BOUND (1 s): too slow to interpret")]
     fn a_claim_that_never_moves_is_corrupted_not_a_hang() {
         let mut q = ring::<u64>(4).expect("create");
-        q.ring.slot(0).owner.store(sync::cached_pid(), Relaxed);
+        q.ring.slot(0).owner.store(sync::owner_id(), Relaxed);
         assert!(matches!(q.try_put(7), Err(TrySendError::Full(7))));
         let mut q2 = q.clone();
         q2.ring.slot(0).owner.store(0, Relaxed);
         q2.try_put(5).expect("room");
-        q2.ring.slot(0).owner.store(sync::cached_pid(), Relaxed);
+        q2.ring.slot(0).owner.store(sync::owner_id(), Relaxed);
         assert!(matches!(q2.try_get(), Err(TryRecvError::Empty)));
         q2.ring.slot(0).owner.store(0, Relaxed);
         assert_eq!(q2.try_get().expect("the message"), 5);
-        q.ring.slot(1).owner.store(sync::cached_pid(), Relaxed);
+        q.ring.slot(1).owner.store(sync::owner_id(), Relaxed);
         let r = bounded("put", move || q.put(7).map_err(|e| e.fault().cloned()));
         match r {
             Err(Some(Fault::Stalled { pid, waited, .. })) => {

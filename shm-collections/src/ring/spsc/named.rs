@@ -67,17 +67,17 @@ fn open_end<T: ShmSafe>(
 ) -> Result<Arc<Ring<T>>, OpenError> {
     let seg = Segment::open_named(name, Some(&Ring::<T>::identity()))?;
     let ring = Ring::<T>::attach(seg)?;
-    let me = sync::cached_pid();
+    let me = sync::owner_id();
     let word = role(&ring);
     // Relaxed: an owner id for liveness checks only (as in `claim`); the
     // indices the end starts from are read when it first acts.
     let holder = word.load(Relaxed);
-    let held = |pid: u32| pid != 0 && (pid == me || sync::task_alive(pid));
+    let held = |id: u32| id != 0 && (id == me || sync::owner_alive(id));
     if held(holder) {
         return Err(OpenError::Held {
             name: name.to_owned(),
             end,
-            pid: holder,
+            pid: sync::pid_of(holder),
         });
     }
     // Relaxed: as above; a racing opener that claimed first wins.
@@ -85,7 +85,7 @@ fn open_end<T: ShmSafe>(
         return Err(OpenError::Held {
             name: name.to_owned(),
             end,
-            pid: now,
+            pid: sync::pid_of(now),
         });
     }
     sync::membarrier_register();
@@ -113,7 +113,7 @@ impl<T: ShmSafe> Producer<T> {
         let _ = self
             .h()
             .producer
-            .compare_exchange(sync::cached_pid(), 0, Relaxed, Relaxed);
+            .compare_exchange(sync::owner_id(), 0, Relaxed, Relaxed);
     }
 }
 
