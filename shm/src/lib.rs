@@ -193,8 +193,15 @@ pub use shm_core::segment_object;
 // reachable for this workspace's tests, benches and command.
 #[doc(hidden)]
 pub use shm_core::{array, atomic, handle, liveness, process, segment, sys, value};
+pub use shm_pool::{
+    AsyncResult, Exit, IMap, Initializer, Pool, PoolBuilder, PoolError, StarTask, Task, TaskError, TaskFailure,
+};
 #[doc(hidden)]
 pub use shm_sync::park;
+/// Pools: [`Pool`] (processes) and `ThreadPool`, with Python's interface.
+pub mod pool {
+    pub use shm_pool::*;
+}
 pub use shm_sync::{
     AcquireTimeoutError, Array, Barrier, BarrierError, BoundedSemaphore, Condition, ConditionError, ConditionGuard,
     Event, Lock, LockGuard, OwnerDied, RLock, RLockGuard, Semaphore, SemaphoreGuard, SharedLock, SharedLockGuard,
@@ -212,6 +219,7 @@ pub mod prelude {
         ShmSafe, StartMethod, TryRecvError, TrySendError, Worker, active_children, cpu_count, current_process,
         get_context, parent_process,
     };
+    pub use shm_pool::{AsyncResult, Pool, PoolError, TaskError};
     pub use shm_sync::{
         AcquireTimeoutError, Array, Barrier, BarrierError, BoundedSemaphore, Condition, Event, Lock, OwnerDied, RLock,
         Semaphore, TryAcquireError, Value,

@@ -36,6 +36,8 @@ pub use context::{
 pub use current::{CurrentProcess, ParentProcess, active_children, current_process, parent_process};
 pub use forkserver::server_pid as forkserver_pid;
 pub use target::{ExitReport, FnRef};
+#[doc(hidden)]
+pub use target::{code_address_of, code_offset_of};
 
 use crate::sync::shared::AtomicU8;
 use crate::sync::shared::Ordering::{Acquire, Release};

@@ -271,6 +271,30 @@ fn resolve(off: u64) -> Result<usize, BootstrapError> {
     }
 }
 
+/// The offset of code address `addr` from the start of this executable's
+/// code, for a caller that sends it to a process of the same executable
+/// over a channel only the two of them hold (a pool's task rings carry it
+/// authenticated; see `shm-pool`). Not public API.
+///
+/// # Errors
+///
+/// [`ProcessError::Handle`] when `addr` is not code of the main executable.
+#[doc(hidden)]
+pub fn code_offset_of(addr: usize) -> Result<u64, ProcessError> {
+    code_offset(addr)
+}
+
+/// The address of code offset `off` in this executable, if it lies inside
+/// its code (see [`code_offset_of`]). Not public API.
+///
+/// # Errors
+///
+/// [`BootstrapError::NoSuchTarget`] for an offset past the code.
+#[doc(hidden)]
+pub fn code_address_of(off: u64) -> Result<usize, BootstrapError> {
+    resolve(off)
+}
+
 /// A plain function that can travel to a child process of the same
 /// executable (a barrier's action, say).
 ///

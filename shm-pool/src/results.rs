@@ -1,0 +1,225 @@
+//! What the asynchronous calls return: [`AsyncResult`], and the streaming
+//! iterators of `imap` and `imap_unordered`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{PoolError, TaskError};
+use crate::job::{self, Job, State};
+
+/// Turns a complete job's results into what the caller asked for.
+pub(crate) type Decode<T> = fn(&State) -> Result<T, PoolError>;
+
+/// The result of `apply_async`, `map_async` or `starmap_async`: Python's
+/// `AsyncResult`. Waiting spins briefly before it sleeps, so a result that
+/// comes within microseconds is taken without a wake-up.
+pub struct AsyncResult<T> {
+    pub(crate) job: Arc<Job>,
+    pub(crate) decode: Decode<T>,
+}
+
+impl<T> fmt::Debug for AsyncResult<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult").field("ready", &self.ready()).finish()
+    }
+}
+
+impl<T> AsyncResult<T> {
+    /// Waits for the result: the value, or the first task's error in input
+    /// order (Python's `get()`). It may be called again.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Task`] for a task that failed, [`PoolError::Terminated`]
+    /// or [`PoolError::Initializer`] when the pool gave the work up.
+    pub fn get(&self) -> Result<T, PoolError> {
+        let st = self.job.wait_for(None, State::complete);
+        (self.decode)(&st)
+    }
+
+    /// As [`Self::get`], giving up after `timeout` with
+    /// [`PoolError::Timeout`] (Python's `get(timeout)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::get`], and [`PoolError::Timeout`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, PoolError> {
+        let st = self.job.wait_for(Some(Instant::now() + timeout), State::complete);
+        if !st.complete() {
+            return Err(PoolError::Timeout(timeout));
+        }
+        (self.decode)(&st)
+    }
+
+    /// Waits until the result is ready.
+    pub fn wait(&self) {
+        drop(self.job.wait_for(None, State::complete));
+    }
+
+    /// Waits up to `timeout`; whether the result is ready.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.job
+            .wait_for(Some(Instant::now() + timeout), State::complete)
+            .complete()
+    }
+
+    /// Whether the call finished (Python's `ready()`).
+    pub fn ready(&self) -> bool {
+        self.job.lock().complete()
+    }
+
+    /// Whether the call finished without error; `None` while it runs
+    /// (where Python raises `ValueError`).
+    pub fn successful(&self) -> Option<bool> {
+        let st = self.job.lock();
+        st.complete().then(|| (self.decode)(&st).is_ok())
+    }
+}
+
+pub(crate) fn decode_all<R: DeserializeOwned>(st: &State) -> Result<Vec<R>, PoolError> {
+    job::collect(st)
+}
+
+pub(crate) fn decode_one<R: DeserializeOwned>(st: &State) -> Result<R, PoolError> {
+    let mut v = job::collect::<R>(st)?;
+    v.pop().ok_or(PoolError::Terminated)
+}
+
+/// Feeds a streaming call: submits up to `n` more tasks, and says how many
+/// it did (0 once the input is exhausted).
+pub(crate) type Feed<'a> = Box<dyn FnMut(usize) -> Result<usize, PoolError> + 'a>;
+
+/// The iterator of `imap` (in input order) and `imap_unordered` (in
+/// completion order). It pulls its input lazily: at most a window of tasks
+/// is in flight, so memory is bounded by the window and not by the input,
+/// and an endless input works.
+pub struct IMap<'a, R> {
+    job: Arc<Job>,
+    feed: Feed<'a>,
+    exhausted: bool,
+    window: usize,
+    ordered: bool,
+    next: usize,
+    submitted: usize,
+    yielded: usize,
+    len: Option<usize>,
+    by_index: BTreeMap<usize, Result<R, TaskError>>,
+    arrived: VecDeque<Result<R, TaskError>>,
+    gave_up: bool,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for IMap<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IMap")
+            .field("ordered", &self.ordered)
+            .field("submitted", &self.submitted)
+            .field("yielded", &self.yielded)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, R: DeserializeOwned> IMap<'a, R> {
+    pub(crate) fn new(job: Arc<Job>, feed: Feed<'a>, window: usize, ordered: bool, len: Option<usize>) -> Self {
+        Self {
+            job,
+            feed,
+            exhausted: false,
+            window: window.max(1),
+            ordered,
+            next: 0,
+            submitted: 0,
+            yielded: 0,
+            len,
+            by_index: BTreeMap::new(),
+            arrived: VecDeque::new(),
+            gave_up: false,
+            _r: PhantomData,
+        }
+    }
+
+    /// Keeps the window full.
+    fn top_up(&mut self) -> Result<(), PoolError> {
+        while !self.exhausted && self.submitted - self.yielded < self.window {
+            let room = self.window - (self.submitted - self.yielded);
+            let n = (self.feed)(room)?;
+            if n == 0 {
+                self.exhausted = true;
+            }
+            self.submitted += n;
+        }
+        Ok(())
+    }
+
+    fn take_ready(&mut self) -> Option<Result<R, PoolError>> {
+        if self.ordered {
+            let r = self.by_index.remove(&self.next)?;
+            self.next += 1;
+            Some(r.map_err(PoolError::Task))
+        } else {
+            self.arrived.pop_front().map(|r| r.map_err(PoolError::Task))
+        }
+    }
+}
+
+impl<R: DeserializeOwned> Iterator for IMap<'_, R> {
+    type Item = Result<R, PoolError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.gave_up {
+            return None;
+        }
+        if let Err(e) = self.top_up() {
+            self.gave_up = true;
+            return Some(Err(e));
+        }
+        loop {
+            if let Some(r) = self.take_ready() {
+                self.yielded += 1;
+                if let Err(e) = self.top_up() {
+                    self.gave_up = true;
+                    return Some(Err(e));
+                }
+                return Some(r);
+            }
+            if self.exhausted && self.yielded >= self.submitted {
+                return None;
+            }
+            let mut st = self
+                .job
+                .wait_for(None, |st| !st.frames.is_empty() || st.aborted.is_some());
+            if st.frames.is_empty() {
+                if let Some(a) = &st.aborted {
+                    self.gave_up = true;
+                    return Some(Err(a.error()));
+                }
+            }
+            let frames = std::mem::take(&mut st.frames);
+            drop(st);
+            for f in &frames {
+                f.decode::<R>(|index, r| {
+                    if self.ordered {
+                        self.by_index.insert(index, r);
+                    } else {
+                        self.arrived.push_back(r);
+                    }
+                });
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self.len {
+            Some(n) => {
+                let left = n.saturating_sub(self.yielded);
+                (left, Some(left))
+            }
+            None => (0, None),
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! A pool worker: the process that runs chunks of tasks.
+
+use std::any::Any;
+
+use serde::{Deserialize, Serialize};
+use shm_collections::bytes::{ByteConsumer, ByteProducer};
+use shm_core::RecvError;
+
+use crate::auth::Key;
+use crate::bell::Bell;
+use crate::error::TaskFailure;
+use crate::task::{self, Trampoline};
+use crate::wire::{self, ChunkView, Reader};
+
+/// The exit code of a worker whose initializer panicked (it said so first).
+pub(crate) const INIT_FAILED: i32 = 3;
+/// The exit code of a worker that met a frame it cannot parse.
+pub(crate) const BAD_FRAME: i32 = 4;
+
+/// What a worker is started with.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Start<IA> {
+    pub(crate) slot: u32,
+    pub(crate) key: Key,
+    pub(crate) tasks: ByteConsumer,
+    pub(crate) results: ByteProducer,
+    pub(crate) bell: Bell,
+    /// Tasks after which it exits (0: no limit).
+    pub(crate) max_tasks: u64,
+    /// The initializer's arguments: the pool's shared input.
+    pub(crate) init_args: IA,
+}
+
+/// A pool's initializer: `fn(IA) -> S`, a function or a closure that
+/// captures nothing, run once in each worker.
+pub trait Initializer<IA, S>: Copy + Send + Sync + 'static {
+    /// Runs it.
+    fn init(&self, args: IA) -> S;
+}
+
+impl<IA, S, F: Fn(IA) -> S + Copy + Send + Sync + 'static> Initializer<IA, S> for F {
+    fn init(&self, args: IA) -> S {
+        self(args)
+    }
+}
+
+/// The worker process's target.
+pub(crate) fn main<S, IA, I>(start: Start<IA>)
+where
+    S: 'static,
+    IA: 'static,
+    I: Initializer<IA, S>,
+{
+    task::install_panic_hook();
+    shm_core::sys::membarrier_register();
+    let Start {
+        slot,
+        key,
+        mut tasks,
+        mut results,
+        bell,
+        max_tasks,
+        init_args,
+    } = start;
+    let slot = slot as usize;
+    let init: I = task::conjure::<I>();
+    let mut state: Box<dyn Any> = match task::run_caught(|| init.init(init_args)) {
+        Ok(s) => Box::new(s),
+        Err(failure) => {
+            let cause = match failure {
+                TaskFailure::Panicked(m) => m,
+                other => other.to_string(),
+            };
+            let mut frame = vec![wire::INIT_FAILED];
+            frame.extend_from_slice(cause.as_bytes());
+            frame.truncate(results.max_frame());
+            let _ = results.send(&frame);
+            bell.ring();
+            std::process::exit(INIT_FAILED);
+        }
+    };
+    if results.send(&[wire::READY]).is_err() {
+        return;
+    }
+    bell.ring();
+    let max = results.max_frame();
+    let mut table: Vec<Trampoline> = Vec::new();
+    let mut frame = Vec::new();
+    let mut out = Vec::new();
+    let mut ends = Vec::new();
+    let mut ran = 0u64;
+    loop {
+        match tasks.recv(&mut frame) {
+            Ok(()) => {}
+            // The pool is gone: nothing to do.
+            Err(RecvError::Disconnected) => return,
+            Err(e) => {
+                tracing::error!("pool worker: its task ring failed: {e}");
+                std::process::exit(BAD_FRAME);
+            }
+        }
+        let mut r = Reader::new(&frame);
+        match r.u8() {
+            Some(wire::REGISTER) => {
+                let (Some(fn_id), Some(off), Some(tag)) = (r.u32(), r.u64(), r.u64()) else {
+                    bad_frame("a short registration");
+                };
+                if fn_id as usize != table.len() || !key.verify(fn_id, off, tag) {
+                    bad_frame("a registration out of order or not made by the pool");
+                }
+                let Ok(addr) = shm_core::process::code_address_of(off) else {
+                    bad_frame("a registration naming no code of this executable");
+                };
+                // SAFETY: the offset came with a tag made under the pool's
+                // key, which only the parent and its workers hold (it never
+                // passes through shared memory), so the parent wrote it: it
+                // is the offset of a `Trampoline` in the parent, which runs
+                // this very executable (checked by the bootstrap, or a fork
+                // of it), and `code_address_of` checked it lies in its code.
+                let f = unsafe { std::mem::transmute::<*const (), Trampoline>(addr as *const ()) };
+                table.push(f);
+            }
+            Some(wire::CHUNK) => {
+                let chunk = match ChunkView::parse(r) {
+                    Ok(c) => c,
+                    Err(why) => bad_frame(&why),
+                };
+                wire::done_head(&mut out, chunk.first_seq, chunk.len());
+                ends.clear();
+                let progress = bell.progress(slot, chunk.first_seq);
+                match table.get(chunk.fn_id as usize) {
+                    Some(f) => f(
+                        state.as_mut(),
+                        &chunk,
+                        &mut out,
+                        &mut ends,
+                        max.saturating_sub(wire::DONE_HEAD),
+                        &progress,
+                    ),
+                    None => {
+                        let failure = TaskFailure::NotRun(format!("function {} was never registered", chunk.fn_id));
+                        for _ in 0..chunk.len() {
+                            wire::push_result::<()>(&mut out, Err(&failure), max);
+                            ends.push(out.len());
+                        }
+                    }
+                }
+                let sent = if out.len() > max {
+                    // Every result fits alone, not all of them together.
+                    send_split(&mut results, &out, &ends, chunk.first_seq, max)
+                } else {
+                    results.send(&out).is_ok()
+                };
+                if !sent {
+                    return;
+                }
+                bell.ring();
+                ran += u64::from(chunk.len());
+                if max_tasks != 0 && ran >= max_tasks {
+                    return;
+                }
+            }
+            Some(wire::STOP) => return,
+            _ => bad_frame("an unknown frame"),
+        }
+    }
+}
+
+/// A frame the parent would never write: the ring was scribbled on. The
+/// worker exits; the pool sees it die and replaces it.
+fn bad_frame(why: &str) -> ! {
+    tracing::error!("pool worker: {why} in its task ring; exiting");
+    std::process::exit(BAD_FRAME)
+}
+
+/// Sends the results of a done frame too large for one frame as several,
+/// cut at result boundaries (`ends`: where each task's result ends in
+/// `done`; each result alone fits, as the trampoline checked).
+fn send_split(results: &mut ByteProducer, done: &[u8], ends: &[usize], first_seq: u64, max: usize) -> bool {
+    let mut part = Vec::new();
+    let mut start = wire::DONE_HEAD;
+    let mut i = 0;
+    while i < ends.len() {
+        let mut j = i;
+        while j < ends.len() && ends[j] - start + wire::DONE_HEAD <= max {
+            j += 1;
+        }
+        let j = j.max(i + 1);
+        let n = u32::try_from(j - i).expect("a chunk holds fewer than 2^32 tasks");
+        wire::done_head(&mut part, first_seq + i as u64, n);
+        part.extend_from_slice(&done[start..ends[j - 1]]);
+        if results.send(&part).is_err() {
+            return false;
+        }
+        start = ends[j - 1];
+        i = j;
+    }
+    true
+}
