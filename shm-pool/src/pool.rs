@@ -396,7 +396,10 @@ impl Encoded {
     }
 
     fn push<A: Serialize>(&mut self, arg: &A, index: usize) -> Result<(), PoolError> {
-        crate::wire::append(&mut self.args, arg).map_err(|detail| PoolError::Encode { index, detail })?;
+        crate::wire::append(&mut self.args, arg).map_err(|e| PoolError::Encode {
+            index,
+            detail: format!("a `{}`: {e}", std::any::type_name::<A>()),
+        })?;
         let end = u32::try_from(self.args.len()).map_err(|_| PoolError::Encode {
             index,
             detail: "the arguments of one call exceed 4 GiB".into(),

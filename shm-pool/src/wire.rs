@@ -204,7 +204,7 @@ pub(crate) fn push_result<R: Serialize>(out: &mut Vec<u8>, outcome: Result<&R, &
             len: out.len() - before,
             max,
         },
-        Err(e) => TaskFailure::EncodeResult(e),
+        Err(e) => TaskFailure::EncodeResult(format!("a `{}`: {e}", std::any::type_name::<R>())),
     };
     out.truncate(before);
     let r: Result<&R, &TaskFailure> = Err(&failure);
