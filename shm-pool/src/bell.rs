@@ -14,7 +14,7 @@
 //! moves task by task inside a chunk. Both are input from the worker: the
 //! driver checks them against what it sent.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 use shm_core::RawArray;

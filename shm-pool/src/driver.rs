@@ -6,8 +6,8 @@
 //! state needs no lock; callers talk to it through the inbox and the
 //! doorbell.
 
+use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -341,8 +341,7 @@ impl Driver {
     fn read_results(&mut self) -> bool {
         let mut any = false;
         for slot in 0..self.workers.len() {
-            loop {
-                let Some(w) = self.workers[slot].as_mut() else { break };
+            while let Some(w) = self.workers[slot].as_mut() {
                 match w.results.try_recv(&mut self.buf) {
                     Ok(()) => {
                         any = true;
@@ -420,6 +419,7 @@ impl Driver {
                     self.next_check = Instant::now();
                 }
                 let now = Instant::now();
+                #[allow(clippy::cast_precision_loss, reason = "a task count, far below 2^52")]
                 let per_task = now.duration_since(w.last_done).as_secs_f64() / n as f64;
                 w.task_secs = 0.8 * w.task_secs + 0.2 * per_task;
                 w.last_done = now;
@@ -483,12 +483,11 @@ impl Driver {
         let Some(mut w) = self.workers[slot].take() else {
             return false;
         };
-        let code = match w.process.join_timeout(shm_core::LIVENESS_SLICE) {
-            Ok(Some(code)) => Some(code),
-            _ => {
-                let _ = w.process.kill();
-                w.process.join_timeout(shm_core::LIVENESS_SLICE).ok().flatten()
-            }
+        let code = if let Ok(Some(code)) = w.process.join_timeout(shm_core::LIVENESS_SLICE) {
+            Some(code)
+        } else {
+            let _ = w.process.kill();
+            w.process.join_timeout(shm_core::LIVENESS_SLICE).ok().flatten()
         };
         let exit = Exit::from_code(code);
         let retiring = w.budget == Some(0) && w.in_flight.is_empty() && exit == Exit::Code(0);
@@ -594,7 +593,13 @@ impl Driver {
     /// How many tasks worker `w` may have in flight.
     fn window(w: &Worker, chunk: usize) -> usize {
         let by_time = if w.task_secs > 0.0 {
-            (QUEUED_WORK / w.task_secs) as usize
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "a positive ratio, clamped below; `as` saturates"
+            )]
+            let n = (QUEUED_WORK / w.task_secs) as usize;
+            n
         } else {
             MAX_WINDOW
         };
@@ -635,14 +640,13 @@ impl Driver {
         let Some(mut chunk) = self.pending.pop_front() else {
             return false;
         };
-        let fn_id = match self.fn_ids.get(&chunk.fn_off) {
-            Some(&id) => id,
-            None => {
-                let id = u32::try_from(self.fn_offs.len()).expect("fewer than 2^32 task functions");
-                self.fn_ids.insert(chunk.fn_off, id);
-                self.fn_offs.push(chunk.fn_off);
-                id
-            }
+        let fn_id = if let Some(&id) = self.fn_ids.get(&chunk.fn_off) {
+            id
+        } else {
+            let id = u32::try_from(self.fn_offs.len()).expect("fewer than 2^32 task functions");
+            self.fn_ids.insert(chunk.fn_off, id);
+            self.fn_offs.push(chunk.fn_off);
+            id
         };
         let w = self.workers[slot].as_mut().expect("a live slot");
         if let Some(budget) = w.budget {
@@ -656,13 +660,11 @@ impl Driver {
             let id = w.registered;
             let off = self.fn_offs[id as usize];
             let reg = wire::register_frame(id, off, self.cfg.key.tag(id, off));
-            match w.tasks.try_send(&reg) {
-                Ok(()) => w.registered += 1,
-                Err(_) => {
-                    self.pending.push_front(chunk);
-                    return false;
-                }
+            if w.tasks.try_send(&reg).is_err() {
+                self.pending.push_front(chunk);
+                return false;
             }
+            w.registered += 1;
         }
         let first_seq = self.next_seq;
         let offsets = &chunk.offsets[chunk.lo..=chunk.hi];

@@ -2,7 +2,7 @@
 //! frames into the call's `Job`; the caller's thread waits on it (spinning
 //! briefly, then sleeping) and decodes them.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 

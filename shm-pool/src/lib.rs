@@ -36,6 +36,7 @@ mod error;
 mod job;
 mod pool;
 mod results;
+mod sync;
 mod task;
 mod wire;
 mod worker;

@@ -1,7 +1,7 @@
 //! [`Pool`] and its builder.
 
+use crate::sync::atomic::{AtomicU8, Ordering};
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};

@@ -193,11 +193,11 @@ impl<R: DeserializeOwned> Iterator for IMap<'_, R> {
             let mut st = self
                 .job
                 .wait_for(None, |st| !st.frames.is_empty() || st.aborted.is_some());
-            if st.frames.is_empty() {
-                if let Some(a) = &st.aborted {
-                    self.gave_up = true;
-                    return Some(Err(a.error()));
-                }
+            if st.frames.is_empty()
+                && let Some(a) = &st.aborted
+            {
+                self.gave_up = true;
+                return Some(Err(a.error()));
             }
             let frames = std::mem::take(&mut st.frames);
             drop(st);

@@ -205,12 +205,12 @@ pub(crate) fn conjure<C: Copy>() -> C {
         assert!(
             size_of::<C>() == 0,
             "a pool task must be a function or a closure that captures nothing"
-        )
+        );
     };
     // SAFETY: `C` has no bytes (checked above), so any pointer aligned for
-    // it reads a value; it is `Copy` and `Send`, and the caller held a value
-    // of it (the task function the pool was given), so this is a copy of
-    // that value, as sending it would make.
+    // it reads a value; it is `Copy`, and the pool's caller held a value of
+    // it (the task function or initializer the pool was given, which is
+    // `Send`), so this is a copy of that value, as sending it would make.
     unsafe { std::ptr::NonNull::<C>::dangling().as_ptr().read() }
 }
 

@@ -63,26 +63,9 @@ where
         init_args,
     } = start;
     let slot = slot as usize;
-    let init: I = task::conjure::<I>();
-    let mut state: Box<dyn Any> = match task::run_caught(|| init.init(init_args)) {
-        Ok(s) => Box::new(s),
-        Err(failure) => {
-            let cause = match failure {
-                TaskFailure::Panicked(m) => m,
-                other => other.to_string(),
-            };
-            let mut frame = vec![wire::INIT_FAILED];
-            frame.extend_from_slice(cause.as_bytes());
-            frame.truncate(results.max_frame());
-            let _ = results.send(&frame);
-            bell.ring();
-            std::process::exit(INIT_FAILED);
-        }
-    };
-    if results.send(&[wire::READY]).is_err() {
+    let Some(mut state) = initialize::<S, IA, I>(init_args, &mut results, &bell) else {
         return;
-    }
-    bell.ring();
+    };
     let max = results.max_frame();
     let mut table: Vec<Trampoline> = Vec::new();
     let mut frame = Vec::new();
@@ -128,21 +111,14 @@ where
                 wire::done_head(&mut out, chunk.first_seq, chunk.len());
                 ends.clear();
                 let progress = bell.progress(slot, chunk.first_seq);
-                match table.get(chunk.fn_id as usize) {
-                    Some(f) => f(
-                        state.as_mut(),
-                        &chunk,
-                        &mut out,
-                        &mut ends,
-                        max.saturating_sub(wire::DONE_HEAD),
-                        &progress,
-                    ),
-                    None => {
-                        let failure = TaskFailure::NotRun(format!("function {} was never registered", chunk.fn_id));
-                        for _ in 0..chunk.len() {
-                            wire::push_result::<()>(&mut out, Err(&failure), max);
-                            ends.push(out.len());
-                        }
+                if let Some(f) = table.get(chunk.fn_id as usize) {
+                    let limit = max.saturating_sub(wire::DONE_HEAD);
+                    f(state.as_mut(), &chunk, &mut out, &mut ends, limit, &progress);
+                } else {
+                    let failure = TaskFailure::NotRun(format!("function {} was never registered", chunk.fn_id));
+                    for _ in 0..chunk.len() {
+                        wire::push_result::<()>(&mut out, Err(&failure), max);
+                        ends.push(out.len());
                     }
                 }
                 let sent = if out.len() > max {
@@ -162,6 +138,36 @@ where
             }
             Some(wire::STOP) => return,
             _ => bad_frame("an unknown frame"),
+        }
+    }
+}
+
+/// Runs the initializer and says how it went: the state, or `None` when
+/// the pool is gone. An initializer that panics is reported and the worker
+/// exits.
+fn initialize<S: 'static, IA, I: Initializer<IA, S>>(
+    init_args: IA,
+    results: &mut ByteProducer,
+    bell: &Bell,
+) -> Option<Box<dyn Any>> {
+    let init: I = task::conjure::<I>();
+    match task::run_caught(|| init.init(init_args)) {
+        Ok(s) => {
+            results.send(&[wire::READY]).ok()?;
+            bell.ring();
+            Some(Box::new(s))
+        }
+        Err(failure) => {
+            let cause = match failure {
+                TaskFailure::Panicked(m) => m,
+                other => other.to_string(),
+            };
+            let mut frame = vec![wire::INIT_FAILED];
+            frame.extend_from_slice(cause.as_bytes());
+            frame.truncate(results.max_frame());
+            let _ = results.send(&frame);
+            bell.ring();
+            std::process::exit(INIT_FAILED);
         }
     }
 }
