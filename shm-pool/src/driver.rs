@@ -33,6 +33,8 @@ pub(crate) struct Chunk {
     pub(crate) offsets: Arc<[u32]>,
     pub(crate) lo: usize,
     pub(crate) hi: usize,
+    /// The call's chunk size: tasks go to a worker in multiples of it.
+    pub(crate) chunksize: usize,
     /// Times its tasks were tried already (`retries`).
     pub(crate) attempts: u32,
 }
@@ -223,7 +225,6 @@ pub(crate) struct Driver {
     closing: bool,
     buf: Vec<u8>,
     frame: Vec<u8>,
-    turn: usize,
 }
 
 impl Driver {
@@ -247,7 +248,6 @@ impl Driver {
             closing: false,
             buf: Vec::new(),
             frame: Vec::new(),
-            turn: 0,
         };
         me.publish_workers();
         me
@@ -387,7 +387,7 @@ impl Driver {
                 Ok(())
             }
             Some(wire::DONE) => {
-                let (Some(first_seq), Some(n)) = (r.u64(), r.u32()) else {
+                let (Some(first_seq), Some(n), Some(busy_ns)) = (r.u64(), r.u32(), r.u64()) else {
                     return Err("a short done frame".into());
                 };
                 let n = n as usize;
@@ -418,11 +418,14 @@ impl Driver {
                     // It exits now: replace it without waiting for a check.
                     self.next_check = Instant::now();
                 }
-                let now = Instant::now();
-                #[allow(clippy::cast_precision_loss, reason = "a task count, far below 2^52")]
-                let per_task = now.duration_since(w.last_done).as_secs_f64() / n as f64;
-                w.task_secs = 0.8 * w.task_secs + 0.2 * per_task;
-                w.last_done = now;
+                #[allow(clippy::cast_precision_loss, reason = "nanoseconds and a count, far below 2^52")]
+                let per_task = busy_ns as f64 * 1e-9 / n as f64;
+                w.task_secs = if w.task_secs > 0.0 {
+                    0.8 * w.task_secs + 0.2 * per_task
+                } else {
+                    per_task
+                };
+                w.last_done = Instant::now();
                 w.running = None;
                 let (credited, in_flight) = &self.shared.credit[slot];
                 // Relaxed: progress counters (see `Shared::progress`).
@@ -590,53 +593,71 @@ impl Driver {
         }
     }
 
-    /// How many tasks worker `w` may have in flight.
+    /// How many tasks worker `w` may have in flight: about
+    /// [`QUEUED_WORK`] of its tasks, once their time is known; the call's
+    /// chunk size before (as Python hands out chunks). The chunk size is
+    /// Python's "approximate" one: a long chunk of quick tasks is cut, so
+    /// that results flow back while the rest runs.
     fn window(w: &Worker, chunk: usize) -> usize {
-        let by_time = if w.task_secs > 0.0 {
+        if w.task_secs > 0.0 {
             #[allow(
                 clippy::cast_possible_truncation,
                 clippy::cast_sign_loss,
                 reason = "a positive ratio, clamped below; `as` saturates"
             )]
             let n = (QUEUED_WORK / w.task_secs) as usize;
-            n
+            n.clamp(1, MAX_WINDOW)
         } else {
-            MAX_WINDOW
-        };
-        by_time.clamp(2 * chunk, MAX_WINDOW.max(2 * chunk))
-    }
-
-    /// Hands pending chunks to workers, one chunk per worker in turn.
-    fn dispatch(&mut self) -> bool {
-        let mut any = false;
-        let n = self.workers.len();
-        loop {
-            let mut gave = false;
-            for k in 0..n {
-                let slot = (self.turn + k) % n;
-                let Some(chunk) = self.pending.front() else {
-                    return any;
-                };
-                let chunk_len = chunk.len();
-                let Some(w) = self.workers[slot].as_mut() else { continue };
-                if w.stopping || w.budget == Some(0) || w.tasks_in_flight >= Self::window(w, chunk_len) {
-                    continue;
-                }
-                if self.send_to(slot) {
-                    gave = true;
-                    any = true;
-                }
-            }
-            self.turn = (self.turn + 1) % n.max(1);
-            if !gave {
-                return any;
-            }
+            chunk.clamp(1, MAX_WINDOW)
         }
     }
 
-    /// Sends the front pending chunk (or as much of it as the worker's
-    /// budget allows) to the worker in `slot`; false if its ring is full.
-    fn send_to(&mut self, slot: usize) -> bool {
+    /// Hands pending tasks to workers: each time to the worker with the
+    /// fewest tasks in flight (the one that last finished, among equals: it
+    /// is awake), as many as its window holds and its share of what is
+    /// pending.
+    fn dispatch(&mut self) -> bool {
+        let mut any = false;
+        while let Some(front) = self.pending.front() {
+            let chunksize = front.chunksize.max(1);
+            let pending: usize = self.pending.iter().map(Chunk::len).sum();
+            let workers = self.workers.iter().flatten().filter(|w| !w.stopping).count().max(1);
+            let mut best: Option<(usize, usize)> = None;
+            for (slot, w) in self.workers.iter().enumerate() {
+                let Some(w) = w else { continue };
+                if w.stopping || w.budget == Some(0) {
+                    continue;
+                }
+                let room = Self::window(w, chunksize).saturating_sub(w.tasks_in_flight);
+                if room == 0 {
+                    continue;
+                }
+                let better = best.is_none_or(|(b, _)| {
+                    let bw = self.workers[b].as_ref().expect("a live slot");
+                    (w.tasks_in_flight, std::cmp::Reverse(w.last_done))
+                        < (bw.tasks_in_flight, std::cmp::Reverse(bw.last_done))
+                });
+                if better {
+                    best = Some((slot, room));
+                }
+            }
+            let Some((slot, room)) = best else {
+                return any;
+            };
+            // Its room, and no more than its share.
+            let take = room.min(pending.div_ceil(workers)).max(1);
+            if !self.send_to(slot, take) {
+                return any;
+            }
+            any = true;
+        }
+        any
+    }
+
+    /// Sends up to `take` tasks from the front pending chunk (no more than
+    /// the worker's budget allows) to the worker in `slot`; false if its
+    /// ring is full.
+    fn send_to(&mut self, slot: usize, take: usize) -> bool {
         let Some(mut chunk) = self.pending.pop_front() else {
             return false;
         };
@@ -649,12 +670,13 @@ impl Driver {
             id
         };
         let w = self.workers[slot].as_mut().expect("a live slot");
-        if let Some(budget) = w.budget {
-            let take = usize::try_from(budget).unwrap_or(usize::MAX).min(chunk.len());
-            if take < chunk.len() {
-                let rest = chunk.split_off(chunk.lo + take);
-                self.pending.push_front(rest);
-            }
+        let budget = w
+            .budget
+            .map_or(usize::MAX, |b| usize::try_from(b).unwrap_or(usize::MAX));
+        let take = take.min(budget).min(chunk.len());
+        if take < chunk.len() {
+            let rest = chunk.split_off(chunk.lo + take);
+            self.pending.push_front(rest);
         }
         while w.registered <= fn_id {
             let id = w.registered;
@@ -693,9 +715,6 @@ impl Driver {
             Ok(()) => {
                 let n = chunk.len();
                 self.next_seq += n as u64;
-                if w.in_flight.is_empty() {
-                    w.last_done = Instant::now();
-                }
                 w.tasks_in_flight += n;
                 if let Some(b) = w.budget.as_mut() {
                     *b -= n as u64;

@@ -387,11 +387,20 @@ struct Encoded {
     offsets: Vec<u32>,
 }
 
+/// Tasks per batch a call posts at once.
+const BATCH: usize = 1 << 15;
+
 impl Encoded {
     fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    fn with_capacity(tasks: usize) -> Self {
+        let mut offsets = Vec::with_capacity(tasks + 1);
+        offsets.push(0);
         Self {
-            args: Vec::new(),
-            offsets: vec![0],
+            args: Vec::with_capacity(tasks * 2),
+            offsets,
         }
     }
 
@@ -476,24 +485,23 @@ impl<S: 'static> Pool<S> {
         let n = enc.len();
         let args: Arc<[u8]> = enc.args.into();
         let offsets: Arc<[u32]> = enc.offsets.into();
-        let mut chunks = Vec::with_capacity(n.div_ceil(chunksize));
-        let mut lo = 0;
-        while lo < n {
-            let hi = (lo + chunksize).min(n);
-            chunks.push(Chunk {
-                job: Arc::clone(job),
-                fn_off,
-                base,
-                args: Arc::clone(&args),
-                offsets: Arc::clone(&offsets),
-                lo,
-                hi,
-                attempts: 0,
-            });
-            lo = hi;
-        }
         job.submitted(n, last);
-        self.shared.post(|inbox| inbox.chunks.extend(chunks));
+        if n == 0 {
+            return;
+        }
+        // One range: the driver cuts it in chunks as workers have room.
+        let chunk = Chunk {
+            job: Arc::clone(job),
+            fn_off,
+            base,
+            args,
+            offsets,
+            lo: 0,
+            hi: n,
+            chunksize,
+            attempts: 0,
+        };
+        self.shared.post(|inbox| inbox.chunks.push_back(chunk));
     }
 
     fn submit_all<A, R, C>(
@@ -512,14 +520,88 @@ impl<S: 'static> Pool<S> {
             return Err(PoolError::ZeroChunksize);
         }
         let fn_off = Self::trampoline_offset::<A, R, C>()?;
-        let mut enc = Encoded::new();
-        for (i, a) in items.into_iter().enumerate() {
-            enc.push(&a, i)?;
-        }
-        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(enc.len(), self.processes));
+        let items = items.into_iter();
+        // Python's default chunk size needs the length: an input that does
+        // not know it is read whole first, as Python's `map` does.
+        let (items, len): (Box<dyn Iterator<Item = A>>, usize) = match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => (Box::new(items), lo),
+            _ => {
+                let all: Vec<A> = items.collect();
+                let n = all.len();
+                (Box::new(all.into_iter()), n)
+            }
+        };
+        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(len, self.processes));
+        // Posted in batches as they are encoded: the workers start on the
+        // first while the caller encodes the next.
+        let batch = BATCH.div_ceil(chunksize) * chunksize;
         let job = Job::new(on_done);
-        self.post_batch(&job, fn_off, 0, enc, chunksize, true);
+        let mut enc = Encoded::with_capacity(batch.min(len));
+        let mut base = 0;
+        for (i, a) in items.enumerate() {
+            enc.push(&a, i)?;
+            if enc.len() == batch {
+                let full = std::mem::replace(&mut enc, Encoded::with_capacity(batch.min(len - i)));
+                self.post_batch(&job, fn_off, base, full, chunksize, false);
+                base = i + 1;
+            }
+        }
+        self.post_batch(&job, fn_off, base, enc, chunksize, true);
         Ok(job)
+    }
+
+    /// Waits for a job's results, decoding them as they arrive (in the
+    /// caller's thread, while the workers run): the values in input order,
+    /// or the first failure by index once every task is done.
+    fn collect_streaming<R: DeserializeOwned>(job: &Job) -> Result<Vec<R>, PoolError> {
+        let mut out: Vec<Option<R>> = Vec::new();
+        let mut first_err: Option<crate::TaskError> = None;
+        loop {
+            let mut st = job.wait_for(None, |st| !st.frames.is_empty() || st.complete());
+            let frames = std::mem::take(&mut st.frames);
+            let (complete, aborted, submitted) = (st.complete(), st.aborted.clone(), st.submitted);
+            drop(st);
+            if out.len() < submitted {
+                out.resize_with(submitted, || None);
+            }
+            for f in &frames {
+                f.decode::<R>(|index, r| match r {
+                    Ok(v) => {
+                        if let Some(slot) = out.get_mut(index) {
+                            *slot = Some(v);
+                        }
+                    }
+                    Err(e) => {
+                        if first_err.as_ref().is_none_or(|x| e.index < x.index) {
+                            first_err = Some(e);
+                        }
+                    }
+                });
+            }
+            if let Some(a) = aborted {
+                return Err(a.error());
+            }
+            if complete {
+                break;
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(PoolError::Task(e));
+        }
+        out.into_iter()
+            .enumerate()
+            .map(|(index, v)| {
+                v.ok_or_else(|| {
+                    PoolError::Task(crate::TaskError {
+                        index,
+                        worker: String::from("(none)"),
+                        failure: crate::TaskFailure::NotRun(
+                            "the pool lost this task's result (an internal error)".into(),
+                        ),
+                    })
+                })
+            })
+            .collect()
     }
 
     /// Python's `map`: `f` over `items`, results in input order, with
@@ -536,7 +618,9 @@ impl<S: 'static> Pool<S> {
         R: Serialize + DeserializeOwned + 'static,
         M: 'static,
     {
-        self.map_async(f, items)?.get()
+        let _ = f;
+        let job = self.submit_all::<A, R, MapCall<F, M>>(items, None, None)?;
+        Self::collect_streaming(&job)
     }
 
     /// As [`Self::map`] with `chunksize` tasks per chunk.
@@ -556,7 +640,9 @@ impl<S: 'static> Pool<S> {
         R: Serialize + DeserializeOwned + 'static,
         M: 'static,
     {
-        self.map_async_chunked(f, items, chunksize)?.get()
+        let _ = f;
+        let job = self.submit_all::<A, R, MapCall<F, M>>(items, Some(chunksize), None)?;
+        Self::collect_streaming(&job)
     }
 
     /// Python's `map_async`.
@@ -649,7 +735,9 @@ impl<S: 'static> Pool<S> {
         R: Serialize + DeserializeOwned + 'static,
         M: 'static,
     {
-        self.starmap_async(f, items)?.get()
+        let _ = f;
+        let job = self.submit_all::<Args, R, StarCall<F, M>>(items, None, None)?;
+        Self::collect_streaming(&job)
     }
 
     /// Python's `starmap_async`.

@@ -14,8 +14,9 @@
 //!
 //! - `Ready`: `[1]`: the initializer ran.
 //! - `InitFailed`: `[2][message]`.
-//! - `Done`: `[3][first_seq u64][n u32][results]`: one postcard
-//!   `Result<R, TaskFailure>` per task.
+//! - `Done`: `[3][first_seq u64][n u32][busy_ns u64][results]`: one
+//!   postcard `Result<R, TaskFailure>` per task, and the time the worker
+//!   spent on them (which sizes how much work it is given at once).
 //!
 //! Every field read from a frame is checked: a frame that does not parse is
 //! an error of the peer, never a panic or an out-of-bounds read.
@@ -35,7 +36,7 @@ pub(crate) const DONE: u8 = 3;
 /// Bytes before a chunk's offsets.
 pub(crate) const CHUNK_HEAD: usize = 1 + 8 + 4 + 4;
 /// Bytes before a done frame's results.
-pub(crate) const DONE_HEAD: usize = 1 + 8 + 4;
+pub(crate) const DONE_HEAD: usize = 1 + 8 + 4 + 8;
 
 /// A little-endian reader that never reads past its bytes.
 pub(crate) struct Reader<'a> {
@@ -212,11 +213,17 @@ pub(crate) fn push_result<R: Serialize>(out: &mut Vec<u8>, outcome: Result<&R, &
 }
 
 /// The head of a done frame.
-pub(crate) fn done_head(out: &mut Vec<u8>, first_seq: u64, n: u32) {
+pub(crate) fn done_head(out: &mut Vec<u8>, first_seq: u64, n: u32, busy_ns: u64) {
     out.clear();
     out.push(DONE);
     out.extend_from_slice(&first_seq.to_le_bytes());
     out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&busy_ns.to_le_bytes());
+}
+
+/// Sets the busy time of a done frame begun with [`done_head`].
+pub(crate) fn set_busy(out: &mut [u8], busy_ns: u64) {
+    out[13..21].copy_from_slice(&busy_ns.to_le_bytes());
 }
 
 /// Results that the driver made itself (failures of tasks no worker

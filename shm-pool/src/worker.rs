@@ -4,7 +4,7 @@ use std::any::Any;
 
 use serde::{Deserialize, Serialize};
 use shm_collections::bytes::{ByteConsumer, ByteProducer};
-use shm_core::RecvError;
+use shm_core::{RecvError, TryRecvError};
 
 use crate::auth::Key;
 use crate::bell::Bell;
@@ -73,7 +73,7 @@ where
     let mut ends = Vec::new();
     let mut ran = 0u64;
     loop {
-        match tasks.recv(&mut frame) {
+        match next_task(&mut tasks, &mut frame) {
             Ok(()) => {}
             // The pool is gone: nothing to do.
             Err(RecvError::Disconnected) => return,
@@ -108,8 +108,9 @@ where
                     Ok(c) => c,
                     Err(why) => bad_frame(&why),
                 };
-                wire::done_head(&mut out, chunk.first_seq, chunk.len());
+                wire::done_head(&mut out, chunk.first_seq, chunk.len(), 0);
                 ends.clear();
+                let began = std::time::Instant::now();
                 let progress = bell.progress(slot, chunk.first_seq);
                 if let Some(f) = table.get(chunk.fn_id as usize) {
                     let limit = max.saturating_sub(wire::DONE_HEAD);
@@ -121,6 +122,8 @@ where
                         ends.push(out.len());
                     }
                 }
+                let busy = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                wire::set_busy(&mut out, busy);
                 let sent = if out.len() > max {
                     // Every result fits alone, not all of them together.
                     send_split(&mut results, &out, &ends, chunk.first_seq, max)
@@ -172,6 +175,32 @@ fn initialize<S: 'static, IA, I: Initializer<IA, S>>(
     }
 }
 
+/// How long an idle worker looks for its next task before it sleeps: about
+/// what a wake-up costs on a VM, so a task that follows soon is taken
+/// without one.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Takes the next frame of the task ring: spinning a little, then waiting.
+fn next_task(tasks: &mut ByteConsumer, frame: &mut Vec<u8>) -> Result<(), RecvError> {
+    match tasks.try_recv(frame) {
+        Ok(()) => return Ok(()),
+        Err(TryRecvError::Empty) => {}
+        Err(_) => return tasks.recv(frame),
+    }
+    let until = std::time::Instant::now() + SPIN;
+    while std::time::Instant::now() < until {
+        for _ in 0..32 {
+            std::hint::spin_loop();
+        }
+        match tasks.try_recv(frame) {
+            Ok(()) => return Ok(()),
+            Err(TryRecvError::Empty) => std::thread::yield_now(),
+            Err(_) => break,
+        }
+    }
+    tasks.recv(frame)
+}
+
 /// A frame the parent would never write: the ring was scribbled on. The
 /// worker exits; the pool sees it die and replaces it.
 fn bad_frame(why: &str) -> ! {
@@ -193,7 +222,7 @@ fn send_split(results: &mut ByteProducer, done: &[u8], ends: &[usize], first_seq
         }
         let j = j.max(i + 1);
         let n = u32::try_from(j - i).expect("a chunk holds fewer than 2^32 tasks");
-        wire::done_head(&mut part, first_seq + i as u64, n);
+        wire::done_head(&mut part, first_seq + i as u64, n, 0);
         part.extend_from_slice(&done[start..ends[j - 1]]);
         if results.send(&part).is_err() {
             return false;
