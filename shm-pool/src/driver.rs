@@ -29,8 +29,8 @@ pub(crate) struct Chunk {
     pub(crate) job: Arc<Job>,
     pub(crate) fn_off: u64,
     pub(crate) base: usize,
-    pub(crate) args: Arc<[u8]>,
-    pub(crate) offsets: Arc<[u32]>,
+    pub(crate) args: Arc<Vec<u8>>,
+    pub(crate) offsets: Arc<Vec<u32>>,
     pub(crate) lo: usize,
     pub(crate) hi: usize,
     /// The call's chunk size: tasks go to a worker in multiples of it.
@@ -644,8 +644,10 @@ impl Driver {
             let Some((slot, room)) = best else {
                 return any;
             };
-            // Its room, and no more than its share.
-            let take = room.min(pending.div_ceil(workers)).max(1);
+            // Its room, half its window (so that one batch waits while
+            // the other runs), and no more than its share.
+            let half = Self::window(self.workers[slot].as_ref().expect("a live slot"), chunksize).div_ceil(2);
+            let take = room.min(half).min(pending.div_ceil(workers)).max(1);
             if !self.send_to(slot, take) {
                 return any;
             }

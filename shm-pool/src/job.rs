@@ -121,7 +121,7 @@ impl std::fmt::Debug for Job {
 
 /// How long a waiter spins before it sleeps: about what a wake-up costs on
 /// a VM (30-70 us), so a result that comes soon is taken without one.
-const SPIN: Duration = Duration::from_micros(50);
+pub(crate) const SPIN: Duration = Duration::from_micros(50);
 
 impl Job {
     pub(crate) fn new(on_done: Option<OnDone>) -> Arc<Self> {
@@ -190,7 +190,18 @@ impl Job {
     /// Waits until `ready(state)` holds or the deadline passes; returns the
     /// locked state either way (the caller checks again).
     pub(crate) fn wait_for(&self, deadline: Option<Instant>, ready: impl Fn(&State) -> bool) -> MutexGuard<'_, State> {
-        let spin_until = Instant::now() + SPIN;
+        self.wait_spinning(deadline, SPIN, ready)
+    }
+
+    /// As [`Self::wait_for`], spinning `spin` before sleeping (zero for a
+    /// waiter that expects a long wait, so it leaves the CPU to workers).
+    pub(crate) fn wait_spinning(
+        &self,
+        deadline: Option<Instant>,
+        spin: Duration,
+        ready: impl Fn(&State) -> bool,
+    ) -> MutexGuard<'_, State> {
+        let spin_until = Instant::now() + spin;
         let mut seen = u64::MAX;
         loop {
             // Acquire: pairs with the Release bump in `changed`.

@@ -483,8 +483,8 @@ impl<S: 'static> Pool<S> {
     /// `last` when the input is exhausted.
     fn post_batch(&self, job: &Arc<Job>, fn_off: u64, base: usize, enc: Encoded, chunksize: usize, last: bool) {
         let n = enc.len();
-        let args: Arc<[u8]> = enc.args.into();
-        let offsets: Arc<[u32]> = enc.offsets.into();
+        let args = Arc::new(enc.args);
+        let offsets = Arc::new(enc.offsets);
         job.submitted(n, last);
         if n == 0 {
             return;
@@ -541,7 +541,9 @@ impl<S: 'static> Pool<S> {
         for (i, a) in items.enumerate() {
             enc.push(&a, i)?;
             if enc.len() == batch {
+                let bytes = enc.args.len();
                 let full = std::mem::replace(&mut enc, Encoded::with_capacity(batch.min(len - i)));
+                enc.args.reserve(bytes);
                 self.post_batch(&job, fn_off, base, full, chunksize, false);
                 base = i + 1;
             }
@@ -554,29 +556,44 @@ impl<S: 'static> Pool<S> {
     /// caller's thread, while the workers run): the values in input order,
     /// or the first failure by index once every task is done.
     fn collect_streaming<R: DeserializeOwned>(job: &Job) -> Result<Vec<R>, PoolError> {
-        let mut out: Vec<Option<R>> = Vec::new();
+        let mut out: Vec<R> = Vec::new();
+        // Frames that came before their turn, by their first index.
+        let mut early: std::collections::BTreeMap<usize, crate::job::Frame> = std::collections::BTreeMap::new();
         let mut first_err: Option<crate::TaskError> = None;
+        let mut decode = |f: &crate::job::Frame, out: &mut Vec<R>| {
+            f.decode::<R>(|index, r| match r {
+                Ok(v) if first_err.is_none() && index == out.len() => out.push(v),
+                Ok(_) => {}
+                Err(e) => {
+                    if first_err.as_ref().is_none_or(|x| e.index < x.index) {
+                        first_err = Some(e);
+                    }
+                }
+            });
+        };
         loop {
-            let mut st = job.wait_for(None, |st| !st.frames.is_empty() || st.complete());
+            let left = {
+                let st = job.lock();
+                st.submitted.saturating_sub(st.finished)
+            };
+            // Spin only for the last few results: while many are due, the
+            // CPU is the workers'.
+            let spin = if left <= 64 { crate::job::SPIN } else { Duration::ZERO };
+            let mut st = job.wait_spinning(None, spin, |st| !st.frames.is_empty() || st.complete());
             let frames = std::mem::take(&mut st.frames);
-            let (complete, aborted, submitted) = (st.complete(), st.aborted.clone(), st.submitted);
+            let (complete, aborted) = (st.complete(), st.aborted.clone());
             drop(st);
-            if out.len() < submitted {
-                out.resize_with(submitted, || None);
+            for f in frames {
+                early.insert(f.first, f);
             }
-            for f in &frames {
-                f.decode::<R>(|index, r| match r {
-                    Ok(v) => {
-                        if let Some(slot) = out.get_mut(index) {
-                            *slot = Some(v);
-                        }
-                    }
-                    Err(e) => {
-                        if first_err.as_ref().is_none_or(|x| e.index < x.index) {
-                            first_err = Some(e);
-                        }
-                    }
-                });
+            while let Some(f) = early.remove(&out.len()) {
+                let before = out.len();
+                decode(&f, &mut out);
+                if out.len() < before + f.n {
+                    // A failure stopped the values: decode the rest for
+                    // their errors only.
+                    break;
+                }
             }
             if let Some(a) = aborted {
                 return Err(a.error());
@@ -585,23 +602,13 @@ impl<S: 'static> Pool<S> {
                 break;
             }
         }
+        for f in early.values() {
+            decode(f, &mut out);
+        }
         if let Some(e) = first_err {
             return Err(PoolError::Task(e));
         }
-        out.into_iter()
-            .enumerate()
-            .map(|(index, v)| {
-                v.ok_or_else(|| {
-                    PoolError::Task(crate::TaskError {
-                        index,
-                        worker: String::from("(none)"),
-                        failure: crate::TaskFailure::NotRun(
-                            "the pool lost this task's result (an internal error)".into(),
-                        ),
-                    })
-                })
-            })
-            .collect()
+        Ok(out)
     }
 
     /// Python's `map`: `f` over `items`, results in input order, with
