@@ -6,16 +6,27 @@
 
 use shm::prelude::*;
 
-/// Runs once in each worker; its name becomes the worker's state.
-fn hello(greeting: String) -> String {
-    let me = shm::current_process();
-    println!("{greeting} from {} (pid {})", me.name(), me.pid());
-    me.name().to_owned()
+/// What each worker keeps between its tasks.
+struct Me {
+    name: String,
+    tasks: u32,
 }
 
-/// A task that uses the worker's state: which worker ran `x`.
-fn square_on(worker: &mut String, x: u64) -> (u64, String) {
-    (x * x, worker.clone())
+/// Runs once in each worker; what it returns is the worker's state.
+fn hello(greeting: String) -> Me {
+    let me = shm::current_process();
+    println!("{greeting} from {} (pid {})", me.name(), me.pid());
+    Me {
+        name: me.name().to_owned(),
+        tasks: 0,
+    }
+}
+
+/// A task that uses the worker's state: which worker ran `x`, and how many
+/// tasks it had run before.
+fn square_on(me: &mut Me, x: u64) -> (u64, String) {
+    me.tasks += 1;
+    (x * x, format!("{}#{}", me.name, me.tasks))
 }
 
 fn main() -> Result<(), shm::Error> {
@@ -39,7 +50,8 @@ fn main() -> Result<(), shm::Error> {
     let squares: Vec<u64> = out.iter().map(|r| r.0).collect();
     let mut per_worker = std::collections::BTreeMap::<&str, usize>::new();
     for (_, w) in &out {
-        *per_worker.entry(w).or_default() += 1;
+        let name = w.split('#').next().unwrap_or(w);
+        *per_worker.entry(name).or_default() += 1;
     }
     println!("squares with maxtasksperchild=2: {squares:?}");
     println!(
