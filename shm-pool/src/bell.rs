@@ -20,8 +20,6 @@ use serde::{Deserialize, Serialize};
 use shm_core::RawArray;
 use shm_core::sys::{self, Deadline};
 
-use crate::task::Progress;
-
 /// Words per worker slot: a cache line.
 const STRIDE: usize = 8;
 const RUNNING: usize = 0;
@@ -104,38 +102,22 @@ impl Bell {
         self.word(slot, DONE).map_or(0, |a| a.load(Relaxed))
     }
 
-    /// The worker side's reporter for a chunk starting at `first_seq`.
-    pub(crate) fn progress(&self, slot: usize, first_seq: u64) -> SlotProgress<'_> {
-        SlotProgress {
-            running: self.word(slot, RUNNING),
-            done: self.word(slot, DONE),
-            first_seq,
-        }
-    }
-}
-
-/// Reports a worker's progress through its slot's words.
-pub(crate) struct SlotProgress<'a> {
-    running: Option<&'a AtomicU64>,
-    done: Option<&'a AtomicU64>,
-    first_seq: u64,
-}
-
-impl Progress for SlotProgress<'_> {
+    /// Says that the slot's worker starts task `seq`.
     #[inline]
-    fn start(&self, i: u32) {
-        if let Some(r) = self.running {
+    pub(crate) fn start(&self, slot: usize, seq: u64) {
+        if let Some(r) = self.word(slot, RUNNING) {
             // Relaxed: see `Bell::running`.
-            r.store(self.first_seq + u64::from(i) + 1, Relaxed);
+            r.store(seq + 1, Relaxed);
         }
     }
 
+    /// Says that the slot's worker finished its task.
     #[inline]
-    fn done(&self, _i: u32) {
-        if let Some(r) = self.running {
+    pub(crate) fn done(&self, slot: usize) {
+        if let Some(r) = self.word(slot, RUNNING) {
             r.store(0, Relaxed);
         }
-        if let Some(d) = self.done {
+        if let Some(d) = self.word(slot, DONE) {
             // Relaxed: a progress count; only this worker writes it.
             d.store(d.load(Relaxed) + 1, Relaxed);
         }

@@ -134,38 +134,31 @@ impl<S, A, R, M: 'static, F: StarTask<S, A, R, M>> Call<S, A, R> for StarCall<F,
     }
 }
 
-/// What a worker's trampoline reports while it runs a chunk: which task it
-/// is on (for the pool to blame the right one if the worker dies) and how
-/// many it finished (for progress inside a chunk).
-pub(crate) trait Progress {
+/// Where a worker's trampoline reports as it runs a chunk: which task it
+/// is on (for the pool to blame the right one if the worker dies), and each
+/// result once appended to `out` (the reporter sends results in frames,
+/// during a long chunk too, so that a death loses little).
+pub(crate) trait Report {
     /// Task `i` of the chunk starts.
-    fn start(&self, i: u32);
-    /// Task `i` of the chunk is done.
-    fn done(&self, i: u32);
+    fn start(&mut self, i: u32);
+    /// Task `i`'s result was appended to `out`; false when the pool is
+    /// gone (the chunk is abandoned).
+    fn done(&mut self, i: u32, out: &mut Vec<u8>) -> bool;
 }
 
-/// Runs the tasks of one chunk: `args` holds their encoded arguments,
-/// `offsets` where each starts (validated by the caller: `n + 1` ascending
-/// offsets within `args`); appends one encoded `Result<R, TaskFailure>` per
-/// task to `out`, never more than `max` bytes for one, and where each ends
-/// to `ends`.
-pub(crate) type Trampoline = fn(
-    state: &mut dyn Any,
-    chunk: &wire::ChunkView<'_>,
-    out: &mut Vec<u8>,
-    ends: &mut Vec<usize>,
-    max: usize,
-    progress: &dyn Progress,
-);
+/// Runs the tasks of one chunk: appends one encoded `Result<R, TaskFailure>`
+/// per task to `out` (never more than `max` bytes for one) and tells
+/// `report` about each.
+pub(crate) type Trampoline =
+    fn(state: &mut dyn Any, chunk: &wire::ChunkView<'_>, out: &mut Vec<u8>, max: usize, report: &mut dyn Report);
 
 /// The trampoline of call `C` over a worker state `S`.
 pub(crate) fn trampoline<S, A, R, C>(
     state: &mut dyn Any,
     chunk: &wire::ChunkView<'_>,
     out: &mut Vec<u8>,
-    ends: &mut Vec<usize>,
     max: usize,
-    progress: &dyn Progress,
+    report: &mut dyn Report,
 ) where
     S: 'static,
     A: DeserializeOwned,
@@ -175,16 +168,17 @@ pub(crate) fn trampoline<S, A, R, C>(
     let f: C = conjure::<C>();
     let Some(state) = state.downcast_mut::<S>() else {
         for i in 0..chunk.len() {
-            progress.start(i);
+            report.start(i);
             let failure = TaskFailure::NotRun("the worker's state is not the pool's state type".into());
             wire::push_result::<R>(out, Err(&failure), max);
-            ends.push(out.len());
-            progress.done(i);
+            if !report.done(i, out) {
+                return;
+            }
         }
         return;
     };
     for i in 0..chunk.len() {
-        progress.start(i);
+        report.start(i);
         let outcome = match postcard::from_bytes::<A>(chunk.arg(i)) {
             Err(e) => Err(TaskFailure::DecodeArgument(e.to_string())),
             Ok(arg) => run_caught(|| f.call(state, arg)),
@@ -193,8 +187,9 @@ pub(crate) fn trampoline<S, A, R, C>(
             Ok(r) => wire::push_result::<R>(out, Ok(r), max),
             Err(e) => wire::push_result::<R>(out, Err(e), max),
         }
-        ends.push(out.len());
-        progress.done(i);
+        if !report.done(i, out) {
+            return;
+        }
     }
 }
 

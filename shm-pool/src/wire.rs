@@ -221,11 +221,6 @@ pub(crate) fn done_head(out: &mut Vec<u8>, first_seq: u64, n: u32, busy_ns: u64)
     out.extend_from_slice(&busy_ns.to_le_bytes());
 }
 
-/// Sets the busy time of a done frame begun with [`done_head`].
-pub(crate) fn set_busy(out: &mut [u8], busy_ns: u64) {
-    out[13..21].copy_from_slice(&busy_ns.to_le_bytes());
-}
-
 /// Results that the driver made itself (failures of tasks no worker
 /// reported), in the encoding of a done frame's results.
 pub(crate) fn failures(n: u32, failure: &TaskFailure) -> Vec<u8> {

@@ -1,6 +1,7 @@
 //! A pool worker: the process that runs chunks of tasks.
 
 use std::any::Any;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use shm_collections::bytes::{ByteConsumer, ByteProducer};
@@ -9,7 +10,7 @@ use shm_core::{RecvError, TryRecvError};
 use crate::auth::Key;
 use crate::bell::Bell;
 use crate::error::TaskFailure;
-use crate::task::{self, Trampoline};
+use crate::task::{self, Report, Trampoline};
 use crate::wire::{self, ChunkView, Reader};
 
 /// The exit code of a worker whose initializer panicked (it said so first).
@@ -70,7 +71,6 @@ where
     let mut table: Vec<Trampoline> = Vec::new();
     let mut frame = Vec::new();
     let mut out = Vec::new();
-    let mut ends = Vec::new();
     let mut ran = 0u64;
     loop {
         match next_task(&mut tasks, &mut frame) {
@@ -108,32 +108,25 @@ where
                     Ok(c) => c,
                     Err(why) => bad_frame(&why),
                 };
-                wire::done_head(&mut out, chunk.first_seq, chunk.len(), 0);
-                ends.clear();
-                let began = std::time::Instant::now();
-                let progress = bell.progress(slot, chunk.first_seq);
+                let mut report = Reporter::new(&mut results, &bell, slot, chunk.first_seq, max);
+                out.clear();
+                out.resize(wire::DONE_HEAD, 0);
+                let limit = max.saturating_sub(wire::DONE_HEAD);
                 if let Some(f) = table.get(chunk.fn_id as usize) {
-                    let limit = max.saturating_sub(wire::DONE_HEAD);
-                    f(state.as_mut(), &chunk, &mut out, &mut ends, limit, &progress);
+                    f(state.as_mut(), &chunk, &mut out, limit, &mut report);
                 } else {
                     let failure = TaskFailure::NotRun(format!("function {} was never registered", chunk.fn_id));
-                    for _ in 0..chunk.len() {
-                        wire::push_result::<()>(&mut out, Err(&failure), max);
-                        ends.push(out.len());
+                    for i in 0..chunk.len() {
+                        report.start(i);
+                        wire::push_result::<()>(&mut out, Err(&failure), limit);
+                        if !report.done(i, &mut out) {
+                            break;
+                        }
                     }
                 }
-                let busy = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                wire::set_busy(&mut out, busy);
-                let sent = if out.len() > max {
-                    // Every result fits alone, not all of them together.
-                    send_split(&mut results, &out, &ends, chunk.first_seq, max)
-                } else {
-                    results.send(&out).is_ok()
-                };
-                if !sent {
+                if !report.flush(&mut out) {
                     return;
                 }
-                bell.ring();
                 ran += u64::from(chunk.len());
                 if max_tasks != 0 && ran >= max_tasks {
                     return;
@@ -178,7 +171,7 @@ fn initialize<S: 'static, IA, I: Initializer<IA, S>>(
 /// How long an idle worker looks for its next task before it sleeps: about
 /// what a wake-up costs on a VM, so a task that follows soon is taken
 /// without one.
-const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+const SPIN: Duration = Duration::from_micros(50);
 
 /// Takes the next frame of the task ring: spinning a little, then waiting.
 fn next_task(tasks: &mut ByteConsumer, frame: &mut Vec<u8>) -> Result<(), RecvError> {
@@ -187,8 +180,8 @@ fn next_task(tasks: &mut ByteConsumer, frame: &mut Vec<u8>) -> Result<(), RecvEr
         Err(TryRecvError::Empty) => {}
         Err(_) => return tasks.recv(frame),
     }
-    let until = std::time::Instant::now() + SPIN;
-    while std::time::Instant::now() < until {
+    let until = Instant::now() + SPIN;
+    while Instant::now() < until {
         for _ in 0..32 {
             std::hint::spin_loop();
         }
@@ -208,10 +201,109 @@ fn bad_frame(why: &str) -> ! {
     std::process::exit(BAD_FRAME)
 }
 
-/// Sends the results of a done frame too large for one frame as several,
-/// cut at result boundaries (`ends`: where each task's result ends in
-/// `done`; each result alone fits, as the trampoline checked).
-fn send_split(results: &mut ByteProducer, done: &[u8], ends: &[usize], first_seq: u64, max: usize) -> bool {
+/// How long results may wait in a worker before it sends them: a worker
+/// that dies loses (and the pool runs again) at most about this much of
+/// finished work.
+const FLUSH: Duration = Duration::from_micros(100);
+
+/// Sends a chunk's results as they come: in one frame for a quick chunk,
+/// and every [`FLUSH`] during a long one. Reads the clock only every
+/// `every` tasks, a stride that grows while tasks are quick.
+struct Reporter<'a> {
+    results: &'a mut ByteProducer,
+    bell: &'a Bell,
+    slot: usize,
+    first_seq: u64,
+    max: usize,
+    /// Tasks of the chunk already sent.
+    sent: u32,
+    /// Where each unsent result ends in `out`.
+    ends: Vec<usize>,
+    /// When the unsent results began.
+    began: Instant,
+    every: u32,
+    since: u32,
+    gone: bool,
+}
+
+impl<'a> Reporter<'a> {
+    fn new(results: &'a mut ByteProducer, bell: &'a Bell, slot: usize, first_seq: u64, max: usize) -> Self {
+        Self {
+            results,
+            bell,
+            slot,
+            first_seq,
+            max,
+            sent: 0,
+            ends: Vec::new(),
+            began: Instant::now(),
+            every: 1,
+            since: 0,
+            gone: false,
+        }
+    }
+
+    /// Sends the unsent results (`out` after its head); false when the pool
+    /// is gone.
+    fn flush(&mut self, out: &mut Vec<u8>) -> bool {
+        if self.gone {
+            return false;
+        }
+        if self.ends.is_empty() {
+            return true;
+        }
+        let n = u32::try_from(self.ends.len()).expect("a chunk holds fewer than 2^32 tasks");
+        let busy = u64::try_from(self.began.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let first = self.first_seq + u64::from(self.sent);
+        let ok = if out.len() > self.max {
+            // Every result fits alone, not all of them together.
+            send_split(self.results, out, &self.ends, first, busy, self.max)
+        } else {
+            let mut head = Vec::with_capacity(wire::DONE_HEAD);
+            wire::done_head(&mut head, first, n, busy);
+            out[..wire::DONE_HEAD].copy_from_slice(&head);
+            self.results.send(out).is_ok()
+        };
+        self.bell.ring();
+        self.sent += n;
+        self.ends.clear();
+        out.truncate(wire::DONE_HEAD);
+        self.began = Instant::now();
+        self.gone = !ok;
+        ok
+    }
+}
+
+impl Report for Reporter<'_> {
+    #[inline]
+    fn start(&mut self, i: u32) {
+        self.bell.start(self.slot, self.first_seq + u64::from(i));
+    }
+
+    #[inline]
+    fn done(&mut self, _i: u32, out: &mut Vec<u8>) -> bool {
+        self.bell.done(self.slot);
+        self.ends.push(out.len());
+        self.since += 1;
+        if self.since < self.every {
+            return true;
+        }
+        self.since = 0;
+        let waited = self.began.elapsed();
+        if waited >= FLUSH {
+            return self.flush(out);
+        }
+        if waited < FLUSH / 4 {
+            self.every = (self.every * 2).min(1024);
+        }
+        true
+    }
+}
+
+/// Sends results too large for one frame as several, cut at result
+/// boundaries (`ends`: where each result ends in `out`; each result alone
+/// fits, as the trampoline checked).
+fn send_split(results: &mut ByteProducer, out: &[u8], ends: &[usize], first_seq: u64, busy: u64, max: usize) -> bool {
     let mut part = Vec::new();
     let mut start = wire::DONE_HEAD;
     let mut i = 0;
@@ -222,8 +314,9 @@ fn send_split(results: &mut ByteProducer, done: &[u8], ends: &[usize], first_seq
         }
         let j = j.max(i + 1);
         let n = u32::try_from(j - i).expect("a chunk holds fewer than 2^32 tasks");
-        wire::done_head(&mut part, first_seq + i as u64, n, 0);
-        part.extend_from_slice(&done[start..ends[j - 1]]);
+        // The busy time goes with the first part.
+        wire::done_head(&mut part, first_seq + i as u64, n, if i == 0 { busy } else { 0 });
+        part.extend_from_slice(&out[start..ends[j - 1]]);
         if results.send(&part).is_err() {
             return false;
         }

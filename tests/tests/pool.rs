@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use shm::{Exit, Pool, PoolError, RawValue, StartMethod, TaskFailure};
+use shm::{Exit, Lock, Pool, PoolError, RawValue, StartMethod, TaskFailure};
 use shm_tests::{check, next_random};
 
 type Result = shm_tests::TestResult;
@@ -74,6 +74,26 @@ fn busy(x: u64) -> u64 {
         std::hint::spin_loop();
     }
     x.wrapping_mul(2_654_435_761)
+}
+
+/// Counts under a shared lock; the first time it sees 3 its worker dies
+/// holding the lock. Later takers recover the lock (`OwnerDied`).
+fn locked_count(shared: &mut (Lock, RawValue<u64>, RawValue<u32>), x: u64) -> u64 {
+    let (lock, count, died) = shared;
+    let guard = match lock.acquire() {
+        Ok(g) => g,
+        Err(_) => {
+            let g = lock.recover();
+            g.mark_consistent();
+            g
+        }
+    };
+    count.set(count.get() + 1);
+    if x == 3 && died.fetch_add(1, Relaxed) == 0 {
+        std::process::exit(1);
+    }
+    drop(guard);
+    x
 }
 
 fn state_plus(state: &mut u64, x: u64) -> u64 {
@@ -275,6 +295,35 @@ fn retries_rerun_the_killed_task(m: StartMethod) -> Result {
     check(first.get() == 2, format!("task 5 ran {} times", first.get()))
 }
 
+fn death_holding_a_lock_does_not_wedge(m: StartMethod) -> Result {
+    let shared = (Lock::new()?, RawValue::new(0u64)?, RawValue::new(0u32)?);
+    let p = Pool::builder()
+        .processes(2)
+        .start_method(m)
+        .retries(1)
+        .shared_input(shared.clone())
+        .build()?;
+    let got = p.map_async_chunked(locked_count, 0..8, 1)?.get_timeout(BOUND)?;
+    check(got == (0..8).collect::<Vec<_>>(), format!("{got:?}"))?;
+    // Eight tasks, task 3 twice (once in the worker that died), and any task
+    // that worker finished but had not reported yet (run again: at least
+    // once, never a duplicated result).
+    let count = shared.1.get();
+    check((9..=16).contains(&count), format!("count {count}"))
+}
+
+fn dropping_terminates(m: StartMethod) -> Result {
+    let p = pool(2, m)?;
+    let running = p.apply_async(sleeps_on_1, (1,))?;
+    let t = Instant::now();
+    drop(p);
+    check(t.elapsed() < BOUND, "drop returned")?;
+    match running.get_timeout(BOUND) {
+        Err(PoolError::Terminated) => Ok(()),
+        other => Err(format!("a call of a dropped pool: {other:?}").into()),
+    }
+}
+
 fn overdue_tasks_fail_alone(m: StartMethod) -> Result {
     let p = Pool::builder()
         .processes(2)
@@ -468,6 +517,8 @@ shm_tests::trials! {
         pool_deaths_fail_only_their_task => deaths_fail_only_their_task,
         pool_retries_rerun_the_killed_task => retries_rerun_the_killed_task,
         pool_overdue_tasks_fail_alone => overdue_tasks_fail_alone,
+        pool_death_holding_a_lock_does_not_wedge => death_holding_a_lock_does_not_wedge,
+        pool_dropping_terminates => dropping_terminates,
         pool_initializer_state_and_failures => initializer_state_and_failures,
         pool_maxtasksperchild_replaces_workers => maxtasksperchild_replaces_workers,
         pool_bad_input_is_refused => bad_input_is_refused,
