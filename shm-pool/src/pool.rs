@@ -796,6 +796,34 @@ impl<S: 'static> Pool<S> {
         })
     }
 
+    /// Python's `starmap_async` with `callback` and `error_callback`, called
+    /// in the pool's thread once every task finished.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::map_async`].
+    pub fn starmap_async_then<F, Args, R, M>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = Args>,
+        callback: impl FnOnce(Vec<R>) + Send + 'static,
+        error_callback: impl FnOnce(PoolError) + Send + 'static,
+    ) -> Result<AsyncResult<Vec<R>>, PoolError>
+    where
+        F: StarTask<S, Args, R, M>,
+        Args: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        M: 'static,
+    {
+        let _ = f;
+        let on_done = then(results::decode_all::<R>, callback, error_callback);
+        let job = self.submit_all::<Args, R, StarCall<F, M>>(items, None, Some(on_done))?;
+        Ok(AsyncResult {
+            job,
+            decode: results::decode_all::<R>,
+        })
+    }
+
     /// Python's `apply`: `f(args...)` on a worker, waiting for the result.
     ///
     /// # Errors

@@ -69,6 +69,47 @@
 //! [`OwnerDied`] to everyone until one process calls `recover()`, repairs
 //! what the lock guards, and marks the lock consistent.
 //!
+//! # Pools
+//!
+//! [`Pool`] is Python's `Pool` over worker processes fed through
+//! shared-memory rings: `map`, `imap`, `imap_unordered`, `starmap`,
+//! `apply` and their `_async` forms, with Python's default chunk size,
+//! `close`, `join` and `terminate`. Tasks are functions (or closures that
+//! capture nothing) with serde arguments and results; an initializer may
+//! give each worker a state that tasks of the form `fn(&mut S, A) -> R`
+//! use. A task that panics fails alone, with its message; a worker that
+//! dies is replaced and only the task it was running fails
+//! ([`TaskFailure::WorkerDied`], or it runs again with `retries`); a task
+//! past the pool's `task_timeout` has its worker killed and fails alone;
+//! an initializer that fails makes the pool report
+//! [`PoolError::Initializer`] instead of starting workers in a loop. No
+//! call hangs on a dead worker.
+//!
+//! ```no_run
+//! use shm::prelude::*;
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() -> Result<(), shm::Error> {
+//!     shm::init();
+//!     let pool = Pool::new(4)?;
+//!     assert_eq!(pool.map(square, 0..4)?, [0, 1, 4, 9]);
+//!     for (i, r) in pool.imap(square, 0..)?.take(3).enumerate() {
+//!         assert_eq!(r?, (i * i) as u64);
+//!     }
+//!     let r = pool.apply_async(square, (7,))?;
+//!     assert_eq!(r.get_timeout(std::time::Duration::from_secs(5))?, 49);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A worker that dies after finishing tasks it had not yet reported (it
+//! reports at least every 100 us) loses those results; the pool runs them
+//! again, so such a task may run twice, though its result is delivered
+//! once.
+//!
 //! # Start methods and threads
 //!
 //! Children start by `forkserver` (the default), `spawn` or `fork`
@@ -167,6 +208,13 @@
 //! channel of a process this library started, after the child has checked
 //! that it runs the very same executable file; deserialising one from any
 //! other bytes (a queue, a pipe, a file) is an error, never a call.
+//! A [`Pool`] names its task functions to its workers through their task
+//! rings, which are shared memory: each such registration carries a tag
+//! (SipHash-2-4) made under a 128-bit key drawn for the pool and handed to
+//! each worker among its start arguments, which never pass through shared
+//! memory. A worker accepts a registration only with the right tag, so
+//! bytes a scribbler writes into a task ring can fail tasks or kill that
+//! worker (the pool replaces it), never name code.
 //!
 //! **Liveness.** A blocked call notices a dead peer (or a lock holder
 //! that died) within [`LIVENESS_SLICE`]; a process killed at any instruction
