@@ -292,7 +292,7 @@ impl Driver {
             }
             let since = *idle_since.get_or_insert_with(Instant::now);
             if since.elapsed() < SPIN {
-                for _ in 0..32 {
+                for _ in 0..4 {
                     std::hint::spin_loop();
                 }
                 std::thread::yield_now();

@@ -217,7 +217,7 @@ impl Job {
             if now >= spin_until || deadline.is_some_and(|d| now >= d) {
                 break;
             }
-            for _ in 0..64 {
+            for _ in 0..4 {
                 std::hint::spin_loop();
             }
             std::thread::yield_now();

@@ -182,7 +182,7 @@ fn next_task(tasks: &mut ByteConsumer, frame: &mut Vec<u8>) -> Result<(), RecvEr
     }
     let until = Instant::now() + SPIN;
     while Instant::now() < until {
-        for _ in 0..32 {
+        for _ in 0..4 {
             std::hint::spin_loop();
         }
         match tasks.try_recv(frame) {
