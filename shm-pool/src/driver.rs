@@ -800,3 +800,18 @@ impl Driver {
         self.publish_workers();
     }
 }
+
+impl Drop for Driver {
+    /// Normally everything is done by now. If the driver's thread panicked
+    /// (a bug), this runs during the unwinding: it fails what is pending,
+    /// stops the workers and marks the pool broken, so no caller waits
+    /// forever on a pool without a driver.
+    fn drop(&mut self) {
+        let unfinished = !self.pending.is_empty()
+            || self.workers.iter().flatten().any(|w| !w.in_flight.is_empty())
+            || !self.shared.inbox().chunks.is_empty();
+        if unfinished || std::thread::panicking() {
+            self.terminate(Abort::Terminated);
+        }
+    }
+}
