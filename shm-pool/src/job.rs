@@ -97,8 +97,11 @@ impl State {
     }
 }
 
-/// A callback called once when the job completes, in the driver thread.
-pub(crate) type OnDone = Box<dyn FnOnce(&State) + Send>;
+/// What runs once when the job completes, in the driver thread: it reads
+/// the results under the job's lock and returns the user's callback, which
+/// is called after the lock is released (so a callback may use the pool,
+/// or this very result).
+pub(crate) type OnDone = Box<dyn FnOnce(&State) -> Box<dyn FnOnce()> + Send>;
 
 /// One call's results.
 pub(crate) struct Job {
@@ -169,21 +172,29 @@ impl Job {
         // Release: pairs with the Acquire load of spinning waiters, who then
         // take the lock anyway.
         self.version.fetch_add(1, Ordering::Release);
-        if complete {
+        let callback = if complete {
             let cb = self
                 .on_done
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take();
-            if let Some(cb) = cb {
-                cb(&st);
-            }
-        }
+            cb.map(|cb| cb(&st))
+        } else {
+            None
+        };
         drop(st);
         // SeqCst with the waiter's store of `sleepers` and load of the state
         // under the lock: a waiter either sees the change or is notified.
         if self.sleepers.load(Ordering::SeqCst) {
             self.cond.notify_all();
+        }
+        if let Some(f) = callback {
+            // A callback that panics loses its own call only: the pool's
+            // thread goes on (Python's result handler dies there, and the
+            // pool with it).
+            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                tracing::error!("a pool callback panicked: {}", crate::task::payload_message(p.as_ref()));
+            }
         }
     }
 

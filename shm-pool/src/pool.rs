@@ -1073,8 +1073,10 @@ fn then<T: 'static>(
     callback: impl FnOnce(T) + Send + 'static,
     error_callback: impl FnOnce(PoolError) + Send + 'static,
 ) -> OnDone {
-    Box::new(move |st: &State| match decode(st) {
-        Ok(v) => callback(v),
-        Err(e) => error_callback(e),
+    Box::new(move |st: &State| -> Box<dyn FnOnce()> {
+        match decode(st) {
+            Ok(v) => Box::new(move || callback(v)),
+            Err(e) => Box::new(move || error_callback(e)),
+        }
     })
 }
