@@ -266,7 +266,7 @@ mod tests {
         push_result(&mut out, Ok(&vec![0u8; 100]), 10);
         let r: Result<Vec<u8>, TaskFailure> = postcard::from_bytes(&out).expect("decodes");
         assert!(
-            matches!(r, Err(TaskFailure::TooLarge { len: 101, max: 10, .. })),
+            matches!(r, Err(TaskFailure::TooLarge { len: 102, max: 10, .. })),
             "{r:?}"
         );
     }
