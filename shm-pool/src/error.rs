@@ -122,6 +122,9 @@ pub enum PoolError {
     /// A chunk size of zero.
     #[error("the chunk size must be at least 1")]
     ZeroChunksize,
+    /// A thread pool's result was already moved out by an earlier `get`.
+    #[error("the result was already taken by an earlier get")]
+    Taken,
     /// A waiting call ran out of time (`get_timeout`, `wait_timeout`).
     #[error("timed out after {0:?} waiting for the result")]
     Timeout(Duration),
@@ -159,7 +162,9 @@ impl From<PoolError> for shm_core::Error {
         let kind = match &e {
             PoolError::Task(_) | PoolError::Initializer { .. } => ErrorKind::Other,
             PoolError::Closed | PoolError::Terminated => ErrorKind::Disconnected,
-            PoolError::NotClosed | PoolError::NoWorkers | PoolError::ZeroChunksize => ErrorKind::Usage,
+            PoolError::NotClosed | PoolError::NoWorkers | PoolError::ZeroChunksize | PoolError::Taken => {
+                ErrorKind::Usage
+            }
             PoolError::Timeout(_) => ErrorKind::Timeout,
             PoolError::Encode { .. } => ErrorKind::Serialization,
             PoolError::Start(_) | PoolError::Thread(_) => ErrorKind::Process,

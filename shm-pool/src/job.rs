@@ -55,6 +55,49 @@ impl Frame {
     }
 }
 
+/// A batch whose results can be taken out one by one, in order.
+pub(crate) trait Unpack<R>: Batch {
+    /// The index of its first task in the call.
+    fn first(&self) -> usize;
+    /// Calls `each(index, result)` for each of its tasks, in order.
+    fn unpack(self, each: &mut dyn FnMut(usize, Result<R, TaskError>));
+}
+
+impl<R: DeserializeOwned> Unpack<R> for Frame {
+    fn first(&self) -> usize {
+        self.first
+    }
+
+    fn unpack(self, each: &mut dyn FnMut(usize, Result<R, TaskError>)) {
+        self.decode::<R>(each);
+    }
+}
+
+/// A thread pool's results of tasks `first ..` of a call.
+#[derive(Debug)]
+pub(crate) struct Typed<R> {
+    pub(crate) first: usize,
+    pub(crate) results: Vec<Result<R, TaskError>>,
+}
+
+impl<R> Batch for Typed<R> {
+    fn tasks(&self) -> usize {
+        self.results.len()
+    }
+}
+
+impl<R> Unpack<R> for Typed<R> {
+    fn first(&self) -> usize {
+        self.first
+    }
+
+    fn unpack(self, each: &mut dyn FnMut(usize, Result<R, TaskError>)) {
+        for (i, r) in self.results.into_iter().enumerate() {
+            each(self.first + i, r);
+        }
+    }
+}
+
 /// Why a call's unfinished tasks will never finish.
 #[derive(Clone, Debug)]
 pub(crate) enum Abort {
@@ -74,11 +117,24 @@ impl Abort {
     }
 }
 
+/// A batch of results a job receives: a [`Frame`] of encoded results from
+/// a worker process, or typed results from a thread pool's thread.
+pub(crate) trait Batch {
+    /// How many tasks' results it holds.
+    fn tasks(&self) -> usize;
+}
+
+impl Batch for Frame {
+    fn tasks(&self) -> usize {
+        self.n
+    }
+}
+
 /// What a job holds, under its lock.
-#[derive(Debug, Default)]
-pub(crate) struct State {
-    /// Frames not yet taken by the caller, in arrival order.
-    pub(crate) frames: Vec<Frame>,
+#[derive(Debug)]
+pub(crate) struct State<F = Frame> {
+    /// Batches not yet taken by the caller, in arrival order.
+    pub(crate) frames: Vec<F>,
     /// Tasks with a result.
     pub(crate) finished: usize,
     /// Tasks submitted so far.
@@ -89,7 +145,19 @@ pub(crate) struct State {
     pub(crate) aborted: Option<Abort>,
 }
 
-impl State {
+impl<F> Default for State<F> {
+    fn default() -> Self {
+        Self {
+            frames: Vec::new(),
+            finished: 0,
+            submitted: 0,
+            input_done: false,
+            aborted: None,
+        }
+    }
+}
+
+impl<F> State<F> {
     /// Every submitted task has a result and no more will come (or the job
     /// was given up).
     pub(crate) fn complete(&self) -> bool {
@@ -101,20 +169,20 @@ impl State {
 /// the results under the job's lock and returns the user's callback, which
 /// is called after the lock is released (so a callback may use the pool,
 /// or this very result).
-pub(crate) type OnDone = Box<dyn FnOnce(&State) -> Box<dyn FnOnce()> + Send>;
+pub(crate) type OnDone<F = Frame> = Box<dyn FnOnce(&State<F>) -> Box<dyn FnOnce()> + Send>;
 
 /// One call's results.
-pub(crate) struct Job {
-    state: Mutex<State>,
+pub(crate) struct Job<F = Frame> {
+    state: Mutex<State<F>>,
     cond: Condvar,
     /// Bumped at every delivery, for waiters that spin.
     version: AtomicU64,
     /// Whether a waiter sleeps on `cond`.
     sleepers: AtomicBool,
-    on_done: Mutex<Option<OnDone>>,
+    on_done: Mutex<Option<OnDone<F>>>,
 }
 
-impl std::fmt::Debug for Job {
+impl<F: Batch + std::fmt::Debug> std::fmt::Debug for Job<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Job")
             .field("state", &*self.lock())
@@ -126,8 +194,8 @@ impl std::fmt::Debug for Job {
 /// a VM (30-70 us), so a result that comes soon is taken without one.
 pub(crate) const SPIN: Duration = Duration::from_micros(50);
 
-impl Job {
-    pub(crate) fn new(on_done: Option<OnDone>) -> Arc<Self> {
+impl<F: Batch> Job<F> {
+    pub(crate) fn new(on_done: Option<OnDone<F>>) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State::default()),
             cond: Condvar::new(),
@@ -137,7 +205,7 @@ impl Job {
         })
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<F>> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -151,9 +219,9 @@ impl Job {
     }
 
     /// Delivers a frame of results (in the driver thread).
-    pub(crate) fn deliver(&self, frame: Frame) {
+    pub(crate) fn deliver(&self, frame: F) {
         let mut st = self.lock();
-        st.finished += frame.n;
+        st.finished += frame.tasks();
         st.frames.push(frame);
         self.changed(st);
     }
@@ -167,7 +235,7 @@ impl Job {
         self.changed(st);
     }
 
-    fn changed(&self, st: MutexGuard<'_, State>) {
+    fn changed(&self, st: MutexGuard<'_, State<F>>) {
         let complete = st.complete();
         // Release: pairs with the Acquire load of spinning waiters, who then
         // take the lock anyway.
@@ -200,7 +268,11 @@ impl Job {
 
     /// Waits until `ready(state)` holds or the deadline passes; returns the
     /// locked state either way (the caller checks again).
-    pub(crate) fn wait_for(&self, deadline: Option<Instant>, ready: impl Fn(&State) -> bool) -> MutexGuard<'_, State> {
+    pub(crate) fn wait_for(
+        &self,
+        deadline: Option<Instant>,
+        ready: impl Fn(&State<F>) -> bool,
+    ) -> MutexGuard<'_, State<F>> {
         self.wait_spinning(deadline, SPIN, ready)
     }
 
@@ -210,8 +282,8 @@ impl Job {
         &self,
         deadline: Option<Instant>,
         spin: Duration,
-        ready: impl Fn(&State) -> bool,
-    ) -> MutexGuard<'_, State> {
+        ready: impl Fn(&State<F>) -> bool,
+    ) -> MutexGuard<'_, State<F>> {
         let spin_until = Instant::now() + spin;
         let mut seen = u64::MAX;
         loop {
@@ -289,6 +361,65 @@ pub(crate) fn collect<R: DeserializeOwned>(st: &State) -> Result<Vec<R>, PoolErr
             worker: String::from("(none)"),
             failure: TaskFailure::NotRun("the pool lost this task's result (an internal error)".into()),
         }));
+    }
+    Ok(out)
+}
+
+/// Waits for a job's results, decoding them as they arrive (in the
+/// caller's thread, while the workers run): the values in input order,
+/// or the first failure by index once every task is done.
+pub(crate) fn collect_streaming<R, F: Unpack<R>>(job: &Job<F>) -> Result<Vec<R>, PoolError> {
+    let mut out: Vec<R> = Vec::new();
+    // Batches that came before their turn, by their first index.
+    let mut early: std::collections::BTreeMap<usize, F> = std::collections::BTreeMap::new();
+    let mut first_err: Option<TaskError> = None;
+    let mut decode = |f: F, out: &mut Vec<R>| {
+        f.unpack(&mut |index, r| match r {
+            Ok(v) if first_err.is_none() && index == out.len() => out.push(v),
+            Ok(_) => {}
+            Err(e) => {
+                if first_err.as_ref().is_none_or(|x| e.index < x.index) {
+                    first_err = Some(e);
+                }
+            }
+        });
+    };
+    loop {
+        let left = {
+            let st = job.lock();
+            st.submitted.saturating_sub(st.finished)
+        };
+        // Spin only for the last few results: while many are due, the
+        // CPU is the workers'.
+        let spin = if left <= 64 { SPIN } else { Duration::ZERO };
+        let mut st = job.wait_spinning(None, spin, |st| !st.frames.is_empty() || st.complete());
+        let frames = std::mem::take(&mut st.frames);
+        let (complete, aborted) = (st.complete(), st.aborted.clone());
+        drop(st);
+        for f in frames {
+            early.insert(f.first(), f);
+        }
+        while let Some(f) = early.remove(&out.len()) {
+            let (before, n) = (out.len(), f.tasks());
+            decode(f, &mut out);
+            if out.len() < before + n {
+                // A failure stopped the values: decode the rest for
+                // their errors only.
+                break;
+            }
+        }
+        if let Some(a) = aborted {
+            return Err(a.error());
+        }
+        if complete {
+            break;
+        }
+    }
+    for f in std::mem::take(&mut early).into_values() {
+        decode(f, &mut out);
+    }
+    if let Some(e) = first_err {
+        return Err(PoolError::Task(e));
     }
     Ok(out)
 }

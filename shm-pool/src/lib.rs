@@ -29,6 +29,7 @@
 //! shared memory (see `auth`). A worker that breaks the protocol is killed
 //! and replaced.
 
+mod api;
 mod auth;
 mod bell;
 mod driver;
@@ -38,11 +39,14 @@ mod pool;
 mod results;
 mod sync;
 mod task;
+mod thread;
 mod wire;
 mod worker;
 
+pub use api::PoolApi;
 pub use error::{Exit, PoolError, TaskError, TaskFailure};
 pub use pool::{NoInit, Pool, PoolBuilder, SharedInput};
 pub use results::{AsyncResult, IMap};
 pub use task::{Plain, StarTask, Task, WithState};
+pub use thread::{ThreadPool, ThreadPoolBuilder, ThreadStarTask, ThreadTask};
 pub use worker::Initializer;

@@ -16,7 +16,7 @@ use crate::bell::Bell;
 use crate::driver::{Chunk, Config, Driver, Shared, Worker};
 use crate::error::PoolError;
 use crate::job::{Job, OnDone, State};
-use crate::results::{self, AsyncResult, Feed, IMap};
+use crate::results::{self, AsyncResult, Feed, IMap, ProcIMap, ProcSource};
 use crate::task::{self, Call, MapCall, StarCall, StarTask, Task, Trampoline};
 use crate::worker::{self, Initializer};
 
@@ -552,65 +552,6 @@ impl<S: 'static> Pool<S> {
         Ok(job)
     }
 
-    /// Waits for a job's results, decoding them as they arrive (in the
-    /// caller's thread, while the workers run): the values in input order,
-    /// or the first failure by index once every task is done.
-    fn collect_streaming<R: DeserializeOwned>(job: &Job) -> Result<Vec<R>, PoolError> {
-        let mut out: Vec<R> = Vec::new();
-        // Frames that came before their turn, by their first index.
-        let mut early: std::collections::BTreeMap<usize, crate::job::Frame> = std::collections::BTreeMap::new();
-        let mut first_err: Option<crate::TaskError> = None;
-        let mut decode = |f: &crate::job::Frame, out: &mut Vec<R>| {
-            f.decode::<R>(|index, r| match r {
-                Ok(v) if first_err.is_none() && index == out.len() => out.push(v),
-                Ok(_) => {}
-                Err(e) => {
-                    if first_err.as_ref().is_none_or(|x| e.index < x.index) {
-                        first_err = Some(e);
-                    }
-                }
-            });
-        };
-        loop {
-            let left = {
-                let st = job.lock();
-                st.submitted.saturating_sub(st.finished)
-            };
-            // Spin only for the last few results: while many are due, the
-            // CPU is the workers'.
-            let spin = if left <= 64 { crate::job::SPIN } else { Duration::ZERO };
-            let mut st = job.wait_spinning(None, spin, |st| !st.frames.is_empty() || st.complete());
-            let frames = std::mem::take(&mut st.frames);
-            let (complete, aborted) = (st.complete(), st.aborted.clone());
-            drop(st);
-            for f in frames {
-                early.insert(f.first, f);
-            }
-            while let Some(f) = early.remove(&out.len()) {
-                let before = out.len();
-                decode(&f, &mut out);
-                if out.len() < before + f.n {
-                    // A failure stopped the values: decode the rest for
-                    // their errors only.
-                    break;
-                }
-            }
-            if let Some(a) = aborted {
-                return Err(a.error());
-            }
-            if complete {
-                break;
-            }
-        }
-        for f in early.values() {
-            decode(f, &mut out);
-        }
-        if let Some(e) = first_err {
-            return Err(PoolError::Task(e));
-        }
-        Ok(out)
-    }
-
     /// Python's `map`: `f` over `items`, results in input order, with
     /// Python's default chunk size.
     ///
@@ -627,7 +568,7 @@ impl<S: 'static> Pool<S> {
     {
         let _ = f;
         let job = self.submit_all::<A, R, MapCall<F, M>>(items, None, None)?;
-        Self::collect_streaming(&job)
+        crate::job::collect_streaming::<R, _>(&job)
     }
 
     /// As [`Self::map`] with `chunksize` tasks per chunk.
@@ -649,7 +590,7 @@ impl<S: 'static> Pool<S> {
     {
         let _ = f;
         let job = self.submit_all::<A, R, MapCall<F, M>>(items, Some(chunksize), None)?;
-        Self::collect_streaming(&job)
+        crate::job::collect_streaming::<R, _>(&job)
     }
 
     /// Python's `map_async`.
@@ -671,10 +612,10 @@ impl<S: 'static> Pool<S> {
     {
         let _ = f;
         let job = self.submit_all::<A, R, MapCall<F, M>>(items, None, None)?;
-        Ok(AsyncResult {
+        Ok(AsyncResult::new(ProcSource {
             job,
             decode: results::decode_all::<R>,
-        })
+        }))
     }
 
     /// As [`Self::map_async`] with `chunksize` tasks per chunk.
@@ -696,10 +637,10 @@ impl<S: 'static> Pool<S> {
     {
         let _ = f;
         let job = self.submit_all::<A, R, MapCall<F, M>>(items, Some(chunksize), None)?;
-        Ok(AsyncResult {
+        Ok(AsyncResult::new(ProcSource {
             job,
             decode: results::decode_all::<R>,
-        })
+        }))
     }
 
     /// Python's `map_async` with `callback` and `error_callback`: one of
@@ -724,10 +665,10 @@ impl<S: 'static> Pool<S> {
         let _ = f;
         let on_done = then(results::decode_all::<R>, callback, error_callback);
         let job = self.submit_all::<A, R, MapCall<F, M>>(items, None, Some(on_done))?;
-        Ok(AsyncResult {
+        Ok(AsyncResult::new(ProcSource {
             job,
             decode: results::decode_all::<R>,
-        })
+        }))
     }
 
     /// Python's `starmap`: `f(a, b, ...)` for each tuple `(a, b, ...)`.
@@ -744,7 +685,7 @@ impl<S: 'static> Pool<S> {
     {
         let _ = f;
         let job = self.submit_all::<Args, R, StarCall<F, M>>(items, None, None)?;
-        Self::collect_streaming(&job)
+        crate::job::collect_streaming::<R, _>(&job)
     }
 
     /// Python's `starmap_async`.
@@ -765,10 +706,10 @@ impl<S: 'static> Pool<S> {
     {
         let _ = f;
         let job = self.submit_all::<Args, R, StarCall<F, M>>(items, None, None)?;
-        Ok(AsyncResult {
+        Ok(AsyncResult::new(ProcSource {
             job,
             decode: results::decode_all::<R>,
-        })
+        }))
     }
 
     /// As [`Self::starmap_async`] with `chunksize` tasks per chunk.
@@ -790,10 +731,10 @@ impl<S: 'static> Pool<S> {
     {
         let _ = f;
         let job = self.submit_all::<Args, R, StarCall<F, M>>(items, Some(chunksize), None)?;
-        Ok(AsyncResult {
+        Ok(AsyncResult::new(ProcSource {
             job,
             decode: results::decode_all::<R>,
-        })
+        }))
     }
 
     /// Python's `starmap_async` with `callback` and `error_callback`, called
@@ -818,10 +759,10 @@ impl<S: 'static> Pool<S> {
         let _ = f;
         let on_done = then(results::decode_all::<R>, callback, error_callback);
         let job = self.submit_all::<Args, R, StarCall<F, M>>(items, None, Some(on_done))?;
-        Ok(AsyncResult {
+        Ok(AsyncResult::new(ProcSource {
             job,
             decode: results::decode_all::<R>,
-        })
+        }))
     }
 
     /// Python's `apply`: `f(args...)` on a worker, waiting for the result.
@@ -853,10 +794,10 @@ impl<S: 'static> Pool<S> {
     {
         let _ = f;
         let job = self.submit_all::<Args, R, StarCall<F, M>>([args], Some(1), None)?;
-        Ok(AsyncResult {
+        Ok(AsyncResult::new(ProcSource {
             job,
             decode: results::decode_one::<R>,
-        })
+        }))
     }
 
     /// Python's `apply_async` with `callback` and `error_callback`, called
@@ -881,10 +822,10 @@ impl<S: 'static> Pool<S> {
         let _ = f;
         let on_done = then(results::decode_one::<R>, callback, error_callback);
         let job = self.submit_all::<Args, R, StarCall<F, M>>([args], Some(1), Some(on_done))?;
-        Ok(AsyncResult {
+        Ok(AsyncResult::new(ProcSource {
             job,
             decode: results::decode_one::<R>,
-        })
+        }))
     }
 
     /// Python's `imap`: results in input order, as they are ready. The input
@@ -1011,7 +952,7 @@ impl<S: 'static> Pool<S> {
             Ok(n)
         });
         let window = self.processes * (2 * chunksize).max(64);
-        Ok(IMap::new(job, feed, window, ordered, len))
+        Ok(IMap::new(ProcIMap::new(job, feed, window, ordered, len)))
     }
 
     /// Python's `close`: no more work is taken; the workers exit once the

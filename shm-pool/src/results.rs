@@ -15,12 +15,53 @@ use crate::job::{self, Job, State};
 /// Turns a complete job's results into what the caller asked for.
 pub(crate) type Decode<T> = fn(&State) -> Result<T, PoolError>;
 
+/// Where an [`AsyncResult`] gets its value: a process pool's job (decoded
+/// on each `get`) or a thread pool's (moved out by the first `get`).
+pub(crate) trait Source<T>: Send + Sync {
+    /// Waits until the call completes or the deadline passes; whether it
+    /// completed.
+    fn wait_until(&self, deadline: Option<Instant>) -> bool;
+    /// Whether it completed, without waiting.
+    fn is_ready(&self) -> bool;
+    /// The outcome of a completed call.
+    fn outcome(&self) -> Result<T, PoolError>;
+    /// Whether a completed call succeeded.
+    fn succeeded(&self) -> bool;
+}
+
+/// A process pool's result: decoded from the job's frames.
+pub(crate) struct ProcSource<T> {
+    pub(crate) job: Arc<Job>,
+    pub(crate) decode: Decode<T>,
+}
+
+impl<T> Source<T> for ProcSource<T> {
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        self.job.wait_for(deadline, State::complete).complete()
+    }
+
+    fn is_ready(&self) -> bool {
+        self.job.lock().complete()
+    }
+
+    fn outcome(&self) -> Result<T, PoolError> {
+        (self.decode)(&self.job.lock())
+    }
+
+    fn succeeded(&self) -> bool {
+        (self.decode)(&self.job.lock()).is_ok()
+    }
+}
+
 /// The result of `apply_async`, `map_async` or `starmap_async`: Python's
 /// `AsyncResult`. Waiting spins briefly before it sleeps, so a result that
 /// comes within microseconds is taken without a wake-up.
+///
+/// A process pool's result can be read again; a thread pool's value is
+/// moved out by the first successful `get` (a later one returns
+/// [`PoolError::Taken`]).
 pub struct AsyncResult<T> {
-    pub(crate) job: Arc<Job>,
-    pub(crate) decode: Decode<T>,
+    src: Box<dyn Source<T>>,
 }
 
 impl<T> fmt::Debug for AsyncResult<T> {
@@ -30,16 +71,20 @@ impl<T> fmt::Debug for AsyncResult<T> {
 }
 
 impl<T> AsyncResult<T> {
+    pub(crate) fn new(src: impl Source<T> + 'static) -> Self {
+        Self { src: Box::new(src) }
+    }
+
     /// Waits for the result: the value, or the first task's error in input
-    /// order (Python's `get()`). It may be called again.
+    /// order (Python's `get()`).
     ///
     /// # Errors
     ///
     /// [`PoolError::Task`] for a task that failed, [`PoolError::Terminated`]
     /// or [`PoolError::Initializer`] when the pool gave the work up.
     pub fn get(&self) -> Result<T, PoolError> {
-        let st = self.job.wait_for(None, State::complete);
-        (self.decode)(&st)
+        self.src.wait_until(None);
+        self.src.outcome()
     }
 
     /// As [`Self::get`], giving up after `timeout` with
@@ -49,35 +94,31 @@ impl<T> AsyncResult<T> {
     ///
     /// As [`Self::get`], and [`PoolError::Timeout`].
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, PoolError> {
-        let st = self.job.wait_for(Some(Instant::now() + timeout), State::complete);
-        if !st.complete() {
+        if !self.src.wait_until(Some(Instant::now() + timeout)) {
             return Err(PoolError::Timeout(timeout));
         }
-        (self.decode)(&st)
+        self.src.outcome()
     }
 
     /// Waits until the result is ready.
     pub fn wait(&self) {
-        drop(self.job.wait_for(None, State::complete));
+        self.src.wait_until(None);
     }
 
     /// Waits up to `timeout`; whether the result is ready.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.job
-            .wait_for(Some(Instant::now() + timeout), State::complete)
-            .complete()
+        self.src.wait_until(Some(Instant::now() + timeout))
     }
 
     /// Whether the call finished (Python's `ready()`).
     pub fn ready(&self) -> bool {
-        self.job.lock().complete()
+        self.src.is_ready()
     }
 
     /// Whether the call finished without error; `None` while it runs
     /// (where Python raises `ValueError`).
     pub fn successful(&self) -> Option<bool> {
-        let st = self.job.lock();
-        st.complete().then(|| (self.decode)(&st).is_ok())
+        self.src.is_ready().then(|| self.src.succeeded())
     }
 }
 
@@ -97,9 +138,42 @@ pub(crate) type Feed<'a> = Box<dyn FnMut(usize) -> Result<usize, PoolError> + 'a
 /// The iterator of `imap` (in input order) and `imap_unordered` (in
 /// completion order). It pulls its input lazily: at most a window of tasks
 /// is in flight, so memory is bounded by the window and not by the input,
-/// and an endless input works.
+/// and an endless input works. `size_hint` gives the number of results to
+/// come when the input knows its length.
 pub struct IMap<'a, R> {
-    job: Arc<Job>,
+    inner: Box<dyn Iterator<Item = Result<R, PoolError>> + 'a>,
+}
+
+impl<R> fmt::Debug for IMap<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IMap")
+            .field("size_hint", &self.inner.size_hint())
+            .finish()
+    }
+}
+
+impl<'a, R> IMap<'a, R> {
+    pub(crate) fn new(inner: impl Iterator<Item = Result<R, PoolError>> + 'a) -> Self {
+        Self { inner: Box::new(inner) }
+    }
+}
+
+impl<R> Iterator for IMap<'_, R> {
+    type Item = Result<R, PoolError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        self.inner.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+/// The streaming iterator of either pool: its batches are `F`.
+pub(crate) struct ProcIMap<'a, R, F = job::Frame> {
+    job: Arc<Job<F>>,
     feed: Feed<'a>,
     exhausted: bool,
     window: usize,
@@ -114,9 +188,9 @@ pub struct IMap<'a, R> {
     _r: PhantomData<fn() -> R>,
 }
 
-impl<R> fmt::Debug for IMap<'_, R> {
+impl<R, F> fmt::Debug for ProcIMap<'_, R, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IMap")
+        f.debug_struct("ProcIMap")
             .field("ordered", &self.ordered)
             .field("submitted", &self.submitted)
             .field("yielded", &self.yielded)
@@ -124,8 +198,8 @@ impl<R> fmt::Debug for IMap<'_, R> {
     }
 }
 
-impl<'a, R: DeserializeOwned> IMap<'a, R> {
-    pub(crate) fn new(job: Arc<Job>, feed: Feed<'a>, window: usize, ordered: bool, len: Option<usize>) -> Self {
+impl<'a, R, F: job::Unpack<R>> ProcIMap<'a, R, F> {
+    pub(crate) fn new(job: Arc<Job<F>>, feed: Feed<'a>, window: usize, ordered: bool, len: Option<usize>) -> Self {
         Self {
             job,
             feed,
@@ -167,7 +241,7 @@ impl<'a, R: DeserializeOwned> IMap<'a, R> {
     }
 }
 
-impl<R: DeserializeOwned> Iterator for IMap<'_, R> {
+impl<R, F: job::Unpack<R>> Iterator for ProcIMap<'_, R, F> {
     type Item = Result<R, PoolError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -201,8 +275,8 @@ impl<R: DeserializeOwned> Iterator for IMap<'_, R> {
             }
             let frames = std::mem::take(&mut st.frames);
             drop(st);
-            for f in &frames {
-                f.decode::<R>(|index, r| {
+            for f in frames {
+                f.unpack(&mut |index, r| {
                     if self.ordered {
                         self.by_index.insert(index, r);
                     } else {

@@ -242,7 +242,8 @@ pub use shm_core::segment_object;
 #[doc(hidden)]
 pub use shm_core::{array, atomic, handle, liveness, process, segment, sys, value};
 pub use shm_pool::{
-    AsyncResult, Exit, IMap, Initializer, Pool, PoolBuilder, PoolError, StarTask, Task, TaskError, TaskFailure,
+    AsyncResult, Exit, IMap, Initializer, Pool, PoolApi, PoolBuilder, PoolError, StarTask, Task, TaskError,
+    TaskFailure, ThreadPool, ThreadPoolBuilder,
 };
 #[doc(hidden)]
 pub use shm_sync::park;
@@ -267,7 +268,7 @@ pub mod prelude {
         ShmSafe, StartMethod, TryRecvError, TrySendError, Worker, active_children, cpu_count, current_process,
         get_context, parent_process,
     };
-    pub use shm_pool::{AsyncResult, Pool, PoolError, TaskError};
+    pub use shm_pool::{AsyncResult, Pool, PoolApi, PoolError, TaskError, ThreadPool};
     pub use shm_sync::{
         AcquireTimeoutError, Array, Barrier, BarrierError, BoundedSemaphore, Condition, Event, Lock, OwnerDied, RLock,
         Semaphore, TryAcquireError, Value,

@@ -80,13 +80,12 @@ fn busy(x: u64) -> u64 {
 /// holding the lock. Later takers recover the lock (`OwnerDied`).
 fn locked_count(shared: &mut (Lock, RawValue<u64>, RawValue<u32>), x: u64) -> u64 {
     let (lock, count, died) = shared;
-    let guard = match lock.acquire() {
-        Ok(g) => g,
-        Err(_) => {
-            let g = lock.recover();
-            g.mark_consistent();
-            g
-        }
+    let guard = if let Ok(g) = lock.acquire() {
+        g
+    } else {
+        let g = lock.recover();
+        g.mark_consistent();
+        g
     };
     count.set(count.get() + 1);
     if x == 3 && died.fetch_add(1, Relaxed) == 0 {

@@ -460,3 +460,23 @@ fn pool_sizes_prints_a_row_per_size() {
         assert_eq!(lines_after(&text, &format!("| {n} | ")).len(), 1, "{text}");
     }
 }
+
+#[test]
+fn s8_thread_pool_gives_the_process_pools_results() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_thread_pool"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        let cubes: Vec<u64> = (0..10).map(|x| x * x * x).collect();
+        let total: u64 = (0..100u64).map(|x| x * x * x).sum();
+        let line = format!("{cubes:?}, total {total}");
+        assert_eq!(lines_after(&text, "processes: "), [line.as_str()], "{m}: {text}");
+        assert_eq!(lines_after(&text, "threads:   "), [line.as_str()], "{m}: {text}");
+        assert_eq!(lines_after(&text, "same results: "), ["true"], "{m}");
+        assert_eq!(
+            lines_after(&text, "scaled on threads: "),
+            ["[0, 10, 20, 30, 40]"],
+            "{m}"
+        );
+    }
+}
