@@ -3,7 +3,6 @@
 //! iterator that ends); nothing is ordered by sleeps.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use shm_pool::{PoolApi, PoolError, TaskFailure, ThreadPool};
@@ -79,14 +78,14 @@ fn a_panicking_task_fails_alone() -> Result<(), PoolError> {
 
 #[test]
 fn initializer_state_maxtasks_and_failures() -> Result<(), PoolError> {
-    let inits = Arc::new(AtomicUsize::new(0));
+    let inits = Arc::new(std::sync::Mutex::new(0usize));
     let counted = Arc::clone(&inits);
     let p = ThreadPool::builder()
         .processes(2)
         .maxtasksperchild(3)
         .initializer(
             move |base: u64| {
-                counted.fetch_add(1, Relaxed);
+                *counted.lock().expect("not poisoned") += 1;
                 base
             },
             100,
