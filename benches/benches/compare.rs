@@ -6,14 +6,16 @@
 //! `cargo test -p shm-benches --benches` (no `--bench` argument) runs a
 //! smoke pass with a few iterations and writes nothing.
 //! `SHM_BENCH_ONLY=peers,ring` runs only the named groups (`process`,
-//! `sync`, `wake`, `ring`, `peers`, `value`) and writes into
+//! `sync`, `wake`, `ring`, `peers`, `value`, `pool`) and writes into
 //! `$TMPDIR/shm-bench-partial/`, leaving the committed results alone.
 //!
 //! Arguments other than `--bench` and `--exit-now` are ignored.
 
 use shm_benches::process_start::EXIT_NOW;
 use shm_benches::report::Report;
-use shm_benches::{Mode, machine, peers, process_start, results_dir, ring_bench, sync_bench, value_bench, wake_bench};
+use shm_benches::{
+    Mode, machine, peers, pool_bench, process_start, results_dir, ring_bench, sync_bench, value_bench, wake_bench,
+};
 
 /// A benchmark group: measures and adds its rows.
 type Group = fn(Mode, &mut Report);
@@ -45,13 +47,14 @@ fn main() {
     if let Some(o) = &only {
         report.header.push(format!("Groups: only `{o}` (SHM_BENCH_ONLY)"));
     }
-    let groups: [(&str, Group); 6] = [
+    let groups: [(&str, Group); 7] = [
         ("process", process_start::run),
         ("sync", sync_bench::run),
         ("wake", wake_bench::run),
         ("ring", ring_bench::run),
         ("peers", peers::run),
         ("value", value_bench::run),
+        ("pool", pool_bench::run),
     ];
     for (name, run) in groups {
         if only.as_deref().is_none_or(|o| o.split(',').any(|g| g.trim() == name)) {

@@ -25,6 +25,7 @@ pub mod peer_ice;
 pub mod peer_python;
 pub mod peers;
 pub mod ping_pong;
+pub mod pool_bench;
 pub mod process_start;
 pub mod python;
 pub mod raw_sync;

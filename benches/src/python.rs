@@ -81,8 +81,13 @@ fn unquote(s: &str) -> String {
 /// Returns the reason as text when Python is missing or the script fails,
 /// for the report's notes.
 pub fn run(script: &str, args: &[String]) -> Result<FlatJson, String> {
+    run_with(Path::new("python3"), script, args)
+}
+
+/// As [`run`], with the interpreter `python` (a virtual environment's).
+pub fn run_with(python: &Path, script: &str, args: &[String]) -> Result<FlatJson, String> {
     let path = script_dir().join(script);
-    let out = match Command::new("python3").arg(&path).args(args).output() {
+    let out = match Command::new(python).arg(&path).args(args).output() {
         Ok(o) => o,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err("python3 is not on PATH".to_owned());

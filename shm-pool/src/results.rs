@@ -217,8 +217,9 @@ impl<'a, R, F: job::Unpack<R>> ProcIMap<'a, R, F> {
         }
     }
 
-    /// Keeps the window full.
-    fn top_up(&mut self) -> Result<(), PoolError> {
+    /// Keeps the window full (the call submits its first window at once,
+    /// as Python's `imap` starts on its input before the first `next`).
+    pub(crate) fn top_up(&mut self) -> Result<(), PoolError> {
         while !self.exhausted && self.submitted - self.yielded < self.window {
             let room = self.window - (self.submitted - self.yielded);
             let n = (self.feed)(room)?;

@@ -399,6 +399,14 @@ impl Process {
     }
 
     /// The started child's descriptors, unless released.
+    /// A duplicate of the child's pidfd (readable once it ended), for a
+    /// caller that waits on several children at once with `poll` (a pool's
+    /// watcher). `None` before start. Not public API.
+    #[doc(hidden)]
+    pub fn pidfd(&self) -> Option<std::os::fd::OwnedFd> {
+        self.popen().and_then(|p| p.pidfd.try_clone().ok())
+    }
+
     fn popen(&self) -> Option<Arc<Popen>> {
         self.popen_slot().clone()
     }

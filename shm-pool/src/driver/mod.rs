@@ -8,6 +8,7 @@
 
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -96,6 +97,12 @@ pub(crate) struct Shared {
     pub(crate) broken: Mutex<Option<Abort>>,
     /// Every first worker ran its initializer.
     pub(crate) ready: AtomicBool,
+    /// The watcher saw a worker's pidfd become readable (it ended).
+    death: AtomicBool,
+    /// The driver ended: the watcher stops.
+    pub(crate) stop: AtomicBool,
+    /// Pidfds of the live workers, for the watcher.
+    pidfds: Mutex<Vec<OwnedFd>>,
     /// Pids and names of the live workers (for callers that watch them).
     pub(crate) workers: Mutex<Vec<(u32, String)>>,
     /// Per slot: tasks credited through done frames, and tasks in flight
@@ -113,6 +120,9 @@ impl Shared {
             shown: AtomicU64::new(0),
             broken: Mutex::new(None),
             ready: AtomicBool::new(false),
+            death: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            pidfds: Mutex::new(Vec::new()),
             workers: Mutex::new(Vec::new()),
             credit: (0..slots).map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect(),
         }
@@ -263,6 +273,17 @@ impl Driver {
             .flatten()
             .map(|w| (w.process.pid().unwrap_or(0), w.name.to_string()))
             .collect();
+        let fds = self
+            .workers
+            .iter()
+            .flatten()
+            .filter_map(|w| w.process.pidfd())
+            .collect();
+        *self
+            .shared
+            .pidfds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fds;
         *self
             .shared
             .workers
@@ -272,8 +293,20 @@ impl Driver {
 
     /// Runs until the pool is closed and drained, or terminated.
     pub(crate) fn run(mut self) {
+        let shared = Arc::clone(&self.shared);
+        if let Err(e) = std::thread::Builder::new()
+            .name("shm-pool-watch".into())
+            .spawn(move || watch(&shared))
+        {
+            // The periodic check still notices deaths, only later.
+            tracing::warn!("pool: no watcher thread ({e}); deaths are noticed at the periodic check");
+        }
         let mut idle_since: Option<Instant> = None;
         loop {
+            // Acquire: pairs with the watcher's Release store.
+            if self.shared.death.swap(false, Ordering::Acquire) {
+                self.next_check = Instant::now();
+            }
             let mut progress = self.take_mail();
             if self.shared.inbox().terminate {
                 self.terminate(Abort::Terminated);
@@ -305,7 +338,9 @@ impl Driver {
             let shared = Arc::clone(&self.shared);
             shared.bell.sleep(timeout, || {
                 // Relaxed: a hint; the swap in `take_mail` orders.
-                self.shared.mail.load(Ordering::Relaxed) || self.read_results()
+                self.shared.mail.load(Ordering::Relaxed)
+                    || self.shared.death.load(Ordering::Relaxed)
+                    || self.read_results()
             });
             idle_since = None;
         }
@@ -442,6 +477,43 @@ impl Driver {
     }
 }
 
+/// The watcher thread: waits on the workers' pidfds and wakes the driver
+/// as soon as one ends, so a death is noticed in microseconds rather than
+/// at the next check (which still catches what the watcher misses: a worker
+/// started since it last read the list).
+pub(crate) fn watch(shared: &Shared) {
+    // Acquire: pairs with the Release store of `stop` by the driver.
+    while !shared.stop.load(Ordering::Acquire) {
+        if shared.death.load(Ordering::Acquire) {
+            // The driver has not handled the last one yet.
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        let fds: Vec<OwnedFd> = shared
+            .pidfds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter_map(|f| f.try_clone().ok())
+            .collect();
+        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+        let ended = if borrowed.is_empty() {
+            std::thread::sleep(WATCH_SLICE);
+            false
+        } else {
+            shm_core::sys::poll_readable(&borrowed, Some(WATCH_SLICE)).is_ok_and(|r| r.iter().any(|&e| e))
+        };
+        if ended {
+            // Release: pairs with the driver's Acquire swap.
+            shared.death.store(true, Ordering::Release);
+            shared.bell.ring();
+        }
+    }
+}
+
+/// How long the watcher waits before it reads the list of workers again.
+const WATCH_SLICE: Duration = Duration::from_millis(50);
+
 impl Drop for Driver {
     /// Normally everything is done by now. If the driver's thread panicked
     /// (a bug), this runs during the unwinding: it fails what is pending,
@@ -454,5 +526,8 @@ impl Drop for Driver {
         if unfinished || std::thread::panicking() {
             self.terminate(Abort::Terminated);
         }
+        // Release: pairs with the watcher's Acquire load; it ends within
+        // one of its slices, on its own (nobody waits for it).
+        self.shared.stop.store(true, Ordering::Release);
     }
 }

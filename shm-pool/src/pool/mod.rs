@@ -292,7 +292,9 @@ impl<S: 'static> Pool<S> {
             Ok(n)
         });
         let window = self.processes * (2 * chunksize).max(64);
-        Ok(IMap::new(ProcIMap::new(job, feed, window, ordered, len)))
+        let mut it = ProcIMap::new(job, feed, window, ordered, len);
+        it.top_up()?;
+        Ok(IMap::new(it))
     }
 
     /// Python's `close`: no more work is taken; the workers exit once the
