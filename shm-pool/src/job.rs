@@ -73,16 +73,20 @@ impl<R: DeserializeOwned> Unpack<R> for Frame {
     }
 }
 
-/// A thread pool's results of tasks `first ..` of a call.
+/// A thread pool's results of tasks `first ..` of a call: the values of
+/// those that succeeded, in order, and the failures with their positions
+/// (kept apart so that a value costs only its own size).
 #[derive(Debug)]
 pub(crate) struct Typed<R> {
     pub(crate) first: usize,
-    pub(crate) results: Vec<Result<R, TaskError>>,
+    pub(crate) values: Vec<R>,
+    /// `(position in this batch, error)`, ascending.
+    pub(crate) errors: Vec<(usize, TaskError)>,
 }
 
 impl<R> Batch for Typed<R> {
     fn tasks(&self) -> usize {
-        self.results.len()
+        self.values.len() + self.errors.len()
     }
 }
 
@@ -92,8 +96,16 @@ impl<R> Unpack<R> for Typed<R> {
     }
 
     fn unpack(self, each: &mut dyn FnMut(usize, Result<R, TaskError>)) {
-        for (i, r) in self.results.into_iter().enumerate() {
-            each(self.first + i, r);
+        let n = self.tasks();
+        let mut values = self.values.into_iter();
+        let mut errors = self.errors.into_iter().peekable();
+        for i in 0..n {
+            if errors.peek().is_some_and(|(at, _)| *at == i) {
+                let (_, e) = errors.next().expect("peeked");
+                each(self.first + i, Err(e));
+            } else if let Some(v) = values.next() {
+                each(self.first + i, Ok(v));
+            }
         }
     }
 }

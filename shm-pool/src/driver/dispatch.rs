@@ -11,6 +11,8 @@ impl Driver {
     /// Python's "approximate" one: a long chunk of quick tasks is cut, so
     /// that results flow back while the rest runs.
     pub(super) fn window(w: &Worker, chunk: usize) -> usize {
+        /// Tasks shorter than this get one more queued behind them.
+        const PREFETCH_BELOW: f64 = 10e-3;
         if w.task_secs > 0.0 {
             #[allow(
                 clippy::cast_possible_truncation,
@@ -18,7 +20,12 @@ impl Driver {
                 reason = "a positive ratio, clamped below; `as` saturates"
             )]
             let n = (QUEUED_WORK / w.task_secs) as usize;
-            n.clamp(1, MAX_WINDOW)
+            // One task waits behind the running one unless tasks are so
+            // long that the driver's wake-up between them is noise: then
+            // none does, and no task waits behind a long one while another
+            // worker idles.
+            let least = if w.task_secs < PREFETCH_BELOW { 2 } else { 1 };
+            n.clamp(least, MAX_WINDOW)
         } else {
             chunk.clamp(1, MAX_WINDOW)
         }

@@ -327,7 +327,7 @@ impl Driver {
                 continue;
             }
             let since = *idle_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < SPIN {
+            if since.elapsed() < SPIN && self.expects_soon() {
                 for _ in 0..4 {
                     std::hint::spin_loop();
                 }
@@ -344,6 +344,20 @@ impl Driver {
             });
             idle_since = None;
         }
+    }
+
+    /// Whether something is likely to come within a spin: a quick task's
+    /// result, or (the pool being idle) the caller's next call. While every
+    /// busy worker runs long tasks, spinning would only take a core from
+    /// them.
+    fn expects_soon(&self) -> bool {
+        let busy: Vec<&Worker> = self
+            .workers
+            .iter()
+            .flatten()
+            .filter(|w| w.tasks_in_flight > 0)
+            .collect();
+        busy.is_empty() || busy.iter().any(|w| w.task_secs < SPIN.as_secs_f64() * 4.0)
     }
 
     fn check_every(&self) -> Duration {

@@ -39,21 +39,28 @@ struct Chunk<S, A, R> {
 
 impl<S, A: Send, R: Send> Work<S> for Chunk<S, A, R> {
     fn run(self: Box<Self>, state: &mut S, worker: &Arc<str>, done: &AtomicU64) {
-        let mut results = Vec::with_capacity(self.args.len());
+        let mut values = Vec::with_capacity(self.args.len());
+        let mut errors = Vec::new();
+        let f = &*self.f;
         for (i, a) in self.args.into_iter().enumerate() {
-            let f = &self.f;
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(state, a))).map_err(|p| TaskError {
-                index: self.first + i,
-                worker: worker.to_string(),
-                failure: TaskFailure::Panicked(payload_message(p.as_ref())),
-            });
-            results.push(r);
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(state, a))) {
+                Ok(v) => values.push(v),
+                Err(p) => errors.push((
+                    i,
+                    TaskError {
+                        index: self.first + i,
+                        worker: worker.to_string(),
+                        failure: TaskFailure::Panicked(payload_message(p.as_ref())),
+                    },
+                )),
+            }
             // Relaxed: a progress count only this thread writes.
             done.store(done.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         }
         self.job.deliver(Typed {
             first: self.first,
-            results,
+            values,
+            errors,
         });
     }
 
@@ -336,7 +343,7 @@ impl<R: Send, T> Source<T> for ThreadSource<R, T> {
 
     fn succeeded(&self) -> bool {
         let st = self.job.lock();
-        st.aborted.is_none() && st.frames.iter().all(|f| f.results.iter().all(Result::is_ok))
+        st.aborted.is_none() && st.frames.iter().all(|f| f.errors.is_empty())
     }
 }
 
@@ -350,11 +357,13 @@ pub(crate) fn take_all<R>(st: &mut State<Typed<R>>) -> Result<Vec<R>, PoolError>
     }
     let mut frames = std::mem::take(&mut st.frames);
     frames.sort_unstable_by_key(|f| f.first);
+    if let Some((_, e)) = frames.iter_mut().find_map(|f| f.errors.first_mut()) {
+        let e = e.clone();
+        return Err(PoolError::Task(e));
+    }
     let mut out = Vec::with_capacity(st.submitted);
     for f in frames {
-        for r in f.results {
-            out.push(r?);
-        }
+        out.extend(f.values);
     }
     Ok(out)
 }
@@ -371,11 +380,12 @@ fn peek_all<R: Clone>(st: &State<Typed<R>>) -> Result<Vec<R>, PoolError> {
     }
     let mut frames: Vec<&Typed<R>> = st.frames.iter().collect();
     frames.sort_unstable_by_key(|f| f.first);
+    if let Some((_, e)) = frames.iter().find_map(|f| f.errors.first()) {
+        return Err(PoolError::Task(e.clone()));
+    }
     let mut out = Vec::with_capacity(st.submitted);
     for f in frames {
-        for r in &f.results {
-            out.push(r.clone()?);
-        }
+        out.extend(f.values.iter().cloned());
     }
     Ok(out)
 }
@@ -481,10 +491,33 @@ impl<S: 'static> ThreadPool<S> {
         if chunksize == Some(0) {
             return Err(PoolError::ZeroChunksize);
         }
-        let items: Vec<A> = items.into_iter().collect();
-        let chunksize = chunksize.unwrap_or_else(|| crate::pool::default_chunksize(items.len(), self.n));
+        let items = items.into_iter();
+        // Python's default chunk size needs the length: an input that does
+        // not know it is read whole first.
+        let (items, len): (Box<dyn Iterator<Item = A>>, usize) = match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => (Box::new(items), lo),
+            _ => {
+                let all: Vec<A> = items.collect();
+                let n = all.len();
+                (Box::new(all.into_iter()), n)
+            }
+        };
+        let chunksize = chunksize.unwrap_or_else(|| crate::pool::default_chunksize(len, self.n));
         let job = Job::new(on_done);
-        self.post(&job, &f, 0, items, chunksize, true);
+        // Chunk by chunk, each queued as soon as it is cut: the threads start
+        // on the first while this thread cuts the next.
+        let mut items = items.peekable();
+        let mut base = 0;
+        loop {
+            let chunk: Vec<A> = items.by_ref().take(chunksize).collect();
+            let n = chunk.len();
+            let last = items.peek().is_none();
+            self.post(&job, &f, base, chunk, chunksize, last);
+            base += n;
+            if last {
+                break;
+            }
+        }
         Ok(job)
     }
 
