@@ -221,9 +221,9 @@ const INIT_STRIKES: u32 = 3;
 const SPIN: Duration = Duration::from_micros(50);
 /// How much queued work a worker is given, in time: enough that it never
 /// waits for the driver, little enough that work stays balanced.
-const QUEUED_WORK: f64 = 200e-6;
+const QUEUED_WORK: f64 = 500e-6;
 /// The most tasks in flight on one worker.
-const MAX_WINDOW: usize = 4096;
+const MAX_WINDOW: usize = 16384;
 
 pub(crate) struct Driver {
     shared: Arc<Shared>,
