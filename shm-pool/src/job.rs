@@ -61,6 +61,16 @@ pub(crate) trait Unpack<R>: Batch {
     fn first(&self) -> usize;
     /// Calls `each(index, result)` for each of its tasks, in order.
     fn unpack(self, each: &mut dyn FnMut(usize, Result<R, TaskError>));
+
+    /// Appends its values to `out` in one move if every task succeeded;
+    /// otherwise hands the batch back.
+    fn append_values(self, out: &mut Vec<R>) -> Result<(), Self>
+    where
+        Self: Sized,
+    {
+        let _ = out;
+        Err(self)
+    }
 }
 
 impl<R: DeserializeOwned> Unpack<R> for Frame {
@@ -93,6 +103,18 @@ impl<R> Batch for Typed<R> {
 impl<R> Unpack<R> for Typed<R> {
     fn first(&self) -> usize {
         self.first
+    }
+
+    fn append_values(mut self, out: &mut Vec<R>) -> Result<(), Self> {
+        if !self.errors.is_empty() {
+            return Err(self);
+        }
+        if out.is_empty() && out.capacity() <= self.values.len() {
+            *out = std::mem::take(&mut self.values);
+        } else {
+            out.append(&mut self.values);
+        }
+        Ok(())
     }
 
     fn unpack(self, each: &mut dyn FnMut(usize, Result<R, TaskError>)) {
@@ -385,38 +407,37 @@ pub(crate) fn collect_streaming<R, F: Unpack<R>>(job: &Job<F>) -> Result<Vec<R>,
     // Batches that came before their turn, by their first index.
     let mut early: std::collections::BTreeMap<usize, F> = std::collections::BTreeMap::new();
     let mut first_err: Option<TaskError> = None;
-    let mut decode = |f: F, out: &mut Vec<R>| {
-        f.unpack(&mut |index, r| match r {
-            Ok(v) if first_err.is_none() && index == out.len() => out.push(v),
-            Ok(_) => {}
-            Err(e) => {
-                if first_err.as_ref().is_none_or(|x| e.index < x.index) {
-                    first_err = Some(e);
-                }
-            }
-        });
-    };
     loop {
         let left = {
             let st = job.lock();
             st.submitted.saturating_sub(st.finished)
         };
-        // Spin only for the last few results: while many are due, the
-        // CPU is the workers'.
-        let spin = if left <= 64 { SPIN } else { Duration::ZERO };
+        // Spin only for the last result or two (an `apply`): while many
+        // are due, the CPU is the workers'.
+        let spin = if left <= 2 { SPIN } else { Duration::ZERO };
         let mut st = job.wait_spinning(None, spin, |st| !st.frames.is_empty() || st.complete());
         let frames = std::mem::take(&mut st.frames);
-        let (complete, aborted) = (st.complete(), st.aborted.clone());
+        let (complete, aborted, submitted) = (st.complete(), st.aborted.clone(), st.submitted);
         drop(st);
+        // Room for every result known so far, once: no regrowth copies.
+        out.reserve(submitted.saturating_sub(out.len()));
         for f in frames {
             early.insert(f.first(), f);
         }
         while let Some(f) = early.remove(&out.len()) {
             let (before, n) = (out.len(), f.tasks());
-            decode(f, &mut out);
+            let f = if first_err.is_none() {
+                match f.append_values(&mut out) {
+                    Ok(()) => continue,
+                    Err(f) => f,
+                }
+            } else {
+                f
+            };
+            decode_into(f, &mut out, &mut first_err);
             if out.len() < before + n {
-                // A failure stopped the values: decode the rest for
-                // their errors only.
+                // A failure stopped the values: the rest are decoded at the
+                // end, for their errors only.
                 break;
             }
         }
@@ -428,10 +449,24 @@ pub(crate) fn collect_streaming<R, F: Unpack<R>>(job: &Job<F>) -> Result<Vec<R>,
         }
     }
     for f in std::mem::take(&mut early).into_values() {
-        decode(f, &mut out);
+        decode_into(f, &mut out, &mut first_err);
     }
     if let Some(e) = first_err {
         return Err(PoolError::Task(e));
     }
     Ok(out)
+}
+
+/// Appends a batch's values to `out` while they continue it and no task
+/// failed, and keeps the failure of the lowest index.
+fn decode_into<R, F: Unpack<R>>(f: F, out: &mut Vec<R>, first_err: &mut Option<TaskError>) {
+    f.unpack(&mut |index, r| match r {
+        Ok(v) if first_err.is_none() && index == out.len() => out.push(v),
+        Ok(_) => {}
+        Err(e) => {
+            if first_err.as_ref().is_none_or(|x| e.index < x.index) {
+                *first_err = Some(e);
+            }
+        }
+    });
 }
