@@ -159,3 +159,40 @@ fn the_shared_trait_runs_on_threads() -> Result<(), PoolError> {
     assert_eq!(PoolApi::apply_async(&p, square, (9,))?.get_timeout(BOUND)?, 81);
     Ok(())
 }
+
+/// An iterator whose exact length hint is wrong (safe code may lie).
+struct Liar(std::ops::Range<u32>);
+
+impl Iterator for Liar {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        self.0.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (3, Some(3))
+    }
+}
+
+#[test]
+fn results_in_place_are_dropped_once_on_failure_and_kept_on_success() -> Result<(), PoolError> {
+    let p = ThreadPool::new(2)?;
+    // Values that own memory: a failure drops those written, exactly once.
+    let got = p.map_chunked(
+        |x: u32| {
+            assert!(x != 7, "seven");
+            x.to_string()
+        },
+        0..20u32,
+        3,
+    );
+    assert!(matches!(got, Err(PoolError::Task(e)) if e.index == 7));
+    let ok = p.map_chunked(|x: u32| x.to_string(), 0..20u32, 3)?;
+    assert_eq!(ok, (0..20).map(|x| x.to_string()).collect::<Vec<_>>());
+    // An input whose length hint is wrong still maps every item.
+    assert_eq!(
+        p.map(|x: u32| x * 2, Liar(0..10))?,
+        (0..10).map(|x| x * 2).collect::<Vec<_>>()
+    );
+    assert_eq!(p.map(|x: u32| x * 2, Liar(0..2))?, [0, 2]);
+    Ok(())
+}

@@ -11,7 +11,7 @@ use crate::error::PoolError;
 use crate::results::{AsyncResult, IMap};
 use crate::task::{StarTask, Task};
 use crate::thread::{ThreadSource, take_all, take_one};
-use crate::{Pool, ThreadPool, job};
+use crate::{Pool, ThreadPool};
 
 impl<S: 'static> PoolApi for Pool<S> {
     type State = S;
@@ -195,8 +195,7 @@ impl<S: 'static> PoolApi for ThreadPool<S> {
         R: Serialize + DeserializeOwned + Send + 'static,
         M: 'static,
     {
-        let job = self.submit(Arc::new(move |s: &mut S, a| Task::run(&f, s, a)), items, None, None)?;
-        job::collect_streaming::<R, _>(&job)
+        self.map_placed(Arc::new(move |s: &mut S, a| Task::run(&f, s, a)), items, None)
     }
 
     fn map_chunked<F, A, R, M>(
@@ -211,13 +210,11 @@ impl<S: 'static> PoolApi for ThreadPool<S> {
         R: Serialize + DeserializeOwned + Send + 'static,
         M: 'static,
     {
-        let job = self.submit(
+        self.map_placed(
             Arc::new(move |s: &mut S, a| Task::run(&f, s, a)),
             items,
             Some(chunksize),
-            None,
-        )?;
-        job::collect_streaming::<R, _>(&job)
+        )
     }
 
     fn map_async<F, A, R, M>(&self, f: F, items: impl IntoIterator<Item = A>) -> Result<AsyncResult<Vec<R>>, PoolError>
@@ -265,8 +262,7 @@ impl<S: 'static> PoolApi for ThreadPool<S> {
         R: Serialize + DeserializeOwned + Send + 'static,
         M: 'static,
     {
-        let job = self.submit(Arc::new(move |s: &mut S, a| StarTask::run(&f, s, a)), items, None, None)?;
-        job::collect_streaming::<R, _>(&job)
+        self.map_placed(Arc::new(move |s: &mut S, a| StarTask::run(&f, s, a)), items, None)
     }
 
     fn starmap_async<F, Args, R, M>(

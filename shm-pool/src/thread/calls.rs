@@ -2,7 +2,6 @@
 //! their forms.
 
 use crate::error::PoolError;
-use crate::job;
 use crate::results::{AsyncResult, IMap};
 
 use super::{IMAP_CHUNK, ThreadPool, ThreadSource, ThreadStarTask, ThreadTask, all, one, take_all, take_one, then};
@@ -20,8 +19,7 @@ impl<S: 'static> ThreadPool<S> {
         A: Send + 'static,
         R: Send + 'static,
     {
-        let job = self.submit(Self::wrap(f), items, None, None)?;
-        job::collect_streaming::<R, _>(&job)
+        self.map_placed(Self::wrap(f), items, None)
     }
 
     /// As [`Self::map`] with `chunksize` tasks per chunk.
@@ -40,8 +38,7 @@ impl<S: 'static> ThreadPool<S> {
         A: Send + 'static,
         R: Send + 'static,
     {
-        let job = self.submit(Self::wrap(f), items, Some(chunksize), None)?;
-        job::collect_streaming::<R, _>(&job)
+        self.map_placed(Self::wrap(f), items, Some(chunksize))
     }
 
     /// Python's `map_async`.
@@ -127,8 +124,7 @@ impl<S: 'static> ThreadPool<S> {
         Args: Send + 'static,
         R: Send + 'static,
     {
-        let job = self.submit(Self::wrap_star(f), items, None, None)?;
-        job::collect_streaming::<R, _>(&job)
+        self.map_placed(Self::wrap_star(f), items, None)
     }
 
     /// Python's `starmap_async`.

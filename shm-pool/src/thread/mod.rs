@@ -15,6 +15,7 @@ use crate::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use crate::task::payload_message;
 
 mod calls;
+mod placed;
 mod tasks;
 
 pub use tasks::{ThreadStarTask, ThreadTask};
@@ -519,6 +520,12 @@ impl<S: 'static> ThreadPool<S> {
             }
         }
         Ok(job)
+    }
+
+    /// Queues one unit of work and wakes a thread for it.
+    fn queue(&self, work: Box<dyn Work<S>>) {
+        self.core.lock().items.push_back(work);
+        self.core.cond.notify_one();
     }
 
     pub(crate) fn wrap<A, R, M>(f: impl ThreadTask<S, A, R, M>) -> Call<S, A, R>
