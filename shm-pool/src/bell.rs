@@ -102,22 +102,38 @@ impl Bell {
         self.word(slot, DONE).map_or(0, |a| a.load(Relaxed))
     }
 
-    /// Says that the slot's worker starts task `seq`.
+    /// The words a slot's worker writes as it runs tasks.
+    pub(crate) fn slot(&self, slot: usize) -> SlotWords<'_> {
+        SlotWords {
+            running: self.word(slot, RUNNING),
+            done: self.word(slot, DONE),
+        }
+    }
+}
+
+/// A worker's own words (see the module docs), looked up once per chunk.
+pub(crate) struct SlotWords<'a> {
+    running: Option<&'a AtomicU64>,
+    done: Option<&'a AtomicU64>,
+}
+
+impl SlotWords<'_> {
+    /// Says that the worker starts task `seq`.
     #[inline]
-    pub(crate) fn start(&self, slot: usize, seq: u64) {
-        if let Some(r) = self.word(slot, RUNNING) {
+    pub(crate) fn start(&self, seq: u64) {
+        if let Some(r) = self.running {
             // Relaxed: see `Bell::running`.
             r.store(seq + 1, Relaxed);
         }
     }
 
-    /// Says that the slot's worker finished its task.
+    /// Says that the worker finished its task.
     #[inline]
-    pub(crate) fn done(&self, slot: usize) {
-        if let Some(r) = self.word(slot, RUNNING) {
+    pub(crate) fn done(&self) {
+        if let Some(r) = self.running {
             r.store(0, Relaxed);
         }
-        if let Some(d) = self.word(slot, DONE) {
+        if let Some(d) = self.done {
             // Relaxed: a progress count; only this worker writes it.
             d.store(d.load(Relaxed) + 1, Relaxed);
         }

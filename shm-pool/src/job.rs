@@ -81,6 +81,23 @@ impl<R: DeserializeOwned> Unpack<R> for Frame {
     fn unpack(self, each: &mut dyn FnMut(usize, Result<R, TaskError>)) {
         self.decode::<R>(each);
     }
+
+    fn append_values(self, out: &mut Vec<R>) -> Result<(), Self> {
+        let start = out.len();
+        let mut rest = &self.bytes[..];
+        for _ in 0..self.n {
+            if let Ok((Ok(v), tail)) = postcard::take_from_bytes::<Result<R, TaskFailure>>(rest) {
+                out.push(v);
+                rest = tail;
+            } else {
+                // A failure (or bytes that do not decode): the caller takes
+                // the slow path, which says which task and why.
+                out.truncate(start);
+                return Err(self);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A thread pool's results of tasks `first ..` of a call: the values of

@@ -8,7 +8,7 @@ use shm_collections::bytes::{ByteConsumer, ByteProducer};
 use shm_core::{RecvError, TryRecvError};
 
 use crate::auth::Key;
-use crate::bell::Bell;
+use crate::bell::{Bell, SlotWords};
 use crate::error::TaskFailure;
 use crate::task::{self, Report, Trampoline};
 use crate::wire::{self, ChunkView, Reader};
@@ -212,7 +212,7 @@ const FLUSH: Duration = Duration::from_micros(100);
 struct Reporter<'a> {
     results: &'a mut ByteProducer,
     bell: &'a Bell,
-    slot: usize,
+    words: SlotWords<'a>,
     first_seq: u64,
     max: usize,
     /// Tasks of the chunk already sent.
@@ -231,7 +231,7 @@ impl<'a> Reporter<'a> {
         Self {
             results,
             bell,
-            slot,
+            words: bell.slot(slot),
             first_seq,
             max,
             sent: 0,
@@ -277,12 +277,12 @@ impl<'a> Reporter<'a> {
 impl Report for Reporter<'_> {
     #[inline]
     fn start(&mut self, i: u32) {
-        self.bell.start(self.slot, self.first_seq + u64::from(i));
+        self.words.start(self.first_seq + u64::from(i));
     }
 
     #[inline]
     fn done(&mut self, _i: u32, out: &mut Vec<u8>) -> bool {
-        self.bell.done(self.slot);
+        self.words.done();
         self.ends.push(out.len());
         self.since += 1;
         if self.since < self.every {
