@@ -1,7 +1,7 @@
 //! The driver and its workers' lives: deaths, replacements, overdue tasks,
 //! the end of the pool.
 
-use super::{Abort, Chunk, Driver, Duration, Exit, INIT_STRIKES, Instant, Ordering, TaskFailure, wire};
+use super::{Abort, Chunk, Driver, Duration, Exit, INIT_STRIKES, Instant, KILLED_STRIKES, Ordering, TaskFailure, wire};
 
 impl Driver {
     /// A worker broke the protocol (a scribbled ring): kill it and handle
@@ -63,7 +63,15 @@ impl Driver {
         if !w.ready && !retiring && !w.stopping {
             self.init_strikes[slot] += 1;
             let deliberate = matches!(exit, Exit::Code(_));
-            if deliberate || self.init_strikes[slot] >= INIT_STRIKES {
+            // SIGKILL and SIGTERM come from outside (a user, the OOM
+            // killer), not from the initializer: a worker killed while it
+            // starts is started again, many times before the pool gives up.
+            let limit = if matches!(exit, Exit::Signal(9 | 15)) {
+                KILLED_STRIKES
+            } else {
+                INIT_STRIKES
+            };
+            if deliberate || self.init_strikes[slot] >= limit {
                 let cause = if exit == Exit::Code(crate::worker::INIT_FAILED) {
                     "the initializer panicked".to_owned()
                 } else {

@@ -217,6 +217,9 @@ pub(crate) struct Config {
 /// after which the pool gives up: an initializer that crashes is not
 /// restarted in a loop.
 const INIT_STRIKES: u32 = 3;
+/// As [`INIT_STRIKES`], for workers killed (SIGKILL, SIGTERM) while they
+/// start: someone else's doing, so given more chances, still finitely many.
+const KILLED_STRIKES: u32 = 50;
 /// How long the driver polls before it sleeps on the doorbell.
 const SPIN: Duration = Duration::from_micros(50);
 /// How much queued work a worker is given, in time: enough that it never
