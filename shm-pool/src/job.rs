@@ -17,15 +17,17 @@ pub(crate) struct Frame {
     pub(crate) first: usize,
     pub(crate) n: usize,
     pub(crate) worker: Arc<str>,
-    /// `n` postcard `Result<R, TaskFailure>`.
+    /// `n` postcard `Result<R, TaskFailure>`, from `skip` on (the frame as
+    /// it came off the ring, its head left in place: no copy).
     pub(crate) bytes: Vec<u8>,
+    pub(crate) skip: usize,
 }
 
 impl Frame {
     /// Decodes the results, calling `each(index, result)` in order. Bytes
     /// that do not decode fail the rest of the frame's tasks.
     pub(crate) fn decode<R: DeserializeOwned>(&self, mut each: impl FnMut(usize, Result<R, TaskError>)) {
-        let mut rest = &self.bytes[..];
+        let mut rest = self.bytes.get(self.skip..).unwrap_or_default();
         for i in 0..self.n {
             let index = self.first + i;
             let failed = |failure| TaskError {
@@ -84,7 +86,7 @@ impl<R: DeserializeOwned> Unpack<R> for Frame {
 
     fn append_values(self, out: &mut Vec<R>) -> Result<(), Self> {
         let start = out.len();
-        let mut rest = &self.bytes[..];
+        let mut rest = self.bytes.get(self.skip..).unwrap_or_default();
         for _ in 0..self.n {
             if let Ok((Ok(v), tail)) = postcard::take_from_bytes::<Result<R, TaskFailure>>(rest) {
                 out.push(v);

@@ -133,21 +133,36 @@ impl<'a> ChunkView<'a> {
     }
 }
 
-/// Writes a chunk frame for tasks `first_seq ..` whose arguments are
-/// `args[offsets[i]..offsets[i + 1]]`.
-pub(crate) fn chunk_frame(out: &mut Vec<u8>, first_seq: u64, fn_id: u32, offsets: &[u32], args: &[u8]) {
+/// The length of the chunk frame [`chunk_frame_into`] writes.
+pub(crate) fn chunk_frame_len(offsets: &[u32]) -> usize {
+    let args = (offsets[offsets.len() - 1] - offsets[0]) as usize;
+    CHUNK_HEAD + offsets.len() * 4 + args
+}
+
+/// Writes a chunk frame (as [`chunk_frame`]) into `dst`, which is exactly
+/// [`chunk_frame_len`] bytes (a loan of the task ring: no copy).
+pub(crate) fn chunk_frame_into(dst: &mut [u8], first_seq: u64, fn_id: u32, offsets: &[u32], args: &[u8]) {
     let base = offsets[0];
     let n = u32::try_from(offsets.len() - 1).expect("a chunk holds fewer than 2^32 tasks");
-    out.clear();
-    out.reserve(CHUNK_HEAD + offsets.len() * 4 + args.len());
-    out.push(CHUNK);
-    out.extend_from_slice(&first_seq.to_le_bytes());
-    out.extend_from_slice(&fn_id.to_le_bytes());
-    out.extend_from_slice(&n.to_le_bytes());
-    for &o in offsets {
-        out.extend_from_slice(&(o - base).to_le_bytes());
+    let (head, rest) = dst.split_at_mut(CHUNK_HEAD);
+    head[0] = CHUNK;
+    head[1..9].copy_from_slice(&first_seq.to_le_bytes());
+    head[9..13].copy_from_slice(&fn_id.to_le_bytes());
+    head[13..17].copy_from_slice(&n.to_le_bytes());
+    let (offs, body) = rest.split_at_mut(offsets.len() * 4);
+    for (o, d) in offsets.iter().zip(offs.chunks_exact_mut(4)) {
+        d.copy_from_slice(&(o - base).to_le_bytes());
     }
-    out.extend_from_slice(&args[base as usize..offsets[offsets.len() - 1] as usize]);
+    body.copy_from_slice(&args[base as usize..offsets[offsets.len() - 1] as usize]);
+}
+
+/// Writes a chunk frame for tasks `first_seq ..` whose arguments are
+/// `args[offsets[i]..offsets[i + 1]]` into a vector (the tests' form).
+#[cfg(test)]
+pub(crate) fn chunk_frame(out: &mut Vec<u8>, first_seq: u64, fn_id: u32, offsets: &[u32], args: &[u8]) {
+    out.clear();
+    out.resize(chunk_frame_len(offsets), 0);
+    chunk_frame_into(out, first_seq, fn_id, offsets, args);
 }
 
 /// Writes a register frame.

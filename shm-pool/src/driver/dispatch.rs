@@ -111,8 +111,8 @@ impl Driver {
         }
         let first_seq = self.next_seq;
         let offsets = &chunk.offsets[chunk.lo..=chunk.hi];
-        wire::chunk_frame(&mut self.frame, first_seq, fn_id, offsets, &chunk.args);
-        if self.frame.len() > w.tasks.max_frame() {
+        let frame_len = wire::chunk_frame_len(offsets);
+        if frame_len > w.tasks.max_frame() {
             if chunk.len() > 1 {
                 let mid = chunk.lo + chunk.len() / 2;
                 let rest = chunk.split_off(mid);
@@ -132,8 +132,12 @@ impl Driver {
             );
             return true;
         }
-        match w.tasks.try_send(&self.frame) {
-            Ok(()) => {
+        // Written in place in the ring (a write loan: the worker looks at
+        // it only once committed).
+        match w.tasks.try_reserve(frame_len) {
+            Ok(mut loan) => {
+                wire::chunk_frame_into(&mut loan, first_seq, fn_id, offsets, &chunk.args);
+                loan.commit();
                 let n = chunk.len();
                 self.next_seq += n as u64;
                 w.tasks_in_flight += n;

@@ -71,6 +71,7 @@ impl Chunk {
             n: self.len(),
             worker: Arc::clone(worker),
             bytes: wire::failures(n, failure),
+            skip: 0,
         });
     }
 }
@@ -240,7 +241,6 @@ pub(crate) struct Driver {
     next_check: Instant,
     closing: bool,
     buf: Vec<u8>,
-    frame: Vec<u8>,
 }
 
 impl Driver {
@@ -263,7 +263,6 @@ impl Driver {
             next_check: Instant::now(),
             closing: false,
             buf: Vec::new(),
-            frame: Vec::new(),
         };
         me.publish_workers();
         me
@@ -457,12 +456,14 @@ impl Driver {
                     ));
                 }
                 let first = front.chunk.base + front.chunk.lo + front.reported;
-                let bytes = self.buf.split_off(wire::DONE_HEAD);
+                // The frame goes to the job as it is, head and all.
+                let bytes = std::mem::take(&mut self.buf);
                 front.chunk.job.deliver(Frame {
                     first,
                     n,
                     worker: Arc::clone(&w.name),
                     bytes,
+                    skip: wire::DONE_HEAD,
                 });
                 front.reported += n;
                 if front.reported == front.chunk.len() {
