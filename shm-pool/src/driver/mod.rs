@@ -240,6 +240,8 @@ pub(crate) struct Driver {
     next_seq: u64,
     next_check: Instant,
     closing: bool,
+    /// The watcher thread and the stream whose closing stops it.
+    watcher: Option<(std::os::unix::net::UnixStream, std::thread::JoinHandle<()>)>,
     buf: Vec<u8>,
 }
 
@@ -262,6 +264,7 @@ impl Driver {
             next_seq: 0,
             next_check: Instant::now(),
             closing: false,
+            watcher: None,
             buf: Vec::new(),
         };
         me.publish_workers();
@@ -295,14 +298,7 @@ impl Driver {
 
     /// Runs until the pool is closed and drained, or terminated.
     pub(crate) fn run(mut self) {
-        let shared = Arc::clone(&self.shared);
-        if let Err(e) = std::thread::Builder::new()
-            .name("shm-pool-watch".into())
-            .spawn(move || watch(&shared))
-        {
-            // The periodic check still notices deaths, only later.
-            tracing::warn!("pool: no watcher thread ({e}); deaths are noticed at the periodic check");
-        }
+        self.start_watcher();
         let mut idle_since: Option<Instant> = None;
         loop {
             // Acquire: pairs with the watcher's Release store.
@@ -345,6 +341,26 @@ impl Driver {
                     || self.read_results()
             });
             idle_since = None;
+        }
+    }
+
+    /// Starts the watcher thread; without one, the periodic check still
+    /// notices deaths, only later.
+    fn start_watcher(&mut self) {
+        let (tx, rx) = match std::os::unix::net::UnixStream::pair() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("pool: no watcher ({e}); deaths are noticed at the periodic check");
+                return;
+            }
+        };
+        let shared = Arc::clone(&self.shared);
+        match std::thread::Builder::new()
+            .name("shm-pool-watch".into())
+            .spawn(move || watch(&shared, &rx))
+        {
+            Ok(h) => self.watcher = Some((tx, h)),
+            Err(e) => tracing::warn!("pool: no watcher thread ({e}); deaths are noticed at the periodic check"),
         }
     }
 
@@ -499,7 +515,7 @@ impl Driver {
 /// as soon as one ends, so a death is noticed in microseconds rather than
 /// at the next check (which still catches what the watcher misses: a worker
 /// started since it last read the list).
-pub(crate) fn watch(shared: &Shared) {
+pub(crate) fn watch(shared: &Shared, stop: &std::os::unix::net::UnixStream) {
     // Acquire: pairs with the Release store of `stop` by the driver.
     while !shared.stop.load(Ordering::Acquire) {
         if shared.death.load(Ordering::Acquire) {
@@ -514,13 +530,17 @@ pub(crate) fn watch(shared: &Shared) {
             .iter()
             .filter_map(|f| f.try_clone().ok())
             .collect();
-        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-        let ended = if borrowed.is_empty() {
-            std::thread::sleep(WATCH_SLICE);
-            false
-        } else {
-            shm_core::sys::poll_readable(&borrowed, Some(WATCH_SLICE)).is_ok_and(|r| r.iter().any(|&e| e))
-        };
+        // The first descriptor turns readable (end of stream) when the
+        // driver ends: the watcher leaves at once, so the pool's end leaves
+        // no thread behind (a fork start right after needs a lone thread).
+        let borrowed: Vec<BorrowedFd<'_>> = std::iter::once(stop.as_fd())
+            .chain(fds.iter().map(AsFd::as_fd))
+            .collect();
+        let ready = shm_core::sys::poll_readable(&borrowed, Some(WATCH_SLICE)).unwrap_or_default();
+        if ready.first().copied().unwrap_or(false) {
+            return;
+        }
+        let ended = ready.iter().skip(1).any(|&e| e);
         if ended {
             // Release: pairs with the driver's Acquire swap.
             shared.death.store(true, Ordering::Release);
@@ -544,8 +564,13 @@ impl Drop for Driver {
         if unfinished || std::thread::panicking() {
             self.terminate(Abort::Terminated);
         }
-        // Release: pairs with the watcher's Acquire load; it ends within
-        // one of its slices, on its own (nobody waits for it).
+        // Release: pairs with the watcher's Acquire load. Closing our end
+        // of its stop stream wakes it; it is joined so that no thread of
+        // the pool outlives it.
         self.shared.stop.store(true, Ordering::Release);
+        if let Some((tx, h)) = self.watcher.take() {
+            drop(tx);
+            let _ = h.join();
+        }
     }
 }
