@@ -201,7 +201,6 @@ where
         let mut starter = Starter::<S, IA, I> {
             key,
             bell,
-            method,
             ring_bytes: self.ring_bytes,
             max_tasks: self.max_tasks,
             init_args: self.init_args,
@@ -260,7 +259,6 @@ fn kill_all(workers: &[Worker]) {
 struct Starter<S, IA, I> {
     key: Key,
     bell: Bell,
-    method: StartMethod,
     ring_bytes: usize,
     max_tasks: Option<u64>,
     init_args: IA,
@@ -300,7 +298,6 @@ where
         let name: Arc<str> = format!("{prefix}PoolWorker-{number}").into();
         process.set_name(name.to_string());
         process.start()?;
-        let _ = self.method;
         Ok(Worker {
             slot,
             name,

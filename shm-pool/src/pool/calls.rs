@@ -10,6 +10,10 @@ use crate::task::{MapCall, StarCall, StarTask, Task};
 
 use super::{Pool, then};
 
+// Each call below takes its task function by value only to name its type:
+// the function is zero-sized, and the worker conjures it from the type
+// (`task::conjure`), so the value itself is dropped (`let _ = f;`).
+
 impl<S: 'static> Pool<S> {
     /// Python's `map`: `f` over `items`, results in input order, with
     /// Python's default chunk size.
