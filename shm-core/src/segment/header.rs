@@ -15,7 +15,7 @@
 //! | 48     | `payload_offset` | where the payload starts (`HEADER_LEN`)              |
 //! | 56     | `payload_len`    | payload length in bytes                              |
 //! | 64     | `creator_pid`    | pid of the creating process                          |
-//! | 68     | `reserved`       | zero                                                 |
+//! | 68     | `reserved`       | flags: bit 0 [`GROWABLE`], the rest zero             |
 //! | 72     | `creator_start`  | its start time, to tell it from a later reuse of pid |
 //! | 80     | `type_name`      | the element type's name, truncated, NUL-padded       |
 //!
@@ -48,6 +48,11 @@ pub const HEADER_LEN: usize = 128;
 pub const STATE_READY: u32 = u32::from_le_bytes(*b"REDY");
 /// Largest alignment a payload type may ask for.
 pub const MAX_ALIGN: usize = 128;
+
+/// Flag in the header's `reserved` word: the segment may grow after it was
+/// created (see [`Segment::create_growable`](super::Segment::create_growable)); `total_len` is then its
+/// first length, and the file may be longer.
+pub const GROWABLE: u32 = 1;
 const NAME_LEN: usize = 48;
 
 /// What a segment's payload is, so a lock is never attached as a queue.
@@ -202,6 +207,8 @@ pub struct SegmentInfo {
     pub creator_pid: u32,
     /// Start time of that process (clock ticks since boot).
     pub creator_start: u64,
+    /// Whether the segment may grow past `total_len` (its first length).
+    pub growable: bool,
 }
 
 impl RawHeader {
@@ -326,7 +333,14 @@ impl RawHeader {
         if self.state != STATE_READY {
             return Err(SegmentError::NotInitialized);
         }
-        if self.total_len != file_len {
+        let growable = self.reserved & GROWABLE != 0;
+        if self.reserved & !GROWABLE != 0 {
+            return Err(SegmentError::Corrupted {
+                field: "flags",
+                found: u64::from(self.reserved),
+            });
+        }
+        if (growable && file_len < self.total_len) || (!growable && self.total_len != file_len) {
             return Err(SegmentError::LengthMismatch {
                 header: self.total_len,
                 actual: file_len,
@@ -379,6 +393,7 @@ impl RawHeader {
             payload_len: self.payload_len,
             creator_pid: self.creator_pid,
             creator_start: self.creator_start,
+            growable,
         })
     }
 }

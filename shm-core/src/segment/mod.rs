@@ -28,7 +28,7 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
-pub use header::{HEADER_LEN, LAYOUT_VERSION, MAGIC, MAX_ALIGN, SegmentInfo, SegmentKind, TypeIdentity};
+pub use header::{GROWABLE, HEADER_LEN, LAYOUT_VERSION, MAGIC, MAX_ALIGN, SegmentInfo, SegmentKind, TypeIdentity};
 pub(crate) use header::{RawHeader, STATE_READY};
 // Hidden: used by the sibling crates shm-sync/shm-collections, not API.
 #[doc(hidden)]
@@ -88,6 +88,92 @@ impl Segment {
         sys::set_len(fd.as_fd(), total as u64).map_err(SegmentError::io("ftruncate"))?;
         sys::seal_size(fd.as_fd()).map_err(SegmentError::io("seal"))?;
         Self::init(fd, total, None, id)
+    }
+
+    /// Creates an anonymous segment of `payload_len` bytes that can grow
+    /// later with [`Segment::grow_to`], up to the machine's memory.
+    ///
+    /// Every process maps the whole of that bound at once (address space
+    /// only: a page costs memory once the file covers it and someone
+    /// touches it), so growth needs no remapping and every process sees it
+    /// at once. The file is sealed against shrinking, so a page once inside
+    /// it stays there; a process must still check an offset against
+    /// [`Segment::current_len`] before it touches bytes past what it saw
+    /// (an access past the end of the file raises `SIGBUS`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Segment::create`].
+    pub fn create_growable(id: &TypeIdentity, payload_len: usize) -> Result<Self, SegmentError> {
+        let total = checked_total(id, payload_len)?;
+        let cname = CString::new(format!("shm:{}", short_name(id.name))).unwrap_or_default();
+        let fd = sys::memfd(&cname).map_err(SegmentError::io("memfd_create"))?;
+        sys::set_len(fd.as_fd(), total as u64).map_err(SegmentError::io("ftruncate"))?;
+        sys::seal_shrink(fd.as_fd()).map_err(SegmentError::io("seal"))?;
+        let reserve = growable_reserve(total);
+        // SAFETY: reserve >= total > 0; the mapping is owned by the Segment
+        // built below (or released by its drop if this function fails later).
+        let base = unsafe { sys::map_shared(fd.as_fd(), reserve) }.map_err(SegmentError::io("mmap"))?;
+        let pid = sys::getpid();
+        let mut raw = RawHeader::new(id, (total - HEADER_LEN) as u64, pid, crate::liveness::own_start_time());
+        raw.reserved = GROWABLE;
+        // SAFETY: as in `init`: the first page is inside the file, and every
+        // access to a header is atomic per field.
+        unsafe { raw.store(base.cast::<RawHeader>().as_ptr()) };
+        let info = raw_ready(&raw, total as u64);
+        // Release: pairs with Acquire in `attach`; publishes the header fields.
+        state_word(base).store(STATE_READY, Release);
+        Ok(Self {
+            base,
+            len: reserve,
+            fd,
+            name: None,
+            info,
+        })
+    }
+
+    /// The current length of a growable segment's payload (the file's
+    /// length less the header), as the kernel says now; never more than
+    /// this process mapped.
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError::Io`] when `fstat` fails.
+    pub fn current_len(&self) -> Result<usize, SegmentError> {
+        let (file_len, _, _) = sys::file_info(self.fd.as_fd()).map_err(SegmentError::io("fstat"))?;
+        let file_len = usize::try_from(file_len).unwrap_or(usize::MAX).min(self.len);
+        Ok(file_len.saturating_sub(HEADER_LEN))
+    }
+
+    /// Grows a growable segment's payload to at least `payload_len` bytes
+    /// (no change when it is that long already).
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError::InvalidSize`] for a segment that cannot grow or a
+    /// length past what this process mapped; [`SegmentError::Io`] when the
+    /// kernel refuses (out of memory).
+    pub fn grow_to(&self, payload_len: usize) -> Result<(), SegmentError> {
+        let want = payload_len.checked_add(HEADER_LEN).filter(|&t| t <= self.len);
+        let Some(total) = want.filter(|_| self.info.growable) else {
+            return Err(SegmentError::InvalidSize {
+                requested: payload_len as u64,
+                reason: if self.info.growable {
+                    "larger than this machine's memory"
+                } else {
+                    "the segment cannot grow"
+                },
+            });
+        };
+        if self.current_len()? >= payload_len {
+            return Ok(());
+        }
+        match sys::set_len(self.fd.as_fd(), total as u64) {
+            Ok(()) => Ok(()),
+            // Sealed against shrinking: another process grew it further.
+            Err(_) if self.current_len()? >= payload_len => Ok(()),
+            Err(e) => Err(SegmentError::Io { op: "ftruncate", source: e }),
+        }
     }
 
     /// Creates a named segment that other processes can open by `name`.
@@ -283,6 +369,7 @@ impl Segment {
                 payload_len: 0,
                 creator_pid: 0,
                 creator_start: 0,
+                growable: false,
             },
         };
         // Acquire: pairs with the Release store of READY in `init`; when this
@@ -296,6 +383,19 @@ impl Segment {
         let mut raw = unsafe { RawHeader::load(base.cast::<RawHeader>().as_ptr()) };
         raw.state = state;
         seg.info = raw.validate(file_len, expect)?;
+        if seg.info.growable {
+            let reserve = growable_reserve(total);
+            // SAFETY: reserve >= total > 0; the old mapping is released by
+            // the drop of `seg` below, after the new one is made.
+            let wide = unsafe { sys::map_shared(seg.fd.as_fd(), reserve) }.map_err(SegmentError::io("mmap"))?;
+            // SAFETY: the same file, so the header just validated is the
+            // one at `wide`; `seg` now owns `wide` and unmaps it on drop.
+            let old = std::mem::replace(&mut seg.base, wide);
+            let old_len = std::mem::replace(&mut seg.len, reserve);
+            // SAFETY: `old`/`old_len` are the one mapping made above, no
+            // longer referenced.
+            unsafe { sys::unmap(old, old_len) };
+        }
         Ok(seg)
     }
 }
@@ -351,6 +451,14 @@ fn checked_total(id: &TypeIdentity, payload_len: usize) -> Result<usize, Segment
             reason: "larger than this machine's memory",
         }),
     }
+}
+
+/// How much address space a growable segment maps: the machine's memory,
+/// rounded up to a page, and never less than the file's length.
+fn growable_reserve(total: usize) -> usize {
+    let page = 4096u64;
+    let mem = max_segment_len().div_ceil(page).saturating_mul(page);
+    usize::try_from(mem).unwrap_or(usize::MAX).max(total)
 }
 
 /// Largest segment we create: the machine's RAM and swap (an untouched

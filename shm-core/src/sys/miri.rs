@@ -38,6 +38,10 @@ struct File {
     /// The allocation, made by the first `set_len`.
     mem: Option<(NonNull<u8>, usize)>,
     sealed: bool,
+    /// Sealed against shrinking only ([`seal_shrink`]): it may be mapped
+    /// past its end (the growable segments' reserve), though it never
+    /// grows here.
+    growable: bool,
 }
 
 struct Table {
@@ -102,6 +106,7 @@ fn new_file(t: &mut Table) -> io::Result<OwnedFd> {
     t.files.push(File {
         mem: None,
         sealed: false,
+        growable: false,
     });
     open_file(index)
 }
@@ -139,6 +144,17 @@ pub fn seal_size(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// Stand-in for adding the shrink seal: the file keeps its size (growth is
+/// not emulated), but may be mapped past its end.
+pub fn seal_shrink(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut t = table();
+    let i = index_of(fd, &t)?;
+    let file = t.files.get_mut(i).ok_or_else(|| err(libc::EBADF))?;
+    file.sealed = true;
+    file.growable = true;
+    Ok(())
+}
+
 /// Whether [`seal_size`] was called on the file.
 pub fn is_shrink_sealed(fd: BorrowedFd<'_>) -> bool {
     let t = table();
@@ -171,7 +187,7 @@ pub unsafe fn map_shared(fd: BorrowedFd<'_>, len: usize) -> io::Result<NonNull<u
     let t = table();
     let i = index_of(fd, &t)?;
     match t.files.get(i).and_then(|f| f.mem) {
-        Some((ptr, have)) if len <= have => Ok(ptr),
+        Some((ptr, have)) if len <= have || t.files.get(i).is_some_and(|f| f.growable) => Ok(ptr),
         Some(_) | None => Err(err(libc::ENXIO)),
     }
 }

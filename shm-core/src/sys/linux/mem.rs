@@ -32,6 +32,11 @@ pub fn seal_size(fd: BorrowedFd<'_>) -> io::Result<()> {
     )?)
 }
 
+/// Forbids shrinking and any later change of seals; growing stays allowed.
+pub fn seal_shrink(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::fs::fcntl_add_seals(fd, SealFlags::SHRINK | SealFlags::SEAL)?)
+}
+
 /// Whether the file can no longer shrink (a memfd we sealed). Files that do
 /// not support seals answer `false`.
 pub fn is_shrink_sealed(fd: BorrowedFd<'_>) -> bool {

@@ -1,0 +1,141 @@
+use std::collections::HashMap;
+
+use super::Dict;
+use crate::Dynamic;
+use crate::store::tests::die_after;
+
+#[test]
+fn the_whole_interface() {
+    let d = Dict::<String, i64>::new().expect("create");
+    assert!(d.is_empty().unwrap());
+    d.set(&"a".into(), &1).unwrap();
+    assert_eq!(d.insert(&"a".into(), &2).unwrap(), Some(1));
+    assert_eq!(d.get(&"a".into()).unwrap(), Some(2));
+    assert_eq!(d.get(&"b".into()).unwrap(), None);
+    let e = d.get_item(&"b".into()).unwrap_err();
+    assert_eq!(e.to_string(), "no such key: \"b\"");
+    assert!(d.contains_key(&"a".into()).unwrap());
+    assert_eq!(d.setdefault(&"b".into(), 5).unwrap(), 5);
+    assert_eq!(d.setdefault(&"b".into(), 6).unwrap(), 5);
+    assert_eq!(d.len().unwrap(), 2);
+    let mut keys = d.keys().unwrap();
+    keys.sort();
+    assert_eq!(keys, ["a", "b"]);
+    let mut values = d.values().unwrap();
+    values.sort_unstable();
+    assert_eq!(values, [2, 5]);
+    assert_eq!(d.pop(&"a".into()).unwrap(), 2);
+    assert!(d.pop(&"a".into()).is_err());
+    assert_eq!(d.remove(&"zz".into()).unwrap(), None);
+    let more: Vec<(String, i64)> = (0..10).map(|i| (format!("k{i}"), i)).collect();
+    d.update(more.iter().map(|(k, v)| (k, v))).unwrap();
+    assert_eq!(d.len().unwrap(), 11);
+    d.modify(&"k3".into(), |v| *v.as_mut().unwrap() += 100).unwrap();
+    d.modify(&"k4".into(), |v| *v = None).unwrap();
+    let m: HashMap<String, i64> = d.to_hashmap().unwrap();
+    assert_eq!(m["k3"], 103);
+    assert!(!m.contains_key("k4"));
+    assert_eq!(d.iter().unwrap().count(), 10);
+    d.clear().unwrap();
+    assert!(d.is_empty().unwrap());
+    assert_eq!(d.items().unwrap(), []);
+    d.set(&"again".into(), &1).unwrap();
+    assert_eq!(d.len().unwrap(), 1);
+}
+
+#[test]
+fn grows_from_empty_to_many_and_reuses_space() {
+    let d = Dict::<u64, u64>::new().expect("create");
+    for i in 0..20_000 {
+        d.set(&i, &(i * 2)).unwrap();
+    }
+    for i in (0..20_000).step_by(2) {
+        assert_eq!(d.remove(&i).unwrap(), Some(i * 2));
+    }
+    assert_eq!(d.len().unwrap(), 10_000);
+    for i in 0..20_000 {
+        assert_eq!(d.get(&i).unwrap(), (i % 2 == 1).then_some(i * 2), "key {i}");
+    }
+    let big: Vec<(u64, u64)> = (0..5000).map(|i| (i + 1_000_000, i)).collect();
+    d.update(big.iter().map(|(k, v)| (k, v))).unwrap();
+    assert_eq!(d.len().unwrap(), 15_000);
+    assert_eq!(d.get(&1_004_999).unwrap(), Some(4999));
+}
+
+#[test]
+fn mixed_keys_and_values() {
+    let d = Dict::<Dynamic, Dynamic>::new().expect("create");
+    d.set(&1.into(), &"1".into()).unwrap();
+    d.set(&"2".into(), &2.into()).unwrap();
+    d.set(&0.25.into(), &Dynamic::None).unwrap();
+    assert_eq!(d.get(&1.into()).unwrap(), Some("1".into()));
+    assert_eq!(d.get(&0.25.into()).unwrap(), Some(Dynamic::None));
+    assert_eq!(d.get(&2.into()).unwrap(), None);
+}
+
+#[test]
+fn a_value_too_large_is_refused_and_the_dict_goes_on() {
+    let d = Dict::<u8, Vec<u8>>::new().expect("create");
+    d.set(&1, &vec![7; 10]).unwrap();
+    // Large but allowed: a block of its own.
+    d.set(&2, &vec![9; 3 << 20]).unwrap();
+    assert_eq!(d.get(&2).unwrap().map(|v| v.len()), Some(3 << 20));
+    assert_eq!(d.get(&1).unwrap(), Some(vec![7; 10]));
+}
+
+/// Kills a writer (in simulation) after every possible number of logged
+/// writes of each operation and checks the dict is the before or the after
+/// state.
+#[test]
+fn a_writer_dying_anywhere_leaves_before_or_after() {
+    type Op = fn(&Dict<u32, String>);
+    let ops: [(&str, Op); 6] = [
+        ("set new", |d| d.set(&1000, &"x".into()).unwrap()),
+        ("set existing", |d| d.set(&3, &"changed".into()).unwrap()),
+        ("remove", |d| drop(d.remove(&4).unwrap())),
+        ("update bulk", |d| {
+            let items: Vec<(u32, String)> = (0..1500).map(|i| (i, format!("u{i}"))).collect();
+            d.update(items.iter().map(|(k, v)| (k, v))).unwrap();
+        }),
+        ("clear", |d| d.clear().unwrap()),
+        ("grow", |d| {
+            for i in 100..200 {
+                d.set(&i, &"g".into()).unwrap();
+            }
+        }),
+    ];
+    for (name, op) in ops {
+        for n in 0.. {
+            let d = Dict::<u32, String>::new().unwrap();
+            for i in 0..10 {
+                d.set(&i, &format!("v{i}")).unwrap();
+            }
+            let before = sorted(&d);
+            let model = Dict::<u32, String>::new().unwrap();
+            model.update(before.iter().map(|(k, v)| (k, v))).unwrap();
+            let died = die_after(n, || op(&d));
+            let now = sorted(&d);
+            op(&model);
+            let after = sorted(&model);
+            if !died {
+                assert_eq!(now, after, "{name}: finished");
+                break;
+            }
+            // "grow" is many operations: any prefix of them is fine.
+            if name == "grow" {
+                assert!(now.len() >= 10 && now.len() <= 110, "{name} at {n}");
+            } else {
+                assert!(now == before || now == after, "{name} died after {n} writes: in between");
+            }
+            // The dict goes on working.
+            d.set(&7777, &"z".into()).unwrap();
+            assert_eq!(d.get(&7777).unwrap().as_deref(), Some("z"));
+        }
+    }
+}
+
+fn sorted(d: &Dict<u32, String>) -> Vec<(u32, String)> {
+    let mut v = d.items().unwrap();
+    v.sort();
+    v
+}
