@@ -25,11 +25,25 @@
 //! tags): a scribbled container answers [`ManagerError::Corrupted`], never
 //! undefined behaviour, a panic or a hang.
 
+// Offsets and lengths are u64 in shared memory and usize in this process;
+// the crate targets 64-bit Linux, where the two are one width.
+#![allow(
+    clippy::cast_possible_truncation,
+    reason = "u64 and usize are one width here (asserted below)"
+)]
+
+const _: () = assert!(
+    size_of::<usize>() == size_of::<u64>(),
+    "shm-manager needs a 64-bit target"
+);
+
 mod dict;
 mod dynamic;
 mod error;
 mod list;
+mod manager;
 mod namespace;
+mod served;
 mod store;
 mod sync;
 
@@ -37,4 +51,9 @@ pub use dict::Dict;
 pub use dynamic::Dynamic;
 pub use error::ManagerError;
 pub use list::List;
+pub use manager::{Manager, ManagerBuilder};
 pub use namespace::Namespace;
+pub use served::{CallFailure, Proxy, Reply, Served};
+// Hidden: what `served!` expands to names; not API.
+#[doc(hidden)]
+pub use served::__private as __served;

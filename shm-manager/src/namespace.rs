@@ -36,9 +36,7 @@ pub struct Namespace {
 
 impl fmt::Debug for Namespace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Namespace")
-            .field("names", &self.names().ok())
-            .finish()
+        f.debug_struct("Namespace").field("names", &self.names().ok()).finish()
     }
 }
 
@@ -58,7 +56,10 @@ impl Namespace {
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<T, ManagerError> {
         let k = name.as_bytes();
         let h = raw::hash(k);
-        let b = self.store.read(|s| raw::get(s, k, h))?.ok_or_else(|| no_attribute(name))?;
+        let b = self
+            .store
+            .read(|s| raw::get(s, k, h))?
+            .ok_or_else(|| no_attribute(name))?;
         decode("attribute", &b)
     }
 
@@ -100,15 +101,15 @@ impl Namespace {
     pub fn modify<T: Serialize + DeserializeOwned, R>(
         &self,
         name: &str,
-        f: impl FnOnce(&mut T) -> R,
+        change: impl FnOnce(&mut T) -> R,
     ) -> Result<R, ManagerError> {
-        let k = name.as_bytes();
-        let h = raw::hash(k);
+        let key = name.as_bytes();
+        let hk = raw::hash(key);
         let mut tx = Tx::begin(&self.store)?;
-        let b = raw::get_locked(&tx, k, h)?.ok_or_else(|| no_attribute(name))?;
+        let b = raw::get_locked(&tx, key, hk)?.ok_or_else(|| no_attribute(name))?;
         let mut v: T = decode("attribute", &b)?;
-        let r = f(&mut v);
-        raw::insert(&mut tx, k, &encode("attribute", &v)?, h)?;
+        let r = change(&mut v);
+        raw::insert(&mut tx, key, &encode("attribute", &v)?, hk)?;
         tx.commit()?;
         Ok(r)
     }

@@ -1,4 +1,4 @@
-//! S14: ten workers share a `Semaphore(3)` and a shared list of the names
+//! S14: ten workers share a `Semaphore(3)` and a manager list of the names
 //! of the active workers, guarded by a `Lock`. Never more than three are
 //! active at once.
 
@@ -10,57 +10,48 @@ use shm::prelude::*;
 struct Shared {
     sem: Semaphore,
     lock: Lock,
-    /// Active worker numbers (0: free slot).
-    active: RawArray<u32>,
+    /// Names of the active workers.
+    active: List<String>,
     most: RawValue<u32>,
 }
 
-fn worker((n, s): (u32, Shared)) {
+fn worker(s: Shared) -> Result<(), shm::Error> {
+    let me = shm::current_process().name().to_owned();
     let _permit = s.sem.acquire();
     {
-        let _g = s.lock.acquire().expect("no holder dies here");
-        let free = (0..s.active.len())
-            .find(|&i| s.active.get(i) == Some(0))
-            .expect("10 slots for 10 workers");
-        s.active.set(free, n).expect("in range");
-        let names: Vec<String> = s
-            .active
-            .to_vec()
-            .iter()
-            .filter(|&&a| a != 0)
-            .map(|a| format!("Process-{a}"))
-            .collect();
+        let _g = s.lock.acquire()?;
+        s.active.push(&me)?;
+        let names = s.active.to_vec()?;
         let count = u32::try_from(names.len()).expect("at most 10");
         s.most.set(s.most.get().max(count));
         println!("active: {names:?}");
     }
     std::thread::sleep(Duration::from_millis(20));
     {
-        let _g = s.lock.acquire().expect("no holder dies here");
-        let mine = (0..s.active.len())
-            .find(|&i| s.active.get(i) == Some(n))
-            .expect("we are listed");
-        s.active.set(mine, 0).expect("in range");
+        let _g = s.lock.acquire()?;
+        s.active.remove(&me)?;
     }
+    Ok(())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), shm::Error> {
     shm::init();
+    let manager = Manager::new()?;
     let (sem, lock, active, most) = (
-        Semaphore::new(3)?,
-        Lock::new()?,
-        RawArray::<u32>::new(10)?,
+        manager.semaphore(3)?,
+        manager.lock()?,
+        manager.list::<String>()?,
         RawValue::new(0u32)?,
     );
     let procs: Vec<Process> = (1..=10)
-        .map(|n| {
+        .map(|_| {
             let s = Shared {
                 sem: sem.clone(),
                 lock: lock.clone(),
                 active: active.clone(),
                 most: most.clone(),
             };
-            Process::new(worker, (n, s))
+            Process::new(worker, s)
         })
         .collect();
     for p in &procs {
@@ -70,5 +61,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         p.join()?;
     }
     println!("most active at once: {}", most.get());
+    println!("active at the end: {:?}", active.to_vec()?);
     Ok(())
 }

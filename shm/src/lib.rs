@@ -241,12 +241,20 @@ pub use shm_core::segment_object;
 // reachable for this workspace's tests, benches and command.
 #[doc(hidden)]
 pub use shm_core::{array, atomic, handle, liveness, process, segment, sys, value};
+pub use shm_manager::{
+    CallFailure, Dict, Dynamic, List, Manager, ManagerBuilder, ManagerError, Namespace, Proxy, Reply, Served, served,
+};
 pub use shm_pool::{
     AsyncResult, Exit, IMap, Initializer, Pool, PoolApi, PoolBuilder, PoolError, StarTask, Task, TaskError,
     TaskFailure, ThreadPool, ThreadPoolBuilder,
 };
 #[doc(hidden)]
 pub use shm_sync::park;
+/// The manager: containers used in place in shared memory ([`Dict`],
+/// [`List`], [`Namespace`]) and user types served by a manager process.
+pub mod manager {
+    pub use shm_manager::*;
+}
 /// Pools: [`Pool`] (processes) and `ThreadPool`, with Python's interface.
 pub mod pool {
     pub use shm_pool::*;
@@ -268,6 +276,7 @@ pub mod prelude {
         ShmSafe, StartMethod, TryRecvError, TrySendError, Worker, active_children, cpu_count, current_process,
         get_context, parent_process,
     };
+    pub use shm_manager::{Dict, Dynamic, List, Manager, ManagerError, Namespace, Proxy};
     pub use shm_pool::{AsyncResult, Pool, PoolApi, PoolError, TaskError, ThreadPool};
     pub use shm_sync::{
         AcquireTimeoutError, Array, Barrier, BarrierError, BoundedSemaphore, Condition, Event, Lock, OwnerDied, RLock,

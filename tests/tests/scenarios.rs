@@ -272,6 +272,7 @@ fn s14_never_more_than_three_active() {
             .and_then(|n| n.parse().ok())
             .unwrap_or(99);
         assert!((1..=3).contains(&most), "{m}: {most}");
+        assert!(text.contains("active at the end: []"), "{m}:\n{text}");
     }
 }
 
@@ -478,5 +479,70 @@ fn s8_thread_pool_gives_the_process_pools_results() {
             ["[0, 10, 20, 30, 40]"],
             "{m}"
         );
+    }
+}
+
+#[test]
+fn s15_manager_dict_from_ten_processes_and_mixed_keys() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_manager_dict"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        let want: Vec<String> = (0..10).map(|i| format!("{i}: {}", i * 2)).collect();
+        assert!(text.contains(&format!("{{{}}}", want.join(", "))), "{m}:\n{text}");
+        assert!(text.contains("mixed: {'2': 2, 0.25: None, 1: '1'}"), "{m}:\n{text}");
+        assert!(text.contains("list: [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]"), "{m}:\n{text}");
+    }
+}
+
+#[test]
+fn s16_namespace_attributes_and_copies() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_namespace"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains("before: the namespace has no attribute \"value\""),
+            "{m}:\n{text}"
+        );
+        assert!(text.contains("after: 42"), "{m}:\n{text}");
+        assert!(
+            text.contains("changed copy: [1, 2, 3, 4], namespace: [1, 2, 3]"),
+            "{m}:\n{text}"
+        );
+        assert!(text.contains("stored again: [1, 2, 3, 4]"), "{m}:\n{text}");
+        assert!(text.contains("changed in place: [1, 2, 3, 4, 5]"), "{m}:\n{text}");
+    }
+}
+
+#[test]
+fn s17_custom_manager_serves_a_user_type() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_custom_manager"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("x before: 10"), "{m}:\n{text}");
+        assert!(text.contains("child: scaled(2) = 420"), "{m}:\n{text}");
+        assert!(text.contains("x after: 210"), "{m}:\n{text}");
+        assert!(text.contains("x set by the parent: 7"), "{m}:\n{text}");
+        assert!(
+            text.contains("error: MathClass.divided failed: 7 / 0: division by zero"),
+            "{m}:\n{text}"
+        );
+        assert!(
+            text.contains("error: MathClass has no method \"no_such_method\""),
+            "{m}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn s23_manager_counter_counts_exactly() {
+    for m in METHODS {
+        let out = run(env!("CARGO_BIN_EXE_manager_counter"), m, &[]);
+        assert!(out.status.success(), "{m}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("counter: 3\n"), "{m}:\n{text}");
+        assert!(text.contains("dict entry: 3000"), "{m}:\n{text}");
     }
 }

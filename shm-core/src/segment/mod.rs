@@ -172,7 +172,10 @@ impl Segment {
             Ok(()) => Ok(()),
             // Sealed against shrinking: another process grew it further.
             Err(_) if self.current_len()? >= payload_len => Ok(()),
-            Err(e) => Err(SegmentError::Io { op: "ftruncate", source: e }),
+            Err(e) => Err(SegmentError::Io {
+                op: "ftruncate",
+                source: e,
+            }),
         }
     }
 

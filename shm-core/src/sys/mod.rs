@@ -18,8 +18,8 @@ mod miri;
 pub use miri::{
     cached_pid, cached_tid, file_info, futex_wait, futex_wake, is_shrink_sealed, live_children, map_shared,
     membarrier_active, membarrier_global, membarrier_light, membarrier_register, memfd, memory_size, read_at,
-    seal_shrink, seal_size, set_len, shm_create_exclusive, shm_names, shm_open_existing, shm_unlink, task_stat, thread_count, uid,
-    unmap,
+    seal_shrink, seal_size, set_len, shm_create_exclusive, shm_names, shm_open_existing, shm_unlink, task_stat,
+    thread_count, uid, unmap,
 };
 
 #[cfg(not(target_os = "linux"))]

@@ -162,15 +162,13 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     /// from many processes loses no update. Returns what `f` returns.
     ///
     /// If `f` panics, the dict is left as it was.
-    pub fn modify<R>(&self, key: &K, f: impl FnOnce(&mut Option<V>) -> R) -> Result<R, ManagerError> {
+    pub fn modify<R>(&self, key: &K, change: impl FnOnce(&mut Option<V>) -> R) -> Result<R, ManagerError> {
         let k = encode("key", key)?;
         let h = raw::hash(&k);
         let mut tx = Tx::begin(&self.store)?;
-        let mut current: Option<V> = raw::get_locked(&tx, &k, h)?
-            .map(|b| decode("value", &b))
-            .transpose()?;
+        let mut current: Option<V> = raw::get_locked(&tx, &k, h)?.map(|b| decode("value", &b)).transpose()?;
         let was = current.is_some();
-        let r = f(&mut current);
+        let r = change(&mut current);
         match current {
             Some(v) => {
                 raw::insert(&mut tx, &k, &encode("value", &v)?, h)?;
@@ -206,18 +204,14 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         items.iter().map(|(_, v)| decode("value", v)).collect()
     }
 
-    /// Every key and value (one consistent snapshot).
+    /// Every key and value (one consistent snapshot; iterate over it for
+    /// Python's `for k, v in d.items()`).
     pub fn items(&self) -> Result<Vec<(K, V)>, ManagerError> {
         let items = self.store.read(|s| raw::items(s, true, true))?;
         items
             .iter()
             .map(|(k, v)| Ok((decode("key", k)?, decode("value", v)?)))
             .collect()
-    }
-
-    /// An iterator over a snapshot of the items.
-    pub fn iter(&self) -> Result<std::vec::IntoIter<(K, V)>, ManagerError> {
-        Ok(self.items()?.into_iter())
     }
 
     /// Sets every key of `items`, all in one step: a process killed inside

@@ -35,13 +35,15 @@ const MIN_CAP: u64 = 8;
 const BULK: usize = 1024;
 
 /// The hash of a serialised key: 8 bytes at a time, mixed, then finalised
-/// (MurmurHash3's `fmix64`). Fixed, so every process agrees.
+/// (`MurmurHash3`'s `fmix64`). Fixed, so every process agrees.
 pub(crate) fn hash(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0x9E37_79B9_7F4A_7C15 ^ bytes.len() as u64;
     for chunk in bytes.chunks(8) {
         let mut w = [0u8; 8];
         w[..chunk.len()].copy_from_slice(chunk);
-        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0xBF58_476D_1CE4_E5B9).rotate_left(31);
+        h = (h ^ u64::from_le_bytes(w))
+            .wrapping_mul(0xBF58_476D_1CE4_E5B9)
+            .rotate_left(31);
     }
     h ^= h >> 33;
     h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
@@ -62,7 +64,9 @@ fn table(s: &Store) -> Result<Option<(u64, u64)>, ManagerError> {
         return Ok(None);
     }
     let cap = root(s, CAP)?;
-    let fits = cap.checked_mul(16).is_some_and(|b| b <= s.block_capacity(t).unwrap_or(0));
+    let fits = cap
+        .checked_mul(16)
+        .is_some_and(|b| b <= s.block_capacity(t).unwrap_or(0));
     if !cap.is_power_of_two() || !fits {
         return Err(ManagerError::corrupted("the dict's capacity", cap));
     }
@@ -103,9 +107,9 @@ enum Probe {
     Vacant(u64, bool),
 }
 
-fn probe(s: &Store, t: u64, cap: u64, key: &[u8], h: u64) -> Result<Probe, ManagerError> {
+fn probe(s: &Store, t: u64, cap: u64, key: &[u8], hk: u64) -> Result<Probe, ManagerError> {
     let mask = cap - 1;
-    let mut i = h & mask;
+    let mut i = hk & mask;
     let mut tomb = None;
     for _ in 0..cap {
         let slot = t + 16 * i;
@@ -118,7 +122,7 @@ fn probe(s: &Store, t: u64, cap: u64, key: &[u8], h: u64) -> Result<Probe, Manag
         }
         if e == TOMB {
             tomb.get_or_insert(slot);
-        } else if s.load(slot)? == h && entry_key_is(s, e, key)? {
+        } else if s.load(slot)? == hk && entry_key_is(s, e, key)? {
             return Ok(Probe::Found(slot, e));
         }
         i = (i + 1) & mask;
@@ -130,9 +134,9 @@ fn probe(s: &Store, t: u64, cap: u64, key: &[u8], h: u64) -> Result<Probe, Manag
 }
 
 /// Reads: each runs inside `Store::read`.
-pub(crate) fn get(s: &Store, key: &[u8], h: u64) -> Result<Option<Vec<u8>>, ManagerError> {
+pub(crate) fn get(s: &Store, key: &[u8], hk: u64) -> Result<Option<Vec<u8>>, ManagerError> {
     let Some((t, cap)) = table(s)? else { return Ok(None) };
-    match probe(s, t, cap, key, h)? {
+    match probe(s, t, cap, key, hk)? {
         Probe::Found(_, e) => entry_value(s, e).map(Some),
         Probe::Vacant(..) => Ok(None),
     }
@@ -144,7 +148,9 @@ pub(crate) fn len(s: &Store) -> Result<u64, ManagerError> {
 
 /// Every entry's offset, in table order.
 fn entries(s: &Store) -> Result<Vec<u64>, ManagerError> {
-    let Some((t, cap)) = table(s)? else { return Ok(Vec::new()) };
+    let Some((t, cap)) = table(s)? else {
+        return Ok(Vec::new());
+    };
     let n = root(s, LEN)?;
     let mut out = Vec::with_capacity(n.min(cap) as usize);
     for i in 0..cap {
@@ -157,7 +163,10 @@ fn entries(s: &Store) -> Result<Vec<u64>, ManagerError> {
 }
 
 /// Every key and value, serialised, with `keys`/`values` choosing which.
-pub(crate) fn items(s: &Store, keys: bool, values: bool) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ManagerError> {
+/// Serialised (key, value) pairs.
+pub(crate) type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+pub(crate) fn items(s: &Store, keys: bool, values: bool) -> Result<Pairs, ManagerError> {
     entries(s)?
         .into_iter()
         .map(|e| {
@@ -206,7 +215,9 @@ fn build_table(tx: &mut Tx<'_>, cap: u64, entries: &[(u64, u64)]) -> Result<u64,
 
 /// Every live (entry, hash) of the current table.
 fn live(s: &Store) -> Result<Vec<(u64, u64)>, ManagerError> {
-    let Some((t, cap)) = table(s)? else { return Ok(Vec::new()) };
+    let Some((t, cap)) = table(s)? else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::new();
     for i in 0..cap {
         let e = s.load(t + 16 * i + 8)?;
@@ -259,12 +270,12 @@ fn reserve(tx: &mut Tx<'_>, extra: u64) -> Result<(), ManagerError> {
 }
 
 /// Sets `key` to `value`; returns the old value's bytes if there was one.
-pub(crate) fn insert(tx: &mut Tx<'_>, key: &[u8], value: &[u8], h: u64) -> Result<Option<Vec<u8>>, ManagerError> {
+pub(crate) fn insert(tx: &mut Tx<'_>, key: &[u8], value: &[u8], hk: u64) -> Result<Option<Vec<u8>>, ManagerError> {
     reserve(tx, 1)?;
     let e = new_entry(tx, key, value)?;
     let s = tx.store();
     let (t, cap) = table(s)?.ok_or(ManagerError::corrupted("the dict's table", 0))?;
-    match probe(s, t, cap, key, h)? {
+    match probe(s, t, cap, key, hk)? {
         Probe::Found(slot, old) => {
             let before = entry_value(s, old)?;
             tx.publish();
@@ -275,7 +286,7 @@ pub(crate) fn insert(tx: &mut Tx<'_>, key: &[u8], value: &[u8], h: u64) -> Resul
         Probe::Vacant(slot, empty) => {
             let (n, used) = (root(s, LEN)?, root(s, USED)?);
             tx.publish();
-            tx.set(slot, h)?;
+            tx.set(slot, hk)?;
             tx.set(slot + 8, e)?;
             tx.set_root(LEN, n + 1)?;
             if empty {
@@ -287,15 +298,15 @@ pub(crate) fn insert(tx: &mut Tx<'_>, key: &[u8], value: &[u8], h: u64) -> Resul
 }
 
 /// The value of `key` read under the transaction's lock.
-pub(crate) fn get_locked(tx: &Tx<'_>, key: &[u8], h: u64) -> Result<Option<Vec<u8>>, ManagerError> {
-    get(tx.store(), key, h)
+pub(crate) fn get_locked(tx: &Tx<'_>, key: &[u8], hk: u64) -> Result<Option<Vec<u8>>, ManagerError> {
+    get(tx.store(), key, hk)
 }
 
 /// Removes `key`; returns its value's bytes if it was there.
-pub(crate) fn remove(tx: &mut Tx<'_>, key: &[u8], h: u64) -> Result<Option<Vec<u8>>, ManagerError> {
+pub(crate) fn remove(tx: &mut Tx<'_>, key: &[u8], hk: u64) -> Result<Option<Vec<u8>>, ManagerError> {
     let s = tx.store();
     let Some((t, cap)) = table(s)? else { return Ok(None) };
-    match probe(s, t, cap, key, h)? {
+    match probe(s, t, cap, key, hk)? {
         Probe::Found(slot, e) => {
             let before = entry_value(s, e)?;
             let n = root(s, LEN)?;

@@ -35,7 +35,7 @@ fn the_whole_interface() {
     let m: HashMap<String, i64> = d.to_hashmap().unwrap();
     assert_eq!(m["k3"], 103);
     assert!(!m.contains_key("k4"));
-    assert_eq!(d.iter().unwrap().count(), 10);
+    assert_eq!(d.items().unwrap().len(), 10);
     d.clear().unwrap();
     assert!(d.is_empty().unwrap());
     assert_eq!(d.items().unwrap(), []);
@@ -125,7 +125,10 @@ fn a_writer_dying_anywhere_leaves_before_or_after() {
             if name == "grow" {
                 assert!(now.len() >= 10 && now.len() <= 110, "{name} at {n}");
             } else {
-                assert!(now == before || now == after, "{name} died after {n} writes: in between");
+                assert!(
+                    now == before || now == after,
+                    "{name} died after {n} writes: in between"
+                );
             }
             // The dict goes on working.
             d.set(&7777, &"z".into()).unwrap();

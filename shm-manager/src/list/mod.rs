@@ -258,11 +258,11 @@ impl<T: Serialize + DeserializeOwned> List<T> {
 
     /// Runs `f` on element `i` under the list's lock and stores the result
     /// (one step: nobody's write comes between the read and the write).
-    pub fn modify<R>(&self, i: usize, f: impl FnOnce(&mut T) -> R) -> Result<R, ManagerError> {
+    pub fn modify<R>(&self, i: usize, change: impl FnOnce(&mut T) -> R) -> Result<R, ManagerError> {
         let mut tx = Tx::begin(&self.store)?;
         let b = raw::get(tx.store(), i as u64)?.map_err(|len| out_of_range(i as u64, len))?;
         let mut v: T = decode("element", &b)?;
-        let r = f(&mut v);
+        let r = change(&mut v);
         let b = encode("element", &v)?;
         raw::set(&mut tx, i as u64, &b)?.map_err(|len| out_of_range(i as u64, len))?;
         tx.commit()?;
@@ -272,11 +272,6 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// A copy of the whole list.
     pub fn to_vec(&self) -> Result<Vec<T>, ManagerError> {
         self.range(..)
-    }
-
-    /// An iterator over a snapshot of the list.
-    pub fn iter(&self) -> Result<std::vec::IntoIter<T>, ManagerError> {
-        Ok(self.to_vec()?.into_iter())
     }
 }
 

@@ -26,9 +26,15 @@ fn array(s: &Store) -> Result<(u64, u64, u64), ManagerError> {
     let len = s.load(ROOT_OFF + 8 * LEN)?;
     let cap = s.load(ROOT_OFF + 8 * CAP)?;
     if arr == 0 {
-        return if len == 0 { Ok((0, 0, 0)) } else { Err(ManagerError::corrupted("the list's length", len)) };
+        return if len == 0 {
+            Ok((0, 0, 0))
+        } else {
+            Err(ManagerError::corrupted("the list's length", len))
+        };
     }
-    let fits = cap.checked_mul(8).is_some_and(|b| b <= s.block_capacity(arr).unwrap_or(0));
+    let fits = cap
+        .checked_mul(8)
+        .is_some_and(|b| b <= s.block_capacity(arr).unwrap_or(0));
     if len > cap || !fits {
         return Err(ManagerError::corrupted("the list's capacity", cap));
     }
@@ -60,7 +66,9 @@ pub(crate) fn get(s: &Store, i: u64) -> Result<Result<Vec<u8>, u64>, ManagerErro
 /// Elements `start..end` (clamped to the length).
 pub(crate) fn range(s: &Store, start: u64, end: u64) -> Result<Vec<Vec<u8>>, ManagerError> {
     let (arr, len, _) = array(s)?;
-    (start.min(len)..end.min(len)).map(|i| elem(s, s.load(arr + 8 * i)?)).collect()
+    (start.min(len)..end.min(len))
+        .map(|i| elem(s, s.load(arr + 8 * i)?))
+        .collect()
 }
 
 /// Every element's offset.

@@ -41,7 +41,7 @@ fn the_whole_interface() {
     for i in 0..1000 {
         l.push(&i).unwrap();
     }
-    assert_eq!(l.iter().unwrap().sum::<i32>(), 499_500);
+    assert_eq!(l.to_vec().unwrap().into_iter().sum::<i32>(), 499_500);
 }
 
 #[test]

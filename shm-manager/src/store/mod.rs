@@ -55,8 +55,8 @@ use shm_sync::ProcessLock;
 pub(crate) use tx::Tx;
 
 use self::layout::{
-    BLOCK_HEADER, HEAP, HEAP_END_OFF, INITIAL_LEN, KIND_OFF, LOCK_OFF, MAGIC, MAGIC_OFF, SEQ_OFF, VERSION,
-    VERSION_OFF, class_of_tag, class_size, words,
+    BLOCK_HEADER, HEAP, HEAP_END_OFF, INITIAL_LEN, KIND_OFF, LOCK_OFF, MAGIC, MAGIC_OFF, SEQ_OFF, VERSION, VERSION_OFF,
+    class_of_tag, class_size, words,
 };
 use crate::error::ManagerError;
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -192,13 +192,20 @@ impl Store {
             return Err(ManagerError::corrupted("an offset", off));
         };
         self.ensure_known(end)?;
-        // SAFETY: `off..off + 8` is 8-aligned (the payload is 128-aligned)
-        // and inside the file (checked above), which is inside this
-        // process's mapping of it (`current_len` never says more than is
-        // mapped) and never shrinks (sealed); every access to the store's
-        // words is atomic, of this width. The mapping lives as long as
-        // `self`, which bounds the reference.
-        Ok(unsafe { AtomicU64::from_ptr(self.base.add(off as usize).cast::<u64>()) })
+        // SAFETY: `off..off + 8` is inside the file (checked above), which
+        // is inside this process's mapping of it (`current_len` never says
+        // more than is mapped).
+        let ptr = unsafe { self.base.add(off as usize) };
+        #[allow(
+            clippy::cast_ptr_alignment,
+            reason = "8-aligned: checked above, and the payload is 128-aligned"
+        )]
+        let ptr = ptr.cast::<u64>();
+        // SAFETY: `ptr` is 8-aligned and in bounds (above); the file never
+        // shrinks (sealed), every access to the store's words is atomic of
+        // this width, and the mapping lives as long as `self`, which bounds
+        // the reference.
+        Ok(unsafe { AtomicU64::from_ptr(ptr) })
     }
 
     /// The word at `off`, loaded (Relaxed: a reader's consistency comes from
@@ -210,7 +217,9 @@ impl Store {
     /// Copies `len` bytes starting at the word `off` (whole words are read;
     /// the padding of the last is dropped).
     pub(crate) fn read_bytes(&self, off: u64, len: u64) -> Result<Vec<u8>, ManagerError> {
-        let end = off.checked_add(words(len)).ok_or(ManagerError::corrupted("a length", len))?;
+        let end = off
+            .checked_add(words(len))
+            .ok_or(ManagerError::corrupted("a length", len))?;
         self.ensure_known(end)?;
         let mut out = Vec::with_capacity(words(len) as usize);
         let mut at = off;
@@ -254,9 +263,16 @@ impl Store {
 
     pub(crate) fn lock(&self) -> &ProcessLock {
         // SAFETY: LOCK_OFF..LOCK_OFF + 8 lies in the header page, inside the
-        // file from creation on; it is 4-aligned; ProcessLock is two
+        // file from creation on.
+        let ptr = unsafe { self.base.add(LOCK_OFF as usize) };
+        #[allow(
+            clippy::cast_ptr_alignment,
+            reason = "LOCK_OFF is 8-aligned in a 128-aligned payload"
+        )]
+        let ptr = ptr.cast::<ProcessLock>();
+        // SAFETY: aligned and in bounds (above); ProcessLock is two
         // AtomicU32 (any bits valid) and only its own atomics touch them.
-        unsafe { &*self.base.add(LOCK_OFF as usize).cast::<ProcessLock>() }
+        unsafe { &*ptr }
     }
 
     /// Runs `f` on a consistent state of the store: optimistically, without

@@ -68,7 +68,7 @@ fn freed_blocks_are_reused_and_the_heap_grows() {
     let a = tx.alloc(40, "test").expect("alloc");
     tx.free(a);
     tx.commit().expect("commit");
-    assert_eq!(s.load(HEADS_OFF + 8 * 1).unwrap(), a - 16, "on its class's list");
+    assert_eq!(s.load(HEADS_OFF + 8).unwrap(), a - 16, "on its class's list");
     let mut tx = Tx::begin(&s).expect("begin");
     assert_eq!(tx.alloc(33, "test").expect("alloc"), a, "reused");
     // Past the first length: the file grows.

@@ -119,7 +119,9 @@ impl<'a> Tx<'a> {
             }
             let rec = LOG_OFF + 16 * self.log_len;
             self.store.word(rec)?.store(off, Ordering::Relaxed);
-            self.store.word(rec + 8)?.store(word.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.store
+                .word(rec + 8)?
+                .store(word.load(Ordering::Relaxed), Ordering::Relaxed);
             self.log_len += 1;
             // Release: the record is complete before the length covers it
             // (for a recovering writer, which reads under the lock).
@@ -189,7 +191,9 @@ impl<'a> Tx<'a> {
             return Err(ManagerError::corrupted("the heap's end", end));
         }
         let size = class_size(class);
-        let new_end = end.checked_add(size).ok_or(ManagerError::corrupted("the heap's end", end))?;
+        let new_end = end
+            .checked_add(size)
+            .ok_or(ManagerError::corrupted("the heap's end", end))?;
         self.room_for(new_end)?;
         self.set(HEAP_END_OFF, new_end)?;
         self.write_fresh(end, tag(class))?;
@@ -264,7 +268,11 @@ impl<'a> Tx<'a> {
         for payload in frees {
             let block = payload.wrapping_sub(BLOCK_HEADER);
             let ok = payload >= HEAP + BLOCK_HEADER && payload.is_multiple_of(16) && payload < end;
-            let class = if ok { self.store.load(block).ok().and_then(class_of_tag) } else { None };
+            let class = if ok {
+                self.store.load(block).ok().and_then(class_of_tag)
+            } else {
+                None
+            };
             match class {
                 Some(c) if block + class_size(c) <= end => by_class[c as usize].push(block),
                 _ => tracing::warn!(payload, "not freeing a block whose header is corrupted"),
@@ -366,5 +374,9 @@ impl Drop for Tx<'_> {
 fn check_logged_offset(off: u64) -> Result<(), ManagerError> {
     let ok = off.is_multiple_of(8)
         && (off == HEAP_END_OFF || (ROOT_OFF..HEADS_OFF + 8 * CLASSES).contains(&off) || off >= HEAP);
-    if ok { Ok(()) } else { Err(ManagerError::corrupted("an undo record's offset", off)) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ManagerError::corrupted("an undo record's offset", off))
+    }
 }
