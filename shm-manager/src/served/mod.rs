@@ -335,11 +335,11 @@ macro_rules! served {
                     $($(stringify!($fm) => {
                         let ($($fa,)*): ($($ft,)*) = __args(args)?;
                         match <$ty>::$fm(self $(, $fa)*) {
-                            Ok(v) => __ret(&v),
-                            Err(e) => Err($crate::CallFailure::Failed(e.to_string())),
+                            ::core::result::Result::Ok(v) => __ret(&v),
+                            ::core::result::Result::Err(e) => ::core::result::Result::Err($crate::CallFailure::Failed(::std::string::ToString::to_string(&e))),
                         }
                     })*)?
-                    _ => Err($crate::CallFailure::NoSuchMethod),
+                    _ => ::core::result::Result::Err($crate::CallFailure::NoSuchMethod),
                 }
             }
 
@@ -347,18 +347,18 @@ macro_rules! served {
             fn get_attr(&self, name: &str) -> $crate::Reply {
                 match name {
                     $($(stringify!($attr) => $crate::__served::ret(&self.$attr),)*)?
-                    _ => Err($crate::CallFailure::NoSuchAttribute),
+                    _ => ::core::result::Result::Err($crate::CallFailure::NoSuchAttribute),
                 }
             }
 
             #[allow(unused_variables)]
-            fn set_attr(&mut self, name: &str, value: &[u8]) -> Result<(), $crate::CallFailure> {
+            fn set_attr(&mut self, name: &str, value: &[u8]) -> ::core::result::Result<(), $crate::CallFailure> {
                 match name {
                     $($(stringify!($attr) => {
                         self.$attr = $crate::__served::args::<$aty>(value)?;
-                        Ok(())
+                        ::core::result::Result::Ok(())
                     })*)?
-                    _ => Err($crate::CallFailure::NoSuchAttribute),
+                    _ => ::core::result::Result::Err($crate::CallFailure::NoSuchAttribute),
                 }
             }
         }
@@ -367,22 +367,22 @@ macro_rules! served {
         pub trait $handle {
             $(
                 #[allow(missing_docs)]
-                fn $m(&self $(, $a: $t)*) -> Result<$crate::__served_ret!($($r)?), $crate::ManagerError>;
+                fn $m(&self $(, $a: $t)*) -> ::core::result::Result<$crate::__served_ret!($($r)?), $crate::ManagerError>;
             )*
             $($(
                 #[allow(missing_docs)]
-                fn $fm(&self $(, $fa: $ft)*) -> Result<$fr, $crate::ManagerError>;
+                fn $fm(&self $(, $fa: $ft)*) -> ::core::result::Result<$fr, $crate::ManagerError>;
             )*)?
         }
 
         impl $handle for $crate::Proxy<$ty> {
             $(
-                fn $m(&self $(, $a: $t)*) -> Result<$crate::__served_ret!($($r)?), $crate::ManagerError> {
+                fn $m(&self $(, $a: $t)*) -> ::core::result::Result<$crate::__served_ret!($($r)?), $crate::ManagerError> {
                     self.call(stringify!($m), ($($a,)*))
                 }
             )*
             $($(
-                fn $fm(&self $(, $fa: $ft)*) -> Result<$fr, $crate::ManagerError> {
+                fn $fm(&self $(, $fa: $ft)*) -> ::core::result::Result<$fr, $crate::ManagerError> {
                     self.call(stringify!($fm), ($($fa,)*))
                 }
             )*)?

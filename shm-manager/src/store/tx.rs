@@ -19,6 +19,9 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::fence;
+use std::time::Duration;
+
+use shm_core::sys::Deadline;
 
 use super::Store;
 use super::layout::{
@@ -27,6 +30,10 @@ use super::layout::{
 };
 use crate::error::ManagerError;
 use crate::sync::atomic::Ordering;
+
+/// How long a writer waits for the lock before it checks whether the
+/// holder died.
+const TAKEOVER_CHECK: Duration = Duration::from_micros(200);
 
 /// A write transaction: holds the store's lock from [`Tx::begin`] to its
 /// commit or drop.
@@ -50,7 +57,18 @@ impl<'a> Tx<'a> {
     /// repairs what a writer that died left.
     pub(crate) fn begin(store: &'a Store) -> Result<Self, ManagerError> {
         let lock = store.lock();
-        let died = lock.lock_until(None).unwrap_or(false);
+        let died = if lock.try_lock() {
+            false
+        } else {
+            // A short wait first; then, before a long one, one look at
+            // whether the holder still lives (a writer killed while it held
+            // the lock is taken over now, not a liveness slice later).
+            match lock.lock_until(Some(Deadline::after(TAKEOVER_CHECK))) {
+                Some(died) => died,
+                None if lock.take_if_holder_dead() => true,
+                None => lock.lock_until(None).unwrap_or(false),
+            }
+        };
         let mut tx = Self {
             store,
             logged: HashSet::new(),
