@@ -9,8 +9,15 @@
 //! see a descriptor. This is the scheme of ipc-channel's
 //! `OS_IPC_CHANNELS_FOR_SERIALIZATION`.
 //!
-//! Outside [`encode`]/[`decode`] (say, serialising a value into a file), a
-//! shared object refuses to serialise with a clear message.
+//! Outside [`encode`]/[`decode`] (a message put on a `Queue` or sent over
+//! a `Pipe` after the receiver started, say), a shared object serialises
+//! *by reference*: the sender's pid and start time, the number of its
+//! descriptor, and the file's device and inode. The receiver opens the
+//! descriptor through `/proc/<pid>/fd/<n>` (the same user may), checks that
+//! the sender is the same process and the file the same file, and attaches
+//! with the full header and type check. Such a message is good while the
+//! sender still holds the object; after that, receiving it is a clear
+//! error, never another file.
 //!
 //! A function reference ([`FnRef`](crate::FnRef)) goes further: it travels
 //! only in a process bootstrap, whose message carries the code offsets of
@@ -25,9 +32,10 @@
 //! error.
 
 use std::cell::RefCell;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use serde::de::DeserializeOwned;
+use serde::de::Error as _;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -58,6 +66,9 @@ struct Incoming {
 }
 
 thread_local! {
+    /// Why the last shared object sent by reference could not be opened
+    /// (see [`take_plain_cause`]).
+    static PLAIN_CAUSE: RefCell<Option<String>> = const { RefCell::new(None) };
     static OUTGOING: RefCell<Option<Outgoing>> = const { RefCell::new(None) };
     static INCOMING: RefCell<Option<Incoming>> = const { RefCell::new(None) };
 }
@@ -180,6 +191,14 @@ fn keep_cause(cause: HandleError) {
     });
 }
 
+/// Why the last shared object received by reference (outside a process
+/// bootstrap: a queue's or a pipe's message) failed to open, once: postcard
+/// keeps no message of a `Deserialize` impl's error, so a channel that
+/// failed to decode a message asks here.
+pub fn take_plain_cause() -> Option<String> {
+    PLAIN_CAUSE.with(|c| c.borrow_mut().take())
+}
+
 /// Inside [`encode_job`]: records a function's code offset and returns its
 /// index. `None` anywhere else.
 pub(crate) fn push_fn(offset: u64) -> Option<usize> {
@@ -211,6 +230,55 @@ struct SegmentWire {
     name: Option<String>,
 }
 
+/// A segment serialised outside a process bootstrap: where to find it.
+#[derive(Serialize, Deserialize)]
+struct SegmentRef {
+    pid: u32,
+    start: u64,
+    fd: i32,
+    dev: u64,
+    ino: u64,
+    name: Option<String>,
+}
+
+impl SegmentRef {
+    fn of(seg: &Segment) -> Result<Self, std::io::Error> {
+        let (dev, ino) = sys::file_identity(seg.fd())?;
+        Ok(Self {
+            pid: sys::getpid(),
+            start: crate::liveness::own_start_time(),
+            fd: seg.fd().as_raw_fd(),
+            dev,
+            ino,
+            name: seg.name().map(str::to_owned),
+        })
+    }
+
+    fn open(&self) -> Result<Segment, SegmentError> {
+        let gone = |why: &str| SegmentError::Io {
+            op: "open a segment sent by reference",
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "{why} (descriptor {} of process {}): a handle sent as a message is good only while its \
+                     sender holds the object",
+                    self.fd, self.pid
+                ),
+            ),
+        };
+        if crate::liveness::start_time(self.pid) != Some(self.start) {
+            return Err(gone("its sender has ended"));
+        }
+        let fd = sys::open_fd_of(self.pid, self.fd).map_err(|_| gone("its sender no longer holds it"))?;
+        if sys::file_identity(fd.as_fd()).ok() != Some((self.dev, self.ino)) {
+            return Err(gone("its sender no longer holds it (another file has its descriptor)"));
+        }
+        let mut seg = Segment::from_fd(fd, None)?;
+        seg.set_name(self.name.clone());
+        Ok(seg)
+    }
+}
+
 impl Serialize for Segment {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let index = OUTGOING.with(|o| {
@@ -220,9 +288,7 @@ impl Serialize for Segment {
             })
         });
         let Some(index) = index else {
-            return Err(S::Error::custom(
-                "shared objects serialise only as arguments of a process (or a message of an shm channel)",
-            ));
+            return SegmentRef::of(self).map_err(S::Error::custom)?.serialize(serializer);
         };
         SegmentWire {
             fd_index: u32::try_from(index).map_err(S::Error::custom)?,
@@ -234,6 +300,13 @@ impl Serialize for Segment {
 
 impl<'de> Deserialize<'de> for Segment {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if INCOMING.with(|i| i.borrow().is_none()) {
+            let by_ref = SegmentRef::deserialize(deserializer)?;
+            return by_ref.open().map_err(|e| {
+                PLAIN_CAUSE.with(|c| *c.borrow_mut() = Some(e.to_string()));
+                D::Error::custom(e)
+            });
+        }
         let wire = SegmentWire::deserialize(deserializer)?;
         let fd = INCOMING.with(|i| {
             let mut slot = i.borrow_mut();

@@ -109,7 +109,10 @@ fn run_and_kill(p: &Process, done: &RawValue<u64>, start: u64, seed: &mut u64) -
     let t = Instant::now();
     while done.get() <= start {
         if t.elapsed() > BOUND {
-            return Err(format!("the writer never finished an operation (exit {:?})", p.exitcode()));
+            return Err(format!(
+                "the writer never finished an operation (exit {:?})",
+                p.exitcode()
+            ));
         }
         if let Some(code) = p.exitcode() {
             return Err(format!("the writer ended with {code} before its first operation"));
@@ -149,7 +152,10 @@ fn dict_kills(kills: u32) -> Result {
         if now != model {
             let mut after = model.clone();
             dict_model(&mut after, applied);
-            check(now == after, format!("dict after a kill in op {applied}: neither before nor after it"))?;
+            check(
+                now == after,
+                format!("dict after a kill in op {applied}: neither before nor after it"),
+            )?;
             in_between += 1;
             model = after;
             applied += 1;
@@ -180,7 +186,10 @@ fn list_kills(kills: u32) -> Result {
         if now != model {
             let mut after = model.clone();
             list_model(&mut after, applied);
-            check(now == after, format!("list after a kill in op {applied}: neither before nor after it"))?;
+            check(
+                now == after,
+                format!("list after a kill in op {applied}: neither before nor after it"),
+            )?;
             model = after;
             applied += 1;
         }
@@ -216,8 +225,14 @@ fn increments_lose_nothing(m: StartMethod) -> Result {
         .map(|_| Process::new(increment, (d.clone(), ns.clone(), 5000)).with_start_method(m))
         .collect();
     shm_tests::run_all(&procs)?;
-    check(d.get(&"n".to_owned())? == Some(10_000), format!("dict: {:?}", d.get(&"n".to_owned())?))?;
-    check(ns.get::<u64>("n")? == 10_000, format!("namespace: {}", ns.get::<u64>("n")?))
+    check(
+        d.get(&"n".to_owned())? == Some(10_000),
+        format!("dict: {:?}", d.get(&"n".to_owned())?),
+    )?;
+    check(
+        ns.get::<u64>("n")? == 10_000,
+        format!("namespace: {}", ns.get::<u64>("n")?),
+    )
 }
 
 // ----- growth -----
@@ -285,7 +300,10 @@ fn served_calls_from_children(m: StartMethod) -> Result {
         .map(|_| Process::new(bump_many, (c.clone(), 1000)).with_start_method(m))
         .collect();
     shm_tests::run_all(&procs)?;
-    check(c.getattr::<u64>("n")? == 3000, format!("served count {}", c.getattr::<u64>("n")?))?;
+    check(
+        c.getattr::<u64>("n")? == 3000,
+        format!("served count {}", c.getattr::<u64>("n")?),
+    )?;
     let e = c.boom().expect_err("a panicking method");
     check(
         e.to_string() == "Counter.boom failed: panicked: boom at 3000",
@@ -319,6 +337,72 @@ fn manager_death_fails_calls() -> Result {
     check(matches!(e, ManagerError::ManagerGone { .. }), format!("{e}"))
 }
 
+// ----- handles sent after the receiver started -----
+
+type Parcel = (Dict<String, u64>, List<String>, Namespace, Proxy<Counter>, shm::Lock);
+
+/// Receives handles on a queue and over a pipe after it started, uses
+/// them, and says so.
+fn receiver(
+    (inbox, mut conn, done): (shm::Queue<Parcel>, shm::Connection, shm::Queue<String>),
+) -> std::result::Result<(), shm::Error> {
+    let (d, l, ns, c, lock) = inbox.get_timeout(BOUND)?;
+    {
+        let _g = lock.acquire()?;
+        d.set(&"from the queue".to_owned(), &1)?;
+        l.push(&"queued".to_owned())?;
+        ns.set("seen", &true)?;
+        c.bump()?;
+    }
+    let more: Dict<String, u64> = conn.recv_timeout(BOUND)?;
+    more.set(&"from the pipe".to_owned(), &2)?;
+    done.put("done".to_owned())?;
+    Ok(())
+}
+
+fn handles_travel_after_start(m: StartMethod) -> Result {
+    let manager = Manager::builder().register::<Counter>().start_method(m).start()?;
+    let inbox = shm::Queue::<Parcel>::new(4)?;
+    let done = shm::Queue::<String>::new(4)?;
+    let (mut ours, theirs) = shm::Pipe::new(true)?;
+    let p = Process::new(receiver, (inbox.clone(), theirs, done.clone())).with_start_method(m);
+    p.start()?;
+    let (d, l, ns, c) = (
+        manager.dict()?,
+        manager.list()?,
+        manager.namespace()?,
+        manager.create(Counter { n: 41 })?,
+    );
+    // The sender holds what it sends until the receiver has it (a handle in
+    // a message refers to the sender's own).
+    let lock = manager.lock()?;
+    inbox
+        .put((d.clone(), l.clone(), ns.clone(), c.clone(), lock.clone()))
+        .map_err(|e| e.to_string())?;
+    let more = manager.dict::<String, u64>()?;
+    ours.send(&more)?;
+    check(done.get_timeout(BOUND)? == "done", "the receiver finished")?;
+    check(p.join_timeout(BOUND)? == Some(0), "the receiver exited cleanly")?;
+    check(d.get(&"from the queue".to_owned())? == Some(1), "dict from the queue")?;
+    check(l.to_vec()? == ["queued"], "list from the queue")?;
+    check(ns.get::<bool>("seen")?, "namespace from the queue")?;
+    check(c.getattr::<u64>("n")? == 42, "proxy from the queue")?;
+    check(more.get(&"from the pipe".to_owned())? == Some(2), "dict over the pipe")
+}
+
+/// A handle whose sender dropped the object before it was received is a
+/// clear error naming why.
+fn a_dropped_handle_in_a_message_is_a_clear_error() -> Result {
+    let q = shm::Queue::<Dict<u8, u8>>::new(2)?;
+    q.put(Dict::new()?).map_err(|e| e.to_string())?;
+    let e = q.get_timeout(BOUND).expect_err("the dict was dropped with its message");
+    check(
+        e.to_string().contains("good only while its sender holds the object"),
+        format!("{e}"),
+    )?;
+    Ok(())
+}
+
 fn unregistered_types_are_refused() -> Result {
     let manager = Manager::new()?;
     let e = manager.create(Counter { n: 0 }).expect_err("not registered");
@@ -330,11 +414,13 @@ shm_tests::trials! {
         manager_increments_lose_nothing => increments_lose_nothing,
         manager_growth_is_seen_everywhere => growth_is_seen_everywhere,
         manager_served_calls_from_children => served_calls_from_children,
+        manager_handles_travel_after_start => handles_travel_after_start,
     }
     once {
         manager_dict_writers_killed_anywhere => dict_writers_killed_anywhere,
         manager_list_writers_killed_anywhere => list_writers_killed_anywhere,
         manager_death_fails_calls => manager_death_fails_calls,
         manager_unregistered_types_are_refused => unregistered_types_are_refused,
+        manager_dropped_handle_in_a_message => a_dropped_handle_in_a_message_is_a_clear_error,
     }
 }

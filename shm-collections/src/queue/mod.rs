@@ -168,7 +168,11 @@ pub(crate) fn de<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Fault> {
     match postcard::take_from_bytes(bytes) {
         Ok((item, [])) => Ok(item),
         Ok((_, rest)) => Err(Fault::Decode(format!("{} bytes left over", rest.len()))),
-        Err(e) => Err(Fault::Decode(e.to_string())),
+        // A shared object among the message that could not be opened says
+        // why (postcard keeps no message of its own).
+        Err(e) => Err(Fault::Decode(
+            shm_core::handle::take_plain_cause().unwrap_or_else(|| e.to_string()),
+        )),
     }
 }
 

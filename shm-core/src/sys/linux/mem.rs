@@ -43,6 +43,24 @@ pub fn is_shrink_sealed(fd: BorrowedFd<'_>) -> bool {
     rustix::fs::fcntl_get_seals(fd).is_ok_and(|s| s.contains(SealFlags::SHRINK))
 }
 
+/// Opens, read-write, the file that descriptor `fd` of process `pid`
+/// names (`/proc/<pid>/fd/<fd>`): how a handle received as plain bytes
+/// reaches the sender's segment. Needs the same user as `pid`.
+pub fn open_fd_of(pid: u32, fd: i32) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        format!("/proc/{pid}/fd/{fd}"),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// The device and inode of an open file: what names it, whatever
+/// descriptor it is reached through.
+pub fn file_identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
 /// Length in bytes, owner uid and permission bits of an open file.
 pub fn file_info(fd: BorrowedFd<'_>) -> io::Result<(u64, u32, u32)> {
     let st = rustix::fs::fstat(fd)?;
