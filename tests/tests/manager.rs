@@ -1,5 +1,5 @@
 //! The manager's containers and served types across real processes:
-//! writers SIGKILLed at random points leave every container as it was
+//! writers `SIGKILLed` at random points leave every container as it was
 //! before the operation they were in or after it (checked against a model
 //! after each of more than a thousand kills), concurrent read-modify-writes
 //! lose nothing, growth in one process is seen by the others, and a dead
@@ -8,6 +8,8 @@
 //! Every wait is bounded and fails loudly; order comes from handshakes (a
 //! shared progress counter), never from sleeps. The random pause before a
 //! kill only spreads the kills over the operations.
+
+#![allow(clippy::cast_possible_truncation, reason = "test indices are small")]
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -367,26 +369,25 @@ fn handles_travel_after_start(m: StartMethod) -> Result {
     let (mut ours, theirs) = shm::Pipe::new(true)?;
     let p = Process::new(receiver, (inbox.clone(), theirs, done.clone())).with_start_method(m);
     p.start()?;
-    let (d, l, ns, c) = (
-        manager.dict()?,
-        manager.list()?,
-        manager.namespace()?,
-        manager.create(Counter { n: 41 })?,
-    );
+    let (dict, list, ns) = (manager.dict()?, manager.list()?, manager.namespace()?);
+    let counter = manager.create(Counter { n: 41 })?;
     // The sender holds what it sends until the receiver has it (a handle in
     // a message refers to the sender's own).
     let lock = manager.lock()?;
     inbox
-        .put((d.clone(), l.clone(), ns.clone(), c.clone(), lock.clone()))
+        .put((dict.clone(), list.clone(), ns.clone(), counter.clone(), lock.clone()))
         .map_err(|e| e.to_string())?;
     let more = manager.dict::<String, u64>()?;
     ours.send(&more)?;
     check(done.get_timeout(BOUND)? == "done", "the receiver finished")?;
     check(p.join_timeout(BOUND)? == Some(0), "the receiver exited cleanly")?;
-    check(d.get(&"from the queue".to_owned())? == Some(1), "dict from the queue")?;
-    check(l.to_vec()? == ["queued"], "list from the queue")?;
+    check(
+        dict.get(&"from the queue".to_owned())? == Some(1),
+        "dict from the queue",
+    )?;
+    check(list.to_vec()? == ["queued"], "list from the queue")?;
     check(ns.get::<bool>("seen")?, "namespace from the queue")?;
-    check(c.getattr::<u64>("n")? == 42, "proxy from the queue")?;
+    check(counter.getattr::<u64>("n")? == 42, "proxy from the queue")?;
     check(more.get(&"from the pipe".to_owned())? == Some(2), "dict over the pipe")
 }
 

@@ -152,7 +152,8 @@ fn entries(s: &Store) -> Result<Vec<u64>, ManagerError> {
         return Ok(Vec::new());
     };
     let n = root(s, LEN)?;
-    let mut out = Vec::with_capacity(n.min(cap) as usize);
+    // A hint only: `n` and `cap` come from shared memory.
+    let mut out = Vec::with_capacity(n.min(cap).min(1 << 16) as usize);
     for i in 0..cap {
         let e = s.load(t + 16 * i + 8)?;
         if e > TOMB {
@@ -288,9 +289,9 @@ pub(crate) fn insert(tx: &mut Tx<'_>, key: &[u8], value: &[u8], hk: u64) -> Resu
             tx.publish();
             tx.set(slot, hk)?;
             tx.set(slot + 8, e)?;
-            tx.set_root(LEN, n + 1)?;
+            tx.set_root(LEN, n.saturating_add(1))?;
             if empty {
-                tx.set_root(USED, used + 1)?;
+                tx.set_root(USED, used.saturating_add(1))?;
             }
             Ok(None)
         }

@@ -142,3 +142,98 @@ fn sorted(d: &Dict<u32, String>) -> Vec<(u32, String)> {
     v.sort();
     v
 }
+
+/// Writers and readers on threads at once: every read sees a whole entry
+/// (an entry's parts agree), never a torn one.
+#[test]
+fn concurrent_readers_see_whole_entries() {
+    let d = Dict::<u64, (u64, u64, Vec<u64>)>::new().expect("create");
+    std::thread::scope(|s| {
+        for w in 0..2u64 {
+            let d = d.clone();
+            s.spawn(move || {
+                for r in 0..1500u64 {
+                    let k = (r * 7 + w) % 64;
+                    let len = (r % 9) as usize;
+                    d.set(&k, &(k, r, vec![r * k; len])).unwrap();
+                    if r % 100 == 99 {
+                        d.remove(&k).unwrap();
+                    }
+                }
+            });
+        }
+        for _ in 0..2 {
+            let d = d.clone();
+            s.spawn(move || {
+                for n in 0..1500u64 {
+                    if let Some((k, r, v)) = d.get(&(n % 64)).unwrap() {
+                        assert_eq!(k, n % 64);
+                        assert!(v.iter().all(|&x| x == r * k), "torn entry {k}: {r} {v:?}");
+                    }
+                    if n % 100 == 0 {
+                        for (k, (k2, r, v)) in d.items().unwrap() {
+                            assert_eq!(k, k2);
+                            assert!(v.iter().all(|&x| x == r * k));
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Words scribbled anywhere in the store (a buggy peer): every operation
+/// answers, with a value or an error, and none panics or hangs.
+#[test]
+#[cfg_attr(miri, ignore = "many stores; slow under Miri")]
+fn scribbled_words_are_errors_not_crashes() {
+    use crate::store::layout::{HEAP_END_OFF, ROOT_OFF};
+    let mut seed = 0x9E37_79B9_u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut errors = 0;
+    let rounds = std::env::var("SCRIBBLE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(150);
+    for _ in 0..rounds {
+        let d = Dict::<u64, String>::new().unwrap();
+        for k in 0..100 {
+            d.set(&k, &format!("value {k}")).unwrap();
+        }
+        let end = d.store.load(HEAP_END_OFF).unwrap();
+        for _ in 0..4 {
+            let off = (ROOT_OFF + next() % (end - ROOT_OFF)) & !7;
+            let v = match next() % 4 {
+                0 => next(),
+                1 => next() % 64,
+                2 => off.wrapping_add(next() % 512) & !7,
+                _ => u64::MAX,
+            };
+            d.store
+                .word(off)
+                .unwrap()
+                .store(v, crate::sync::atomic::Ordering::Relaxed);
+        }
+        let r = std::panic::catch_unwind(|| {
+            let mut errs = 0;
+            for k in 0..110 {
+                errs += usize::from(d.get(&k).is_err());
+            }
+            errs += usize::from(d.items().is_err());
+            errs += usize::from(d.set(&5, &"again".into()).is_err());
+            errs += usize::from(d.remove(&6).is_err());
+            let more: Vec<(u64, String)> = (200..300).map(|k| (k, "m".into())).collect();
+            errs += usize::from(d.update(more.iter().map(|(k, v)| (k, v))).is_err());
+            errs += usize::from(d.clear().is_err());
+            errs += usize::from(d.set(&1, &"after".into()).is_err());
+            errs
+        });
+        errors += r.expect("no operation panics on a scribbled store");
+    }
+    assert!(errors > 0, "some scribbles were noticed");
+}

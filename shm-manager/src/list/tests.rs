@@ -80,3 +80,60 @@ fn a_writer_dying_anywhere_leaves_before_or_after() {
         }
     }
 }
+
+/// Words scribbled anywhere in the store: every operation answers, with a
+/// value or an error, and none panics or hangs.
+#[test]
+#[cfg_attr(miri, ignore = "many stores; slow under Miri")]
+fn scribbled_words_are_errors_not_crashes() {
+    use crate::store::layout::{HEAP_END_OFF, ROOT_OFF};
+    let mut seed = 0x1234_5678_u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let rounds = std::env::var("SCRIBBLE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(150);
+    let mut errors = 0;
+    for _ in 0..rounds {
+        let l = List::<String>::new().unwrap();
+        l.extend(&(0..60).map(|i| format!("item {i}")).collect::<Vec<_>>())
+            .unwrap();
+        let end = l.store.load(HEAP_END_OFF).unwrap();
+        for _ in 0..3 {
+            let off = (ROOT_OFF + next() % (end - ROOT_OFF)) & !7;
+            let v = match next() % 4 {
+                0 => next(),
+                1 => next() % 128,
+                2 => off.wrapping_add(next() % 512) & !7,
+                _ => u64::MAX,
+            };
+            l.store
+                .word(off)
+                .unwrap()
+                .store(v, crate::sync::atomic::Ordering::Relaxed);
+        }
+        let r = std::panic::catch_unwind(|| {
+            let mut errs = 0;
+            for i in 0..70 {
+                errs += usize::from(l.get(i).is_err());
+            }
+            errs += usize::from(l.to_vec().is_err());
+            errs += usize::from(l.push(&"p".into()).is_err());
+            errs += usize::from(l.insert(3, &"i".into()).is_err());
+            errs += usize::from(l.sort().is_err());
+            errs += usize::from(l.reverse().is_err());
+            errs += usize::from(l.pop().is_err());
+            errs += usize::from(l.remove(&"item 5".into()).is_err());
+            errs += usize::from(l.clear().is_err());
+            errs += usize::from(l.push(&"after".into()).is_err());
+            errs
+        });
+        errors += r.expect("no operation panics on a scribbled store");
+    }
+    assert!(errors > 0, "some scribbles were noticed");
+}

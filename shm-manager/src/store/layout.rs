@@ -85,7 +85,7 @@ pub(crate) fn class_of_tag(word: u64) -> Option<u64> {
 
 /// `n` rounded up to whole words.
 pub(crate) const fn words(n: u64) -> u64 {
-    n.div_ceil(8) * 8
+    n.div_ceil(8).saturating_mul(8)
 }
 
 #[cfg(test)]
