@@ -6,7 +6,7 @@
 //! `cargo test -p shm-benches --benches` (no `--bench` argument) runs a
 //! smoke pass with a few iterations and writes nothing.
 //! `SHM_BENCH_ONLY=peers,ring` runs only the named groups (`process`,
-//! `sync`, `wake`, `ring`, `peers`, `value`, `pool`) and writes into
+//! `sync`, `wake`, `ring`, `peers`, `value`, `pool`, `manager`) and writes into
 //! `$TMPDIR/shm-bench-partial/`, leaving the committed results alone.
 //!
 //! Arguments other than `--bench` and `--exit-now` are ignored.
@@ -14,7 +14,8 @@
 use shm_benches::process_start::EXIT_NOW;
 use shm_benches::report::Report;
 use shm_benches::{
-    Mode, machine, peers, pool_bench, process_start, results_dir, ring_bench, sync_bench, value_bench, wake_bench,
+    Mode, machine, manager_bench, peers, pool_bench, process_start, results_dir, ring_bench, sync_bench, value_bench,
+    wake_bench,
 };
 
 /// A benchmark group: measures and adds its rows.
@@ -47,7 +48,7 @@ fn main() {
     if let Some(o) = &only {
         report.header.push(format!("Groups: only `{o}` (SHM_BENCH_ONLY)"));
     }
-    let groups: [(&str, Group); 7] = [
+    let groups: [(&str, Group); 8] = [
         ("process", process_start::run),
         ("sync", sync_bench::run),
         ("wake", wake_bench::run),
@@ -55,6 +56,7 @@ fn main() {
         ("peers", peers::run),
         ("value", value_bench::run),
         ("pool", pool_bench::run),
+        ("manager", manager_bench::run),
     ];
     for (name, run) in groups {
         if only.as_deref().is_none_or(|o| o.split(',').any(|g| g.trim() == name)) {

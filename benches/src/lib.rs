@@ -19,6 +19,7 @@ pub mod affinity;
 pub mod contend;
 pub mod hand_ring;
 pub mod machine;
+pub mod manager_bench;
 pub mod peer_drive;
 pub mod peer_ends;
 pub mod peer_ice;

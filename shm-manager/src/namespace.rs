@@ -65,10 +65,10 @@ impl Namespace {
 
     /// Sets attribute `name`.
     pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), ManagerError> {
-        let v = encode("attribute", value)?;
+        let v = crate::dict::encode_small("attribute", value)?;
         let k = name.as_bytes();
         let mut tx = Tx::begin(&self.store)?;
-        raw::insert(&mut tx, k, &v, raw::hash(k))?;
+        raw::insert(&mut tx, k, &v, raw::hash(k), false)?;
         tx.commit()
     }
 
@@ -109,7 +109,7 @@ impl Namespace {
         let b = raw::get_locked(&tx, key, hk)?.ok_or_else(|| no_attribute(name))?;
         let mut v: T = decode("attribute", &b)?;
         let r = change(&mut v);
-        raw::insert(&mut tx, key, &encode("attribute", &v)?, hk)?;
+        raw::insert(&mut tx, key, &encode("attribute", &v)?, hk, false)?;
         tx.commit()?;
         Ok(r)
     }

@@ -64,6 +64,36 @@ pub(crate) fn encode<T: Serialize + ?Sized>(what: &'static str, value: &T) -> Re
     postcard::to_allocvec(value).map_err(|e| ManagerError::encode(what, &e))
 }
 
+/// A serialised key or value: on the stack when it is small (most keys
+/// are), which spares an allocation per operation.
+pub(crate) enum Encoded {
+    Inline([u8; 64], usize),
+    Heap(Vec<u8>),
+}
+
+impl std::ops::Deref for Encoded {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Inline(buf, n) => &buf[..*n],
+            Self::Heap(v) => v,
+        }
+    }
+}
+
+/// As [`encode`], on the stack when it fits.
+pub(crate) fn encode_small<T: Serialize + ?Sized>(what: &'static str, value: &T) -> Result<Encoded, ManagerError> {
+    let mut buf = [0u8; 64];
+    match postcard::to_slice(value, &mut buf) {
+        Ok(used) => {
+            let n = used.len();
+            Ok(Encoded::Inline(buf, n))
+        }
+        Err(postcard::Error::SerializeBufferFull) => encode(what, value).map(Encoded::Heap),
+        Err(e) => Err(ManagerError::encode(what, &e)),
+    }
+}
+
 pub(crate) fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, ManagerError> {
     postcard::from_bytes(bytes).map_err(|e| ManagerError::encode(what, &e))
 }
@@ -83,7 +113,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
 
     /// The value of `key`, if it is there.
     pub fn get(&self, key: &K) -> Result<Option<V>, ManagerError> {
-        let k = encode("key", key)?;
+        let k = encode_small("key", key)?;
         let h = raw::hash(&k);
         let bytes = self.store.read(|s| raw::get(s, &k, h))?;
         bytes.map(|b| decode("value", &b)).transpose()
@@ -102,33 +132,35 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
 
     /// Whether `key` is there (Python's `key in d`).
     pub fn contains_key(&self, key: &K) -> Result<bool, ManagerError> {
-        let k = encode("key", key)?;
+        let k = encode_small("key", key)?;
         let h = raw::hash(&k);
         Ok(self.store.read(|s| raw::get(s, &k, h))?.is_some())
     }
 
     /// Sets `key` to `value` (Python's `d[key] = value`).
     pub fn set(&self, key: &K, value: &V) -> Result<(), ManagerError> {
-        self.write_kv(key, value).map(drop)
+        self.write_kv(key, value, false).map(drop)
     }
 
     /// Sets `key` to `value` and returns the value it replaced.
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>, ManagerError> {
-        self.write_kv(key, value)?.map(|b| decode("value", &b)).transpose()
+        self.write_kv(key, value, true)?
+            .map(|b| decode("value", &b))
+            .transpose()
     }
 
-    fn write_kv(&self, key: &K, value: &V) -> Result<Option<Vec<u8>>, ManagerError> {
-        let (k, v) = (encode("key", key)?, encode("value", value)?);
+    fn write_kv(&self, key: &K, value: &V, want_old: bool) -> Result<Option<Vec<u8>>, ManagerError> {
+        let (k, v) = (encode_small("key", key)?, encode_small("value", value)?);
         let h = raw::hash(&k);
         let mut tx = Tx::begin(&self.store)?;
-        let old = raw::insert(&mut tx, &k, &v, h)?;
+        let old = raw::insert(&mut tx, &k, &v, h, want_old)?;
         tx.commit()?;
         Ok(old)
     }
 
     /// Removes `key`; returns its value if it was there.
     pub fn remove(&self, key: &K) -> Result<Option<V>, ManagerError> {
-        let k = encode("key", key)?;
+        let k = encode_small("key", key)?;
         let h = raw::hash(&k);
         let mut tx = Tx::begin(&self.store)?;
         let old = raw::remove(&mut tx, &k, h)?;
@@ -163,7 +195,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     ///
     /// If `f` panics, the dict is left as it was.
     pub fn modify<R>(&self, key: &K, change: impl FnOnce(&mut Option<V>) -> R) -> Result<R, ManagerError> {
-        let k = encode("key", key)?;
+        let k = encode_small("key", key)?;
         let h = raw::hash(&k);
         let mut tx = Tx::begin(&self.store)?;
         let mut current: Option<V> = raw::get_locked(&tx, &k, h)?.map(|b| decode("value", &b)).transpose()?;
@@ -171,7 +203,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         let r = change(&mut current);
         match current {
             Some(v) => {
-                raw::insert(&mut tx, &k, &encode("value", &v)?, h)?;
+                raw::insert(&mut tx, &k, &encode_small("value", &v)?, h, false)?;
             }
             None if was => {
                 raw::remove(&mut tx, &k, h)?;

@@ -270,19 +270,26 @@ fn reserve(tx: &mut Tx<'_>, extra: u64) -> Result<(), ManagerError> {
     Ok(())
 }
 
-/// Sets `key` to `value`; returns the old value's bytes if there was one.
-pub(crate) fn insert(tx: &mut Tx<'_>, key: &[u8], value: &[u8], hk: u64) -> Result<Option<Vec<u8>>, ManagerError> {
+/// Sets `key` to `value`; returns the old value's bytes if there was one
+/// and `want_old` asks for them.
+pub(crate) fn insert(
+    tx: &mut Tx<'_>,
+    key: &[u8],
+    value: &[u8],
+    hk: u64,
+    want_old: bool,
+) -> Result<Option<Vec<u8>>, ManagerError> {
     reserve(tx, 1)?;
     let e = new_entry(tx, key, value)?;
     let s = tx.store();
     let (t, cap) = table(s)?.ok_or(ManagerError::corrupted("the dict's table", 0))?;
     match probe(s, t, cap, key, hk)? {
         Probe::Found(slot, old) => {
-            let before = entry_value(s, old)?;
+            let before = if want_old { Some(entry_value(s, old)?) } else { None };
             tx.publish();
             tx.set(slot + 8, e)?;
             tx.free(old);
-            Ok(Some(before))
+            Ok(before)
         }
         Probe::Vacant(slot, empty) => {
             let (n, used) = (root(s, LEN)?, root(s, USED)?);
@@ -342,7 +349,7 @@ pub(crate) fn clear(tx: &mut Tx<'_>) -> Result<(), ManagerError> {
 pub(crate) fn update(tx: &mut Tx<'_>, items: &[(Vec<u8>, Vec<u8>)]) -> Result<(), ManagerError> {
     if items.len() <= BULK {
         for (k, v) in items {
-            insert(tx, k, v, hash(k))?;
+            insert(tx, k, v, hash(k), false)?;
         }
         return Ok(());
     }

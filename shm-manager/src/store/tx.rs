@@ -40,12 +40,10 @@ const TAKEOVER_CHECK: Duration = Duration::from_micros(200);
 pub(crate) struct Tx<'a> {
     store: &'a Store,
     /// Words already in the log (their first old value is the one to restore).
-    logged: HashSet<u64>,
+    /// Words already in the log, blocks allocated, blocks to free: kept
+    /// between transactions of a thread, so a change allocates nothing.
+    scratch: Scratch,
     log_len: u64,
-    /// Blocks (payload offsets) allocated by this transaction.
-    fresh: HashSet<u64>,
-    /// Blocks to free at commit.
-    frees: Vec<u64>,
     /// `seq` when the transaction began (even).
     seq: u64,
     published: bool,
@@ -57,7 +55,7 @@ impl<'a> Tx<'a> {
     /// repairs what a writer that died left.
     pub(crate) fn begin(store: &'a Store) -> Result<Self, ManagerError> {
         let lock = store.lock();
-        let died = if lock.try_lock() {
+        let died = if lock.try_lock() || spin_for(lock) {
             false
         } else {
             // A short wait first; then, before a long one, one look at
@@ -71,10 +69,8 @@ impl<'a> Tx<'a> {
         };
         let mut tx = Self {
             store,
-            logged: HashSet::new(),
+            scratch: Scratch::take(),
             log_len: 0,
-            fresh: HashSet::new(),
-            frees: Vec::new(),
             seq: 0,
             published: false,
             done: false,
@@ -129,10 +125,10 @@ impl<'a> Tx<'a> {
         #[cfg(test)]
         self.maybe_die();
         let word = self.store.word(off)?;
-        if self.logged.insert(off) {
+        if self.scratch.logged.insert(off) {
             check_logged_offset(off)?;
             if self.log_len == LOG_CAP {
-                self.logged.remove(&off);
+                self.scratch.logged.remove(off);
                 return Err(ManagerError::LogFull { cap: LOG_CAP });
             }
             let rec = LOG_OFF + 16 * self.log_len;
@@ -193,7 +189,7 @@ impl<'a> Tx<'a> {
                 Ok(next) => {
                     self.set(head_off, next)?;
                     let payload = head + BLOCK_HEADER;
-                    self.fresh.insert(payload);
+                    self.scratch.fresh.insert(payload);
                     return Ok(payload);
                 }
                 Err(e) => {
@@ -217,7 +213,7 @@ impl<'a> Tx<'a> {
         self.write_fresh(end, tag(class))?;
         self.write_fresh(end + 8, 0)?;
         let payload = end + BLOCK_HEADER;
-        self.fresh.insert(payload);
+        self.scratch.fresh.insert(payload);
         Ok(payload)
     }
 
@@ -251,8 +247,9 @@ impl<'a> Tx<'a> {
     /// commits. A block whose tag is not one (a scribbled offset) is left
     /// alone: leaking it loses nothing.
     pub(crate) fn free(&mut self, payload: u64) {
-        if payload != 0 && !self.frees.contains(&payload) {
-            self.frees.push(payload);
+        // Duplicates are dropped at commit.
+        if payload != 0 {
+            self.scratch.frees.push(payload);
         }
     }
 
@@ -275,15 +272,19 @@ impl<'a> Tx<'a> {
 
     /// Links the blocks to free into their classes' lists.
     fn link_frees(&mut self) -> Result<(), ManagerError> {
-        if self.frees.is_empty() {
+        if self.scratch.frees.is_empty() {
             return Ok(());
         }
         // Freed blocks become reusable after this transaction's `seq` bump.
         self.publish();
-        let frees = std::mem::take(&mut self.frees);
-        let mut by_class: Vec<Vec<u64>> = vec![Vec::new(); CLASSES as usize];
+        let mut frees = std::mem::take(&mut self.scratch.frees);
+        frees.sort_unstable();
+        frees.dedup();
         let end = self.store.load(HEAP_END_OFF)?;
-        for payload in frees {
+        // (class, block) of every block to free, grouped by class below.
+        let mut blocks = std::mem::take(&mut self.scratch.pairs);
+        blocks.clear();
+        for &payload in &frees {
             let block = payload.wrapping_sub(BLOCK_HEADER);
             let ok = payload >= HEAP + BLOCK_HEADER && payload.is_multiple_of(16) && payload < end;
             let class = if ok {
@@ -292,22 +293,23 @@ impl<'a> Tx<'a> {
                 None
             };
             match class {
-                Some(c) if block + class_size(c) <= end => by_class[c as usize].push(block),
+                Some(c) if block + class_size(c) <= end => blocks.push((c, block)),
                 _ => tracing::warn!(payload, "not freeing a block whose header is corrupted"),
             }
         }
-        for (class, blocks) in by_class.into_iter().enumerate() {
-            let Some(&first) = blocks.first() else { continue };
-            let head_off = HEADS_OFF + 8 * class as u64;
+        blocks.sort_unstable();
+        for group in blocks.chunk_by(|x, y| x.0 == y.0) {
+            let (class, first) = group[0];
+            let head_off = HEADS_OFF + 8 * class;
             let old_head = self.store.load(head_off)?;
-            for (i, &block) in blocks.iter().enumerate() {
-                let next = blocks.get(i + 1).copied().unwrap_or(old_head);
+            for (i, &(_, block)) in group.iter().enumerate() {
+                let next = group.get(i + 1).map_or(old_head, |&(_, b)| b);
                 // A block that was live before this transaction: readers
                 // never read its link word, and after a rollback it is live
                 // again with a link nobody follows. A block this
                 // transaction took off a free list: its link matters if the
                 // transaction rolls back, so it is logged.
-                if self.fresh.contains(&(block + BLOCK_HEADER)) {
+                if self.scratch.fresh.contains(block + BLOCK_HEADER) {
                     self.set(block + 8, next)?;
                 } else {
                     self.write_fresh(block + 8, next)?;
@@ -315,6 +317,9 @@ impl<'a> Tx<'a> {
             }
             self.set(head_off, first)?;
         }
+        frees.clear();
+        self.scratch.frees = frees;
+        self.scratch.pairs = blocks;
         Ok(())
     }
 
@@ -382,6 +387,118 @@ impl Drop for Tx<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.rollback();
+        }
+        std::mem::take(&mut self.scratch).give_back();
+    }
+}
+
+/// A transaction's working sets, reused by the next transaction of the
+/// same thread.
+#[derive(Default)]
+struct Scratch {
+    logged: OffsetSet,
+    /// Blocks (payload offsets) allocated by this transaction.
+    fresh: OffsetSet,
+    /// Blocks to free at commit.
+    frees: Vec<u64>,
+    /// (class, block) pairs while freeing.
+    pairs: Vec<(u64, u64)>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Option<Scratch>> = const { std::cell::Cell::new(None) };
+}
+
+impl Scratch {
+    fn take() -> Self {
+        SCRATCH.with(std::cell::Cell::take).unwrap_or_default()
+    }
+
+    /// Clears it (dropping anything large) and keeps it for the next
+    /// transaction of this thread.
+    fn give_back(mut self) {
+        self.logged.clear();
+        self.fresh.clear();
+        self.frees.clear();
+        self.pairs.clear();
+        if self.frees.capacity() > 4096 {
+            self.frees = Vec::new();
+        }
+        if self.pairs.capacity() > 4096 {
+            self.pairs = Vec::new();
+        }
+        SCRATCH.with(|s| s.set(Some(self)));
+    }
+}
+
+/// Spins (looking before each compare-and-swap) while the lock is held,
+/// up to a few microseconds: a change holds the lock for a fraction of
+/// that, and a waiter that sleeps makes every later unlock pay a futex
+/// wake. True when it took the lock.
+fn spin_for(lock: &shm_sync::ProcessLock) -> bool {
+    for i in 0..SPIN_TRIES {
+        if lock.holder().is_none() && lock.try_lock() {
+            return true;
+        }
+        if i < SPIN_TRIES {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    false
+}
+
+/// Looks at a held lock before a writer sleeps on it.
+const SPIN_TRIES: u32 = 5000;
+
+/// A set of offsets: a short list while it is short (most transactions
+/// touch a handful of words), a hash set past that.
+#[derive(Default)]
+struct OffsetSet {
+    small: Vec<u64>,
+    big: Option<HashSet<u64>>,
+}
+
+impl OffsetSet {
+    const SMALL: usize = 32;
+
+    /// Adds `off`; true when it was not there.
+    fn insert(&mut self, off: u64) -> bool {
+        if let Some(big) = &mut self.big {
+            return big.insert(off);
+        }
+        if self.small.contains(&off) {
+            return false;
+        }
+        if self.small.len() == Self::SMALL {
+            let mut big: HashSet<u64> = self.small.drain(..).collect();
+            big.insert(off);
+            self.big = Some(big);
+        } else {
+            self.small.push(off);
+        }
+        true
+    }
+
+    fn contains(&self, off: u64) -> bool {
+        match &self.big {
+            Some(big) => big.contains(&off),
+            None => self.small.contains(&off),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.small.clear();
+        self.big = None;
+    }
+
+    fn remove(&mut self, off: u64) {
+        match &mut self.big {
+            Some(big) => {
+                big.remove(&off);
+            }
+            None => self.small.retain(|&o| o != off),
         }
     }
 }
