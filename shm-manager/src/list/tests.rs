@@ -45,6 +45,7 @@ fn the_whole_interface() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "hundreds of stores; slow under Miri")]
 fn a_writer_dying_anywhere_leaves_before_or_after() {
     type Op = fn(&List<String>);
     let ops: [(&str, Op); 8] = [

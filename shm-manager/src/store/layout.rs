@@ -8,11 +8,15 @@
 //! | 0        | magic `SHMSTORE`                                            |
 //! | 8        | layout version                                              |
 //! | 16       | container kind (dict, list, namespace)                      |
-//! | 24       | `seq`: even when no change is being published (a seqlock)   |
 //! | 64       | the writers' lock ([`ProcessLock`](shm_sync::ProcessLock))  |
-//! | 128      | `heap_end`: the first byte never handed out                  |
-//! | 136      | `log_len`: undo records in force; 0 = no change under way   |
-//! | 192      | the container's root words (8)                              |
+//! | 128      | `seq`: even when no change is being published (a seqlock)   |
+//! | 136      | `heap_end`: the first byte never handed out                  |
+//! | 144      | `log_len`: undo records in force; 0 = no change under way   |
+//! | 152      | the container's root words (4)                              |
+//!
+//! The lock has a cache line of its own (waiters spin on it); every other
+//! word a change writes besides its blocks and the free lists shares the
+//! next line, so that writers taking turns move few lines between cores.
 //! | 256      | free-list heads, one per size class                         |
 //! | 1024     | the undo log: `LOG_CAP` records of (offset, old word)       |
 //! | `HEAP`   | blocks                                                      |
@@ -29,13 +33,13 @@ pub(crate) const VERSION: u64 = 1;
 pub(crate) const MAGIC_OFF: u64 = 0;
 pub(crate) const VERSION_OFF: u64 = 8;
 pub(crate) const KIND_OFF: u64 = 16;
-pub(crate) const SEQ_OFF: u64 = 24;
+pub(crate) const SEQ_OFF: u64 = 128;
 pub(crate) const LOCK_OFF: u64 = 64;
-pub(crate) const HEAP_END_OFF: u64 = 128;
-pub(crate) const LOG_LEN_OFF: u64 = 136;
-pub(crate) const ROOT_OFF: u64 = 192;
+pub(crate) const HEAP_END_OFF: u64 = 136;
+pub(crate) const LOG_LEN_OFF: u64 = 144;
+pub(crate) const ROOT_OFF: u64 = 152;
 /// Root words a container may use.
-pub(crate) const ROOT_WORDS: u64 = 8;
+pub(crate) const ROOT_WORDS: u64 = 4;
 pub(crate) const HEADS_OFF: u64 = 256;
 /// Size classes: class `c` holds blocks of `32 << c` bytes.
 pub(crate) const CLASSES: u64 = 44;
@@ -58,7 +62,8 @@ const _: () = {
     assert!(HEADS_OFF + CLASSES * 8 <= LOG_OFF);
     assert!(ROOT_OFF + ROOT_WORDS * 8 <= HEADS_OFF);
     assert!(HEAP.is_multiple_of(128));
-    assert!(LOCK_OFF + 8 <= HEAP_END_OFF);
+    assert!(LOCK_OFF + 8 <= SEQ_OFF);
+    assert!(ROOT_OFF + ROOT_WORDS * 8 <= 192);
 };
 
 /// Bytes of a block of class `c`.

@@ -42,7 +42,7 @@ pub(crate) struct Tx<'a> {
     /// Words already in the log (their first old value is the one to restore).
     /// Words already in the log, blocks allocated, blocks to free: kept
     /// between transactions of a thread, so a change allocates nothing.
-    scratch: Scratch,
+    scratch: Box<Scratch>,
     log_len: u64,
     /// `seq` when the transaction began (even).
     seq: u64,
@@ -406,17 +406,17 @@ struct Scratch {
 }
 
 thread_local! {
-    static SCRATCH: std::cell::Cell<Option<Scratch>> = const { std::cell::Cell::new(None) };
+    static SCRATCH: std::cell::Cell<Option<Box<Scratch>>> = const { std::cell::Cell::new(None) };
 }
 
 impl Scratch {
-    fn take() -> Self {
+    fn take() -> Box<Self> {
         SCRATCH.with(std::cell::Cell::take).unwrap_or_default()
     }
 
     /// Clears it (dropping anything large) and keeps it for the next
     /// transaction of this thread.
-    fn give_back(mut self) {
+    fn give_back(mut self: Box<Self>) {
         self.logged.clear();
         self.fresh.clear();
         self.frees.clear();
