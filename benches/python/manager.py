@@ -18,8 +18,9 @@ import argparse
 import json
 import multiprocessing
 import platform
-import statistics
 import time
+
+from stats_util import nearest_rank, rates, summary
 from multiprocessing.managers import BaseManager
 
 
@@ -37,27 +38,6 @@ class CounterManager(BaseManager):
 
 
 CounterManager.register("Counter", Counter)
-
-
-def nearest_rank(sorted_samples, pct):
-    return sorted_samples[(len(sorted_samples) - 1) * pct // 100]
-
-
-def summary(key, samples, out):
-    s = sorted(samples)
-    out[key] = statistics.median(s)
-    out[f"{key}_p10"] = nearest_rank(s, 10)
-    out[f"{key}_p90"] = nearest_rank(s, 90)
-    out[f"{key}_n"] = len(s)
-
-
-def rates(run, n, rounds):
-    samples = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        run()
-        samples.append(n / (time.perf_counter() - t))
-    return samples
 
 
 def dict_gets(d, n):

@@ -21,8 +21,9 @@ import multiprocessing
 import os
 import platform
 import signal
-import statistics
 import time
+
+from stats_util import nearest_rank, rates, summary
 from concurrent.futures import ProcessPoolExecutor
 
 
@@ -33,27 +34,6 @@ def triv(x):
 def sleepy(x):
     time.sleep(30)
     return x
-
-
-def nearest_rank(sorted_samples, pct):
-    return sorted_samples[(len(sorted_samples) - 1) * pct // 100]
-
-
-def summary(key, samples, out):
-    s = sorted(samples)
-    out[key] = statistics.median(s)
-    out[f"{key}_p10"] = nearest_rank(s, 10)
-    out[f"{key}_p90"] = nearest_rank(s, 90)
-    out[f"{key}_n"] = len(s)
-
-
-def rates(run, n, rounds):
-    samples = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        run()
-        samples.append(n / (time.perf_counter() - t))
-    return samples
 
 
 def main():

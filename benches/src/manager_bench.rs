@@ -15,7 +15,6 @@
 //! The Python side is `python/manager.py`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use heed::byteorder::NativeEndian;
@@ -290,36 +289,7 @@ fn growth(mode: Mode, report: &mut Report) {
 /// An interpreter with `UltraDict` and `atomics`, in a virtual environment
 /// under `target/`; why not, when it cannot be made.
 fn ultradict_python() -> Result<PathBuf, String> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-venv-manager");
-    let py = venv.join("bin/python3");
-    let has = |py: &Path| {
-        Command::new(py)
-            .args(["-c", "import UltraDict, atomics"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if py.exists() && has(&py) {
-        return Ok(py);
-    }
-    let made = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .output()
-        .map_err(|e| format!("python3 -m venv: {e}"))?;
-    if !made.status.success() {
-        return Err("python3 -m venv failed".to_owned());
-    }
-    let pip = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "ultradict", "atomics"])
-        .output()
-        .map_err(|e| format!("pip: {e}"))?;
-    if !pip.status.success() || !has(&py) {
-        return Err(format!(
-            "pip install ultradict atomics failed: {}",
-            String::from_utf8_lossy(&pip.stderr).lines().last().unwrap_or("")
-        ));
-    }
-    Ok(py)
+    python::venv_with("bench-venv-manager", &["ultradict", "atomics"], "UltraDict, atomics")
 }
 
 fn python_side(mode: Mode, report: &mut Report) -> Option<FlatJson> {

@@ -11,8 +11,7 @@
 //! The Python side is `python/pool.py`, run in a virtual environment under
 //! `target/` where `pip install mpire` worked (said in the report if not).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -65,39 +64,7 @@ fn rates(rounds: usize, n: usize, mut run: impl FnMut()) -> Stats {
 /// The interpreter of a virtual environment with mpire, made under
 /// `target/` on first use; why not, when it cannot be made.
 fn mpire_python() -> Result<PathBuf, String> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-venv");
-    let py = venv.join("bin/python3");
-    let has_mpire = |py: &Path| {
-        Command::new(py)
-            .args(["-c", "import mpire"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if py.exists() && has_mpire(&py) {
-        return Ok(py);
-    }
-    let made = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .output()
-        .map_err(|e| format!("python3 -m venv: {e}"))?;
-    if !made.status.success() {
-        return Err(format!(
-            "python3 -m venv failed: {}",
-            String::from_utf8_lossy(&made.stderr).lines().last().unwrap_or("")
-        ));
-    }
-    let pip = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "mpire"])
-        .output()
-        .map_err(|e| format!("pip: {e}"))?;
-    if !pip.status.success() || !has_mpire(&py) {
-        return Err(format!(
-            "pip install mpire failed: {}",
-            String::from_utf8_lossy(&pip.stderr).lines().last().unwrap_or("")
-        ));
-    }
-    Ok(py)
+    python::venv_with("bench-venv", &["mpire"], "mpire")
 }
 
 /// Time from SIGKILL of a worker running a task to the caller seeing that

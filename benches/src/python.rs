@@ -60,6 +60,52 @@ impl FlatJson {
     }
 }
 
+/// The interpreter of a virtual environment `target/<dir>` with
+/// `packages` installed (checked by running `import <import>`), made on
+/// first use; why not, when it cannot be made.
+///
+/// # Errors
+///
+/// Why the environment cannot be made (no `python3`, no `venv`, `pip`
+/// failed), for the report.
+pub fn venv_with(dir: &str, packages: &[&str], import: &str) -> Result<PathBuf, String> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target").join(dir);
+    let py = venv.join("bin/python3");
+    let has = |py: &Path| {
+        Command::new(py)
+            .args(["-c", &format!("import {import}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if py.exists() && has(&py) {
+        return Ok(py);
+    }
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .map_err(|e| format!("python3 -m venv: {e}"))?;
+    if !made.status.success() {
+        return Err(format!(
+            "python3 -m venv failed: {}",
+            String::from_utf8_lossy(&made.stderr).lines().last().unwrap_or("")
+        ));
+    }
+    let pip = Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet"])
+        .args(packages)
+        .output()
+        .map_err(|e| format!("pip: {e}"))?;
+    if !pip.status.success() || !has(&py) {
+        return Err(format!(
+            "pip install {} failed: {}",
+            packages.join(" "),
+            String::from_utf8_lossy(&pip.stderr).lines().last().unwrap_or("")
+        ));
+    }
+    Ok(py)
+}
+
 /// `[("--n", 5)]` as the arguments `["--n", "5"]`.
 pub fn args(pairs: &[(&str, usize)]) -> Vec<String> {
     pairs

@@ -110,26 +110,7 @@ impl Segment {
         let fd = sys::memfd(&cname).map_err(SegmentError::io("memfd_create"))?;
         sys::set_len(fd.as_fd(), total as u64).map_err(SegmentError::io("ftruncate"))?;
         sys::seal_shrink(fd.as_fd()).map_err(SegmentError::io("seal"))?;
-        let reserve = growable_reserve(total);
-        // SAFETY: reserve >= total > 0; the mapping is owned by the Segment
-        // built below (or released by its drop if this function fails later).
-        let base = unsafe { sys::map_shared(fd.as_fd(), reserve) }.map_err(SegmentError::io("mmap"))?;
-        let pid = sys::getpid();
-        let mut raw = RawHeader::new(id, (total - HEADER_LEN) as u64, pid, crate::liveness::own_start_time());
-        raw.reserved = GROWABLE;
-        // SAFETY: as in `init`: the first page is inside the file, and every
-        // access to a header is atomic per field.
-        unsafe { raw.store(base.cast::<RawHeader>().as_ptr()) };
-        let info = raw_ready(&raw, total as u64);
-        // Release: pairs with Acquire in `attach`; publishes the header fields.
-        state_word(base).store(STATE_READY, Release);
-        Ok(Self {
-            base,
-            len: reserve,
-            fd,
-            name: None,
-            info,
-        })
+        Self::init_mapped(fd, total, growable_reserve(total), None, id, true)
     }
 
     /// The current length of a growable segment's payload (the file's
@@ -320,11 +301,28 @@ impl Segment {
     }
 
     fn init(fd: OwnedFd, total: usize, name: Option<String>, id: &TypeIdentity) -> Result<Self, SegmentError> {
-        // SAFETY: total >= HEADER_LEN > 0; the mapping is owned by the Segment
-        // built below (or released by its drop if this function fails later).
-        let base = unsafe { sys::map_shared(fd.as_fd(), total) }.map_err(SegmentError::io("mmap"))?;
+        Self::init_mapped(fd, total, total, name, id, false)
+    }
+
+    /// Maps `map_len` bytes of the `total`-byte file `fd` (more for a
+    /// growable segment) and writes its header.
+    fn init_mapped(
+        fd: OwnedFd,
+        total: usize,
+        map_len: usize,
+        name: Option<String>,
+        id: &TypeIdentity,
+        growable: bool,
+    ) -> Result<Self, SegmentError> {
+        // SAFETY: map_len >= total >= HEADER_LEN > 0; the mapping is owned by
+        // the Segment built below (or released by its drop if this function
+        // fails later).
+        let base = unsafe { sys::map_shared(fd.as_fd(), map_len) }.map_err(SegmentError::io("mmap"))?;
         let pid = sys::getpid();
-        let raw = RawHeader::new(id, (total - HEADER_LEN) as u64, pid, crate::liveness::own_start_time());
+        let mut raw = RawHeader::new(id, (total - HEADER_LEN) as u64, pid, crate::liveness::own_start_time());
+        if growable {
+            raw.reserved = GROWABLE;
+        }
         // SAFETY: the mapping is at least HEADER_LEN bytes and page-aligned;
         // every access to a header, here and in any attacher (of a named
         // segment, possibly racing this), is atomic per field in the widths
@@ -336,7 +334,7 @@ impl Segment {
         state_word(base).store(STATE_READY, Release);
         Ok(Self {
             base,
-            len: total,
+            len: map_len,
             fd,
             name,
             info,

@@ -241,3 +241,37 @@ fn scribbled_words_are_errors_not_crashes() {
     }
     assert!(errors > 0, "some scribbles were noticed");
 }
+
+/// A value that refuses to serialise when it says so.
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct Picky(bool);
+
+impl serde::Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 {
+            s.serialize_bool(true)
+        } else {
+            Err(serde::ser::Error::custom("this one will not"))
+        }
+    }
+}
+
+#[test]
+fn a_value_that_does_not_serialise_is_an_error_and_nothing_is_lost() {
+    let d = Dict::<u8, Picky>::new().expect("create");
+    d.set(&1, &Picky(true)).unwrap();
+    let e = d.set(&1, &Picky(false)).unwrap_err();
+    assert!(
+        matches!(e, crate::ManagerError::Serialization { what: "value", .. }),
+        "{e}"
+    );
+    assert_eq!(d.get(&1).unwrap(), Some(Picky(true)), "the old value stays");
+    let e = d.modify(&1, |v| *v = Some(Picky(false))).unwrap_err();
+    assert!(
+        matches!(e, crate::ManagerError::Serialization { what: "value", .. }),
+        "{e}"
+    );
+    assert_eq!(d.get(&1).unwrap(), Some(Picky(true)), "a failed modify changes nothing");
+    d.set(&2, &Picky(true)).unwrap();
+    assert_eq!(d.len().unwrap(), 2);
+}
