@@ -253,17 +253,19 @@ fn growth(mode: Mode, report: &mut Report) {
         format!("shm Dict: insert {last} entries one at a time from empty"),
         Stats::single(total, Unit::Seconds),
     ));
-    let mut row = Row::info(
+    report.rows.push(Row::info(
         format!("growth: {last} inserts from empty (curve: manager_growth.svg)"),
         m,
-    );
+    ));
     let curve: Vec<String> = sizes
         .iter()
-        .zip(&ours)
-        .map(|(n, s)| format!("{n}: {}", Unit::Seconds.format(*s)))
+        .zip(ours.iter().zip(&floor))
+        .map(|(n, (s, f))| format!("{n}: {} ({})", Unit::Seconds.format(*s), Unit::Seconds.format(*f)))
         .collect();
-    row.note = Some(format!("per insert: {}", curve.join(", ")));
-    report.rows.push(row);
+    report.notes.push(format!(
+        "growth: time per insert into a shm Dict growing from empty (std HashMap in one process): {}",
+        curve.join(", ")
+    ));
     let chart = LineChart::new(
         "manager_growth.svg",
         "time per insert while a dict grows from empty",
