@@ -35,6 +35,8 @@
 //! | semaphores: [`Semaphore`], [`BoundedSemaphore`] | `acquire()` → guard | `try_acquire()` | `acquire_timeout(d)` | [`TryAcquireError`], [`AcquireTimeoutError`]; `release()` adds a permit |
 //! | waits: [`Event`], [`Barrier`], a condition's guard, [`JoinableQueue::join`], [`Process::join`] | `wait()`, `join()` | `is_set()`, `is_alive()` | `wait_timeout(d)`, `join_timeout(d)` | a flag where Python returns one; [`BarrierError`] |
 //! | values: [`RawValue`], [`RawArray`], [`Value`], [`Array`] | `get()`, `set(v)`, `update(f)` | the same | | [`OutOfBounds`] |
+//! | manager containers: [`Dict`], [`List`], [`Namespace`] | `get(k)`, `set(k, v)`, `modify(k, f)` | every call (reads take no lock; a write waits only for another write) | | [`ManagerError`]: `KeyNotFound`, `IndexOutOfRange`, `NoAttribute`, `Corrupted`, ... |
+//! | served objects: [`Proxy`] | `call(m, args)`, `getattr(a)`, `setattr(a, v)` | | | [`ManagerError`]: `NoMethod`, `MethodFailed`, `ManagerGone` |
 //! | names: every object above | `X::create_named(name, ...)`, `X::open(name)` | | | [`SegmentError`] |
 //!
 //! A send that fails hands the value back (`Full(v)`, `Timeout(v, d)`,
