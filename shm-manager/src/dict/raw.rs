@@ -280,18 +280,22 @@ pub(crate) fn insert(
     want_old: bool,
 ) -> Result<Option<Vec<u8>>, ManagerError> {
     reserve(tx, 1)?;
-    let e = new_entry(tx, key, value)?;
     let s = tx.store();
     let (t, cap) = table(s)?.ok_or(ManagerError::corrupted("the dict's table", 0))?;
     match probe(s, t, cap, key, hk)? {
         Probe::Found(slot, old) => {
             let before = if want_old { Some(entry_value(s, old)?) } else { None };
+            if overwrite(tx, old, value)? {
+                return Ok(before);
+            }
+            let e = new_entry(tx, key, value)?;
             tx.publish();
             tx.set(slot + 8, e)?;
             tx.free(old);
             Ok(before)
         }
         Probe::Vacant(slot, empty) => {
+            let e = new_entry(tx, key, value)?;
             let (n, used) = (root(s, LEN)?, root(s, USED)?);
             tx.publish();
             tx.set(slot, hk)?;
@@ -303,6 +307,30 @@ pub(crate) fn insert(
             Ok(None)
         }
     }
+}
+
+/// Values of up to this many words are overwritten in place (each word
+/// logged) when they fit the entry's block; longer ones get a new entry.
+const IN_PLACE_WORDS: u64 = 8;
+
+/// Overwrites entry `e`'s value with `value` in place, through the log,
+/// if it fits the block and is short; false when it does not.
+fn overwrite(tx: &mut Tx<'_>, e: u64, value: &[u8]) -> Result<bool, ManagerError> {
+    let s = tx.store();
+    let (k, _) = entry_lens(s, e)?;
+    let vwords = words(value.len() as u64);
+    if vwords / 8 > IN_PLACE_WORDS || 16 + words(k) + vwords > s.block_capacity(e)? {
+        return Ok(false);
+    }
+    let base = e + 16 + words(k);
+    tx.publish();
+    for (i, chunk) in value.chunks(8).enumerate() {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        tx.set(base + 8 * i as u64, u64::from_le_bytes(w))?;
+    }
+    tx.set(e + 8, value.len() as u64)?;
+    Ok(true)
 }
 
 /// The value of `key` read under the transaction's lock.
