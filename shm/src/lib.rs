@@ -232,7 +232,7 @@ pub use shm_core::{
     HandleError, LIVENESS_SLICE, OutOfBounds, ParentProcess, Process, ProcessError, RawArray, RawValue, RecvError,
     RecvTimeoutError, Segment, SegmentError, SegmentInfo, SegmentKind, SegmentObject, SendError, SendTimeoutError,
     ShmSafe, StartMethod, TryRecvError, TrySendError, TypeIdentity, Worker, active_children, cpu_count,
-    current_process, forkserver_pid, get_all_start_methods, get_context, get_start_method, init, log_to_stderr,
+    current_process, forkserver_pid, get_all_start_methods, get_context, get_start_method, log_to_stderr,
     parent_process, set_start_method,
 };
 // Hidden: how sibling crates give a segment-backed object its serde impls.
@@ -252,6 +252,33 @@ pub use shm_pool::{
 };
 #[doc(hidden)]
 pub use shm_sync::park;
+/// Call at the top of `main`, before anything else: a spawned child runs
+/// its target here and never returns, and the fork server starts here
+/// (see [`shm_core::init`]).
+///
+/// A program that an MPI launcher started as one of several ranks, but
+/// that was built without the `mpi` feature, is told so on stderr: each of
+/// its ranks then runs as a program of its own.
+pub fn init() {
+    shm_core::init();
+    if !cfg!(feature = "mpi")
+        && let Some(n) = shm_mpi::launched_ranks()
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            eprintln!(
+                "shm: launched as one of {n} MPI ranks, but built without the `mpi` feature: \
+                 every rank runs as a program of its own (build with `--features shm/mpi`)"
+            );
+        });
+    }
+}
+
+/// Beyond one machine: with the `mpi` feature, a `World`
+/// of MPI ranks and queues that span nodes (see the crate `shm-mpi`).
+pub mod mpi {
+    pub use shm_mpi::*;
+}
 /// The manager: containers used in place in shared memory ([`Dict`],
 /// [`List`], [`Namespace`]) and user types served by a manager process.
 pub mod manager {
