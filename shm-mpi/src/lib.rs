@@ -9,8 +9,10 @@
 //!
 //! # What it needs and checks
 //!
-//! - MPI's `MPI_THREAD_MULTIPLE` (the owner serves remote ranks from
-//!   threads): [`World::init`] refuses a library that offers less.
+//! - MPI's `MPI_THREAD_SERIALIZED`: one communication thread per rank
+//!   makes every MPI call after start-up (the owner serves remote ranks
+//!   while its own threads use the queue); [`World::init`] refuses a
+//!   library that offers less.
 //! - Call `shm::init()` first, then [`World::init`]: the fork server starts
 //!   before MPI, so children never inherit MPI's state.
 //! - A program started without `mpirun` is a world of one (MPI's singleton

@@ -4,14 +4,11 @@ use crate::sync::atomic::{AtomicU64, Ordering};
 use std::marker::PhantomData;
 use std::sync::{Arc, PoisonError, mpsc};
 
-use mpi::point_to_point::{Destination, Source};
-use mpi::topology::Communicator;
-use mpi::traits::Root;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shm_collections::queue::Queue;
 
-use crate::world::{MpiError, Request, Shared, World, rank_i32, request, tag};
+use crate::world::{MpiError, Request, Shared, World, tag};
 
 /// How many operations went which way (a test's proof that same-node
 /// traffic never goes through MPI).
@@ -88,11 +85,24 @@ impl World {
                 Err(e) => tracing::warn!(error = %e, "the owner could not make its queue"),
             }
         }
-        self.shared
-            .comm
-            .0
-            .process_at_rank(rank_i32(owner))
-            .broadcast_into(&mut name[..]);
+        // The owner sends the name (empty if it failed) to every rank.
+        if self.rank() == owner {
+            for r in (0..self.size()).filter(|&r| r != owner) {
+                self.shared.send(r, tag::NAME, name.to_vec());
+            }
+        } else {
+            let (from, got) = self
+                .inboxes
+                .name
+                .recv()
+                .map_err(|_| message("the communication thread has stopped"))?;
+            if from != owner || got.len() != NAME_LEN {
+                return Err(message(format!(
+                    "a queue name from rank {from}, expected one from {owner}"
+                )));
+            }
+            name.copy_from_slice(&got);
+        }
         let end = name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
         let name = std::str::from_utf8(&name[..end]).map_err(message)?.to_owned();
         if name.is_empty() {
@@ -168,10 +178,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> DistQueue<T> {
 
     /// Sends a request to the owner and waits for its reply.
     fn ask(&self, kind: i32, body: &[u8]) -> Result<Vec<u8>, MpiError> {
-        let reply_tag = self.shared.reply_tag();
-        let owner = self.shared.comm.0.process_at_rank(rank_i32(self.owner));
-        owner.send_with_tag(&request(self.id, reply_tag, body)[..], kind);
-        let (reply, _) = owner.receive_vec_with_tag::<u8>(reply_tag);
+        let reply = self.shared.ask(self.owner, kind, body, self.id)?;
         match reply.split_first() {
             Some((0, rest)) => Ok(rest.to_vec()),
             Some((_, why)) => Err(MpiError::Refused {

@@ -1,7 +1,17 @@
 //! [`World`]: the ranks of the job, which of them share a node, and the
-//! thread that receives the requests of remote ranks.
+//! one thread of each rank that makes every MPI call after start-up.
+//!
+//! # One communication thread
+//!
+//! Every MPI call after [`World::init`] is made by one thread per rank (so
+//! `MPI_THREAD_SERIALIZED` is enough, and no MPI library's thread-multiple
+//! paths are relied on): it sends what the process's other threads hand
+//! it, probes for what arrives without blocking, routes replies to the
+//! thread that waits for them and requests to the queue that serves them.
+//! The few collective steps after start-up (a barrier, a queue's name
+//! sent to every rank) are point-to-point messages through that thread, so
+//! a rank waiting in one still answers the others' requests.
 
-use crate::sync::atomic::{AtomicU32, Ordering};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
@@ -13,6 +23,8 @@ use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::{CommunicatorCollectives, Root};
 
+use crate::sync::atomic::{AtomicU32, Ordering};
+
 /// Why the MPI world could not be set up, or a remote call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -20,9 +32,9 @@ pub enum MpiError {
     /// MPI was initialised already (one `World` per process).
     #[error("MPI is initialised already: make one World per process")]
     AlreadyInitialized,
-    /// The MPI library does not offer the thread level the owner's
-    /// serving threads need.
-    #[error("the MPI library offers threading {provided:?}; shm needs Multiple (MPI_THREAD_MULTIPLE)")]
+    /// The MPI library does not offer the thread level the communication
+    /// thread needs.
+    #[error("the MPI library offers threading {provided:?}; shm needs Serialized (MPI_THREAD_SERIALIZED)")]
     ThreadLevel {
         /// What it offers.
         provided: String,
@@ -70,22 +82,35 @@ impl From<MpiError> for shm_core::Error {
 pub(crate) mod tag {
     pub(crate) const PUT: i32 = 1;
     pub(crate) const GET: i32 = 2;
-    pub(crate) const STOP: i32 = 3;
+    /// A rank reached a barrier (to rank 0).
+    pub(crate) const ARRIVE: i32 = 3;
+    /// Rank 0 lets a barrier go.
+    pub(crate) const RELEASE: i32 = 4;
+    /// A queue's name, from its owner.
+    pub(crate) const NAME: i32 = 5;
     /// Replies go to the tag the requester chose, from here up.
     pub(crate) const FIRST_REPLY: i32 = 100;
     pub(crate) const REPLIES: u32 = 30_000;
 }
 
-/// The communicator, shared by this process's threads.
-pub(crate) struct Comm(pub(crate) SimpleCommunicator);
-
-// SAFETY: `World::init` refuses any thread level below
-// MPI_THREAD_MULTIPLE, at which the standard allows MPI calls on one
-// communicator from several threads at once; the handle itself is an
-// identifier that never changes.
-unsafe impl Send for Comm {}
-// SAFETY: as for Send.
-unsafe impl Sync for Comm {}
+/// What the other threads ask of the communication thread.
+enum Cmd {
+    /// Send `bytes` to `to` with `tag`.
+    Send {
+        to: usize,
+        tag: i32,
+        bytes: Vec<u8>,
+    },
+    /// Send a request and hand its reply (on `reply_tag`) to `reply`.
+    Ask {
+        to: usize,
+        tag: i32,
+        reply_tag: i32,
+        bytes: Vec<u8>,
+        reply: mpsc::Sender<Vec<u8>>,
+    },
+    Stop,
+}
 
 /// A request from a remote rank, handed to the queue that serves it.
 pub(crate) struct Request {
@@ -96,21 +121,43 @@ pub(crate) struct Request {
 }
 
 pub(crate) struct Shared {
-    pub(crate) comm: Comm,
     pub(crate) rank: usize,
     pub(crate) size: usize,
     /// Node index of every rank.
     pub(crate) node_of: Vec<usize>,
     /// The owner-side handlers of this rank's queues, by queue id.
     pub(crate) handlers: Mutex<HashMap<u32, mpsc::Sender<Request>>>,
+    cmds: Mutex<mpsc::Sender<Cmd>>,
     next_reply: AtomicU32,
 }
 
 impl Shared {
-    /// A reply tag for one request of this rank.
-    pub(crate) fn reply_tag(&self) -> i32 {
+    fn cmd(&self, c: Cmd) {
+        // A send fails only once the thread has stopped (the World is
+        // being dropped): nothing is waiting for it then.
+        let _ = self.cmds.lock().unwrap_or_else(PoisonError::into_inner).send(c);
+    }
+
+    /// Sends `bytes` to `to` with `tag`.
+    pub(crate) fn send(&self, to: usize, tag: i32, bytes: Vec<u8>) {
+        self.cmd(Cmd::Send { to, tag, bytes });
+    }
+
+    /// Sends a request to `to` and waits for its reply.
+    pub(crate) fn ask(&self, to: usize, tag: i32, body: &[u8], queue: u32) -> Result<Vec<u8>, MpiError> {
         let n = self.next_reply.fetch_add(1, Ordering::Relaxed) % tag::REPLIES;
-        tag::FIRST_REPLY + i32::try_from(n).unwrap_or(0)
+        let reply_tag = tag::FIRST_REPLY + i32::try_from(n).unwrap_or(0);
+        let (reply, answer) = mpsc::channel();
+        self.cmd(Cmd::Ask {
+            to,
+            tag,
+            reply_tag,
+            bytes: request(queue, reply_tag, body),
+            reply,
+        });
+        answer
+            .recv()
+            .map_err(|_| MpiError::Message("the communication thread has stopped".into()))
     }
 
     /// Replies `status` and `body` to `to` on `reply_tag`.
@@ -126,10 +173,7 @@ impl Shared {
                 msg.extend_from_slice(why.as_bytes());
             }
         }
-        self.comm
-            .0
-            .process_at_rank(rank_i32(to))
-            .send_with_tag(&msg[..], reply_tag);
+        self.send(to, reply_tag, msg);
     }
 }
 
@@ -137,12 +181,20 @@ pub(crate) fn rank_i32(r: usize) -> i32 {
     i32::try_from(r).unwrap_or(i32::MAX)
 }
 
+/// What collective steps receive, in the order they arrive.
+pub(crate) struct Inboxes {
+    arrive: mpsc::Receiver<(usize, Vec<u8>)>,
+    release: mpsc::Receiver<(usize, Vec<u8>)>,
+    pub(crate) name: mpsc::Receiver<(usize, Vec<u8>)>,
+}
+
 /// The job's ranks. Make one per process, after `shm::init()`; dropping it
-/// (on every rank) waits for the others, stops the serving thread and
+/// (on every rank) waits for the others, stops the communication thread and
 /// finalises MPI.
 pub struct World {
     pub(crate) shared: Arc<Shared>,
-    receiver: Option<JoinHandle<()>>,
+    pub(crate) inboxes: Inboxes,
+    thread: Option<JoinHandle<()>>,
     pub(crate) next_queue: u32,
     launched: bool,
     // Dropped last: finalises MPI.
@@ -161,16 +213,17 @@ impl std::fmt::Debug for World {
 }
 
 impl World {
-    /// Initialises MPI (`MPI_THREAD_MULTIPLE`) and learns which ranks share
-    /// a node (MPI's shared-memory split). Without a launcher this is a
-    /// world of one.
+    /// Initialises MPI (`MPI_THREAD_SERIALIZED`: one thread makes the
+    /// calls, see the module docs) and learns which ranks share a node
+    /// (MPI's shared-memory split). Without a launcher this is a world of
+    /// one.
     ///
     /// `SHM_MPI_NODES=per-rank` makes every rank a node of its own (a
     /// testing aid: it sends same-host traffic through MPI).
     pub fn init() -> Result<Self, MpiError> {
         let (universe, provided) =
-            mpi::initialize_with_threading(Threading::Multiple).ok_or(MpiError::AlreadyInitialized)?;
-        if provided != Threading::Multiple {
+            mpi::initialize_with_threading(Threading::Serialized).ok_or(MpiError::AlreadyInitialized)?;
+        if !matches!(provided, Threading::Serialized | Threading::Multiple) {
             return Err(MpiError::ThreadLevel {
                 provided: format!("{provided:?}"),
             });
@@ -184,22 +237,33 @@ impl World {
         } else {
             nodes(&world, size)
         };
+        let (cmds, commands) = mpsc::channel();
         let shared = Arc::new(Shared {
-            comm: Comm(comm),
             rank,
             size,
             node_of,
             handlers: Mutex::new(HashMap::new()),
+            cmds: Mutex::new(cmds),
             next_reply: AtomicU32::new(0),
         });
+        let (to_arrive, arrive) = mpsc::channel();
+        let (to_release, release) = mpsc::channel();
+        let (to_name, name) = mpsc::channel();
         let s = Arc::clone(&shared);
-        let receiver = std::thread::Builder::new()
-            .name("shm-mpi-receiver".into())
-            .spawn(move || receive(&s))
-            .map_err(|e| MpiError::Message(format!("cannot start the receiving thread: {e}")))?;
+        let comm = Comm(comm);
+        let routes = Routes {
+            arrive: to_arrive,
+            release: to_release,
+            name: to_name,
+        };
+        let thread = std::thread::Builder::new()
+            .name("shm-mpi".into())
+            .spawn(move || communicate(&s, &comm, &commands, &routes))
+            .map_err(|e| MpiError::Message(format!("cannot start the communication thread: {e}")))?;
         Ok(Self {
             shared,
-            receiver: Some(receiver),
+            inboxes: Inboxes { arrive, release, name },
+            thread: Some(thread),
             next_queue: 0,
             launched: crate::launched_ranks().is_some(),
             _universe: universe,
@@ -242,24 +306,34 @@ impl World {
         self.launched
     }
 
-    /// Waits until every rank got here.
+    /// Waits until every rank got here (this rank keeps serving the
+    /// others' requests meanwhile).
     pub fn barrier(&self) {
-        self.shared.comm.0.barrier();
+        let s = &self.shared;
+        if s.size == 1 {
+            return;
+        }
+        if s.rank == 0 {
+            for _ in 1..s.size {
+                let _ = self.inboxes.arrive.recv();
+            }
+            for r in 1..s.size {
+                s.send(r, tag::RELEASE, Vec::new());
+            }
+        } else {
+            s.send(0, tag::ARRIVE, Vec::new());
+            let _ = self.inboxes.release.recv();
+        }
     }
 }
 
 impl Drop for World {
     fn drop(&mut self) {
-        // Every rank is done with every queue before any serving stops.
-        self.shared.comm.0.barrier();
-        let me = rank_i32(self.shared.rank);
-        self.shared
-            .comm
-            .0
-            .process_at_rank(me)
-            .send_with_tag(&[0u8][..], tag::STOP);
-        if let Some(r) = self.receiver.take() {
-            let _ = r.join();
+        // Every rank is done with every queue before anything stops.
+        self.barrier();
+        self.shared.cmd(Cmd::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
         self.shared
             .handlers
@@ -267,6 +341,22 @@ impl Drop for World {
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
     }
+}
+
+/// The communicator, moved into the communication thread.
+struct Comm(SimpleCommunicator);
+
+// SAFETY: the handle is an identifier; after `World::init` hands it to the
+// communication thread, only that thread makes MPI calls
+// (MPI_THREAD_SERIALIZED, checked at init), and `World::drop` joins it
+// before MPI is finalised.
+unsafe impl Send for Comm {}
+
+/// Where the communication thread puts the messages of collective steps.
+struct Routes {
+    arrive: mpsc::Sender<(usize, Vec<u8>)>,
+    release: mpsc::Sender<(usize, Vec<u8>)>,
+    name: mpsc::Sender<(usize, Vec<u8>)>,
 }
 
 /// Node index of every rank: ranks whose shared-memory split has the same
@@ -284,53 +374,104 @@ fn nodes(world: &SimpleCommunicator, size: usize) -> Vec<usize> {
     leaders.iter().map(|l| distinct.binary_search(l).unwrap_or(0)).collect()
 }
 
-/// The receiving thread: takes every request sent to this rank and hands
-/// it to the queue it names; refuses what it cannot route.
-fn receive(s: &Shared) {
+/// The communication thread: sends what it is handed, probes for what
+/// arrives (without blocking: a blocking probe busy-polls a core), and
+/// routes it.
+fn communicate(s: &Shared, comm: &Comm, commands: &mpsc::Receiver<Cmd>, routes: &Routes) {
+    let comm = &comm.0;
+    let mut waiting: HashMap<i32, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let mut idle = 0u32;
     loop {
-        // Probe without blocking, with a growing pause: a blocking probe
-        // busy-polls a core in Open MPI.
-        let Some(probed) = s.comm.0.any_process().immediate_matched_probe() else {
-            idle = idle.saturating_add(1);
-            if idle < 100 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::sleep(Duration::from_micros(u64::from(idle.min(1000) / 10)));
+        // Commands first; when there is nothing to do, a short wait on
+        // them doubles as the pause between probes.
+        let next = if idle < 200 {
+            commands.try_recv().ok()
+        } else {
+            commands
+                .recv_timeout(Duration::from_micros(u64::from(idle.min(2000) / 20)))
+                .ok()
+        };
+        if let Some(cmd) = next {
+            idle = 0;
+            match cmd {
+                Cmd::Send { to, tag, bytes } => comm.process_at_rank(rank_i32(to)).send_with_tag(&bytes[..], tag),
+                Cmd::Ask {
+                    to,
+                    tag,
+                    reply_tag,
+                    bytes,
+                    reply,
+                } => {
+                    waiting.insert(reply_tag, reply);
+                    comm.process_at_rank(rank_i32(to)).send_with_tag(&bytes[..], tag);
+                }
+                Cmd::Stop => return,
             }
+            continue;
+        }
+        let Some(probed) = comm.any_process().immediate_matched_probe() else {
+            idle = idle.saturating_add(1);
+            std::hint::spin_loop();
             continue;
         };
         idle = 0;
         let (body, status) = probed.matched_receive_vec::<u8>();
         let from = usize::try_from(status.source_rank()).unwrap_or(usize::MAX);
-        let kind = status.tag();
-        if kind == tag::STOP && from == s.rank {
-            return;
+        route(s, &mut waiting, routes, from, status.tag(), body);
+    }
+}
+
+/// Hands one arrived message to whoever waits for it; refuses what cannot
+/// be routed.
+fn route(
+    s: &Shared,
+    waiting: &mut HashMap<i32, mpsc::Sender<Vec<u8>>>,
+    routes: &Routes,
+    from: usize,
+    kind: i32,
+    body: Vec<u8>,
+) {
+    let inbox = match kind {
+        tag::ARRIVE => Some(&routes.arrive),
+        tag::RELEASE => Some(&routes.release),
+        tag::NAME => Some(&routes.name),
+        _ => None,
+    };
+    if let Some(inbox) = inbox {
+        let _ = inbox.send((from, body));
+        return;
+    }
+    if kind >= tag::FIRST_REPLY {
+        if let Some(w) = waiting.remove(&kind) {
+            let _ = w.send(body);
+        } else {
+            tracing::warn!(from, kind, "a reply nobody waits for; dropped");
         }
-        let Some((queue, reply_tag, rest)) = parse(&body) else {
-            tracing::warn!(from, kind, "a malformed message; dropped");
-            continue;
-        };
-        if kind != tag::PUT && kind != tag::GET {
-            s.reply(from, reply_tag, Err("an unknown request tag"));
-            continue;
-        }
-        let handler = s
-            .handlers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&queue)
-            .cloned();
-        let request = Request {
-            from,
-            reply_tag,
-            kind,
-            body: rest.to_vec(),
-        };
-        match handler {
-            Some(h) if h.send(request).is_ok() => {}
-            _ => s.reply(from, reply_tag, Err("no such queue on this rank")),
-        }
+        return;
+    }
+    let Some((queue, reply_tag, rest)) = parse(&body) else {
+        tracing::warn!(from, kind, "a malformed message; dropped");
+        return;
+    };
+    if kind != tag::PUT && kind != tag::GET {
+        s.reply(from, reply_tag, Err("an unknown request tag"));
+        return;
+    }
+    let handler = s
+        .handlers
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&queue)
+        .cloned();
+    let request = Request {
+        from,
+        reply_tag,
+        kind,
+        body: rest.to_vec(),
+    };
+    match handler {
+        Some(h) if h.send(request).is_ok() => {}
+        _ => s.reply(from, reply_tag, Err("no such queue on this rank")),
     }
 }
 
