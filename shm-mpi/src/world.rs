@@ -306,6 +306,22 @@ impl World {
         self.launched
     }
 
+    /// Sends a raw request (`kind` as its tag) for queue `queue` to `to`
+    /// and returns the reply's status: for tests of what a rank does with
+    /// requests no queue of this library sends. Not API.
+    #[doc(hidden)]
+    pub fn __raw_request(&self, to: usize, kind: i32, queue: u32) -> Result<(), MpiError> {
+        let reply = self.shared.ask(to, kind, &[], queue)?;
+        match reply.split_first() {
+            Some((0, _)) => Ok(()),
+            Some((_, why)) => Err(MpiError::Refused {
+                owner: to,
+                why: String::from_utf8_lossy(why).into_owned(),
+            }),
+            None => Err(MpiError::Message("an empty reply".into())),
+        }
+    }
+
     /// Waits until every rank got here (this rank keeps serving the
     /// others' requests meanwhile).
     pub fn barrier(&self) {

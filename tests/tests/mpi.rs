@@ -78,6 +78,20 @@ fn run(np: usize, per_rank_nodes: bool) -> Result {
     Ok(())
 }
 
+/// Requests outside the protocol (a queue that does not exist, an
+/// unknown tag) are refused with a reason, and the job ends normally.
+fn bad_requests_are_refused() -> Result {
+    let out = Command::new("timeout")
+        .args(["60", "mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2"])
+        .arg(env!("CARGO_BIN_EXE_mpi_bad"))
+        .output()
+        .map_err(|e| format!("cannot run mpirun: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    check(out.status.success(), format!("{:?}\n{text}", out.status))?;
+    check(text.contains("unknown queue: no such queue on this rank"), text.clone())?;
+    check(text.contains("unknown tag: an unknown request tag"), text)
+}
+
 /// A rank that dies: `mpirun` ends the whole job with an error (MPI's
 /// world is static), within the bound, and never hangs the others.
 fn a_dead_rank_ends_the_job() -> Result {
@@ -233,6 +247,7 @@ fn main() {
         libtest_mimic::Trial::test("mpi_queue_np4_a_node_per_rank", || run(4, true)),
         libtest_mimic::Trial::test("mpi_queue_two_hosts_in_network_namespaces", two_hosts),
         libtest_mimic::Trial::test("mpi_a_dead_rank_ends_the_job", a_dead_rank_ends_the_job),
+        libtest_mimic::Trial::test("mpi_bad_requests_are_refused", bad_requests_are_refused),
     ];
     shm_tests::run_trials(tests)
 }
