@@ -1,5 +1,5 @@
 //! Beyond one machine: a program launched by `mpirun` (or `srun`) gets a
-//! [`World`] of ranks, and a [`DistQueue`] that every rank uses with
+//! `World` of ranks, and a `DistQueue` that every rank uses with
 //! `put`/`get`. Ranks on the owner's node use the shared-memory `Queue`
 //! directly; ranks on other nodes reach it through MPI messages served by
 //! threads of the owner rank. No network layer of our own.
@@ -11,9 +11,9 @@
 //!
 //! - MPI's `MPI_THREAD_SERIALIZED`: one communication thread per rank
 //!   makes every MPI call after start-up (the owner serves remote ranks
-//!   while its own threads use the queue); [`World::init`] refuses a
+//!   while its own threads use the queue); `World::init` refuses a
 //!   library that offers less.
-//! - Call `shm::init()` first, then [`World::init`]: the fork server starts
+//! - Call `shm::init()` first, then `World::init`: the fork server starts
 //!   before MPI, so children never inherit MPI's state.
 //! - A program started without `mpirun` is a world of one (MPI's singleton
 //!   start).
@@ -25,12 +25,16 @@
 //! promises more; a rank never hangs on a dead peer past the job's end.
 
 #[cfg(feature = "mpi")]
+mod pool;
+#[cfg(feature = "mpi")]
 mod queue;
 #[cfg(feature = "mpi")]
 mod sync;
 #[cfg(feature = "mpi")]
 mod world;
 
+#[cfg(feature = "mpi")]
+pub use pool::DistPool;
 #[cfg(feature = "mpi")]
 pub use queue::{DistQueue, QueueStats};
 #[cfg(feature = "mpi")]

@@ -39,6 +39,13 @@ pub enum MpiError {
         /// What it offers.
         provided: String,
     },
+    /// The ranks do not all run the same executable (a task is sent as a
+    /// code offset, which means something only in the same file).
+    #[error("the ranks run different executables (content hashes {hashes:?})")]
+    MismatchedExecutables {
+        /// Each rank's hash of its executable.
+        hashes: Vec<u64>,
+    },
     /// A rank out of the world's range.
     #[error("rank {rank} is not in a world of {size}")]
     NoSuchRank {
@@ -66,9 +73,10 @@ pub enum MpiError {
 impl From<MpiError> for shm_core::Error {
     fn from(e: MpiError) -> Self {
         let kind = match &e {
-            MpiError::AlreadyInitialized | MpiError::NoSuchRank { .. } | MpiError::ThreadLevel { .. } => {
-                shm_core::ErrorKind::Usage
-            }
+            MpiError::AlreadyInitialized
+            | MpiError::NoSuchRank { .. }
+            | MpiError::ThreadLevel { .. }
+            | MpiError::MismatchedExecutables { .. } => shm_core::ErrorKind::Usage,
             MpiError::Segment(_) => shm_core::ErrorKind::Segment,
             MpiError::Message(_) => shm_core::ErrorKind::Serialization,
             MpiError::Refused { .. } => shm_core::ErrorKind::Other,
@@ -88,6 +96,8 @@ pub(crate) mod tag {
     pub(crate) const RELEASE: i32 = 4;
     /// A queue's name, from its owner.
     pub(crate) const NAME: i32 = 5;
+    /// A chunk of a pool's tasks, for a node's leader.
+    pub(crate) const CHUNK: i32 = 6;
     /// Replies go to the tag the requester chose, from here up.
     pub(crate) const FIRST_REPLY: i32 = 100;
     pub(crate) const REPLIES: u32 = 30_000;
@@ -237,6 +247,11 @@ impl World {
         } else {
             nodes(&world, size)
         };
+        let mut hashes = vec![0u64; size];
+        world.all_gather_into(&[exe_hash()][..], &mut hashes[..]);
+        if hashes.iter().any(|&h| h != hashes[0] || h == 0) {
+            return Err(MpiError::MismatchedExecutables { hashes });
+        }
         let (cmds, commands) = mpsc::channel();
         let shared = Arc::new(Shared {
             rank,
@@ -375,6 +390,23 @@ struct Routes {
     name: mpsc::Sender<(usize, Vec<u8>)>,
 }
 
+/// A hash of this process's executable file (the same file on every
+/// node: a task travels as a code offset); 0 if it cannot be read.
+fn exe_hash() -> u64 {
+    let Ok(bytes) = std::fs::read("/proc/self/exe") else {
+        return 0;
+    };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ bytes.len() as u64;
+    for chunk in bytes.chunks(8) {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        h = (h ^ u64::from_le_bytes(w))
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .rotate_left(29);
+    }
+    h.max(1)
+}
+
 /// Node index of every rank: ranks whose shared-memory split has the same
 /// lowest world rank share a node; nodes are numbered by that rank.
 fn nodes(world: &SimpleCommunicator, size: usize) -> Vec<usize> {
@@ -469,7 +501,7 @@ fn route(
         tracing::warn!(from, kind, "a malformed message; dropped");
         return;
     };
-    if kind != tag::PUT && kind != tag::GET {
+    if kind != tag::PUT && kind != tag::GET && kind != tag::CHUNK {
         s.reply(from, reply_tag, Err("an unknown request tag"));
         return;
     }

@@ -124,7 +124,7 @@ fn a_dead_rank_ends_the_job() -> Result {
 /// the cross-node path is really taken. The namespaces are made and removed
 /// here; where they cannot be made (no privilege), the test says so and
 /// passes.
-fn two_hosts() -> Result {
+fn on_two_hosts(program: &str) -> std::result::Result<Option<String>, String> {
     let id = std::process::id() % 200 + 20;
     let (a, b) = (format!("shm-a-{id}"), format!("shm-b-{id}"));
     let (ip_a, ip_b) = (format!("10.77.{id}.1"), format!("10.77.{id}.2"));
@@ -157,11 +157,11 @@ fn two_hosts() -> Result {
                     args.join(" "),
                     String::from_utf8_lossy(&o.stderr).trim()
                 );
-                return Ok(());
+                return Ok(None);
             }
             Err(e) => {
                 eprintln!("skipped: two hosts in network namespaces (no ip command: {e})");
-                return Ok(());
+                return Ok(None);
             }
         }
     }
@@ -190,7 +190,7 @@ fn two_hosts() -> Result {
          --mca oob_tcp_if_include {subnet} {}",
         hosts.display(),
         agent.display(),
-        env!("CARGO_BIN_EXE_mpi_queue")
+        program
     );
     let out = Command::new("ip")
         .args(["netns", "exec", &a, "unshare", "--uts", "sh", "-c", &inner])
@@ -199,17 +199,24 @@ fn two_hosts() -> Result {
     drop(net);
     let _ = std::fs::remove_dir_all(&dir);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    check(
-        out.status.success(),
-        format!(
+    if out.status.success() {
+        Ok(Some(text))
+    } else {
+        Err(format!(
             "mpirun across two namespaces failed ({}):\n{text}\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
-        ),
-    )?;
+        ))
+    }
+}
+
+fn queue_on_two_hosts() -> Result {
+    let Some(text) = on_two_hosts(env!("CARGO_BIN_EXE_mpi_queue"))? else {
+        return Ok(());
+    };
     check(
         text.contains("rank 0 took 1000 items, each rank's in order"),
-        format!("{text}"),
+        text.clone(),
     )?;
     check(
         text.contains("rank 1 of 2: node 1 of 2, queue local false"),
@@ -223,6 +230,52 @@ fn two_hosts() -> Result {
         ops(&text, 0, 2) == Some((1001, 0)),
         format!("rank 0 uses shared memory:\n{text}"),
     )
+}
+
+/// The pool program across the two namespaced hosts: every result, in
+/// order, and tasks ran on both hosts (each has its own hostname).
+fn pool_on_two_hosts() -> Result {
+    let Some(text) = on_two_hosts(env!("CARGO_BIN_EXE_mpi_pool"))? else {
+        return Ok(());
+    };
+    pool_output(&text, 2)?;
+    check(
+        text.contains("node-shm-a-") && text.contains("node-shm-b-"),
+        format!("tasks on both hosts:\n{text}"),
+    )
+}
+
+fn pool_output(text: &str, nodes: usize) -> Result {
+    check(text.contains(&format!("ranks on {nodes} nodes")), text.to_owned())?;
+    check(text.contains("doubled: [10, 20, 40]"), text.to_owned())?;
+    check(
+        text.contains(&format!("{} tasks of 200 ms on {} workers", 4 * nodes, 2 * nodes)),
+        text.to_owned(),
+    )
+}
+
+fn pool_a_node_per_rank() -> Result {
+    let out = Command::new("timeout")
+        .args([
+            "120",
+            "mpirun",
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "-x",
+            "SHM_MPI_NODES",
+            "-np",
+            "3",
+        ])
+        .arg(env!("CARGO_BIN_EXE_mpi_pool"))
+        .env("SHM_MPI_NODES", "per-rank")
+        .output()
+        .map_err(|e| format!("cannot run mpirun: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    check(
+        out.status.success(),
+        format!("{:?}\n{text}\n{}", out.status, String::from_utf8_lossy(&out.stderr)),
+    )?;
+    pool_output(&text, 3)
 }
 
 /// Removes the test's namespaces (the veth pair goes with them).
@@ -245,7 +298,9 @@ fn main() {
         libtest_mimic::Trial::test("mpi_queue_np4_one_node", || run(4, false)),
         libtest_mimic::Trial::test("mpi_queue_np2_a_node_per_rank", || run(2, true)),
         libtest_mimic::Trial::test("mpi_queue_np4_a_node_per_rank", || run(4, true)),
-        libtest_mimic::Trial::test("mpi_queue_two_hosts_in_network_namespaces", two_hosts),
+        libtest_mimic::Trial::test("mpi_queue_two_hosts_in_network_namespaces", queue_on_two_hosts),
+        libtest_mimic::Trial::test("mpi_pool_a_node_per_rank", pool_a_node_per_rank),
+        libtest_mimic::Trial::test("mpi_pool_two_hosts_in_network_namespaces", pool_on_two_hosts),
         libtest_mimic::Trial::test("mpi_a_dead_rank_ends_the_job", a_dead_rank_ends_the_job),
         libtest_mimic::Trial::test("mpi_bad_requests_are_refused", bad_requests_are_refused),
     ];
