@@ -223,6 +223,10 @@ fn serve(shared: &Arc<Shared>, id: u32, pool: Arc<Pool>) {
         // worker of this node, and the pool takes calls from threads.
         for r in requests {
             let (from, reply_tag) = (r.from, r.reply_tag);
+            if r.kind != tag::CHUNK {
+                s.reply(from, reply_tag, Err("not a request a pool takes"));
+                continue;
+            }
             let (s2, pool) = (Arc::clone(&s), Arc::clone(&pool));
             let run = move || match run_chunk(&pool, &r.body) {
                 Ok(bytes) => s2.reply(r.from, r.reply_tag, Ok(&bytes)),

@@ -206,11 +206,19 @@ fn serve<T: Serialize + DeserializeOwned + Send + 'static>(shared: &Arc<Shared>,
             tracing::warn!(error = %e, "cannot start a serving thread");
         }
     };
+    let refuse = Arc::clone(shared);
     spawn(
         "shm-mpi-dispatch",
         Box::new(move || {
             for r in requests {
-                let to = if r.kind == tag::PUT { &to_put } else { &to_get };
+                let to = match r.kind {
+                    tag::PUT => &to_put,
+                    tag::GET => &to_get,
+                    _ => {
+                        refuse.reply(r.from, r.reply_tag, Err("not a request a queue takes"));
+                        continue;
+                    }
+                };
                 if to.send(r).is_err() {
                     return;
                 }

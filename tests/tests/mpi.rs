@@ -89,7 +89,12 @@ fn bad_requests_are_refused() -> Result {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     check(out.status.success(), format!("{:?}\n{text}", out.status))?;
     check(text.contains("unknown queue: no such queue on this rank"), text.clone())?;
-    check(text.contains("unknown tag: an unknown request tag"), text)
+    check(text.contains("unknown tag: an unknown request tag"), text.clone())?;
+    check(
+        text.contains("chunk to a queue: not a request a queue takes"),
+        text.clone(),
+    )?;
+    check(text.contains("get from a pool: not a request a pool takes"), text)
 }
 
 /// A rank that dies: `mpirun` ends the whole job with an error (MPI's

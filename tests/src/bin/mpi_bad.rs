@@ -1,13 +1,24 @@
-//! Requests no queue of this library sends, from rank 1 to rank 0: one for
-//! a queue that does not exist, one with an unknown tag. Each must come
+//! Requests no queue or pool of this library sends, from rank 1 to rank 0:
+//! for a queue that does not exist, with an unknown tag, a pool's request
+//! to a queue and a queue's to a pool. Each must come
 //! back as a clear refusal, and the job must end normally.
 
 use shm::mpi::{MpiError, World};
 
 fn main() -> Result<(), shm::Error> {
     shm::init();
-    let world = World::init()?;
+    let mut world = World::init()?;
+    let q = world.queue::<u64>(0, 4)?;
+    let pool = world.pool(1)?;
     if world.rank() == 1 {
+        match world.__raw_request(0, 6, 0) {
+            Err(MpiError::Refused { why, .. }) => println!("chunk to a queue: {why}"),
+            other => println!("chunk to a queue: unexpected {other:?}"),
+        }
+        match world.__raw_request(0, 2, 1) {
+            Err(MpiError::Refused { why, .. }) => println!("get from a pool: {why}"),
+            other => println!("get from a pool: unexpected {other:?}"),
+        }
         match world.__raw_request(0, 2, 999) {
             Err(MpiError::Refused { why, .. }) => println!("unknown queue: {why}"),
             other => println!("unknown queue: unexpected {other:?}"),
@@ -17,5 +28,6 @@ fn main() -> Result<(), shm::Error> {
             other => println!("unknown tag: unexpected {other:?}"),
         }
     }
+    drop((q, pool));
     Ok(())
 }
