@@ -58,6 +58,11 @@ fn main() {
         ("pool", pool_bench::run),
         ("manager", manager_bench::run),
     ];
+    #[cfg(feature = "mpi")]
+    let groups: Vec<(&str, Group)> = groups
+        .into_iter()
+        .chain([("mpi", shm_benches::mpi_group::run as Group)])
+        .collect();
     for (name, run) in groups {
         if only.as_deref().is_none_or(|o| o.split(',').any(|g| g.trim() == name)) {
             run(mode, &mut report);

@@ -20,6 +20,8 @@ pub mod contend;
 pub mod hand_ring;
 pub mod machine;
 pub mod manager_bench;
+#[cfg(feature = "mpi")]
+pub mod mpi_group;
 pub mod peer_drive;
 pub mod peer_ends;
 pub mod peer_ice;

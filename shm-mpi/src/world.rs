@@ -20,6 +20,7 @@ use std::time::Duration;
 use mpi::Threading;
 use mpi::environment::Universe;
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::request::{Request as MpiRequest, StaticScope};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::{CommunicatorCollectives, Root};
 
@@ -119,6 +120,8 @@ enum Cmd {
         bytes: Vec<u8>,
         reply: mpsc::Sender<Vec<u8>>,
     },
+    /// Run a closure on `MPI_COMM_WORLD`, on this thread.
+    Run(Box<dyn FnOnce(&SimpleCommunicator) + Send>),
     Stop,
 }
 
@@ -337,6 +340,23 @@ impl World {
         }
     }
 
+    /// Runs `f` with `MPI_COMM_WORLD` on the rank's communication thread,
+    /// the one thread that may call MPI (see the module docs), and returns
+    /// what it returns: the way to mix a program's own MPI calls with
+    /// shm's. Requests of other ranks wait while `f` runs.
+    ///
+    /// # Panics
+    ///
+    /// If `f` panics (the communication thread ends with it).
+    pub fn with_mpi<R: Send + 'static>(&self, f: impl FnOnce(&SimpleCommunicator) -> R + Send + 'static) -> R {
+        let (tx, rx) = mpsc::channel();
+        self.shared.cmd(Cmd::Run(Box::new(move |c| {
+            let _ = tx.send(f(c));
+        })));
+        rx.recv()
+            .expect("the communication thread runs until the World is dropped")
+    }
+
     /// Waits until every rank got here (this rank keeps serving the
     /// others' requests meanwhile).
     pub fn barrier(&self) {
@@ -428,21 +448,24 @@ fn nodes(world: &SimpleCommunicator, size: usize) -> Vec<usize> {
 fn communicate(s: &Shared, comm: &Comm, commands: &mpsc::Receiver<Cmd>, routes: &Routes) {
     let comm = &comm.0;
     let mut waiting: HashMap<i32, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut sends = Sends::default();
     let mut idle = 0u32;
     loop {
+        sends.progress();
         // Commands first; when there is nothing to do, a short wait on
         // them doubles as the pause between probes.
-        let next = if idle < 200 {
+        // Spin a while (a request's reply usually comes within it; a
+        // sleeping thread answers a slice later), then sleep in short
+        // slices on the command channel.
+        let next = if idle < SPIN_PROBES || !sends.is_empty() {
             commands.try_recv().ok()
         } else {
-            commands
-                .recv_timeout(Duration::from_micros(u64::from(idle.min(2000) / 20)))
-                .ok()
+            commands.recv_timeout(Duration::from_micros(50)).ok()
         };
         if let Some(cmd) = next {
             idle = 0;
             match cmd {
-                Cmd::Send { to, tag, bytes } => comm.process_at_rank(rank_i32(to)).send_with_tag(&bytes[..], tag),
+                Cmd::Send { to, tag, bytes } => sends.start(comm, to, tag, bytes),
                 Cmd::Ask {
                     to,
                     tag,
@@ -451,9 +474,13 @@ fn communicate(s: &Shared, comm: &Comm, commands: &mpsc::Receiver<Cmd>, routes: 
                     reply,
                 } => {
                     waiting.insert(reply_tag, reply);
-                    comm.process_at_rank(rank_i32(to)).send_with_tag(&bytes[..], tag);
+                    sends.start(comm, to, tag, bytes);
                 }
-                Cmd::Stop => return,
+                Cmd::Run(f) => f(&SimpleCommunicator::world()),
+                Cmd::Stop => {
+                    sends.finish();
+                    return;
+                }
             }
             continue;
         }
@@ -466,6 +493,60 @@ fn communicate(s: &Shared, comm: &Comm, commands: &mpsc::Receiver<Cmd>, routes: 
         let (body, status) = probed.matched_receive_vec::<u8>();
         let from = usize::try_from(status.source_rank()).unwrap_or(usize::MAX);
         route(s, &mut waiting, routes, from, status.tag(), body);
+    }
+}
+
+/// Probes before the communication thread sleeps between them.
+const SPIN_PROBES: u32 = 20_000;
+
+/// Sends under way. A blocking send of a large message waits until the
+/// receiver takes it (rendezvous), and two ranks each sending one to the
+/// other would wait for ever: every send is immediate, and its buffer lives
+/// until MPI says the send completed.
+#[derive(Default)]
+struct Sends {
+    pending: Vec<(MpiRequest<'static, [u8]>, *mut [u8])>,
+}
+
+impl Sends {
+    fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    fn start(&mut self, comm: &SimpleCommunicator, to: usize, tag: i32, bytes: Vec<u8>) {
+        let buf: &'static mut [u8] = Box::leak(bytes.into_boxed_slice());
+        let ptr: *mut [u8] = buf;
+        // SAFETY: `ptr` comes from the leaked box just above; the shared
+        // view handed to MPI is the only use of it until `progress` or
+        // `finish` frees it once the send has completed.
+        let view: &'static [u8] = unsafe { &*ptr };
+        let request = comm
+            .process_at_rank(rank_i32(to))
+            .immediate_send_with_tag(StaticScope, view, tag);
+        self.pending.push((request, ptr));
+    }
+
+    /// Frees the buffers of the sends that completed.
+    fn progress(&mut self) {
+        let mut still = Vec::with_capacity(self.pending.len());
+        for (request, ptr) in self.pending.drain(..) {
+            match request.test() {
+                // SAFETY: the send completed, so MPI no longer reads the
+                // buffer; `ptr` is the box leaked by `start`, freed once.
+                Ok(_) => drop(unsafe { Box::from_raw(ptr) }),
+                Err(request) => still.push((request, ptr)),
+            }
+        }
+        self.pending = still;
+    }
+
+    /// Waits for every send under way, then frees its buffer.
+    fn finish(&mut self) {
+        for (request, ptr) in self.pending.drain(..) {
+            request.wait();
+            // SAFETY: as in `progress`: complete, freed once.
+            drop(unsafe { Box::from_raw(ptr) });
+        }
     }
 }
 

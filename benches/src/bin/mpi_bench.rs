@@ -1,0 +1,125 @@
+//! The MPI rows' measuring program, run by `mpirun -np 2` (across two hosts
+//! when the harness can make them): rank 0 prints one line of flat JSON.
+//!
+//! - `raw`: an 8-byte ping-pong written directly on the `mpi` crate
+//!   (rank 1 sends, rank 0 answers), p50 of each round trip;
+//! - `queue`: the same round trip through two `DistQueue`s, one owned by
+//!   each rank (each side's put crosses to the other's node);
+//! - `pool`: trivial tasks (`x + 1`) per second through a `DistPool` of 2
+//!   workers per node, against `master`: rank 0 sending each task to rank
+//!   1 and receiving its result, on the `mpi` crate.
+
+use std::time::Instant;
+
+use mpi::point_to_point::{Destination, Source};
+use mpi::topology::Communicator;
+use shm::mpi::World;
+
+fn triv(x: u64) -> u64 {
+    x + 1
+}
+
+fn p50(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> Result<(), shm::Error> {
+    shm::init();
+    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
+    let mut world = World::init()?;
+    let rank = world.rank();
+    if world.size() != 2 {
+        eprintln!("mpi_bench needs 2 ranks");
+        return Ok(());
+    }
+    // Raw MPI, on the communication thread (the one that may call MPI).
+    let raw_rtt = world.with_mpi(move |w| {
+        let other = w.process_at_rank(1 - i32::try_from(rank).unwrap_or(0));
+        let mut rtt = Vec::with_capacity(n);
+        for _ in 0..n {
+            if rank == 1 {
+                let t = Instant::now();
+                other.send(&7u64);
+                let (_, _) = other.receive::<u64>();
+                rtt.push(t.elapsed().as_secs_f64());
+            } else {
+                let (v, _) = other.receive::<u64>();
+                other.send(&(v + 1));
+            }
+        }
+        rtt
+    });
+    world.barrier();
+    let to_owner0 = world.queue::<u64>(0, 64)?;
+    let to_owner1 = world.queue::<u64>(1, 64)?;
+    let mut q_rtt = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        if rank == 1 {
+            let t = Instant::now();
+            to_owner0.put(i)?;
+            let _ = to_owner1.get()?;
+            q_rtt.push(t.elapsed().as_secs_f64());
+        } else {
+            let v = to_owner0.get()?;
+            to_owner1.put(v + 1)?;
+        }
+    }
+    world.barrier();
+    let pool = world.pool(2)?;
+    let tasks = n * 50;
+    let mut pool_rate = 0.0;
+    if rank == 0 {
+        let t = Instant::now();
+        let out = pool.map(triv, 0..tasks as u64)?;
+        assert_eq!(out.len(), tasks);
+        #[allow(clippy::cast_precision_loss, reason = "a count")]
+        let r = tasks as f64 / t.elapsed().as_secs_f64();
+        pool_rate = r;
+    }
+    world.barrier();
+    // The MPI master/worker loop: one task per message each way.
+    let jobs = n * 5;
+    let report = world.with_mpi(move |w| {
+        let other = w.process_at_rank(1 - i32::try_from(rank).unwrap_or(0));
+        let mut master_rate = 0.0;
+        if rank == 0 {
+            let t = Instant::now();
+            for i in 0..jobs as u64 {
+                other.send(&i);
+                let (r, _) = other.receive::<u64>();
+                assert_eq!(r, i + 1);
+            }
+            other.send(&u64::MAX);
+            #[allow(clippy::cast_precision_loss, reason = "a count")]
+            let r = jobs as f64 / t.elapsed().as_secs_f64();
+            master_rate = r;
+        } else {
+            loop {
+                let (x, _) = other.receive::<u64>();
+                if x == u64::MAX {
+                    break;
+                }
+                other.send(&triv(x));
+            }
+        }
+        if rank == 1 {
+            // Hand rank 1's round trips to rank 0 for the report.
+            other.send(&p50(raw_rtt));
+            other.send(&p50(q_rtt));
+            None
+        } else {
+            let (raw_p50, _) = other.receive::<f64>();
+            let (queue_p50, _) = other.receive::<f64>();
+            Some((raw_p50, queue_p50, master_rate))
+        }
+    });
+    if let Some((raw_p50, queue_p50, master_rate)) = report {
+        println!(
+            "{{\"raw\": {raw_p50}, \"queue\": {queue_p50}, \"pool\": {pool_rate}, \"master\": {master_rate}, \"nodes\": {}}}",
+            world.nodes()
+        );
+    }
+    drop((to_owner0, to_owner1, pool));
+    Ok(())
+}
