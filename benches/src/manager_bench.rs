@@ -24,7 +24,7 @@ use shm::{Dict, Event, Manager, Namespace, Process, Proxy, RawValue};
 
 use crate::python::FlatJson;
 use crate::report::{Measured, Report, Row, Target};
-use crate::stats::{Stats, Unit};
+use crate::stats::{Stats, Unit, rates};
 use crate::svg::{Kind, LineChart};
 use crate::{Mode, python};
 
@@ -48,22 +48,6 @@ shm::served! {
         attrs { n: u64 }
         fn bump(&mut self) -> u64;
     }
-}
-
-/// Rates of `run` (which does `n` operations), one per round, after one
-/// warm-up round.
-fn rates(rounds: usize, n: usize, mut run: impl FnMut()) -> Stats {
-    run();
-    let samples: Vec<f64> = (0..rounds)
-        .map(|_| {
-            let t = Instant::now();
-            run();
-            #[allow(clippy::cast_precision_loss, reason = "an operation count, far below 2^52")]
-            let n = n as f64;
-            n / t.elapsed().as_secs_f64()
-        })
-        .collect();
-    Stats::from_samples(&samples, Unit::PerSecond).expect("at least one round")
 }
 
 #[derive(Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq)]

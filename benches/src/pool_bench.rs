@@ -19,7 +19,7 @@ use shm::{Pool, PoolError, RawValue, ThreadPool};
 
 use crate::python::FlatJson;
 use crate::report::{Measured, Report, Row, Target};
-use crate::stats::{Stats, Unit, nearest_rank};
+use crate::stats::{Stats, Unit, nearest_rank, rates};
 use crate::{Mode, python};
 
 /// The trivial task of every throughput row.
@@ -44,21 +44,6 @@ fn started_then_sleeps(started: &mut RawValue<u32>, x: u64) -> u64 {
     started.fetch_add(1, std::sync::atomic::Ordering::Release);
     std::thread::sleep(Duration::from_secs(30));
     x
-}
-
-/// Rates of `run` (which does `n` tasks), one per round.
-fn rates(rounds: usize, n: usize, mut run: impl FnMut()) -> Stats {
-    run();
-    let samples: Vec<f64> = (0..rounds)
-        .map(|_| {
-            let t = Instant::now();
-            run();
-            #[allow(clippy::cast_precision_loss, reason = "a task count, far below 2^52")]
-            let n = n as f64;
-            n / t.elapsed().as_secs_f64()
-        })
-        .collect();
-    Stats::from_samples(&samples, Unit::PerSecond).expect("at least one round")
 }
 
 /// The interpreter of a virtual environment with mpire, made under

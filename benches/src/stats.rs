@@ -262,6 +262,26 @@ impl<'a> Case<'a> {
     }
 }
 
+/// Rates of `run` (which does `n` operations), one sample per round, after
+/// one warm-up round.
+///
+/// # Panics
+///
+/// If `rounds` is 0.
+pub fn rates(rounds: usize, n: usize, mut run: impl FnMut()) -> Stats {
+    run();
+    let samples: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            run();
+            #[allow(clippy::cast_precision_loss, reason = "an operation count, far below 2^52")]
+            let n = n as f64;
+            n / t.elapsed().as_secs_f64()
+        })
+        .collect();
+    Stats::from_samples(&samples, Unit::PerSecond).expect("at least one round")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,9 +12,10 @@ use shm_tests::check;
 
 type Result = shm_tests::TestResult;
 
-/// Runs the `mpi_queue` example on `np` ranks; returns what it printed.
-fn mpirun(np: usize, per_rank_nodes: bool) -> std::result::Result<String, String> {
-    let out = Command::new("timeout")
+/// Runs `program` on `np` ranks of this host (a node per rank with
+/// `per_rank_nodes`), bounded by `timeout`.
+fn launch(program: &str, np: usize, per_rank_nodes: bool) -> std::result::Result<std::process::Output, String> {
+    Command::new("timeout")
         .args([
             "120",
             "mpirun",
@@ -25,10 +26,15 @@ fn mpirun(np: usize, per_rank_nodes: bool) -> std::result::Result<String, String
             "-np",
         ])
         .arg(np.to_string())
-        .arg(env!("CARGO_BIN_EXE_mpi_queue"))
+        .arg(program)
         .env("SHM_MPI_NODES", if per_rank_nodes { "per-rank" } else { "" })
         .output()
-        .map_err(|e| format!("cannot run mpirun: {e}"))?;
+        .map_err(|e| format!("cannot run mpirun: {e}"))
+}
+
+/// Runs `program` as [`launch`] does; what it printed, or why it failed.
+fn mpirun_ok(program: &str, np: usize, per_rank_nodes: bool) -> std::result::Result<String, String> {
+    let out = launch(program, np, per_rank_nodes)?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         return Err(format!(
@@ -38,6 +44,11 @@ fn mpirun(np: usize, per_rank_nodes: bool) -> std::result::Result<String, String
         ));
     }
     Ok(text)
+}
+
+/// Runs the `mpi_queue` example on `np` ranks; returns what it printed.
+fn mpirun(np: usize, per_rank_nodes: bool) -> std::result::Result<String, String> {
+    mpirun_ok(env!("CARGO_BIN_EXE_mpi_queue"), np, per_rank_nodes)
 }
 
 /// The `(local ops, MPI ops)` that rank `r` printed.
@@ -81,13 +92,7 @@ fn run(np: usize, per_rank_nodes: bool) -> Result {
 /// Requests outside the protocol (a queue that does not exist, an
 /// unknown tag) are refused with a reason, and the job ends normally.
 fn bad_requests_are_refused() -> Result {
-    let out = Command::new("timeout")
-        .args(["60", "mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2"])
-        .arg(env!("CARGO_BIN_EXE_mpi_bad"))
-        .output()
-        .map_err(|e| format!("cannot run mpirun: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    check(out.status.success(), format!("{:?}\n{text}", out.status))?;
+    let text = mpirun_ok(env!("CARGO_BIN_EXE_mpi_bad"), 2, false)?;
     check(text.contains("unknown queue: no such queue on this rank"), text.clone())?;
     check(text.contains("unknown tag: an unknown request tag"), text.clone())?;
     check(
@@ -101,11 +106,7 @@ fn bad_requests_are_refused() -> Result {
 /// world is static), within the bound, and never hangs the others.
 fn a_dead_rank_ends_the_job() -> Result {
     let t = std::time::Instant::now();
-    let out = Command::new("timeout")
-        .args(["60", "mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2"])
-        .arg(env!("CARGO_BIN_EXE_mpi_die"))
-        .output()
-        .map_err(|e| format!("cannot run mpirun: {e}"))?;
+    let out = launch(env!("CARGO_BIN_EXE_mpi_die"), 2, false)?;
     let code = out.status.code();
     check(
         code != Some(0) && code != Some(124),
@@ -260,26 +261,7 @@ fn pool_output(text: &str, nodes: usize) -> Result {
 }
 
 fn pool_a_node_per_rank() -> Result {
-    let out = Command::new("timeout")
-        .args([
-            "120",
-            "mpirun",
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "-x",
-            "SHM_MPI_NODES",
-            "-np",
-            "3",
-        ])
-        .arg(env!("CARGO_BIN_EXE_mpi_pool"))
-        .env("SHM_MPI_NODES", "per-rank")
-        .output()
-        .map_err(|e| format!("cannot run mpirun: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    check(
-        out.status.success(),
-        format!("{:?}\n{text}\n{}", out.status, String::from_utf8_lossy(&out.stderr)),
-    )?;
+    let text = mpirun_ok(env!("CARGO_BIN_EXE_mpi_pool"), 3, true)?;
     pool_output(&text, 3)
 }
 
