@@ -96,6 +96,27 @@ impl Namespace {
             .collect()
     }
 
+    /// Attribute `name` as its serialised bytes (postcard), for a process
+    /// that forwards it without knowing its type (`shm-mpi`). Not API.
+    #[doc(hidden)]
+    pub fn __get_raw(&self, name: &str) -> Result<Vec<u8>, ManagerError> {
+        let k = name.as_bytes();
+        let h = raw::hash(k);
+        self.store
+            .read(|s| raw::get(s, k, h))?
+            .ok_or_else(|| no_attribute(name))
+    }
+
+    /// Sets attribute `name` to serialised bytes (postcard; they are
+    /// checked when read as a type). Not API.
+    #[doc(hidden)]
+    pub fn __set_raw(&self, name: &str, bytes: &[u8]) -> Result<(), ManagerError> {
+        let k = name.as_bytes();
+        let mut tx = Tx::begin(&self.store)?;
+        raw::insert(&mut tx, k, bytes, raw::hash(k), false)?;
+        tx.commit()
+    }
+
     /// Runs `f` on attribute `name` under the namespace's lock and stores
     /// the result, in one step; [`ManagerError::NoAttribute`] if unset.
     pub fn modify<T: Serialize + DeserializeOwned, R>(

@@ -25,6 +25,10 @@
 //! promises more; a rank never hangs on a dead peer past the job's end.
 
 #[cfg(feature = "mpi")]
+mod code;
+#[cfg(feature = "mpi")]
+mod objects;
+#[cfg(feature = "mpi")]
 mod pool;
 #[cfg(feature = "mpi")]
 mod queue;
@@ -34,9 +38,11 @@ mod sync;
 mod world;
 
 #[cfg(feature = "mpi")]
-pub use pool::DistPool;
+pub use objects::{DistDict, DistList, DistNamespace, DistProxy};
 #[cfg(feature = "mpi")]
-pub use queue::{DistQueue, QueueStats};
+pub use pool::{DistAsyncResult, DistIMap, DistPool};
+#[cfg(feature = "mpi")]
+pub use queue::{DistJoinableQueue, DistQueue, Traffic};
 #[cfg(feature = "mpi")]
 pub use world::{MpiError, World};
 

@@ -69,18 +69,47 @@ pub enum MpiError {
         /// Its reason.
         why: String,
     },
+    /// A task of a [`DistPool`](crate::DistPool) failed (it panicked, or
+    /// its worker died: the node's pool replaced the worker), with the
+    /// local pool's account of it; the other tasks went on.
+    #[error("task {index} failed on {why}")]
+    Task {
+        /// Its index in the call's input (0 for `apply`).
+        index: usize,
+        /// The worker that ran it, its host, and why it failed.
+        why: String,
+    },
+    /// A shared container or a manager's object failed on this rank (in
+    /// shared memory); on another node the owner's account of it comes as
+    /// [`MpiError::Refused`].
+    #[error(transparent)]
+    Manager(#[from] shm_manager::ManagerError),
+    /// A wait ran out of time.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The operation needs something this object lacks (a `join` on a
+    /// queue that is not joinable, a call on a rank that cannot make it).
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl From<MpiError> for shm_core::Error {
     fn from(e: MpiError) -> Self {
+        let e = match e {
+            // Its own kind (KeyNotFound, Corrupted, ...).
+            MpiError::Manager(m) => return m.into(),
+            e => e,
+        };
         let kind = match &e {
             MpiError::AlreadyInitialized
             | MpiError::NoSuchRank { .. }
             | MpiError::ThreadLevel { .. }
-            | MpiError::MismatchedExecutables { .. } => shm_core::ErrorKind::Usage,
+            | MpiError::MismatchedExecutables { .. }
+            | MpiError::Unsupported(_) => shm_core::ErrorKind::Usage,
             MpiError::Segment(_) => shm_core::ErrorKind::Segment,
             MpiError::Message(_) => shm_core::ErrorKind::Serialization,
-            MpiError::Refused { .. } => shm_core::ErrorKind::Other,
+            MpiError::Refused { .. } | MpiError::Task { .. } | MpiError::Manager(_) => shm_core::ErrorKind::Other,
+            MpiError::Timeout(_) => shm_core::ErrorKind::Timeout,
         };
         Self::new(kind, e)
     }
@@ -99,6 +128,14 @@ pub(crate) mod tag {
     pub(crate) const NAME: i32 = 5;
     /// A chunk of a pool's tasks, for a node's leader.
     pub(crate) const CHUNK: i32 = 6;
+    /// A joinable queue's `task_done`.
+    pub(crate) const TASK_DONE: i32 = 7;
+    /// A joinable queue's `join`.
+    pub(crate) const JOIN: i32 = 8;
+    /// An operation on a shared container or a manager's object.
+    pub(crate) const OBJECT: i32 = 9;
+    /// The last request tag.
+    pub(crate) const LAST_REQUEST: i32 = OBJECT;
     /// Replies go to the tag the requester chose, from here up.
     pub(crate) const FIRST_REPLY: i32 = 100;
     pub(crate) const REPLIES: u32 = 30_000;
@@ -138,13 +175,39 @@ pub(crate) struct Shared {
     pub(crate) size: usize,
     /// Node index of every rank.
     pub(crate) node_of: Vec<usize>,
-    /// The owner-side handlers of this rank's queues, by queue id.
-    pub(crate) handlers: Mutex<HashMap<u32, mpsc::Sender<Request>>>,
+    /// The owner-side handlers of this rank's queues, pools and objects,
+    /// by id.
+    handlers: Mutex<HashMap<u32, Handler>>,
     cmds: Mutex<mpsc::Sender<Cmd>>,
     next_reply: AtomicU32,
 }
 
+/// What serves the requests for one queue, pool or object. It runs on the
+/// communication thread, so it never blocks: it answers at once what it
+/// can (a put into a queue with room) and hands the rest to its threads.
+pub(crate) type Handler = Box<dyn Fn(Request) + Send>;
+
 impl Shared {
+    /// Serves the requests for `id` with `handler` from now on.
+    pub(crate) fn serve(&self, id: u32, handler: Handler) {
+        self.handlers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, handler);
+    }
+
+    /// A handler that hands every request to a thread through `to`
+    /// (refusing them once that thread has ended).
+    pub(crate) fn forward(self: &Arc<Self>, to: mpsc::Sender<Request>) -> Handler {
+        let s = Arc::clone(self);
+        Box::new(move |r: Request| {
+            let (from, reply_tag) = (r.from, r.reply_tag);
+            if to.send(r).is_err() {
+                s.reply(from, reply_tag, Err("its serving thread has ended"));
+            }
+        })
+    }
+
     fn cmd(&self, c: Cmd) {
         // A send fails only once the thread has stopped (the World is
         // being dropped): nothing is waiting for it then.
@@ -355,6 +418,37 @@ impl World {
         })));
         rx.recv()
             .expect("the communication thread runs until the World is dropped")
+    }
+
+    /// Sends `bytes` from `owner` to every other rank; returns them on
+    /// every rank (the owner's own included). Every rank calls this, in
+    /// the same order, each call followed by a barrier before the next.
+    pub(crate) fn broadcast_from(&self, owner: usize, bytes: Vec<u8>) -> Result<Vec<u8>, MpiError> {
+        if self.rank() == owner {
+            for r in (0..self.size()).filter(|&r| r != owner) {
+                self.shared.send(r, tag::NAME, bytes.clone());
+            }
+            return Ok(bytes);
+        }
+        let (from, got) = self
+            .inboxes
+            .name
+            .recv()
+            .map_err(|_| MpiError::Message("the communication thread has stopped".into()))?;
+        if from != owner {
+            return Err(MpiError::Message(format!(
+                "a collective step's message from rank {from}, expected one from {owner}"
+            )));
+        }
+        Ok(got)
+    }
+
+    /// A fresh id for a queue, pool or object (the same on every rank:
+    /// they are made collectively, in the same order).
+    pub(crate) fn next_id(&mut self) -> u32 {
+        let id = self.next_queue;
+        self.next_queue += 1;
+        id
     }
 
     /// Waits until every rank got here (this rank keeps serving the
@@ -582,25 +676,21 @@ fn route(
         tracing::warn!(from, kind, "a malformed message; dropped");
         return;
     };
-    if kind != tag::PUT && kind != tag::GET && kind != tag::CHUNK {
+    // (The collective steps' tags inside this range were routed above.)
+    if !(tag::PUT..=tag::LAST_REQUEST).contains(&kind) {
         s.reply(from, reply_tag, Err("an unknown request tag"));
         return;
     }
-    let handler = s
-        .handlers
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&queue)
-        .cloned();
     let request = Request {
         from,
         reply_tag,
         kind,
         body: rest.to_vec(),
     };
-    match handler {
-        Some(h) if h.send(request).is_ok() => {}
-        _ => s.reply(from, reply_tag, Err("no such queue on this rank")),
+    let handlers = s.handlers.lock().unwrap_or_else(PoisonError::into_inner);
+    match handlers.get(&queue) {
+        Some(h) => h(request),
+        None => s.reply(from, reply_tag, Err("no such queue on this rank")),
     }
 }
 

@@ -47,6 +47,8 @@ pub use api::PoolApi;
 pub use error::{Exit, PoolError, TaskError, TaskFailure};
 pub use pool::{NoInit, Pool, PoolBuilder, SharedInput};
 pub use results::{AsyncResult, IMap};
+#[doc(hidden)]
+pub use task::conjure as __conjure;
 pub use task::{Plain, StarTask, Task, WithState};
 pub use thread::{ThreadPool, ThreadPoolBuilder, ThreadStarTask, ThreadTask};
 pub use worker::Initializer;

@@ -193,13 +193,16 @@ pub(crate) fn trampoline<S, A, R, C>(
     }
 }
 
-/// A copy of the zero-sized function value `C`.
+/// A copy of the zero-sized function value `C` (also what `shm-mpi`
+/// conjures the functions sent between ranks with; not API).
+#[doc(hidden)]
 #[inline]
-pub(crate) fn conjure<C: Copy>() -> C {
+pub fn conjure<C: Copy>() -> C {
     const {
         assert!(
             size_of::<C>() == 0,
-            "a pool task must be a function or a closure that captures nothing"
+            "a function sent to another process (a pool's task or initializer, a container's modify on \
+             another rank) must be a function item or a closure that captures nothing"
         );
     };
     // SAFETY: `C` has no bytes (checked above), so any pointer aligned for

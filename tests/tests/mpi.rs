@@ -265,6 +265,97 @@ fn pool_a_node_per_rank() -> Result {
     pool_output(&text, 3)
 }
 
+/// What every run of `mpi_manager` prints on rank 0: nothing lost.
+fn manager_output(text: &str, np: usize) -> Result {
+    check(text.contains(&format!("hits {0} of {0}", 100 * np)), text.to_owned())?;
+    check(text.contains(&format!("tally {0} of {0}", 10 * np)), text.to_owned())?;
+    let ranks: Vec<String> = (0..np).map(|r| r.to_string()).collect();
+    check(
+        text.contains(&format!("ranks seen [{}]", ranks.join(", "))),
+        text.to_owned(),
+    )?;
+    check(text.contains(&format!("keys {}", np + 1)), text.to_owned())?;
+    for r in 0..np {
+        check(
+            text.contains(&format!("rank {r}: read \"hello from rank 0\"")),
+            format!("rank {r} read the namespace:\n{text}"),
+        )?;
+    }
+    Ok(())
+}
+
+/// Manager containers and a served object on one node (every rank uses
+/// them in shared memory, none through MPI) or on a node per rank (ranks
+/// 1 and 2 reach rank 0's objects through MPI, every operation of theirs);
+/// either way no increment is lost.
+fn manager_run(per_rank_nodes: bool) -> Result {
+    let text = mpirun_ok(env!("CARGO_BIN_EXE_mpi_manager"), 3, per_rank_nodes)?;
+    manager_output(&text, 3)?;
+    for r in 0..3 {
+        let local = r == 0 || !per_rank_nodes;
+        let (here, there) = if local { (101, 0) } else { (0, 101) };
+        check(
+            text.contains(&format!(
+                "rank {r}: read \"hello from rank 0\"; dict local {local}, list local {local}, proxy local {local}; \
+                 dict ops Traffic {{ local: {here}, remote: {there} }}"
+            )),
+            format!("rank {r}: local {local} expected:\n{text}"),
+        )?;
+    }
+    Ok(())
+}
+
+fn manager_on_two_hosts() -> Result {
+    let Some(text) = on_two_hosts(env!("CARGO_BIN_EXE_mpi_manager"))? else {
+        return Ok(());
+    };
+    manager_output(&text, 2)?;
+    check(
+        text.contains("rank 1: read \"hello from rank 0\"; dict local false"),
+        format!("rank 1 on the other host goes through MPI:\n{text}"),
+    )
+}
+
+/// What `mpi_more` prints: the joinable queue joined on both ranks that
+/// join, and every pool call right, with only the failing tasks failed.
+fn more_output(text: &str, np: usize, hosts: usize) -> Result {
+    for want in [
+        "rank 0: joined true, queue local true".to_owned(),
+        format!("rank {}: joined true", np - 1),
+        format!("rank {}: one task_done too many refused true", np - 1),
+        "imap endless take(100) in order true".to_owned(),
+        "imap_unordered len (1000, Some(1000)) all true".to_owned(),
+        "starmap true".to_owned(),
+        "apply_async 42".to_owned(),
+        "map_async [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]".to_owned(),
+        format!("hosts {hosts}"),
+        "fragile failed [7, 13]".to_owned(),
+        "fragile 7: task 7 failed on ".to_owned(),
+        "seven is not allowed".to_owned(),
+        "fragile 13: task 13 failed on ".to_owned(),
+        "its worker died (signal 6 (SIGABRT))".to_owned(),
+        "fragile others 18".to_owned(),
+    ] {
+        check(text.contains(&want), format!("expected {want:?} in:\n{text}"))?;
+    }
+    Ok(())
+}
+
+fn more_run(per_rank_nodes: bool) -> Result {
+    more_output(&mpirun_ok(env!("CARGO_BIN_EXE_mpi_more"), 3, per_rank_nodes)?, 3, 1)
+}
+
+fn more_on_two_hosts() -> Result {
+    let Some(text) = on_two_hosts(env!("CARGO_BIN_EXE_mpi_more"))? else {
+        return Ok(());
+    };
+    more_output(&text, 2, 2)?;
+    check(
+        text.contains("rank 1: joined true, queue local false"),
+        format!("rank 1 joins through MPI:\n{text}"),
+    )
+}
+
 /// Removes the test's namespaces (the veth pair goes with them).
 struct Net {
     a: String,
@@ -288,6 +379,12 @@ fn main() {
         libtest_mimic::Trial::test("mpi_queue_two_hosts_in_network_namespaces", queue_on_two_hosts),
         libtest_mimic::Trial::test("mpi_pool_a_node_per_rank", pool_a_node_per_rank),
         libtest_mimic::Trial::test("mpi_pool_two_hosts_in_network_namespaces", pool_on_two_hosts),
+        libtest_mimic::Trial::test("mpi_manager_one_node", || manager_run(false)),
+        libtest_mimic::Trial::test("mpi_manager_a_node_per_rank", || manager_run(true)),
+        libtest_mimic::Trial::test("mpi_manager_two_hosts_in_network_namespaces", manager_on_two_hosts),
+        libtest_mimic::Trial::test("mpi_joinable_queue_and_pool_calls_one_node", || more_run(false)),
+        libtest_mimic::Trial::test("mpi_joinable_queue_and_pool_calls_a_node_per_rank", || more_run(true)),
+        libtest_mimic::Trial::test("mpi_joinable_queue_and_pool_calls_two_hosts", more_on_two_hosts),
         libtest_mimic::Trial::test("mpi_a_dead_rank_ends_the_job", a_dead_rank_ends_the_job),
         libtest_mimic::Trial::test("mpi_bad_requests_are_refused", bad_requests_are_refused),
     ];

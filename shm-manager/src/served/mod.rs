@@ -194,6 +194,46 @@ impl<T: Served> Proxy<T> {
         decode("return value", &self.ask(&request, method)?)
     }
 
+    /// As [`Self::call`] with serialised arguments and return value
+    /// (postcard), for a process that forwards calls without knowing their
+    /// types (`shm-mpi`). Not API.
+    #[doc(hidden)]
+    pub fn __call_raw(&self, method: &str, args: Vec<u8>) -> Result<Vec<u8>, ManagerError> {
+        let request = Request::Call {
+            object: self.object,
+            method: method.to_owned(),
+            args,
+        };
+        self.ask(&request, method)
+    }
+
+    /// As [`Self::getattr`], serialised. Not API.
+    #[doc(hidden)]
+    pub fn __getattr_raw(&self, name: &str) -> Result<Vec<u8>, ManagerError> {
+        let request = Request::GetAttr {
+            object: self.object,
+            name: name.to_owned(),
+        };
+        self.ask(&request, name)
+    }
+
+    /// As [`Self::setattr`], serialised. Not API.
+    #[doc(hidden)]
+    pub fn __setattr_raw(&self, name: &str, value: Vec<u8>) -> Result<(), ManagerError> {
+        let request = Request::SetAttr {
+            object: self.object,
+            name: name.to_owned(),
+            value,
+        };
+        self.ask(&request, name).map(drop)
+    }
+
+    /// As [`Self::copy`], serialised. Not API.
+    #[doc(hidden)]
+    pub fn __copy_raw(&self) -> Result<Vec<u8>, ManagerError> {
+        self.ask(&Request::Snapshot { object: self.object }, "copy")
+    }
+
     /// Reads attribute `name` (Python's `NamespaceProxy` `__getattr__`).
     pub fn getattr<R: DeserializeOwned>(&self, name: &str) -> Result<R, ManagerError> {
         let request = Request::GetAttr {
