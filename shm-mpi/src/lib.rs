@@ -42,7 +42,7 @@ pub use objects::{DistDict, DistList, DistNamespace, DistProxy};
 #[cfg(feature = "mpi")]
 pub use pool::{DistAsyncResult, DistIMap, DistPool};
 #[cfg(feature = "mpi")]
-pub use queue::{DistJoinableQueue, DistQueue, Traffic};
+pub use queue::{DistJoinableQueue, DistQueue, PUT_WINDOW, Traffic};
 #[cfg(feature = "mpi")]
 pub use world::{MpiError, World};
 

@@ -124,95 +124,29 @@ fn a_dead_rank_ends_the_job() -> Result {
     Ok(())
 }
 
-/// Two hosts on this machine: network namespaces joined by a veth pair,
-/// each rank's daemon started in its own by a launcher agent (with its
-/// own hostname), MPI restricted to TCP over the veth (`btl self,tcp`), so
-/// the cross-node path is really taken. The namespaces are made and removed
-/// here; where they cannot be made (no privilege), the test says so and
-/// passes.
+/// Two hosts on this machine (`shm-mpi/scripts/two-hosts`: network
+/// namespaces joined by a veth pair, each rank's daemon in its own with its
+/// own hostname, MPI restricted to TCP over the veth, so the cross-node path
+/// is really taken; the namespaces are made and removed by the script).
+/// Where they cannot be made (no privilege), the test says so and passes.
 fn on_two_hosts(program: &str) -> std::result::Result<Option<String>, String> {
-    let id = std::process::id() % 200 + 20;
-    let (a, b) = (format!("shm-a-{id}"), format!("shm-b-{id}"));
-    let (ip_a, ip_b) = (format!("10.77.{id}.1"), format!("10.77.{id}.2"));
-    let net = Net {
-        a: a.clone(),
-        b: b.clone(),
-    };
-    let (cidr_a, cidr_b) = (format!("{ip_a}/24"), format!("{ip_b}/24"));
-    let (veth_a, veth_b) = (format!("vshma{id}"), format!("vshmb{id}"));
-    let setup = [
-        vec!["netns", "add", &a],
-        vec!["netns", "add", &b],
-        vec!["link", "add", &veth_a, "type", "veth", "peer", "name", &veth_b],
-        vec!["link", "set", &veth_a, "netns", &a],
-        vec!["link", "set", &veth_b, "netns", &b],
-        vec!["-n", &a, "addr", "add", &cidr_a, "dev", &veth_a],
-        vec!["-n", &b, "addr", "add", &cidr_b, "dev", &veth_b],
-        vec!["-n", &a, "link", "set", &veth_a, "up"],
-        vec!["-n", &b, "link", "set", &veth_b, "up"],
-        vec!["-n", &a, "link", "set", "lo", "up"],
-        vec!["-n", &b, "link", "set", "lo", "up"],
-    ];
-    for args in &setup {
-        let out = Command::new("ip").args(args).output();
-        match out {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => {
-                eprintln!(
-                    "skipped: two hosts in network namespaces (ip {}: {})",
-                    args.join(" "),
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                return Ok(None);
-            }
-            Err(e) => {
-                eprintln!("skipped: two hosts in network namespaces (no ip command: {e})");
-                return Ok(None);
-            }
-        }
-    }
-    let dir = std::env::temp_dir().join(format!("shm-mpi-hosts-{id}"));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let agent = dir.join("agent.sh");
-    std::fs::write(
-        &agent,
-        format!(
-            "#!/bin/sh\n# mpirun's rsh agent: `agent [options] HOST command...`\n\
-             while [ $# -gt 0 ]; do case \"$1\" in -*) shift;; *) break;; esac; done\n\
-             host=\"$1\"; shift\n\
-             case \"$host\" in {ip_a}) ns={a};; {ip_b}) ns={b};; *) echo \"unknown host $host\" >&2; exit 1;; esac\n\
-             exec ip netns exec \"$ns\" unshare --uts sh -c \"hostname node-$ns; exec $*\"\n"
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
-    let hosts = dir.join("hosts");
-    std::fs::write(&hosts, format!("{ip_a} slots=1\n{ip_b} slots=1\n")).map_err(|e| e.to_string())?;
-    let subnet = format!("10.77.{id}.0/24");
-    let inner = format!(
-        "hostname node-{a}; exec timeout 120 mpirun --allow-run-as-root --oversubscribe -np 2 --hostfile {} \
-         --mca plm_rsh_agent {} --mca btl self,tcp --mca btl_tcp_if_include {subnet} \
-         --mca oob_tcp_if_include {subnet} {}",
-        hosts.display(),
-        agent.display(),
-        program
-    );
-    let out = Command::new("ip")
-        .args(["netns", "exec", &a, "unshare", "--uts", "sh", "-c", &inner])
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../shm-mpi/scripts/two-hosts");
+    let out = Command::new(script)
+        .arg(program)
         .output()
-        .map_err(|e| format!("cannot run mpirun in {a}: {e}"))?;
-    drop(net);
-    let _ = std::fs::remove_dir_all(&dir);
+        .map_err(|e| format!("cannot run {script}: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if out.status.success() {
-        Ok(Some(text))
-    } else {
-        Err(format!(
+    match out.status.code() {
+        Some(0) => Ok(Some(text)),
+        Some(77) => {
+            eprintln!("{}", String::from_utf8_lossy(&out.stderr).trim());
+            Ok(None)
+        }
+        _ => Err(format!(
             "mpirun across two namespaces failed ({}):\n{text}\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
-        ))
+        )),
     }
 }
 
@@ -354,20 +288,6 @@ fn more_on_two_hosts() -> Result {
         text.contains("rank 1: joined true, queue local false"),
         format!("rank 1 joins through MPI:\n{text}"),
     )
-}
-
-/// Removes the test's namespaces (the veth pair goes with them).
-struct Net {
-    a: String,
-    b: String,
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
 }
 
 fn main() {

@@ -1,10 +1,12 @@
-//! The MPI rows' measuring program, run by `mpirun -np 2` (across two hosts
-//! when the harness can make them): rank 0 prints one line of flat JSON.
+//! The MPI rows' measuring program, run by `mpirun -np 2` across two hosts
+//! (network namespaces: `shm-mpi/scripts/two-hosts`) or on one node: one
+//! rank prints one line of flat JSON. Across nodes:
 //!
 //! - `raw`: an 8-byte ping-pong written directly on the `mpi` crate
 //!   (rank 1 sends, rank 0 answers), p50 of each round trip;
 //! - `queue`: the same round trip through two `DistQueue`s, one owned by
-//!   each rank (each side's put crosses to the other's node);
+//!   each rank (each side's put crosses to the other's node), measured in
+//!   blocks alternating with the raw ones;
 //! - `pool`: trivial tasks (`x + 1`) per second through a `DistPool` of 2
 //!   workers per node, against `master`: rank 0 sending each task to rank
 //!   1 and receiving its result, on the `mpi` crate.
@@ -24,6 +26,68 @@ fn p50(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Both ranks on one node: a `DistQueue` round trip (shared memory, the
+/// `mpi` feature on) against the same round trip through plain `Queue`s, in
+/// alternating blocks. Prints `{"dist": p50, "plain": p50}`.
+fn same_node(world: &mut World, n: usize) -> Result<(), shm::Error> {
+    let rank = world.rank();
+    let to_owner0 = world.queue::<u64>(0, 64)?;
+    let to_owner1 = world.queue::<u64>(1, 64)?;
+    // Plain queues, by a name both ranks derive from their parent (the
+    // launcher's daemon on this node).
+    let name = |k: u32| format!("shm-mpi-bench-{}-{k}", std::os::unix::process::parent_id());
+    let (a, b) = if rank == 0 {
+        let q = (
+            shm::Queue::<u64>::create_named(&name(0), 64)?,
+            shm::Queue::<u64>::create_named(&name(1), 64)?,
+        );
+        world.barrier();
+        q
+    } else {
+        world.barrier();
+        (shm::Queue::<u64>::open(&name(0))?, shm::Queue::<u64>::open(&name(1))?)
+    };
+    world.barrier();
+    if rank == 0 {
+        let _ = shm::Segment::unlink(&name(0));
+        let _ = shm::Segment::unlink(&name(1));
+    }
+    let blocks = 10;
+    let per = n.div_ceil(blocks);
+    let (mut dist, mut plain) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..blocks {
+        for i in 0..per as u64 {
+            if rank == 1 {
+                let t = Instant::now();
+                to_owner0.put(i)?;
+                let _ = to_owner1.get()?;
+                dist.push(t.elapsed().as_secs_f64());
+            } else {
+                let v = to_owner0.get()?;
+                to_owner1.put(v + 1)?;
+            }
+        }
+        world.barrier();
+        for i in 0..per as u64 {
+            if rank == 1 {
+                let t = Instant::now();
+                a.put(i)?;
+                let _ = b.get()?;
+                plain.push(t.elapsed().as_secs_f64());
+            } else {
+                let v = a.get()?;
+                b.put(v + 1)?;
+            }
+        }
+        world.barrier();
+    }
+    if rank == 1 {
+        println!("{{\"dist\": {}, \"plain\": {}}}", p50(dist), p50(plain));
+    }
+    world.barrier();
+    Ok(())
+}
+
 fn main() -> Result<(), shm::Error> {
     shm::init();
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
@@ -33,37 +97,48 @@ fn main() -> Result<(), shm::Error> {
         eprintln!("mpi_bench needs 2 ranks");
         return Ok(());
     }
-    // Raw MPI, on the communication thread (the one that may call MPI).
-    let raw_rtt = world.with_mpi(move |w| {
-        let other = w.process_at_rank(1 - i32::try_from(rank).unwrap_or(0));
-        let mut rtt = Vec::with_capacity(n);
-        for _ in 0..n {
-            if rank == 1 {
-                let t = Instant::now();
-                other.send(&7u64);
-                let (_, _) = other.receive::<u64>();
-                rtt.push(t.elapsed().as_secs_f64());
-            } else {
-                let (v, _) = other.receive::<u64>();
-                other.send(&(v + 1));
-            }
-        }
-        rtt
-    });
-    world.barrier();
+    if world.nodes() == 1 {
+        return same_node(&mut world, n);
+    }
     let to_owner0 = world.queue::<u64>(0, 64)?;
     let to_owner1 = world.queue::<u64>(1, 64)?;
+    // Raw and queue round trips in alternating blocks, so that a slow
+    // spell of the machine weighs on both alike.
+    let blocks = 10;
+    let per = n.div_ceil(blocks);
+    let mut raw_rtt = Vec::with_capacity(n);
     let mut q_rtt = Vec::with_capacity(n);
-    for i in 0..n as u64 {
-        if rank == 1 {
-            let t = Instant::now();
-            to_owner0.put(i)?;
-            let _ = to_owner1.get()?;
-            q_rtt.push(t.elapsed().as_secs_f64());
-        } else {
-            let v = to_owner0.get()?;
-            to_owner1.put(v + 1)?;
+    for _ in 0..blocks {
+        // Raw MPI, under the engine's lock (no other MPI call meanwhile).
+        raw_rtt.extend(world.with_mpi(move |w| {
+            let other = w.process_at_rank(1 - i32::try_from(rank).unwrap_or(0));
+            let mut rtt = Vec::with_capacity(per);
+            for _ in 0..per {
+                if rank == 1 {
+                    let t = Instant::now();
+                    other.send(&7u64);
+                    let (_, _) = other.receive::<u64>();
+                    rtt.push(t.elapsed().as_secs_f64());
+                } else {
+                    let (v, _) = other.receive::<u64>();
+                    other.send(&(v + 1));
+                }
+            }
+            rtt
+        }));
+        world.barrier();
+        for i in 0..per as u64 {
+            if rank == 1 {
+                let t = Instant::now();
+                to_owner0.put(i)?;
+                let _ = to_owner1.get()?;
+                q_rtt.push(t.elapsed().as_secs_f64());
+            } else {
+                let v = to_owner0.get()?;
+                to_owner1.put(v + 1)?;
+            }
         }
+        world.barrier();
     }
     world.barrier();
     let pool = world.pool(2)?;

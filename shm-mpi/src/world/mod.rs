@@ -1,30 +1,35 @@
 //! [`World`]: the ranks of the job, which of them share a node, and the
-//! one thread of each rank that makes every MPI call after start-up.
+//! engine through which each rank makes every MPI call after start-up.
 //!
-//! # One communication thread
+//! # One engine per rank
 //!
-//! Every MPI call after [`World::init`] is made by one thread per rank (so
-//! `MPI_THREAD_SERIALIZED` is enough, and no MPI library's thread-multiple
-//! paths are relied on): it sends what the process's other threads hand
-//! it, probes for what arrives without blocking, routes replies to the
-//! thread that waits for them and requests to the queue that serves them.
-//! The few collective steps after start-up (a barrier, a queue's name
-//! sent to every rank) are point-to-point messages through that thread, so
-//! a rank waiting in one still answers the others' requests.
+//! Every MPI call after [`World::init`] goes through the rank's engine,
+//! one thread at a time (so `MPI_THREAD_SERIALIZED` is enough, and no MPI
+//! library's thread-multiple paths are relied on): it sends what the
+//! process's threads hand it, probes for what arrives without blocking,
+//! routes replies to the thread that waits for them and requests to the
+//! queue, pool or object that serves them. A communication thread drives
+//! it, except while a thread that waits for a message drives it itself
+//! (see `engine`). The few collective steps after start-up (a barrier, a
+//! queue's name sent to every rank) are point-to-point messages through
+//! the engine, so a rank waiting in one still answers the others'
+//! requests.
+
+mod engine;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
+use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
 use mpi::Threading;
 use mpi::environment::Universe;
-use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
-use mpi::request::{Request as MpiRequest, StaticScope};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::{CommunicatorCollectives, Root};
 
-use crate::sync::atomic::{AtomicU32, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+pub(crate) use engine::request;
+use engine::{Cmd, Comm, Engine, Routes};
 
 /// Why the MPI world could not be set up, or a remote call failed.
 #[derive(Debug, thiserror::Error)]
@@ -141,27 +146,6 @@ pub(crate) mod tag {
     pub(crate) const REPLIES: u32 = 30_000;
 }
 
-/// What the other threads ask of the communication thread.
-enum Cmd {
-    /// Send `bytes` to `to` with `tag`.
-    Send {
-        to: usize,
-        tag: i32,
-        bytes: Vec<u8>,
-    },
-    /// Send a request and hand its reply (on `reply_tag`) to `reply`.
-    Ask {
-        to: usize,
-        tag: i32,
-        reply_tag: i32,
-        bytes: Vec<u8>,
-        reply: mpsc::Sender<Vec<u8>>,
-    },
-    /// Run a closure on `MPI_COMM_WORLD`, on this thread.
-    Run(Box<dyn FnOnce(&SimpleCommunicator) + Send>),
-    Stop,
-}
-
 /// A request from a remote rank, handed to the queue that serves it.
 pub(crate) struct Request {
     pub(crate) from: usize,
@@ -180,10 +164,17 @@ pub(crate) struct Shared {
     handlers: Mutex<HashMap<u32, Handler>>,
     cmds: Mutex<mpsc::Sender<Cmd>>,
     next_reply: AtomicU32,
+    /// Every MPI call goes through it (see `engine`).
+    engine: Mutex<Engine>,
+    /// Threads driving the engine while they wait (0 or 1).
+    drivers: AtomicU32,
+    /// The communication thread, and whether it sleeps.
+    comm_thread: OnceLock<Thread>,
+    comm_sleeping: AtomicBool,
 }
 
 /// What serves the requests for one queue, pool or object. It runs on the
-/// communication thread, so it never blocks: it answers at once what it
+/// thread that steps the engine, so it never blocks: it answers at once what it
 /// can (a put into a queue with room) and hands the rest to its threads.
 pub(crate) type Handler = Box<dyn Fn(Request) + Send>;
 
@@ -208,12 +199,6 @@ impl Shared {
         })
     }
 
-    fn cmd(&self, c: Cmd) {
-        // A send fails only once the thread has stopped (the World is
-        // being dropped): nothing is waiting for it then.
-        let _ = self.cmds.lock().unwrap_or_else(PoisonError::into_inner).send(c);
-    }
-
     /// Sends `bytes` to `to` with `tag`.
     pub(crate) fn send(&self, to: usize, tag: i32, bytes: Vec<u8>) {
         self.cmd(Cmd::Send { to, tag, bytes });
@@ -221,16 +206,48 @@ impl Shared {
 
     /// Sends a request to `to` and waits for its reply.
     pub(crate) fn ask(&self, to: usize, tag: i32, body: &[u8], queue: u32) -> Result<Vec<u8>, MpiError> {
+        let answer = self.ask_async(to, tag, body, queue);
+        self.wait_reply(&answer)
+    }
+
+    /// Sends a request to `to`; its reply comes on the channel returned.
+    /// The request leaves at once when the engine is free (this thread
+    /// sends it), else with the engine's next step.
+    pub(crate) fn ask_async(&self, to: usize, tag: i32, body: &[u8], queue: u32) -> mpsc::Receiver<Vec<u8>> {
         let n = self.next_reply.fetch_add(1, Ordering::Relaxed) % tag::REPLIES;
         let reply_tag = tag::FIRST_REPLY + i32::try_from(n).unwrap_or(0);
         let (reply, answer) = mpsc::channel();
-        self.cmd(Cmd::Ask {
+        self.cmd_now(Cmd::Ask {
             to,
             tag,
             reply_tag,
             bytes: request(queue, reply_tag, body),
             reply,
         });
+        answer
+    }
+
+    /// Sends a request to `to` that wants no reply.
+    pub(crate) fn tell(&self, to: usize, tag: i32, body: &[u8], queue: u32) {
+        self.cmd_now(Cmd::Send {
+            to,
+            tag,
+            bytes: request(queue, tag::FIRST_REPLY, body),
+        });
+    }
+
+    /// A number no other call of this rank got (a handle's name).
+    pub(crate) fn fresh_id(&self) -> u32 {
+        self.next_reply.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Waits for a reply of [`Self::ask_async`]: drives the engine while
+    /// it is due (no wake-up when it comes), sleeps on it if another thread
+    /// drives or it takes long.
+    pub(crate) fn wait_reply(&self, answer: &mpsc::Receiver<Vec<u8>>) -> Result<Vec<u8>, MpiError> {
+        if let Some(got) = self.drive_until(|| answer.try_recv().ok()) {
+            return Ok(got);
+        }
         answer
             .recv()
             .map_err(|_| MpiError::Message("the communication thread has stopped".into()))
@@ -319,6 +336,14 @@ impl World {
             return Err(MpiError::MismatchedExecutables { hashes });
         }
         let (cmds, commands) = mpsc::channel();
+        let (to_arrive, arrive) = mpsc::channel();
+        let (to_release, release) = mpsc::channel();
+        let (to_name, name) = mpsc::channel();
+        let routes = Routes {
+            arrive: to_arrive,
+            release: to_release,
+            name: to_name,
+        };
         let shared = Arc::new(Shared {
             rank,
             size,
@@ -326,21 +351,17 @@ impl World {
             handlers: Mutex::new(HashMap::new()),
             cmds: Mutex::new(cmds),
             next_reply: AtomicU32::new(0),
+            engine: Mutex::new(Engine::new(Comm(comm), commands, routes)),
+            drivers: AtomicU32::new(0),
+            comm_thread: OnceLock::new(),
+            comm_sleeping: AtomicBool::new(false),
         });
-        let (to_arrive, arrive) = mpsc::channel();
-        let (to_release, release) = mpsc::channel();
-        let (to_name, name) = mpsc::channel();
         let s = Arc::clone(&shared);
-        let comm = Comm(comm);
-        let routes = Routes {
-            arrive: to_arrive,
-            release: to_release,
-            name: to_name,
-        };
         let thread = std::thread::Builder::new()
             .name("shm-mpi".into())
-            .spawn(move || communicate(&s, &comm, &commands, &routes))
+            .spawn(move || engine::communicate(&s))
             .map_err(|e| MpiError::Message(format!("cannot start the communication thread: {e}")))?;
+        let _ = shared.comm_thread.set(thread.thread().clone());
         Ok(Self {
             shared,
             inboxes: Inboxes { arrive, release, name },
@@ -403,21 +424,23 @@ impl World {
         }
     }
 
-    /// Runs `f` with `MPI_COMM_WORLD` on the rank's communication thread,
-    /// the one thread that may call MPI (see the module docs), and returns
-    /// what it returns: the way to mix a program's own MPI calls with
-    /// shm's. Requests of other ranks wait while `f` runs.
+    /// Runs `f` with `MPI_COMM_WORLD` under the rank's engine lock (no
+    /// other MPI call of this process runs meanwhile; see the module docs)
+    /// and returns what it returns: the way to mix a program's own MPI calls
+    /// with shm's. Requests of other ranks wait while `f` runs.
     ///
     /// # Panics
     ///
-    /// If `f` panics (the communication thread ends with it).
+    /// If `f` panics (the panic comes back here).
     pub fn with_mpi<R: Send + 'static>(&self, f: impl FnOnce(&SimpleCommunicator) -> R + Send + 'static) -> R {
         let (tx, rx) = mpsc::channel();
         self.shared.cmd(Cmd::Run(Box::new(move |c| {
-            let _ = tx.send(f(c));
+            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c))));
         })));
-        rx.recv()
-            .expect("the communication thread runs until the World is dropped")
+        match rx.recv().expect("the engine runs until the World is dropped") {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
     /// Sends `bytes` from `owner` to every other rank; returns them on
@@ -488,22 +511,6 @@ impl Drop for World {
     }
 }
 
-/// The communicator, moved into the communication thread.
-struct Comm(SimpleCommunicator);
-
-// SAFETY: the handle is an identifier; after `World::init` hands it to the
-// communication thread, only that thread makes MPI calls
-// (MPI_THREAD_SERIALIZED, checked at init), and `World::drop` joins it
-// before MPI is finalised.
-unsafe impl Send for Comm {}
-
-/// Where the communication thread puts the messages of collective steps.
-struct Routes {
-    arrive: mpsc::Sender<(usize, Vec<u8>)>,
-    release: mpsc::Sender<(usize, Vec<u8>)>,
-    name: mpsc::Sender<(usize, Vec<u8>)>,
-}
-
 /// A hash of this process's executable file (the same file on every
 /// node: a task travels as a code offset); 0 if it cannot be read.
 fn exe_hash() -> u64 {
@@ -534,179 +541,4 @@ fn nodes(world: &SimpleCommunicator, size: usize) -> Vec<usize> {
     distinct.sort_unstable();
     distinct.dedup();
     leaders.iter().map(|l| distinct.binary_search(l).unwrap_or(0)).collect()
-}
-
-/// The communication thread: sends what it is handed, probes for what
-/// arrives (without blocking: a blocking probe busy-polls a core), and
-/// routes it.
-fn communicate(s: &Shared, comm: &Comm, commands: &mpsc::Receiver<Cmd>, routes: &Routes) {
-    let comm = &comm.0;
-    let mut waiting: HashMap<i32, mpsc::Sender<Vec<u8>>> = HashMap::new();
-    let mut sends = Sends::default();
-    let mut idle = 0u32;
-    loop {
-        sends.progress();
-        // Commands first; when there is nothing to do, a short wait on
-        // them doubles as the pause between probes.
-        // Spin a while (a request's reply usually comes within it; a
-        // sleeping thread answers a slice later), then sleep in short
-        // slices on the command channel.
-        let next = if idle < SPIN_PROBES || !sends.is_empty() {
-            commands.try_recv().ok()
-        } else {
-            commands.recv_timeout(Duration::from_micros(50)).ok()
-        };
-        if let Some(cmd) = next {
-            idle = 0;
-            match cmd {
-                Cmd::Send { to, tag, bytes } => sends.start(comm, to, tag, bytes),
-                Cmd::Ask {
-                    to,
-                    tag,
-                    reply_tag,
-                    bytes,
-                    reply,
-                } => {
-                    waiting.insert(reply_tag, reply);
-                    sends.start(comm, to, tag, bytes);
-                }
-                Cmd::Run(f) => f(&SimpleCommunicator::world()),
-                Cmd::Stop => {
-                    sends.finish();
-                    return;
-                }
-            }
-            continue;
-        }
-        let Some(probed) = comm.any_process().immediate_matched_probe() else {
-            idle = idle.saturating_add(1);
-            std::hint::spin_loop();
-            continue;
-        };
-        idle = 0;
-        let (body, status) = probed.matched_receive_vec::<u8>();
-        let from = usize::try_from(status.source_rank()).unwrap_or(usize::MAX);
-        route(s, &mut waiting, routes, from, status.tag(), body);
-    }
-}
-
-/// Probes before the communication thread sleeps between them.
-const SPIN_PROBES: u32 = 20_000;
-
-/// Sends under way. A blocking send of a large message waits until the
-/// receiver takes it (rendezvous), and two ranks each sending one to the
-/// other would wait for ever: every send is immediate, and its buffer lives
-/// until MPI says the send completed.
-#[derive(Default)]
-struct Sends {
-    pending: Vec<(MpiRequest<'static, [u8]>, *mut [u8])>,
-}
-
-impl Sends {
-    fn is_empty(&self) -> bool {
-        self.pending.is_empty()
-    }
-
-    fn start(&mut self, comm: &SimpleCommunicator, to: usize, tag: i32, bytes: Vec<u8>) {
-        let buf: &'static mut [u8] = Box::leak(bytes.into_boxed_slice());
-        let ptr: *mut [u8] = buf;
-        // SAFETY: `ptr` comes from the leaked box just above; the shared
-        // view handed to MPI is the only use of it until `progress` or
-        // `finish` frees it once the send has completed.
-        let view: &'static [u8] = unsafe { &*ptr };
-        let request = comm
-            .process_at_rank(rank_i32(to))
-            .immediate_send_with_tag(StaticScope, view, tag);
-        self.pending.push((request, ptr));
-    }
-
-    /// Frees the buffers of the sends that completed.
-    fn progress(&mut self) {
-        let mut still = Vec::with_capacity(self.pending.len());
-        for (request, ptr) in self.pending.drain(..) {
-            match request.test() {
-                // SAFETY: the send completed, so MPI no longer reads the
-                // buffer; `ptr` is the box leaked by `start`, freed once.
-                Ok(_) => drop(unsafe { Box::from_raw(ptr) }),
-                Err(request) => still.push((request, ptr)),
-            }
-        }
-        self.pending = still;
-    }
-
-    /// Waits for every send under way, then frees its buffer.
-    fn finish(&mut self) {
-        for (request, ptr) in self.pending.drain(..) {
-            request.wait();
-            // SAFETY: as in `progress`: complete, freed once.
-            drop(unsafe { Box::from_raw(ptr) });
-        }
-    }
-}
-
-/// Hands one arrived message to whoever waits for it; refuses what cannot
-/// be routed.
-fn route(
-    s: &Shared,
-    waiting: &mut HashMap<i32, mpsc::Sender<Vec<u8>>>,
-    routes: &Routes,
-    from: usize,
-    kind: i32,
-    body: Vec<u8>,
-) {
-    let inbox = match kind {
-        tag::ARRIVE => Some(&routes.arrive),
-        tag::RELEASE => Some(&routes.release),
-        tag::NAME => Some(&routes.name),
-        _ => None,
-    };
-    if let Some(inbox) = inbox {
-        let _ = inbox.send((from, body));
-        return;
-    }
-    if kind >= tag::FIRST_REPLY {
-        if let Some(w) = waiting.remove(&kind) {
-            let _ = w.send(body);
-        } else {
-            tracing::warn!(from, kind, "a reply nobody waits for; dropped");
-        }
-        return;
-    }
-    let Some((queue, reply_tag, rest)) = parse(&body) else {
-        tracing::warn!(from, kind, "a malformed message; dropped");
-        return;
-    };
-    // (The collective steps' tags inside this range were routed above.)
-    if !(tag::PUT..=tag::LAST_REQUEST).contains(&kind) {
-        s.reply(from, reply_tag, Err("an unknown request tag"));
-        return;
-    }
-    let request = Request {
-        from,
-        reply_tag,
-        kind,
-        body: rest.to_vec(),
-    };
-    let handlers = s.handlers.lock().unwrap_or_else(PoisonError::into_inner);
-    match handlers.get(&queue) {
-        Some(h) => h(request),
-        None => s.reply(from, reply_tag, Err("no such queue on this rank")),
-    }
-}
-
-/// `[queue id u32][reply tag u32][body]`.
-fn parse(body: &[u8]) -> Option<(u32, i32, &[u8])> {
-    let queue = u32::from_le_bytes(body.get(..4)?.try_into().ok()?);
-    let reply = u32::from_le_bytes(body.get(4..8)?.try_into().ok()?);
-    let reply = i32::try_from(reply).ok().filter(|&t| t >= tag::FIRST_REPLY)?;
-    Some((queue, reply, &body[8..]))
-}
-
-/// A request's bytes, as `parse` reads them.
-pub(crate) fn request(queue: u32, reply_tag: i32, body: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + body.len());
-    v.extend_from_slice(&queue.to_le_bytes());
-    v.extend_from_slice(&u32::try_from(reply_tag).unwrap_or(0).to_le_bytes());
-    v.extend_from_slice(body);
-    v
 }

@@ -1,0 +1,406 @@
+//! The rank's MPI engine: every MPI call after start-up goes through it,
+//! under one lock (so `MPI_THREAD_SERIALIZED` is enough).
+//!
+//! # Who drives it
+//!
+//! The communication thread steps the engine while nobody else does:
+//! it sends what the other threads hand it, probes for what arrives
+//! (without blocking: a blocking probe busy-polls a core), and routes it.
+//! A thread that waits for something MPI brings (a reply, an item a
+//! remote rank puts into this rank's queue) drives the engine itself for
+//! a while instead of sleeping: the message is then received, routed and
+//! answered by the thread that wants it, with no hand-off. A sleeping
+//! thread costs a wake-up (60-70 us on a virtual machine's idle core,
+//! three times a TCP round trip between hosts), which is what this
+//! avoids. One thread drives at a time; the communication thread pauses
+//! meanwhile, so a rank spins on one core at most.
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, mpsc};
+use std::time::{Duration, Instant};
+
+use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::request::{Request as MpiRequest, StaticScope};
+use mpi::topology::{Communicator, SimpleCommunicator};
+
+use super::{Request, Shared, rank_i32, tag};
+use crate::sync::atomic::Ordering;
+
+/// What the other threads ask of the engine.
+pub(super) enum Cmd {
+    /// Send `bytes` to `to` with `tag`.
+    Send {
+        to: usize,
+        tag: i32,
+        bytes: Vec<u8>,
+    },
+    /// Send a request and hand its reply (on `reply_tag`) to `reply`.
+    Ask {
+        to: usize,
+        tag: i32,
+        reply_tag: i32,
+        bytes: Vec<u8>,
+        reply: mpsc::Sender<Vec<u8>>,
+    },
+    /// Run a closure on `MPI_COMM_WORLD`, under the engine's lock.
+    Run(Box<dyn FnOnce(&SimpleCommunicator) + Send>),
+    Stop,
+}
+
+/// The communicator.
+pub(super) struct Comm(pub(super) SimpleCommunicator);
+
+// SAFETY: the handle is an identifier; after `World::init` hands it to the
+// engine, MPI is called only under the engine's lock (one thread at a
+// time: MPI_THREAD_SERIALIZED, checked at init), and `World::drop` joins
+// the communication thread before MPI is finalised.
+unsafe impl Send for Comm {}
+
+/// Where the engine puts the messages of collective steps.
+pub(super) struct Routes {
+    pub(super) arrive: mpsc::Sender<(usize, Vec<u8>)>,
+    pub(super) release: mpsc::Sender<(usize, Vec<u8>)>,
+    pub(super) name: mpsc::Sender<(usize, Vec<u8>)>,
+}
+
+/// The MPI state of the rank, under `Shared::engine`.
+pub(super) struct Engine {
+    /// Freed when the engine stops, before MPI is finalised (a
+    /// communicator freed after that would crash the process).
+    comm: Option<Comm>,
+    commands: mpsc::Receiver<Cmd>,
+    routes: Routes,
+    /// Reply channels by reply tag.
+    waiting: HashMap<i32, mpsc::Sender<Vec<u8>>>,
+    sends: Sends,
+    stopped: bool,
+}
+
+impl Engine {
+    pub(super) fn new(comm: Comm, commands: mpsc::Receiver<Cmd>, routes: Routes) -> Self {
+        Self {
+            comm: Some(comm),
+            commands,
+            routes,
+            waiting: HashMap::new(),
+            sends: Sends::default(),
+            stopped: false,
+        }
+    }
+
+    /// Carries out every command handed in so far.
+    fn commands(&mut self) -> bool {
+        let mut any = false;
+        while !self.stopped
+            && let Ok(cmd) = self.commands.try_recv()
+        {
+            any = true;
+            self.command(cmd);
+        }
+        any
+    }
+
+    fn command(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Send { to, tag, bytes } => {
+                if let Some(c) = &self.comm {
+                    self.sends.start(&c.0, to, tag, bytes);
+                }
+            }
+            Cmd::Ask {
+                to,
+                tag,
+                reply_tag,
+                bytes,
+                reply,
+            } => {
+                if let Some(c) = &self.comm {
+                    self.waiting.insert(reply_tag, reply);
+                    self.sends.start(&c.0, to, tag, bytes);
+                }
+            }
+            Cmd::Run(f) => f(&SimpleCommunicator::world()),
+            Cmd::Stop => self.stopped = true,
+        }
+    }
+
+    /// One step: the commands, the sends under way, one probe (and what
+    /// the message it found made the handlers send). Whether it did
+    /// anything.
+    fn step(&mut self, s: &Shared) -> bool {
+        self.sends.progress();
+        let mut busy = self.commands();
+        let Some(comm) = self.comm.as_ref().filter(|_| !self.stopped) else {
+            return true;
+        };
+        if let Some(probed) = comm.0.any_process().immediate_matched_probe() {
+            let (body, status) = probed.matched_receive_vec::<u8>();
+            let from = usize::try_from(status.source_rank()).unwrap_or(usize::MAX);
+            route(s, &mut self.waiting, &self.routes, from, status.tag(), body);
+            // Replies the handlers made go out now, not a step later.
+            self.commands();
+            busy = true;
+        }
+        busy
+    }
+}
+
+/// Probes before the communication thread sleeps between them.
+const SPIN_PROBES: u32 = 20_000;
+
+/// How long the communication thread sleeps between probes once idle.
+const IDLE_SLEEP: Duration = Duration::from_micros(50);
+
+/// How long the communication thread sleeps while another thread drives.
+const DRIVEN_SLEEP: Duration = Duration::from_millis(2);
+
+/// A driving thread yields (a system call: see `drive_until`) every this
+/// many idle steps.
+const YIELD_EVERY: u32 = 16;
+
+/// How long a waiting thread drives the engine before it sleeps instead.
+const DRIVE_FOR: Duration = Duration::from_millis(2);
+
+/// The communication thread: steps the engine while no other thread
+/// drives it; spins a while after the last message (a reply usually comes
+/// within it), then sleeps in short slices (woken by a command).
+pub(super) fn communicate(s: &Shared) {
+    let mut idle = 0u32;
+    loop {
+        // Acquire: pairs with the Release of a driver that stopped, whose
+        // steps happened before.
+        if s.drivers.load(Ordering::Acquire) > 0 {
+            std::thread::park_timeout(DRIVEN_SLEEP);
+            continue;
+        }
+        let (busy, sending) = {
+            let mut e = s.engine.lock().unwrap_or_else(PoisonError::into_inner);
+            let busy = e.step(s);
+            if e.stopped {
+                e.sends.finish();
+                e.comm = None;
+                return;
+            }
+            (busy, !e.sends.is_empty())
+        };
+        if busy {
+            idle = 0;
+        } else {
+            idle = idle.saturating_add(1);
+        }
+        if idle < SPIN_PROBES || sending {
+            std::hint::spin_loop();
+        } else {
+            // Relaxed both: a missed flag costs one slice, never a message
+            // (the next step takes every command).
+            s.comm_sleeping.store(true, Ordering::Relaxed);
+            std::thread::park_timeout(IDLE_SLEEP);
+            s.comm_sleeping.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Shared {
+    /// Hands `c` to the engine (wakes the communication thread if it
+    /// sleeps).
+    pub(super) fn cmd(&self, c: Cmd) {
+        // A send fails only once the engine has stopped (the World is
+        // being dropped): nothing is waiting for it then.
+        let _ = self.cmds.lock().unwrap_or_else(PoisonError::into_inner).send(c);
+        // Relaxed: see `communicate`.
+        if self.comm_sleeping.load(Ordering::Relaxed)
+            && let Some(t) = self.comm_thread.get()
+        {
+            t.unpark();
+        }
+    }
+
+    /// Carries `c` out now, on this thread, if the engine is free (after
+    /// what was handed in before it, so this thread's messages keep their
+    /// order); else hands it in for the engine's holder's next step.
+    pub(super) fn cmd_now(&self, c: Cmd) {
+        match self.engine.try_lock() {
+            Ok(mut e) => {
+                e.commands();
+                e.command(c);
+            }
+            Err(_) => self.cmd(c),
+        }
+    }
+
+    /// Waits for `done` to give a value by driving the engine, for at most
+    /// [`DRIVE_FOR`]; `None` if another thread drives already or the time
+    /// ran out (the caller then sleeps on what it waits for, and the
+    /// communication thread drives).
+    pub(crate) fn drive_until<T>(&self, mut done: impl FnMut() -> Option<T>) -> Option<T> {
+        // On one node nothing this rank waits for comes through MPI.
+        if !self.node_of.iter().any(|&n| n != 0) || std::env::var_os("SHM_MPI_NO_DRIVE").is_some() {
+            return None;
+        }
+        // Acquire/Release: the engine's lock orders the steps; this count
+        // only says who may take them.
+        if self
+            .drivers
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return None;
+        }
+        let start = Instant::now();
+        let mut n = 0u32;
+        let out = loop {
+            if let Some(t) = done() {
+                break Some(t);
+            }
+            let busy = match self.engine.try_lock() {
+                Ok(e) if e.stopped => break None,
+                Ok(mut e) => e.step(self),
+                Err(_) => false,
+            };
+            n = n.wrapping_add(1);
+            if n.is_multiple_of(64) && start.elapsed() > DRIVE_FOR {
+                break None;
+            }
+            if !busy && n.is_multiple_of(YIELD_EVERY) {
+                // A system call now and then: a message between hosts is
+                // delivered by the kernel's soft interrupts, which a thread
+                // that only spins in user space would hold off until the
+                // next scheduler tick (milliseconds) on a busy machine.
+                std::thread::yield_now();
+            }
+        };
+        // The communication thread takes over within `DRIVEN_SLEEP`, by
+        // itself: waking it here would preempt, on a small machine, the
+        // thread that is about to drive again or the other rank's.
+        self.drivers.store(0, Ordering::Release);
+        out
+    }
+}
+
+/// Sends under way. A blocking send of a large message waits until the
+/// receiver takes it (rendezvous), and two ranks each sending one to the
+/// other would wait for ever: every send is immediate, and its buffer lives
+/// until MPI says the send completed.
+#[derive(Default)]
+struct Sends {
+    pending: Vec<(MpiRequest<'static, [u8]>, *mut [u8])>,
+    /// `pending`'s other buffer (`progress` swaps them: no allocation).
+    spare: Vec<(MpiRequest<'static, [u8]>, *mut [u8])>,
+}
+
+// SAFETY: the buffers are owned by this list (leaked boxes freed once
+// their send completed), and the requests are MPI handles used only under
+// the engine's lock.
+unsafe impl Send for Sends {}
+
+impl Sends {
+    fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    fn start(&mut self, comm: &SimpleCommunicator, to: usize, tag: i32, bytes: Vec<u8>) {
+        let buf: &'static mut [u8] = Box::leak(bytes.into_boxed_slice());
+        let ptr: *mut [u8] = buf;
+        // SAFETY: `ptr` comes from the leaked box just above; the shared
+        // view handed to MPI is the only use of it until `progress` or
+        // `finish` frees it once the send has completed.
+        let view: &'static [u8] = unsafe { &*ptr };
+        let request = comm
+            .process_at_rank(rank_i32(to))
+            .immediate_send_with_tag(StaticScope, view, tag);
+        self.pending.push((request, ptr));
+    }
+
+    /// Frees the buffers of the sends that completed.
+    fn progress(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut still = std::mem::take(&mut self.spare);
+        for (request, ptr) in self.pending.drain(..) {
+            match request.test() {
+                // SAFETY: the send completed, so MPI no longer reads the
+                // buffer; `ptr` is the box leaked by `start`, freed once.
+                Ok(_) => drop(unsafe { Box::from_raw(ptr) }),
+                Err(request) => still.push((request, ptr)),
+            }
+        }
+        self.spare = std::mem::replace(&mut self.pending, still);
+    }
+
+    /// Waits for every send under way, then frees its buffer.
+    fn finish(&mut self) {
+        for (request, ptr) in self.pending.drain(..) {
+            request.wait();
+            // SAFETY: as in `progress`: complete, freed once.
+            drop(unsafe { Box::from_raw(ptr) });
+        }
+    }
+}
+
+/// Hands one arrived message to whoever waits for it; refuses what cannot
+/// be routed.
+fn route(
+    s: &Shared,
+    waiting: &mut HashMap<i32, mpsc::Sender<Vec<u8>>>,
+    routes: &Routes,
+    from: usize,
+    kind: i32,
+    body: Vec<u8>,
+) {
+    let inbox = match kind {
+        tag::ARRIVE => Some(&routes.arrive),
+        tag::RELEASE => Some(&routes.release),
+        tag::NAME => Some(&routes.name),
+        _ => None,
+    };
+    if let Some(inbox) = inbox {
+        let _ = inbox.send((from, body));
+        return;
+    }
+    if kind >= tag::FIRST_REPLY {
+        if let Some(w) = waiting.remove(&kind) {
+            let _ = w.send(body);
+        } else {
+            tracing::warn!(from, kind, "a reply nobody waits for; dropped");
+        }
+        return;
+    }
+    let Some((queue, reply_tag, rest)) = parse(&body) else {
+        tracing::warn!(from, kind, "a malformed message; dropped");
+        return;
+    };
+    // (The collective steps' tags inside this range were routed above.)
+    if !(tag::PUT..=tag::LAST_REQUEST).contains(&kind) {
+        s.reply(from, reply_tag, Err("an unknown request tag"));
+        return;
+    }
+    let request = Request {
+        from,
+        reply_tag,
+        kind,
+        body: rest.to_vec(),
+    };
+    let handlers = s.handlers.lock().unwrap_or_else(PoisonError::into_inner);
+    match handlers.get(&queue) {
+        Some(h) => h(request),
+        None => s.reply(from, reply_tag, Err("no such queue on this rank")),
+    }
+}
+
+/// `[queue id u32][reply tag u32][body]`.
+fn parse(body: &[u8]) -> Option<(u32, i32, &[u8])> {
+    let queue = u32::from_le_bytes(body.get(..4)?.try_into().ok()?);
+    let reply = u32::from_le_bytes(body.get(4..8)?.try_into().ok()?);
+    let reply = i32::try_from(reply).ok().filter(|&t| t >= tag::FIRST_REPLY)?;
+    Some((queue, reply, &body[8..]))
+}
+
+/// A request's bytes, as `parse` reads them.
+pub(crate) fn request(queue: u32, reply_tag: i32, body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + body.len());
+    v.extend_from_slice(&queue.to_le_bytes());
+    v.extend_from_slice(&u32::try_from(reply_tag).unwrap_or(0).to_le_bytes());
+    v.extend_from_slice(body);
+    v
+}
