@@ -88,22 +88,13 @@ fn same_node(world: &mut World, n: usize) -> Result<(), shm::Error> {
     Ok(())
 }
 
-fn main() -> Result<(), shm::Error> {
-    shm::init();
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
-    let mut world = World::init()?;
+/// Raw and queue round trips across nodes (rank 1's samples), in
+/// alternating blocks, so that a slow spell of the machine weighs on both
+/// alike.
+fn round_trips(world: &mut World, n: usize) -> Result<(Vec<f64>, Vec<f64>), shm::Error> {
     let rank = world.rank();
-    if world.size() != 2 {
-        eprintln!("mpi_bench needs 2 ranks");
-        return Ok(());
-    }
-    if world.nodes() == 1 {
-        return same_node(&mut world, n);
-    }
     let to_owner0 = world.queue::<u64>(0, 64)?;
     let to_owner1 = world.queue::<u64>(1, 64)?;
-    // Raw and queue round trips in alternating blocks, so that a slow
-    // spell of the machine weighs on both alike.
     let blocks = 10;
     let per = n.div_ceil(blocks);
     let mut raw_rtt = Vec::with_capacity(n);
@@ -140,6 +131,22 @@ fn main() -> Result<(), shm::Error> {
         }
         world.barrier();
     }
+    Ok((raw_rtt, q_rtt))
+}
+
+fn main() -> Result<(), shm::Error> {
+    shm::init();
+    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
+    let mut world = World::init()?;
+    let rank = world.rank();
+    if world.size() != 2 {
+        eprintln!("mpi_bench needs 2 ranks");
+        return Ok(());
+    }
+    if world.nodes() == 1 {
+        return same_node(&mut world, n);
+    }
+    let (raw_rtt, q_rtt) = round_trips(&mut world, n)?;
     world.barrier();
     let pool = world.pool(2)?;
     let tasks = n * 50;
@@ -195,6 +202,6 @@ fn main() -> Result<(), shm::Error> {
             world.nodes()
         );
     }
-    drop((to_owner0, to_owner1, pool));
+    drop(pool);
     Ok(())
 }

@@ -7,7 +7,7 @@ use super::{DistQueue, Local, message};
 use crate::world::{MpiError, tag};
 
 /// A [`DistQueue`] that counts unfinished tasks (Python's
-/// `JoinableQueue`), made by [`World::joinable_queue`]: every put adds
+/// `JoinableQueue`), made by [`World::joinable_queue`](crate::World::joinable_queue): every put adds
 /// one, every [`task_done`](Self::task_done) from any rank takes one, and
 /// [`join`](Self::join) on any rank waits for none. Derefs to the
 /// [`DistQueue`] for `put` and `get`.
