@@ -73,6 +73,7 @@ pub(super) struct Engine {
     /// Reply channels by reply tag.
     waiting: HashMap<i32, mpsc::Sender<Vec<u8>>>,
     sends: Sends,
+    steps: u32,
     stopped: bool,
 }
 
@@ -84,6 +85,7 @@ impl Engine {
             routes,
             waiting: HashMap::new(),
             sends: Sends::default(),
+            steps: 0,
             stopped: false,
         }
     }
@@ -128,7 +130,12 @@ impl Engine {
     /// the message it found made the handlers send). Whether it did
     /// anything.
     fn step(&mut self, s: &Shared) -> bool {
-        self.sends.progress();
+        // The probe below makes MPI progress too: sends under way are
+        // tested (and their buffers freed) every few steps only.
+        self.steps = self.steps.wrapping_add(1);
+        if self.steps.is_multiple_of(TEST_SENDS_EVERY) || self.sends.pending.len() > 16 {
+            self.sends.progress();
+        }
         let mut busy = self.commands();
         let Some(comm) = self.comm.as_ref().filter(|_| !self.stopped) else {
             return true;
@@ -144,6 +151,9 @@ impl Engine {
         busy
     }
 }
+
+/// Steps between two tests of the sends under way.
+const TEST_SENDS_EVERY: u32 = 8;
 
 /// Probes before the communication thread sleeps between them.
 const SPIN_PROBES: u32 = 20_000;
