@@ -260,6 +260,8 @@ fn more_output(text: &str, np: usize, hosts: usize) -> Result {
         "imap endless take(100) in order true".to_owned(),
         "imap_unordered len (1000, Some(1000)) all true".to_owned(),
         "starmap true".to_owned(),
+        "big map true".to_owned(),
+        format!("rank {}: big value back 100000", np - 1),
         "apply_async 42".to_owned(),
         "map_async [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]".to_owned(),
         format!("hosts {hosts}"),

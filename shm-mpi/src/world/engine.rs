@@ -4,8 +4,9 @@
 //! # Who drives it
 //!
 //! The communication thread steps the engine while nobody else does:
-//! it sends what the other threads hand it, probes for what arrives
-//! (without blocking: a blocking probe busy-polls a core), and routes it.
+//! it sends what the other threads hand it, tests the receive it keeps
+//! posted for what arrives (without blocking: a blocking wait busy-polls a
+//! core), and routes it.
 //! A thread that waits for something MPI brings (a reply, an item a
 //! remote rank puts into this rank's queue) drives the engine itself for
 //! a while instead of sleeping: the message is then received, routed and
@@ -19,7 +20,8 @@ use std::collections::HashMap;
 use std::sync::{PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
-use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::datatype::Equivalence;
+use mpi::point_to_point::{Destination, Source};
 use mpi::request::{Request as MpiRequest, StaticScope};
 use mpi::topology::{Communicator, SimpleCommunicator};
 
@@ -66,8 +68,17 @@ pub(super) struct Routes {
 /// The MPI state of the rank, under `Shared::engine`.
 pub(super) struct Engine {
     /// Freed when the engine stops, before MPI is finalised (a
-    /// communicator freed after that would crash the process).
-    comm: Option<Comm>,
+    /// communicator freed after that would crash the process). The first
+    /// carries every message of at most [`SMALL`] bytes and the headers of
+    /// the larger ones, whose bodies go on the second.
+    comm: Option<(Comm, Comm)>,
+    /// The receive kept posted on the first communicator (any source, any
+    /// tag, [`SMALL`] bytes): a message lands in it as it arrives, which
+    /// costs less than a probe for it and a receive.
+    posted: Option<Posted>,
+    /// The tag of the next large body (cycling: bodies from one rank on one
+    /// tag arrive in order, as their headers do).
+    large_tag: i32,
     commands: mpsc::Receiver<Cmd>,
     routes: Routes,
     /// Reply channels by reply tag.
@@ -79,15 +90,49 @@ pub(super) struct Engine {
 
 impl Engine {
     pub(super) fn new(comm: Comm, commands: mpsc::Receiver<Cmd>, routes: Routes) -> Self {
-        Self {
-            comm: Some(comm),
+        let large = Comm(comm.0.duplicate());
+        let mut e = Self {
+            comm: Some((comm, large)),
+            posted: None,
+            large_tag: 0,
             commands,
             routes,
             waiting: HashMap::new(),
             sends: Sends::default(),
             steps: 0,
             stopped: false,
+        };
+        let buf: *mut [u8] = Box::leak(vec![0u8; SMALL].into_boxed_slice());
+        e.post(buf);
+        e
+    }
+
+    /// Posts the receive into `buf` (a leaked box of [`SMALL`] bytes).
+    fn post(&mut self, buf: *mut [u8]) {
+        let Some((c, _)) = &self.comm else { return };
+        // SAFETY: `buf` is a leaked box that only this posted receive uses
+        // until it completes (`step` reads it after that, then posts it
+        // again) or is cancelled and waited for (`finish`), which frees it.
+        let view: &'static mut [u8] = unsafe { &mut *buf };
+        let request = c.0.any_process().immediate_receive_into(StaticScope, view);
+        self.posted = Some(Posted { request, buf });
+    }
+
+    /// Sends `bytes` to `to` with `tag`: as it is when it fits in
+    /// [`SMALL`] bytes, else its body on the second communicator and a
+    /// header `[tag][body's tag]` on the first.
+    fn send(&mut self, to: usize, tag: i32, bytes: Vec<u8>) {
+        let Some((c, large)) = &self.comm else { return };
+        if bytes.len() <= SMALL {
+            self.sends.start(&c.0, to, tag, bytes);
+            return;
         }
+        self.large_tag = (self.large_tag + 1) % LARGE_TAGS;
+        let body_tag = self.large_tag;
+        self.sends.start(&large.0, to, body_tag, bytes);
+        let mut header = tag.to_le_bytes().to_vec();
+        header.extend_from_slice(&body_tag.to_le_bytes());
+        self.sends.start(&c.0, to, tag::LARGE, header);
     }
 
     /// Carries out every command handed in so far.
@@ -104,11 +149,7 @@ impl Engine {
 
     fn command(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Send { to, tag, bytes } => {
-                if let Some(c) = &self.comm {
-                    self.sends.start(&c.0, to, tag, bytes);
-                }
-            }
+            Cmd::Send { to, tag, bytes } => self.send(to, tag, bytes),
             Cmd::Ask {
                 to,
                 tag,
@@ -116,9 +157,9 @@ impl Engine {
                 bytes,
                 reply,
             } => {
-                if let Some(c) = &self.comm {
+                if self.comm.is_some() {
                     self.waiting.insert(reply_tag, reply);
-                    self.sends.start(&c.0, to, tag, bytes);
+                    self.send(to, tag, bytes);
                 }
             }
             Cmd::Run(f) => f(&SimpleCommunicator::world()),
@@ -136,19 +177,81 @@ impl Engine {
         if self.steps.is_multiple_of(TEST_SENDS_EVERY) || self.sends.pending.len() > 16 {
             self.sends.progress();
         }
-        let mut busy = self.commands();
-        let Some(comm) = self.comm.as_ref().filter(|_| !self.stopped) else {
+        let busy = self.commands();
+        if self.stopped {
             return true;
-        };
-        if let Some(probed) = comm.0.any_process().immediate_matched_probe() {
-            let (body, status) = probed.matched_receive_vec::<u8>();
-            let from = usize::try_from(status.source_rank()).unwrap_or(usize::MAX);
-            route(s, &mut self.waiting, &self.routes, from, status.tag(), body);
-            // Replies the handlers made go out now, not a step later.
-            self.commands();
-            busy = true;
         }
-        busy
+        let Some(Posted { request, buf }) = self.posted.take() else {
+            return busy;
+        };
+        let status = match request.test() {
+            Ok(status) => status,
+            Err(request) => {
+                self.posted = Some(Posted { request, buf });
+                return busy;
+            }
+        };
+        let n = usize::try_from(status.count(u8::equivalent_datatype())).unwrap_or(0);
+        // SAFETY: the receive into `buf` completed, so MPI no longer
+        // writes it; `n` is what it received, at most its length.
+        let body = unsafe { &(&*buf)[..n.min(SMALL)] }.to_vec();
+        self.post(buf);
+        let from = usize::try_from(status.source_rank()).unwrap_or(usize::MAX);
+        let (kind, body) = if status.tag() == tag::LARGE {
+            let Some(large) = self.large_body(from, &body) else {
+                tracing::warn!(from, "a malformed large message's header; dropped");
+                return true;
+            };
+            large
+        } else {
+            (status.tag(), body)
+        };
+        route(s, &mut self.waiting, &self.routes, from, kind, body);
+        // Replies the handlers made go out now, not a step later.
+        self.commands();
+        true
+    }
+
+    /// The body a large message's header announces, received now (its
+    /// sender sent it before the header): its own tag and its bytes.
+    fn large_body(&self, from: usize, header: &[u8]) -> Option<(i32, Vec<u8>)> {
+        let kind = i32::from_le_bytes(header.get(..4)?.try_into().ok()?);
+        let body_tag = i32::from_le_bytes(header.get(4..8)?.try_into().ok()?);
+        let (_, large) = self.comm.as_ref()?;
+        let (body, _) = large
+            .0
+            .process_at_rank(rank_i32(from))
+            .receive_vec_with_tag::<u8>(body_tag);
+        Some((kind, body))
+    }
+}
+
+/// The largest message sent as it is (larger ones: a header, then the
+/// body on a communicator of their own).
+const SMALL: usize = 4096;
+
+/// Tags the bodies of large messages cycle through.
+const LARGE_TAGS: i32 = 30_000;
+
+/// The receive kept posted, and its buffer (a leaked box).
+struct Posted {
+    request: MpiRequest<'static, [u8]>,
+    buf: *mut [u8],
+}
+
+impl Engine {
+    /// Stops: waits for the sends under way, cancels the posted receive,
+    /// frees the communicators (before MPI is finalised).
+    fn finish(&mut self) {
+        self.sends.finish();
+        if let Some(Posted { request, buf }) = self.posted.take() {
+            request.cancel();
+            request.wait();
+            // SAFETY: the receive was cancelled and waited for, so MPI no
+            // longer writes the buffer; it is the box leaked by `new`.
+            drop(unsafe { Box::from_raw(buf) });
+        }
+        self.comm = None;
     }
 }
 
@@ -187,8 +290,7 @@ pub(super) fn communicate(s: &Shared) {
             let mut e = s.engine.lock().unwrap_or_else(PoisonError::into_inner);
             let busy = e.step(s);
             if e.stopped {
-                e.sends.finish();
-                e.comm = None;
+                e.finish();
                 return;
             }
             (busy, !e.sends.is_empty())
@@ -302,6 +404,10 @@ struct Sends {
 // their send completed), and the requests are MPI handles used only under
 // the engine's lock.
 unsafe impl Send for Sends {}
+
+// SAFETY: as for `Sends`: the buffer is owned by the posted receive, the
+// request used only under the engine's lock.
+unsafe impl Send for Posted {}
 
 impl Sends {
     fn is_empty(&self) -> bool {

@@ -141,6 +141,9 @@ pub(crate) mod tag {
     pub(crate) const OBJECT: i32 = 9;
     /// The last request tag.
     pub(crate) const LAST_REQUEST: i32 = OBJECT;
+    /// The header of a large message (its body follows on another
+    /// communicator).
+    pub(crate) const LARGE: i32 = 99;
     /// Replies go to the tag the requester chose, from here up.
     pub(crate) const FIRST_REPLY: i32 = 100;
     pub(crate) const REPLIES: u32 = 30_000;

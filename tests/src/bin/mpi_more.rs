@@ -75,6 +75,19 @@ fn main() -> Result<(), shm::Error> {
         println!("rank {rank}: one task_done too many refused {refused}");
     }
 
+    // Messages larger than the engine's posted receive (4 KiB) travel as a
+    // header and a body: a 100 KB value each way.
+    let big = world.dict::<u64, String>(0)?;
+    if rank == size - 1 {
+        big.set(&1, &"x".repeat(100_000))?;
+    }
+    world.barrier();
+    if rank == size - 1 {
+        let back = big.get(&1)?.map_or(0, |v| v.len());
+        println!("rank {rank}: big value back {back}");
+    }
+    world.barrier();
+
     let pool = world.pool(2)?;
     if rank == 0 {
         let first: Vec<u64> = pool.imap(square, 0u64..)?.take(100).collect::<Result<_, _>>()?;
@@ -91,6 +104,8 @@ fn main() -> Result<(), shm::Error> {
         );
         let sums = pool.starmap(add, (0..100u64).map(|i| (i, 1)))?;
         println!("starmap {}", sums == (1..101).collect::<Vec<_>>());
+        let many = pool.map(square, 0..100_000u64)?;
+        println!("big map {}", many.iter().copied().eq((0..100_000u64).map(square)));
         let one = pool.apply_async(add, (40u64, 2u64))?;
         println!("apply_async {}", one.get_timeout(Duration::from_secs(60))?);
         let all = pool.map_async(square, 0..10u64)?;
