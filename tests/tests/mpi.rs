@@ -92,7 +92,15 @@ fn run(np: usize, per_rank_nodes: bool) -> Result {
 /// Requests outside the protocol (a queue that does not exist, an
 /// unknown tag) are refused with a reason, and the job ends normally.
 fn bad_requests_are_refused() -> Result {
-    let text = mpirun_ok(env!("CARGO_BIN_EXE_mpi_bad"), 2, false)?;
+    let text = mpirun_ok(env!("CARGO_BIN_EXE_mpi_bad"), 2, true)?;
+    check(
+        text.contains("put after the World: the World was dropped"),
+        text.clone(),
+    )?;
+    check(
+        text.contains("get after the World: the communication thread has stopped"),
+        text.clone(),
+    )?;
     check(text.contains("unknown queue: no such queue on this rank"), text.clone())?;
     check(text.contains("unknown tag: an unknown request tag"), text.clone())?;
     check(

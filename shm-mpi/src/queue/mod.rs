@@ -251,7 +251,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> DistQueue<T> {
             puts.due.push_back((seq, answer));
         } else {
             let body = wire::encode(0, puts.handle, &item);
-            self.shared.tell(self.owner, tag::PUT, &body, self.id);
+            self.shared.tell(self.owner, tag::PUT, &body, self.id)?;
         }
         // Take the answers that came; wait while the window is full.
         let mut outcome = Ok(());

@@ -242,7 +242,12 @@ struct Posted {
 impl Engine {
     /// Stops: waits for the sends under way, cancels the posted receive,
     /// frees the communicators (before MPI is finalised).
-    fn finish(&mut self) {
+    fn finish(&mut self, s: &Shared) {
+        // No command is taken from now on, and none is left waiting: their
+        // reply channels close, so whoever waits gets an error.
+        *s.cmds.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        while self.commands.try_recv().is_ok() {}
+        self.waiting.clear();
         self.sends.finish();
         if let Some(Posted { request, buf }) = self.posted.take() {
             request.cancel();
@@ -290,7 +295,7 @@ pub(super) fn communicate(s: &Shared) {
             let mut e = s.engine.lock().unwrap_or_else(PoisonError::into_inner);
             let busy = e.step(s);
             if e.stopped {
-                e.finish();
+                e.finish(s);
                 return;
             }
             (busy, !e.sends.is_empty())
@@ -315,28 +320,34 @@ pub(super) fn communicate(s: &Shared) {
 impl Shared {
     /// Hands `c` to the engine (wakes the communication thread if it
     /// sleeps).
-    pub(super) fn cmd(&self, c: Cmd) {
-        // A send fails only once the engine has stopped (the World is
-        // being dropped): nothing is waiting for it then.
-        let _ = self.cmds.lock().unwrap_or_else(PoisonError::into_inner).send(c);
+    pub(super) fn cmd(&self, c: Cmd) -> bool {
+        // Once the engine has stopped (the World was dropped) the command
+        // is dropped here: a thread waiting for its reply then gets an
+        // error instead of waiting for ever.
+        let taken = match &*self.cmds.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(to) => to.send(c).is_ok(),
+            None => false,
+        };
         // Relaxed: see `communicate`.
         if self.comm_sleeping.load(Ordering::Relaxed)
             && let Some(t) = self.comm_thread.get()
         {
             t.unpark();
         }
+        taken
     }
 
     /// Carries `c` out now, on this thread, if the engine is free (after
     /// what was handed in before it, so this thread's messages keep their
     /// order); else hands it in for the engine's holder's next step.
-    pub(super) fn cmd_now(&self, c: Cmd) {
+    pub(super) fn cmd_now(&self, c: Cmd) -> bool {
         match self.engine.try_lock() {
-            Ok(mut e) => {
+            Ok(mut e) if !e.stopped => {
                 e.commands();
                 e.command(c);
+                true
             }
-            Err(_) => self.cmd(c),
+            _ => self.cmd(c),
         }
     }
 
@@ -364,10 +375,15 @@ impl Shared {
             if let Some(t) = done() {
                 break Some(t);
             }
-            let busy = match self.engine.try_lock() {
-                Ok(e) if e.stopped => break None,
-                Ok(mut e) => e.step(self),
-                Err(_) => false,
+            let engine = match self.engine.try_lock() {
+                Ok(e) => Some(e),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            let busy = match engine {
+                Some(e) if e.stopped => break None,
+                Some(mut e) => e.step(self),
+                None => false,
             };
             n = n.wrapping_add(1);
             if n.is_multiple_of(64) && start.elapsed() > DRIVE_FOR {
@@ -508,7 +524,9 @@ fn route(
 fn parse(body: &[u8]) -> Option<(u32, i32, &[u8])> {
     let queue = u32::from_le_bytes(body.get(..4)?.try_into().ok()?);
     let reply = u32::from_le_bytes(body.get(4..8)?.try_into().ok()?);
-    let reply = i32::try_from(reply).ok().filter(|&t| t >= tag::FIRST_REPLY)?;
+    let reply = i32::try_from(reply)
+        .ok()
+        .filter(|&t| t >= tag::FIRST_REPLY || t == tag::NO_REPLY)?;
     Some((queue, reply, &body[8..]))
 }
 

@@ -141,6 +141,8 @@ pub(crate) mod tag {
     pub(crate) const OBJECT: i32 = 9;
     /// The last request tag.
     pub(crate) const LAST_REQUEST: i32 = OBJECT;
+    /// The reply tag of a request that wants no reply.
+    pub(crate) const NO_REPLY: i32 = 98;
     /// The header of a large message (its body follows on another
     /// communicator).
     pub(crate) const LARGE: i32 = 99;
@@ -165,7 +167,8 @@ pub(crate) struct Shared {
     /// The owner-side handlers of this rank's queues, pools and objects,
     /// by id.
     handlers: Mutex<HashMap<u32, Handler>>,
-    cmds: Mutex<mpsc::Sender<Cmd>>,
+    /// Commands for the engine (`None` once it stopped).
+    cmds: Mutex<Option<mpsc::Sender<Cmd>>>,
     next_reply: AtomicU32,
     /// Every MPI call goes through it (see `engine`).
     engine: Mutex<Engine>,
@@ -231,12 +234,17 @@ impl Shared {
     }
 
     /// Sends a request to `to` that wants no reply.
-    pub(crate) fn tell(&self, to: usize, tag: i32, body: &[u8], queue: u32) {
-        self.cmd_now(Cmd::Send {
+    pub(crate) fn tell(&self, to: usize, tag: i32, body: &[u8], queue: u32) -> Result<(), MpiError> {
+        let sent = self.cmd_now(Cmd::Send {
             to,
             tag,
-            bytes: request(queue, tag::FIRST_REPLY, body),
+            bytes: request(queue, tag::NO_REPLY, body),
         });
+        if sent {
+            Ok(())
+        } else {
+            Err(MpiError::Message("the World was dropped: nothing can be sent".into()))
+        }
     }
 
     /// A number no other call of this rank got (a handle's name).
@@ -258,6 +266,12 @@ impl Shared {
 
     /// Replies `status` and `body` to `to` on `reply_tag`.
     pub(crate) fn reply(&self, to: usize, reply_tag: i32, status: Result<&[u8], &str>) {
+        if reply_tag == tag::NO_REPLY {
+            if let Err(why) = status {
+                tracing::warn!(to, why, "a request that wants no reply failed");
+            }
+            return;
+        }
         let mut msg = Vec::new();
         match status {
             Ok(b) => {
@@ -352,7 +366,7 @@ impl World {
             size,
             node_of,
             handlers: Mutex::new(HashMap::new()),
-            cmds: Mutex::new(cmds),
+            cmds: Mutex::new(Some(cmds)),
             next_reply: AtomicU32::new(0),
             engine: Mutex::new(Engine::new(Comm(comm), commands, routes)),
             drivers: AtomicU32::new(0),

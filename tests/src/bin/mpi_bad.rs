@@ -1,7 +1,8 @@
 //! Requests no queue or pool of this library sends, from rank 1 to rank 0:
 //! for a queue that does not exist, with an unknown tag, a pool's request
-//! to a queue and a queue's to a pool. Each must come
-//! back as a clear refusal, and the job must end normally.
+//! to a queue and a queue's to a pool. Each must come back as a clear
+//! refusal, and the job must end normally. Then a remote queue used after
+//! the World is dropped: a clear error, never a hang.
 
 use shm::mpi::{MpiError, World};
 
@@ -28,6 +29,22 @@ fn main() -> Result<(), shm::Error> {
             other => println!("unknown tag: unexpected {other:?}"),
         }
     }
-    drop((q, pool));
+    drop(pool);
+    // Used after the World is gone (every rank dropped it): a clear error
+    // from the queue, never a hang.
+    let on_other_node = !q.is_local();
+    let rank = world.rank();
+    drop(world);
+    if rank == 1 && on_other_node {
+        match q.put(7) {
+            Err(e) => println!("put after the World: {e}"),
+            Ok(()) => println!("put after the World: unexpected Ok"),
+        }
+        match q.get() {
+            Err(e) => println!("get after the World: {e}"),
+            Ok(v) => println!("get after the World: unexpected {v}"),
+        }
+    }
+    drop(q);
     Ok(())
 }
