@@ -1,20 +1,22 @@
 //! Beyond one machine: a program launched by `mpirun` (or `srun`) gets a
-//! [`World`] of ranks and the objects of `shm` across them, with traffic
+//! `World` of ranks and the objects of `shm` across them, with traffic
 //! between ranks of one node in shared memory and MPI only between nodes.
 //! No network layer of our own.
 //!
 //! | object | made by (every rank, same order) | same node | other nodes |
 //! |---|---|---|---|
-//! | [`DistQueue`], [`DistJoinableQueue`] | `world.queue(owner, maxsize)`, `world.joinable_queue(..)` | the owner's `Queue` in place | `put` streams to the owner (acknowledged a window at a time), `get`/`task_done`/`join` ask it |
-//! | [`DistPool`] | `world.pool(n)` | a `Pool` of `n` workers per node, on its leader | chunks of tasks sent to each node's leader |
-//! | [`DistDict`], [`DistList`], [`DistNamespace`] | `world.dict(owner)`, `world.list(..)`, `world.namespace(..)` | the container's segment in place (crash-safe, as `shm::Dict`) | each operation asked of the owner |
-//! | [`DistProxy`] | `world.proxy(owner, make)` | the manager's mailboxes, as `shm::Proxy` | each call asked of the owner |
+//! | `DistQueue`, `DistJoinableQueue` | `world.queue(owner, maxsize)`, `world.joinable_queue(..)` | the owner's `Queue` in place | `put` streams to the owner (acknowledged a window at a time), `get`/`task_done`/`join` ask it |
+//! | `DistPool` | `world.pool(n)` | a `Pool` of `n` workers per node, on its leader | chunks of tasks sent to each node's leader |
+//! | `DistDict`, `DistList`, `DistNamespace` | `world.dict(owner)`, `world.list(..)`, `world.namespace(..)` | the container's segment in place (crash-safe, as `shm::Dict`) | each operation asked of the owner |
+//! | `DistProxy` | `world.proxy(owner, make)` | the manager's mailboxes, as `shm::Proxy` | each call asked of the owner |
 //!
-//! Every object counts its operations each way ([`Traffic`]): same-node
+//! Every object counts its operations each way (`Traffic`): same-node
 //! traffic never goes through MPI. A task of a pool, or the change a
 //! `modify` makes on another node, is a function of this executable (the
 //! ranks compare their executables at start): it travels as a code offset,
 //! and a closure that captures anything does not compile.
+//!
+//! (Links to the items need the feature: `cargo doc --features mpi`.)
 //!
 //! The crate is empty unless its `mpi` feature is on (the `shm` crate's
 //! `mpi` feature turns it on); the default build needs no MPI.
@@ -37,13 +39,13 @@
 //! # Failures
 //!
 //! - A task that panics, or whose worker process dies, fails alone: its
-//!   item comes back as [`MpiError::Task`] naming the task's index, the
+//!   item comes back as `MpiError::Task` naming the task's index, the
 //!   worker, its host and the signal; the node's pool replaces the worker
 //!   and every other task completes.
 //! - A put that fails on the owner (an item that does not decode, a closed
 //!   queue) is reported by a later `put` or `flush` of the same handle.
 //! - A container operation that fails on the owner comes back as
-//!   [`MpiError::Refused`] with the owner's reason.
+//!   `MpiError::Refused` with the owner's reason.
 //! - MPI's world is static: when a rank dies, `mpirun` ends the whole job
 //!   (Open MPI kills the other ranks and exits non-zero). Nothing here
 //!   promises more; a rank never hangs on a dead peer past the job's end.
