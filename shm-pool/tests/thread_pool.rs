@@ -196,3 +196,16 @@ fn results_in_place_are_dropped_once_on_failure_and_kept_on_success() -> Result<
     assert_eq!(p.map(|x: u32| x * 2, Liar(0..2))?, [0, 2]);
     Ok(())
 }
+
+/// A map of many chunks cuts them a few at a time (at most one more than
+/// there are threads in flight): every result, in order, and a failure in
+/// the middle still reports its index.
+#[test]
+fn a_map_of_many_chunks_cuts_them_as_they_run() -> Result<(), PoolError> {
+    let p = ThreadPool::new(2)?;
+    let out = p.map_chunked(|x: u64| x * 3, 0..10_000, 7)?;
+    assert_eq!(out, (0..10_000).map(|x| x * 3).collect::<Vec<_>>());
+    let failed = p.map_chunked(|x: u64| 1_000 / (x.abs_diff(5_000)), 0..10_000, 7);
+    assert!(matches!(failed, Err(PoolError::Task(e)) if e.index == 5_000));
+    Ok(())
+}

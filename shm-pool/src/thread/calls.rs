@@ -1,6 +1,8 @@
 //! [`ThreadPool`]'s calls: Python's `map`, `starmap`, `apply`, `imap` and
 //! their forms.
 
+use std::sync::Arc;
+
 use crate::error::PoolError;
 use crate::results::{AsyncResult, IMap};
 
@@ -19,7 +21,7 @@ impl<S: 'static> ThreadPool<S> {
         A: Send + 'static,
         R: Send + 'static,
     {
-        self.map_placed(Self::wrap(f), items, None)
+        self.map_placed(Arc::new(move |s: &mut S, a: A| f.run(s, a)), items, None)
     }
 
     /// As [`Self::map`] with `chunksize` tasks per chunk.
@@ -38,7 +40,7 @@ impl<S: 'static> ThreadPool<S> {
         A: Send + 'static,
         R: Send + 'static,
     {
-        self.map_placed(Self::wrap(f), items, Some(chunksize))
+        self.map_placed(Arc::new(move |s: &mut S, a: A| f.run(s, a)), items, Some(chunksize))
     }
 
     /// Python's `map_async`.
@@ -124,7 +126,7 @@ impl<S: 'static> ThreadPool<S> {
         Args: Send + 'static,
         R: Send + 'static,
     {
-        self.map_placed(Self::wrap_star(f), items, None)
+        self.map_placed(Arc::new(move |s: &mut S, a: Args| f.run(s, a)), items, None)
     }
 
     /// Python's `starmap_async`.

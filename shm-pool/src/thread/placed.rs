@@ -108,16 +108,22 @@ impl Batch for Mark {
     }
 }
 
-/// Tasks `first ..` of a placed map.
-struct Placed<S, A, R> {
-    f: Call<S, A, R>,
+/// Tasks `first ..` of a placed map. The task is its own type `G` (not a
+/// `dyn Fn`), so the loop over a chunk calls it directly and a quick task
+/// is inlined.
+struct Placed<S, A, R, G> {
+    f: Arc<G>,
+    _state: std::marker::PhantomData<fn(&mut S)>,
     first: usize,
     args: Vec<A>,
     out: Arc<Out<R>>,
     job: Arc<Job<Mark>>,
 }
 
-impl<S, A: Send, R: Send> Work<S> for Placed<S, A, R> {
+impl<S, A: Send, R: Send, G> Work<S> for Placed<S, A, R, G>
+where
+    G: Fn(&mut S, A) -> R + Send + Sync,
+{
     fn run(self: Box<Self>, state: &mut S, worker: &Arc<str>, done: &AtomicU64) {
         let Self {
             f,
@@ -125,6 +131,7 @@ impl<S, A: Send, R: Send> Work<S> for Placed<S, A, R> {
             args,
             out,
             job,
+            ..
         } = *self;
         let n = args.len();
         let mut failed = Vec::new();
@@ -164,15 +171,16 @@ impl<S, A: Send, R: Send> Work<S> for Placed<S, A, R> {
 
 impl<S: 'static> ThreadPool<S> {
     /// `map` with each result written in place (see the module docs).
-    pub(crate) fn map_placed<A, R>(
+    pub(crate) fn map_placed<A, R, G>(
         &self,
-        f: Call<S, A, R>,
+        f: Arc<G>,
         items: impl IntoIterator<Item = A>,
         chunksize: Option<usize>,
     ) -> Result<Vec<R>, PoolError>
     where
         A: Send + 'static,
         R: Send + 'static,
+        G: Fn(&mut S, A) -> R + Send + Sync + 'static,
     {
         self.check_open()?;
         if chunksize == Some(0) {
@@ -180,20 +188,52 @@ impl<S: 'static> ThreadPool<S> {
         }
         let items = items.into_iter();
         // The output's room needs the length: an input that does not say
-        // it exactly is read whole first.
-        let (mut items, len): (Box<dyn Iterator<Item = A>>, usize) = match items.size_hint() {
-            (lo, Some(hi)) if lo == hi => (Box::new(items), lo),
+        // it exactly is read whole first. Either way the chunks are cut by
+        // code made for the iterator's own type (no call through a `dyn`
+        // per item: for quick tasks that was the caller's bottleneck).
+        match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => self.map_placed_from(f, items, lo, chunksize),
             _ => {
                 let all: Vec<A> = items.collect();
                 let n = all.len();
-                (Box::new(all.into_iter()), n)
+                self.map_placed_from(f, all.into_iter(), n, chunksize)
             }
-        };
+        }
+    }
+
+    /// [`Self::map_placed`] over `items`, which said it has `len` items.
+    fn map_placed_from<A, R, G>(
+        &self,
+        f: Arc<G>,
+        mut items: impl Iterator<Item = A>,
+        len: usize,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<R>, PoolError>
+    where
+        A: Send + 'static,
+        R: Send + 'static,
+        G: Fn(&mut S, A) -> R + Send + Sync + 'static,
+    {
         let chunksize = chunksize.unwrap_or_else(|| crate::pool::default_chunksize(len, self.processes()));
         let out = Arc::new(Out::<R>::new(len));
         let job: Arc<Job<Mark>> = Job::new(None);
         let mut base = 0;
+        // At most one chunk more than there are threads is cut and not yet
+        // run: memory for the input stays bounded, and a chunk's room is
+        // often the room of one that ran (already touched, so cutting it
+        // costs a copy, not fresh pages: for quick tasks the caller's page
+        // faults were the map's cost).
+        let window = self.processes() + 1;
+        let mut issued = 0;
         while base < len {
+            if issued >= window {
+                let st = job.wait_spinning(None, Duration::ZERO, |st| {
+                    st.frames.len() + window > issued || st.aborted.is_some()
+                });
+                if st.aborted.is_some() {
+                    break;
+                }
+            }
             // Never past the room, whatever the input yields.
             let chunk: Vec<A> = items.by_ref().take(chunksize.min(len - base)).collect();
             let n = chunk.len();
@@ -203,12 +243,14 @@ impl<S: 'static> ThreadPool<S> {
             job.submitted(n, false);
             self.queue(Box::new(Placed {
                 f: Arc::clone(&f),
+                _state: std::marker::PhantomData,
                 first: base,
                 args: chunk,
                 out: Arc::clone(&out),
                 job: Arc::clone(&job),
             }));
             base += n;
+            issued += 1;
         }
         job.submitted(0, true);
         // An input longer than it said goes the ordinary way.
@@ -216,7 +258,8 @@ impl<S: 'static> ThreadPool<S> {
         let rest = if rest.is_empty() {
             None
         } else {
-            let extra = self.submit(Arc::clone(&f), rest, Some(chunksize), None)?;
+            let call: Call<S, A, R> = f.clone();
+            let extra = self.submit(call, rest, Some(chunksize), None)?;
             Some(crate::job::collect_streaming::<R, _>(&extra).map_err(|e| match e {
                 PoolError::Task(mut t) => {
                     t.index += base;
