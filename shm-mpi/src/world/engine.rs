@@ -167,12 +167,12 @@ impl Engine {
         }
     }
 
-    /// One step: the commands, the sends under way, one probe (and what
-    /// the message it found made the handlers send). Whether it did
-    /// anything.
+    /// One step: the commands, the sends under way, one test of the posted
+    /// receive (and, when a message came, what it made the handlers send).
+    /// Whether it did anything.
     fn step(&mut self, s: &Shared) -> bool {
-        // The probe below makes MPI progress too: sends under way are
-        // tested (and their buffers freed) every few steps only.
+        // The test of the posted receive makes MPI progress too: sends
+        // under way are tested (and their buffers freed) every few steps.
         self.steps = self.steps.wrapping_add(1);
         if self.steps.is_multiple_of(TEST_SENDS_EVERY) || self.sends.pending.len() > 16 {
             self.sends.progress();
@@ -263,10 +263,10 @@ impl Engine {
 /// Steps between two tests of the sends under way.
 const TEST_SENDS_EVERY: u32 = 8;
 
-/// Probes before the communication thread sleeps between them.
-const SPIN_PROBES: u32 = 20_000;
+/// Idle steps before the communication thread sleeps between them.
+const SPIN_STEPS: u32 = 20_000;
 
-/// How long the communication thread sleeps between probes once idle.
+/// How long the communication thread sleeps between steps once idle.
 const IDLE_SLEEP: Duration = Duration::from_micros(50);
 
 /// How long the communication thread sleeps while another thread drives.
@@ -305,7 +305,7 @@ pub(super) fn communicate(s: &Shared) {
         } else {
             idle = idle.saturating_add(1);
         }
-        if idle < SPIN_PROBES || sending {
+        if idle < SPIN_STEPS || sending {
             std::hint::spin_loop();
         } else {
             // Relaxed both: a missed flag costs one slice, never a message

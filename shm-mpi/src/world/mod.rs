@@ -6,7 +6,7 @@
 //! Every MPI call after [`World::init`] goes through the rank's engine,
 //! one thread at a time (so `MPI_THREAD_SERIALIZED` is enough, and no MPI
 //! library's thread-multiple paths are relied on): it sends what the
-//! process's threads hand it, probes for what arrives without blocking,
+//! process's threads hand it, takes what arrives without blocking,
 //! routes replies to the thread that waits for them and requests to the
 //! queue, pool or object that serves them. A communication thread drives
 //! it, except while a thread that waits for a message drives it itself
