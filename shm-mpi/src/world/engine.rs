@@ -397,10 +397,18 @@ impl Shared {
                 std::thread::yield_now();
             }
         };
-        // The communication thread takes over within `DRIVEN_SLEEP`, by
-        // itself: waking it here would preempt, on a small machine, the
-        // thread that is about to drive again or the other rank's.
+        // With its value, this thread goes on (and likely drives again
+        // soon): the communication thread takes over within
+        // `DRIVEN_SLEEP` by itself, since waking it here would preempt, on
+        // a small machine, this thread or the other rank's. Without, this
+        // thread is about to sleep: the communication thread must drive
+        // now.
         self.drivers.store(0, Ordering::Release);
+        if out.is_none()
+            && let Some(t) = self.comm_thread.get()
+        {
+            t.unpark();
+        }
         out
     }
 }
