@@ -25,7 +25,7 @@ use shm_manager::ManagerError;
 
 use crate::code::conjure;
 use crate::queue::Counters;
-use crate::world::{MpiError, Request, Shared, World, tag};
+use crate::world::{MpiError, Request, Shared, World, status, tag};
 
 pub use dict::DistDict;
 pub use list::DistList;
@@ -80,15 +80,7 @@ impl Remote {
         let mut msg = Vec::with_capacity(1 + body.len());
         msg.push(op);
         msg.extend_from_slice(body);
-        let reply = self.shared.ask(self.owner, tag::OBJECT, &msg, self.id)?;
-        match reply.split_first() {
-            Some((0, rest)) => Ok(rest.to_vec()),
-            Some((_, why)) => Err(MpiError::Refused {
-                owner: self.owner,
-                why: String::from_utf8_lossy(why).into_owned(),
-            }),
-            None => Err(MpiError::Message("an empty reply".into())),
-        }
+        status(self.owner, self.shared.ask(self.owner, tag::OBJECT, &msg, self.id)?)
     }
 
     /// As [`Self::call`], decoding the reply as `R`.

@@ -70,64 +70,41 @@ impl DistNamespace {
         self.stats.get()
     }
 
-    fn remote<R: DeserializeOwned>(&self, code: u8, body: &[u8]) -> Result<R, MpiError> {
-        match &self.place {
-            Place::Remote(r) => {
-                self.stats.remote();
-                r.call_as(code, body)
-            }
-            Place::Here(_) => Err(MpiError::Unsupported("a remote call on a local namespace")),
-        }
-    }
-
-    fn here(&self) -> Option<&Namespace> {
-        match &self.place {
-            Place::Here(ns) => {
-                self.stats.local();
-                Some(ns)
-            }
-            Place::Remote(_) => None,
-        }
-    }
-
     /// Attribute `name` (an error naming it if it is not set).
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<T, MpiError> {
-        if let Some(ns) = self.here() {
-            return Ok(ns.get(name)?);
-        }
-        let bytes: Vec<u8> = self.remote(op::GET, &encode(name)?)?;
+        // Its serialised bytes either way (only this rank knows `T`).
+        let bytes: Vec<u8> = self
+            .place
+            .run(&self.stats, |ns| ns.__get_raw(name), op::GET, || encode(name))?;
         decode(&bytes)
     }
 
     /// Sets attribute `name`.
     pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), MpiError> {
-        if let Some(ns) = self.here() {
-            return Ok(ns.set(name, value)?);
-        }
-        self.remote(op::SET, &encode(&(name, encode(value)?))?)
+        let v = encode(value)?;
+        self.place.run(
+            &self.stats,
+            |ns| ns.__set_raw(name, &v),
+            op::SET,
+            || encode(&(name, &v)),
+        )
     }
 
     /// Deletes attribute `name` (an error naming it if it is not set).
     pub fn delete(&self, name: &str) -> Result<(), MpiError> {
-        if let Some(ns) = self.here() {
-            return Ok(ns.delete(name)?);
-        }
-        self.remote(op::DELETE, &encode(name)?)
+        self.place
+            .run(&self.stats, |ns| ns.delete(name), op::DELETE, || encode(name))
     }
 
     /// Whether attribute `name` is set.
     pub fn contains(&self, name: &str) -> Result<bool, MpiError> {
-        if let Some(ns) = self.here() {
-            return Ok(ns.contains(name)?);
-        }
-        self.remote(op::CONTAINS, &encode(name)?)
+        self.place
+            .run(&self.stats, |ns| ns.contains(name), op::CONTAINS, || encode(name))
     }
 
     /// The names of the attributes set.
     pub fn names(&self) -> Result<Vec<String>, MpiError> {
-        if let Some(ns) = self.here() {
-            return Ok(ns.names()?);
-        }
-        self.remote(op::NAMES, &[])
+        self.place
+            .run(&self.stats, Namespace::names, op::NAMES, || Ok(Vec::new()))
     }
 }

@@ -89,56 +89,42 @@ impl<T: Served> DistProxy<T> {
         }
     }
 
-    fn remote(&self, code: u8, body: &[u8]) -> Result<Vec<u8>, MpiError> {
-        match &self.place {
-            Place::Remote(r) => {
-                self.stats.remote();
-                r.call_as(code, body)
-            }
-            Place::Here(_) => Err(MpiError::Unsupported("a remote call on a local proxy")),
-        }
-    }
-
-    fn here(&self) -> Option<&Proxy<T>> {
-        match &self.place {
-            Place::Here(p) => {
-                self.stats.local();
-                Some(p)
-            }
-            Place::Remote(_) => None,
-        }
+    /// Runs `here` on the proxy, or operation `code` on the owner: the
+    /// serialised value either way (only this rank knows its type).
+    fn bytes(
+        &self,
+        here: impl FnOnce(&Proxy<T>) -> Result<Vec<u8>, ManagerError>,
+        code: u8,
+        body: impl FnOnce() -> Result<Vec<u8>, MpiError>,
+    ) -> Result<Vec<u8>, MpiError> {
+        self.place.run(&self.stats, here, code, body)
     }
 
     /// Calls method `method` with `args` (a tuple: `()`, `(x,)`, `(x, y)`)
     /// in the manager process and returns what it returns.
     pub fn call<A: Serialize, R: DeserializeOwned>(&self, method: &str, args: A) -> Result<R, MpiError> {
-        if let Some(p) = self.here() {
-            return Ok(p.call(method, args)?);
-        }
-        decode(&self.remote(op::CALL, &encode(&(method, encode(&args)?))?)?)
+        let a = encode(&args)?;
+        decode(&self.bytes(|p| p.__call_raw(method, a.clone()), op::CALL, || encode(&(method, &a)))?)
     }
 
     /// Reads attribute `name`.
     pub fn getattr<R: DeserializeOwned>(&self, name: &str) -> Result<R, MpiError> {
-        if let Some(p) = self.here() {
-            return Ok(p.getattr(name)?);
-        }
-        decode(&self.remote(op::GETATTR, &encode(name)?)?)
+        decode(&self.bytes(|p| p.__getattr_raw(name), op::GETATTR, || encode(name))?)
     }
 
     /// A copy of the whole instance as it is now.
     pub fn copy(&self) -> Result<T, MpiError> {
-        if let Some(p) = self.here() {
-            return Ok(p.copy()?);
-        }
-        decode(&self.remote(op::COPY, &[])?)
+        decode(&self.bytes(Proxy::__copy_raw, op::COPY, || Ok(Vec::new()))?)
     }
 
     /// Sets attribute `name`.
     pub fn setattr<V: Serialize + ?Sized>(&self, name: &str, value: &V) -> Result<(), MpiError> {
-        if let Some(p) = self.here() {
-            return Ok(p.setattr(name, value)?);
-        }
-        self.remote(op::SETATTR, &encode(&(name, encode(value)?))?).map(drop)
+        let v = encode(value)?;
+        self.place.run(
+            &self.stats,
+            |p| p.__setattr_raw(name, v.clone()),
+            op::SETATTR,
+            || encode(&(name, &v)),
+        )
     }
 }

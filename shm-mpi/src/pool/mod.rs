@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use shm_pool::{Pool, StarTask, Task};
 
 use crate::code::conjure;
-use crate::world::{MpiError, Request, Shared, World, tag};
+use crate::world::{MpiError, Request, Shared, World, status, tag};
 
 pub use results::{DistAsyncResult, DistIMap};
 
@@ -258,19 +258,6 @@ impl DistPool {
             }
         }
         to_lanes
-    }
-}
-
-/// A reply's status byte: the body after a 0, a refusal after anything
-/// else.
-fn status(owner: usize, reply: Vec<u8>) -> Result<Vec<u8>, MpiError> {
-    match reply.split_first() {
-        Some((0, _)) => Ok(reply[1..].to_vec()),
-        Some((_, why)) => Err(MpiError::Refused {
-            owner,
-            why: String::from_utf8_lossy(why).into_owned(),
-        }),
-        None => Err(MpiError::Message("an empty reply".into())),
     }
 }
 

@@ -340,14 +340,7 @@ impl<T> DistQueue<T> {
 
     /// A reply's body, or the owner's refusal.
     fn status(&self, reply: Vec<u8>) -> Result<Vec<u8>, MpiError> {
-        match reply.split_first() {
-            Some((0, rest)) => Ok(rest.to_vec()),
-            Some((_, why)) => Err(MpiError::Refused {
-                owner: self.owner,
-                why: String::from_utf8_lossy(why).into_owned(),
-            }),
-            None => Err(message("an empty reply")),
-        }
+        crate::world::status(self.owner, reply)
     }
 }
 

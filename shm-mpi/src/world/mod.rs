@@ -287,6 +287,22 @@ impl Shared {
     }
 }
 
+/// A reply as [`Shared::reply`] wrote it: its body after a 0 status, the
+/// owner's refusal after any other.
+pub(crate) fn status(owner: usize, mut reply: Vec<u8>) -> Result<Vec<u8>, MpiError> {
+    match reply.first() {
+        Some(0) => {
+            reply.remove(0);
+            Ok(reply)
+        }
+        Some(_) => Err(MpiError::Refused {
+            owner,
+            why: String::from_utf8_lossy(&reply[1..]).into_owned(),
+        }),
+        None => Err(MpiError::Message("an empty reply".into())),
+    }
+}
+
 pub(crate) fn rank_i32(r: usize) -> i32 {
     i32::try_from(r).unwrap_or(i32::MAX)
 }
@@ -430,15 +446,7 @@ impl World {
     /// requests no queue of this library sends. Not API.
     #[doc(hidden)]
     pub fn __raw_request(&self, to: usize, kind: i32, queue: u32) -> Result<(), MpiError> {
-        let reply = self.shared.ask(to, kind, &[], queue)?;
-        match reply.split_first() {
-            Some((0, _)) => Ok(()),
-            Some((_, why)) => Err(MpiError::Refused {
-                owner: to,
-                why: String::from_utf8_lossy(why).into_owned(),
-            }),
-            None => Err(MpiError::Message("an empty reply".into())),
-        }
+        status(to, self.shared.ask(to, kind, &[], queue)?).map(drop)
     }
 
     /// Runs `f` with `MPI_COMM_WORLD` under the rank's engine lock (no
