@@ -1,9 +1,9 @@
 //! Side-by-side benchmarks of shm against its peers, measured in one run.
 //!
-//! `cargo bench -p shm-benches --bench compare` prints the table and writes
+//! `cargo bench -p shmproc-benches --bench compare` prints the table and writes
 //! `benches/results/latest.md` and `benches/results/*.svg`.
 //! `SHM_BENCH_QUICK=1` cuts the iterations about tenfold.
-//! `cargo test -p shm-benches --benches` (no `--bench` argument) runs a
+//! `cargo test -p shmproc-benches --benches` (no `--bench` argument) runs a
 //! smoke pass with a few iterations and writes nothing.
 //! `SHM_BENCH_ONLY=peers,ring` runs only the named groups (`process`,
 //! `sync`, `wake`, `ring`, `peers`, `value`, `pool`, `manager`) and writes into
@@ -11,9 +11,9 @@
 //!
 //! Arguments other than `--bench` and `--exit-now` are ignored.
 
-use shm_benches::process_start::EXIT_NOW;
-use shm_benches::report::Report;
-use shm_benches::{
+use shmproc_benches::process_start::EXIT_NOW;
+use shmproc_benches::report::Report;
+use shmproc_benches::{
     Mode, machine, manager_bench, peers, pool_bench, process_start, results_dir, ring_bench, sync_bench, value_bench,
     wake_bench,
 };
@@ -23,19 +23,19 @@ type Group = fn(Mode, &mut Report);
 
 fn main() {
     // The spawn floor execs this binary with `--exit-now`: leave before
-    // anything else, `shm::init()` included.
+    // anything else, `shmproc::init()` included.
     if std::env::args_os().nth(1).is_some_and(|a| a == EXIT_NOW) {
         return;
     }
     // Spawned children dispatch to their target here and never return.
-    shm::init();
+    shmproc::init();
 
     let mode = Mode::detect();
     let mut report = Report::new("shm benchmarks");
     report.header.push(format!("Date: {}", machine::utc_now()));
     report.header.push(format!("Machine: {}", machine::describe()));
     report.header.push(format!(
-        "Mode: {}; command: `cargo bench -p shm-benches --bench compare`",
+        "Mode: {}; command: `cargo bench -p shmproc-benches --bench compare`",
         mode.name()
     ));
     report.header.push(
@@ -61,7 +61,7 @@ fn main() {
     #[cfg(feature = "mpi")]
     let groups: Vec<(&str, Group)> = groups
         .into_iter()
-        .chain([("mpi", shm_benches::mpi_group::run as Group)])
+        .chain([("mpi", shmproc_benches::mpi_group::run as Group)])
         .collect();
     for (name, run) in groups {
         if only.as_deref().is_none_or(|o| o.split(',').any(|g| g.trim() == name)) {

@@ -1,4 +1,4 @@
-"""Peers of shm::Queue and shm::Pipe: Python's multiprocessing.Queue and Pipe.
+"""Peers of shmproc::Queue and shmproc::Pipe: Python's multiprocessing.Queue and Pipe.
 
 Queue: one forked producer process puts ITEMS small ints (0, 1, 2, ...) on a
 multiprocessing.Queue, this process gets them all and checks their sum. Both

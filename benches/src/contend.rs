@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::time::Duration;
 
-use shm::Process;
+use shmproc::Process;
 
 use crate::affinity::{allowed_cpus, pin_to};
 use crate::raw_sync::{AtomicU32, AtomicU64, Padded, SharedMap, ZeroShared};

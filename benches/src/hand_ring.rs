@@ -1,5 +1,5 @@
 //! The raw peer of the ring rows: a minimal hand-tuned SPSC ring of `u64`
-//! in a [`SharedMap`], sharing nothing with `shm::spsc`, and the spin wait
+//! in a [`SharedMap`], sharing nothing with `shmproc::spsc`, and the spin wait
 //! of the busy-polling rows.
 //!
 //! Lamport's ring with cached indices (Rigtorp's `SPSCQueue`): `tail`

@@ -9,7 +9,7 @@
 //! [`ring_sleep`], [`ring_sizes`]; [`peers`] with [`peer_ends`],
 //! [`peer_ice`], [`peer_drive`], [`peer_python`]; [`value_bench`]).
 //!
-//! `cargo bench -p shm-benches --bench compare` runs every group, prints the
+//! `cargo bench -p shmproc-benches --bench compare` runs every group, prints the
 //! table and writes `benches/results/latest.md` and `benches/results/*.svg`.
 //! To add a group: a module with a `run(mode, &mut Report)` that measures
 //! ours and its peers in the same run, pushes [`report::Row`]s, and

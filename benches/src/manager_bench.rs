@@ -20,7 +20,7 @@ use std::time::Instant;
 use heed::byteorder::NativeEndian;
 use heed::types::U64;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions};
-use shm::{Dict, Event, Manager, Namespace, Process, Proxy, RawValue};
+use shmproc::{Dict, Event, Manager, Namespace, Process, Proxy, RawValue};
 
 use crate::python::FlatJson;
 use crate::report::{Measured, Report, Row, Target};
@@ -43,7 +43,7 @@ impl Counter {
     }
 }
 
-shm::served! {
+shmproc::served! {
     impl Counter as CounterHandle {
         attrs { n: u64 }
         fn bump(&mut self) -> u64;

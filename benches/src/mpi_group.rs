@@ -1,7 +1,7 @@
 //! The `mpi` group (with the `mpi` feature): `src/bin/mpi_bench.rs` run by
 //! `mpirun -np 2`:
 //!
-//! - across two hosts made on this machine (`shm-mpi/scripts/two-hosts`:
+//! - across two hosts made on this machine (`shmproc-mpi/scripts/two-hosts`:
 //!   two network namespaces on a veth pair, MPI over TCP only; where they
 //!   cannot be made, a node per rank on this host over Open MPI's shared
 //!   memory transport, and the rows say so):
@@ -63,12 +63,12 @@ pub fn run(mode: Mode, report: &mut Report) {
     let bin = root.join("target/release/mpi_bench");
     if !bin.exists() {
         report.skipped.push(
-            "mpi rows (build `cargo build --release -p shm-benches --features mpi --bin mpi_bench` first)".into(),
+            "mpi rows (build `cargo build --release -p shmproc-benches --features mpi --bin mpi_bench` first)".into(),
         );
         return;
     }
     let n = mode.scale(4000).max(200);
-    let hosts = Command::new(root.join("shm-mpi/scripts/two-hosts"))
+    let hosts = Command::new(root.join("shmproc-mpi/scripts/two-hosts"))
         .arg(&bin)
         .arg(n.to_string())
         .output();

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use shm::Process;
+use shmproc::Process;
 
 use crate::affinity::pin_to;
 use crate::hand_ring::spin_until;

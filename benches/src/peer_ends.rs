@@ -7,7 +7,7 @@
 //! there, because some peers (iceoryx2) must create their ports in the
 //! process that uses them, and their ports are not `Send`.
 //!
-//! Here: the cache-line floor, `shm::spsc` rings (busy-polling or
+//! Here: the cache-line floor, `shmproc::spsc` rings (busy-polling or
 //! blocking, `u64` or `[u64; K]` by loan), byte streams (a pipe or a Unix
 //! socketpair, `K` words per message), ipc-channel and crossbeam-channel.
 //! iceoryx2 is in [`crate::peer_ice`].
@@ -25,9 +25,9 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Release};
 
-use shm::ShmSafe;
-use shm::duplex::{self, Duplex};
-use shm::spsc::{self, Consumer, Producer};
+use shmproc::ShmSafe;
+use shmproc::duplex::{self, Duplex};
+use shmproc::spsc::{self, Consumer, Producer};
 
 use crate::hand_ring::spin_until;
 use crate::raw_sync::{AtomicU64, Padded, SharedMap};
@@ -213,7 +213,7 @@ impl Word for Ring {
 /// # Errors
 ///
 /// If a ring cannot be created.
-pub fn ring_echo(slots: usize, blocking: bool) -> Result<(EchoEnd, EchoEnd), shm::SegmentError> {
+pub fn ring_echo(slots: usize, blocking: bool) -> Result<(EchoEnd, EchoEnd), shmproc::SegmentError> {
     let (a_tx, a_rx) = spsc::channel::<u64>(slots)?;
     let (b_tx, b_rx) = spsc::channel::<u64>(slots)?;
     let side = |tx, rx| Ring {
@@ -256,7 +256,7 @@ impl Word for DuplexEcho {
 /// # Errors
 ///
 /// If the channel cannot be created.
-pub fn duplex_echo(slots: usize, blocking: bool) -> Result<(EchoEnd, EchoEnd), shm::SegmentError> {
+pub fn duplex_echo(slots: usize, blocking: bool) -> Result<(EchoEnd, EchoEnd), shmproc::SegmentError> {
     let (a, b) = duplex::channel::<u64, u64>(slots)?;
     let side = |end| DuplexEcho { end, blocking };
     Ok((echo(side(a)), echo(side(b))))
@@ -267,7 +267,7 @@ pub fn duplex_echo(slots: usize, blocking: bool) -> Result<(EchoEnd, EchoEnd), s
 /// # Errors
 ///
 /// If the ring cannot be created.
-pub fn ring_flow(slots: usize, blocking: bool) -> Result<(FeedEnd, DrainEnd), shm::SegmentError> {
+pub fn ring_flow(slots: usize, blocking: bool) -> Result<(FeedEnd, DrainEnd), shmproc::SegmentError> {
     let (tx, rx) = spsc::channel::<u64>(slots)?;
     let side = |tx, rx| OneWay(Ring { tx, rx, blocking });
     Ok((feed(side(Some(tx), None)), drain(side(None, Some(rx)))))
@@ -287,7 +287,7 @@ pub struct Loans<const K: usize> {
 /// # Errors
 ///
 /// If the ring cannot be created.
-pub fn loan_flow<const K: usize>(slots: usize) -> Result<(FeedEnd, DrainEnd), shm::SegmentError>
+pub fn loan_flow<const K: usize>(slots: usize) -> Result<(FeedEnd, DrainEnd), shmproc::SegmentError>
 where
     [u64; K]: ShmSafe,
 {

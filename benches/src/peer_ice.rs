@@ -52,7 +52,7 @@ enum Qos {
 /// A unique service name for `tag`.
 fn name(tag: &str) -> ServiceName {
     let pid = std::process::id();
-    ServiceName::new(&format!("shm-benches/{pid}/{tag}")).expect("a valid service name")
+    ServiceName::new(&format!("shmproc-benches/{pid}/{tag}")).expect("a valid service name")
 }
 
 fn node() -> Node<ipc::Service> {

@@ -1,4 +1,4 @@
-//! `shm::Queue` and `shm::Pipe` against their Python originals,
+//! `shmproc::Queue` and `shmproc::Pipe` against their Python originals,
 //! `multiprocessing.Queue` (small ints one way, items per second) and
 //! `multiprocessing.Pipe` (8-byte round trips), measured by
 //! `python/mp_queue_pipe.py` with the same shape: one producer process and
@@ -8,7 +8,7 @@
 //! [`crate::peer_drive`] like the other peers: the child produces (or
 //! echoes) and this process receives (or asks), checks and times.
 
-use shm::{Connection, Pipe, Queue};
+use shmproc::{Connection, Pipe, Queue};
 
 use crate::peer_drive::{Peer, Trips, flows, round_trips};
 use crate::peer_ends::{OneWay, Word, drain, echo, feed};
@@ -19,7 +19,7 @@ use crate::{Mode, python};
 /// Round trips per block of [`ours_pipe`].
 pub const PIPE_TRIPS: u32 = 100;
 
-/// One end of a `shm::Queue<u64>`: `put` and `get`.
+/// One end of a `shmproc::Queue<u64>`: `put` and `get`.
 struct QueueEnd(Queue<u64>);
 
 impl Word for QueueEnd {
@@ -32,7 +32,7 @@ impl Word for QueueEnd {
     }
 }
 
-/// One end of a duplex `shm::Pipe`: 8 bytes by `send_bytes`/`recv_bytes`.
+/// One end of a duplex `shmproc::Pipe`: 8 bytes by `send_bytes`/`recv_bytes`.
 struct PipeEnd(Connection);
 
 impl Word for PipeEnd {
@@ -46,7 +46,7 @@ impl Word for PipeEnd {
     }
 }
 
-/// `shm::Queue<u64>` (no size limit, as Python's): items per second from
+/// `shmproc::Queue<u64>` (no size limit, as Python's): items per second from
 /// a producer process on `cpus.1` to this process on `cpus.0`, blocks of
 /// `items` after one warm-up block.
 ///
@@ -63,7 +63,7 @@ pub fn ours_queue(mode: Mode, cpus: (usize, usize), items: usize) -> Result<Stat
     Ok(flows(Peer::Process, cpus, vec![case], mode.scale(30), mode.warmup(1))[0])
 }
 
-/// `shm::Pipe` (duplex): 8-byte round trips with an echoing child, blocks
+/// `shmproc::Pipe` (duplex): 8-byte round trips with an echoing child, blocks
 /// of [`PIPE_TRIPS`], about `trips` in all.
 ///
 /// # Errors

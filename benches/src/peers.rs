@@ -1,6 +1,6 @@
 //! The peers of issue 4, each measured against ours in the same run:
 //!
-//! 1. round trips between 2 processes on 2 CPUs: our `shm::spsc` ring
+//! 1. round trips between 2 processes on 2 CPUs: our `shmproc::spsc` ring
 //!    busy-polling against iceoryx2 publish-subscribe busy-polling (and the
 //!    cache-line floor), and our blocking `push`/`pop` against a pipe, a
 //!    Unix socketpair and ipc-channel, all of which block in the kernel;
@@ -9,14 +9,14 @@
 //! 3. one-way messages of 8 B to 1 MiB (every byte written and read): our
 //!    ring by loan against iceoryx2 by loan, a pipe and a socketpair;
 //! 4. the same ring against crossbeam-channel between two threads;
-//! 5. `shm::Queue` and `shm::Pipe` against Python's `multiprocessing`
+//! 5. `shmproc::Queue` and `shmproc::Pipe` against Python's `multiprocessing`
 //!    ([`crate::peer_python`]).
 //!
 //! Cases alternate block by block within each group ([`crate::peer_drive`]);
 //! every ratio is within one run. Charts: `peer_latency.svg` (round-trip
 //! percentiles) and `peer_sizes.svg` (bytes per second by message size).
 
-use shm::park::DEFAULT_SPINS;
+use shmproc::park::DEFAULT_SPINS;
 
 use crate::Mode;
 use crate::affinity::allowed_cpus;
@@ -354,7 +354,7 @@ fn size_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) -> Option<Li
 /// Ours against crossbeam-channel between two threads.
 fn thread_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) {
     let fast = trips(mode, 1000);
-    let rings = (|| -> Result<_, shm::SegmentError> {
+    let rings = (|| -> Result<_, shmproc::SegmentError> {
         Ok((ring_echo(SLOTS, false)?, ring_echo(SLOTS, true)?, ring_flow(CAP, true)?))
     })();
     let ((oa, ob), (ba, bb), (of, od)) = match rings {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::time::Duration;
 
-use shm::Process;
+use shmproc::Process;
 
 use crate::Mode;
 use crate::affinity::{allowed_cpus, pin_to};

@@ -1,4 +1,4 @@
-//! `shm::Pool` and `shm::ThreadPool` against Python's `multiprocessing.Pool`,
+//! `shmproc::Pool` and `shmproc::ThreadPool` against Python's `multiprocessing.Pool`,
 //! `concurrent.futures.ProcessPoolExecutor`, mpire (when it installs) and
 //! rayon, in the same run (issue 11):
 //!
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use shm::{Pool, PoolError, RawValue, ThreadPool};
+use shmproc::{Pool, PoolError, RawValue, ThreadPool};
 
 use crate::python::FlatJson;
 use crate::report::{Measured, Report, Row, Target};
@@ -67,7 +67,7 @@ fn kill_to_error(samples: usize) -> Result<Stats, PoolError> {
         }
         let (pid, _) = pool.workers()[0].clone();
         let t = Instant::now();
-        shm::sys::kill_pid(pid, 9);
+        shmproc::sys::kill_pid(pid, 9);
         match results.next() {
             Some(Err(_)) => times.push(t.elapsed()),
             other => panic!("a killed worker's task reported {other:?}"),

@@ -15,7 +15,7 @@ use std::os::unix::process::CommandExt as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use shm::{Process, StartMethod};
+use shmproc::{Process, StartMethod};
 
 use crate::report::{Measured, Report, Row, Target};
 use crate::stats::{Case, Unit, time_interleaved};
@@ -23,7 +23,7 @@ use crate::svg::{Chart, Kind};
 use crate::{Mode, python};
 
 /// The argument that makes the benchmark binary exit at once (the first
-/// thing its `main` checks, before `shm::init()`).
+/// thing its `main` checks, before `shmproc::init()`).
 pub const EXIT_NOW: &str = "--exit-now";
 
 /// The child's target: does nothing.

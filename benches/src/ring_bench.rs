@@ -1,4 +1,4 @@
-//! `shm::spsc` ring rows, two processes pinned one per CPU:
+//! `shmproc::spsc` ring rows, two processes pinned one per CPU:
 //!
 //! 1. the cache-line ping-pong floor and busy-polling `u64` round trips
 //!    over our rings and over hand-tuned ones ([`crate::ring_trips`]);
@@ -15,8 +15,8 @@
 //! after each shows whether the machine changed mode meanwhile (on this
 //! machine it flips between about 30, 60 and 450 ns at random).
 
-use shm::Process;
-use shm::park::DEFAULT_SPINS;
+use shmproc::Process;
+use shmproc::park::DEFAULT_SPINS;
 
 use crate::Mode;
 use crate::affinity::{allowed_cpus, pin_to};

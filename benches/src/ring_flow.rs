@@ -1,9 +1,9 @@
 //! One-way `u64` throughput from a producer process to a consumer process,
-//! pinned one per CPU: `shm::spsc` one message at a time
+//! pinned one per CPU: `shmproc::spsc` one message at a time
 //! (`try_send`/`try_recv`, spinning on full/empty) and in batches of
 //! [`BATCH`] (`try_send_slice`/`try_recv_slice`, one publication per batch), against
 //! the hand-tuned ring ([`crate::hand_ring`]) doing the same; and
-//! `shm::mpmc` one message at a time beside them (one producer, one
+//! `shmproc::mpmc` one message at a time beside them (one producer, one
 //! consumer: what its per-slot sequence numbers and claims cost).
 //!
 //! The forked child produces, the parent consumes and times. Both walk the
@@ -14,9 +14,9 @@
 
 use std::time::{Duration, Instant};
 
-use shm::mpmc::{self, Mpmc};
-use shm::spsc::{self, Consumer, Producer};
-use shm::{TryRecvError, TrySendError};
+use shmproc::mpmc::{self, Mpmc};
+use shmproc::spsc::{self, Consumer, Producer};
+use shmproc::{TryRecvError, TrySendError};
 
 use crate::Mode;
 use crate::hand_ring::{self, CAP, HandRx, HandTx, spin_until};

@@ -1,4 +1,4 @@
-//! Messages per second through `shm::spsc` rings of large messages, one
+//! Messages per second through `shmproc::spsc` rings of large messages, one
 //! producer process and one consumer process pinned one per CPU, for
 //! payloads of 64 B, 4 KiB, 64 KiB and 1 MiB (`[u64; K]`, ring capacity
 //! [`SLOTS`]), by four paths:
@@ -20,9 +20,9 @@
 
 use std::time::{Duration, Instant};
 
-use shm::ShmSafe;
-use shm::spsc::{self, Consumer, Producer};
-use shm::{TryRecvError, TrySendError};
+use shmproc::ShmSafe;
+use shmproc::spsc::{self, Consumer, Producer};
+use shmproc::{TryRecvError, TrySendError};
 
 use crate::Mode;
 use crate::hand_ring::spin_until;
@@ -127,7 +127,7 @@ where
     fn send(&mut self, path: Path, m: u64) {
         for s in self.next..self.next + m {
             match path {
-                Path::LoanBare => spin_until(|| self.ring.try_reserve().ok().map(shm::spsc::SendLoan::commit)),
+                Path::LoanBare => spin_until(|| self.ring.try_reserve().ok().map(shmproc::spsc::SendLoan::commit)),
                 Path::LoanTouched => spin_until(|| {
                     self.ring.try_reserve().ok().map(|mut slot| {
                         slot.fill(s);

@@ -1,4 +1,4 @@
-//! Blocking round trips over two `shm::spsc` rings (`push` on one, `pop`
+//! Blocking round trips over two `shmproc::spsc` rings (`push` on one, `pop`
 //! on the other; the child echoes), pinned one process per CPU, against
 //! the futex sleep/wake floor of [`crate::ping_pong`].
 //!
@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use shm::park::{self, DEFAULT_SPINS};
-use shm::spsc::{self, Consumer, Producer};
+use shmproc::park::{self, DEFAULT_SPINS};
+use shmproc::spsc::{self, Consumer, Producer};
 
 use crate::Mode;
 use crate::affinity::pin_to;
@@ -56,7 +56,7 @@ pub struct Sleeps {
 struct Pair {
     tx: Producer<u64>,
     rx: Consumer<u64>,
-    child: shm::Process,
+    child: shmproc::Process,
 }
 
 /// Two rings and a child on `cpu` that echoes `turns` messages with

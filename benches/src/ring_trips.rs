@@ -2,8 +2,8 @@
 //! cache-line floor (one shared word: each side spins until it sees its
 //! turn, then flips it), the same with one word per direction on lines of
 //! their own (what a ring's index costs at least), a `u64` over a
-//! `shm::duplex` channel (`try_send`, then spin on `try_recv`; the child
-//! echoes), the same over two `shm::spsc` rings (`try_send` on one, spin
+//! `shmproc::duplex` channel (`try_send`, then spin on `try_recv`; the child
+//! echoes), the same over two `shmproc::spsc` rings (`try_send` on one, spin
 //! on `try_recv` of the other), and over two hand-tuned rings
 //! ([`crate::hand_ring`]).
 //!
@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::time::{Duration, Instant};
 
-use shm::duplex::{self, Duplex};
-use shm::spsc::{self, Consumer, Producer};
-use shm::{TryRecvError, TrySendError};
+use shmproc::duplex::{self, Duplex};
+use shmproc::spsc::{self, Consumer, Producer};
+use shmproc::{TryRecvError, TrySendError};
 
 use crate::Mode;
 use crate::hand_ring::{self, HandRx, HandTx, spin_until};

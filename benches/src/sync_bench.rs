@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use shm::{Lock, RawValue};
+use shmproc::{Lock, RawValue};
 
 use crate::contend::{Contention, KIDS};
 use crate::raw_sync::{AtomicU64, FutexMutex, Padded, PthreadMutex, SharedMap};

@@ -1,5 +1,5 @@
 //! Value and array rows: `RawValue`/`RawArray` copies through relaxed atomic
-//! words (`shm::atomic::copy`, the sound code) against the volatile copies
+//! words (`shmproc::atomic::copy`, the sound code) against the volatile copies
 //! they replaced, kept here as a local baseline ([`Volatile`]), in the same
 //! run; and the cost of `Value::fetch_add` taking its lock against the
 //! lock-free `RawValue::fetch_add`.
@@ -26,7 +26,7 @@
 use std::hint::black_box;
 use std::sync::atomic::Ordering::Relaxed;
 
-use shm::{OutOfBounds, RawArray, RawValue, ShmSafe};
+use shmproc::{OutOfBounds, RawArray, RawValue, ShmSafe};
 
 use crate::Mode;
 use crate::report::{Measured, Report, Row, Target};
@@ -258,7 +258,7 @@ pub fn run(mode: Mode, report: &mut Report) {
 /// it cannot lose updates against `Value::update`) against the lock-free
 /// `RawValue::fetch_add` it used to be: the price of the lock, uncontended.
 fn locked_fetch_add(mode: Mode, report: &mut Report) {
-    let v = shm_sync::Value::new(0u64).expect("value segment");
+    let v = shmproc_sync::Value::new(0u64).expect("value segment");
     let (n, w) = (mode.scale(400), mode.warmup(40));
     let mut cases = [
         batch(n, w, BATCH, || {

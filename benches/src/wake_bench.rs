@@ -3,7 +3,7 @@
 //! [`crate::ping_pong`] measured in the same run.
 //!
 //! Four cases: {Event, Condition} × {spins=0, default spins}
-//! ([`shm_sync::park::set_spins`], set in the parent before each call and
+//! ([`shmproc_sync::park::set_spins`], set in the parent before each call and
 //! in each child once). With spins=0 a wait that finds nothing sleeps at
 //! once, so the round trip is compared with the floor (target ≤ 1.3);
 //! with the default spins the ratio to the floor shows what spinning buys.
@@ -31,8 +31,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use shm::Process;
-use shm_sync::park::{self, DEFAULT_SPINS};
+use shmproc::Process;
+use shmproc_sync::park::{self, DEFAULT_SPINS};
 
 use crate::Mode;
 use crate::affinity::{allowed_cpus, pin_to};

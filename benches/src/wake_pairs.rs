@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::time::Instant;
 
-use shm::{Condition, Event, Process, RawValue, SegmentError};
-use shm_sync::park;
+use shmproc::{Condition, Event, Process, RawValue, SegmentError};
+use shmproc_sync::park;
 
 use crate::affinity::pin_to;
 use crate::ping_pong::ABANDONED;

@@ -4,7 +4,7 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub use shm::StartMethod;
+pub use shmproc::StartMethod;
 
 /// Generous bound on any one program: it only guards against hangs.
 pub const HANG_GUARD: Duration = Duration::from_secs(120);
@@ -59,7 +59,7 @@ pub fn check(cond: bool, msg: impl Into<String>) -> TestResult {
 
 /// Runs `tests` with the arguments of the command line, one at a time (fork
 /// children copy only the forking thread, so the runner stays
-/// single-threaded), and exits. Call `shm::init()` before building the tests.
+/// single-threaded), and exits. Call `shmproc::init()` before building the tests.
 pub fn run_trials(tests: Vec<libtest_mimic::Trial>) -> ! {
     let mut args = libtest_mimic::Arguments::from_args();
     args.test_threads = Some(1);
@@ -71,7 +71,7 @@ pub fn run_trials(tests: Vec<libtest_mimic::Trial>) -> ! {
 /// # Errors
 ///
 /// The first start error, or the first child that did not exit with 0.
-pub fn run_all(procs: &[shm::Process]) -> TestResult {
+pub fn run_all(procs: &[shmproc::Process]) -> TestResult {
     for p in procs {
         p.start()?;
     }
@@ -106,7 +106,7 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 /// # Panics
 ///
 /// If that does not happen within [`HANG_GUARD`].
-pub fn wait_flag(flag: &shm::RawValue<u32>) {
+pub fn wait_flag(flag: &shmproc::RawValue<u32>) {
     // Acquire: pairs with the child's Release store.
     wait_until("a child to set its flag", || {
         flag.load(std::sync::atomic::Ordering::Acquire) == 1
@@ -179,10 +179,10 @@ pub use libtest_mimic;
 /// (`name => function`, or just `function`): those in `per_method` once per
 /// start method, those in `spawned` for spawn and forkserver only (each with
 /// the method's name appended: `name_fork`, ...), those in `once` once; then
-/// runs them with [`run_trials`] after `shm::init()`.
+/// runs them with [`run_trials`] after `shmproc::init()`.
 ///
 /// ```ignore
-/// shm_tests::trials! {
+/// shmproc_tests::trials! {
 ///     per_method { queue_children_put_parent_gets => children_put_parent_gets }
 ///     once { zombie_holder_is_taken_over }
 /// }
@@ -195,7 +195,7 @@ macro_rules! trials {
         $(once { $($one:ident $(=> $onef:ident)?),* $(,)? })?
     ) => {
         fn main() {
-            shm::init();
+            shmproc::init();
             let mut tests: Vec<$crate::libtest_mimic::Trial> = Vec::new();
             for m in $crate::METHODS {
                 let _ = m;

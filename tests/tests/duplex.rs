@@ -5,11 +5,11 @@
 
 use std::sync::atomic::Ordering::Release;
 
-use shm::duplex::{self, Duplex};
-use shm::{Process, RawValue, RecvError, SendError, StartMethod};
-use shm_tests::{check, next_random, wait_flag};
+use shmproc::duplex::{self, Duplex};
+use shmproc::{Process, RawValue, RecvError, SendError, StartMethod};
+use shmproc_tests::{check, next_random, wait_flag};
 
-type Result = shm_tests::TestResult;
+type Result = shmproc_tests::TestResult;
 
 /// Answers `3v + 1` to every `v` until the channel closes.
 fn echo(mut end: Duplex<u64, u64>) -> std::result::Result<(), String> {
@@ -147,7 +147,7 @@ fn dead_peer_is_reported(m: StartMethod) -> Result {
     )
 }
 
-shm_tests::trials! {
+shmproc_tests::trials! {
     per_method {
         duplex_requests_in_bursts => requests_in_bursts,
         duplex_killed_sender_loses_nothing_published => killed_sender_loses_nothing_published,

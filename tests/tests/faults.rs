@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use shm::{Process, ProcessError, StartMethod};
-use shm_tests::{check, next_random, wait_gone};
+use shmproc::{Process, ProcessError, StartMethod};
+use shmproc_tests::{check, next_random, wait_gone};
 
-type Result = shm_tests::TestResult;
+type Result = shmproc_tests::TestResult;
 
 fn rounds(n: usize) -> usize {
     if std::env::var("SHM_STRESS").as_deref() == Ok("long") {
@@ -20,7 +20,7 @@ fn rounds(n: usize) -> usize {
 }
 
 fn forever(_: ()) {
-    shm_tests::sleep_until_killed();
+    shmproc_tests::sleep_until_killed();
 }
 
 fn exit_with(code: i32) {
@@ -47,10 +47,10 @@ fn child_killed_at_random_points(m: StartMethod) -> Result {
 fn fork_server_killed_while_starting() -> Result {
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     for i in 0..rounds(10) {
-        let server = shm::forkserver_pid().ok_or("no fork server")?;
+        let server = shmproc::forkserver_pid().ok_or("no fork server")?;
         let killer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_micros(next_random(&mut { seed }) % 2000));
-            shm::sys::kill_pid(server, 9);
+            shmproc::sys::kill_pid(server, 9);
         });
         // Starts race with the kill: each either runs (exit 7), or reports a
         // clear error; none may hang.
@@ -75,7 +75,7 @@ fn fork_server_killed_while_starting() -> Result {
     check(p.join()? == 7, "after the storm")
 }
 
-shm_tests::trials! {
+shmproc_tests::trials! {
     per_method {
         child_killed_at_random_points,
     }

@@ -3,10 +3,10 @@
 
 use std::sync::atomic::Ordering::{Relaxed, Release};
 
-use shm::{Process, RawArray, RawValue, Segment, StartMethod};
-use shm_tests::{check, run_all, wait_flag};
+use shmproc::{Process, RawArray, RawValue, Segment, StartMethod};
+use shmproc_tests::{check, run_all, wait_flag};
 
-type Result = shm_tests::TestResult;
+type Result = shmproc_tests::TestResult;
 
 fn add_many((v, n): (RawValue<u64>, u64)) {
     for _ in 0..n {
@@ -40,7 +40,7 @@ fn create_named_then_wait((name, ready): (String, RawValue<u32>)) {
     ready.store(1, Release);
     let _ = seg.get();
     // The segment stays mapped (and named) until this process is killed.
-    shm_tests::sleep_until_killed();
+    shmproc_tests::sleep_until_killed();
 }
 
 fn value_and_array(m: StartMethod) -> Result {
@@ -77,7 +77,7 @@ fn value_and_array(m: StartMethod) -> Result {
 
 fn named_segment_keeps_its_name(m: StartMethod) -> Result {
     let name = format!("shm-test-handle-{m}-{}", std::process::id());
-    let id = shm::TypeIdentity::of::<u8>(shm::SegmentKind::BYTES);
+    let id = shmproc::TypeIdentity::of::<u8>(shmproc::SegmentKind::BYTES);
     let seg = Segment::create_named(&name, &id, 64)?;
     let p = Process::new(check_named, (seg, name.clone())).with_start_method(m);
     p.start()?;
@@ -96,7 +96,7 @@ fn sweep_after_sigkill(m: StartMethod) -> Result {
     check(std::path::Path::new(&path).exists(), "child did not create the segment")?;
     // The creator lives: a sweep leaves its segment alone.
     check(
-        shm::segment::sweep()?.iter().all(|s| s.name != name),
+        shmproc::segment::sweep()?.iter().all(|s| s.name != name),
         "swept a live creator's segment",
     )?;
     p.kill()?;
@@ -105,7 +105,7 @@ fn sweep_after_sigkill(m: StartMethod) -> Result {
         std::path::Path::new(&path).exists(),
         "a SIGKILLed creator cannot unlink",
     )?;
-    let swept = shm::segment::sweep()?;
+    let swept = shmproc::segment::sweep()?;
     check(
         swept.iter().any(|s| s.name == name),
         format!("sweep missed {name}: {swept:?}"),
@@ -135,16 +135,16 @@ fn plain_serialisation_is_by_reference() -> Result {
     )?;
     // A bootstrap still carries the descriptor itself.
     let v = RawValue::new(1u8)?;
-    let (bytes, fds) = shm::handle::encode(&v)?;
+    let (bytes, fds) = shmproc::handle::encode(&v)?;
     check(fds.len() == 1 && !bytes.is_empty(), "encode collects one descriptor")?;
     check(
-        shm::handle::decode::<RawValue<u8>>(&bytes, Vec::new()).is_err(),
+        shmproc::handle::decode::<RawValue<u8>>(&bytes, Vec::new()).is_err(),
         "decode without its descriptor",
     )?;
     Ok(())
 }
 
-shm_tests::trials! {
+shmproc_tests::trials! {
     per_method {
         value_and_array_shared => value_and_array,
         named_segment_keeps_its_name,

@@ -1,20 +1,20 @@
 //! Issue 9, the process part, across real processes: function references
 //! come only from a process bootstrap, fork is refused in a multi-threaded
-//! process, every child may call `shm::init()`, `join` releases the child's
+//! process, every child may call `shmproc::init()`, `join` releases the child's
 //! descriptors, and errors crossing the bootstrap keep their cause.
 //!
-//! A custom harness (`harness = false`) so that `main` can call `shm::init()`
+//! A custom harness (`harness = false`) so that `main` can call `shmproc::init()`
 //! first, as every shm program must for spawn and forkserver children.
 
 use std::os::unix::fs::FileExt as _;
 use std::sync::atomic::AtomicU8;
 use std::sync::atomic::Ordering::Relaxed;
 
-use shm::prelude::*;
-use shm::{BootstrapError, FnRef, ProcessError};
-use shm_tests::{HANG_GUARD, check, is_running, wait_gone};
+use shmproc::prelude::*;
+use shmproc::{BootstrapError, FnRef, ProcessError};
+use shmproc_tests::{HANG_GUARD, check, is_running, wait_gone};
 
-type Result = shm_tests::TestResult;
+type Result = shmproc_tests::TestResult;
 
 /// Joins `p` within [`HANG_GUARD`]; kills it and fails loudly on a hang.
 fn join_bounded(p: &Process, what: &str) -> std::result::Result<i32, String> {
@@ -56,7 +56,7 @@ fn fn_ref_from_forged_bytes_is_an_error(m: StartMethod) -> Result {
         "a queue carried a function reference",
     )?;
     let forged = postcard::to_allocvec(&0u32)?;
-    let err = shm::handle::decode::<FnRef>(&forged, Vec::new()).expect_err("decoded a function reference");
+    let err = shmproc::handle::decode::<FnRef>(&forged, Vec::new()).expect_err("decoded a function reference");
     check(err.to_string().contains("bootstrap"), format!("unclear refusal: {err}"))
 }
 
@@ -139,10 +139,10 @@ fn fork_with_threads_is_refused() -> Result {
 
 /// Calls `init()` twice: it must return, and start no fork server of its own.
 fn call_init(_: ()) -> std::result::Result<(), String> {
-    let before = shm::forkserver_pid();
-    shm::init();
-    shm::init();
-    let after = shm::forkserver_pid();
+    let before = shmproc::forkserver_pid();
+    shmproc::init();
+    shmproc::init();
+    let after = shmproc::forkserver_pid();
     if after == before {
         Ok(())
     } else {
@@ -161,13 +161,13 @@ fn init_returns_in_children(m: StartMethod) -> Result {
 /// The same from a fork server restarted by spawning this executable (whose
 /// children once inherited its private environment).
 fn init_returns_in_children_of_a_respawned_server() -> Result {
-    let pid = shm::forkserver_pid().ok_or("no fork server after init()")?;
-    shm::sys::kill_pid(pid, 9);
+    let pid = shmproc::forkserver_pid().ok_or("no fork server after init()")?;
+    shmproc::sys::kill_pid(pid, 9);
     check(wait_gone(pid), "fork server did not die")?;
     for _ in 0..2 {
         init_returns_in_children(StartMethod::ForkServer)?;
     }
-    let again = shm::forkserver_pid().ok_or("no server")?;
+    let again = shmproc::forkserver_pid().ok_or("no server")?;
     check(again != pid && is_running(again), "server not replaced")
 }
 
@@ -279,7 +279,7 @@ fn fd_names() -> Vec<String> {
         .unwrap_or_default()
 }
 
-shm_tests::trials! {
+shmproc_tests::trials! {
     per_method {
         fn_ref_from_forged_bytes_is_an_error,
         barrier_action_travels_by_bootstrap,

@@ -14,10 +14,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use shm::{Dict, Dynamic, List, Manager, ManagerError, Namespace, Process, Proxy, RawValue, StartMethod};
-use shm_tests::{check, next_random};
+use shmproc::{Dict, Dynamic, List, Manager, ManagerError, Namespace, Process, Proxy, RawValue, StartMethod};
+use shmproc_tests::{check, next_random};
 
-type Result = shm_tests::TestResult;
+type Result = shmproc_tests::TestResult;
 
 /// Bound on any one wait in these tests: only a guard against hangs.
 const BOUND: Duration = Duration::from_secs(30);
@@ -226,7 +226,7 @@ fn increments_lose_nothing(m: StartMethod) -> Result {
     let procs: Vec<Process> = (0..2)
         .map(|_| Process::new(increment, (d.clone(), ns.clone(), 5000)).with_start_method(m))
         .collect();
-    shm_tests::run_all(&procs)?;
+    shmproc_tests::run_all(&procs)?;
     check(
         d.get(&"n".to_owned())? == Some(10_000),
         format!("dict: {:?}", d.get(&"n".to_owned())?),
@@ -253,7 +253,7 @@ fn growth_is_seen_everywhere(m: StartMethod) -> Result {
     let l = List::<Dynamic>::new()?;
     d.set(&0, &"first".into())?;
     let p = Process::new(grow, (d.clone(), l.clone())).with_start_method(m);
-    shm_tests::run_all(&[p])?;
+    shmproc_tests::run_all(&[p])?;
     check(d.len()? == 50_000, format!("dict length {}", d.len()?))?;
     check(d.get(&49_999)?.as_deref() == Some("value 49999"), "the last key")?;
     check(d.get(&0)?.as_deref() == Some("value 0"), "the first key, set again")?;
@@ -280,7 +280,7 @@ impl Counter {
     }
 }
 
-shm::served! {
+shmproc::served! {
     impl Counter as CounterHandle {
         attrs { n: u64 }
         fn bump(&mut self) -> u64;
@@ -301,7 +301,7 @@ fn served_calls_from_children(m: StartMethod) -> Result {
     let procs: Vec<Process> = (0..3)
         .map(|_| Process::new(bump_many, (c.clone(), 1000)).with_start_method(m))
         .collect();
-    shm_tests::run_all(&procs)?;
+    shmproc_tests::run_all(&procs)?;
     check(
         c.getattr::<u64>("n")? == 3000,
         format!("served count {}", c.getattr::<u64>("n")?),
@@ -325,7 +325,7 @@ fn manager_death_fails_calls() -> Result {
     let c = manager.create(Counter { n: 0 })?;
     c.bump()?;
     let pid = manager.server_pid().ok_or("a manager process")?;
-    shm::sys::kill_pid(pid, 9);
+    shmproc::sys::kill_pid(pid, 9);
     let t = Instant::now();
     let e = c.bump().expect_err("the manager process is dead");
     let took = t.elapsed();
@@ -341,13 +341,19 @@ fn manager_death_fails_calls() -> Result {
 
 // ----- handles sent after the receiver started -----
 
-type Parcel = (Dict<String, u64>, List<String>, Namespace, Proxy<Counter>, shm::Lock);
+type Parcel = (
+    Dict<String, u64>,
+    List<String>,
+    Namespace,
+    Proxy<Counter>,
+    shmproc::Lock,
+);
 
 /// Receives handles on a queue and over a pipe after it started, uses
 /// them, and says so.
 fn receiver(
-    (inbox, mut conn, done): (shm::Queue<Parcel>, shm::Connection, shm::Queue<String>),
-) -> std::result::Result<(), shm::Error> {
+    (inbox, mut conn, done): (shmproc::Queue<Parcel>, shmproc::Connection, shmproc::Queue<String>),
+) -> std::result::Result<(), shmproc::Error> {
     let (d, l, ns, c, lock) = inbox.get_timeout(BOUND)?;
     {
         let _g = lock.acquire()?;
@@ -364,9 +370,9 @@ fn receiver(
 
 fn handles_travel_after_start(m: StartMethod) -> Result {
     let manager = Manager::builder().register::<Counter>().start_method(m).start()?;
-    let inbox = shm::Queue::<Parcel>::new(4)?;
-    let done = shm::Queue::<String>::new(4)?;
-    let (mut ours, theirs) = shm::Pipe::new(true)?;
+    let inbox = shmproc::Queue::<Parcel>::new(4)?;
+    let done = shmproc::Queue::<String>::new(4)?;
+    let (mut ours, theirs) = shmproc::Pipe::new(true)?;
     let p = Process::new(receiver, (inbox.clone(), theirs, done.clone())).with_start_method(m);
     p.start()?;
     let (dict, list, ns) = (manager.dict()?, manager.list()?, manager.namespace()?);
@@ -394,7 +400,7 @@ fn handles_travel_after_start(m: StartMethod) -> Result {
 /// A handle whose sender dropped the object before it was received is a
 /// clear error naming why.
 fn a_dropped_handle_in_a_message_is_a_clear_error() -> Result {
-    let q = shm::Queue::<Dict<u8, u8>>::new(2)?;
+    let q = shmproc::Queue::<Dict<u8, u8>>::new(2)?;
     q.put(Dict::new()?).map_err(|e| e.to_string())?;
     let e = q.get_timeout(BOUND).expect_err("the dict was dropped with its message");
     check(
@@ -410,7 +416,7 @@ fn unregistered_types_are_refused() -> Result {
     check(e.to_string().contains("not registered"), format!("{e}"))
 }
 
-shm_tests::trials! {
+shmproc_tests::trials! {
     per_method {
         manager_increments_lose_nothing => increments_lose_nothing,
         manager_growth_is_seen_everywhere => growth_is_seen_everywhere,

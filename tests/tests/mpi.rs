@@ -8,9 +8,9 @@
 
 use std::process::Command;
 
-use shm_tests::check;
+use shmproc_tests::check;
 
-type Result = shm_tests::TestResult;
+type Result = shmproc_tests::TestResult;
 
 /// Runs `program` on `np` ranks of this host (a node per rank with
 /// `per_rank_nodes`), bounded by `timeout`.
@@ -132,13 +132,13 @@ fn a_dead_rank_ends_the_job() -> Result {
     Ok(())
 }
 
-/// Two hosts on this machine (`shm-mpi/scripts/two-hosts`: network
+/// Two hosts on this machine (`shmproc-mpi/scripts/two-hosts`: network
 /// namespaces joined by a veth pair, each rank's daemon in its own with its
 /// own hostname, MPI restricted to TCP over the veth, so the cross-node path
 /// is really taken; the namespaces are made and removed by the script).
 /// Where they cannot be made (no privilege), the test says so and passes.
 fn on_two_hosts(program: &str) -> std::result::Result<Option<String>, String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../shm-mpi/scripts/two-hosts");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../shmproc-mpi/scripts/two-hosts");
     let out = Command::new(script)
         .arg(program)
         .output()
@@ -318,5 +318,5 @@ fn main() {
         libtest_mimic::Trial::test("mpi_a_dead_rank_ends_the_job", a_dead_rank_ends_the_job),
         libtest_mimic::Trial::test("mpi_bad_requests_are_refused", bad_requests_are_refused),
     ];
-    shm_tests::run_trials(tests)
+    shmproc_tests::run_trials(tests)
 }

@@ -10,10 +10,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use shm::{Exit, Lock, Pool, PoolError, RawValue, StartMethod, TaskFailure};
-use shm_tests::{check, next_random};
+use shmproc::{Exit, Lock, Pool, PoolError, RawValue, StartMethod, TaskFailure};
+use shmproc_tests::{check, next_random};
 
-type Result = shm_tests::TestResult;
+type Result = shmproc_tests::TestResult;
 
 /// Bound on any one call in these tests: only a guard against hangs.
 const BOUND: Duration = Duration::from_secs(60);
@@ -113,7 +113,7 @@ fn init_exits(_: ()) {
 }
 
 fn init_name(_: ()) -> String {
-    shm::current_process().name().to_owned()
+    shmproc::current_process().name().to_owned()
 }
 
 #[allow(clippy::ptr_arg, reason = "a task's state is `&mut S`")]
@@ -471,7 +471,7 @@ fn random_kills(m: StartMethod, kills: usize) -> Result {
                     }
                     let pick = usize::try_from(next_random(&mut seed) % ws.len() as u64).expect("below the length");
                     let (pid, _) = ws[pick];
-                    shm::sys::kill_pid(pid, 9);
+                    shmproc::sys::kill_pid(pid, 9);
                     n += 1;
                 }
                 n
@@ -509,7 +509,7 @@ fn thousand_kills(m: StartMethod) -> Result {
     random_kills(m, if m == StartMethod::ForkServer { 1000 } else { 100 })
 }
 
-shm_tests::trials! {
+shmproc_tests::trials! {
     per_method {
         pool_interface => interface,
         pool_panics_fail_alone => panics_fail_alone,

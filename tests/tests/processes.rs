@@ -1,16 +1,16 @@
 //! The process API across real processes, under every start method:
 //! Python's semantics of start, join, exit codes, names, parents, children.
 //!
-//! A custom harness (`harness = false`) so that `main` can call `shm::init()`
+//! A custom harness (`harness = false`) so that `main` can call `shmproc::init()`
 //! first, as every shm program must for spawn and forkserver children.
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::Duration;
 
-use shm::{Process, ProcessError, RawValue, StartMethod};
-use shm_tests::{check, is_running, wait_gone};
+use shmproc::{Process, ProcessError, RawValue, StartMethod};
+use shmproc_tests::{check, is_running, wait_gone};
 
-type Result = shm_tests::TestResult;
+type Result = shmproc_tests::TestResult;
 
 // ----- targets (plain functions: they run in the children) -----
 
@@ -37,8 +37,8 @@ fn fails(_: ()) -> std::result::Result<(), String> {
 }
 
 fn check_family((parent_pid, my_name): (u32, String)) -> std::result::Result<(), String> {
-    let parent = shm::parent_process().ok_or("no parent")?;
-    let me = shm::current_process();
+    let parent = shmproc::parent_process().ok_or("no parent")?;
+    let me = shmproc::current_process();
     if parent.pid() != parent_pid || parent.name() != "MainProcess" || !parent.is_alive() {
         return Err(format!("wrong parent {parent:?}"));
     }
@@ -52,8 +52,8 @@ fn check_family((parent_pid, my_name): (u32, String)) -> std::result::Result<(),
 }
 
 fn grandchild(expected: String) -> std::result::Result<(), String> {
-    let me = shm::current_process();
-    let parent = shm::parent_process().ok_or("no parent")?;
+    let me = shmproc::current_process();
+    let parent = shmproc::parent_process().ok_or("no parent")?;
     let expected_parent = expected.rsplit_once(':').map(|(p, _)| p.to_owned()).unwrap_or_default();
     if me.name() == expected && parent.name() == expected_parent {
         Ok(())
@@ -67,7 +67,7 @@ fn grandchild(expected: String) -> std::result::Result<(), String> {
 }
 
 fn start_grandchild(method: StartMethod) -> std::result::Result<(), String> {
-    let me = shm::current_process().name().to_owned();
+    let me = shmproc::current_process().name().to_owned();
     let p = Process::new(grandchild, format!("{me}:1")).with_start_method(method);
     p.start().map_err(|e| e.to_string())?;
     match p.join() {
@@ -91,13 +91,13 @@ fn checksum(data: Vec<u8>) -> std::result::Result<(), String> {
 /// Writes its verdict in `result` (100: all held).
 fn waits_for_parent((flag, result): (RawValue<u32>, RawValue<u32>)) {
     let verdict = (|| -> std::result::Result<u32, u32> {
-        let parent = shm::parent_process().ok_or(4_u32)?;
+        let parent = shmproc::parent_process().ok_or(4_u32)?;
         if parent.join_timeout(Duration::ZERO) || !parent.is_alive() {
             return Err(1); // the parent waits for `flag`: it must be alive
         }
         // Release: pairs with the test's Acquire in `wait_flag`.
         flag.store(1, Release);
-        if !parent.join_timeout(shm_tests::HANG_GUARD) {
+        if !parent.join_timeout(shmproc_tests::HANG_GUARD) {
             return Err(2);
         }
         parent.join(); // ended: returns at once
@@ -117,7 +117,7 @@ fn starts_orphan((flag, result, m): (RawValue<u32>, RawValue<u32>, StartMethod))
         result.store(5, Release);
         flag.store(1, Release);
     }
-    shm_tests::sleep_until_killed();
+    shmproc_tests::sleep_until_killed();
 }
 
 // ----- tests -----
@@ -154,7 +154,7 @@ fn lifecycle(m: StartMethod) -> Result {
         "join_timeout returned while running",
     )?;
     check(
-        shm::active_children().iter().any(|c| c.pid() == Some(pid)),
+        shmproc::active_children().iter().any(|c| c.pid() == Some(pid)),
         "not among active children",
     )?;
     // Release: pairs with the child's Acquire load.
@@ -190,10 +190,10 @@ fn exit_codes(m: StartMethod) -> Result {
 }
 
 fn family(m: StartMethod) -> Result {
-    check(shm::parent_process().is_none(), "main has a parent")?;
-    check(shm::current_process().name() == "MainProcess", "main's name")?;
+    check(shmproc::parent_process().is_none(), "main has a parent")?;
+    check(shmproc::current_process().name() == "MainProcess", "main's name")?;
     check(
-        matches!(shm::current_process().join(), Err(ProcessError::JoinSelf)),
+        matches!(shmproc::current_process().join(), Err(ProcessError::JoinSelf)),
         "join self",
     )?;
     let q = Process::new(noop, ()).with_start_method(m);
@@ -224,11 +224,11 @@ fn parent_join_sees_the_parent_end(m: StartMethod) -> Result {
     let (flag, result) = (RawValue::new(0u32)?, RawValue::new(0u32)?);
     let middle = Process::new(starts_orphan, (flag.clone(), result.clone(), m)).with_start_method(m);
     middle.start()?;
-    shm_tests::wait_flag(&flag);
+    shmproc_tests::wait_flag(&flag);
     middle.kill()?;
     check(middle.join()? == -9, "the middle process was not killed")?;
     // Acquire: pairs with the orphan's Release store.
-    shm_tests::wait_until("the orphan's verdict", || result.load(Acquire) != 0);
+    shmproc_tests::wait_until("the orphan's verdict", || result.load(Acquire) != 0);
     let verdict = result.load(Acquire);
     check(
         verdict == 100,
@@ -243,13 +243,13 @@ fn reaps_dropped_children(m: StartMethod) -> Result {
     drop(p);
     check(wait_gone(pid), "child did not end")?;
     for _ in 0..10_000 {
-        if shm::active_children().iter().all(|c| c.pid() != Some(pid)) {
+        if shmproc::active_children().iter().all(|c| c.pid() != Some(pid)) {
             break;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
     check(
-        shm::active_children().iter().all(|c| c.pid() != Some(pid)),
+        shmproc::active_children().iter().all(|c| c.pid() != Some(pid)),
         "ended child still listed",
     )?;
     check(
@@ -301,21 +301,21 @@ fn only_the_parent_joins() -> Result {
 }
 
 fn start_method_is_set_once() -> Result {
-    let current = shm::get_start_method();
+    let current = shmproc::get_start_method();
     check(
-        shm::set_start_method(StartMethod::Spawn, false).is_err(),
+        shmproc::set_start_method(StartMethod::Spawn, false).is_err(),
         "set after use without force",
     )?;
-    shm::set_start_method(StartMethod::Spawn, true)?;
-    check(shm::get_start_method() == StartMethod::Spawn, "forced")?;
-    shm::set_start_method(current, true)?;
+    shmproc::set_start_method(StartMethod::Spawn, true)?;
+    check(shmproc::get_start_method() == StartMethod::Spawn, "forced")?;
+    shmproc::set_start_method(current, true)?;
     check(
-        shm::get_context(Some(StartMethod::Fork)).start_method() == StartMethod::Fork,
+        shmproc::get_context(Some(StartMethod::Fork)).start_method() == StartMethod::Fork,
         "context",
     )?;
-    check(shm::get_all_start_methods().len() == 3, "all methods")?;
+    check(shmproc::get_all_start_methods().len() == 3, "all methods")?;
     check("bogus".parse::<StartMethod>().is_err(), "unknown method name")?;
-    check(shm::cpu_count() >= 1, "cpu_count")
+    check(shmproc::cpu_count() >= 1, "cpu_count")
 }
 
 /// `forkserver_pid()` names the running fork server: a live process other
@@ -323,7 +323,7 @@ fn start_method_is_set_once() -> Result {
 fn forkserver_pid_names_the_server() -> Result {
     let p = Process::new(exit_with, 4).with_start_method(StartMethod::ForkServer);
     p.start()?;
-    let server = shm::forkserver_pid().ok_or("no fork server pid after a forkserver start")?;
+    let server = shmproc::forkserver_pid().ok_or("no fork server pid after a forkserver start")?;
     check(
         server != std::process::id() && is_running(server),
         "the fork server pid names no live server",
@@ -341,13 +341,13 @@ fn forkserver_pid_names_the_server() -> Result {
 }
 
 fn fork_server_restarts() -> Result {
-    let pid = shm::forkserver_pid().ok_or("no fork server after init()")?;
-    shm::sys::kill_pid(pid, 9);
+    let pid = shmproc::forkserver_pid().ok_or("no fork server after init()")?;
+    shmproc::sys::kill_pid(pid, 9);
     check(wait_gone(pid), "fork server did not die")?;
     let p = Process::new(exit_with, 5).with_start_method(StartMethod::ForkServer);
     p.start()?;
     check(p.join()? == 5, "child of the restarted server")?;
-    let again = shm::forkserver_pid().ok_or("no server")?;
+    let again = shmproc::forkserver_pid().ok_or("no server")?;
     check(again != pid && is_running(again), "server not replaced")
 }
 
@@ -355,8 +355,8 @@ fn fork_server_death_is_reported_not_hung() -> Result {
     let gate = RawValue::new(0u32)?;
     let p = Process::new(wait_for_gate, gate.clone()).with_start_method(StartMethod::ForkServer);
     p.start()?;
-    let server = shm::forkserver_pid().ok_or("no fork server")?;
-    shm::sys::kill_pid(server, 9);
+    let server = shmproc::forkserver_pid().ok_or("no fork server")?;
+    shmproc::sys::kill_pid(server, 9);
     check(wait_gone(server), "fork server did not die")?;
     gate.store(1, Release);
     let joined = p.join();
@@ -391,10 +391,10 @@ fn threads_start_children_concurrently(m: StartMethod) -> Result {
     for h in handles {
         h.join().map_err(|_| "thread panicked")??;
     }
-    check(shm::active_children().is_empty(), "children left running")
+    check(shmproc::active_children().is_empty(), "children left running")
 }
 
-shm_tests::trials! {
+shmproc_tests::trials! {
     per_method {
         lifecycle,
         exit_codes,

@@ -8,13 +8,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use shm::{
+use shmproc::{
     Connection, Pipe, PipeError, Process, Queue, RawArray, RawValue, RecvError, RecvTimeoutError, SendError,
     StartMethod,
 };
-use shm_tests::{check, next_random, wait_flag};
+use shmproc_tests::{check, next_random, wait_flag};
 
-type Result = shm_tests::TestResult;
+type Result = shmproc_tests::TestResult;
 
 /// A message: who sent it, its number, and (every so often) a body larger
 /// than half the ring, so that it is streamed in parts.
@@ -201,7 +201,7 @@ fn killed_consumers_never_duplicate_or_wedge(m: StartMethod) -> Result {
 fn get_one_then_wait((q, ready): (Queue<Msg>, RawValue<u32>)) {
     let _ = q.get();
     ready.store(1, std::sync::atomic::Ordering::Release);
-    shm_tests::sleep_until_killed();
+    shmproc_tests::sleep_until_killed();
 }
 
 /// A put blocked on a full queue whose only consumer died returns an error
@@ -323,7 +323,7 @@ fn on_decode(id: u32) {
     if n == h.kill_at {
         // Relaxed: the parent reads it after this process ended (join).
         h.self_killed.atomics()[h.incarnation].store(1, Relaxed);
-        shm::sys::kill_pid(shm::sys::getpid(), shm::sys::SIGKILL);
+        shmproc::sys::kill_pid(shmproc::sys::getpid(), shmproc::sys::SIGKILL);
         unreachable!("SIGKILL ends the process");
     }
     // Relaxed: as above.
@@ -585,7 +585,7 @@ fn queue_killed_consumers_lose_only_what_they_returned(m: StartMethod) -> Result
     check(q.qsize() == 0, format!("qsize {} at the end", q.qsize()))
 }
 
-shm_tests::trials! {
+shmproc_tests::trials! {
     per_method {
         queue_children_put_parent_gets => children_put_parent_gets,
         queue_killed_producers_lose_and_duplicate_nothing => killed_producers_lose_and_duplicate_nothing,

@@ -4,13 +4,13 @@
 use std::sync::atomic::Ordering::Release;
 use std::time::Duration;
 
-use shm::mpmc::{self, Mpmc};
-use shm::spsc::{self, Consumer, Producer};
-use shm::{Fault, RecvError, RecvTimeoutError, SendError};
-use shm::{Process, RawValue, StartMethod};
-use shm_tests::{check, next_random, wait_flag};
+use shmproc::mpmc::{self, Mpmc};
+use shmproc::spsc::{self, Consumer, Producer};
+use shmproc::{Fault, RecvError, RecvTimeoutError, SendError};
+use shmproc::{Process, RawValue, StartMethod};
+use shmproc_tests::{check, next_random, wait_flag};
 
-type Result = shm_tests::TestResult;
+type Result = shmproc_tests::TestResult;
 
 fn produce((mut tx, n): (Producer<u64>, u64)) -> std::result::Result<(), String> {
     for i in 0..n {
@@ -235,14 +235,14 @@ fn mpmc_killed_consumers_never_wedge_it(m: StartMethod) -> Result {
 /// far ahead (100 in a ring of 4), as in issue 9. The ring's header is 384
 /// bytes and a slot's words 16, sequence first (`mpmc`'s layout).
 fn mpmc_scribble_slot0(q: Mpmc<u64>) -> std::result::Result<(), String> {
-    let (bytes, fds) = shm::handle::encode(&q).map_err(|e| e.to_string())?;
+    let (bytes, fds) = shmproc::handle::encode(&q).map_err(|e| e.to_string())?;
     let fds = fds
         .into_iter()
         // SAFETY: the descriptors belong to `q`'s segment, alive here.
         .map(|fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned())
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    let seg: shm::Segment = shm::handle::decode(&bytes, fds).map_err(|e| e.to_string())?;
+    let seg: shmproc::Segment = shmproc::handle::decode(&bytes, fds).map_err(|e| e.to_string())?;
     if seg.payload_len() <= 400 {
         return Err("payload too small".into());
     }
@@ -260,7 +260,7 @@ fn mpmc_ops_report_corruption(mut q: Mpmc<u64>) -> std::result::Result<(), Strin
     let t = Duration::from_millis(50);
     let results: [std::result::Result<u64, Option<Fault>>; 6] = [
         q.try_get().map_err(|e| match e {
-            shm::TryRecvError::Fault(f) => Some(f),
+            shmproc::TryRecvError::Fault(f) => Some(f),
             _ => None,
         }),
         q.get_timeout(t).map_err(|e| match e {
@@ -304,7 +304,7 @@ fn mpmc_scribbled_sequence_is_reported_across_processes(m: StartMethod) -> Resul
     check(code == Some(0), "an operation did not report the corruption")
 }
 
-shm_tests::trials! {
+shmproc_tests::trials! {
     per_method {
         spsc_child_produces_in_order => child_produces_in_order,
         spsc_child_consumes_in_order => child_consumes_in_order,

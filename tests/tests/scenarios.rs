@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use shm_tests::{METHODS, StartMethod, is_running, run, stderr, stdout, wait_gone};
+use shmproc_tests::{METHODS, StartMethod, is_running, run, stderr, stdout, wait_gone};
 
 fn lines_after<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
     text.lines().filter_map(|l| l.strip_prefix(prefix)).collect()
@@ -304,14 +304,14 @@ fn missing_init_is_a_clear_error_not_a_fork_bomb() {
         text.contains("join failed: child Process-1 could not run its target"),
         "{text}"
     );
-    assert!(text.contains("`main` must call `shm::init()`"), "{text}");
+    assert!(text.contains("`main` must call `shmproc::init()`"), "{text}");
     assert!(!text.contains("the child ran its target"), "{text}");
 
     let out = run(env!("CARGO_BIN_EXE_no_init"), StartMethod::ForkServer, &["forkserver"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(3), "{text}");
     assert!(
-        text.contains("start failed: the forkserver start method needs `shm::init();`"),
+        text.contains("start failed: the forkserver start method needs `shmproc::init();`"),
         "{text}"
     );
 }
@@ -419,7 +419,7 @@ fn s7_pool_initializer_runs_once_per_worker_and_maxtasks_replaces() {
         let out = run(env!("CARGO_BIN_EXE_pool_initializer"), m, &[]);
         assert!(out.status.success(), "{m}: {}", stderr(&out));
         let text = stdout(&out);
-        let n = shm::cpu_count() * 2;
+        let n = shmproc::cpu_count() * 2;
         let first: HashSet<&str> = lines_after(&text, "initializer ran from ").into_iter().collect();
         assert_eq!(first.len(), n, "{m}: one initializer per worker:\n{text}");
         let squares: Vec<u64> = (0..20).map(|x| x * x).collect();

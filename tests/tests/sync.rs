@@ -4,13 +4,15 @@
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::time::Duration;
 
-use shm::{
+use shmproc::{
     AcquireTimeoutError, Barrier, BarrierError, Condition, ConditionError, Event, Lock, OwnerDied, Process, RLock,
     RawValue, Semaphore, StartMethod, TryAcquireError, Value,
 };
-use shm_tests::{HANG_GUARD, check, next_random, process_state, run_all, sleep_until_killed, wait_flag, wait_until};
+use shmproc_tests::{
+    HANG_GUARD, check, next_random, process_state, run_all, sleep_until_killed, wait_flag, wait_until,
+};
 
-type Result = shm_tests::TestResult;
+type Result = shmproc_tests::TestResult;
 
 const INCREMENTS: u64 = 100_000;
 
@@ -397,7 +399,7 @@ fn condition_lock_holder_death_is_reported(m: StartMethod) -> Result {
     check(p.join()? == -9, "killed")
 }
 
-shm_tests::trials! {
+shmproc_tests::trials! {
     per_method {
         lock_counts_exactly => counts_exactly,
         lock_dead_holder_is_taken_over => dead_holder_is_taken_over,

@@ -1,5 +1,5 @@
 //! The MPI rows' measuring program, run by `mpirun -np 2` across two hosts
-//! (network namespaces: `shm-mpi/scripts/two-hosts`) or on one node: one
+//! (network namespaces: `shmproc-mpi/scripts/two-hosts`) or on one node: one
 //! rank prints one line of flat JSON. Across nodes:
 //!
 //! - `raw`: an 8-byte ping-pong written directly on the `mpi` crate
@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use mpi::point_to_point::{Destination, Source};
 use mpi::topology::Communicator;
-use shm::mpi::World;
+use shmproc::mpi::World;
 
 fn triv(x: u64) -> u64 {
     x + 1
@@ -29,28 +29,31 @@ fn p50(mut v: Vec<f64>) -> f64 {
 /// Both ranks on one node: a `DistQueue` round trip (shared memory, the
 /// `mpi` feature on) against the same round trip through plain `Queue`s, in
 /// alternating blocks. Prints `{"dist": p50, "plain": p50}`.
-fn same_node(world: &mut World, n: usize) -> Result<(), shm::Error> {
+fn same_node(world: &mut World, n: usize) -> Result<(), shmproc::Error> {
     let rank = world.rank();
     let to_owner0 = world.queue::<u64>(0, 64)?;
     let to_owner1 = world.queue::<u64>(1, 64)?;
     // Plain queues, by a name both ranks derive from their parent (the
     // launcher's daemon on this node).
-    let name = |k: u32| format!("shm-mpi-bench-{}-{k}", std::os::unix::process::parent_id());
+    let name = |k: u32| format!("shmproc-mpi-bench-{}-{k}", std::os::unix::process::parent_id());
     let (a, b) = if rank == 0 {
         let q = (
-            shm::Queue::<u64>::create_named(&name(0), 64)?,
-            shm::Queue::<u64>::create_named(&name(1), 64)?,
+            shmproc::Queue::<u64>::create_named(&name(0), 64)?,
+            shmproc::Queue::<u64>::create_named(&name(1), 64)?,
         );
         world.barrier();
         q
     } else {
         world.barrier();
-        (shm::Queue::<u64>::open(&name(0))?, shm::Queue::<u64>::open(&name(1))?)
+        (
+            shmproc::Queue::<u64>::open(&name(0))?,
+            shmproc::Queue::<u64>::open(&name(1))?,
+        )
     };
     world.barrier();
     if rank == 0 {
-        let _ = shm::Segment::unlink(&name(0));
-        let _ = shm::Segment::unlink(&name(1));
+        let _ = shmproc::Segment::unlink(&name(0));
+        let _ = shmproc::Segment::unlink(&name(1));
     }
     let blocks = 10;
     let per = n.div_ceil(blocks);
@@ -91,7 +94,7 @@ fn same_node(world: &mut World, n: usize) -> Result<(), shm::Error> {
 /// Raw and queue round trips across nodes (rank 1's samples), in
 /// alternating blocks, so that a slow spell of the machine weighs on both
 /// alike.
-fn round_trips(world: &mut World, n: usize) -> Result<(Vec<f64>, Vec<f64>), shm::Error> {
+fn round_trips(world: &mut World, n: usize) -> Result<(Vec<f64>, Vec<f64>), shmproc::Error> {
     let rank = world.rank();
     let to_owner0 = world.queue::<u64>(0, 64)?;
     let to_owner1 = world.queue::<u64>(1, 64)?;
@@ -134,8 +137,8 @@ fn round_trips(world: &mut World, n: usize) -> Result<(Vec<f64>, Vec<f64>), shm:
     Ok((raw_rtt, q_rtt))
 }
 
-fn main() -> Result<(), shm::Error> {
-    shm::init();
+fn main() -> Result<(), shmproc::Error> {
+    shmproc::init();
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
     let mut world = World::init()?;
     let rank = world.rank();

@@ -4,10 +4,10 @@
 //! refusal, and the job must end normally. Then a remote queue used after
 //! the World is dropped: a clear error, never a hang.
 
-use shm::mpi::{MpiError, World};
+use shmproc::mpi::{MpiError, World};
 
-fn main() -> Result<(), shm::Error> {
-    shm::init();
+fn main() -> Result<(), shmproc::Error> {
+    shmproc::init();
     let mut world = World::init()?;
     let q = world.queue::<u64>(0, 4)?;
     let pool = world.pool(1)?;

@@ -2,10 +2,10 @@
 //! waits for more: the launcher must end the job with an error, and
 //! nothing may hang (the test in tests/mpi.rs bounds it).
 
-use shm::mpi::World;
+use shmproc::mpi::World;
 
-fn main() -> Result<(), shm::Error> {
-    shm::init();
+fn main() -> Result<(), shmproc::Error> {
+    shmproc::init();
     let mut world = World::init()?;
     let q = world.queue::<u64>(0, 16)?;
     if world.rank() == 1 {

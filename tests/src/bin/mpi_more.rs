@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use shm::mpi::World;
+use shmproc::mpi::World;
 
 fn square(x: u64) -> u64 {
     x * x
@@ -36,8 +36,8 @@ fn fragile(x: u64) -> u64 {
     x
 }
 
-fn main() -> Result<(), shm::Error> {
-    shm::init();
+fn main() -> Result<(), shmproc::Error> {
+    shmproc::init();
     let mut world = World::init()?;
     let (rank, size) = (world.rank(), world.size());
 
@@ -47,9 +47,9 @@ fn main() -> Result<(), shm::Error> {
     let q = world.joinable_queue::<u64>(0, 16)?;
     let total = 50 * (size as u64 - 1);
     let share = |r: usize| total / size as u64 + u64::from((r as u64) < total % size as u64);
-    std::thread::scope(|s| -> Result<(), shm::Error> {
+    std::thread::scope(|s| -> Result<(), shmproc::Error> {
         // Producers and consumers at once, so a bound of 16 never stalls.
-        let producer = s.spawn(|| -> Result<(), shm::mpi::MpiError> {
+        let producer = s.spawn(|| -> Result<(), shmproc::mpi::MpiError> {
             if rank > 0 {
                 for i in 0..50 {
                     q.put(rank as u64 * 1000 + i)?;

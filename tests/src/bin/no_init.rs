@@ -1,8 +1,8 @@
-//! A program that forgets `shm::init()`: starting a child with spawn must
+//! A program that forgets `shmproc::init()`: starting a child with spawn must
 //! end in a clear error in the parent (and the child), never in a hang or a
 //! fork bomb; forkserver refuses to start at all.
 
-use shm::prelude::*;
+use shmproc::prelude::*;
 
 fn child(_: ()) {
     println!("the child ran its target (it should not have)");
