@@ -19,13 +19,11 @@
 // handles are left out.
 #![cfg_attr(loom, allow(unused_imports, dead_code))]
 
-#[cfg(not(loom))]
 pub mod bytes;
 #[cfg(all(test, loom))]
 mod loom_tests;
 #[cfg(not(loom))]
 pub mod pipe;
-#[cfg(not(loom))]
 pub mod queue;
 mod ring;
 pub use ring::{duplex, mpmc, spsc};

@@ -1,4 +1,5 @@
-//! Loom model checks of the typed rings and the duplex channel, run with
+//! Loom model checks of the typed rings and the duplex channel (the
+//! queue's are in `queue::loom_tests`), run with
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p shmproc-collections --lib loom`.
 //!
 //! The rings run on heap memory with loom's atomics (`crate::sync`). Each
@@ -31,7 +32,15 @@
 //! now names the value its sleeper saw); a duplex receiver about to sleep
 //! could read the bell bumped by the sender's `close` as the value to wait
 //! on, yet miss the close, and sleep a whole liveness slice (the bump is
-//! now Release and the sleeper's load of the bell Acquire).
+//! now Release and the sleeper's load of the bell Acquire); a queue's
+//! `close` could reach a consumer between its last look and its futex call
+//! and leave it asleep a whole liveness slice, since a close does not
+//! change the word the consumer sleeps on (the byte ring's and the SPSC
+//! ring's closes had the same gap): closes now wake until the sleeper's
+//! flag is down, and a sleeper's last look includes the close
+//! (`ring::wake_for_close`); `JoinableQueue`'s join could miss the last
+//! `task_done` under loom, whose `SeqCst` accesses are only `AcqRel` (the
+//! pair is now made of `SeqCst` fences).
 //!
 //! At three preemptions `loom_spsc_blocking_push_pop_wrap_around` reports
 //! a deadlock that the C++ memory model rules out: loom lets a load return
@@ -71,6 +80,22 @@ fn loom_spsc_blocking_push_pop_wrap_around() {
         for i in 0..3 {
             assert_eq!(rx.recv(), Ok(i));
         }
+        producer.join().expect("producer");
+    });
+}
+
+/// A consumer asleep on an empty ring wakes when the producer closes its
+/// end (the close does not move `tail`: see `ring::wake_for_close`).
+#[test]
+fn loom_spsc_close_wakes_a_waiting_consumer() {
+    loom::model(|| {
+        let (mut tx, mut rx) = spsc::channel::<u32>(2).expect("heap ring");
+        let producer = thread::spawn(move || {
+            tx.send(1).expect("the consumer is alive");
+            tx.close();
+        });
+        assert_eq!(rx.recv(), Ok(1));
+        assert_eq!(rx.recv(), Err(RecvError::Disconnected));
         producer.join().expect("producer");
     });
 }

@@ -21,6 +21,12 @@ pub(crate) type AtomicU64 = core::sync::atomic::AtomicU64;
 #[cfg(loom)]
 pub(crate) type AtomicU64 = loom::sync::atomic::AtomicU64;
 
+/// A fence of the algorithms' own: loom's under loom, so that it sees it.
+#[cfg(not(loom))]
+pub(crate) use core::sync::atomic::fence;
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::fence;
+
 #[cfg(not(loom))]
 pub(crate) use shmproc_core::sys::{cached_pid, futex_wait, futex_wake, membarrier_global, membarrier_register};
 
@@ -29,6 +35,15 @@ pub(crate) use shmproc_core::sys::{cached_pid, futex_wait, futex_wake, membarrie
 #[cfg(not(loom))]
 pub(crate) fn task_alive(pid: u32) -> bool {
     shmproc_core::liveness::is_alive(pid, shmproc_core::liveness::Started::Any)
+}
+
+/// Whether a child of this process other than the fork server runs (the
+/// queue's last liveness check: a child may use a queue it has not
+/// registered in yet); true when `/proc` cannot tell.
+#[cfg(not(loom))]
+pub(crate) fn children_running() -> bool {
+    let server = shmproc_core::forkserver_pid();
+    shmproc_core::sys::live_children().is_none_or(|kids| kids.iter().any(|&k| Some(k) != server))
 }
 
 /// This process as the shared words that name a ring end's holder, a queue
@@ -59,8 +74,8 @@ pub(crate) use std::time::Instant;
 
 #[cfg(loom)]
 pub(crate) use model::{
-    DEAD, Heap, Instant, cached_pid, futex_wait, futex_wake, membarrier_global, membarrier_register, owner_alive,
-    owner_id, pid_of, task_alive,
+    DEAD, Heap, Instant, cached_pid, children_running, futex_wait, futex_wake, membarrier_global, membarrier_register,
+    owner_alive, owner_id, pid_of, task_alive,
 };
 
 /// The barrier of the side of a sleep handshake that never sleeps: a
@@ -154,6 +169,11 @@ mod model {
 
     pub(crate) fn task_alive(pid: u32) -> bool {
         pid != DEAD
+    }
+
+    /// Modelled threads start no processes.
+    pub(crate) fn children_running() -> bool {
+        false
     }
 
     /// Owner ids are the modelled thread's id (no start tags under loom).

@@ -46,7 +46,7 @@ pub use event::Event;
 #[cfg(not(loom))]
 pub use lock::{Lock, LockGuard};
 // Hidden: the raw lock word the queues embed in their own headers; not API.
-#[cfg(not(loom))]
+// Built under loom too, for the queues' models.
 #[doc(hidden)]
 pub use lock::ProcessLock;
 #[cfg(not(loom))]

@@ -439,12 +439,20 @@ pub(crate) mod tests;
 /// All-zero bytes are an unlocked lock; any bits are safe to hand it (a
 /// nonsense holder reads as a dead one and is taken over). Owners are
 /// process ids with a start tag, as for [`Lock`].
-#[cfg(not(loom))]
+///
+/// Under loom it is built too, on the model's park ([`Spin`](crate::park::Spin):
+/// each modelled thread a process of its own), so that the queues' loom
+/// models run their real locking.
 #[repr(transparent)]
 #[derive(Default)]
 pub struct ProcessLock(RawLock);
 
+/// The park of a [`ProcessLock`]: futexes, or loom's stand-in.
 #[cfg(not(loom))]
+type ProcessPark = Futex;
+#[cfg(loom)]
+type ProcessPark = crate::park::Spin;
+
 impl fmt::Debug for ProcessLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessLock")
@@ -453,33 +461,42 @@ impl fmt::Debug for ProcessLock {
     }
 }
 
-#[cfg(not(loom))]
 impl ProcessLock {
+    /// This process's id in the lock word (under loom: the modelled
+    /// thread's, each thread standing for a process).
+    #[inline]
+    fn me() -> u32 {
+        #[cfg(not(loom))]
+        return ProcessPark::process_id();
+        #[cfg(loom)]
+        return ProcessPark::thread_id();
+    }
+
     /// Takes the lock for this process, waiting until `deadline` (forever
     /// with `None`). `None` on timeout; `Some(true)` when it was taken from
     /// a holder that died holding it.
     #[inline]
     pub fn lock_until(&self, deadline: Option<Deadline>) -> Option<bool> {
         self.0
-            .lock::<Futex>(Futex::process_id(), deadline)
+            .lock::<ProcessPark>(Self::me(), deadline)
             .map(|taken| taken == Taken::OwnerDied)
     }
 
     /// Takes the lock if it is free, without waiting.
     #[inline]
     pub fn try_lock(&self) -> bool {
-        self.0.try_lock(Futex::process_id())
+        self.0.try_lock(Self::me())
     }
 
     /// Takes the lock over if its holder died; true when taken.
     pub fn take_if_holder_dead(&self) -> bool {
-        self.0.take_if_holder_dead::<Futex>(Futex::process_id())
+        self.0.take_if_holder_dead::<ProcessPark>(Self::me())
     }
 
     /// Releases it; false when it was not locked.
     #[inline]
     pub fn unlock(&self) -> bool {
-        self.0.unlock::<Futex>()
+        self.0.unlock::<ProcessPark>()
     }
 
     /// The pid of the holding process, if any (it may be dead, or a word

@@ -558,7 +558,9 @@ impl RawRing {
 }
 
 /// Waits for `ready()` (not at all past `deadline`): spins, then sleeps on `word` in liveness slices
-/// after raising `flag`; `gone(slice_over)` is asked before each sleep.
+/// after raising `flag`; `gone(slice_over)` is asked before each sleep, and
+/// `gone(false)` (a close, cheap to ask) once more in the last look before
+/// it.
 pub(crate) fn wait_until(
     word: &Word,
     flag: &Word,
@@ -587,7 +589,9 @@ pub(crate) fn wait_until(
         if gone(slice_over) {
             return Err(Stop::Gone);
         }
-        match sleep_on(word, seen, flag, deadline, &ready) {
+        // `gone(false)`: the close of the other side, in the last look
+        // before the futex call (see `sleep_on`).
+        match sleep_on(word, seen, flag, deadline, || ready() || gone(false)) {
             Slept::DeadlinePassed => return if ready() { Ok(()) } else { Err(Stop::Timeout) },
             slept => slice_over = slept == Slept::SliceOver,
         }

@@ -1,7 +1,16 @@
 //! Python's `JoinableQueue`: a [`Queue`] that counts unfinished tasks.
 
-#[allow(clippy::wildcard_imports, reason = "a part of the parent module")]
-use super::*;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use shmproc_core::SegmentError;
+use shmproc_core::sys::Deadline;
+
+use super::{DEFAULT_CAPACITY, Queue, TaskDoneError};
 
 /// A [`Queue`] that counts unfinished tasks (Python's
 /// `multiprocessing.JoinableQueue`): every put adds one, every
@@ -105,49 +114,17 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// [`TaskDoneError`] when called more times than items were put.
     pub fn task_done(&self) -> Result<(), TaskDoneError> {
-        let h = self.queue.shared.header();
-        // SeqCst: a Dekker pair with `join` (it raises `join_waiters`, then
-        // reads `unfinished`; we lower `unfinished`, then read
-        // `join_waiters`): one of the two sees the other.
-        let before = h
-            .unfinished
-            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
-            .map_err(|_| TaskDoneError)?;
-        if before == 1 && h.join_waiters.load(SeqCst) != 0 {
-            sync::futex_wake(&h.unfinished, u32::MAX);
-        }
-        Ok(())
-    }
-
-    fn join_until(&self, deadline: Option<Deadline>) -> bool {
-        let h = self.queue.shared.header();
-        // SeqCst: see `task_done`.
-        h.join_waiters.fetch_add(1, SeqCst);
-        let done = loop {
-            // SeqCst: see `task_done`.
-            let n = h.unfinished.load(SeqCst);
-            if n == 0 {
-                break true;
-            }
-            if deadline.is_some_and(|d| d.has_passed()) {
-                break false;
-            }
-            let slice = Deadline::after(shmproc_sync::park::LIVENESS_SLICE);
-            sync::futex_wait(&h.unfinished, n, Some(deadline.map_or(slice, |d| d.min(slice))));
-        };
-        // SeqCst: see `task_done`.
-        h.join_waiters.fetch_sub(1, SeqCst);
-        done
+        self.queue.shared.task_done()
     }
 
     /// Waits until every item put has been marked done.
     pub fn join(&self) {
-        self.join_until(None);
+        self.queue.shared.join_until(None);
     }
 
     /// Waits up to `timeout`; true when every item was marked done.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.join_until(Some(Deadline::after(timeout)))
+        self.queue.shared.join_until(Some(Deadline::after(timeout)))
     }
 
     /// Items put and not yet marked done.

@@ -2,20 +2,25 @@
 //! recovery after a dead holder, and the waits for room or messages.
 
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use std::sync::atomic::fence;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
+#[cfg(not(loom))]
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use shmproc_core::sys::{self, Deadline};
+use shmproc_core::sys::Deadline;
+#[cfg(not(loom))]
 use shmproc_core::{Segment, SegmentError, TypeIdentity};
 use shmproc_sync::ProcessLock;
 
-use crate::bytes::{Kind, RawRing, ReadCursor, Stop, WriteCursor, round_capacity, valid_capacity, wait_until};
-use crate::ring::{HEADER, Word};
+use crate::bytes::{Kind, RawRing, ReadCursor, Stop, WriteCursor, wait_until};
+#[cfg(not(loom))]
+use crate::bytes::{round_capacity, valid_capacity};
+#[cfg(not(loom))]
+use crate::ring::HEADER;
+use crate::ring::{Word, wake_for_close};
 
-use super::MAX_PEERS;
+use super::{MAX_PEERS, TaskDoneError};
 use crate::bytes::Fail;
-use crate::sync;
+use crate::sync::{self, fence};
 
 /// Words of one process-local flag (not shared memory).
 #[allow(clippy::disallowed_types, reason = "a process-local cache, not shared memory")]
@@ -61,13 +66,65 @@ pub(super) struct QueueHeader {
 }
 
 /// Bytes before the ring header.
+#[cfg(not(loom))]
 const QUEUE_HEADER: usize = 768;
+// Loom's atomics are larger: under loom the headers are heap values.
+#[cfg(not(loom))]
 const _: () = {
     assert!(size_of::<QueueHeader>() == QUEUE_HEADER);
     assert!(std::mem::offset_of!(QueueHeader, put_lock) == 128);
     assert!(std::mem::offset_of!(QueueHeader, get_lock) == 256);
     assert!(std::mem::offset_of!(QueueHeader, unfinished) == 384);
 };
+
+#[cfg(loom)]
+impl QueueHeader {
+    /// All words zero, as in a new segment.
+    fn zeroed() -> Self {
+        let w = || Word::new(0);
+        Self {
+            maxsize: w(),
+            closed: w(),
+            joinable: w(),
+            overflow: w(),
+            in_flight: w(),
+            _pad0: std::array::from_fn(|_| w()),
+            put_lock: ProcessLock::default(),
+            puts: w(),
+            put_head: w(),
+            stream_open: w(),
+            put_pending: w(),
+            put_pending_tail: w(),
+            put_pending_puts: w(),
+            _pad1: std::array::from_fn(|_| w()),
+            get_lock: ProcessLock::default(),
+            gets: w(),
+            get_tail: w(),
+            get_pending: w(),
+            get_pending_head: w(),
+            get_pending_gets: w(),
+            _pad2: std::array::from_fn(|_| w()),
+            unfinished: w(),
+            join_waiters: w(),
+            _pad3: std::array::from_fn(|_| w()),
+            peers: std::array::from_fn(|_| w()),
+        }
+    }
+}
+
+/// Loom's stand-in for a queue's segment: both headers as heap values and
+/// the ring's bytes in a heap buffer (8-aligned, as frames need). The
+/// payload bytes are plain memory that loom does not track: a frame read
+/// before its publication shows up as a wrong or corrupted message, which
+/// the models check, not as a reported race.
+#[cfg(loom)]
+mod model {
+    pub(crate) struct HeapQueue {
+        pub(super) queue: super::QueueHeader,
+        pub(super) ring: crate::bytes::RingHeader,
+        pub(super) data: Box<[u64]>,
+    }
+}
 
 /// Most bytes a put serialises straight into the ring; larger items go
 /// through a buffer first.
@@ -83,8 +140,12 @@ pub(super) enum Payload<'a> {
 }
 
 /// The mapped queue, shared by the handles of one process.
-pub(super) struct QueueShared {
+pub(crate) struct QueueShared {
+    #[cfg(not(loom))]
     pub(super) seg: Segment,
+    /// Loom's stand-in for the segment (`hdr` and `raw` point into it).
+    #[cfg(loom)]
+    _heap: Box<model::HeapQueue>,
     hdr: NonNull<QueueHeader>,
     pub(super) raw: RawRing,
     /// The process that last registered through this mapping.
@@ -123,6 +184,7 @@ impl Drop for Unlock<'_> {
 
 impl QueueShared {
     /// A new queue, in a named segment when `name` is given.
+    #[cfg(not(loom))]
     pub(super) fn create(
         name: Option<&str>,
         id: &TypeIdentity,
@@ -150,10 +212,11 @@ impl QueueShared {
         h.maxsize.store(maxsize, Relaxed);
         h.joinable.store(u32::from(joinable), Relaxed);
         q.raw.header().capacity.store(cap, Relaxed);
-        sys::membarrier_register();
+        sync::membarrier_register();
         Ok(q)
     }
 
+    #[cfg(not(loom))]
     pub(super) fn attach(seg: Segment, id: &TypeIdentity) -> Result<Self, SegmentError> {
         seg.check_type(id)?;
         let len = seg.payload_len();
@@ -176,6 +239,7 @@ impl QueueShared {
         Ok(Self::map(seg, cap))
     }
 
+    #[cfg(not(loom))]
     pub(super) fn map(seg: Segment, cap: u32) -> Self {
         let base = seg.payload();
         // SAFETY: the payload is QUEUE_HEADER + HEADER + cap bytes (created
@@ -192,6 +256,38 @@ impl QueueShared {
             seg,
             registered: LocalWord::new(0),
         }
+    }
+
+    /// A queue on heap memory for loom's models: a ring of `cap` bytes (a
+    /// valid capacity), at most `maxsize` items (0: unbounded).
+    #[cfg(loom)]
+    pub(crate) fn heap(cap: u32, maxsize: u32, joinable: bool) -> Self {
+        assert!(crate::bytes::valid_capacity(cap));
+        let mut heap = Box::new(model::HeapQueue {
+            queue: QueueHeader::zeroed(),
+            ring: crate::bytes::RingHeader::default(),
+            data: vec![0u64; cap as usize / 8].into_boxed_slice(),
+        });
+        let data = NonNull::new(heap.data.as_mut_ptr())
+            .expect("a box is never null")
+            .cast::<u8>();
+        let hdr = NonNull::from(&heap.queue);
+        let ring = NonNull::from(&heap.ring).cast::<u8>();
+        // SAFETY: a RingHeader and `cap` 8-aligned bytes, in a box that the
+        // result owns (boxed contents do not move when the box does).
+        let raw = unsafe { RawRing::new(ring, data, cap) };
+        let q = Self {
+            _heap: heap,
+            hdr,
+            raw,
+            registered: LocalWord::new(0),
+        };
+        let h = q.header();
+        // Relaxed: not shared with any thread yet.
+        h.maxsize.store(maxsize, Relaxed);
+        h.joinable.store(u32::from(joinable), Relaxed);
+        q.raw.header().capacity.store(cap, Relaxed);
+        q
     }
 
     pub(super) fn header(&self) -> &QueueHeader {
@@ -227,7 +323,7 @@ impl QueueShared {
 
     #[cold]
     pub(super) fn register_slow(&self, me: u32) {
-        sys::membarrier_register();
+        sync::membarrier_register();
         let h = self.header();
         // Relaxed throughout: owner ids for liveness checks only.
         let known = h.peers.iter().any(|p| p.load(Relaxed) == me);
@@ -269,18 +365,19 @@ impl QueueShared {
         if !others {
             return true;
         }
-        let server = shmproc_core::forkserver_pid();
-        sys::live_children().is_none_or(|kids| kids.iter().any(|&k| Some(k) != server))
+        sync::children_running()
     }
 
     /// Opens the named queue `name`, its type and headers checked, and
     /// registers this process in it.
+    #[cfg(not(loom))]
     pub(super) fn open(name: &str, id: &TypeIdentity) -> Result<Self, SegmentError> {
         let shared = Self::attach(Segment::open_named(name, Some(id))?, id)?;
         shared.register();
         Ok(shared)
     }
 
+    #[cfg(not(loom))]
     pub(super) fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         // Relaxed: a count for liveness checks; the receiver takes it back
         // once registered.
@@ -288,6 +385,7 @@ impl QueueShared {
         self.seg.serialize(serializer)
     }
 
+    #[cfg(not(loom))]
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D, id: &TypeIdentity) -> Result<Self, D::Error> {
         let seg = Segment::deserialize(deserializer)?;
         let shared = Self::attach(seg, id).map_err(shmproc_core::handle::decode_error)?;
@@ -308,7 +406,7 @@ impl QueueShared {
         // the Release of its unlock, so the frames it published before
         // unlocking are seen by the caller's next look.
         fence(Acquire);
-        holder.is_none_or(|pid| pid != sys::cached_pid() && !crate::sync::task_alive(pid))
+        holder.is_none_or(|pid| pid != sync::cached_pid() && !sync::task_alive(pid))
     }
 
     /// Repairs what a producer killed under the put lock left.
@@ -324,7 +422,9 @@ impl QueueShared {
                 // before (whether or not the holder got to count).
                 h.puts.store(h.put_pending_puts.load(Relaxed), Relaxed);
                 if self.joinable() {
-                    let _ = h.unfinished.fetch_update(SeqCst, SeqCst, |n| Some(n.saturating_sub(1)));
+                    // As a `task_done` of the item never put (a joiner
+                    // waiting for it is woken), though never below zero.
+                    let _ = self.task_done();
                 }
             }
             h.put_pending.store(0, Relaxed);
@@ -427,8 +527,10 @@ impl QueueShared {
             h.put_pending.store(1, Relaxed);
             h.puts.store(puts.wrapping_add(1), Relaxed);
             if joinable {
-                // SeqCst: `join`'s Dekker pair (see `task_done`).
-                h.unfinished.fetch_add(1, SeqCst);
+                // Relaxed: under the put lock; the publishing Release store
+                // of `tail` carries it to the consumer whose `task_done`
+                // takes it back (`join`'s pair is in `task_done`).
+                h.unfinished.fetch_add(1, Relaxed);
             }
             if streamed {
                 h.stream_open.store(1, Relaxed);
@@ -579,11 +681,58 @@ impl QueueShared {
         result
     }
 
+    /// `JoinableQueue::task_done`: one unfinished task fewer.
+    pub(super) fn task_done(&self) -> Result<(), TaskDoneError> {
+        let h = self.header();
+        // A Dekker pair with `join_until` (it raises `join_waiters`, then
+        // reads `unfinished`; we lower `unfinished`, then read
+        // `join_waiters`), made of SeqCst fences between each side's store
+        // and load: one of the two sees the other. (SeqCst on the accesses
+        // alone would do in C++ too, but loom models SeqCst accesses as
+        // AcqRel and reported a lost wake-up; fences it models in full.)
+        // AcqRel: the count's read-modify-write; the fence orders it.
+        let before = h
+            .unfinished
+            .fetch_update(AcqRel, Acquire, |n| n.checked_sub(1))
+            .map_err(|_| TaskDoneError)?;
+        fence(SeqCst);
+        // Relaxed: ordered by the fence above.
+        if before == 1 && h.join_waiters.load(Relaxed) != 0 {
+            sync::futex_wake(&h.unfinished, u32::MAX);
+        }
+        Ok(())
+    }
+
+    /// `JoinableQueue::join`: waits until no task is unfinished (not past
+    /// `deadline`); false when the deadline came first.
+    pub(super) fn join_until(&self, deadline: Option<Deadline>) -> bool {
+        let h = self.header();
+        // Relaxed + SeqCst fence: the other side of `task_done`'s pair.
+        h.join_waiters.fetch_add(1, Relaxed);
+        fence(SeqCst);
+        let done = loop {
+            // Acquire: pairs with the last `task_done`'s AcqRel, so the
+            // tasks' effects are seen once `join` returns.
+            let n = h.unfinished.load(Acquire);
+            if n == 0 {
+                break true;
+            }
+            if deadline.is_some_and(|d| d.has_passed()) {
+                break false;
+            }
+            let slice = Deadline::after(shmproc_sync::park::LIVENESS_SLICE);
+            sync::futex_wait(&h.unfinished, n, Some(deadline.map_or(slice, |d| d.min(slice))));
+        };
+        // Relaxed: a count of sleepers; a wake it causes is only spurious.
+        h.join_waiters.fetch_sub(1, Relaxed);
+        done
+    }
+
     pub(super) fn close(&self) {
         // Release: pairs with the Acquire in `closed`.
         self.header().closed.store(1, Release);
         let rh = self.raw.header();
-        sync::futex_wake(&rh.tail, u32::MAX);
-        sync::futex_wake(&rh.head, u32::MAX);
+        wake_for_close(&rh.tail, &rh.reader_sleeping);
+        wake_for_close(&rh.head, &rh.writer_sleeping);
     }
 }

@@ -1,7 +1,15 @@
 //! Python's `SimpleQueue`.
 
-#[allow(clippy::wildcard_imports, reason = "a part of the parent module")]
-use super::*;
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use shmproc_core::{
+    RecvError, RecvTimeoutError, SegmentError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+use std::time::Duration;
+
+use super::Queue;
 
 /// An unbounded queue with only `put`, `get`, `empty` and `close` (Python's
 /// `multiprocessing.SimpleQueue`).

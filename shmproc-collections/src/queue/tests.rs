@@ -1,8 +1,14 @@
 #[allow(clippy::cast_possible_truncation, reason = "test byte patterns")]
 mod basics {
+    use std::time::Duration;
+
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
     use super::super::shared::*;
     use super::super::*;
-    use shmproc_core::{RecvError, RecvTimeoutError, SendError, TryRecvError};
+    use shmproc_core::{Fault, RecvError, RecvTimeoutError, SendError, TryRecvError};
 
     #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
     struct Job {

@@ -19,12 +19,16 @@ fn raised(seen: u32) -> u32 {
 
 /// Sleeps on `word` (expected `seen`) after raising `flag`, unless `ready()`
 /// turns true once the flag is visible; one liveness slice at most.
+///
+/// `ready` must also be true once the other side closed: a close does not
+/// change `word`, so its wake ([`wake_for_close`]) reaches a sleeper only
+/// through this last look or while the flag is up.
 pub(crate) fn sleep_on(
     word: &Word,
     seen: u32,
     flag: &Word,
     deadline: Option<Deadline>,
-    ready: impl Fn() -> bool,
+    mut ready: impl FnMut() -> bool,
 ) -> Slept {
     // Relaxed + membarrier: the slow side of the handshake (module docs).
     flag.store(raised(seen), Relaxed);
@@ -75,6 +79,38 @@ pub(crate) fn wake_sleeper(word: &Word, flag: &Word, up: u32) {
     // (or another waker, which woke it) took it down since.
     if seen_already || flag.compare_exchange(up, 0, Relaxed, Relaxed) != Err(0) {
         sync::futex_wake(word, 1);
+    }
+}
+
+/// Wakes whoever sleeps on `word` under `flag` for a change that `word`
+/// does not show: a close, stored (Release) just before this call.
+///
+/// A wake that comes before the sleeper's futex call is lost when `word`
+/// still holds what the sleeper saw (the kernel compares only the word),
+/// and the sleeper would wait a whole liveness slice (loom found it in the
+/// queue's close). The flag closes the gap: a sleeper that raised it before
+/// our look is woken until it takes the flag down (it does once its futex
+/// call returns); one that raises it after our look sees the close in its
+/// last look ([`sleep_on`]'s `ready`). Outside loom the retries stop after
+/// a liveness slice, so a sleeper that died with its flag up costs the
+/// closer one slice, not a hang.
+#[cold]
+pub(crate) fn wake_for_close(word: &Word, flag: &Word) {
+    // The fast side of the handshake, as in `wake_if_sleeping`: the close
+    // stored before this barrier, the sleeper's membarrier after its raise.
+    sync::light_barrier();
+    #[cfg(not(loom))]
+    let give_up = Deadline::after(shmproc_core::LIVENESS_SLICE);
+    // Relaxed: the flag only says whom to wake (see `wake_sleeper`).
+    while flag.load(Relaxed) != 0 {
+        sync::futex_wake(word, u32::MAX);
+        #[cfg(not(loom))]
+        if give_up.has_passed() {
+            return;
+        }
+        #[cfg(not(loom))]
+        std::thread::yield_now();
+        sync::before_retry();
     }
 }
 

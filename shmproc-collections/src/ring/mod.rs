@@ -22,7 +22,7 @@ pub mod mpmc;
 mod slot;
 pub mod spsc;
 
-pub(crate) use handshake::{Receive, receive, sleep_on, wake_if_sleeping, wake_sleeper};
+pub(crate) use handshake::{Receive, receive, sleep_on, wake_for_close, wake_if_sleeping, wake_sleeper};
 pub(crate) use liveness::{claim, peer_gone};
 pub(crate) use slot::{load_slot, store_slot};
 

@@ -164,7 +164,8 @@ impl<T: ShmSafe> Producer<T> {
             let cap = self.at.capacity;
             let tail = self.tail;
             // Acquire: as in `free_fresh`.
-            let room = || tail.wrapping_sub(h.head.load(Acquire)) < cap;
+            // The consumer's close too, in the last look (see `sleep_on`).
+            let room = || tail.wrapping_sub(h.head.load(Acquire)) < cap || self.closed_bits() & CONSUMER_CLOSED != 0;
             match sleep_on(&h.head, seen, &h.producer_sleeping, deadline, room) {
                 Slept::DeadlinePassed => return Err(Stop::Timeout),
                 slept => slice_over = slept == Slept::SliceOver,
@@ -252,7 +253,7 @@ impl<T: ShmSafe> Producer<T> {
         let h = self.h();
         // Release: everything pushed before is visible with the close.
         h.closed.fetch_or(PRODUCER_CLOSED, Release);
-        sync::futex_wake(&h.tail, 1);
+        wake_for_close(&h.tail, &h.consumer_sleeping);
     }
 
     /// The capacity.
@@ -486,7 +487,7 @@ impl<T: ShmSafe> Consumer<T> {
         let h = self.h();
         // Release: pairs with the producer's Acquire load in `closed`.
         h.closed.fetch_or(CONSUMER_CLOSED, Release);
-        sync::futex_wake(&h.head, 1);
+        wake_for_close(&h.head, &h.producer_sleeping);
     }
 
     /// The capacity.
@@ -534,7 +535,8 @@ impl<T: ShmSafe> Receive for Consumer<T> {
         let h = self.h();
         let head = self.head;
         // Acquire: as in `available_fresh`.
-        let data = || h.tail.load(Acquire) != head;
+        // The producer's close too, in the last look (see `sleep_on`).
+        let data = || h.tail.load(Acquire) != head || self.closed_bits() & PRODUCER_CLOSED != 0;
         sleep_on(&h.tail, self.cached_tail, &h.consumer_sleeping, deadline, data)
     }
 }

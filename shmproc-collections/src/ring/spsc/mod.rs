@@ -84,7 +84,7 @@ pub use crate::ring::MAX_CAPACITY;
 #[cfg(not(loom))]
 use crate::ring::ring_capacity;
 use crate::ring::{HEADER, Slept, Word};
-use crate::ring::{Receive, Stop, full_or_stop, receive, sleep_on, wake_if_sleeping};
+use crate::ring::{Receive, Stop, full_or_stop, receive, sleep_on, wake_for_close, wake_if_sleeping};
 use crate::ring::{claim, load_slot, peer_gone, store_slot};
 use crate::sync;
 
