@@ -2,9 +2,8 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use shmproc_core::segment::Mapped;
-use shmproc_core::{Segment, SegmentError, SegmentKind, TypeIdentity};
+use shmproc_core::{Segment, SegmentError, SegmentKind, SegmentObject, TypeIdentity};
 
 /// The shared state of one kind of object: `repr(C)` words that are valid
 /// in every bit pattern, all zero when fresh.
@@ -24,11 +23,6 @@ pub(crate) struct Shared<S> {
     map: Mapped<S>,
 }
 
-// SAFETY: S is atomics only (SharedState) and `map` keeps the mapping alive.
-unsafe impl<S: SharedState> Send for Shared<S> {}
-// SAFETY: as above; only shared references to S are handed out.
-unsafe impl<S: SharedState> Sync for Shared<S> {}
-
 impl<S> Clone for Shared<S> {
     fn clone(&self) -> Self {
         Self { map: self.map.clone() }
@@ -41,40 +35,14 @@ impl<S> fmt::Debug for Shared<S> {
     }
 }
 
-impl<S: SharedState> Shared<S> {
+impl<S: SharedState> SegmentObject for Shared<S> {
     fn identity() -> TypeIdentity {
         TypeIdentity::of::<S>(S::KIND)
     }
 
-    /// A fresh, zeroed state in a new anonymous segment.
-    pub(crate) fn create() -> Result<Self, SegmentError> {
-        Self::from_mapped(Mapped::new(
-            Segment::create(&Self::identity(), size_of::<S>())?,
-            &Self::identity(),
-        )?)
-    }
-
-    /// A fresh, zeroed state in a new segment named `name`, which other
-    /// processes (ours or not) may [`Shared::open`].
-    pub(crate) fn create_named(name: &str) -> Result<Self, SegmentError> {
-        Self::from_mapped(Mapped::new(
-            Segment::create_named(name, &Self::identity(), size_of::<S>())?,
-            &Self::identity(),
-        )?)
-    }
-
-    /// The state in the segment named `name`: its header says it holds an
-    /// `S` of this kind ([`SegmentError::TypeMismatch`] names both types
-    /// otherwise) and its payload is exactly one `S`.
-    pub(crate) fn open(name: &str) -> Result<Self, SegmentError> {
-        Self::from_mapped(Mapped::new(
-            Segment::open_named(name, Some(&Self::identity()))?,
-            &Self::identity(),
-        )?)
-    }
-
-    /// Checks that the mapping holds exactly one `S`.
-    fn from_mapped(map: Mapped<S>) -> Result<Self, SegmentError> {
+    /// Checks the header's type, and that the payload is exactly one `S`.
+    fn attach(seg: Segment) -> Result<Self, SegmentError> {
+        let map = Mapped::new(seg, &Self::identity())?;
         let len = map.segment().payload_len();
         if len != size_of::<S>() {
             return Err(SegmentError::BadPayload {
@@ -85,26 +53,41 @@ impl<S: SharedState> Shared<S> {
         Ok(Self { map })
     }
 
+    fn segment(&self) -> &Segment {
+        self.map.segment()
+    }
+}
+
+// SAFETY: S is atomics only (SharedState) and `map` keeps the mapping
+// alive; only shared references to S are handed out.
+shmproc_core::segment_object!(unsafe Send + Sync, [S: SharedState] Shared<S>);
+
+impl<S: SharedState> Shared<S> {
+    /// A fresh, zeroed state in a new anonymous segment.
+    pub(crate) fn create() -> Result<Self, SegmentError> {
+        <Self as SegmentObject>::create(size_of::<S>())
+    }
+
+    /// A fresh, zeroed state in a new segment named `name`, which other
+    /// processes (ours or not) may [`Shared::open`].
+    pub(crate) fn create_named(name: &str) -> Result<Self, SegmentError> {
+        Self::create_named_in(name, size_of::<S>())
+    }
+
+    /// The state in the segment named `name`: its header says it holds an
+    /// `S` of this kind ([`SegmentError::TypeMismatch`] names both types
+    /// otherwise) and its payload is exactly one `S`.
+    pub(crate) fn open(name: &str) -> Result<Self, SegmentError> {
+        Self::open_named(name)
+    }
+
     /// The state.
     #[inline]
     pub(crate) fn get(&self) -> &S {
-        // SAFETY: the payload holds exactly one S (checked), 128-aligned;
-        // S is atomics only, valid in any bit pattern and meant to be shared;
-        // the mapping lives as long as `self.map`.
+        // SAFETY: the payload holds exactly one S (checked in `attach`),
+        // 128-aligned; S is atomics only, valid in any bit pattern and
+        // meant to be shared; the mapping lives as long as `self.map`.
         unsafe { self.map.as_ptr().as_ref() }
-    }
-}
-
-impl<S: SharedState> Serialize for Shared<S> {
-    fn serialize<Z: Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
-        self.map.serialize(serializer)
-    }
-}
-
-impl<'de, S: SharedState> Deserialize<'de> for Shared<S> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let map = Mapped::deserialize_as(deserializer, &Self::identity())?;
-        Self::from_mapped(map).map_err(shmproc_core::handle::decode_error)
     }
 }
 

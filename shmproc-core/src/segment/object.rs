@@ -137,7 +137,12 @@ macro_rules! segment_object {
     };
     ([$($gen:tt)*] $ty:ty) => {
         impl<$($gen)*> $crate::__private::serde::Serialize for $ty {
-            fn serialize<S: $crate::__private::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            // The generic parameters are named so as not to clash with the
+            // object's own (`Shared<S>` has an `S`).
+            fn serialize<Ser: $crate::__private::serde::Serializer>(
+                &self,
+                serializer: Ser,
+            ) -> Result<Ser::Ok, Ser::Error> {
                 $crate::__private::serde::Serialize::serialize(
                     <Self as $crate::SegmentObject>::segment(self),
                     serializer,
@@ -145,7 +150,7 @@ macro_rules! segment_object {
             }
         }
         impl<'de, $($gen)*> $crate::__private::serde::Deserialize<'de> for $ty {
-            fn deserialize<D: $crate::__private::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            fn deserialize<De: $crate::__private::serde::Deserializer<'de>>(deserializer: De) -> Result<Self, De::Error> {
                 let seg = <$crate::Segment as $crate::__private::serde::Deserialize>::deserialize(deserializer)?;
                 <Self as $crate::SegmentObject>::attach(seg).map_err($crate::handle::decode_error)
             }
