@@ -1,5 +1,7 @@
-//! shm: Python's `multiprocessing`, rebuilt so that every shared object lives
-//! directly in shared memory.
+//! shmproc: Python's `multiprocessing`, rebuilt so that every shared object lives
+//! directly in shared memory. The README is the tour; [`how_it_works`] is
+//! the design: segments, handles, the algorithms, the `mpi` feature, the
+//! crates.
 //!
 //! ```no_run
 //! use shmproc::prelude::*;
@@ -312,6 +314,9 @@ pub mod prelude {
         Semaphore, TryAcquireError, Value,
     };
 }
+
+#[doc = include_str!("../docs/how-it-works.md")]
+pub mod how_it_works {}
 
 /// The README's code, compiled as a doctest so it cannot rot.
 #[doc = include_str!("../../README.md")]
