@@ -88,7 +88,12 @@ impl<R: DeserializeOwned> Unpack<R> for Frame {
         let start = out.len();
         let mut rest = self.bytes.get(self.skip..).unwrap_or_default();
         for _ in 0..self.n {
-            if let Ok((Ok(v), tail)) = postcard::take_from_bytes::<Result<R, TaskFailure>>(rest) {
+            // `Ok(v)` in postcard is the variant index 0 (one byte) then
+            // `v`: decoded as an `R` alone, without the whole
+            // `Result<R, TaskFailure>` (a large type) for each value.
+            if let Some((0, after)) = rest.split_first()
+                && let Ok((v, tail)) = postcard::take_from_bytes::<R>(after)
+            {
                 out.push(v);
                 rest = tail;
             } else {

@@ -230,8 +230,12 @@ impl<S: 'static> Pool<S> {
         };
         let chunksize = chunksize.unwrap_or_else(|| default_chunksize(len, self.processes));
         // Posted in batches as they are encoded: the workers start on the
-        // first while the caller encodes the next.
-        let batch = BATCH.div_ceil(chunksize) * chunksize;
+        // first while the caller encodes the next. A batch is not a whole
+        // number of chunks: the driver cuts chunks by each worker's window
+        // anyway (Python's chunk size is approximate), and with Python's
+        // default of a quarter of each worker's share, whole chunks made
+        // the workers wait for an eighth of the input to be encoded.
+        let batch = BATCH;
         let job = Job::new(on_done);
         let mut enc = Encoded::with_capacity(batch.min(len));
         let mut base = 0;
