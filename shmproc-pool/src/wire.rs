@@ -316,7 +316,10 @@ mod tests {
         let s = "a result".to_owned();
         let mut out = Vec::new();
         push_result(&mut out, Ok(&s), usize::MAX);
-        assert_eq!(out, postcard::to_allocvec(&Ok::<&String, TaskFailure>(&s)).expect("encodes"));
+        assert_eq!(
+            out,
+            postcard::to_allocvec(&Ok::<&String, TaskFailure>(&s)).expect("encodes")
+        );
         let failure = TaskFailure::EncodeResult("why".into());
         let mut out = Vec::new();
         push_result::<u64>(&mut out, Err(&failure), usize::MAX);
