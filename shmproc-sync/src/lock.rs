@@ -440,7 +440,7 @@ pub(crate) mod tests;
 /// nonsense holder reads as a dead one and is taken over). Owners are
 /// process ids with a start tag, as for [`Lock`].
 ///
-/// Under loom it is built too, on the model's park ([`Spin`](crate::park::Spin):
+/// Under loom it is built too, on the model's park (`park::Spin`:
 /// each modelled thread a process of its own), so that the queues' loom
 /// models run their real locking.
 #[repr(transparent)]

@@ -87,7 +87,7 @@ impl ByteRing {
 }
 
 /// Creates a byte ring of at least `capacity` bytes (rounded up to a power
-/// of two, at least [`MIN_CAPACITY`]) and returns its two ends. Messages
+/// of two, at least [`MIN_CAPACITY`](super::MIN_CAPACITY)) and returns its two ends. Messages
 /// larger than half the ring are streamed through it in parts.
 ///
 /// # Errors

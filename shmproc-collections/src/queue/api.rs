@@ -141,7 +141,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Opens the queue named `name` (made by [`Queue::create_named`] or
-    /// [`JoinableQueue::create_named`]), checking that it holds `T`s and
+    /// [`JoinableQueue::create_named`](super::JoinableQueue::create_named)), checking that it holds `T`s and
     /// that its headers are sound.
     ///
     /// # Errors
