@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
 
-use crate::stats::Stats;
-use crate::svg::{Chart, LineChart};
+use crate::harness::stats::Stats;
+use crate::harness::svg::{Chart, LineChart};
 
 /// A measured thing with its name.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,7 +105,7 @@ impl Row {
         peer_name: impl Into<String>,
         peer: Option<Stats>,
     ) -> Self {
-        let unit = peer.map_or(crate::stats::Unit::Seconds, |p| p.unit);
+        let unit = peer.map_or(crate::harness::stats::Unit::Seconds, |p| p.unit);
         let nothing = Stats {
             n: 0,
             median: f64::NAN,
@@ -297,7 +297,7 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Unit;
+    use crate::harness::stats::Unit;
 
     fn secs(v: f64) -> Stats {
         Stats::single(v, Unit::Seconds)

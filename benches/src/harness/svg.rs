@@ -12,7 +12,7 @@
 
 use std::fmt::Write as _;
 
-use crate::stats::Stats;
+use crate::harness::stats::Stats;
 
 /// Largest max/min ratio drawn on a linear axis.
 pub const LOG_SPAN: f64 = 30.0;
@@ -173,12 +173,14 @@ struct Scale {
     log: bool,
     lo: f64,
     hi: f64,
-    unit: crate::stats::Unit,
+    unit: crate::harness::stats::Unit,
 }
 
 impl Scale {
     fn fit(bars: &[Bar]) -> Self {
-        let unit = bars.first().map_or(crate::stats::Unit::Seconds, |b| b.stats.unit);
+        let unit = bars
+            .first()
+            .map_or(crate::harness::stats::Unit::Seconds, |b| b.stats.unit);
         let vals = bars
             .iter()
             .flat_map(|b| [b.stats.median, b.stats.p90])
@@ -281,7 +283,7 @@ pub struct LineChart {
     /// The x positions' names, left to right.
     pub x: Vec<String>,
     /// The unit of every value.
-    pub unit: crate::stats::Unit,
+    pub unit: crate::harness::stats::Unit,
     /// The lines, in legend order.
     pub series: Vec<Series>,
     /// What a rate counts, shown in the y axis's labels (`"B"`: `GB/s`);
@@ -296,7 +298,7 @@ impl LineChart {
         title: impl Into<String>,
         x_caption: impl Into<String>,
         x: Vec<String>,
-        unit: crate::stats::Unit,
+        unit: crate::harness::stats::Unit,
     ) -> Self {
         Self {
             file: file.into(),
@@ -445,7 +447,7 @@ fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Unit;
+    use crate::harness::stats::Unit;
 
     #[test]
     fn wide_spans_use_a_log_axis() {
