@@ -5,7 +5,7 @@
 //!
 //! - [`harness`]: what every group uses: timing and statistics
 //!   ([`harness::stats`]), the report and its Markdown table
-//!   ([`harness::report`]), SVG charts ([`harness::svg`]), the run's description ([`harness::machine`]), CPU pinning
+//!   ([`harness::report`]), the plots ([`harness::plot`], drawn with plotters), the run's description ([`harness::machine`]), CPU pinning
 //!   ([`harness::affinity`]), processes contending at once
 //!   ([`harness::contend`]) and the Python runner ([`harness::python`]);
 //! - [`groups`]: one module per benchmark group, each with a
@@ -23,7 +23,7 @@
 //! 1. write `src/groups/<name>.rs` with a `pub fn run(mode: Mode, report:
 //!    &mut Report)` that measures ours and its peers in the same run (peers
 //!    of its own go in `src/peers/`), pushes [`harness::report::Row`]s, and
-//!    optionally a [`harness::svg::Chart`] or [`harness::svg::LineChart`]
+//!    optionally a [`harness::plot::Chart`] or [`harness::plot::LineChart`]
 //!    to `report.charts` / `report.plots`;
 //! 2. declare it in `src/groups/mod.rs`;
 //! 3. add `("<name>", groups::<name>::run)` to the list in

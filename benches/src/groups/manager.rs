@@ -23,11 +23,11 @@ use heed::{Database, Env, EnvFlags, EnvOpenOptions};
 use shmproc::{Dict, Event, Manager, Namespace, Process, Proxy, RawValue};
 
 use crate::Mode;
+use crate::harness::plot::{Kind, LineChart};
 use crate::harness::python;
 use crate::harness::python::FlatJson;
 use crate::harness::report::{Measured, Report, Row, Target};
 use crate::harness::stats::{Stats, Unit, rates};
-use crate::harness::svg::{Kind, LineChart};
 
 /// Keys of the get/set rows.
 const KEYS: u64 = 1000;

@@ -21,9 +21,9 @@ use shmproc::park::DEFAULT_SPINS;
 use crate::Mode;
 use crate::groups::ring::float;
 use crate::harness::affinity::allowed_cpus;
+use crate::harness::plot::{Kind, LineChart};
 use crate::harness::report::{Measured, Report, Row, Target};
 use crate::harness::stats::{Stats, Unit, nearest_rank};
-use crate::harness::svg::{Kind, LineChart};
 use crate::peers::drive::{FlowCase, Peer, TripCase, Trips, flows, round_trips};
 use crate::peers::ends::{
     Bytes, crossbeam_echo, crossbeam_flow, duplex_echo, floor, ipc_echo, loan_flow, ring_echo, ring_flow, stream_echo,

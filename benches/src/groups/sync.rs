@@ -21,10 +21,10 @@ use shmproc::{Lock, RawValue};
 use crate::Mode;
 use crate::groups::ping_pong;
 use crate::harness::contend::{Contention, KIDS};
+use crate::harness::plot::{Chart, Kind};
 use crate::harness::python;
 use crate::harness::report::{Measured, Report, Row, Target};
 use crate::harness::stats::{Case, Stats, Unit, time_interleaved};
-use crate::harness::svg::{Chart, Kind};
 use crate::peers::raw_sync::{AtomicU64, FutexMutex, Padded, PthreadMutex, SharedMap};
 
 /// Lock+unlock pairs per uncontended sample.

@@ -1,10 +1,10 @@
-//! What every group uses: timing, the report, SVG charts, the machine, pinning,
+//! What every group uses: timing, the report, plots, the machine, pinning,
 //! contention between processes, and the Python runner.
 
 pub mod affinity;
 pub mod contend;
 pub mod machine;
+pub mod plot;
 pub mod python;
 pub mod report;
 pub mod stats;
-pub mod svg;

@@ -1,12 +1,12 @@
 //! Rows of "ours against a peer", collected into a report that prints as a
-//! Markdown table and writes its charts as SVG.
+//! Markdown table and writes its plots as SVG ([`crate::harness::plot`]).
 
 use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
 
+use crate::harness::plot::{Chart, LineChart};
 use crate::harness::stats::Stats;
-use crate::harness::svg::{Chart, LineChart};
 
 /// A measured thing with its name.
 #[derive(Clone, Debug, PartialEq)]
@@ -285,10 +285,10 @@ impl Report {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("latest.md"), self.markdown())?;
         for c in &self.charts {
-            std::fs::write(dir.join(&c.file), c.svg())?;
+            std::fs::write(dir.join(&c.file), c.svg()?)?;
         }
         for c in &self.plots {
-            std::fs::write(dir.join(&c.file), c.svg())?;
+            std::fs::write(dir.join(&c.file), c.svg()?)?;
         }
         Ok(())
     }
