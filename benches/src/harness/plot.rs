@@ -23,6 +23,7 @@
 use std::io;
 
 use plotters::coord::Shift;
+use plotters::coord::combinators::WithKeyPoints;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
@@ -436,14 +437,14 @@ impl LineChart {
         let inner = root.titled(&format!("{} (log scale)", self.title), title_font())?;
         let (plot, side) = inner.split_horizontally(PLOT_W);
         let (lo, hi) = self.decades();
-        let (y0, y1) = (10f64.powf(lo), 10f64.powf(hi));
+        let y0 = 10f64.powf(lo);
         let last = count(self.x.len().saturating_sub(1)).max(1.0);
         let mut chart = ChartBuilder::on(&plot)
             .margin(10)
             .margin_right(20)
             .set_label_area_size(LabelAreaPosition::Left, 70)
             .set_label_area_size(LabelAreaPosition::Bottom, 46)
-            .build_cartesian_2d(-0.25..last + 0.25, (y0..y1).log_scale())?;
+            .build_cartesian_2d(-0.25..last + 0.25, log_ticks(lo, hi))?;
         let rate = format!("{}/s", self.rate_of);
         let unit = self.unit;
         let y_label = |v: &f64| unit.format(*v).replace("/s", &rate);
@@ -451,14 +452,12 @@ impl LineChart {
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(0)
-            .y_labels(usize_of(hi - lo))
             .y_label_formatter(&y_label)
             .y_label_style(small_font(11.0))
             .x_desc(self.x_caption.as_str())
             .axis_desc_style(small_font(13.0))
             .bold_line_style(RGBColor(0xcb, 0xd5, 0xe0))
             .light_line_style(RGBColor(0xed, 0xf2, 0xf7))
-            .max_light_lines(3)
             .draw()?;
         // The x positions' names under the axis, one per position, placed in
         // the pixels of `root` (whose origin is the document's).
@@ -499,6 +498,32 @@ impl LineChart {
         let entries = self.series.iter().map(|s| s.label.clone()).zip(strokes);
         draw_legend(&side, entries, Flow::Down(20))
     }
+}
+
+/// A log axis over the decades `lo..hi` (exponents) with gridlines at 1, 2
+/// and 5 times each power of ten, labelled at the powers of ten, and at the
+/// 2s and 5s too when the axis spans three decades or fewer.
+fn log_ticks(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
+    let (mut labelled, mut light) = (Vec::new(), Vec::new());
+    let mut decade = lo;
+    while decade < hi + 1e-9 {
+        for (step, power) in [(1.0, true), (2.0, false), (5.0, false)] {
+            let v = step * 10f64.powf(decade);
+            if v.log10() > hi + 1e-9 {
+                break;
+            }
+            if power || hi - lo <= 3.0 {
+                labelled.push(v);
+            } else {
+                light.push(v);
+            }
+        }
+        decade += 1.0;
+    }
+    (10f64.powf(lo)..10f64.powf(hi))
+        .log_scale()
+        .with_key_points(labelled)
+        .with_light_points(light)
 }
 
 /// Where legend entries go: in a row from an x, or in a column from a y.
@@ -664,12 +689,14 @@ mod tests {
     }
 
     #[test]
-    fn rates_name_what_they_count() {
+    fn rates_name_what_they_count_and_narrow_spans_label_twos_and_fives() {
         let x = vec!["64 B".to_owned(), "4 KiB".to_owned()];
         let chart = LineChart::new("r.svg", "bytes", "message size", x, Unit::PerSecond)
             .rates_of("B")
             .line("ours", Kind::Ours, vec![Some(2e9), Some(9e9)]);
         let svg = chart.svg().expect("draw");
-        assert!(svg.contains("GB/s"), "{svg}");
+        for label in ["1.00 GB/s", "2.00 GB/s", "5.00 GB/s", "10.0 GB/s"] {
+            assert!(svg.contains(label), "{label} missing from {svg}");
+        }
     }
 }
