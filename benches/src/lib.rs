@@ -6,7 +6,8 @@
 //! - [`harness`]: what every group uses: timing and statistics
 //!   ([`harness::stats`]), the report and its Markdown table
 //!   ([`harness::report`]), the plots ([`harness::plot`], drawn with plotters), the run's description ([`harness::machine`]), CPU pinning
-//!   ([`harness::affinity`]), processes contending at once
+//!   ([`harness::affinity`]), memory shared with forked children
+//!   ([`harness::shared_map`]), processes contending at once
 //!   ([`harness::contend`]) and the Python runner ([`harness::python`]);
 //! - [`groups`]: one module per benchmark group, each with a
 //!   `run(Mode, &mut Report)`;

@@ -24,8 +24,9 @@ use crate::harness::contend::{Contention, KIDS};
 use crate::harness::plot::{Chart, Kind};
 use crate::harness::python;
 use crate::harness::report::{Measured, Report, Row, Target};
+use crate::harness::shared_map::{AtomicU64, Padded, SharedMap};
 use crate::harness::stats::{Case, Stats, Unit, time_interleaved};
-use crate::peers::raw_sync::{AtomicU64, FutexMutex, Padded, PthreadMutex, SharedMap};
+use crate::peers::raw_sync::{FutexMutex, PthreadMutex};
 
 /// Lock+unlock pairs per uncontended sample.
 pub const BATCH: u32 = 10_000;

@@ -24,7 +24,7 @@ use std::time::Duration;
 use shmproc::Process;
 
 use crate::harness::affinity::{allowed_cpus, pin_to};
-use crate::peers::raw_sync::{AtomicU32, AtomicU64, Padded, SharedMap, ZeroShared};
+use crate::harness::shared_map::{AtomicU32, AtomicU64, Padded, SharedMap, ZeroShared};
 
 /// Children in a contended run.
 pub const KIDS: usize = 2;

@@ -1,5 +1,6 @@
 //! What every group uses: timing, the report, plots, the machine, pinning,
-//! contention between processes, and the Python runner.
+//! memory shared between processes, processes contending at once, and the
+//! Python runner.
 
 pub mod affinity;
 pub mod contend;
@@ -7,4 +8,5 @@ pub mod machine;
 pub mod plot;
 pub mod python;
 pub mod report;
+pub mod shared_map;
 pub mod stats;

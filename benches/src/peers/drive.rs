@@ -29,10 +29,10 @@ use shmproc::Process;
 
 use crate::groups::ring::{float, fork_pinned};
 use crate::harness::affinity::pin_to;
+use crate::harness::shared_map::{AtomicU64, Padded, SharedMap};
 use crate::harness::stats::Stats;
 use crate::peers::ends::{Drain, DrainEnd, Echo, EchoEnd, Feed, FeedEnd};
 use crate::peers::hand_ring::spin_until;
-use crate::peers::raw_sync::{AtomicU64, Padded, SharedMap};
 
 /// Where the other side runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -30,8 +30,8 @@ use shmproc::duplex::{self, Duplex};
 use shmproc::spsc::{self, Consumer, Producer};
 
 use crate::groups::ring::trips::{pop_ours, push_ours, recv_duplex, send_duplex};
+use crate::harness::shared_map::{AtomicU64, Padded, SharedMap};
 use crate::peers::hand_ring::spin_until;
-use crate::peers::raw_sync::{AtomicU64, Padded, SharedMap};
 
 /// One side of a round trip.
 pub trait Echo {

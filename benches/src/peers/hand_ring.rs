@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::Instant;
 
 use crate::groups::ping_pong::ABANDONED;
-use crate::peers::raw_sync::{AtomicU64, Padded, SharedMap, ZeroShared};
+use crate::harness::shared_map::{AtomicU64, Padded, SharedMap, ZeroShared};
 
 /// Slots in the rings of the throughput rows.
 pub const CAP: usize = 4096;

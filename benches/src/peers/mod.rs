@@ -1,7 +1,7 @@
 //! The peers ours is measured against, and the ends and drivers that run
 //! them between two processes or threads.
 //!
-//! - [`raw_sync`]: shared mappings, futex wait/wake, a bare futex mutex and
+//! - [`raw_sync`]: futex wait/wake, a bare futex mutex and
 //!   glibc's process-shared pthread mutexes;
 //! - [`hand_ring`]: a hand-tuned SPSC ring of `u64`;
 //! - [`ends`]: the ends of every peer case (ours, the hand ring, pipes,

@@ -29,8 +29,8 @@ use crate::groups::ping_pong::{self, PingPong};
 use crate::groups::ring::{float, fork_pinned};
 use crate::groups::wake::pairs::voluntary_switches;
 use crate::harness::affinity::pin_to;
+use crate::harness::shared_map::{AtomicU64, SharedMap};
 use crate::harness::stats::{Case, Stats, time_interleaved};
-use crate::peers::raw_sync::{AtomicU64, SharedMap};
 
 /// The spin settings, in report order.
 pub const SETTINGS: [u32; 2] = [0, DEFAULT_SPINS];

@@ -27,9 +27,9 @@ use shmproc::{TryRecvError, TrySendError};
 
 use crate::Mode;
 use crate::groups::ring::fork_pinned;
+use crate::harness::shared_map::{AtomicU64, Padded, SharedMap, ZeroShared};
 use crate::harness::stats::Stats;
 use crate::peers::hand_ring::{self, HandRx, HandTx, spin_until};
-use crate::peers::raw_sync::{AtomicU64, Padded, SharedMap, ZeroShared};
 
 /// Slots of every ring here (ours and hand-tuned alike).
 pub const SLOTS: usize = 64;

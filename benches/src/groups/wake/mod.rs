@@ -41,8 +41,8 @@ use crate::groups::ping_pong::{self, PingPong};
 use crate::harness::affinity::{allowed_cpus, pin_to};
 use crate::harness::plot::{Chart, Kind};
 use crate::harness::report::{Measured, Report, Row, Target};
+use crate::harness::shared_map::{AtomicU64, SharedMap};
 use crate::harness::stats::{Case, Stats, Unit, time_interleaved};
-use crate::peers::raw_sync::{AtomicU64, SharedMap};
 use pairs::{Pair, Serve, spin_window, start_child, voluntary_switches};
 
 /// The cases of a group.

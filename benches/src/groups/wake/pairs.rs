@@ -22,7 +22,7 @@ use shmproc_sync::park;
 
 use crate::groups::ping_pong::ABANDONED;
 use crate::harness::affinity::pin_to;
-use crate::peers::raw_sync::{AtomicU32, AtomicU64, SharedMap};
+use crate::harness::shared_map::{AtomicU32, AtomicU64, SharedMap};
 
 /// Two events, one per direction. The parent: `ping.set(); pong.wait();
 /// pong.clear()`; the child: `ping.wait(); ping.clear(); pong.set()`.
