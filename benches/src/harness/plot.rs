@@ -146,13 +146,10 @@ impl Chart {
         let scale = Scale::fit(&self.bars);
         if scale.log {
             let title = format!("{} (log scale)", self.title);
-            let decades = (scale.hi / scale.lo).log10().round();
-            // One label per decade: plotters draws only the powers of ten
-            // when asked for no more labels than there are decades.
-            let labels = usize_of(decades);
-            self.draw_bars(&plot, &title, (scale.lo..scale.hi).log_scale(), scale, labels)?;
+            let x = log_ticks(scale.lo.log10().round(), scale.hi.log10().round(), false);
+            self.draw_bars(&plot, &title, x, scale)?;
         } else {
-            self.draw_bars(&plot, &self.title, scale.lo..scale.hi, scale, 5)?;
+            self.draw_bars(&plot, &self.title, scale.lo..scale.hi, scale)?;
         }
         let kinds = [Kind::Ours, Kind::Floor, Kind::Peer];
         let entries = kinds
@@ -162,7 +159,9 @@ impl Chart {
         draw_legend(&legend_area, entries, Flow::Across(i32_of(LABEL_W)))
     }
 
-    fn draw_bars<X>(&self, area: &Area<'_>, title: &str, x: X, scale: Scale, labels: usize) -> DrawResult
+    /// Draws the bars over `x`, a linear axis (labelled in five steps) or a
+    /// log one (labelled at its key points).
+    fn draw_bars<X>(&self, area: &Area<'_>, title: &str, x: X, scale: Scale) -> DrawResult
     where
         X: AsRangedCoord<Value = f64>,
         X::CoordDescType: ValueFormatter<f64>,
@@ -181,11 +180,12 @@ impl Chart {
             .disable_y_mesh()
             .disable_y_axis()
             .y_labels(0)
-            .x_labels(labels)
+            .x_labels(5)
             .max_light_lines(0)
             .x_label_formatter(&|v| unit.format(*v))
             .x_label_style(small_font(11.0))
             .bold_line_style(RGBColor(0xe2, 0xe8, 0xf0))
+            .light_line_style(RGBColor(0xf1, 0xf4, 0xf8))
             .draw()?;
         // Row `i` spans `rows - i - 1 ..= rows - i`: the first bar on top.
         let mid = |i: usize| rows - count(i) - 0.5;
@@ -444,7 +444,7 @@ impl LineChart {
             .margin_right(20)
             .set_label_area_size(LabelAreaPosition::Left, 70)
             .set_label_area_size(LabelAreaPosition::Bottom, 46)
-            .build_cartesian_2d(-0.25..last + 0.25, log_ticks(lo, hi))?;
+            .build_cartesian_2d(-0.25..last + 0.25, log_ticks(lo, hi, true))?;
         let rate = format!("{}/s", self.rate_of);
         let unit = self.unit;
         let y_label = |v: &f64| unit.format(*v).replace("/s", &rate);
@@ -500,10 +500,11 @@ impl LineChart {
     }
 }
 
-/// A log axis over the decades `lo..hi` (exponents) with gridlines at 1, 2
-/// and 5 times each power of ten, labelled at the powers of ten, and at the
-/// 2s and 5s too when the axis spans three decades or fewer.
-fn log_ticks(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
+/// A log axis over the decades `lo..hi` (whole exponents) with gridlines
+/// at 1, 2 and 5 times each power of ten, labelled at the powers of ten,
+/// and at the 2s and 5s too when `fine` and the axis spans three decades or
+/// fewer.
+fn log_ticks(lo: f64, hi: f64, fine: bool) -> WithKeyPoints<LogCoord<f64>> {
     let (mut labelled, mut light) = (Vec::new(), Vec::new());
     let mut decade = lo;
     while decade < hi + 1e-9 {
@@ -512,7 +513,7 @@ fn log_ticks(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
             if v.log10() > hi + 1e-9 {
                 break;
             }
-            if power || hi - lo <= 3.0 {
+            if power || (fine && hi - lo <= 3.0) {
                 labelled.push(v);
             } else {
                 light.push(v);
@@ -592,14 +593,6 @@ fn small_font(size: f64) -> TextStyle<'static> {
 
 fn count(n: usize) -> f64 {
     f64::from(u32::try_from(n).unwrap_or(u32::MAX))
-}
-
-/// A small whole number of decades as a count (1 at least).
-fn usize_of(decades: f64) -> usize {
-    // Truncation cannot bite: the value is a small whole number of decades.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let n = decades.round().clamp(1.0, 64.0) as usize;
-    n
 }
 
 fn i32_of(v: u32) -> i32 {
