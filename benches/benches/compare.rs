@@ -11,12 +11,11 @@
 //!
 //! Arguments other than `--bench` and `--exit-now` are ignored.
 
-use shmproc_benches::process_start::EXIT_NOW;
-use shmproc_benches::report::Report;
-use shmproc_benches::{
-    Mode, machine, manager_bench, peers, pool_bench, process_start, results_dir, ring_bench, sync_bench, value_bench,
-    wake_bench,
-};
+use shmproc_benches::groups::process_start::EXIT_NOW;
+use shmproc_benches::groups::{manager, peers, pool, process_start, ring, sync, value, wake};
+use shmproc_benches::harness::machine;
+use shmproc_benches::harness::report::Report;
+use shmproc_benches::{Mode, results_dir};
 
 /// A benchmark group: measures and adds its rows.
 type Group = fn(Mode, &mut Report);
@@ -50,18 +49,18 @@ fn main() {
     }
     let groups: [(&str, Group); 8] = [
         ("process", process_start::run),
-        ("sync", sync_bench::run),
-        ("wake", wake_bench::run),
-        ("ring", ring_bench::run),
+        ("sync", sync::run),
+        ("wake", wake::run),
+        ("ring", ring::run),
         ("peers", peers::run),
-        ("value", value_bench::run),
-        ("pool", pool_bench::run),
-        ("manager", manager_bench::run),
+        ("value", value::run),
+        ("pool", pool::run),
+        ("manager", manager::run),
     ];
     #[cfg(feature = "mpi")]
     let groups: Vec<(&str, Group)> = groups
         .into_iter()
-        .chain([("mpi", shmproc_benches::mpi_group::run as Group)])
+        .chain([("mpi", shmproc_benches::groups::mpi::run as Group)])
         .collect();
     for (name, run) in groups {
         if only.as_deref().is_none_or(|o| o.split(',').any(|g| g.trim() == name)) {

@@ -1,7 +1,7 @@
 """Peer for shm's Manager benchmarks: Python's multiprocessing.Manager and,
 when importable, UltraDict.
 
-Measures the same shapes as benches/src/manager_bench.rs:
+Measures the same shapes as benches/src/groups/manager.rs:
 
 - dict get and set per second from 1 process (keys 0..999, prefilled);
 - dict get and set per second from 2 processes at once (each does the
@@ -11,7 +11,7 @@ Measures the same shapes as benches/src/manager_bench.rs:
 - Namespace attribute read and write per second;
 - UltraDict get and set per second from 1 and 2 processes, if it imports.
 
-Prints one line of flat JSON (see benches/src/python.rs).
+Prints one line of flat JSON (see benches/src/harness/python.rs).
 """
 
 import argparse

@@ -18,7 +18,7 @@ side. Prints one line of flat JSON:
      "pipe": seconds median, "pipe_p10", "pipe_p90", "pipe_p99", "pipe_p999",
      "pipe_n": TRIPS, "python": "3.11.7"}
 
-Run by benches/src/peer_python.rs; counts come from its arguments.
+Run by benches/src/peers/mp_queue_pipe.rs; counts come from its arguments.
 """
 
 import argparse

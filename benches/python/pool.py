@@ -2,7 +2,7 @@
 concurrent.futures.ProcessPoolExecutor and (when importable) mpire.
 
 Measures, with 2 workers and a trivial task (x + 1), the same shapes as the
-Rust side of benches/src/pool_bench.rs:
+Rust side of benches/src/groups/pool.rs:
 
 - tasks per second of `map` at chunksize 1 and at the default chunksize;
 - the `apply_async(f, (x,)).get()` round trip (median, p10, p90, p99);
@@ -11,7 +11,7 @@ Rust side of benches/src/pool_bench.rs:
 - ProcessPoolExecutor: the time from SIGKILL of a worker to the caller's
   error (BrokenProcessPool). Python's Pool is not timed there: it hangs.
 
-Prints one line of flat JSON (see benches/src/python.rs). Run by
+Prints one line of flat JSON (see benches/src/harness/python.rs). Run by
 benches/benches/compare.rs; counts come from its arguments.
 """
 

@@ -1,5 +1,5 @@
 """Summaries shared by the Python peer scripts (pool.py, manager.py): the
-same shapes as benches/src/stats.rs reads back from their JSON."""
+same shapes as benches/src/harness/stats.rs reads back from their JSON."""
 
 import statistics
 import time

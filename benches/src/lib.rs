@@ -1,49 +1,38 @@
-//! Shared helpers of the benchmark harness: timing ([`stats`]), the report
-//! and its Markdown table ([`report`]), SVG bar charts ([`svg`]), Python
-//! peers ([`python`]), the run's description ([`machine`]), raw OS peers
-//! ([`raw_sync`]), CPU pinning ([`affinity`]), two-process contention
-//! ([`contend`]), two-process Event/Condition hand-offs ([`wake_pairs`]),
-//! the hand-tuned SPSC ring peer ([`hand_ring`]), and the benchmark groups
-//! themselves ([`process_start`], [`sync_bench`], [`ping_pong`],
-//! [`wake_bench`], [`ring_bench`] with [`ring_trips`], [`ring_flow`],
-//! [`ring_sleep`], [`ring_sizes`]; [`peers`] with [`peer_ends`],
-//! [`peer_ice`], [`peer_drive`], [`peer_python`]; [`value_bench`]).
+//! The benchmark harness of shm: every group measures our code and its
+//! peers in the same run and reports "ours against the peer" rows.
 //!
-//! `cargo bench -p shmproc-benches --bench compare` runs every group, prints the
-//! table and writes `benches/results/latest.md` and `benches/results/*.svg`.
-//! To add a group: a module with a `run(mode, &mut Report)` that measures
-//! ours and its peers in the same run, pushes [`report::Row`]s, and
-//! optionally a [`svg::Chart`]; then call it from `benches/compare.rs`.
+//! The crate is laid out by role:
+//!
+//! - [`harness`]: what every group uses: timing and statistics
+//!   ([`harness::stats`]), the report and its Markdown table
+//!   ([`harness::report`]), the plots ([`harness::plot`], drawn with plotters), the run's description ([`harness::machine`]), CPU pinning
+//!   ([`harness::affinity`]), memory shared with forked children
+//!   ([`harness::shared_map`]), processes contending at once
+//!   ([`harness::contend`]) and the Python runner ([`harness::python`]);
+//! - [`groups`]: one module per benchmark group, each with a
+//!   `run(Mode, &mut Report)`;
+//! - [`peers`]: what ours is measured against, written here or driven from
+//!   here: raw OS synchronisation, the hand-tuned ring, iceoryx2, pipes,
+//!   sockets and ipc-channel, Python's `multiprocessing`.
+//!
+//! `cargo bench -p shmproc-benches --bench compare` runs every group, prints
+//! the table and writes `benches/results/latest.md` and
+//! `benches/results/*.svg`; `benches/README.md` says more.
+//!
+//! To add a group:
+//!
+//! 1. write `src/groups/<name>.rs` with a `pub fn run(mode: Mode, report:
+//!    &mut Report)` that measures ours and its peers in the same run (peers
+//!    of its own go in `src/peers/`), pushes [`harness::report::Row`]s, and
+//!    optionally a [`harness::plot::Chart`] or [`harness::plot::LineChart`]
+//!    to `report.charts` / `report.plots`;
+//! 2. declare it in `src/groups/mod.rs`;
+//! 3. add `("<name>", groups::<name>::run)` to the list in
+//!    `benches/compare.rs`, so that `SHM_BENCH_ONLY=<name>` selects it.
 
-pub mod affinity;
-pub mod contend;
-pub mod hand_ring;
-pub mod machine;
-pub mod manager_bench;
-#[cfg(feature = "mpi")]
-pub mod mpi_group;
-pub mod peer_drive;
-pub mod peer_ends;
-pub mod peer_ice;
-pub mod peer_python;
+pub mod groups;
+pub mod harness;
 pub mod peers;
-pub mod ping_pong;
-pub mod pool_bench;
-pub mod process_start;
-pub mod python;
-pub mod raw_sync;
-pub mod report;
-pub mod ring_bench;
-pub mod ring_flow;
-pub mod ring_sizes;
-pub mod ring_sleep;
-pub mod ring_trips;
-pub mod stats;
-pub mod svg;
-pub mod sync_bench;
-pub mod value_bench;
-pub mod wake_bench;
-pub mod wake_pairs;
 
 use std::path::{Path, PathBuf};
 
@@ -91,7 +80,7 @@ impl Mode {
         }
     }
 
-    /// Interleaved rounds per group (see [`stats::time_interleaved`]).
+    /// Interleaved rounds per group (see [`harness::stats::time_interleaved`]).
     pub fn rounds(self) -> usize {
         match self {
             Self::Full => 20,

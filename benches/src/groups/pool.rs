@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use shmproc::{Pool, PoolError, RawValue, ThreadPool};
 
-use crate::python::FlatJson;
-use crate::report::{Measured, Report, Row, Target};
-use crate::stats::{Stats, Unit, nearest_rank, rates};
-use crate::{Mode, python};
+use crate::Mode;
+use crate::harness::python;
+use crate::harness::python::FlatJson;
+use crate::harness::report::{Measured, Report, Row, Target};
+use crate::harness::stats::{Stats, Unit, nearest_rank, rates};
 
 /// The trivial task of every throughput row.
 fn triv(x: u64) -> u64 {

@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use shmproc::{Process, StartMethod};
 
-use crate::report::{Measured, Report, Row, Target};
-use crate::stats::{Case, Unit, time_interleaved};
-use crate::svg::{Chart, Kind};
-use crate::{Mode, python};
+use crate::Mode;
+use crate::harness::plot::{Chart, Kind};
+use crate::harness::python;
+use crate::harness::report::{Measured, Report, Row, Target};
+use crate::harness::stats::{Case, Unit, time_interleaved};
 
 /// The argument that makes the benchmark binary exit at once (the first
 /// thing its `main` checks, before `shmproc::init()`).

@@ -1,12 +1,12 @@
 //! Rows of "ours against a peer", collected into a report that prints as a
-//! Markdown table and writes its charts as SVG.
+//! Markdown table and writes its plots as SVG ([`crate::harness::plot`]).
 
 use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
 
-use crate::stats::Stats;
-use crate::svg::{Chart, LineChart};
+use crate::harness::plot::{Chart, LineChart};
+use crate::harness::stats::Stats;
 
 /// A measured thing with its name.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,7 +105,7 @@ impl Row {
         peer_name: impl Into<String>,
         peer: Option<Stats>,
     ) -> Self {
-        let unit = peer.map_or(crate::stats::Unit::Seconds, |p| p.unit);
+        let unit = peer.map_or(crate::harness::stats::Unit::Seconds, |p| p.unit);
         let nothing = Stats {
             n: 0,
             median: f64::NAN,
@@ -285,10 +285,10 @@ impl Report {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("latest.md"), self.markdown())?;
         for c in &self.charts {
-            std::fs::write(dir.join(&c.file), c.svg())?;
+            std::fs::write(dir.join(&c.file), c.svg()?)?;
         }
         for c in &self.plots {
-            std::fs::write(dir.join(&c.file), c.svg())?;
+            std::fs::write(dir.join(&c.file), c.svg()?)?;
         }
         Ok(())
     }
@@ -297,7 +297,7 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Unit;
+    use crate::harness::stats::Unit;
 
     fn secs(v: f64) -> Stats {
         Stats::single(v, Unit::Seconds)

@@ -3,7 +3,7 @@
 //! two threads, pinned one per CPU.
 //!
 //! Both sides build their ends of every case first (see
-//! [`crate::peer_ends`]), meet, connect them, meet again, then walk the
+//! [`crate::peers::ends`]), meet, connect them, meet again, then walk the
 //! same plan:
 //! warm-up blocks, then rounds in which every case runs one block in turn,
 //! so that a slow phase of the machine hits every case alike.
@@ -27,12 +27,12 @@ use std::time::{Duration, Instant};
 
 use shmproc::Process;
 
-use crate::affinity::pin_to;
-use crate::hand_ring::spin_until;
-use crate::peer_ends::{Drain, DrainEnd, Echo, EchoEnd, Feed, FeedEnd};
-use crate::raw_sync::{AtomicU64, Padded, SharedMap};
-use crate::ring_bench::{float, fork_pinned};
-use crate::stats::Stats;
+use crate::groups::ring::{float, fork_pinned};
+use crate::harness::affinity::pin_to;
+use crate::harness::shared_map::{AtomicU64, Padded, SharedMap};
+use crate::harness::stats::Stats;
+use crate::peers::ends::{Drain, DrainEnd, Echo, EchoEnd, Feed, FeedEnd};
+use crate::peers::hand_ring::spin_until;
 
 /// Where the other side runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -282,11 +282,11 @@ pub fn flows(peer: Peer, cpus: (usize, usize), cases: Vec<FlowCase>, n: usize, w
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peer_ends::{crossbeam_echo, crossbeam_flow, floor};
+    use crate::peers::ends::{crossbeam_echo, crossbeam_flow, floor};
 
     #[test]
     fn drivers_walk_every_case_between_threads() {
-        let cpus = match crate::affinity::allowed_cpus().as_deref() {
+        let cpus = match crate::harness::affinity::allowed_cpus().as_deref() {
             Ok([a, b, ..]) => (*a, *b),
             _ => return, // one CPU: the benchmark skips these rows too
         };

@@ -1,14 +1,14 @@
 //! Lock rows: shm's `Lock` against a bare futex mutex and glibc's
-//! process-shared pthread mutexes ([`crate::raw_sync`]), uncontended and
+//! process-shared pthread mutexes ([`crate::peers::raw_sync`]), uncontended and
 //! with two processes contending; locked increments of a shared value
 //! against Python's `multiprocessing.Value` (`python/sync_value.py`); and
-//! the futex round-trip floor ([`crate::ping_pong`]) that later
+//! the futex round-trip floor ([`crate::groups::ping_pong`]) that later
 //! Event/Condition rows compare with.
 //!
 //! - Uncontended: one thread, batches of [`BATCH`] lock+unlock pairs per
 //!   sample, reported per pair.
 //! - Contended: two forked children each do `ops` lock/increment/unlock,
-//!   timed from the first start to the last finish ([`crate::contend`]),
+//!   timed from the first start to the last finish ([`crate::harness::contend`]),
 //!   reported as operations per second, with fairness in a note.
 //! - Cases compared in a row alternate call by call (rounds = n).
 
@@ -18,12 +18,15 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use shmproc::{Lock, RawValue};
 
-use crate::contend::{Contention, KIDS};
-use crate::raw_sync::{AtomicU64, FutexMutex, Padded, PthreadMutex, SharedMap};
-use crate::report::{Measured, Report, Row, Target};
-use crate::stats::{Case, Stats, Unit, time_interleaved};
-use crate::svg::{Chart, Kind};
-use crate::{Mode, ping_pong, python};
+use crate::Mode;
+use crate::groups::ping_pong;
+use crate::harness::contend::{Contention, KIDS};
+use crate::harness::plot::{Chart, Kind};
+use crate::harness::python;
+use crate::harness::report::{Measured, Report, Row, Target};
+use crate::harness::shared_map::{AtomicU64, Padded, SharedMap};
+use crate::harness::stats::{Case, Stats, Unit, time_interleaved};
+use crate::peers::raw_sync::{FutexMutex, PthreadMutex};
 
 /// Lock+unlock pairs per uncontended sample.
 pub const BATCH: u32 = 10_000;

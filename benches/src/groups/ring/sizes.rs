@@ -25,9 +25,9 @@ use shmproc::spsc::{self, Consumer, Producer};
 use shmproc::{TryRecvError, TrySendError};
 
 use crate::Mode;
-use crate::hand_ring::spin_until;
-use crate::ring_bench::fork_pinned;
-use crate::stats::Stats;
+use crate::groups::ring::fork_pinned;
+use crate::harness::stats::Stats;
+use crate::peers::hand_ring::spin_until;
 
 /// Slots per ring.
 pub const SLOTS: usize = 8;
@@ -268,7 +268,7 @@ pub fn measure(mode: Mode, cpus: (usize, usize)) -> Vec<[Option<Stats>; 4]> {
             }
         });
     });
-    let pin = crate::affinity::pin_to(cpus.0).expect("pin the parent");
+    let pin = crate::harness::affinity::pin_to(cpus.0).expect("pin the parent");
     let mut samples = vec![Vec::new(); SIZES.len() * PATHS.len()];
     big_stack(|| {
         for (z, path, slot) in steps {
@@ -284,7 +284,7 @@ pub fn measure(mode: Mode, cpus: (usize, usize)) -> Vec<[Option<Stats>; 4]> {
         .map(|z| {
             let rate = |p: usize| {
                 let s = Stats::from_durations(&samples[z * PATHS.len() + p])?;
-                Some(s.per_second(crate::ring_bench::float(block(mode, SIZES[z], PATHS[p]))))
+                Some(s.per_second(crate::groups::ring::float(block(mode, SIZES[z], PATHS[p]))))
             };
             [rate(0), rate(1), rate(2), rate(3)]
         })

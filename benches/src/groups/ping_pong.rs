@@ -20,10 +20,11 @@ use std::time::Duration;
 use shmproc::Process;
 
 use crate::Mode;
-use crate::affinity::{allowed_cpus, pin_to};
-use crate::raw_sync::{AtomicU32, Padded, SharedMap, ZeroShared, futex_wait, futex_wake};
-use crate::report::{Measured, Report, Row};
-use crate::stats::{Stats, time_n};
+use crate::harness::affinity::{allowed_cpus, pin_to};
+use crate::harness::report::{Measured, Report, Row};
+use crate::harness::shared_map::{AtomicU32, Padded, SharedMap, ZeroShared};
+use crate::harness::stats::{Stats, time_n};
+use crate::peers::raw_sync::{futex_wait, futex_wake};
 
 /// Two turn words, each on its own line, for a futex round trip between
 /// two processes: the parent publishes `ping = i` and wakes; the child

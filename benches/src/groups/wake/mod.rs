@@ -1,6 +1,6 @@
 //! Event and Condition round trips between two processes
-//! ([`crate::wake_pairs`]), against the futex sleep/wake floor of
-//! [`crate::ping_pong`] measured in the same run.
+//! ([`crate::groups::wake::pairs`]), against the futex sleep/wake floor of
+//! [`crate::groups::ping_pong`] measured in the same run.
 //!
 //! Four cases: {Event, Condition} × {spins=0, default spins}
 //! ([`shmproc_sync::park::set_spins`], set in the parent before each call and
@@ -26,6 +26,8 @@
 //!   mean round trip counts the round trips that slept at their full cost,
 //!   which medians hide.
 
+pub mod pairs;
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -35,13 +37,13 @@ use shmproc::Process;
 use shmproc_sync::park::{self, DEFAULT_SPINS};
 
 use crate::Mode;
-use crate::affinity::{allowed_cpus, pin_to};
-use crate::ping_pong::{self, PingPong};
-use crate::raw_sync::{AtomicU64, SharedMap};
-use crate::report::{Measured, Report, Row, Target};
-use crate::stats::{Case, Stats, Unit, time_interleaved};
-use crate::svg::{Chart, Kind};
-use crate::wake_pairs::{Pair, Serve, spin_window, start_child, voluntary_switches};
+use crate::groups::ping_pong::{self, PingPong};
+use crate::harness::affinity::{allowed_cpus, pin_to};
+use crate::harness::plot::{Chart, Kind};
+use crate::harness::report::{Measured, Report, Row, Target};
+use crate::harness::shared_map::{AtomicU64, SharedMap};
+use crate::harness::stats::{Case, Stats, Unit, time_interleaved};
+use pairs::{Pair, Serve, spin_window, start_child, voluntary_switches};
 
 /// The cases of a group.
 const CASES: usize = 4;

@@ -1,10 +1,10 @@
-//! The two-process hand-offs of [`crate::wake_bench`]: an [`Event`] pair and
+//! The two-process hand-offs of [`crate::groups::wake`]: an [`Event`] pair and
 //! a [`Condition`] over a turn counter, each driven by the parent one round
 //! trip at a time and answered by a forked child, and the count of
 //! voluntary context switches (futex sleeps) a run of round trips makes.
 //!
 //! Both sides wait with a timeout of [`ABANDONED`] (as the futex floor of
-//! [`crate::ping_pong`] does), so that a child whose parent failed exits
+//! [`crate::groups::ping_pong`] does), so that a child whose parent failed exits
 //! instead of sleeping forever; the deadline costs one `clock_gettime`.
 //!
 //! # Memory ordering
@@ -20,9 +20,9 @@ use std::time::Instant;
 use shmproc::{Condition, Event, Process, RawValue, SegmentError};
 use shmproc_sync::park;
 
-use crate::affinity::pin_to;
-use crate::ping_pong::ABANDONED;
-use crate::raw_sync::{AtomicU32, AtomicU64, SharedMap};
+use crate::groups::ping_pong::ABANDONED;
+use crate::harness::affinity::pin_to;
+use crate::harness::shared_map::{AtomicU32, AtomicU64, SharedMap};
 
 /// Two events, one per direction. The parent: `ping.set(); pong.wait();
 /// pong.clear()`; the child: `ping.wait(); ping.clear(); pong.set()`.

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::Instant;
 
-use crate::ping_pong::ABANDONED;
-use crate::raw_sync::{AtomicU64, Padded, SharedMap, ZeroShared};
+use crate::groups::ping_pong::ABANDONED;
+use crate::harness::shared_map::{AtomicU64, Padded, SharedMap, ZeroShared};
 
 /// Slots in the rings of the throughput rows.
 pub const CAP: usize = 4096;

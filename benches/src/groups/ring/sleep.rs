@@ -1,8 +1,8 @@
 //! Blocking round trips over two `shmproc::spsc` rings (`push` on one, `pop`
 //! on the other; the child echoes), pinned one process per CPU, against
-//! the futex sleep/wake floor of [`crate::ping_pong`].
+//! the futex sleep/wake floor of [`crate::groups::ping_pong`].
 //!
-//! As in [`crate::wake_bench`]: with `park::set_spins(0)` in both
+//! As in [`crate::groups::wake`]: with `park::set_spins(0)` in both
 //! processes every `pop` that finds the ring empty sleeps at once, so the
 //! round trip is compared with the floor; with the default spins the ratio
 //! shows what spinning buys. Each spin setting is one set that alternates
@@ -25,12 +25,12 @@ use shmproc::park::{self, DEFAULT_SPINS};
 use shmproc::spsc::{self, Consumer, Producer};
 
 use crate::Mode;
-use crate::affinity::pin_to;
-use crate::ping_pong::{self, PingPong};
-use crate::raw_sync::{AtomicU64, SharedMap};
-use crate::ring_bench::{float, fork_pinned};
-use crate::stats::{Case, Stats, time_interleaved};
-use crate::wake_pairs::voluntary_switches;
+use crate::groups::ping_pong::{self, PingPong};
+use crate::groups::ring::{float, fork_pinned};
+use crate::groups::wake::pairs::voluntary_switches;
+use crate::harness::affinity::pin_to;
+use crate::harness::shared_map::{AtomicU64, SharedMap};
+use crate::harness::stats::{Case, Stats, time_interleaved};
 
 /// The spin settings, in report order.
 pub const SETTINGS: [u32; 2] = [0, DEFAULT_SPINS];

@@ -2,7 +2,7 @@
 //! pinned one per CPU: `shmproc::spsc` one message at a time
 //! (`try_send`/`try_recv`, spinning on full/empty) and in batches of
 //! [`BATCH`] (`try_send_slice`/`try_recv_slice`, one publication per batch), against
-//! the hand-tuned ring ([`crate::hand_ring`]) doing the same; and
+//! the hand-tuned ring ([`crate::peers::hand_ring`]) doing the same; and
 //! `shmproc::mpmc` one message at a time beside them (one producer, one
 //! consumer: what its per-slot sequence numbers and claims cost).
 //!
@@ -19,10 +19,10 @@ use shmproc::spsc::{self, Consumer, Producer};
 use shmproc::{TryRecvError, TrySendError};
 
 use crate::Mode;
-use crate::hand_ring::{self, CAP, HandRx, HandTx, spin_until};
-use crate::ring_bench::{self, fork_pinned};
-use crate::ring_trips::{pop_ours, push_ours};
-use crate::stats::Stats;
+use crate::groups::ring::trips::{pop_ours, push_ours};
+use crate::groups::ring::{self, fork_pinned};
+use crate::harness::stats::Stats;
+use crate::peers::hand_ring::{self, CAP, HandRx, HandTx, spin_until};
 
 /// Messages per batch in the batched cases.
 pub const BATCH: usize = 16;
@@ -226,7 +226,7 @@ pub fn measure(mode: Mode, cpus: (usize, usize)) -> (Vec<Stats>, u64) {
         mpmc: m_rx,
         next: [0; 5],
     };
-    let pin = crate::affinity::pin_to(cpus.0).expect("pin the parent");
+    let pin = crate::harness::affinity::pin_to(cpus.0).expect("pin the parent");
     let mut samples: [Vec<Duration>; 5] = Default::default();
     for (f, slot) in steps {
         let dt = rx.receive(f, m);
@@ -241,7 +241,7 @@ pub fn measure(mode: Mode, cpus: (usize, usize)) -> (Vec<Stats>, u64) {
         .map(|s| {
             Stats::from_durations(s)
                 .expect("n > 0 blocks")
-                .per_second(ring_bench::float(m))
+                .per_second(ring::float(m))
         })
         .collect();
     (rates, m * n as u64)

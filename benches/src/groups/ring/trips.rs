@@ -5,7 +5,7 @@
 //! `shmproc::duplex` channel (`try_send`, then spin on `try_recv`; the child
 //! echoes), the same over two `shmproc::spsc` rings (`try_send` on one, spin
 //! on `try_recv` of the other), and over two hand-tuned rings
-//! ([`crate::hand_ring`]).
+//! ([`crate::peers::hand_ring`]).
 //!
 //! One child, forked once, runs the same plan of blocks as the parent:
 //! the floor alone, then the five cases alternating block by block, then
@@ -26,10 +26,10 @@ use shmproc::spsc::{self, Consumer, Producer};
 use shmproc::{TryRecvError, TrySendError};
 
 use crate::Mode;
-use crate::hand_ring::{self, HandRx, HandTx, spin_until};
-use crate::raw_sync::{AtomicU64, Padded, SharedMap, ZeroShared};
-use crate::ring_bench::fork_pinned;
-use crate::stats::Stats;
+use crate::groups::ring::fork_pinned;
+use crate::harness::shared_map::{AtomicU64, Padded, SharedMap, ZeroShared};
+use crate::harness::stats::Stats;
+use crate::peers::hand_ring::{self, HandRx, HandTx, spin_until};
 
 /// Slots of every ring here (ours and hand-tuned alike).
 pub const SLOTS: usize = 64;
@@ -86,7 +86,7 @@ fn plan(n: usize, w: usize) -> Vec<(Trip, Bucket)> {
 /// # Panics
 ///
 /// If the ring reports anything but full, or stays full for
-/// [`crate::ping_pong::ABANDONED`].
+/// [`crate::groups::ping_pong::ABANDONED`].
 #[inline]
 pub fn push_ours(tx: &mut Producer<u64>, v: u64) {
     spin_until(|| match tx.try_send(v) {
@@ -101,7 +101,7 @@ pub fn push_ours(tx: &mut Producer<u64>, v: u64) {
 /// # Panics
 ///
 /// If the ring reports anything but empty, or stays empty for
-/// [`crate::ping_pong::ABANDONED`].
+/// [`crate::groups::ping_pong::ABANDONED`].
 #[inline]
 pub fn pop_ours(rx: &mut Consumer<u64>) -> u64 {
     spin_until(|| match rx.try_recv() {
@@ -116,7 +116,7 @@ pub fn pop_ours(rx: &mut Consumer<u64>) -> u64 {
 /// # Panics
 ///
 /// If the channel reports anything but full, or stays full for
-/// [`crate::ping_pong::ABANDONED`].
+/// [`crate::groups::ping_pong::ABANDONED`].
 #[inline]
 pub fn send_duplex(end: &mut Duplex<u64, u64>, v: u64) {
     spin_until(|| match end.try_send(v) {
@@ -131,7 +131,7 @@ pub fn send_duplex(end: &mut Duplex<u64, u64>, v: u64) {
 /// # Panics
 ///
 /// If the channel reports anything but empty, or stays empty for
-/// [`crate::ping_pong::ABANDONED`].
+/// [`crate::groups::ping_pong::ABANDONED`].
 #[inline]
 pub fn recv_duplex(end: &mut Duplex<u64, u64>) -> u64 {
     spin_until(|| match end.try_recv() {
@@ -281,7 +281,7 @@ fn drive(steps: Vec<(Trip, Bucket)>, cpus: (usize, usize)) -> Vec<Option<Stats>>
         hand_rx: hand_b,
         turn: 0,
     };
-    let pin = crate::affinity::pin_to(cpus.0).expect("pin the parent");
+    let pin = crate::harness::affinity::pin_to(cpus.0).expect("pin the parent");
     let mut buckets: [Vec<Duration>; 7] = Default::default();
     for (case, bucket) in steps {
         let t = Instant::now();

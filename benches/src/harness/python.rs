@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::stats::{Stats, Unit};
+use crate::harness::stats::{Stats, Unit};
 
 /// The directory of the Python peer scripts.
 pub fn script_dir() -> PathBuf {

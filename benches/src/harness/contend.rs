@@ -1,5 +1,5 @@
 //! Two processes doing the same work at once, started together: the
-//! harness of the contended rows in [`crate::sync_bench`].
+//! harness of the contended rows in [`crate::groups::sync`].
 //!
 //! Each child is forked with `Process::from_closure`, pins itself to a CPU
 //! of its own, counts itself in at a start line, and spins until every
@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use shmproc::Process;
 
-use crate::affinity::{allowed_cpus, pin_to};
-use crate::raw_sync::{AtomicU32, AtomicU64, Padded, SharedMap, ZeroShared};
+use crate::harness::affinity::{allowed_cpus, pin_to};
+use crate::harness::shared_map::{AtomicU32, AtomicU64, Padded, SharedMap, ZeroShared};
 
 /// Children in a contended run.
 pub const KIDS: usize = 2;

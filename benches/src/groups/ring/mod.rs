@@ -1,12 +1,12 @@
 //! `shmproc::spsc` ring rows, two processes pinned one per CPU:
 //!
 //! 1. the cache-line ping-pong floor and busy-polling `u64` round trips
-//!    over our rings and over hand-tuned ones ([`crate::ring_trips`]);
+//!    over our rings and over hand-tuned ones ([`crate::groups::ring::trips`]);
 //! 2. one-way `u64` throughput, one message at a time and in batches,
-//!    against the hand-tuned ring ([`crate::ring_flow`]);
-//! 3. blocking round trips against the futex floor ([`crate::ring_sleep`]);
+//!    against the hand-tuned ring ([`crate::groups::ring::flow`]);
+//! 3. blocking round trips against the futex floor ([`crate::groups::ring::sleep`]);
 //! 4. messages per second of large payloads by loan and by copy
-//!    ([`crate::ring_sizes`], chart `ring_sizes.svg`).
+//!    ([`crate::groups::ring::sizes`], chart `ring_sizes.svg`).
 //!
 //! Compared cases alternate block by block in one run; each floor is also
 //! measured alone before and after its group, and a note marks a floor
@@ -15,19 +15,23 @@
 //! after each shows whether the machine changed mode meanwhile (on this
 //! machine it flips between about 30, 60 and 450 ns at random).
 
+pub mod flow;
+pub mod sizes;
+pub mod sleep;
+pub mod trips;
+
 use shmproc::Process;
 use shmproc::park::DEFAULT_SPINS;
 
 use crate::Mode;
-use crate::affinity::{allowed_cpus, pin_to};
-use crate::report::{Measured, Report, Row, Target};
-use crate::ring_flow::{self, BATCH};
-use crate::ring_sizes::{self, PATHS, Path, SIZES, SLOTS};
-use crate::ring_sleep::{self, SETTINGS};
-use crate::ring_trips;
-use crate::stats::{Stats, Unit};
-use crate::svg::{Chart, Kind};
-use crate::wake_bench::FLOOR_MOVE;
+use crate::groups::wake::FLOOR_MOVE;
+use crate::harness::affinity::{allowed_cpus, pin_to};
+use crate::harness::plot::{Chart, Kind};
+use crate::harness::report::{Measured, Report, Row, Target};
+use crate::harness::stats::{Stats, Unit};
+use flow::BATCH;
+use sizes::{PATHS, Path, SIZES, SLOTS};
+use sleep::SETTINGS;
 
 const WHERE: &str = "2 processes on 2 CPUs";
 
@@ -72,7 +76,7 @@ fn floor_verdict(stats: &[Stats]) -> String {
 }
 
 fn trip_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) {
-    let t = ring_trips::measure(mode, cpus);
+    let t = trips::measure(mode, cpus);
     let mut m = |name: &str, s: Stats| report.measure(Measured::new(name, s));
     m("cache-line ping-pong (raw), alone before the rings", t.before);
     m("cache-line ping-pong (raw), alone after the rings", t.after);
@@ -104,8 +108,8 @@ fn trip_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) {
          cache-line floor (one word both sides flip) before {}, alternating {}, after {}: {}. With one word per \
          direction, each on a line of its own, the ping-pong takes {} ({:.2}x the floor). Every spin is a \
          `pause` and a look.",
-        ring_trips::SLOTS,
-        ring_trips::TRIPS,
+        trips::SLOTS,
+        trips::TRIPS,
         show(&t.before),
         show(&t.floor),
         show(&t.after),
@@ -134,14 +138,9 @@ fn probes(report: &mut Report, group: &str, before: Stats, after: Stats) -> Stri
 }
 
 fn flow_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) {
-    let before = ring_trips::floor_probe(mode, cpus);
-    let (rates, moved) = ring_flow::measure(mode, cpus);
-    let probed = probes(
-        report,
-        "the u64 one-way rows",
-        before,
-        ring_trips::floor_probe(mode, cpus),
-    );
+    let before = trips::floor_probe(mode, cpus);
+    let (rates, moved) = flow::measure(mode, cpus);
+    let probed = probes(report, "the u64 one-way rows", before, trips::floor_probe(mode, cpus));
     let names = [
         "shm spsc u64 one way, try_send/try_recv".to_owned(),
         "hand-tuned SPSC u64 one way (raw), publish per message".to_owned(),
@@ -165,13 +164,13 @@ fn flow_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) {
     report.notes.push(format!(
         "u64 one way, {WHERE}: the child produces, the parent consumes and checks the sum; rings of {} u64; \
          blocks of {} messages alternate between the five cases; {probed}.",
-        crate::hand_ring::CAP,
-        ring_flow::block(mode)
+        crate::peers::hand_ring::CAP,
+        flow::block(mode)
     ));
 }
 
 fn sleep_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) {
-    let s = ring_sleep::measure(mode, cpus);
+    let s = sleep::measure(mode, cpus);
     let m = |r: &mut Report, name: String, s: Stats| r.measure(Measured::new(name, s));
     m(
         report,
@@ -239,9 +238,9 @@ fn path_name(p: Path) -> &'static str {
 }
 
 fn size_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) -> Chart {
-    let before = ring_trips::floor_probe(mode, cpus);
-    let sweep = ring_sizes::measure(mode, cpus);
-    let probed = probes(report, "the payload sweep", before, ring_trips::floor_probe(mode, cpus));
+    let before = trips::floor_probe(mode, cpus);
+    let sweep = sizes::measure(mode, cpus);
+    let probed = probes(report, "the payload sweep", before, trips::floor_probe(mode, cpus));
     let mut chart = Chart::new(
         "ring_sizes.svg",
         "spsc messages/s by payload size: loan vs copy (median, p10..p90)",

@@ -17,9 +17,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::Mode;
-use crate::python::FlatJson;
-use crate::report::{Measured, Report, Row, Target};
-use crate::stats::{Stats, Unit};
+use crate::harness::python::FlatJson;
+use crate::harness::report::{Measured, Report, Row, Target};
+use crate::harness::stats::{Stats, Unit};
 
 /// The flat JSON line a run printed, or why there is none.
 fn result(out: std::io::Result<Output>) -> Result<FlatJson, String> {

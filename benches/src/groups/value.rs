@@ -29,8 +29,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use shmproc::{OutOfBounds, RawArray, RawValue, ShmSafe};
 
 use crate::Mode;
-use crate::report::{Measured, Report, Row, Target};
-use crate::stats::{Case, time_interleaved};
+use crate::harness::report::{Measured, Report, Row, Target};
+use crate::harness::stats::{Case, time_interleaved};
 
 /// Calls per sample of the single-element rows.
 pub const BATCH: u32 = 10_000;

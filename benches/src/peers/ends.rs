@@ -1,5 +1,5 @@
-//! The two ends of each peer case of [`crate::peers`], behind three small
-//! traits that the drivers of [`crate::peer_drive`] walk: [`Echo`] for
+//! The two ends of each peer case of [`crate::groups::peers`], behind three small
+//! traits that the drivers of [`crate::peers::drive`] walk: [`Echo`] for
 //! round trips, [`Feed`] and [`Drain`] for one-way streams.
 //!
 //! Every end is handed to its process or thread as a recipe (an
@@ -10,7 +10,7 @@
 //! Here: the cache-line floor, `shmproc::spsc` rings (busy-polling or
 //! blocking, `u64` or `[u64; K]` by loan), byte streams (a pipe or a Unix
 //! socketpair, `K` words per message), ipc-channel and crossbeam-channel.
-//! iceoryx2 is in [`crate::peer_ice`].
+//! iceoryx2 is in [`crate::peers::ice`].
 //!
 //! A message `s` of `K` words holds `s` in every word; receivers check
 //! every word, so every byte is written and read on both sides.
@@ -29,9 +29,9 @@ use shmproc::ShmSafe;
 use shmproc::duplex::{self, Duplex};
 use shmproc::spsc::{self, Consumer, Producer};
 
-use crate::hand_ring::spin_until;
-use crate::raw_sync::{AtomicU64, Padded, SharedMap};
-use crate::ring_trips::{pop_ours, push_ours, recv_duplex, send_duplex};
+use crate::groups::ring::trips::{pop_ours, push_ours, recv_duplex, send_duplex};
+use crate::harness::shared_map::{AtomicU64, Padded, SharedMap};
+use crate::peers::hand_ring::spin_until;
 
 /// One side of a round trip.
 pub trait Echo {

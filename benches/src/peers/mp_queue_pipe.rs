@@ -5,16 +5,17 @@
 //! one consumer, or an echoing child, pinned one per CPU.
 //!
 //! Our side is [`ours_queue`] and [`ours_pipe`], run by the drivers of
-//! [`crate::peer_drive`] like the other peers: the child produces (or
+//! [`crate::peers::drive`] like the other peers: the child produces (or
 //! echoes) and this process receives (or asks), checks and times.
 
 use shmproc::{Connection, Pipe, Queue};
 
-use crate::peer_drive::{Peer, Trips, flows, round_trips};
-use crate::peer_ends::{OneWay, Word, drain, echo, feed};
-use crate::report::{Measured, Report, Row, Target};
-use crate::stats::{Stats, Unit};
-use crate::{Mode, python};
+use crate::Mode;
+use crate::harness::python;
+use crate::harness::report::{Measured, Report, Row, Target};
+use crate::harness::stats::{Stats, Unit};
+use crate::peers::drive::{Peer, Trips, flows, round_trips};
+use crate::peers::ends::{OneWay, Word, drain, echo, feed};
 
 /// Round trips per block of [`ours_pipe`].
 pub const PIPE_TRIPS: u32 = 100;

@@ -22,11 +22,12 @@ use heed::types::U64;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions};
 use shmproc::{Dict, Event, Manager, Namespace, Process, Proxy, RawValue};
 
-use crate::python::FlatJson;
-use crate::report::{Measured, Report, Row, Target};
-use crate::stats::{Stats, Unit, rates};
-use crate::svg::{Kind, LineChart};
-use crate::{Mode, python};
+use crate::Mode;
+use crate::harness::plot::{Kind, LineChart};
+use crate::harness::python;
+use crate::harness::python::FlatJson;
+use crate::harness::report::{Measured, Report, Row, Target};
+use crate::harness::stats::{Stats, Unit, rates};
 
 /// Keys of the get/set rows.
 const KEYS: u64 = 1000;
@@ -344,7 +345,7 @@ fn served_call(mode: Mode, report: &mut Report) -> (Measured, f64) {
         "shm Proxy method call round trip",
         Stats::from_samples(&lat, Unit::Seconds).expect("samples"),
     ));
-    (call, crate::stats::nearest_rank(&lat, 990))
+    (call, crate::harness::stats::nearest_rank(&lat, 990))
 }
 
 /// A namespace's attribute reads and writes per second.

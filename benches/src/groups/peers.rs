@@ -10,28 +10,28 @@
 //!    ring by loan against iceoryx2 by loan, a pipe and a socketpair;
 //! 4. the same ring against crossbeam-channel between two threads;
 //! 5. `shmproc::Queue` and `shmproc::Pipe` against Python's `multiprocessing`
-//!    ([`crate::peer_python`]).
+//!    ([`crate::peers::mp_queue_pipe`]).
 //!
-//! Cases alternate block by block within each group ([`crate::peer_drive`]);
+//! Cases alternate block by block within each group ([`crate::peers::drive`]);
 //! every ratio is within one run. Charts: `peer_latency.svg` (round-trip
 //! percentiles) and `peer_sizes.svg` (bytes per second by message size).
 
 use shmproc::park::DEFAULT_SPINS;
 
 use crate::Mode;
-use crate::affinity::allowed_cpus;
-use crate::hand_ring::CAP;
-use crate::peer_drive::{FlowCase, Peer, TripCase, Trips, flows, round_trips};
-use crate::peer_ends::{
+use crate::groups::ring::float;
+use crate::harness::affinity::allowed_cpus;
+use crate::harness::plot::{Kind, LineChart};
+use crate::harness::report::{Measured, Report, Row, Target};
+use crate::harness::stats::{Stats, Unit, nearest_rank};
+use crate::peers::drive::{FlowCase, Peer, TripCase, Trips, flows, round_trips};
+use crate::peers::ends::{
     Bytes, crossbeam_echo, crossbeam_flow, duplex_echo, floor, ipc_echo, loan_flow, ring_echo, ring_flow, stream_echo,
     stream_flow,
 };
-use crate::peer_ice::{self, ICEORYX2};
-use crate::peer_python;
-use crate::report::{Measured, Report, Row, Target};
-use crate::ring_bench::float;
-use crate::stats::{Stats, Unit, nearest_rank};
-use crate::svg::{Kind, LineChart};
+use crate::peers::hand_ring::CAP;
+use crate::peers::ice::{self, ICEORYX2};
+use crate::peers::mp_queue_pipe;
 
 const WHERE: &str = "2 processes on 2 CPUs";
 const THREADS: &str = "2 threads on 2 CPUs";
@@ -141,7 +141,7 @@ fn trip_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) -> Vec<(Name
         let (fa, fb) = floor().map_err(|e| e.to_string())?;
         let (da, db) = duplex_echo(SLOTS, false).map_err(|e| e.to_string())?;
         let (oa, ob) = ring_echo(SLOTS, false).map_err(|e| e.to_string())?;
-        let (ia, ib) = peer_ice::echo_ends("trip");
+        let (ia, ib) = ice::echo_ends("trip");
         let (ba, bb) = ring_echo(SLOTS, true).map_err(|e| e.to_string())?;
         let (xa, xb) = duplex_echo(SLOTS, true).map_err(|e| e.to_string())?;
         let (pa, pb) = stream_echo(Bytes::Pipe).map_err(|e| e.to_string())?;
@@ -219,7 +219,7 @@ fn flow_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) {
     let (many, few) = (count(mode, 200_000), count(mode, 20_000));
     let ends = (|| -> Result<Vec<FlowCase>, String> {
         let (of, od) = ring_flow(CAP, false).map_err(|e| e.to_string())?;
-        let (i_f, id) = peer_ice::flow_ends("flow", 0, CAP);
+        let (i_f, id) = ice::flow_ends("flow", 0, CAP);
         let (pf, pd) = stream_flow(Bytes::Pipe, 1).map_err(|e| e.to_string())?;
         let (sf, sd) = stream_flow(Bytes::Socket, 1).map_err(|e| e.to_string())?;
         Ok(vec![(of, od, many), (i_f, id, few), (pf, pd, few), (sf, sd, few)])
@@ -285,7 +285,7 @@ fn size_rows(mode: Mode, cpus: (usize, usize), report: &mut Report) -> Option<Li
         for (&bytes, ours) in SIZES.iter().zip(ours) {
             let (words, m) = (bytes / 8, size_count(mode, bytes));
             let (of, od) = ours.map_err(|e| e.to_string())?;
-            let (i_f, id) = peer_ice::flow_ends(&format!("size-{bytes}"), words, SIZE_SLOTS);
+            let (i_f, id) = ice::flow_ends(&format!("size-{bytes}"), words, SIZE_SLOTS);
             let (pf, pd) = stream_flow(Bytes::Pipe, words).map_err(|e| e.to_string())?;
             let (sf, sd) = stream_flow(Bytes::Socket, words).map_err(|e| e.to_string())?;
             cases.extend([(of, od, m), (i_f, id, m), (pf, pd, m), (sf, sd, m)]);
@@ -434,12 +434,12 @@ pub fn run(mode: Mode, report: &mut Report) {
             return;
         }
     };
-    peer_ice::quiet();
+    ice::quiet();
     let lines = trip_rows(mode, cpus, report);
     flow_rows(mode, cpus, report);
     let sizes = size_rows(mode, cpus, report);
     thread_rows(mode, cpus, report);
-    let py = peer_python::rows(mode, cpus, report, WHERE);
+    let py = mp_queue_pipe::rows(mode, cpus, report, WHERE);
     let x = TAIL_NAMES.iter().map(|&s| s.to_owned()).collect();
     let mut chart = LineChart::new(
         "peer_latency.svg",

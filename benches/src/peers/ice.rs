@@ -1,6 +1,6 @@
 //! The iceoryx2 peer (the crate from crates.io, `ipc::Service`: shared
 //! memory between processes, no daemon): publish-subscribe ends for the
-//! drivers of [`crate::peer_drive`].
+//! drivers of [`crate::peers::drive`].
 //!
 //! - Round trip ([`echo_ends`]): a `u64` out on one service and back on a
 //!   second, busy-polling `receive()`; the services are set up as
@@ -27,8 +27,8 @@ use iceoryx2::prelude::*;
 use iceoryx2::service::builder::publish_subscribe::Builder;
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory;
 
-use crate::hand_ring::spin_until;
-use crate::peer_ends::{Drain, DrainEnd, EchoEnd, Feed, FeedEnd, OneWay, Word, intact};
+use crate::peers::ends::{Drain, DrainEnd, EchoEnd, Feed, FeedEnd, OneWay, Word, intact};
+use crate::peers::hand_ring::spin_until;
 
 /// The peer's name in the report (the version Cargo.toml asks for).
 pub const ICEORYX2: &str = "iceoryx2 0.10";
