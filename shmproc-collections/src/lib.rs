@@ -20,6 +20,9 @@
 #![cfg_attr(loom, allow(unused_imports, dead_code))]
 
 pub mod bytes;
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod inspect;
 #[cfg(all(test, loom))]
 mod loom_tests;
 #[cfg(not(loom))]

@@ -40,6 +40,8 @@ const _: () = assert!(
 mod dict;
 mod dynamic;
 mod error;
+#[doc(hidden)]
+pub mod inspect;
 mod list;
 mod manager;
 mod namespace;

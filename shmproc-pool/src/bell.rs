@@ -10,27 +10,100 @@
 //!
 //! Per worker slot, one cache line of words the worker writes: the task it
 //! runs (`seq + 1`, 0 between tasks), so that the pool blames the right task
-//! when the worker dies, and how many tasks it finished, so that progress
-//! moves task by task inside a chunk. Both are input from the worker: the
-//! driver checks them against what it sent.
+//! when the worker dies, how many tasks it finished, so that progress moves
+//! task by task inside a chunk, and its owner id (pid and start tag), for
+//! the command `shm`. All are input from the worker: the driver checks them
+//! against what it sent. They live in a segment of their own kind
+//! ([`SegmentKind::POOL`]), by which the command `shm` knows a pool.
 
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
-use shmproc_core::RawArray;
+use shmproc_core::segment::{Field, Mapped, State, word64_at};
 use shmproc_core::sys::{self, Deadline};
+use shmproc_core::{RawArray, Segment, SegmentError, SegmentKind, SegmentObject, TypeIdentity};
 
 /// Words per worker slot: a cache line.
 const STRIDE: usize = 8;
 const RUNNING: usize = 0;
 const DONE: usize = 1;
+const WORKER: usize = 2;
+
+/// The slots' words, in a segment of kind [`SegmentKind::POOL`].
+#[derive(Clone, Debug)]
+pub(crate) struct Words {
+    map: Mapped<AtomicU64>,
+    len: usize,
+}
+
+impl SegmentObject for Words {
+    fn identity() -> TypeIdentity {
+        TypeIdentity {
+            kind: SegmentKind::POOL,
+            name: "shmproc::pool::Workers",
+            size: 8,
+            align: 8,
+        }
+    }
+
+    /// Checks the header's type, and that the payload is whole words.
+    fn attach(seg: Segment) -> Result<Self, SegmentError> {
+        let (map, len) = Mapped::with_count(seg, &Self::identity(), None)?;
+        Ok(Self { map, len })
+    }
+
+    fn segment(&self) -> &Segment {
+        self.map.segment()
+    }
+}
+
+// SAFETY: the payload is `len` AtomicU64 (checked in `attach`), reached only
+// through shared references to atomics, and `map` keeps the mapping alive.
+shmproc_core::segment_object!(unsafe Send + Sync, [] Words);
+
+impl Words {
+    fn atomics(&self) -> &[AtomicU64] {
+        // SAFETY: `len` AtomicU64 in bounds (checked at attach), 128-aligned
+        // payload; atomics accept any bits and may alias across processes
+        // by design; the mapping lives as long as `self.map`.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().as_ptr(), self.len) }
+    }
+}
+
+/// What the command `shm` shows of a pool, from a private copy of its words
+/// segment's payload: each worker's pid (alive or not), the task it runs,
+/// the tasks it finished.
+#[doc(hidden)]
+pub fn describe(kind: SegmentKind, payload: &[u8]) -> Option<State> {
+    if kind != SegmentKind::POOL {
+        return None;
+    }
+    let slots = payload.len() / (8 * STRIDE);
+    let word = |slot: usize, which: usize| word64_at(payload, 8 * (slot * STRIDE + which));
+    let (mut workers, mut busy, mut done) = (0u64, 0u64, 0u64);
+    let mut s = State::new();
+    for slot in 0..slots {
+        let (running, finished, worker) = (word(slot, RUNNING)?, word(slot, DONE)?, word(slot, WORKER)?);
+        busy += u64::from(running != 0);
+        done = done.saturating_add(finished);
+        let Ok(id) = u32::try_from(worker) else { continue };
+        if id != 0 {
+            workers += 1;
+            s.push(("worker", shmproc_sync::inspect::owner(id)));
+        }
+    }
+    s.insert(0, ("tasks done", Field::Count(done)));
+    s.insert(0, ("tasks running", Field::Count(busy)));
+    s.insert(0, ("workers", Field::Count(workers)));
+    Some(s)
+}
 
 /// The doorbell (word 0: rings, word 1: the driver's sleep flag) and the
 /// slots' words.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Bell {
     bell: RawArray<u32>,
-    words: RawArray<u64>,
+    words: Words,
 }
 
 impl Bell {
@@ -38,7 +111,7 @@ impl Bell {
         sys::membarrier_register();
         Ok(Self {
             bell: RawArray::new(16)?,
-            words: RawArray::new(slots.max(1) * STRIDE)?,
+            words: Words::create(slots.max(1) * STRIDE * 8)?,
         })
     }
 
@@ -81,7 +154,7 @@ impl Bell {
 
     /// Clears a slot's words before a worker starts in it.
     pub(crate) fn reset(&self, slot: usize) {
-        for w in [RUNNING, DONE] {
+        for w in [RUNNING, DONE, WORKER] {
             if let Some(a) = self.word(slot, w) {
                 a.store(0, Relaxed);
             }
@@ -107,6 +180,7 @@ impl Bell {
         SlotWords {
             running: self.word(slot, RUNNING),
             done: self.word(slot, DONE),
+            worker: self.word(slot, WORKER),
         }
     }
 }
@@ -115,9 +189,18 @@ impl Bell {
 pub(crate) struct SlotWords<'a> {
     running: Option<&'a AtomicU64>,
     done: Option<&'a AtomicU64>,
+    worker: Option<&'a AtomicU64>,
 }
 
 impl SlotWords<'_> {
+    /// Says which process the slot's worker is (its owner id).
+    pub(crate) fn hello(&self, owner_id: u32) {
+        if let Some(w) = self.worker {
+            // Relaxed: read only by the command `shm`.
+            w.store(owner_id.into(), Relaxed);
+        }
+    }
+
     /// Says that the worker starts task `seq`.
     #[inline]
     pub(crate) fn start(&self, seq: u64) {

@@ -52,3 +52,9 @@ pub use task::conjure as __conjure;
 pub use task::{Plain, StarTask, Task, WithState};
 pub use thread::{ThreadPool, ThreadPoolBuilder, ThreadStarTask, ThreadTask};
 pub use worker::Initializer;
+
+/// What the command `shm` shows of a pool (hidden: for the command only).
+#[doc(hidden)]
+pub mod inspect {
+    pub use crate::bell::describe;
+}

@@ -64,6 +64,7 @@ where
         init_args,
     } = start;
     let slot = slot as usize;
+    bell.slot(slot).hello(shmproc_sync::park::process_owner_id());
     let Some(mut state) = initialize::<S, IA, I>(init_args, &mut results, &bell) else {
         return;
     };

@@ -47,10 +47,10 @@ use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
 pub const MAX_PARTIES: u32 = 1024;
 const ARRIVALS: usize = if cfg!(loom) { 4 } else { MAX_PARTIES as usize };
 
-const BROKEN: u32 = 1 << 31;
+pub(crate) const BROKEN: u32 = 1 << 31;
 const GEN_SHIFT: u32 = 16;
 const GEN_MASK: u32 = 0x7fff;
-const COUNT: u32 = 0xffff;
+pub(crate) const COUNT: u32 = 0xffff;
 
 fn generation(word: u32) -> u32 {
     (word >> GEN_SHIFT) & GEN_MASK

@@ -32,8 +32,8 @@ use crate::shared::SharedState;
 use crate::sync::AtomicU32;
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
 
-const SET: u32 = 1;
-const WAITERS: u32 = 2;
+pub(crate) const SET: u32 = 1;
+pub(crate) const WAITERS: u32 = 2;
 
 /// The word of an event.
 #[repr(C)]

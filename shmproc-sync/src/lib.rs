@@ -23,6 +23,9 @@ mod barrier;
 mod condition;
 pub mod error;
 mod event;
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod inspect;
 #[macro_use]
 mod lock_api;
 mod lock;

@@ -71,6 +71,8 @@ pub(crate) use api::de;
 #[cfg(not(loom))]
 pub use joinable::JoinableQueue;
 #[cfg(not(loom))]
+pub(crate) use shared::describe;
+#[cfg(not(loom))]
 pub use simple::SimpleQueue;
 
 /// Bytes of ring a queue gets unless told otherwise (pages are only used

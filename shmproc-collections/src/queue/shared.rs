@@ -736,3 +736,53 @@ impl QueueShared {
         wake_for_close(&rh.head, &rh.writer_sleeping);
     }
 }
+
+/// The state of a queue for the command `shm`, from a private copy of its
+/// payload (see `crate::inspect`).
+#[cfg(not(loom))]
+pub(crate) fn describe(payload: &[u8]) -> Option<shmproc_core::segment::State> {
+    use shmproc_core::segment::{Field, word_at};
+    use std::mem::offset_of;
+    let w = |at: usize| word_at(payload, at);
+    let at = |field: usize| w(field);
+    let items = at(offset_of!(QueueHeader, puts))?.wrapping_sub(at(offset_of!(QueueHeader, gets))?);
+    let maxsize = at(offset_of!(QueueHeader, maxsize))?;
+    let mut s = vec![
+        // A count below zero (a get counted while a put is taken back)
+        // reads as 0, as in `qsize`.
+        (
+            "items",
+            Field::Count(if items > i32::MAX as u32 { 0 } else { items.into() }),
+        ),
+        (
+            "maxsize",
+            if maxsize == 0 {
+                Field::Text("unbounded".into())
+            } else {
+                Field::Count(maxsize.into())
+            },
+        ),
+    ];
+    s.extend(crate::inspect::ring_words(payload, QUEUE_HEADER, "bytes used")?);
+    s.push(("closed", Field::Flag(at(offset_of!(QueueHeader, closed))? != 0)));
+    if at(offset_of!(QueueHeader, joinable))? != 0 {
+        s.push((
+            "unfinished",
+            Field::Count(at(offset_of!(QueueHeader, unfinished))?.into()),
+        ));
+    }
+    s.push((
+        "put lock",
+        crate::inspect::lock(payload, offset_of!(QueueHeader, put_lock))?,
+    ));
+    s.push((
+        "get lock",
+        crate::inspect::lock(payload, offset_of!(QueueHeader, get_lock))?,
+    ));
+    let peers = (0..MAX_PEERS)
+        .filter_map(|i| w(offset_of!(QueueHeader, peers) + 4 * i))
+        .filter(|&id| id != 0 && crate::sync::owner_alive(id))
+        .count();
+    s.push(("users alive", Field::Count(peers as u64)));
+    Some(s)
+}

@@ -89,6 +89,12 @@ impl SegmentKind {
     pub const QUEUE: Self = Self(35);
     /// The shared mailbox line and sleep words of a duplex channel.
     pub const DUPLEX: Self = Self(36);
+    /// A manager's dict, list or namespace.
+    pub const MANAGER_STORE: Self = Self(48);
+    /// The mailboxes of a manager's served objects.
+    pub const MANAGER_HUB: Self = Self(49);
+    /// A pool's words: each worker's pid, running task and tasks done.
+    pub const POOL: Self = Self(50);
 
     /// A readable name for messages.
     pub fn name(self) -> &'static str {
@@ -107,6 +113,9 @@ impl SegmentKind {
             Self::RING_BYTES => "byte ring",
             Self::QUEUE => "queue",
             Self::DUPLEX => "duplex channel",
+            Self::MANAGER_STORE => "manager container",
+            Self::MANAGER_HUB => "manager hub",
+            Self::POOL => "pool",
             _ => "object",
         }
     }

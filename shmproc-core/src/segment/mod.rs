@@ -19,6 +19,7 @@
 //! one makes later accesses fault. Use anonymous segments where peers are not
 //! trusted.
 
+mod census;
 mod header;
 mod mapped;
 mod object;
@@ -31,6 +32,7 @@ use std::ptr::NonNull;
 pub use header::{GROWABLE, HEADER_LEN, LAYOUT_VERSION, MAGIC, MAX_ALIGN, SegmentInfo, SegmentKind, TypeIdentity};
 pub(crate) use header::{RawHeader, STATE_READY};
 // Hidden: used by the sibling crates shmproc-sync/shmproc-collections, not API.
+pub use census::{Field, LiveSegment, State, census, find, word_at, word64_at};
 #[doc(hidden)]
 pub use mapped::Mapped;
 pub use object::SegmentObject;

@@ -54,25 +54,33 @@ pub fn list_named() -> Result<Vec<NamedSegment>, SegmentError> {
     Ok(out)
 }
 
-/// Removes every named shm segment whose creator is no longer running.
+/// Removes every named shm segment that no live process uses: its creator
+/// is no longer running, and no running process holds a descriptor of it or
+/// maps it (see [`census`](super::census)).
+///
+/// A process that opens one between the census and the removal keeps its
+/// mapping (a removal takes only the name away); a process creating a
+/// segment is its live creator, and a segment whose header is not written
+/// yet is not counted as one of ours: neither is removed.
 ///
 /// # Errors
 ///
-/// [`SegmentError::Io`] if `/dev/shm` cannot be read. Objects that vanish or
+/// [`SegmentError::Io`] if `/proc` cannot be read. Objects that vanish or
 /// cannot be opened meanwhile are skipped.
 pub fn sweep() -> Result<Vec<SweptSegment>, SegmentError> {
     let mut swept = Vec::new();
-    for seg in list_named()? {
-        if seg.creator_alive {
+    for seg in super::census(0)? {
+        let Some(name) = seg.name else { continue };
+        if seg.creator_alive || seg.holders.iter().any(|&p| liveness::is_alive(p, Started::Any)) {
             continue;
         }
-        let Ok(path) = object_path(&seg.name) else {
+        let Ok(path) = object_path(&name) else {
             continue;
         };
         if sys::shm_unlink(&path).is_ok() {
-            tracing::debug!(name = %seg.name, creator = seg.creator_pid, "swept segment of a dead creator");
+            tracing::debug!(name = %name, creator = seg.creator_pid, "swept segment of a dead creator");
             swept.push(SweptSegment {
-                name: seg.name,
+                name,
                 creator_pid: seg.creator_pid,
             });
         }

@@ -39,7 +39,7 @@ use crate::error::ManagerError;
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// The kind of segment a hub lives in.
-const HUB_KIND: SegmentKind = SegmentKind(49);
+pub(crate) const HUB_KIND: SegmentKind = SegmentKind::MANAGER_HUB;
 const MAGIC: u64 = u64::from_le_bytes(*b"SHMHUB01");
 
 /// Mailboxes: calls in flight at once (more callers wait for a free one).

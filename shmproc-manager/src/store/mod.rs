@@ -62,7 +62,7 @@ use crate::error::ManagerError;
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// The kind of segment a store lives in.
-pub(crate) const STORE_KIND: SegmentKind = SegmentKind(48);
+pub(crate) const STORE_KIND: SegmentKind = SegmentKind::MANAGER_STORE;
 
 /// Optimistic read attempts before a reader falls back to the lock.
 const READ_TRIES: u32 = 64;

@@ -224,6 +224,21 @@ impl<T: ShmSafe> Ring<T> {
     }
 }
 
+/// The state of an SPSC ring for the command `shm`, from a private copy of
+/// its payload (see `crate::inspect`).
+#[cfg(not(loom))]
+pub(crate) fn describe(payload: &[u8]) -> Option<shmproc_core::segment::State> {
+    use shmproc_core::segment::{Field, word_at};
+    use shmproc_sync::inspect::owner;
+    use std::mem::offset_of;
+    let w = |at: usize| word_at(payload, at);
+    let mut s = crate::inspect::ring_words(payload, 0, "items")?;
+    s.push(("producer", owner(w(offset_of!(Header, producer))?)));
+    s.push(("consumer", owner(w(offset_of!(Header, consumer))?)));
+    s.push(("closed", Field::Flag(w(offset_of!(Header, closed))? != 0)));
+    Some(s)
+}
+
 /// Creates a ring of at least `capacity` elements (rounded up to a power of
 /// two) in a new shared segment and returns its two ends.
 ///
