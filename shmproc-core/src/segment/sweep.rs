@@ -1,17 +1,13 @@
-//! Finding named segments, and removing those whose creator died.
+//! Named segments, and removing those no live process uses.
 //!
 //! Anonymous segments need no sweep: the kernel frees them with their last
 //! user. A named object outlives every process until it is unlinked, so a
 //! creator killed before it could unlink leaks it. [`sweep`] finds our
-//! objects in `/dev/shm` (by the header's magic, read with `pread` so a
-//! foreign or short file is never mapped) and unlinks each whose creator is
-//! no longer running. Processes still attached keep their mapping.
+//! objects in `/dev/shm` through the [`census`](super::census) (by the
+//! header's magic, read with `pread` so a foreign or short file is never
+//! mapped) and unlinks each whose creator is no longer running and that no
+//! running process holds or maps.
 
-use std::os::fd::AsFd;
-
-use zerocopy::FromBytes;
-
-use super::header::{HEADER_LEN, MAGIC, RawHeader};
 use super::{SegmentInfo, object_path};
 use crate::error::SegmentError;
 use crate::liveness::{self, Started};
@@ -43,15 +39,19 @@ pub struct SweptSegment {
 ///
 /// # Errors
 ///
-/// [`SegmentError::Io`] if `/dev/shm` cannot be read.
+/// [`SegmentError::Io`] if `/proc` cannot be read.
 pub fn list_named() -> Result<Vec<NamedSegment>, SegmentError> {
-    let mut out = Vec::new();
-    for name in sys::shm_names().map_err(SegmentError::io("read /dev/shm"))? {
-        if let Some(found) = inspect(&name) {
-            out.push(found);
-        }
-    }
-    Ok(out)
+    Ok(super::census(0)?
+        .into_iter()
+        .filter_map(|seg| {
+            Some(NamedSegment {
+                name: seg.name?,
+                info: seg.info,
+                creator_pid: seg.creator_pid,
+                creator_alive: seg.creator_alive,
+            })
+        })
+        .collect())
 }
 
 /// Removes every named shm segment that no live process uses: its creator
@@ -86,39 +86,4 @@ pub fn sweep() -> Result<Vec<SweptSegment>, SegmentError> {
         }
     }
     Ok(swept)
-}
-
-/// Reads the header of `/dev/shm/<name>` if it is one of ours.
-fn inspect(name: &str) -> Option<NamedSegment> {
-    let path = object_path(name).ok()?;
-    let fd = sys::shm_open_existing(&path).ok()?;
-    let (len, owner, _) = sys::file_info(fd.as_fd()).ok()?;
-    if owner != sys::uid() {
-        return None;
-    }
-    let mut buf = [0u8; HEADER_LEN];
-    let n = sys::read_at(fd.as_fd(), &mut buf, 0).ok()?;
-    if n < 8 || buf[..8] != MAGIC.to_le_bytes() {
-        return None;
-    }
-    let raw = RawHeader::read_from_bytes(&buf).ok();
-    let info = match raw {
-        Some(raw) if n == HEADER_LEN => raw.validate(len, None).map_err(|e| e.to_string()),
-        _ => Err(format!("header cut short: {n} of {HEADER_LEN} bytes")),
-    };
-    // The creator fields are written with the magic, before `state`: they
-    // are meaningful even in a header whose creator died half-way.
-    let (pid, start) = raw.map_or((0, 0), |r| (r.creator_pid, r.creator_start));
-    Some(NamedSegment {
-        name: name.to_owned(),
-        info,
-        creator_pid: pid,
-        creator_alive: creator_alive(pid, start),
-    })
-}
-
-/// Whether the process `pid` that started at `start` is still running (a
-/// zombie counts as dead; start 0: unknown when it was created).
-fn creator_alive(pid: u32, start: u64) -> bool {
-    liveness::is_alive(pid, Started::at_or_any(start))
 }

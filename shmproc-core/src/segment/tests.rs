@@ -243,6 +243,7 @@ fn foreign_object_is_not_a_segment() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the census reads /proc")]
 fn sweep_keeps_segments_of_live_creators() {
     let _alone = sweep_alone();
     let name = unique("live");
