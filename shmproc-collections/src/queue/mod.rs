@@ -49,6 +49,9 @@
 //! The ring checks every frame it reads; the counts are clamped; a message
 //! that does not deserialise is an error for that message only.
 
+#[cfg(loom)]
+mod heap;
+mod ops;
 mod shared;
 
 // Under loom only the mapped queue (`shared`) is built, on heap memory: the
