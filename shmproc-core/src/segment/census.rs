@@ -214,7 +214,7 @@ fn scan_maps(pid: u32, seen: &mut BTreeMap<(bool, u64), Seen>) {
         if s.label.is_empty() {
             s.label = label_of(&path);
         }
-        // Opening a mapping's file needs CAP_SYS_ADMIN: tried last.
+        // Tried after the descriptors (see `read`).
         s.paths.push(format!("/proc/{pid}/map_files/{range}"));
         s.holders.push(pid);
     }
@@ -231,6 +231,9 @@ fn label_of(target: &str) -> String {
 fn read(named: bool, inode: u64, mut s: Seen, want: usize) -> Option<LiveSegment> {
     s.holders.sort_unstable();
     s.holders.dedup();
+    // Descriptors and names first: opening a mapping's file
+    // (`map_files`) needs CAP_SYS_ADMIN.
+    s.paths.sort_by_key(|p| p.contains("/map_files/"));
     let id = match &s.name {
         Some(name) if named => name.clone(),
         // A named segment whose name is gone (unlinked, still mapped).
