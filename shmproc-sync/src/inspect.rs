@@ -24,8 +24,9 @@ pub fn describe(kind: SegmentKind, payload: &[u8]) -> Option<State> {
             if kind == SegmentKind::RLOCK {
                 s.push(("depth", Field::Count(w(2)?.into())));
             }
-            if inconsistent != 0 || state & OWNER == POISONED {
-                // The recorded holder that died (an owner id).
+            if inconsistent != 0 {
+                // The recorded holder that died (an owner id); a poisoned
+                // lock shows it as its holder's text too.
                 let pid = task_of(inconsistent);
                 s.push(("owner died", Field::Task { pid, alive: false }));
             }

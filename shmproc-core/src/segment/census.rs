@@ -163,23 +163,18 @@ fn scan_fds(pid: u32, seen: &mut BTreeMap<(bool, u64), Seen>) {
             continue;
         };
         let Some(target) = target.to_str() else { continue };
-        let named = if target.starts_with(MEMFD_PREFIX) {
-            false
-        } else if target.starts_with(SHM_PREFIX) {
-            true
-        } else {
-            continue;
-        };
+        let Some(named) = named_or_memfd(target) else { continue };
         // The file the link names (its inode), not the link.
         let Ok(meta) = std::fs::metadata(fd.path()) else {
             continue;
         };
-        let s = seen.entry((named, meta.ino())).or_default();
-        if s.label.is_empty() {
-            s.label = label_of(target);
-        }
-        s.paths.push(fd.path().to_string_lossy().into_owned());
-        s.holders.push(pid);
+        note(
+            seen,
+            (named, meta.ino()),
+            target,
+            fd.path().to_string_lossy().into_owned(),
+            pid,
+        );
     }
 }
 
@@ -202,22 +197,33 @@ fn scan_maps(pid: u32, seen: &mut BTreeMap<(bool, u64), Seen>) {
             continue;
         };
         let path = fields.collect::<Vec<_>>().join(" ");
-        let named = if path.starts_with(MEMFD_PREFIX) {
-            false
-        } else if path.starts_with(SHM_PREFIX) {
-            true
-        } else {
-            continue;
-        };
+        let Some(named) = named_or_memfd(&path) else { continue };
         let Ok(ino) = ino.parse::<u64>() else { continue };
-        let s = seen.entry((named, ino)).or_default();
-        if s.label.is_empty() {
-            s.label = label_of(&path);
-        }
         // Tried after the descriptors (see `read`).
-        s.paths.push(format!("/proc/{pid}/map_files/{range}"));
-        s.holders.push(pid);
+        note(seen, (named, ino), &path, format!("/proc/{pid}/map_files/{range}"), pid);
     }
+}
+
+/// Whether a link's text or a mapping's path names one of our memfds
+/// (`Some(false)`), a segment in `/dev/shm` (`Some(true)`), or neither.
+fn named_or_memfd(path: &str) -> Option<bool> {
+    if path.starts_with(MEMFD_PREFIX) {
+        Some(false)
+    } else if path.starts_with(SHM_PREFIX) {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// Records that `pid` holds or maps the segment `key`, which `open` opens.
+fn note(seen: &mut BTreeMap<(bool, u64), Seen>, key: (bool, u64), path: &str, open: String, pid: u32) {
+    let s = seen.entry(key).or_default();
+    if s.label.is_empty() {
+        s.label = label_of(path);
+    }
+    s.paths.push(open);
+    s.holders.push(pid);
 }
 
 /// A link's text without `/memfd:` and ` (deleted)`.
